@@ -1,0 +1,169 @@
+package driver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// Driver is one node of an exporter's driver tree: the server side of one device interface.
+//
+// Life cycle: the registered constructor builds it with no side effects; the framework decodes the
+// node's `config:` mapping strictly into the exported, yaml-tagged fields of the value the
+// constructor returned; then Validate (if implemented), Open, Reset at the start and end of every
+// lease, and finally Close. Close must work even if Open failed or never ran.
+type Driver interface {
+	// Open acquires the resources the driver needs (ports, sockets, processes).
+	Open(ctx context.Context) error
+	// Reset brings the device back to its safe, inert state (power off, streams closed, mux off).
+	// It is called before a lease's first call and after the lease ends.
+	Reset(ctx context.Context) error
+	// Close releases everything Open acquired.
+	Close() error
+}
+
+// Validator is implemented by drivers whose config needs checks beyond field types. Return
+// FieldErrorf errors to point at the offending key in the config file.
+type Validator interface {
+	Validate() error
+}
+
+// Methoder is implemented by drivers that export methods. Composite-only drivers export none.
+type Methoder interface {
+	Methods() []Method
+}
+
+// Parent is implemented by drivers that build their own children (a QEMU board has power, console,
+// storage). Children listed in the config under `children:` are attached by the framework and are
+// not returned here.
+type Parent interface {
+	Children() []Child
+}
+
+// Child is a built-in child of a Parent driver.
+type Child struct {
+	Name   string
+	Type   string // registered type, for describe
+	Driver Driver
+}
+
+// Env is what a constructor receives: the driver's place in the tree and its logger.
+type Env struct {
+	Path string       // dotted driver path, "harness.power"
+	Log  *slog.Logger // already carries "driver"=Path
+	Dir  string       // directory of the config file, to resolve relative paths
+}
+
+// Constructor builds a driver value without side effects.
+type Constructor func(env Env) Driver
+
+// Info describes a registered driver type.
+type Info struct {
+	Type      string      // jsn type name, "power.Mock"
+	Interface string      // interface it implements, "jsn.power.v1"; "" for pure composites
+	Doc       string      // one line, shown by describe
+	New       Constructor // required
+	// Aliases are other names accepted in configs, e.g. Jumpstarter class names
+	// ("jumpstarter_driver_power.driver.MockPower").
+	Aliases []string
+}
+
+// Kind says how a method is invoked.
+type Kind string
+
+const (
+	KindCall         Kind = "call"          // one request, one reply
+	KindServerStream Kind = "server-stream" // one request, many msgpack values, then end
+	KindByteStream   Kind = "byte-stream"   // one request opens a bidirectional byte stream
+)
+
+// Type names an argument or result type in describe. The CLI converts string arguments with it.
+type Type string
+
+const (
+	TypeNone     Type = ""         // no result
+	TypeString   Type = "string"   // Go string
+	TypeInt      Type = "int"      // int64
+	TypeFloat    Type = "float"    // float64
+	TypeBool     Type = "bool"     // bool
+	TypeBytes    Type = "bytes"    // []byte
+	TypeDuration Type = "duration" // time.Duration; on the wire int64 nanoseconds or a Go duration string
+	TypeAny      Type = "any"      // any msgpack value
+	// TypeOutput is a process-output item: map{"stream": "stdout"|"stderr", "data": bytes} or
+	// map{"exit_code": int}. The CLI writes such items raw to its own stdout/stderr and exits with
+	// exit_code.
+	TypeOutput Type = "output"
+	// TypeReading is a power reading: map{"voltage": float volts, "current": float amperes}.
+	TypeReading Type = "reading"
+)
+
+// Arg is one positional argument of a method.
+type Arg struct {
+	Name     string
+	Type     Type
+	Doc      string
+	Optional bool // trailing optional arguments may be omitted; absent ones are nil in Args
+}
+
+// Method is one exported operation. Exactly one of Call, Stream or Bytes is set, matching Kind.
+type Method struct {
+	Name    string
+	Doc     string
+	Kind    Kind
+	Args    []Arg
+	Returns Type // result of a call, or the type of each item of a server stream
+
+	Call   func(ctx context.Context, args Args) (any, error)
+	Stream func(ctx context.Context, args Args, send func(item any) error) error
+	Bytes  func(ctx context.Context, args Args, s Stream) error
+}
+
+// Stream is the exporter's end of a byte stream opened by a client.
+//
+// Read returns io.EOF once the client has half-closed its sending side (FIN) and every byte before
+// it has been read. CloseWrite sends FIN: the client reads EOF. Close ends the stream in both
+// directions (a reset if it was not finished cleanly). The context given to a Bytes handler is
+// cancelled when the stream is reset or the lease ends.
+type Stream interface {
+	io.Reader
+	io.Writer
+	CloseWrite() error
+	Close() error
+}
+
+// Args are a call's arguments, already checked against the method's Arg list and converted to the
+// Go types named by each Type. Accessors therefore do not fail; an absent optional argument yields
+// the zero value.
+type Args []any
+
+func (a Args) value(i int) any {
+	if i < 0 || i >= len(a) {
+		return nil
+	}
+	return a[i]
+}
+
+// Has reports whether optional argument i was given.
+func (a Args) Has(i int) bool { return a.value(i) != nil }
+
+// String returns argument i of type string.
+func (a Args) String(i int) string { s, _ := a.value(i).(string); return s }
+
+// Int returns argument i of type int.
+func (a Args) Int(i int) int64 { n, _ := a.value(i).(int64); return n }
+
+// Float returns argument i of type float.
+func (a Args) Float(i int) float64 { f, _ := a.value(i).(float64); return f }
+
+// Bool returns argument i of type bool.
+func (a Args) Bool(i int) bool { b, _ := a.value(i).(bool); return b }
+
+// Bytes returns argument i of type bytes.
+func (a Args) Bytes(i int) []byte { b, _ := a.value(i).([]byte); return b }
+
+// Duration returns argument i of type duration.
+func (a Args) Duration(i int) time.Duration { d, _ := a.value(i).(time.Duration); return d }
+
+// Any returns argument i as decoded from msgpack.
+func (a Args) Any(i int) any { return a.value(i) }
