@@ -1,0 +1,98 @@
+package cmdutil
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"jsn.dev/jsn/client"
+)
+
+// Factory carries what every command needs: I/O streams, the environment and the connection
+// flags. Tests build one with their own streams and Getenv.
+type Factory struct {
+	In     io.Reader
+	Out    io.Writer
+	ErrOut io.Writer
+
+	// Getenv looks up an environment variable; os.Getenv by default.
+	Getenv func(key string) string
+
+	// Connection flags, bound by AddConnectionFlags; empty means "use the environment".
+	Host         string
+	ExporterName string
+	Lease        string
+}
+
+// New returns a Factory on the process's standard streams and environment.
+func New() *Factory {
+	return &Factory{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Getenv: os.Getenv}
+}
+
+// AddConnectionFlags binds --host, --exporter and --lease as persistent flags of cmd.
+func (f *Factory) AddConnectionFlags(cmd *cobra.Command) {
+	fl := cmd.PersistentFlags()
+	fl.StringVar(&f.Host, "host", "", "bus address (default $"+client.EnvHost+")")
+	fl.StringVar(&f.ExporterName, "exporter", "", "exporter name (default $"+client.EnvExporter+")")
+	fl.StringVar(&f.Lease, "lease", "", "lease id (default $"+client.EnvLease+")")
+}
+
+// IsTerminal reports whether s is a character device (a terminal).
+func IsTerminal(s any) bool {
+	file, ok := s.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := file.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// IsTerminal reports whether the Factory's stdout is a terminal.
+func (f *Factory) IsTerminal() bool { return IsTerminal(f.Out) }
+
+func (f *Factory) getenv(key string) string {
+	if f.Getenv == nil {
+		return os.Getenv(key)
+	}
+	return f.Getenv(key)
+}
+
+// Options returns the client options from the flags, falling back to the environment. Outside a
+// session the error wraps client.ErrNoSession.
+func (f *Factory) Options() (client.Options, error) {
+	o := client.Options{
+		Host:     firstNonEmpty(f.Host, f.getenv(client.EnvHost)),
+		Exporter: firstNonEmpty(f.ExporterName, f.getenv(client.EnvExporter)),
+		Lease:    firstNonEmpty(f.Lease, f.getenv(client.EnvLease)),
+		Name:     "cli",
+	}
+	if err := o.Validate(); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+// Exporter connects to the exporter named by the flags or the environment. The caller closes it.
+func (f *Factory) Exporter(ctx context.Context) (*client.Exporter, error) {
+	o, err := f.Options()
+	if err != nil {
+		return nil, err
+	}
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
+	}
+	return ex, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
