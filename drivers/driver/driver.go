@@ -67,6 +67,10 @@ type Info struct {
 	// Aliases are other names accepted in configs, e.g. Jumpstarter class names
 	// ("jumpstarter_driver_power.driver.MockPower").
 	Aliases []string
+	// Ref marks a proxy type such as Jumpstarter's jumpstarter_driver_composite.driver.Proxy: a
+	// node of this type takes `config: {ref: path}` and Build turns it into a ref node, exactly
+	// like a node written `ref: path`. New is never called for it and may be nil.
+	Ref bool
 }
 
 // Kind says how a method is invoked.
@@ -117,6 +121,8 @@ type Method struct {
 	Call   func(ctx context.Context, args Args) (any, error)
 	Stream func(ctx context.Context, args Args, send func(item any) error) error
 	Bytes  func(ctx context.Context, args Args, s Stream) error
+
+	path string // driver path, set on the copies held by a Tree's method tables, for errors
 }
 
 // Stream is the exporter's end of a byte stream opened by a client.

@@ -1,0 +1,552 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"reflect"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// BuildOptions configure Build.
+type BuildOptions struct {
+	Dir string       // directory of the config file, given to constructors in Env.Dir
+	Log *slog.Logger // parent of every driver's logger; nil discards
+}
+
+// Tree is an exporter's driver tree, built from the `export:` mapping of its config.
+//
+// Build constructs it without side effects; Open, Reset and Close drive the life cycle of every
+// real (non-ref) driver, including the built-in children of Parent drivers: the framework opens,
+// resets and closes those, a Parent must not do it itself.
+type Tree struct {
+	Roots []*Node
+
+	index map[string]*Node // by path; written by Build only
+	order []*Node          // real nodes, children before parents
+
+	mu     sync.Mutex     // guards the fields below and serialises Open, Reset and Close
+	opened bool           // Open was called
+	closed map[*Node]bool // drivers already closed
+	done   bool           // Close was called
+}
+
+// Node is one node of the tree. Exactly one of Driver and Target is set.
+type Node struct {
+	Name     string // key in its parent mapping
+	Path     string // dotted, "harness.power"
+	Info     Info   // registered type; Type is "ref" for `ref:` nodes
+	Driver   Driver // nil for ref nodes
+	Children []*Node
+	Target   *Node  // for ref nodes: the node it proxies (possibly another ref)
+	Doc      string // `description:` from the config, "" if none
+
+	methods map[string]*Method // by name; nil for ref nodes
+	listed  []*Method          // declaration order
+}
+
+// RefInfo is the Info of nodes written `ref: path`.
+var RefInfo = Info{Type: "ref", Doc: "proxy to another driver", Ref: true}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// nodeKeys are the keys allowed in a node mapping.
+var nodeKeys = []string{"type", "ref", "description", "config", "children"}
+
+type refConfig struct {
+	Ref string `yaml:"ref" jsn:"required"`
+}
+
+type pendingRef struct {
+	node   *Node
+	target string
+	pos    *yaml.Node
+	path   string // yaml path for errors
+}
+
+type builder struct {
+	c    *collector
+	d    *decoder
+	opts BuildOptions
+	refs []pendingRef
+}
+
+// Build constructs the driver tree described by export, the `export:` mapping of the config file
+// named file (used in error positions). For every node it constructs the driver, decodes its
+// config strictly, validates it, attaches built-in children of Parent drivers and config
+// children, and resolves refs. It has no side effects: nothing is opened.
+//
+// A node of a type whose Info.Ref is set (Jumpstarter's
+// jumpstarter_driver_composite.driver.Proxy) is turned into a ref node from its `config: {ref:
+// path}`, exactly like `ref: path`.
+//
+// Every problem in the file is reported at once, as ConfigErrors. A nil export builds an empty
+// tree.
+func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c := &collector{file: file}
+	b := &builder{c: c, d: &decoder{c: c}, opts: opts}
+	t := &Tree{index: map[string]*Node{}, closed: map[*Node]bool{}}
+	export = resolveAlias(export)
+	switch {
+	case isNull(export):
+	case export.Kind != yaml.MappingNode:
+		c.add(export, "export", "want a mapping of driver names to nodes, got %s", describe(export))
+	default:
+		t.Roots = b.nodes(export, "", "export")
+	}
+	t.Walk(func(n *Node) { t.index[n.Path] = n })
+	b.resolveRefs(t)
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	var post func(ns []*Node)
+	post = func(ns []*Node) {
+		for _, n := range ns {
+			post(n.Children)
+			if n.Driver != nil {
+				t.order = append(t.order, n)
+			}
+		}
+	}
+	post(t.Roots)
+	return t, nil
+}
+
+func joinPath(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+// nodes builds the nodes of a mapping name → node.
+func (b *builder) nodes(m *yaml.Node, parent, ypath string) []*Node {
+	var out []*Node
+	keys, keyNodes, vals := b.d.pairs(m, ypath)
+	for i, name := range keys {
+		if !nameRE.MatchString(name) {
+			b.c.add(keyNodes[i], ypath, "invalid driver name %q: use letters, digits, - and _ (no dots)", name)
+			continue
+		}
+		if n := b.node(name, joinPath(parent, name), keyNodes[i], vals[i], ypath+"."+name); n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// node builds one node; key is its name's node (position), v its mapping.
+func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node {
+	v = resolveAlias(v)
+	if v == nil || v.Kind != yaml.MappingNode {
+		at := v
+		if isNull(v) {
+			at = key
+		}
+		b.c.add(at, ypath, "want a mapping with type or ref, got %s", describeOrNull(v))
+		return nil
+	}
+	fields := map[string]*yaml.Node{} // value nodes
+	keyAt := map[string]*yaml.Node{}
+	keys, keyNodes, vals := b.d.pairs(v, ypath)
+	for i, k := range keys {
+		if !contains(nodeKeys, k) {
+			b.c.add(keyNodes[i], ypath, "unknown field %q%s", k, suggest(k, nodeKeys))
+			continue
+		}
+		fields[k], keyAt[k] = vals[i], keyNodes[i]
+	}
+	n := &Node{Name: name, Path: path}
+	if d := fields["description"]; d != nil {
+		b.d.decode(d, reflect.ValueOf(&n.Doc).Elem(), ypath+".description")
+	}
+	var typ, ref string
+	if x := fields["type"]; x != nil {
+		b.d.decode(x, reflect.ValueOf(&typ).Elem(), ypath+".type")
+	}
+	if x := fields["ref"]; x != nil {
+		b.d.decode(x, reflect.ValueOf(&ref).Elem(), ypath+".ref")
+	}
+	hasType, hasRef := fields["type"] != nil, fields["ref"] != nil
+	switch {
+	case hasType && hasRef:
+		b.c.add(keyAt["ref"], ypath, "a node has either type or ref, not both")
+		return nil
+	case !hasType && !hasRef:
+		b.c.add(key, ypath, "missing \"type\" (or \"ref\")")
+		return nil
+	case hasRef:
+		if ref == "" {
+			b.c.add(fields["ref"], ypath+".ref", "empty ref")
+			return nil
+		}
+		n.Info = RefInfo
+		b.refOnly(fields, keyAt, ypath)
+		b.refs = append(b.refs, pendingRef{node: n, target: ref, pos: fields["ref"], path: ypath + ".ref"})
+		return n
+	}
+	if typ == "" {
+		b.c.add(fields["type"], ypath+".type", "empty type")
+		return nil
+	}
+	info, ok := Lookup(typ)
+	if !ok {
+		b.c.add(fields["type"], ypath+".type", "%s", unknownType(typ))
+		return nil
+	}
+	n.Info = info
+	cfg := fields["config"]
+	cfgPath := ypath + ".config"
+	if info.Ref {
+		var rc refConfig
+		before := len(b.c.errs)
+		b.d.decodeTop(cfg, key, reflect.ValueOf(&rc).Elem(), cfgPath)
+		if len(b.c.errs) > before {
+			return nil
+		}
+		if ch := keyAt["children"]; ch != nil {
+			b.c.add(ch, ypath, "a proxy node has no children")
+		}
+		at := findKey(cfg, "ref")
+		b.refs = append(b.refs, pendingRef{node: n, target: rc.Ref, pos: at, path: cfgPath + ".ref"})
+		return n
+	}
+	drv := info.New(Env{Path: path, Log: b.opts.Log.With("driver", path), Dir: b.opts.Dir})
+	if drv == nil {
+		b.c.add(key, ypath, "driver type %q: constructor returned nil", info.Type)
+		return nil
+	}
+	n.Driver = drv
+	b.configure(drv, cfg, key, cfgPath)
+	builtin := b.real(n, key, ypath)
+	if ch := fields["children"]; ch != nil {
+		ch = resolveAlias(ch)
+		switch {
+		case isNull(ch):
+		case ch.Kind != yaml.MappingNode:
+			b.c.add(ch, ypath+".children", "want a mapping of driver names to nodes, got %s", describe(ch))
+		default:
+			for _, c := range b.nodes(ch, path, ypath+".children") {
+				if builtin[c.Name] {
+					b.c.add(findKey(ch, c.Name), ypath+".children", "child %q clashes with a built-in child of %s", c.Name, info.Type)
+					continue
+				}
+				n.Children = append(n.Children, c)
+			}
+		}
+	}
+	return n
+}
+
+func describeOrNull(n *yaml.Node) string {
+	if isNull(n) {
+		return "nothing"
+	}
+	return describe(n)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// refOnly reports keys a ref node may not have.
+func (b *builder) refOnly(fields, keyAt map[string]*yaml.Node, ypath string) {
+	for _, k := range []string{"config", "children"} {
+		if keyAt[k] != nil {
+			b.c.add(keyAt[k], ypath, "a ref node has no %s", k)
+		}
+	}
+}
+
+func unknownType(typ string) string {
+	if strings.HasPrefix(typ, "jumpstarter_") || strings.Contains(typ, ".driver.") {
+		known := Aliases("jumpstarter_")
+		list := strings.Join(known, ", ")
+		if list == "" {
+			list = "none"
+		}
+		return fmt.Sprintf("jumpstarter class %q has no jsn equivalent; known: %s", typ, list)
+	}
+	var jsn []string
+	for _, info := range Registered() {
+		jsn = append(jsn, info.Type)
+	}
+	return fmt.Sprintf("unknown driver type %q%s", typ, suggest(typ, jsn))
+}
+
+// configure decodes cfg into drv and validates it.
+func (b *builder) configure(drv Driver, cfg, key *yaml.Node, cfgPath string) {
+	before := len(b.c.errs)
+	v := reflect.ValueOf(drv)
+	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Struct {
+		b.d.decodeTop(cfg, key, v.Elem(), cfgPath)
+	} else if c := resolveAlias(cfg); !isNull(c) && !(c.Kind == yaml.MappingNode && len(c.Content) == 0) {
+		b.c.add(cfg, cfgPath, "this driver takes no config")
+	}
+	if len(b.c.errs) > before {
+		return // do not validate a half-decoded config
+	}
+	if val, ok := drv.(Validator); ok {
+		if err := val.Validate(); err != nil {
+			pos := cfg
+			if pos == nil {
+				pos = key
+			}
+			b.c.reportValidate(err, cfg, pos, cfgPath)
+		}
+	}
+}
+
+// real fills the method table of a real node and attaches built-in children (recursively). It
+// returns the built-in children's names.
+func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
+	n.methods = map[string]*Method{}
+	if m, ok := n.Driver.(Methoder); ok {
+		for _, meth := range m.Methods() {
+			meth.path = n.Path
+			if msg := checkMethod(&meth); msg != "" {
+				b.c.add(key, ypath, "driver type %s: method %q: %s", n.Info.Type, meth.Name, msg)
+				continue
+			}
+			if n.methods[meth.Name] != nil {
+				b.c.add(key, ypath, "driver type %s: method %q declared twice", n.Info.Type, meth.Name)
+				continue
+			}
+			mp := &meth
+			n.methods[meth.Name] = mp
+			n.listed = append(n.listed, mp)
+		}
+	}
+	names := map[string]bool{}
+	p, ok := n.Driver.(Parent)
+	if !ok {
+		return names
+	}
+	for _, ch := range p.Children() {
+		if !nameRE.MatchString(ch.Name) || names[ch.Name] || ch.Driver == nil {
+			b.c.add(key, ypath, "driver type %s: invalid built-in child %q", n.Info.Type, ch.Name)
+			continue
+		}
+		names[ch.Name] = true
+		info, ok := Lookup(ch.Type)
+		if !ok {
+			info = Info{Type: ch.Type}
+		}
+		c := &Node{Name: ch.Name, Path: n.Path + "." + ch.Name, Info: info, Driver: ch.Driver}
+		b.real(c, key, ypath)
+		n.Children = append(n.Children, c)
+	}
+	return names
+}
+
+func checkMethod(m *Method) string {
+	if !nameRE.MatchString(m.Name) {
+		return "invalid method name"
+	}
+	set := 0
+	for _, f := range []bool{m.Call != nil, m.Stream != nil, m.Bytes != nil} {
+		if f {
+			set++
+		}
+	}
+	ok := set == 1 && (m.Kind == KindCall && m.Call != nil ||
+		m.Kind == KindServerStream && m.Stream != nil ||
+		m.Kind == KindByteStream && m.Bytes != nil)
+	if !ok {
+		return fmt.Sprintf("kind %q needs exactly its own handler (Call, Stream or Bytes)", m.Kind)
+	}
+	optional := false
+	for _, a := range m.Args {
+		if a.Optional {
+			optional = true
+		} else if optional {
+			return fmt.Sprintf("required argument %q after an optional one", a.Name)
+		}
+	}
+	return ""
+}
+
+// resolveRefs sets Target on ref nodes and reports unknown targets and cycles.
+func (b *builder) resolveRefs(t *Tree) {
+	var paths []string
+	for p := range t.index {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, r := range b.refs {
+		target := t.index[r.target]
+		if target == nil {
+			b.c.add(r.pos, r.path, "ref to unknown driver %q%s", r.target, suggest(r.target, paths))
+			continue
+		}
+		r.node.Target = target
+	}
+	inCycle := map[*Node]bool{}
+	for _, r := range b.refs {
+		if inCycle[r.node] {
+			continue
+		}
+		chain := []*Node{r.node}
+		seen := map[*Node]int{r.node: 0}
+		for n := r.node.Target; n != nil && n.Info.Ref; n = n.Target {
+			if i, ok := seen[n]; ok {
+				if i == 0 { // report a cycle once, from its first ref in the file
+					var names []string
+					for _, c := range append(chain, n) {
+						names = append(names, c.Path)
+						inCycle[c] = true
+					}
+					b.c.add(r.pos, r.path, "ref cycle: %s", strings.Join(names, " -> "))
+				}
+				break
+			}
+			seen[n] = len(chain)
+			chain = append(chain, n)
+		}
+	}
+}
+
+// Find returns the node at the dotted path, or nil.
+func (t *Tree) Find(path string) *Node { return t.index[path] }
+
+// Walk calls fn for every node, depth first, parents before children.
+func (t *Tree) Walk(fn func(*Node)) {
+	var walk func(ns []*Node)
+	walk = func(ns []*Node) {
+		for _, n := range ns {
+			fn(n)
+			walk(n.Children)
+		}
+	}
+	walk(t.Roots)
+}
+
+// Resolve follows Target to the real node (n itself if it is not a ref).
+func (n *Node) Resolve() *Node {
+	for i := 0; n.Target != nil && i < 1000; i++ {
+		n = n.Target
+	}
+	return n
+}
+
+// Method returns the named method of the resolved node's driver, or nil.
+func (n *Node) Method(name string) *Method {
+	return n.Resolve().methods[name]
+}
+
+// MethodNames returns the names of the resolved node's methods, sorted.
+func (n *Node) MethodNames() []string {
+	r := n.Resolve()
+	out := make([]string, 0, len(r.listed))
+	for _, m := range r.listed {
+		out = append(out, m.Name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Describe returns the description of every node. A ref node has Type "ref", Ref set to its
+// target's path, and the interface and methods of the node it resolves to, so that clients can
+// call through it.
+func (t *Tree) Describe() []*NodeDesc {
+	var desc func(ns []*Node) []*NodeDesc
+	desc = func(ns []*Node) []*NodeDesc {
+		var out []*NodeDesc
+		for _, n := range ns {
+			r := n.Resolve()
+			d := &NodeDesc{Name: n.Name, Path: n.Path, Type: n.Info.Type, Interface: r.Info.Interface, Doc: n.Doc}
+			if d.Doc == "" && n.Target == nil {
+				d.Doc = n.Info.Doc
+			}
+			if n.Target != nil {
+				d.Type, d.Ref = "ref", n.Target.Path
+			}
+			for _, m := range r.listed {
+				md := &MethodDesc{Name: m.Name, Doc: m.Doc, Kind: m.Kind, Returns: m.Returns}
+				for _, a := range m.Args {
+					md.Args = append(md.Args, &ArgDesc{Name: a.Name, Type: a.Type, Doc: a.Doc, Optional: a.Optional})
+				}
+				d.Methods = append(d.Methods, md)
+			}
+			d.Children = desc(n.Children)
+			out = append(out, d)
+		}
+		return out
+	}
+	return desc(t.Roots)
+}
+
+// Open opens every real driver, children before their parents; ref nodes are skipped (their
+// target is opened once). On the first failure it closes the drivers opened so far and the one
+// that failed, and returns "open export.<path>: <err>". Open may be called once.
+func (t *Tree) Open(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.opened || t.done {
+		return errors.New("open driver tree: already opened or closed")
+	}
+	t.opened = true
+	for i, n := range t.order {
+		if err := n.Driver.Open(ctx); err != nil {
+			errs := []error{fmt.Errorf("open export.%s: %w", n.Path, err)}
+			errs = append(errs, t.closeLocked(t.order[:i+1])...)
+			return errors.Join(errs...)
+		}
+	}
+	return nil
+}
+
+// Reset resets every real driver that is not closed, children before their parents. A failing
+// driver does not stop the others; the errors are joined, each "reset export.<path>: <err>".
+func (t *Tree) Reset(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for _, n := range t.order {
+		if t.closed[n] {
+			continue
+		}
+		if err := n.Driver.Reset(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("reset export.%s: %w", n.Path, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes every real driver exactly once, children before their parents, and joins the
+// errors. It is safe to call twice, before Open and after a failed Open.
+func (t *Tree) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.done = true
+	return errors.Join(t.closeLocked(t.order)...)
+}
+
+func (t *Tree) closeLocked(nodes []*Node) []error {
+	var errs []error
+	for _, n := range nodes {
+		if t.closed[n] {
+			continue
+		}
+		t.closed[n] = true
+		if err := n.Driver.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close export.%s: %w", n.Path, err))
+		}
+	}
+	return errs
+}
