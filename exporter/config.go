@@ -1,10 +1,22 @@
 package exporter
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
 	"go.yaml.in/yaml/v3"
+	"jsn.dev/jsn/drivers/driver"
 )
 
-// APIVersion values accepted in an exporter config.
+// APIVersion values accepted in an exporter config, and its kind.
 const (
 	APIVersion            = "jsn.dev/v1alpha1"
 	JumpstarterAPIVersion = "jumpstarter.dev/v1alpha1"
@@ -13,8 +25,9 @@ const (
 
 // Metadata names an exporter.
 type Metadata struct {
-	// Name is used in NATS subjects: [a-z0-9][a-z0-9-_]*. When absent it defaults to the config
-	// file's base name without extension, sanitized.
+	// Name is used in NATS subjects: [a-z0-9][a-z0-9-_]*. When the file has none it defaults to
+	// the file's base name without extension, lower-cased, with every other character replaced
+	// by "-" ("Lab Bench.yaml" → "lab-bench"), or "exporter" if nothing is left.
 	Name      string
 	Namespace string
 	Labels    map[string]string
@@ -31,4 +44,250 @@ type Config struct {
 	Hooks      *yaml.Node // lease hooks; kept for a later decoder
 	File       string     // path the config was loaded from (for error positions)
 	Dir        string     // directory of File, for relative paths in driver configs
+}
+
+// rawConfig is the file's shape, decoded strictly.
+type rawConfig struct {
+	APIVersion string      `yaml:"apiVersion" jsn:"required"`
+	Kind       string      `yaml:"kind" jsn:"required"`
+	Metadata   rawMetadata `yaml:"metadata"`
+	Endpoint   string      `yaml:"endpoint"`
+	Token      string      `yaml:"token"`
+	Export     *yaml.Node  `yaml:"export"`
+	Hooks      *yaml.Node  `yaml:"hooks"`
+
+	// Jumpstarter keys jsn accepts in jumpstarter.dev files and ignores.
+	TLS         *jumpstarterTLS `yaml:"tls"`
+	GRPCOptions *yaml.Node      `yaml:"grpcOptions"`
+	GRPCConfig  *yaml.Node      `yaml:"grpcConfig"`
+	Description string          `yaml:"description"`
+}
+
+type rawMetadata struct {
+	Name      string            `yaml:"name"`
+	Namespace string            `yaml:"namespace"`
+	Labels    map[string]string `yaml:"labels"`
+}
+
+type jumpstarterTLS struct {
+	CA       string `yaml:"ca"`
+	Insecure bool   `yaml:"insecure"`
+}
+
+// jumpstarterOnly are the top-level keys accepted only in jumpstarter.dev files.
+var jumpstarterOnly = []string{"tls", "grpcOptions", "grpcConfig", "description"}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+
+// LoadConfig reads and parses the exporter config file at path. Config errors are
+// driver.ConfigErrors.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig parses the exporter config data read from file (used in error positions and to
+// set File, Dir and the default name). All problems are reported together as
+// driver.ConfigErrors. The export tree is not built; see Build and Load.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	cfg, errs := parse(file, data)
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+// Build builds the driver tree of the config's export mapping (no side effects).
+func (c *Config) Build(log *slog.Logger) (*driver.Tree, error) {
+	return driver.Build(c.File, c.Export, driver.BuildOptions{Dir: c.Dir, Log: log})
+}
+
+// Load loads the config file at path and builds its driver tree, reporting the problems of both
+// steps together (as driver.ConfigErrors) when the file could be parsed far enough.
+func Load(path string, log *slog.Logger) (*Config, *driver.Tree, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load config: %w", err)
+	}
+	cfg, errs := parse(path, data)
+	if cfg == nil {
+		errs.Sort()
+		return nil, nil, errs
+	}
+	tree, err := cfg.Build(log)
+	var berrs driver.ConfigErrors
+	if errors.As(err, &berrs) {
+		errs = append(errs, berrs...)
+	} else if err != nil {
+		return nil, nil, err
+	}
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, nil, errs
+	}
+	return cfg, tree, nil
+}
+
+// parse returns the config and every problem found; cfg is nil when the file could not be read
+// as one YAML mapping.
+func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
+	var errs driver.ConfigErrors
+	add := func(n *yaml.Node, path, format string, args ...any) {
+		e := driver.ConfigError{File: file, Path: path, Msg: fmt.Sprintf(format, args...)}
+		if n != nil {
+			e.Line, e.Col = n.Line, n.Column
+		}
+		errs = append(errs, e)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			add(nil, "", "empty config")
+			return nil, errs
+		}
+		return nil, append(errs, yamlError(file, data, err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		add(&extra, "", "multiple YAML documents; an exporter config is one document")
+	} else if !errors.Is(err, io.EOF) {
+		errs = append(errs, yamlError(file, data, err))
+	}
+	var root *yaml.Node
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		root = doc.Content[0]
+	}
+	if root == nil || root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		add(nil, "", "empty config")
+		return nil, errs
+	}
+	if root.Kind != yaml.MappingNode {
+		add(root, "", "want a mapping (apiVersion, kind, metadata, export…)")
+		return nil, errs
+	}
+
+	var raw rawConfig
+	var derrs driver.ConfigErrors
+	if err := driver.DecodeConfig(file, root, "", &raw); errors.As(err, &derrs) {
+		errs = append(errs, derrs...)
+	}
+	switch raw.APIVersion {
+	case APIVersion, JumpstarterAPIVersion, "":
+	default:
+		add(value(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q or %q", raw.APIVersion, APIVersion, JumpstarterAPIVersion)
+	}
+	if raw.APIVersion != JumpstarterAPIVersion {
+		for _, k := range jumpstarterOnly {
+			if n := key(root, k); n != nil {
+				add(n, "", "field %q is only accepted in %s files", k, JumpstarterAPIVersion)
+			}
+		}
+	}
+	if raw.Kind != "" && raw.Kind != Kind {
+		add(value(root, "kind"), "kind", "kind is %q; want %q", raw.Kind, Kind)
+	}
+	name := raw.Metadata.Name
+	if name == "" {
+		name = DefaultName(file)
+	} else if !nameRE.MatchString(name) {
+		add(value(value(root, "metadata"), "name"), "metadata.name",
+			"invalid exporter name %q: use lower-case letters, digits, - and _, starting with a letter or digit", name)
+	}
+	for k, v := range raw.Metadata.Labels {
+		if k == "" || strings.ContainsAny(k, "\n\x00") || strings.ContainsAny(v, "\n\x00") {
+			add(value(value(root, "metadata"), "labels"), "metadata.labels", "invalid label %q", k)
+		}
+	}
+	dir := filepath.Dir(file)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	cfg := &Config{
+		APIVersion: raw.APIVersion,
+		Kind:       raw.Kind,
+		Metadata:   Metadata{Name: name, Namespace: raw.Metadata.Namespace, Labels: raw.Metadata.Labels},
+		Endpoint:   raw.Endpoint,
+		Token:      raw.Token,
+		Export:     raw.Export,
+		Hooks:      raw.Hooks,
+		File:       file,
+		Dir:        dir,
+	}
+	return cfg, errs
+}
+
+// DefaultName derives an exporter name from a config file name: the base name without
+// extension, lower-cased, every character outside [a-z0-9_-] replaced by "-", leading "-" and
+// "_" removed; "exporter" if nothing is left.
+func DefaultName(file string) string {
+	base := filepath.Base(file)
+	base = strings.TrimSuffix(base, filepath.Ext(base))
+	var b strings.Builder
+	for _, r := range strings.ToLower(base) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	name := strings.TrimLeft(b.String(), "-_")
+	if name == "" || !nameRE.MatchString(name) {
+		return "exporter"
+	}
+	return name
+}
+
+// key returns the key node of k in mapping m, or nil.
+func key(m *yaml.Node, k string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == k {
+			return m.Content[i]
+		}
+	}
+	return nil
+}
+
+// value returns the value node of k in mapping m, or m itself (for a position) if absent.
+func value(m *yaml.Node, k string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return m
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == k {
+			return m.Content[i+1]
+		}
+	}
+	return m
+}
+
+var (
+	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+	yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+)
+
+// yamlError turns a yaml.v3 syntax error into a ConfigError with its line. yaml.v3 leaves the
+// line out for problems on the first line, and for unknown anchors, which are found in data.
+func yamlError(file string, data []byte, err error) driver.ConfigError {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return driver.ConfigError{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	if m := yamlAnchorRE.FindStringSubmatch(err.Error()); m != nil {
+		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
+			line := bytes.Count(data[:i], []byte("\n")) + 1
+			col := i - bytes.LastIndexByte(data[:i], '\n')
+			return driver.ConfigError{File: file, Line: line, Col: col, Msg: "invalid YAML: " + msg}
+		}
+	}
+	return driver.ConfigError{File: file, Line: 1, Msg: "invalid YAML: " + msg}
 }

@@ -479,7 +479,7 @@ func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path string) {
 	keys, _, vals := d.pairs(n, path)
 	for i, k := range keys {
 		e := reflect.New(t.Elem()).Elem()
-		d.decode(vals[i], e, path+"."+k)
+		d.decode(vals[i], e, joinPath(path, k))
 		v.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), e)
 	}
 }
@@ -501,7 +501,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, path string) {
 		if !isNull(resolveAlias(vals[i])) {
 			set[k] = true
 		}
-		d.decode(vals[i], fieldByIndex(v, f.index), path+"."+k)
+		d.decode(vals[i], fieldByIndex(v, f.index), joinPath(path, k))
 	}
 	d.checkRequired(n, v.Type(), set, path)
 }
@@ -654,7 +654,7 @@ func (c *collector) reportValidate(err error, cfg, pos *yaml.Node, path string) 
 			if at == nil {
 				at = pos
 			}
-			c.add(at, path+"."+fe.Field, "%v", fe.Err)
+			c.add(at, joinPath(path, fe.Field), "%v", fe.Err)
 			continue
 		}
 		c.add(pos, path, "%v", e)
