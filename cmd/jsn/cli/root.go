@@ -1,0 +1,145 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/cmdutil"
+	"jsn.dev/jsn/drivers/driver"
+
+	_ "jsn.dev/jsn/drivers/all" // every driver and its CLI verbs
+)
+
+// Exit codes; see the package documentation.
+const (
+	exitOK         = 0
+	exitError      = 1
+	exitUsage      = 2
+	exitNotFound   = 3
+	exitInvalidArg = 4
+	exitPermission = 5
+)
+
+const rootLong = `jsn drives lab hardware (power switches, serial consoles, network ports) over a NATS bus.
+
+Start a local lab session from an exporter config, then call its drivers from inside it:
+
+  jsn shell -c examples/local.yaml
+  jsn describe
+  jsn power on
+  jsn call shell.build_info
+
+Exit codes:
+  0  success
+  1  device or other error (internal, unavailable, failed precondition, deadline exceeded,
+     unimplemented)
+  2  usage error: bad flags or arguments, no session, a bad config file
+  3  not found: no such driver, method or exporter
+  4  invalid argument: wrong argument count or type
+  5  permission denied
+  N  for methods that run a command, that command's own exit code; for jsn shell, the
+     child's exit code (128+signal if it was killed)`
+
+// Main runs jsn with os.Args and returns the exit code.
+func Main() int {
+	return Run(context.Background(), cmdutil.New(), os.Args[1:])
+}
+
+// Run runs jsn with args on f's streams and returns the exit code. Errors are printed to
+// f.ErrOut as `jsn: <message>`.
+func Run(ctx context.Context, f *cmdutil.Factory, args []string) int {
+	root := NewRootCmd(f)
+	root.SetArgs(args)
+	cmd, err := root.ExecuteContextC(ctx)
+	code := ExitCode(err)
+	if err != nil {
+		var ee *cmdutil.ExitError
+		if !errors.As(err, &ee) || ee.Message != "" {
+			fmt.Fprintf(f.ErrOut, "jsn: %s\n", err)
+		}
+		if isCobraUsage(err) {
+			fmt.Fprintf(f.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+	}
+	return code
+}
+
+// NewRootCmd builds the whole command tree on f.
+func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "jsn <command>",
+		Short:         "Drive lab hardware over NATS",
+		Long:          rootLong,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version(),
+		Args:          cmdutil.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cmd.Help()
+		},
+	}
+	root.SetIn(f.In)
+	root.SetOut(f.Out)
+	root.SetErr(f.ErrOut)
+	root.SetVersionTemplate("jsn {{.Version}}\n")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &cmdutil.UsageError{Err: err, ShowHelp: true}
+	})
+	f.AddConnectionFlags(root)
+
+	root.AddCommand(
+		newShellCmd(f),
+		newCallCmd(f),
+		newDescribeCmd(f),
+		newForwardCmd(f),
+		newVersionCmd(f),
+	)
+	root.AddCommand(cmdutil.Groups(f)...)
+	return root
+}
+
+// ExitCode maps an error returned by a command to jsn's exit code.
+func ExitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ee *cmdutil.ExitError
+	if errors.As(err, &ee) {
+		return ee.Code
+	}
+	var ce driver.ConfigErrors
+	if cmdutil.IsUsage(err) || errors.As(err, &ce) || isCobraUsage(err) {
+		return exitUsage
+	}
+	switch {
+	case errors.Is(err, client.ErrNotFound):
+		return exitNotFound
+	case errors.Is(err, client.ErrInvalidArgument):
+		return exitInvalidArg
+	case errors.Is(err, client.ErrPermissionDenied):
+		return exitPermission
+	}
+	return exitError
+}
+
+// isCobraUsage recognises errors in the command line itself: bad flags or argument counts, an
+// unknown command. The user is pointed to --help for those.
+func isCobraUsage(err error) bool {
+	var u *cmdutil.UsageError
+	if errors.As(err, &u) {
+		return u.ShowHelp
+	}
+	s := err.Error()
+	for _, p := range []string{"unknown command ", "unknown flag: ", "unknown shorthand flag: ", "required flag(s) "} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}

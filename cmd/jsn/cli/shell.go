@@ -1,0 +1,276 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/cmdutil"
+	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/exporter"
+)
+
+type shellOptions struct {
+	f       *cmdutil.Factory
+	Config  string   // exporter config file
+	Verbose bool     // exporter info logs to stderr
+	Command []string // command to run; empty = $SHELL, interactively
+}
+
+func newShellCmd(f *cmdutil.Factory) *cobra.Command {
+	opts := &shellOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "shell -c FILE [-- COMMAND [ARG...]]",
+		Short: "Run a local lab session: an exporter and a shell attached to it",
+		Long: `Start a local lab session from an exporter config: the drivers, an embedded bus reachable
+only through a Unix socket in a private directory, and a lease. Then run $SHELL (or
+/bin/sh), or COMMAND, with JSN_HOST, JSN_EXPORTER and JSN_LEASE set and this jsn first
+on PATH, so jsn commands inside it reach the session. The session ends, and every driver
+is reset and closed, when the shell or COMMAND exits; jsn exits with its exit code
+(128+signal if it was killed).
+
+Exporter logs go to exporter.log in the session directory; warnings also go to stderr,
+and with -v informational messages too.`,
+		Example: `  # an interactive session with the example lab (no hardware needed)
+  $ jsn shell -c examples/local.yaml
+  jsn: lab "demo" attached (power, network, shell); exit to release
+  $ jsn power on
+
+  # one command, non-interactively; its exit code is jsn's
+  $ jsn shell -c examples/local.yaml -- jsn call power.status
+  off
+  $ jsn shell -c lab.yaml -- sh -c 'jsn power on && ./run-tests.sh'`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Command = args
+			return runShell(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().SetInterspersed(false) // `jsn shell -c x.yaml ls -l` runs `ls -l`
+	cmd.Flags().StringVarP(&opts.Config, "config", "c", "", "exporter config file (required)")
+	cmd.Flags().BoolVarP(&opts.Verbose, "verbose", "v", false, "also print the exporter's info logs on stderr")
+	_ = cmd.MarkFlagRequired("config")
+	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
+	return cmd
+}
+
+func runShell(ctx context.Context, opts *shellOptions) (err error) {
+	cfg, err := exporter.LoadConfig(opts.Config)
+	if err != nil {
+		return &cmdutil.UsageError{Err: err}
+	}
+	dir, err := os.MkdirTemp("", "jsn-") // 0700
+	if err != nil {
+		return fmt.Errorf("create session directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	logFile, err := os.OpenFile(filepath.Join(dir, "exporter.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("create exporter log: %w", err)
+	}
+	defer logFile.Close()
+
+	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{Log: sessionLogger(logFile, opts.f.ErrOut, opts.Verbose), Dir: dir})
+	if err != nil {
+		var ce driver.ConfigErrors
+		if errors.As(err, &ce) {
+			return err // file:line:col lines, printed as they are
+		}
+		return fmt.Errorf("start session: %w", err)
+	}
+	defer func() {
+		if cerr := l.Close(); cerr != nil {
+			cerr = fmt.Errorf("close session: %w", cerr)
+			var ee *cmdutil.ExitError
+			if err == nil {
+				err = cerr
+			} else if errors.As(err, &ee) {
+				fmt.Fprintf(opts.f.ErrOut, "jsn: %s\n", cerr) // keep the child's exit code
+			}
+		}
+	}()
+
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o700); err != nil {
+		return fmt.Errorf("create session bin: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find jsn executable: %w", err)
+	}
+	if err := os.Symlink(exe, filepath.Join(bin, "jsn")); err != nil {
+		return fmt.Errorf("link jsn into session: %w", err)
+	}
+	path := bin + string(os.PathListSeparator) + os.Getenv("PATH")
+	env := sessionEnv(os.Environ(), map[string]string{
+		client.EnvHost:     l.URL,
+		client.EnvExporter: l.Exporter,
+		client.EnvLease:    l.Lease,
+		"PATH":             path,
+	})
+
+	argv := opts.Command
+	if len(argv) == 0 {
+		sh := os.Getenv("SHELL")
+		if sh == "" {
+			sh = "/bin/sh"
+		}
+		argv = []string{sh}
+		fmt.Fprintf(opts.f.ErrOut, "jsn: lab %q attached (%s); exit to release\n", l.Exporter, strings.Join(topLevelNames(cfg), ", "))
+	}
+	return runChild(opts.f, argv, env, path)
+}
+
+// sessionLogger logs everything to the session's log file, and warnings (info with verbose) to
+// stderr without timestamps.
+func sessionLogger(file, stderr io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	toFile := slog.NewTextHandler(file, &slog.HandlerOptions{Level: slog.LevelDebug})
+	toErr := slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		}})
+	return slog.New(slog.NewMultiHandler(toFile, toErr))
+}
+
+// sessionEnv returns base with the keys of set replaced.
+func sessionEnv(base []string, set map[string]string) []string {
+	out := make([]string, 0, len(base)+len(set))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := set[k]; !ok {
+			out = append(out, kv)
+		}
+	}
+	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, "PATH"} {
+		if v, ok := set[k]; ok {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+// topLevelNames lists the names of the export tree's roots, in file order.
+func topLevelNames(cfg *exporter.Config) []string {
+	var out []string
+	if n := cfg.Export; n != nil {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			out = append(out, n.Content[i].Value)
+		}
+	}
+	return out
+}
+
+// runChild runs argv with env and the Factory's streams, forwarding SIGINT, SIGTERM, SIGHUP and
+// SIGQUIT to it, and turns its exit status into an ExitError.
+func runChild(f *cmdutil.Factory, argv, env []string, path string) error {
+	prog, err := lookPath(argv[0], path)
+	if err != nil {
+		return &cmdutil.ExitError{Code: 127, Message: err.Error()}
+	}
+	cmd := exec.Command(prog, argv[1:]...)
+	cmd.Args[0] = argv[0]
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = f.In, f.Out, f.ErrOut
+
+	// When jsn runs in the foreground of a terminal, the terminal already sends Ctrl-C and Ctrl-\
+	// to the child (same process group): forwarding them would deliver them twice.
+	fromTTY := inForegroundOf(f.In)
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+
+	if err := cmd.Start(); err != nil {
+		return &cmdutil.ExitError{Code: 126, Message: fmt.Sprintf("run %s: %v", argv[0], err)}
+	}
+	done := make(chan struct{})
+	forwarded := make(chan struct{})
+	go func() {
+		defer close(forwarded)
+		for {
+			select {
+			case <-done:
+				return
+			case s := <-sigs:
+				if fromTTY && (s == syscall.SIGINT || s == syscall.SIGQUIT) {
+					continue
+				}
+				_ = cmd.Process.Signal(s)
+			}
+		}
+	}()
+	err = cmd.Wait()
+	close(done)
+	<-forwarded
+	if err == nil {
+		return nil
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return fmt.Errorf("run %s: %w", argv[0], err)
+	}
+	code := ee.ExitCode()
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		code = 128 + int(ws.Signal())
+	}
+	return &cmdutil.ExitError{Code: code}
+}
+
+// lookPath finds name like a shell would, on the session's PATH rather than jsn's own.
+func lookPath(name, path string) (string, error) {
+	if strings.Contains(name, "/") {
+		if err := executable(name); err != nil {
+			return "", fmt.Errorf("%s: %w", name, err)
+		}
+		return name, nil
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: command not found", name)
+}
+
+func executable(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return errors.New("not an executable file")
+	}
+	return nil
+}
+
+// inForegroundOf reports whether in is a terminal whose foreground process group is jsn's.
+func inForegroundOf(in io.Reader) bool {
+	file, ok := in.(*os.File)
+	if !ok || !cmdutil.IsTerminal(file) {
+		return false
+	}
+	pgrp, err := unix.IoctlGetInt(int(file.Fd()), unix.TIOCGPGRP)
+	return err == nil && pgrp == unix.Getpgrp()
+}

@@ -1,0 +1,8 @@
+package all
+
+import (
+	_ "jsn.dev/jsn/drivers/composite" // composite, Jumpstarter Composite/Proxy
+	_ "jsn.dev/jsn/drivers/network"   // network.TCP; jsn forward
+	_ "jsn.dev/jsn/drivers/power"     // power.Mock; jsn power
+	// _ "jsn.dev/jsn/drivers/shell" // TMP
+)
