@@ -157,7 +157,10 @@ func newReadCmd(parent *cmdOptions) *cobra.Command {
 func runRead(ctx context.Context, opts *readOptions, c *Client) error {
 	err := c.Read(ctx, opts.Count, func(r Reading) error {
 		if opts.Format == cmdutil.FormatJSON {
-			b, err := json.Marshal(r.Map())
+			b, err := json.Marshal(struct {
+				Voltage float64 `json:"voltage"`
+				Current float64 `json:"current"`
+			}{float64(r.Voltage), float64(r.Current)})
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -112,11 +113,17 @@ func renderNodes(b *strings.Builder, indent string, ns []*driver.NodeDesc) {
 		if n.Ref != "" {
 			continue // its methods are the target's, shown there
 		}
+		sigs := make([]string, len(n.Methods))
+		width := 0
+		for j, m := range n.Methods {
+			sigs[j] = methodSignature(m)
+			width = max(width, utf8.RuneCountInString(sigs[j]))
+		}
 		for j, m := range n.Methods {
 			lastItem := j == len(n.Methods)-1 && len(n.Children) == 0
-			line := methodSignature(m)
+			line := sigs[j]
 			if m.Doc != "" {
-				line += "  " + m.Doc
+				line += strings.Repeat(" ", width-utf8.RuneCountInString(line)+2) + m.Doc
 			}
 			b.WriteString(child + branch(lastItem) + line + "\n")
 		}

@@ -46,7 +46,7 @@ func TestRenderTree(t *testing.T) {
 	got := renderTree(sampleDesc())
 	want := `demo  arch=arm64  board=virtual
 ├── power  power.Mock  jsn.power.v1  mock supply
-│   ├── on()  switch the power on
+│   ├── on()                           switch the power on
 │   ├── cycle([wait duration])
 │   ├── status() -> string
 │   └── read([count int]) => reading…
