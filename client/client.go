@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 
@@ -66,16 +67,24 @@ type ByteStream interface {
 
 // Client is a connection to a jsn bus.
 type Client struct {
-	conn any // *bus.Conn once bus has it
+	conn *bus.Conn
 }
 
-// Connect opens a connection to the bus at host (unix:///path or nats://host:port).
+// Connect opens a connection to the bus at host (unix:///path or nats://host:port). name
+// identifies the caller (it appears in the private inbox prefix); "" means "client".
 func Connect(ctx context.Context, host, name string) (*Client, error) {
-	return nil, errors.New("client: not implemented yet")
+	conn, err := bus.Connect(ctx, host, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn}, nil
 }
 
 // Close closes the connection; every stream on it is reset.
-func (c *Client) Close() error { return nil }
+func (c *Client) Close() error {
+	c.conn.Close()
+	return nil
+}
 
 // Exporter returns a handle on the named exporter presenting lease. No round trip.
 func (c *Client) Exporter(name, lease string) *Exporter {
@@ -84,7 +93,19 @@ func (c *Client) Exporter(name, lease string) *Exporter {
 
 // Dial connects with o and returns the exporter handle; closing it closes the connection.
 func Dial(ctx context.Context, o Options) (*Exporter, error) {
-	return nil, errors.New("client: not implemented yet")
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if err := bus.CheckName("exporter", o.Exporter); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
+	}
+	c, err := Connect(ctx, o.Host, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	e := c.Exporter(o.Exporter, o.Lease)
+	e.owned = true
+	return e, nil
 }
 
 // Exporter is a handle on one exporter.
@@ -98,12 +119,31 @@ type Exporter struct {
 // Name returns the exporter's name.
 func (e *Exporter) Name() string { return e.name }
 
+// Lease returns the lease id the handle presents.
+func (e *Exporter) Lease() string { return e.lease }
+
 // Close closes the connection if Dial made it.
-func (e *Exporter) Close() error { return nil }
+func (e *Exporter) Close() error {
+	if e.owned {
+		return e.c.Close()
+	}
+	return nil
+}
 
 // Describe fetches the driver tree.
 func (e *Exporter) Describe(ctx context.Context) (*driver.Description, error) {
-	return nil, errors.New("client: not implemented yet")
+	m, err := e.c.conn.Request(ctx, bus.DescribeSubject(e.name), nil, nil)
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			return nil, bus.Errorf(bus.Unavailable, "exporter %s is not answering (is it running, and is JSN_HOST right?): %v", e.name, err)
+		}
+		return nil, err
+	}
+	var d driver.Description
+	if err := bus.Unmarshal(m.Data, &d); err != nil {
+		return nil, fmt.Errorf("describe %s: %w", e.name, err)
+	}
+	return &d, nil
 }
 
 // Driver returns a handle on the driver at the dotted path. No round trip.
@@ -118,6 +158,24 @@ type Driver struct {
 // Path returns the driver's dotted path.
 func (d *Driver) Path() string { return d.path }
 
+func (d *Driver) request(method string, args []any) (subject string, hdr bus.Header, body []byte, err error) {
+	if !bus.ValidPath(d.path) {
+		return "", nil, nil, bus.Errorf(bus.NotFound, "driver path %q is not valid (dotted names of letters, digits, - and _)", d.path)
+	}
+	if !bus.ValidName(method) {
+		return "", nil, nil, bus.Errorf(bus.NotFound, "method name %q is not valid", method)
+	}
+	body, err = bus.EncodeArgs(args)
+	if err != nil {
+		return "", nil, nil, bus.Errorf(bus.InvalidArgument, "%s.%s: %v", d.path, method, err)
+	}
+	hdr = bus.Header{}
+	if d.e.lease != "" {
+		hdr.Set(bus.HeaderLease, d.e.lease)
+	}
+	return bus.CallSubject(d.e.name, d.path, method), hdr, body, nil
+}
+
 // Call invokes a call-kind method and returns its result decoded as a generic msgpack value
 // (nil, bool, int64, uint64, float64, string, []byte, []any, map[string]any).
 func (d *Driver) Call(ctx context.Context, method string, args ...any) (any, error) {
@@ -129,25 +187,56 @@ func (d *Driver) Call(ctx context.Context, method string, args ...any) (any, err
 // CallInto invokes a call-kind method and decodes its result into out (a pointer, or nil to
 // discard it).
 func (d *Driver) CallInto(ctx context.Context, method string, out any, args ...any) error {
-	return errors.New("client: not implemented yet")
+	subject, hdr, body, err := d.request(method, args)
+	if err != nil {
+		return err
+	}
+	m, err := d.e.c.conn.Request(ctx, subject, hdr, body)
+	if err != nil {
+		return err
+	}
+	if out == nil || len(m.Data) == 0 {
+		return nil
+	}
+	if err := bus.Unmarshal(m.Data, out); err != nil {
+		return fmt.Errorf("%s.%s: result: %w", d.path, method, err)
+	}
+	return nil
 }
 
 // Stream invokes a server-streaming method. Read items with Next until it returns io.EOF.
 func (d *Driver) Stream(ctx context.Context, method string, args ...any) (*Items, error) {
-	return nil, errors.New("client: not implemented yet")
+	s, err := d.open(ctx, method, args)
+	if err != nil {
+		return nil, err
+	}
+	// Nothing goes the other way: half-close now so the exporter can end the stream cleanly.
+	_ = s.CloseWrite()
+	return &Items{s: s, dec: bus.NewDecoder(s)}, nil
 }
 
 // Items is the client's end of a server-streaming call.
-type Items struct{}
+type Items struct {
+	s   *bus.Stream
+	dec *bus.Decoder
+}
 
 // Next decodes the next item into out (a pointer). It returns io.EOF after the last item, or the
 // error the driver ended the stream with (matching the sentinels above).
-func (it *Items) Next(out any) error { return io.EOF }
+func (it *Items) Next(out any) error { return it.dec.Decode(out) }
 
 // Close stops the stream early.
-func (it *Items) Close() error { return nil }
+func (it *Items) Close() error { return it.s.Close() }
 
 // Open invokes a byte-stream method and returns the client's end of the stream.
 func (d *Driver) Open(ctx context.Context, method string, args ...any) (ByteStream, error) {
-	return nil, errors.New("client: not implemented yet")
+	return d.open(ctx, method, args)
+}
+
+func (d *Driver) open(ctx context.Context, method string, args []any) (*bus.Stream, error) {
+	subject, hdr, body, err := d.request(method, args)
+	if err != nil {
+		return nil, err
+	}
+	return d.e.c.conn.OpenStream(ctx, d.e.name, subject, hdr, body)
 }

@@ -3,7 +3,11 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+
+	"jsn.dev/jsn/bus"
 )
 
 // LocalOptions configure a local-mode session.
@@ -21,14 +25,82 @@ type Local struct {
 	Exporter string // JSN_EXPORTER value
 	Lease    string // JSN_LEASE value
 	Dir      string // the session directory
+
+	srv     *bus.Server
+	conn    *bus.Conn
+	ex      *Exporter
+	ownsDir bool
 }
 
 // StartLocal builds the driver tree of cfg, opens it, starts the embedded server and the exporter
 // on it, and starts a lease (resetting every driver).
-func StartLocal(ctx context.Context, cfg *Config, opts LocalOptions) (*Local, error) {
-	return nil, errors.New("exporter: local mode not implemented yet")
+func StartLocal(ctx context.Context, cfg *Config, opts LocalOptions) (l *Local, err error) {
+	ex, err := New(cfg, opts.Log)
+	if err != nil {
+		return nil, err
+	}
+	l = &Local{Exporter: ex.Name(), Dir: opts.Dir, ex: ex}
+	defer func() {
+		if err != nil {
+			l.Close()
+			l = nil
+		}
+	}()
+	if l.Dir == "" {
+		if l.Dir, err = os.MkdirTemp("", "jsn-"); err != nil {
+			return l, fmt.Errorf("local session: %w", err)
+		}
+		l.ownsDir = true
+	}
+	if err = ex.Open(ctx); err != nil {
+		return l, err
+	}
+	if l.srv, err = bus.StartServer(ctx, bus.ServerOptions{Dir: l.Dir, Log: opts.Log}); err != nil {
+		return l, err
+	}
+	l.URL = l.srv.URL()
+	if l.conn, err = l.srv.Connect(ctx, "exporter-"+ex.Name()); err != nil {
+		return l, err
+	}
+	if err = ex.Start(ctx, l.conn); err != nil {
+		return l, err
+	}
+	l.Lease = "local-" + randomID()
+	if err = ex.BeginLease(ctx, l.Lease); err != nil {
+		// A driver that cannot reset is reported but does not stop the session.
+		if opts.Log != nil {
+			opts.Log.Warn("reset at session start", "err", err)
+		}
+		err = nil
+	}
+	return l, nil
 }
 
 // Close ends the lease (closing its streams, resetting drivers), stops the exporter, closes the
 // drivers, shuts the server down and removes the directory if StartLocal made it.
-func (l *Local) Close() error { return nil }
+func (l *Local) Close() error {
+	if l == nil {
+		return nil
+	}
+	ctx := context.Background()
+	var errs []error
+	if l.conn != nil {
+		l.ex.Stop(ctx)
+	}
+	if l.ex != nil {
+		errs = append(errs, l.ex.Close())
+	}
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn = nil
+	}
+	if l.srv != nil {
+		l.srv.Shutdown()
+		l.srv = nil
+	}
+	if l.ownsDir && l.Dir != "" {
+		errs = append(errs, os.RemoveAll(l.Dir))
+		l.ownsDir = false
+	}
+	return errors.Join(errs...)
+}

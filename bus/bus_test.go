@@ -1,0 +1,351 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// runServer starts an embedded server with a Unix socket in a private temp dir.
+func runServer(t *testing.T) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "s")
+	s, err := StartServer(ctx, ServerOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+func dial(t *testing.T, s *Server, name string) *Conn {
+	t.Helper()
+	c, err := Connect(context.Background(), s.URL(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func TestServerUnixSocketIsPrivate(t *testing.T) {
+	s := runServer(t)
+	if !strings.HasPrefix(s.URL(), "unix://") {
+		t.Fatalf("got URL %q, want unix://", s.URL())
+	}
+	path := strings.TrimPrefix(s.URL(), "unix://")
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != 0o700 {
+		t.Fatalf("got dir mode %o, want 700", got)
+	}
+	fi, err = os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got&0o077 != 0 {
+		t.Fatalf("got socket mode %o, want no group/other access", got)
+	}
+}
+
+func TestServerRefusesSharedDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := StartServer(context.Background(), ServerOptions{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "private") {
+		t.Fatalf("got %v, want an error saying the directory must be private", err)
+	}
+}
+
+func TestServerPortInUseIsAnError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := StartServer(ctx, ServerOptions{TCP: ln.Addr().String()})
+	if err == nil {
+		s.Shutdown()
+		t.Fatal("got nil error, want address in use")
+	}
+	if !strings.Contains(err.Error(), "start bus") {
+		t.Fatalf("got %v, want a start bus error", err)
+	}
+}
+
+func TestServerTCPAndInProcess(t *testing.T) {
+	s, err := StartServer(context.Background(), ServerOptions{TCP: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	if !strings.HasPrefix(s.URL(), "nats://127.0.0.1:") {
+		t.Fatalf("got %q, want nats://127.0.0.1:port", s.URL())
+	}
+	in, err := s.Connect(context.Background(), "inproc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := Connect(context.Background(), s.URL(), "tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	sub, err := in.Subscribe("echo", "", func(m *Msg) { _ = m.Respond(nil, m.Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = in.Flush(context.Background())
+	r, err := out.Request(context.Background(), "echo", nil, []byte("hi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(r.Data) != "hi" {
+		t.Fatalf("got %q, want hi", r.Data)
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	s := runServer(t)
+	a, b := dial(t, s, "a"), dial(t, s, "b")
+	sub, err := a.Subscribe("svc", "", func(m *Msg) {
+		_ = m.RespondError(Errorf(FailedPrecondition, "power is\nbroken"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = a.Flush(context.Background())
+	_, err = b.Request(context.Background(), "svc", nil, nil)
+	if !errors.Is(err, ErrFailedPrecondition) || err.Error() != "power is | broken" {
+		t.Fatalf("got %v, want FAILED_PRECONDITION 'power is | broken'", err)
+	}
+	_, err = b.Request(context.Background(), "nobody", nil, nil)
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("got %v, want UNAVAILABLE for no responders", err)
+	}
+	if !strings.HasPrefix(a.InboxPrefix(), "_INBOX_a.") {
+		t.Fatalf("got inbox prefix %q, want _INBOX_a.*", a.InboxPrefix())
+	}
+}
+
+// streamPair opens a stream from a client conn to an exporter conn and returns both ends.
+func streamPair(t *testing.T, s *Server) (client, exporter *Stream, ss *StreamServer) {
+	t.Helper()
+	exp, cli := dial(t, s, "exp"), dial(t, s, "cli")
+	ss, err := exp.ServeStreams("e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ss.Close)
+	accepted := make(chan *Stream, 1)
+	sub, err := exp.Subscribe(CallWildcard("e1"), "", func(m *Msg) {
+		st, hdr, err := ss.Accept(m, "lease1")
+		if err != nil {
+			_ = m.RespondError(err)
+			return
+		}
+		_ = m.Respond(hdr, nil)
+		accepted <- st
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	_ = exp.Flush(context.Background())
+	cs, err := cli.OpenStream(context.Background(), "e1", CallSubject("e1", "net", "connect"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, <-accepted, ss
+}
+
+func TestStreamCopiesBothWaysWithHalfClose(t *testing.T) {
+	s := runServer(t)
+	cs, es, _ := streamPair(t, s)
+	defer cs.Close()
+	defer es.Close()
+	const size = 24 << 20 // well over the window, so credit must flow
+	data := make([]byte, size)
+	_, _ = rand.Read(data)
+	want := sha256.Sum256(data)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var echoErr error
+	go func() { // exporter: echo everything back, then half-close
+		defer wg.Done()
+		if _, err := io.Copy(es, es); err != nil {
+			echoErr = err
+			return
+		}
+		echoErr = es.CloseWrite()
+	}()
+	go func() {
+		_, _ = cs.Write(data)
+		_ = cs.CloseWrite()
+	}()
+	h := sha256.New()
+	n, err := io.Copy(h, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if echoErr != nil {
+		t.Fatal(echoErr)
+	}
+	if n != size || !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("got %d bytes (hash match %v), want %d identical bytes", n, bytes.Equal(h.Sum(nil), want[:]), size)
+	}
+}
+
+func TestStreamResetReachesPeer(t *testing.T) {
+	s := runServer(t)
+	cs, es, _ := streamPair(t, s)
+	es.Reset(Errorf(Unavailable, "serial port unplugged"))
+	_, err := cs.Read(make([]byte, 10))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "unplugged") {
+		t.Fatalf("got %v, want UNAVAILABLE serial port unplugged", err)
+	}
+	if _, err := cs.Write([]byte("x")); err == nil {
+		t.Fatal("write after reset succeeded")
+	}
+	select {
+	case <-es.Context().Done():
+	default:
+		t.Fatal("exporter stream context not cancelled by reset")
+	}
+}
+
+func TestStreamClientCloseCancelsExporterSide(t *testing.T) {
+	s := runServer(t)
+	cs, es, _ := streamPair(t, s)
+	cs.Close()
+	select {
+	case <-es.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("exporter side not cancelled after client Close")
+	}
+}
+
+func TestStreamGapResets(t *testing.T) {
+	s := runServer(t)
+	cs, es, _ := streamPair(t, s)
+	// Forge a data frame with a wrong offset on the exporter's incoming subject.
+	raw := dial(t, s, "attacker")
+	if err := raw.Publish(StreamSubject("e1", es.ID()), nil, AppendFrame(nil, Frame{Type: FrameData, Offset: 100, Data: []byte("x")})); err != nil {
+		t.Fatal(err)
+	}
+	_, err := es.Read(make([]byte, 1))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "expected offset 0, got 100") {
+		t.Fatalf("got %v, want a lost-data reset", err)
+	}
+	_, err = cs.Read(make([]byte, 1))
+	if err == nil || !strings.Contains(err.Error(), "lost data") {
+		t.Fatalf("client got %v, want the reset", err)
+	}
+}
+
+func TestStreamCreditViolationResets(t *testing.T) {
+	s := runServer(t)
+	_, es, _ := streamPair(t, s)
+	raw := dial(t, s, "attacker")
+	big := make([]byte, 64<<10)
+	var err error
+	for off := uint64(0); off <= DefaultWindow; off += uint64(len(big)) {
+		if err = raw.Publish(StreamSubject("e1", es.ID()), nil, AppendFrame(nil, Frame{Type: FrameData, Offset: off, Data: big})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-es.Context().Done()
+	if got := context.Cause(es.Context()); !strings.Contains(got.Error(), "beyond its credit") {
+		t.Fatalf("got %v, want a credit violation", got)
+	}
+}
+
+func TestResetGroup(t *testing.T) {
+	s := runServer(t)
+	cs, _, ss := streamPair(t, s)
+	ss.ResetGroup("lease1", Errorf(PermissionDenied, "lease lease1 ended"))
+	_, err := cs.Read(make([]byte, 1))
+	if !errors.Is(err, ErrPermissionDenied) {
+		t.Fatalf("got %v, want PERMISSION_DENIED", err)
+	}
+	if n := ss.Count(); n != 0 {
+		t.Fatalf("got %d open streams, want 0", n)
+	}
+}
+
+func TestStreamKeepaliveDetectsSilentPeer(t *testing.T) {
+	old := keepaliveEvery
+	keepaliveEvery = 20 * time.Millisecond
+	defer func() { keepaliveEvery = old }()
+	s := runServer(t)
+	exp := dial(t, s, "exp")
+	ss, err := exp.ServeStreams("e2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	// A client that asks for a stream and then vanishes: nobody sends frames.
+	m := &Msg{Subject: CallSubject("e2", "a", "b"), Header: Header{
+		HeaderStream: {"abc"}, HeaderStreamInbox: {"_INBOX_gone.s.abc"}, HeaderStreamWindow: {"1024"}}, conn: exp}
+	st, _, err := ss.Accept(m, "l")
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-st.Context().Done():
+		if !strings.Contains(context.Cause(st.Context()).Error(), "silent") {
+			t.Fatalf("got %v, want peer silent", context.Cause(st.Context()))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("silent peer not detected")
+	}
+}
+
+func TestAcceptRejectsBadHeaders(t *testing.T) {
+	s := runServer(t)
+	exp := dial(t, s, "exp")
+	ss, err := exp.ServeStreams("e3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	for _, h := range []Header{
+		{HeaderStream: {"a.b"}, HeaderStreamInbox: {"_INBOX_x.s.1"}, HeaderStreamWindow: {"10"}},
+		{HeaderStream: {"ok"}, HeaderStreamInbox: {"jsn.ctl.admin"}, HeaderStreamWindow: {"10"}},
+		{HeaderStream: {"ok"}, HeaderStreamInbox: {"_INBOX_x.>"}, HeaderStreamWindow: {"10"}},
+		{HeaderStream: {"ok"}, HeaderStreamInbox: {"_INBOX_x.s.1"}, HeaderStreamWindow: {"-1"}},
+	} {
+		if _, _, err := ss.Accept(&Msg{Header: h, conn: exp}, ""); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("headers %v: got %v, want INVALID_ARGUMENT", h, err)
+		}
+	}
+}

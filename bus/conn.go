@@ -1,0 +1,264 @@
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Header names used on the wire.
+const (
+	HeaderLease        = "Jsn-Lease"               // the lease id the caller holds
+	HeaderErrorCode    = "Nats-Service-Error-Code" // error code from the catalogue
+	HeaderError        = "Nats-Service-Error"      // human error message
+	HeaderStream       = "Jsn-Stream"              // id of the stream a call opens
+	HeaderStreamInbox  = "Jsn-Stream-Inbox"        // where the exporter sends the stream's frames
+	HeaderStreamWindow = "Jsn-Stream-Window"       // initial credit in bytes granted to the peer
+)
+
+// Header is a message's header map.
+type Header map[string][]string
+
+// Get returns the first value of key.
+func (h Header) Get(key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Set replaces key's values with v.
+func (h Header) Set(key, v string) { h[key] = []string{v} }
+
+// Msg is a received message.
+type Msg struct {
+	Subject string
+	Reply   string
+	Header  Header
+	Data    []byte
+	conn    *Conn
+}
+
+// Conn is a connection to the bus with a private inbox prefix.
+type Conn struct {
+	nc     *nats.Conn
+	prefix string // inbox prefix, "_INBOX_<name>.<random>"
+	name   string
+
+	muxOnce sync.Once
+	mux     *streamMux // client-side streams, created on first OpenStream
+	muxErr  error
+}
+
+// ConnectOptions are optional settings for Connect.
+type ConnectOptions struct {
+	Name string // identity; appears in the inbox prefix and the server's connection list
+}
+
+// Connect dials the bus at url: "unix:///path/bus.sock" for a local session, or
+// "nats://host:port" (comma-separated for several servers).
+func Connect(ctx context.Context, url, name string) (*Conn, error) {
+	if url == "" {
+		return nil, errors.New("connect: no bus address")
+	}
+	return connect(ctx, url, name, nil)
+}
+
+type unixDialer struct{ path string }
+
+func (d unixDialer) Dial(network, address string) (net.Conn, error) {
+	return net.DialTimeout("unix", d.path, 5*time.Second)
+}
+
+type inProcess interface {
+	InProcessConn() (net.Conn, error)
+}
+
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func connect(ctx context.Context, url, name string, ip inProcess) (*Conn, error) {
+	if name == "" {
+		name = "client"
+	}
+	if !validToken(name) {
+		return nil, fmt.Errorf("connect: name %q must be a single subject token (letters, digits, - and _)", name)
+	}
+	prefix := "_INBOX_" + name + "." + randomToken(8)
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.CustomInboxPrefix(prefix),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.PingInterval(20 * time.Second),
+		nats.ReconnectBufSize(8 << 20),
+	}
+	dialURL := url
+	switch {
+	case ip != nil:
+		opts = append(opts, nats.InProcessServer(ip))
+		dialURL = ""
+	case strings.HasPrefix(url, "unix://"):
+		path := strings.TrimPrefix(url, "unix://")
+		opts = append(opts, nats.SetCustomDialer(unixDialer{path: path}))
+		dialURL = "nats://localhost:4222" // host ignored by the dialer
+	}
+	if d, ok := ctx.Deadline(); ok {
+		opts = append(opts, nats.Timeout(time.Until(d)))
+	}
+	nc, err := nats.Connect(dialURL, opts...)
+	if err != nil {
+		if url == "" {
+			url = "in-process server"
+		}
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	return &Conn{nc: nc, prefix: prefix, name: name}, nil
+}
+
+// Close resets every stream opened on the connection and closes it.
+func (c *Conn) Close() {
+	if c.mux != nil {
+		c.mux.close(&Error{Code: Unavailable, Message: "connection closed"})
+	}
+	c.nc.Close()
+}
+
+// InboxPrefix returns the connection's private inbox prefix.
+func (c *Conn) InboxPrefix() string { return c.prefix }
+
+// MaxPayload is the largest message the server accepts.
+func (c *Conn) MaxPayload() int64 { return c.nc.MaxPayload() }
+
+// Flush waits until the server has processed everything sent so far.
+func (c *Conn) Flush(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	return c.nc.FlushWithContext(ctx)
+}
+
+// Publish sends a message.
+func (c *Conn) Publish(subject string, hdr Header, data []byte) error {
+	if hdr == nil {
+		return c.nc.Publish(subject, data)
+	}
+	return c.nc.PublishMsg(&nats.Msg{Subject: subject, Header: nats.Header(hdr), Data: data})
+}
+
+// Request sends a request and waits for its reply. A reply carrying an error code is returned as
+// an *Error with that code. No responders → an *Error with code Unavailable.
+func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []byte) (*Msg, error) {
+	m := &nats.Msg{Subject: subject, Data: data}
+	if hdr != nil {
+		m.Header = nats.Header(hdr)
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	r, err := c.nc.RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return nil, requestError(subject, err)
+	}
+	if err := ReplyError(Header(r.Header)); err != nil {
+		return nil, err
+	}
+	return &Msg{Subject: r.Subject, Header: Header(r.Header), Data: r.Data, conn: c}, nil
+}
+
+func requestError(subject string, err error) error {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject)}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return &Error{Code: DeadlineExceeded, Message: fmt.Sprintf("%s: no reply in time", subject), cause: context.DeadlineExceeded}
+	case errors.Is(err, context.Canceled):
+		return fmt.Errorf("%s: %w", subject, err)
+	case errors.Is(err, nats.ErrMaxPayload):
+		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s: request larger than the server's maximum message size", subject)}
+	case errors.Is(err, nats.ErrConnectionClosed):
+		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: connection closed", subject)}
+	}
+	return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: %v", subject, err)}
+}
+
+// ReplyError returns the *Error a reply's headers carry, or nil.
+func ReplyError(h Header) error {
+	code := h.Get(HeaderErrorCode)
+	if code == "" {
+		return nil
+	}
+	c := Code(code)
+	if !ValidCode(c) {
+		c = Internal
+	}
+	return &Error{Code: c, Message: h.Get(HeaderError)}
+}
+
+// ErrorHeader encodes err as reply headers.
+func ErrorHeader(err error) Header {
+	msg := err.Error()
+	if len(msg) > 4096 {
+		msg = msg[:4096] + "…"
+	}
+	// Header values cannot hold line breaks.
+	msg = strings.NewReplacer("\r\n", " | ", "\n", " | ", "\r", " ").Replace(msg)
+	return Header{HeaderErrorCode: {string(CodeOf(err))}, HeaderError: {msg}}
+}
+
+// Respond replies to m.
+func (m *Msg) Respond(hdr Header, data []byte) error {
+	if m.Reply == "" {
+		return nil
+	}
+	return m.conn.Publish(m.Reply, hdr, data)
+}
+
+// RespondError replies to m with err's code and message.
+func (m *Msg) RespondError(err error) error {
+	return m.Respond(ErrorHeader(err), nil)
+}
+
+// Subscription is an active subscription.
+type Subscription struct{ sub *nats.Subscription }
+
+// Unsubscribe stops delivery.
+func (s *Subscription) Unsubscribe() error { return s.sub.Unsubscribe() }
+
+// Drain stops delivery after the messages already received have been handled.
+func (s *Subscription) Drain() error { return s.sub.Drain() }
+
+// Subscribe calls h for each message on subject (wildcards allowed), one at a time in a goroutine
+// of the subscription. queue, if not "", makes it a queue subscription.
+func (c *Conn) Subscribe(subject, queue string, h func(*Msg)) (*Subscription, error) {
+	cb := func(m *nats.Msg) {
+		h(&Msg{Subject: m.Subject, Reply: m.Reply, Header: Header(m.Header), Data: m.Data, conn: c})
+	}
+	var sub *nats.Subscription
+	var err error
+	if queue != "" {
+		sub, err = c.nc.QueueSubscribe(subject, queue, cb)
+	} else {
+		sub, err = c.nc.Subscribe(subject, cb)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("subscribe %s: %w", subject, err)
+	}
+	_ = sub.SetPendingLimits(-1, 512<<20)
+	return &Subscription{sub: sub}, nil
+}

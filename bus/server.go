@@ -1,0 +1,257 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ServerOptions configure an embedded server.
+type ServerOptions struct {
+	// Dir is where the Unix socket "bus.sock" is created. It must be private to the user: if it
+	// does not exist it is created 0700; if it exists it must not be readable or writable by group
+	// or others. "" means no Unix socket.
+	Dir string
+	// TCP is a loopback listen address ("127.0.0.1:0" for any port); "" means no TCP listener.
+	TCP string
+	// Log receives the server's notices and errors; nil discards them.
+	Log *slog.Logger
+	// MaxPayload overrides the server's maximum message size (default 1 MiB).
+	MaxPayload int32
+}
+
+// Server is an embedded NATS server.
+type Server struct {
+	ns      *server.Server
+	log     *slog.Logger
+	sock    string       // Unix socket path, "" if none
+	ln      net.Listener // Unix listener; nil if none
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	bridged map[net.Conn]struct{} // open bridged connections; guarded by mu
+	closed  bool                  // guarded by mu
+}
+
+// StartServer starts an embedded server and waits until it accepts connections. A startup failure
+// (port in use, bad directory) is returned as an error; it never exits the process.
+func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
+	log := o.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	opts := &server.Options{
+		ServerName:            "jsn",
+		DontListen:            true,
+		NoSigs:                true,
+		NoLog:                 false,
+		MaxPayload:            o.MaxPayload,
+		MaxPending:            256 << 20,
+		WriteDeadline:         10 * time.Second,
+		DisableShortFirstPing: true,
+	}
+	if o.TCP != "" {
+		host, port, err := splitHostPort(o.TCP)
+		if err != nil {
+			return nil, fmt.Errorf("start bus: listen address %q: %w", o.TCP, err)
+		}
+		opts.DontListen = false
+		opts.Host, opts.Port = host, port
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start bus: %w", err)
+	}
+	sl := &serverLogger{log: log.With("part", "nats-server")}
+	ns.SetLoggerV2(sl, false, false, false)
+	s := &Server{ns: ns, log: log, bridged: map[net.Conn]struct{}{}}
+	if o.Dir != "" {
+		if err := s.listenUnix(o.Dir); err != nil {
+			return nil, err
+		}
+	}
+	go ns.Start()
+	deadline := 10 * time.Second
+	if d, ok := ctx.Deadline(); ok {
+		deadline = time.Until(d)
+	}
+	for end := time.Now().Add(deadline); !ns.ReadyForConnections(20 * time.Millisecond); {
+		err := sl.fatal()
+		if err == nil && time.Now().After(end) {
+			err = errors.New("server not ready in time")
+		}
+		if err != nil {
+			ns.Shutdown()
+			s.closeUnix()
+			return nil, fmt.Errorf("start bus: %w", err)
+		}
+	}
+	if s.ln != nil {
+		s.wg.Add(1)
+		go s.acceptUnix()
+	}
+	return s, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := net.LookupPort("tcp", p)
+	if err != nil {
+		return "", 0, err
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	return host, port, nil
+}
+
+func (s *Server) listenUnix(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("start bus: directory %s has mode %o; it must be private (0700)", dir, fi.Mode().Perm())
+	}
+	s.sock = filepath.Join(dir, "bus.sock")
+	_ = os.Remove(s.sock)
+	ln, err := net.Listen("unix", s.sock)
+	if err != nil {
+		return fmt.Errorf("start bus: %w", err)
+	}
+	if err := os.Chmod(s.sock, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("start bus: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// acceptUnix bridges each Unix-socket connection to an in-process server connection.
+func (s *Server) acceptUnix() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		p, err := s.ns.InProcessConn()
+		if err != nil {
+			c.Close()
+			continue
+		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			p.Close()
+			return
+		}
+		s.bridged[c] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(2)
+		go s.pump(c, p, c)
+		go s.pump(p, c, c)
+	}
+}
+
+func (s *Server) pump(dst, src net.Conn, key net.Conn) {
+	defer s.wg.Done()
+	buf := make([]byte, 64<<10)
+	_, _ = io.CopyBuffer(dst, src, buf)
+	dst.Close()
+	src.Close()
+	s.mu.Lock()
+	delete(s.bridged, key)
+	s.mu.Unlock()
+}
+
+func (s *Server) closeUnix() {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]net.Conn, 0, len(s.bridged))
+	for c := range s.bridged {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+		_ = os.Remove(s.sock)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// URL is the address other processes use (the JSN_HOST value): "unix:///dir/bus.sock" when the
+// server has a Unix socket, else its nats:// TCP URL, else "".
+func (s *Server) URL() string {
+	if s.sock != "" {
+		return "unix://" + s.sock
+	}
+	return s.TCPURL()
+}
+
+// TCPURL is the server's nats:// TCP URL, or "" if it has no TCP listener.
+func (s *Server) TCPURL() string {
+	if addr := s.ns.Addr(); addr != nil {
+		return "nats://" + addr.String()
+	}
+	return ""
+}
+
+// Connect opens an in-process connection (no socket) named name.
+func (s *Server) Connect(ctx context.Context, name string) (*Conn, error) {
+	return connect(ctx, "", name, s.ns)
+}
+
+// Shutdown closes the Unix socket and every bridged connection, then stops the server.
+func (s *Server) Shutdown() {
+	s.closeUnix()
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+	s.wg.Wait()
+}
+
+// serverLogger adapts nats-server's logger to slog and remembers the first fatal error so that
+// StartServer can return it instead of the process exiting.
+type serverLogger struct {
+	log *slog.Logger
+	mu  sync.Mutex
+	err error
+}
+
+func (l *serverLogger) fatal() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
+}
+
+func (l *serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Debugf(format string, v ...any)  {}
+func (l *serverLogger) Tracef(format string, v ...any)  {}
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	l.mu.Lock()
+	if l.err == nil {
+		l.err = errors.New(msg)
+	}
+	l.mu.Unlock()
+}

@@ -1,0 +1,512 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Stream tuning. The window bounds what a receiver buffers per stream; the chunk bounds a frame.
+var (
+	DefaultWindow   uint64 = 2 << 20
+	maxChunk               = 128 << 10
+	keepaliveEvery         = 10 * time.Second
+	keepaliveMisses        = 3
+)
+
+// ErrStreamClosed is returned by Read and Write after the local side called Close.
+var ErrStreamClosed = errors.New("stream closed")
+
+// Stream is one end of a flow-controlled byte stream. One goroutine may Read while another
+// Writes; concurrent Writes are serialized.
+type Stream struct {
+	id     string
+	group  string // lease the stream belongs to (exporter side)
+	out    string // subject frames are published to
+	conn   *Conn
+	mux    *streamMux
+	window uint64
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	readable chan struct{} // signalled when data, FIN or a reset arrives
+	writable chan struct{} // signalled when credit or a reset arrives
+
+	wmu  sync.Mutex // serializes writers; held while publishing data
+	wbuf []byte     // frame buffer reused by Write; guarded by wmu
+
+	mu        sync.Mutex
+	bufs      [][]byte  // received, unread payloads
+	recvd     uint64    // offset of the next byte expected from the peer
+	consumed  uint64    // bytes handed to Read
+	granted   uint64    // credit limit we granted the peer
+	finRecv   bool      // peer sent FIN
+	sent      uint64    // bytes we sent
+	limit     uint64    // credit the peer granted us
+	finSent   bool      // we sent FIN
+	rerr      error     // error Read returns once the buffer is drained
+	werr      error     // error Write returns
+	heard     time.Time // last frame from the peer
+	done      bool      // unregistered
+	peerReset bool
+}
+
+func newStream(m *streamMux, id, out, group string, window uint64) *Stream {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &Stream{
+		id: id, out: out, group: group, conn: m.conn, mux: m, window: window,
+		ctx: ctx, cancel: cancel,
+		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1),
+		granted: window, heard: time.Now(),
+	}
+}
+
+// ID returns the stream id.
+func (s *Stream) ID() string { return s.id }
+
+// Context is cancelled, with the reason as cause, when the stream is reset or closed.
+func (s *Stream) Context() context.Context { return s.ctx }
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Read reads received bytes. It returns io.EOF after the peer's FIN, and the reset error (an
+// *Error) if the stream was reset.
+func (s *Stream) Read(p []byte) (int, error) {
+	for {
+		s.mu.Lock()
+		if len(s.bufs) > 0 {
+			n := 0
+			for n < len(p) && len(s.bufs) > 0 {
+				c := copy(p[n:], s.bufs[0])
+				n += c
+				if c == len(s.bufs[0]) {
+					s.bufs[0] = nil
+					s.bufs = s.bufs[1:]
+				} else {
+					s.bufs[0] = s.bufs[0][c:]
+				}
+			}
+			s.consumed += uint64(n)
+			var grant uint64
+			if !s.finRecv && s.rerr == nil && s.consumed+s.window-s.granted >= s.window/2 {
+				s.granted = s.consumed + s.window
+				grant = s.granted
+			}
+			s.mu.Unlock()
+			if grant != 0 {
+				s.sendControl(Frame{Type: FrameCredit, Offset: grant})
+			}
+			return n, nil
+		}
+		if len(p) == 0 {
+			s.mu.Unlock()
+			return 0, nil
+		}
+		if s.finRecv {
+			s.mu.Unlock()
+			return 0, io.EOF
+		}
+		if s.rerr != nil {
+			err := s.rerr
+			s.mu.Unlock()
+			return 0, err
+		}
+		s.mu.Unlock()
+		<-s.readable
+	}
+}
+
+// Write sends p, blocking while the peer's credit is used up.
+func (s *Stream) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	written := 0
+	for written < len(p) {
+		s.mu.Lock()
+		if s.werr != nil {
+			err := s.werr
+			s.mu.Unlock()
+			return written, err
+		}
+		if s.finSent {
+			s.mu.Unlock()
+			return written, errors.New("write after CloseWrite")
+		}
+		avail := s.limit - s.sent
+		if avail == 0 {
+			s.mu.Unlock()
+			<-s.writable
+			continue
+		}
+		n := min(uint64(len(p)-written), avail, uint64(maxChunk))
+		off := s.sent
+		s.sent += n
+		s.mu.Unlock()
+		s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off, Data: p[written : written+int(n)]})
+		if err := s.conn.Publish(s.out, nil, s.wbuf); err != nil {
+			err = &Error{Code: Unavailable, Message: fmt.Sprintf("stream %s: send: %v", s.id, err)}
+			s.fail(err, false)
+			return written, err
+		}
+		written += int(n)
+	}
+	return written, nil
+}
+
+// CloseWrite half-closes the stream: the peer reads io.EOF after the bytes already written.
+func (s *Stream) CloseWrite() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	if s.finSent {
+		s.mu.Unlock()
+		return nil
+	}
+	if s.werr != nil {
+		err := s.werr
+		s.mu.Unlock()
+		return err
+	}
+	s.finSent = true
+	off := s.sent
+	s.mu.Unlock()
+	return s.conn.Publish(s.out, nil, AppendFrame(nil, Frame{Type: FrameFin, Offset: off}))
+}
+
+// Close ends the stream. If either direction is unfinished the peer sees a reset.
+func (s *Stream) Close() error {
+	s.mu.Lock()
+	clean := s.finSent && s.finRecv
+	s.mu.Unlock()
+	if clean {
+		s.fail(ErrStreamClosed, false)
+		return nil
+	}
+	s.Reset(&Error{Code: Unavailable, Message: "stream closed by the other side"})
+	s.mu.Lock()
+	s.rerr, s.werr = ErrStreamClosed, ErrStreamClosed
+	s.mu.Unlock()
+	return nil
+}
+
+// Reset aborts the stream with err (its code and message reach the peer).
+func (s *Stream) Reset(err error) {
+	s.mu.Lock()
+	already := s.done
+	s.mu.Unlock()
+	if !already {
+		msg := err.Error()
+		if len(msg) > 1024 {
+			msg = msg[:1024]
+		}
+		s.sendControl(Frame{Type: FrameReset, Code: CodeOf(err), Message: msg})
+	}
+	s.fail(err, false)
+}
+
+// fail records err for both directions, unregisters the stream and cancels its context.
+func (s *Stream) fail(err error, fromPeer bool) {
+	s.mu.Lock()
+	if s.done {
+		s.mu.Unlock()
+		return
+	}
+	s.done = true
+	if fromPeer {
+		s.peerReset = true
+	}
+	if s.rerr == nil {
+		s.rerr = err
+	}
+	if s.werr == nil {
+		s.werr = err
+	}
+	s.mu.Unlock()
+	s.mux.remove(s.id)
+	s.cancel(err)
+	signal(s.readable)
+	signal(s.writable)
+}
+
+func (s *Stream) sendControl(f Frame) {
+	_ = s.conn.Publish(s.out, nil, AppendFrame(make([]byte, 0, 16+len(f.Message)), f))
+}
+
+// handle applies a frame from the peer. It never blocks.
+func (s *Stream) handle(f Frame) {
+	s.mu.Lock()
+	s.heard = time.Now()
+	switch f.Type {
+	case FrameData:
+		if s.finRecv || s.rerr != nil {
+			s.mu.Unlock()
+			return
+		}
+		if f.Offset != s.recvd {
+			want := s.recvd
+			s.mu.Unlock()
+			s.Reset(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s lost data: expected offset %d, got %d (slow consumer or reconnect)", s.id, want, f.Offset)})
+			return
+		}
+		if s.recvd+uint64(len(f.Data)) > s.granted {
+			s.mu.Unlock()
+			s.Reset(&Error{Code: InvalidArgument, Message: fmt.Sprintf("stream %s: peer sent beyond its credit of %d bytes", s.id, s.granted)})
+			return
+		}
+		if len(f.Data) > 0 {
+			s.bufs = append(s.bufs, f.Data)
+			s.recvd += uint64(len(f.Data))
+		}
+		s.mu.Unlock()
+		signal(s.readable)
+	case FrameCredit:
+		if f.Offset > s.limit {
+			s.limit = f.Offset
+			s.mu.Unlock()
+			signal(s.writable)
+			return
+		}
+		s.mu.Unlock()
+	case FrameFin:
+		if s.finRecv {
+			s.mu.Unlock()
+			return
+		}
+		if f.Offset != s.recvd {
+			want := s.recvd
+			s.mu.Unlock()
+			s.Reset(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s lost data: peer finished at offset %d, received %d", s.id, f.Offset, want)})
+			return
+		}
+		s.finRecv = true
+		s.mu.Unlock()
+		signal(s.readable)
+	case FrameReset:
+		err := &Error{Code: f.Code, Message: f.Message}
+		s.mu.Unlock()
+		s.fail(err, true)
+	default:
+		s.mu.Unlock()
+	}
+}
+
+// keepalive re-sends our credit so the peer knows we are alive, and reports whether the peer has
+// been silent too long.
+func (s *Stream) keepalive(now time.Time) (silent bool) {
+	s.mu.Lock()
+	g := s.granted
+	silent = now.Sub(s.heard) > time.Duration(keepaliveMisses)*keepaliveEvery+keepaliveEvery/2
+	s.mu.Unlock()
+	s.sendControl(Frame{Type: FrameCredit, Offset: g})
+	return silent
+}
+
+// streamMux routes incoming frames to streams by id.
+type streamMux struct {
+	conn   *Conn
+	sub    *Subscription
+	mu     sync.Mutex
+	m      map[string]*Stream // guarded by mu
+	closed bool               // guarded by mu
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+func newStreamMux(c *Conn, subject string) (*streamMux, error) {
+	m := &streamMux{conn: c, m: map[string]*Stream{}, stop: make(chan struct{})}
+	sub, err := c.Subscribe(subject, "", m.dispatch)
+	if err != nil {
+		return nil, err
+	}
+	m.sub = sub
+	m.wg.Add(1)
+	go m.keepalives()
+	return m, nil
+}
+
+func (m *streamMux) dispatch(msg *Msg) {
+	id := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+	m.mu.Lock()
+	s := m.m[id]
+	m.mu.Unlock()
+	if s == nil {
+		return
+	}
+	f, err := DecodeFrame(msg.Data)
+	if err != nil {
+		s.Reset(err)
+		return
+	}
+	s.handle(f)
+}
+
+func (m *streamMux) add(s *Stream) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return &Error{Code: Unavailable, Message: "connection closed"}
+	}
+	if _, dup := m.m[s.id]; dup {
+		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("stream id %q already in use", s.id)}
+	}
+	m.m[s.id] = s
+	return nil
+}
+
+func (m *streamMux) remove(id string) {
+	m.mu.Lock()
+	delete(m.m, id)
+	m.mu.Unlock()
+}
+
+func (m *streamMux) snapshot(group string) []*Stream {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Stream, 0, len(m.m))
+	for _, s := range m.m {
+		if group == "" || s.group == group {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (m *streamMux) keepalives() {
+	defer m.wg.Done()
+	t := time.NewTicker(keepaliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			for _, s := range m.snapshot("") {
+				if s.keepalive(now) {
+					s.Reset(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s: peer silent for %s, assumed gone", s.id, time.Duration(keepaliveMisses)*keepaliveEvery)})
+				}
+			}
+		}
+	}
+}
+
+// close resets every stream with err and stops the mux.
+func (m *streamMux) close(err error) {
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return
+	}
+	m.closed = true
+	m.mu.Unlock()
+	for _, s := range m.snapshot("") {
+		s.Reset(err)
+	}
+	close(m.stop)
+	m.wg.Wait()
+	_ = m.sub.Unsubscribe()
+}
+
+// OpenStream sends a call that opens a stream (subject is the call subject of exporter) and
+// returns the client's end once the exporter accepted it. The exporter's error reply is returned
+// as an *Error.
+func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Header, body []byte) (*Stream, error) {
+	c.muxOnce.Do(func() {
+		c.mux, c.muxErr = newStreamMux(c, c.prefix+".s.*")
+	})
+	if c.muxErr != nil {
+		return nil, c.muxErr
+	}
+	id := randomToken(12)
+	s := newStream(c.mux, id, StreamSubject(exporter, id), "", DefaultWindow)
+	if err := c.mux.add(s); err != nil {
+		return nil, err
+	}
+	h := Header{}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	h.Set(HeaderStream, id)
+	h.Set(HeaderStreamInbox, c.prefix+".s."+id)
+	h.Set(HeaderStreamWindow, strconv.FormatUint(DefaultWindow, 10))
+	reply, err := c.Request(ctx, subject, h, body)
+	if err != nil {
+		s.fail(err, false)
+		return nil, err
+	}
+	w, perr := strconv.ParseUint(reply.Header.Get(HeaderStreamWindow), 10, 64)
+	if perr != nil || w == 0 {
+		err := &Error{Code: Internal, Message: fmt.Sprintf("%s: stream accepted without a valid %s header", subject, HeaderStreamWindow)}
+		s.Reset(err)
+		return nil, err
+	}
+	s.handle(Frame{Type: FrameCredit, Offset: w})
+	return s, nil
+}
+
+// StreamServer accepts streams opened by calls to one exporter.
+type StreamServer struct{ mux *streamMux }
+
+// ServeStreams starts receiving client → exporter frames for exporter.
+func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
+	m, err := newStreamMux(c, StreamWildcard(exporter))
+	if err != nil {
+		return nil, err
+	}
+	return &StreamServer{mux: m}, nil
+}
+
+// Opens reports whether call message m asks to open a stream.
+func Opens(m *Msg) bool { return m.Header.Get(HeaderStream) != "" }
+
+// Accept creates the exporter's end of the stream that call m opens, in group (the lease). Reply to
+// m with the returned header to tell the client the stream is open.
+func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
+	id := m.Header.Get(HeaderStream)
+	inbox := m.Header.Get(HeaderStreamInbox)
+	if !validToken(id) {
+		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q is not a valid stream id", HeaderStream, id)}
+	}
+	if !strings.HasPrefix(inbox, "_INBOX") || strings.ContainsAny(inbox, " *>\t\r\n") {
+		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q must be a subject under the caller's inbox", HeaderStreamInbox, inbox)}
+	}
+	w, err := strconv.ParseUint(m.Header.Get(HeaderStreamWindow), 10, 64)
+	if err != nil || w == 0 {
+		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q must be a positive number of bytes", HeaderStreamWindow, m.Header.Get(HeaderStreamWindow))}
+	}
+	s := newStream(ss.mux, id, inbox, group, DefaultWindow)
+	s.limit = w
+	if err := ss.mux.add(s); err != nil {
+		return nil, nil, err
+	}
+	return s, Header{HeaderStreamWindow: {strconv.FormatUint(DefaultWindow, 10)}}, nil
+}
+
+// ResetGroup resets every stream of group (a lease) with err.
+func (ss *StreamServer) ResetGroup(group string, err error) {
+	for _, s := range ss.mux.snapshot(group) {
+		s.Reset(err)
+	}
+}
+
+// Count returns how many streams are open.
+func (ss *StreamServer) Count() int {
+	ss.mux.mu.Lock()
+	defer ss.mux.mu.Unlock()
+	return len(ss.mux.m)
+}
+
+// Close resets every stream and stops receiving.
+func (ss *StreamServer) Close() {
+	ss.mux.close(&Error{Code: Unavailable, Message: "exporter shutting down"})
+}

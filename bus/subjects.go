@@ -1,0 +1,90 @@
+package bus
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Subject layout (see docs/protocol.md):
+//
+//	jsn.x.<exporter>.describe                     request: driver tree
+//	jsn.x.<exporter>.call.<driver path…>.<method> request: a driver call
+//	jsn.x.<exporter>.stream.<id>                  client → exporter stream frames
+//	<client inbox prefix>.s.<id>                  exporter → client stream frames
+//	jsn.tap.<exporter>.<driver path…>             read-only broadcast of device output
+const (
+	prefixExporter = "jsn.x."
+	prefixTap      = "jsn.tap."
+)
+
+// validToken reports whether s is usable as one subject token: ASCII letters, digits, '-' and '_'.
+func validToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidName reports whether s can name an exporter, a driver or a method (one subject token).
+func ValidName(s string) bool { return validToken(s) }
+
+// ValidPath reports whether p is a dotted driver path of valid names.
+func ValidPath(p string) bool {
+	if p == "" {
+		return false
+	}
+	for _, t := range strings.Split(p, ".") {
+		if !validToken(t) {
+			return false
+		}
+	}
+	return true
+}
+
+// CheckName returns an error naming what (e.g. "exporter name") if s is not a valid name.
+func CheckName(what, s string) error {
+	if !validToken(s) {
+		return fmt.Errorf("%s %q: use only letters, digits, '-' and '_' (at most 128)", what, s)
+	}
+	return nil
+}
+
+// DescribeSubject is where an exporter answers describe requests.
+func DescribeSubject(exporter string) string { return prefixExporter + exporter + ".describe" }
+
+// CallSubject is the subject of a call of method on the driver at path.
+func CallSubject(exporter, path, method string) string {
+	return prefixExporter + exporter + ".call." + path + "." + method
+}
+
+// CallWildcard matches every call to exporter.
+func CallWildcard(exporter string) string { return prefixExporter + exporter + ".call.>" }
+
+// ParseCall splits a call subject of exporter into driver path and method.
+func ParseCall(exporter, subject string) (path, method string, ok bool) {
+	p := prefixExporter + exporter + ".call."
+	if !strings.HasPrefix(subject, p) {
+		return "", "", false
+	}
+	rest := subject[len(p):]
+	i := strings.LastIndexByte(rest, '.')
+	if i <= 0 || i == len(rest)-1 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+1:], true
+}
+
+// StreamSubject carries client → exporter frames of stream id.
+func StreamSubject(exporter, id string) string { return prefixExporter + exporter + ".stream." + id }
+
+// StreamWildcard matches every client → exporter stream subject of exporter.
+func StreamWildcard(exporter string) string { return prefixExporter + exporter + ".stream.*" }
+
+// TapSubject is where the driver at path broadcasts its output.
+func TapSubject(exporter, path string) string { return prefixTap + exporter + "." + path }

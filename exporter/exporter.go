@@ -1,0 +1,320 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/drivers/driver"
+)
+
+// Exporter serves one driver tree on the bus: describe requests, driver calls and streams, for
+// the current lease only.
+type Exporter struct {
+	name   string
+	labels map[string]string
+	tree   *driver.Tree
+	log    *slog.Logger
+
+	conn    *bus.Conn         // non-nil after Start
+	streams *bus.StreamServer // non-nil after Start
+	subs    []*bus.Subscription
+	desc    []byte // encoded describe reply, built once
+	calls   sync.WaitGroup
+
+	mu          sync.Mutex
+	lease       string             // current lease id, "" when none; guarded by mu
+	leaseCtx    context.Context    // cancelled when the lease ends; guarded by mu
+	leaseCancel context.CancelFunc // guarded by mu
+	stopped     bool               // guarded by mu
+}
+
+// New builds the driver tree of cfg (no side effects: nothing is opened).
+func New(cfg *Config, log *slog.Logger) (*Exporter, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := bus.CheckName("exporter name", cfg.Metadata.Name); err != nil {
+		return nil, fmt.Errorf("%s: metadata.name: %w", cfg.File, err)
+	}
+	tree, err := cfg.Build(log)
+	if err != nil {
+		return nil, err
+	}
+	e := &Exporter{name: cfg.Metadata.Name, labels: cfg.Metadata.Labels, tree: tree, log: log.With("exporter", cfg.Metadata.Name)}
+	desc, err := bus.Marshal(e.Describe())
+	if err != nil {
+		return nil, fmt.Errorf("describe: %w", err)
+	}
+	e.desc = desc
+	return e, nil
+}
+
+// Name returns the exporter's name.
+func (e *Exporter) Name() string { return e.name }
+
+// Tree returns the driver tree.
+func (e *Exporter) Tree() *driver.Tree { return e.tree }
+
+// Describe returns the driver tree's description.
+func (e *Exporter) Describe() *driver.Description {
+	return &driver.Description{Exporter: e.name, Labels: e.labels, Drivers: e.tree.Describe()}
+}
+
+// Open opens every driver.
+func (e *Exporter) Open(ctx context.Context) error { return e.tree.Open(ctx) }
+
+// Close closes every driver. Call Stop first.
+func (e *Exporter) Close() error { return e.tree.Close() }
+
+// Start begins serving on conn. Calls are refused until BeginLease.
+func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
+	ss, err := conn.ServeStreams(e.name)
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	e.conn, e.streams = conn, ss
+	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", func(m *bus.Msg) { _ = m.Respond(nil, e.desc) })
+	if err != nil {
+		ss.Close()
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	c, err := conn.Subscribe(bus.CallWildcard(e.name), "", e.dispatch)
+	if err != nil {
+		_ = d.Unsubscribe()
+		ss.Close()
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	e.subs = []*bus.Subscription{d, c}
+	if err := conn.Flush(ctx); err != nil {
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	e.log.Info("serving", "drivers", len(e.tree.Roots))
+	return nil
+}
+
+// Stop ends the current lease, stops receiving, and waits for calls in flight.
+func (e *Exporter) Stop(ctx context.Context) {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return
+	}
+	e.stopped = true
+	lease := e.lease
+	e.mu.Unlock()
+	for _, s := range e.subs {
+		_ = s.Unsubscribe()
+	}
+	if lease != "" {
+		_ = e.EndLease(ctx, lease)
+	}
+	if e.streams != nil {
+		e.streams.Close()
+	}
+	e.calls.Wait()
+}
+
+// BeginLease makes id the current lease: it ends the previous one, if any, and resets every driver
+// so the session starts from a clean state.
+func (e *Exporter) BeginLease(ctx context.Context, id string) error {
+	if id == "" {
+		return errors.New("begin lease: empty lease id")
+	}
+	e.mu.Lock()
+	prev := e.lease
+	e.mu.Unlock()
+	if prev != "" && prev != id {
+		if err := e.EndLease(ctx, prev); err != nil {
+			e.log.Warn("end previous lease", "lease", prev, "err", err)
+		}
+	}
+	resetErr := e.tree.Reset(ctx)
+	if resetErr != nil {
+		e.log.Warn("reset drivers at lease start", "lease", id, "err", resetErr)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	e.mu.Lock()
+	e.lease, e.leaseCtx, e.leaseCancel = id, lctx, cancel
+	e.mu.Unlock()
+	e.log.Info("lease started", "lease", id)
+	return resetErr
+}
+
+// EndLease ends lease id: calls in flight are cancelled, its streams are reset, and every driver
+// is reset.
+func (e *Exporter) EndLease(ctx context.Context, id string) error {
+	e.mu.Lock()
+	if e.lease != id {
+		e.mu.Unlock()
+		return bus.Errorf(bus.FailedPrecondition, "end lease %s: not the current lease", id)
+	}
+	cancel := e.leaseCancel
+	e.lease, e.leaseCtx, e.leaseCancel = "", nil, nil
+	e.mu.Unlock()
+	cancel()
+	if e.streams != nil {
+		e.streams.ResetGroup(id, &bus.Error{Code: bus.PermissionDenied, Message: "lease " + id + " ended"})
+	}
+	err := e.tree.Reset(ctx)
+	if err != nil {
+		e.log.Warn("reset drivers at lease end", "lease", id, "err", err)
+	}
+	e.log.Info("lease ended", "lease", id)
+	return err
+}
+
+// Lease returns the current lease id, "" if none.
+func (e *Exporter) Lease() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lease
+}
+
+// dispatch runs each call in its own goroutine: a slow driver never holds up another.
+func (e *Exporter) dispatch(m *bus.Msg) {
+	e.calls.Add(1)
+	go func() {
+		defer e.calls.Done()
+		e.serve(m)
+	}()
+}
+
+func (e *Exporter) serve(m *bus.Msg) {
+	path, method, ok := bus.ParseCall(e.name, m.Subject)
+	if !ok {
+		_ = m.RespondError(bus.Errorf(bus.NotFound, "%s: not a call subject (want jsn.x.%s.call.<driver path>.<method>)", m.Subject, e.name))
+		return
+	}
+	ctx, err := e.checkLease(m.Header.Get(bus.HeaderLease))
+	if err != nil {
+		_ = m.RespondError(err)
+		return
+	}
+	node := e.tree.Find(path)
+	if node == nil {
+		_ = m.RespondError(bus.Errorf(bus.NotFound, "no driver %q on exporter %s; drivers: %s", path, e.name, strings.Join(e.paths(), ", ")))
+		return
+	}
+	meth := node.Method(method)
+	if meth == nil {
+		names := node.MethodNames()
+		list := "it has no methods"
+		if len(names) > 0 {
+			list = "methods: " + strings.Join(names, ", ")
+		}
+		_ = m.RespondError(bus.Errorf(bus.NotFound, "driver %s has no method %q; %s", path, method, list))
+		return
+	}
+	raw, err := bus.DecodeArgs(m.Data)
+	if err != nil {
+		_ = m.RespondError(bus.Errorf(bus.InvalidArgument, "%s.%s: %v", path, method, err))
+		return
+	}
+	args, err := meth.Convert(raw)
+	if err != nil {
+		_ = m.RespondError(err)
+		return
+	}
+	opens := bus.Opens(m)
+	if meth.Kind == driver.KindCall {
+		if opens {
+			_ = m.RespondError(bus.Errorf(bus.InvalidArgument, "%s.%s is a plain call; it does not open a stream", path, method))
+			return
+		}
+		res, err := e.invoke(ctx, path, method, func() (any, error) { return meth.Call(ctx, args) })
+		if err != nil {
+			_ = m.RespondError(err)
+			return
+		}
+		body, err := bus.Marshal(res)
+		if err != nil {
+			_ = m.RespondError(bus.Errorf(bus.Internal, "%s.%s: %v", path, method, err))
+			return
+		}
+		_ = m.Respond(nil, body)
+		return
+	}
+	if !opens {
+		_ = m.RespondError(bus.Errorf(bus.InvalidArgument, "%s.%s is a %s method; call it with the %s header to open a stream", path, method, meth.Kind, bus.HeaderStream))
+		return
+	}
+	lease := m.Header.Get(bus.HeaderLease)
+	s, hdr, err := e.streams.Accept(m, lease)
+	if err != nil {
+		_ = m.RespondError(err)
+		return
+	}
+	if err := m.Respond(hdr, nil); err != nil {
+		s.Reset(err)
+		return
+	}
+	sctx, cancel := context.WithCancel(s.Context())
+	stop := context.AfterFunc(ctx, cancel)
+	defer func() { stop(); cancel() }()
+	_, err = e.invoke(sctx, path, method, func() (any, error) {
+		if meth.Kind == driver.KindServerStream {
+			return nil, meth.Stream(sctx, args, func(item any) error {
+				b, err := bus.Marshal(item)
+				if err != nil {
+					return err
+				}
+				_, err = s.Write(b)
+				return err
+			})
+		}
+		return nil, meth.Bytes(sctx, args, s)
+	})
+	if err != nil {
+		if cause := context.Cause(s.Context()); cause != nil && errors.Is(err, context.Canceled) {
+			err = cause
+		}
+		s.Reset(err)
+		return
+	}
+	_ = s.CloseWrite()
+	_ = s.Close()
+}
+
+// invoke runs a driver method, turning a panic into an INTERNAL error so the exporter keeps
+// serving.
+func (e *Exporter) invoke(ctx context.Context, path, method string, fn func() (any, error)) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("driver panicked", "driver", path, "method", method, "panic", r, "stack", string(debug.Stack()))
+			err = bus.Errorf(bus.Internal, "%s.%s: driver panicked: %v", path, method, r)
+		}
+	}()
+	res, err = fn()
+	if err != nil {
+		e.log.Debug("call failed", "driver", path, "method", method, "err", err)
+	}
+	return res, err
+}
+
+func (e *Exporter) checkLease(got string) (context.Context, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.lease == "":
+		return nil, bus.Errorf(bus.PermissionDenied, "exporter %s has no active lease", e.name)
+	case got == "":
+		return nil, bus.Errorf(bus.PermissionDenied, "call carries no %s header; exporter %s is leased", bus.HeaderLease, e.name)
+	case got != e.lease:
+		return nil, bus.Errorf(bus.PermissionDenied, "lease %q is not the current lease of exporter %s", got, e.name)
+	}
+	return e.leaseCtx, nil
+}
+
+func (e *Exporter) paths() []string {
+	var out []string
+	e.tree.Walk(func(n *driver.Node) { out = append(out, n.Path) })
+	sort.Strings(out)
+	return out
+}
