@@ -321,14 +321,15 @@ func errString(err error) string {
 }
 
 func TestBuildPassesEnv(t *testing.T) {
-	var got []Env
-	MustRegister(Info{Type: "test.EnvProbe", New: func(env Env) Driver {
-		got = append(got, env)
-		return new(noConfig)
-	}})
+	envs.mu.Lock()
+	envs.list = nil
+	envs.mu.Unlock()
 	if _, err := build(t, "export:\n  x:\n    type: test.EnvProbe\n    children:\n      y: {type: test.EnvProbe}\n"); err != nil {
 		t.Fatal(err)
 	}
+	envs.mu.Lock()
+	got := envs.list
+	envs.mu.Unlock()
 	if len(got) != 2 || got[0].Path != "x" || got[1].Path != "x.y" || got[0].Dir != "/etc/jsn" || got[0].Log == nil {
 		t.Errorf("got envs %+v", got)
 	}

@@ -72,11 +72,16 @@ type pendingRef struct {
 }
 
 type builder struct {
-	c    *collector
-	d    *decoder
-	opts BuildOptions
-	refs []pendingRef
+	c     *collector
+	d     *decoder
+	opts  BuildOptions
+	refs  []pendingRef
+	stack map[*yaml.Node]bool // node mappings being built, against alias cycles
+	count int                 // nodes built, against alias bombs
 }
+
+// maxNodes bounds the size of a tree.
+const maxNodes = 10000
 
 // Build constructs the driver tree described by export, the `export:` mapping of the config file
 // named file (used in error positions). For every node it constructs the driver, decodes its
@@ -94,7 +99,7 @@ func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c := &collector{file: file}
-	b := &builder{c: c, d: &decoder{c: c}, opts: opts}
+	b := &builder{c: c, d: &decoder{c: c}, opts: opts, stack: map[*yaml.Node]bool{}}
 	t := &Tree{index: map[string]*Node{}, closed: map[*Node]bool{}}
 	export = resolveAlias(export)
 	switch {
@@ -156,6 +161,18 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 		b.c.add(at, ypath, "want a mapping with type or ref, got %s", describeOrNull(v))
 		return nil
 	}
+	if b.stack[v] {
+		b.c.add(key, ypath, "node contains itself (through a YAML alias)")
+		return nil
+	}
+	if b.count++; b.count > maxNodes {
+		if b.count == maxNodes+1 {
+			b.c.add(key, ypath, "too many driver nodes (more than %d)", maxNodes)
+		}
+		return nil
+	}
+	b.stack[v] = true
+	defer delete(b.stack, v)
 	fields := map[string]*yaml.Node{} // value nodes
 	keyAt := map[string]*yaml.Node{}
 	keys, keyNodes, vals := b.d.pairs(v, ypath)

@@ -139,7 +139,11 @@ func (*badMethods) Methods() []Method {
 	}
 }
 
-type refTarget struct{ rec }
+// envs records the Env of every test.EnvProbe constructed.
+var envs struct {
+	mu   sync.Mutex
+	list []Env
+}
 
 func init() {
 	MustRegister(Info{Type: "test.Thing", Interface: "jsn.test.v1", Doc: "a thing with every kind of field",
@@ -155,5 +159,12 @@ func init() {
 		}})
 	MustRegister(Info{Type: "test.NoConfig", New: func(Env) Driver { return new(noConfig) }})
 	MustRegister(Info{Type: "test.BadMethods", New: func(Env) Driver { return new(badMethods) }})
+	MustRegister(Info{Type: "test.Reg", New: func(Env) Driver { return new(noConfig) }, Aliases: []string{"reg.driver.Reg"}})
+	MustRegister(Info{Type: "test.EnvProbe", New: func(env Env) Driver {
+		envs.mu.Lock()
+		defer envs.mu.Unlock()
+		envs.list = append(envs.list, env)
+		return new(noConfig)
+	}})
 	MustRegister(Info{Type: "test.Proxy", Ref: true, Aliases: []string{"jumpstarter_driver_test.driver.Proxy"}})
 }
