@@ -683,3 +683,14 @@ func findKey(n *yaml.Node, field string) *yaml.Node {
 	}
 	return key
 }
+
+// valueOf returns the value node of key node k in mapping m.
+func valueOf(m, k *yaml.Node) *yaml.Node {
+	m = resolveAlias(m)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i] == k {
+			return m.Content[i+1]
+		}
+	}
+	return k
+}

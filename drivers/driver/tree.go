@@ -234,7 +234,10 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 		if ch := keyAt["children"]; ch != nil {
 			b.c.add(ch, ypath, "a proxy node has no children")
 		}
-		at := findKey(cfg, "ref")
+		at := cfg
+		if k := findKey(cfg, "ref"); k != nil {
+			at = valueOf(cfg, k)
+		}
 		b.refs = append(b.refs, pendingRef{node: n, target: rc.Ref, pos: at, path: cfgPath + ".ref"})
 		return n
 	}

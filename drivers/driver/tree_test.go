@@ -214,7 +214,7 @@ export:
 		`exporter.yaml:4:10: export.a.ref: ref cycle: a -> b -> a`,
 		`exporter.yaml:8:10: export.c.ref: ref to unknown driver "nowhere"`,
 		`exporter.yaml:10:10: export.d.ref: ref cycle: d -> d`,
-		`exporter.yaml:15:14: export.f.config.ref: ref cycle: f -> f`,
+		`exporter.yaml:15:19: export.f.config.ref: ref cycle: f -> f`,
 		`exporter.yaml:18:13: export.g.config: missing required field "ref"`,
 		`exporter.yaml:18:14: export.g.config: unknown field "reff" (did you mean "ref"?)`,
 		`exporter.yaml:21:5: export.h: a ref node has no config`,
