@@ -103,7 +103,15 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 
 // Build builds the driver tree of the config's export mapping (no side effects).
 func (c *Config) Build(log *slog.Logger) (*driver.Tree, error) {
-	return driver.Build(c.File, c.Export, driver.BuildOptions{Dir: c.Dir, Log: log})
+	return c.BuildWith(driver.BuildOptions{Log: log})
+}
+
+// BuildWith is Build with more options (taps); opts.Dir defaults to the config's directory.
+func (c *Config) BuildWith(opts driver.BuildOptions) (*driver.Tree, error) {
+	if opts.Dir == "" {
+		opts.Dir = c.Dir
+	}
+	return driver.Build(c.File, c.Export, opts)
 }
 
 // Load loads the config file at path and builds its driver tree, reporting the problems of both

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/drivers/driver"
@@ -25,7 +26,7 @@ type Exporter struct {
 	conn    *bus.Conn         // non-nil after Start
 	streams *bus.StreamServer // non-nil after Start
 	subs    []*bus.Subscription
-	desc    []byte // encoded describe reply, built once
+	tapConn atomic.Pointer[bus.Conn] // where taps are published; nil until Start
 	calls   sync.WaitGroup
 
 	mu          sync.Mutex
@@ -43,16 +44,12 @@ func New(cfg *Config, log *slog.Logger) (*Exporter, error) {
 	if err := bus.CheckName("exporter name", cfg.Metadata.Name); err != nil {
 		return nil, fmt.Errorf("%s: metadata.name: %w", cfg.File, err)
 	}
-	tree, err := cfg.Build(log)
+	e := &Exporter{name: cfg.Metadata.Name, labels: cfg.Metadata.Labels, log: log.With("exporter", cfg.Metadata.Name)}
+	tree, err := cfg.BuildWith(driver.BuildOptions{Log: log, Tap: e.tapper})
 	if err != nil {
 		return nil, err
 	}
-	e := &Exporter{name: cfg.Metadata.Name, labels: cfg.Metadata.Labels, tree: tree, log: log.With("exporter", cfg.Metadata.Name)}
-	desc, err := bus.Marshal(e.Describe())
-	if err != nil {
-		return nil, fmt.Errorf("describe: %w", err)
-	}
-	e.desc = desc
+	e.tree = tree
 	return e, nil
 }
 
@@ -65,6 +62,26 @@ func (e *Exporter) Tree() *driver.Tree { return e.tree }
 // Describe returns the driver tree's description.
 func (e *Exporter) Describe() *driver.Description {
 	return &driver.Description{Exporter: e.name, Labels: e.labels, Drivers: e.tree.Describe()}
+}
+
+// describe answers a describe request. It is computed per request: availability changes.
+func (e *Exporter) describe(m *bus.Msg) {
+	b, err := bus.Marshal(e.Describe())
+	if err != nil {
+		_ = m.RespondError(bus.Errorf(bus.Internal, "describe: %v", err))
+		return
+	}
+	_ = m.Respond(nil, b)
+}
+
+// tapper returns the tap publisher of the driver at path.
+func (e *Exporter) tapper(path string) func([]byte) {
+	subject := bus.TapSubject(e.name, path)
+	return func(data []byte) {
+		if c := e.tapConn.Load(); c != nil {
+			_ = c.Publish(subject, nil, data)
+		}
+	}
 }
 
 // Open opens every driver.
@@ -80,7 +97,8 @@ func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}
 	e.conn, e.streams = conn, ss
-	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", func(m *bus.Msg) { _ = m.Respond(nil, e.desc) })
+	e.tapConn.Store(conn)
+	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", e.describe)
 	if err != nil {
 		ss.Close()
 		return fmt.Errorf("serve %s: %w", e.name, err)
@@ -107,6 +125,7 @@ func (e *Exporter) Stop(ctx context.Context) {
 		return
 	}
 	e.stopped = true
+	e.tapConn.Store(nil)
 	lease := e.lease
 	e.mu.Unlock()
 	for _, s := range e.subs {
@@ -200,6 +219,10 @@ func (e *Exporter) serve(m *bus.Msg) {
 	node := e.tree.Find(path)
 	if node == nil {
 		_ = m.RespondError(bus.Errorf(bus.NotFound, "no driver %q on exporter %s; drivers: %s", path, e.name, strings.Join(e.paths(), ", ")))
+		return
+	}
+	if why := node.Unavailable(); why != "" {
+		_ = m.RespondError(bus.Errorf(bus.Unavailable, "driver %s is unavailable: %s", path, why))
 		return
 	}
 	meth := node.Method(method)

@@ -21,7 +21,11 @@ type probe struct {
 	resets  atomic.Int32
 	release chan struct{}
 	entered chan struct{} // slow signals here when it starts
+	absent  atomic.Value  // string: why the device is unavailable, "" when present
+	tap     func([]byte)
 }
+
+func (p *probe) Unavailable() string { s, _ := p.absent.Load().(string); return s }
 
 func (p *probe) Open(context.Context) error {
 	p.release, p.entered = make(chan struct{}), make(chan struct{}, 16)
@@ -38,6 +42,8 @@ func (p *probe) Methods() []driver.Method {
 			Call: func(_ context.Context, a driver.Args) (any, error) {
 				return strings.Repeat(a.String(0), int(a.Int(1))), nil
 			}},
+		{Name: "say", Kind: driver.KindCall, Args: []driver.Arg{{Name: "s", Type: driver.TypeString}},
+			Call: func(_ context.Context, a driver.Args) (any, error) { p.tap([]byte(a.String(0))); return nil, nil }},
 		{Name: "slow", Kind: driver.KindCall,
 			Call: func(ctx context.Context, _ driver.Args) (any, error) {
 				p.entered <- struct{}{}
@@ -70,7 +76,7 @@ func (p *probe) Methods() []driver.Method {
 
 func init() {
 	driver.MustRegister(driver.Info{Type: "extest.Probe", Interface: "jsn.extest.v1", Doc: "exporter test probe",
-		New: func(driver.Env) driver.Driver { return &probe{} }})
+		New: func(env driver.Env) driver.Driver { return &probe{tap: env.Tap} }})
 }
 
 const probeConfig = `apiVersion: jsn.dev/v1alpha1
@@ -305,3 +311,54 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 var _ = io.EOF
+
+func TestUnavailableDriver(t *testing.T) {
+	l, c := startLocal(t)
+	ctx := context.Background()
+	p := l.ex.tree.Find("a").Driver.(*probe)
+	p.absent.Store("/dev/ttyUSB0 is not plugged in")
+	ex := c.Exporter(l.Exporter, l.Lease)
+	if _, err := ex.Driver("a").Call(ctx, "echo", "x", 1); !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "ttyUSB0") {
+		t.Fatalf("got %v, want UNAVAILABLE naming the device", err)
+	}
+	d, err := ex.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Find("a").Unavailable; got != "/dev/ttyUSB0 is not plugged in" {
+		t.Fatalf("describe: got %q, want the reason", got)
+	}
+	p.absent.Store("")
+	if _, err := ex.Driver("a").Call(ctx, "echo", "x", 1); err != nil {
+		t.Fatalf("device back: got %v", err)
+	}
+}
+
+func TestTapBroadcast(t *testing.T) {
+	l, c := startLocal(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	obs, err := bus.Connect(ctx, l.URL, "observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+	got := make(chan string, 1)
+	sub, err := obs.Subscribe(bus.TapSubject(l.Exporter, "b"), "", func(m *bus.Msg) { got <- string(m.Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = obs.Flush(ctx)
+	if _, err := c.Exporter(l.Exporter, l.Lease).Driver("b").Call(ctx, "say", "login:"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "login:" {
+			t.Fatalf("got %q, want login:", s)
+		}
+	case <-ctx.Done():
+		t.Fatal("no tap message")
+	}
+}

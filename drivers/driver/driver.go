@@ -53,6 +53,17 @@ type Env struct {
 	Path string       // dotted driver path, "harness.power"
 	Log  *slog.Logger // already carries "driver"=Path
 	Dir  string       // directory of the config file, to resolve relative paths
+	// Tap broadcasts device output (console bytes, readings) on the driver's read-only tap
+	// subject, for observers and dashboards. Never nil; it drops data while the exporter is not
+	// connected and never blocks.
+	Tap func(data []byte)
+}
+
+// Availability is implemented by drivers whose device can be absent (a USB serial adapter not
+// plugged in yet). Unavailable returns "" when the device is usable, else the reason; describe
+// shows it and calls fail with UNAVAILABLE until the device is back.
+type Availability interface {
+	Unavailable() string
 }
 
 // Constructor builds a driver value without side effects.

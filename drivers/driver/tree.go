@@ -19,6 +19,8 @@ import (
 type BuildOptions struct {
 	Dir string       // directory of the config file, given to constructors in Env.Dir
 	Log *slog.Logger // parent of every driver's logger; nil discards
+	// Tap returns the tap publisher of the driver at path (Env.Tap); nil means taps are dropped.
+	Tap func(path string) func(data []byte)
 }
 
 // Tree is an exporter's driver tree, built from the `export:` mapping of its config.
@@ -241,7 +243,11 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 		b.refs = append(b.refs, pendingRef{node: n, target: rc.Ref, pos: at, path: cfgPath + ".ref"})
 		return n
 	}
-	drv := info.New(Env{Path: path, Log: b.opts.Log.With("driver", path), Dir: b.opts.Dir})
+	tap := func([]byte) {}
+	if b.opts.Tap != nil {
+		tap = b.opts.Tap(path)
+	}
+	drv := info.New(Env{Path: path, Log: b.opts.Log.With("driver", path), Dir: b.opts.Dir, Tap: tap})
 	if drv == nil {
 		b.c.add(key, ypath, "driver type %q: constructor returned nil", info.Type)
 		return nil
@@ -489,7 +495,8 @@ func (t *Tree) Describe() []*NodeDesc {
 		var out []*NodeDesc
 		for _, n := range ns {
 			r := n.Resolve()
-			d := &NodeDesc{Name: n.Name, Path: n.Path, Type: n.Info.Type, Interface: r.Info.Interface, Doc: n.Doc}
+			d := &NodeDesc{Name: n.Name, Path: n.Path, Type: n.Info.Type, Interface: r.Info.Interface, Doc: n.Doc,
+				Unavailable: r.Unavailable()}
 			if d.Doc == "" && n.Target == nil {
 				d.Doc = n.Info.Doc
 			}
@@ -509,6 +516,14 @@ func (t *Tree) Describe() []*NodeDesc {
 		return out
 	}
 	return desc(t.Roots)
+}
+
+// Unavailable returns why the node's (resolved) driver cannot be used now, or "".
+func (n *Node) Unavailable() string {
+	if a, ok := n.Resolve().Driver.(Availability); ok {
+		return a.Unavailable()
+	}
+	return ""
 }
 
 // Open opens every real driver, children before their parents; ref nodes are skipped (their
