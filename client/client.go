@@ -240,3 +240,25 @@ func (d *Driver) open(ctx context.Context, method string, args []any) (*bus.Stre
 	}
 	return d.e.c.conn.OpenStream(ctx, d.e.name, subject, hdr, body)
 }
+
+// Tap calls fn with each chunk of output the driver at path of exporter broadcasts on its
+// read-only tap subject (console bytes, readings), until ctx ends. It needs no lease: taps are for
+// observers. fn runs in one goroutine, in order.
+func (c *Client) Tap(ctx context.Context, exporter, path string, fn func(data []byte)) error {
+	if err := bus.CheckName("exporter", exporter); err != nil {
+		return bus.Errorf(bus.InvalidArgument, "tap: %v", err)
+	}
+	if !bus.ValidPath(path) {
+		return bus.Errorf(bus.InvalidArgument, "tap: driver path %q is not valid", path)
+	}
+	sub, err := c.conn.Subscribe(bus.TapSubject(exporter, path), "", func(m *bus.Msg) { fn(m.Data) })
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := c.conn.Flush(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
