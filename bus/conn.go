@@ -20,7 +20,6 @@ const (
 	HeaderErrorCode    = "Nats-Service-Error-Code" // error code from the catalogue
 	HeaderError        = "Nats-Service-Error"      // human error message
 	HeaderStream       = "Jsn-Stream"              // id of the stream a call opens
-	HeaderStreamInbox  = "Jsn-Stream-Inbox"        // where the exporter sends the stream's frames
 	HeaderStreamWindow = "Jsn-Stream-Window"       // initial credit in bytes granted to the peer
 )
 
@@ -53,9 +52,8 @@ type Conn struct {
 	prefix string // inbox prefix, "_INBOX_<name>.<random>"
 	name   string
 
-	muxOnce sync.Once
-	mux     *streamMux // client-side streams, created on first OpenStream
-	muxErr  error
+	muxMu sync.Mutex
+	muxes map[string]*streamMux // client-side streams by exporter; guarded by muxMu
 }
 
 // ConnectOptions are optional settings for Connect.
@@ -129,8 +127,12 @@ func connect(ctx context.Context, url, name string, ip inProcess) (*Conn, error)
 
 // Close resets every stream opened on the connection and closes it.
 func (c *Conn) Close() {
-	if c.mux != nil {
-		c.mux.close(&Error{Code: Unavailable, Message: "connection closed"})
+	c.muxMu.Lock()
+	muxes := c.muxes
+	c.muxes = nil
+	c.muxMu.Unlock()
+	for _, m := range muxes {
+		m.close(&Error{Code: Unavailable, Message: "connection closed"})
 	}
 	c.nc.Close()
 }

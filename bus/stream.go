@@ -421,15 +421,13 @@ func (m *streamMux) close(err error) {
 // returns the client's end once the exporter accepted it. The exporter's error reply is returned
 // as an *Error.
 func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Header, body []byte) (*Stream, error) {
-	c.muxOnce.Do(func() {
-		c.mux, c.muxErr = newStreamMux(c, c.prefix+".s.*")
-	})
-	if c.muxErr != nil {
-		return nil, c.muxErr
+	mux, err := c.clientMux(exporter)
+	if err != nil {
+		return nil, err
 	}
 	id := randomToken(12)
-	s := newStream(c.mux, id, StreamSubject(exporter, id), "", DefaultWindow)
-	if err := c.mux.add(s); err != nil {
+	s := newStream(mux, id, StreamSubject(exporter, id), "", DefaultWindow)
+	if err := mux.add(s); err != nil {
 		return nil, err
 	}
 	h := Header{}
@@ -437,7 +435,6 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 		h[k] = v
 	}
 	h.Set(HeaderStream, id)
-	h.Set(HeaderStreamInbox, c.prefix+".s."+id)
 	h.Set(HeaderStreamWindow, strconv.FormatUint(DefaultWindow, 10))
 	reply, err := c.Request(ctx, subject, h, body)
 	if err != nil {
@@ -454,8 +451,36 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 	return s, nil
 }
 
+// clientMux returns the mux receiving exporter's stream frames, subscribing on first use.
+func (c *Conn) clientMux(exporter string) (*streamMux, error) {
+	c.muxMu.Lock()
+	defer c.muxMu.Unlock()
+	if m := c.muxes[exporter]; m != nil {
+		return m, nil
+	}
+	if c.nc.IsClosed() {
+		return nil, &Error{Code: Unavailable, Message: "connection closed"}
+	}
+	m, err := newStreamMux(c, StreamOutWildcard(exporter))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Flush(context.Background()); err != nil {
+		m.close(err)
+		return nil, err
+	}
+	if c.muxes == nil {
+		c.muxes = map[string]*streamMux{}
+	}
+	c.muxes[exporter] = m
+	return m, nil
+}
+
 // StreamServer accepts streams opened by calls to one exporter.
-type StreamServer struct{ mux *streamMux }
+type StreamServer struct {
+	mux      *streamMux
+	exporter string
+}
 
 // ServeStreams starts receiving client → exporter frames for exporter.
 func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
@@ -463,7 +488,7 @@ func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &StreamServer{mux: m}, nil
+	return &StreamServer{mux: m, exporter: exporter}, nil
 }
 
 // Opens reports whether call message m asks to open a stream.
@@ -473,18 +498,14 @@ func Opens(m *Msg) bool { return m.Header.Get(HeaderStream) != "" }
 // m with the returned header to tell the client the stream is open.
 func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 	id := m.Header.Get(HeaderStream)
-	inbox := m.Header.Get(HeaderStreamInbox)
 	if !validToken(id) {
 		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q is not a valid stream id", HeaderStream, id)}
-	}
-	if !strings.HasPrefix(inbox, "_INBOX") || strings.ContainsAny(inbox, " *>\t\r\n") {
-		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q must be a subject under the caller's inbox", HeaderStreamInbox, inbox)}
 	}
 	w, err := strconv.ParseUint(m.Header.Get(HeaderStreamWindow), 10, 64)
 	if err != nil || w == 0 {
 		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q must be a positive number of bytes", HeaderStreamWindow, m.Header.Get(HeaderStreamWindow))}
 	}
-	s := newStream(ss.mux, id, inbox, group, DefaultWindow)
+	s := newStream(ss.mux, id, StreamOutSubject(ss.exporter, id), group, DefaultWindow)
 	s.limit = w
 	if err := ss.mux.add(s); err != nil {
 		return nil, nil, err

@@ -10,7 +10,7 @@ import (
 //	jsn.x.<exporter>.describe                     request: driver tree
 //	jsn.x.<exporter>.call.<driver path…>.<method> request: a driver call
 //	jsn.x.<exporter>.stream.<id>                  client → exporter stream frames
-//	<client inbox prefix>.s.<id>                  exporter → client stream frames
+//	jsn.x.<exporter>.out.<id>                     exporter → client stream frames
 //	jsn.tap.<exporter>.<driver path…>             read-only broadcast of device output
 const (
 	prefixExporter = "jsn.x."
@@ -85,6 +85,14 @@ func StreamSubject(exporter, id string) string { return prefixExporter + exporte
 
 // StreamWildcard matches every client → exporter stream subject of exporter.
 func StreamWildcard(exporter string) string { return prefixExporter + exporter + ".stream.*" }
+
+// StreamOutSubject carries exporter → client frames of stream id. Exporters publish only under
+// their own jsn.x.<exporter> prefix (never into client inboxes), and only the lease holder's
+// credential may subscribe to it.
+func StreamOutSubject(exporter, id string) string { return prefixExporter + exporter + ".out." + id }
+
+// StreamOutWildcard matches every exporter → client stream subject of exporter.
+func StreamOutWildcard(exporter string) string { return prefixExporter + exporter + ".out.*" }
 
 // TapSubject is where the driver at path broadcasts its output.
 func TapSubject(exporter, path string) string { return prefixTap + exporter + "." + path }
