@@ -1,0 +1,257 @@
+package api
+
+import (
+	"strings"
+	"time"
+
+	"jsn.dev/jsn/drivers/driver"
+)
+
+// Lease statuses.
+const (
+	StatusQueued = "queued" // waiting for a matching exporter; Reason says why
+	StatusActive = "active" // granted; Begin and End are set
+	StatusEnded  = "ended"  // released, expired or ended by the exporter or an admin
+)
+
+// Identity kinds.
+const (
+	KindExporter = "exporter"
+	KindClient   = "client"
+)
+
+// Lease is a lease or a queued lease request.
+type Lease struct {
+	ID       string        `msgpack:"id" json:"id" yaml:"id"`
+	Exporter string        `msgpack:"exporter" json:"exporter" yaml:"exporter"` // "" while queued on a selector
+	Client   string        `msgpack:"client" json:"client" yaml:"client"`
+	Selector string        `msgpack:"selector,omitempty" json:"selector,omitempty" yaml:"selector,omitempty"`
+	Priority int           `msgpack:"priority,omitempty" json:"priority,omitempty" yaml:"priority,omitempty"`
+	Status   string        `msgpack:"status" json:"status" yaml:"status"` // StatusQueued, StatusActive or StatusEnded
+	Reason   string        `msgpack:"reason,omitempty" json:"reason,omitempty" yaml:"reason,omitempty"` // why queued, or why ended
+	Created  time.Time     `msgpack:"created" json:"created" yaml:"created"`
+	Begin    time.Time     `msgpack:"begin,omitempty" json:"begin,omitempty" yaml:"begin,omitempty"`
+	End      time.Time     `msgpack:"end,omitempty" json:"end,omitempty" yaml:"end,omitempty"`
+	Duration time.Duration `msgpack:"duration" json:"duration" yaml:"duration"` // requested length
+	// Allow is the holder's driver/method allow list ("power.*", "serial.write"); empty = all.
+	// The exporter may use it for defence in depth; NATS permissions already enforce it.
+	Allow []string `msgpack:"allow,omitempty" json:"allow,omitempty" yaml:"allow,omitempty"`
+}
+
+// Credential is a lease credential: a NATS user JWT and its nkey seed.
+type Credential struct {
+	JWT     string    `msgpack:"jwt" json:"jwt" yaml:"jwt"`
+	Seed    string    `msgpack:"seed" json:"seed" yaml:"seed"`
+	Expires time.Time `msgpack:"expires" json:"expires" yaml:"expires"`
+	URL     string    `msgpack:"url,omitempty" json:"url,omitempty" yaml:"url,omitempty"` // where to connect; "" = same endpoint
+}
+
+// Creds returns the credential in the NATS .creds file format.
+func (c *Credential) Creds() []byte { return FormatCreds(c.JWT, c.Seed) }
+
+// FormatCreds formats a user JWT and nkey seed as a NATS .creds file.
+func FormatCreds(jwt, seed string) []byte {
+	var b strings.Builder
+	b.WriteString("-----BEGIN NATS USER JWT-----\n")
+	b.WriteString(jwt)
+	b.WriteString("\n------END NATS USER JWT------\n\n")
+	b.WriteString("************************* IMPORTANT *************************\n")
+	b.WriteString("NKEY Seed printed below can be used to sign and prove identity.\n")
+	b.WriteString("NKEYs are sensitive and should be treated as secrets.\n\n")
+	b.WriteString("-----BEGIN USER NKEY SEED-----\n")
+	b.WriteString(seed)
+	b.WriteString("\n------END USER NKEY SEED------\n\n")
+	b.WriteString("*************************************************************\n")
+	return []byte(b.String())
+}
+
+// ExporterInfo is one exporter as the controller sees it.
+type ExporterInfo struct {
+	Name     string            `msgpack:"name" json:"name" yaml:"name"`
+	Labels   map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"`
+	Online   bool              `msgpack:"online" json:"online" yaml:"online"`
+	LastSeen time.Time         `msgpack:"last_seen,omitempty" json:"last_seen,omitempty" yaml:"last_seen,omitempty"`
+	Lease    *Lease            `msgpack:"lease,omitempty" json:"lease,omitempty" yaml:"lease,omitempty"` // active lease, nil if free
+	Version  string            `msgpack:"version,omitempty" json:"version,omitempty" yaml:"version,omitempty"`
+}
+
+// Identity is an exporter or client identity issued by the controller.
+type Identity struct {
+	Name        string            `msgpack:"name" json:"name" yaml:"name"`
+	Kind        string            `msgpack:"kind" json:"kind" yaml:"kind"` // KindExporter or KindClient
+	PublicKey   string            `msgpack:"public_key" json:"public_key" yaml:"public_key"`
+	Labels      map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"`
+	Allow       []string          `msgpack:"allow,omitempty" json:"allow,omitempty" yaml:"allow,omitempty"`
+	MaxDuration time.Duration     `msgpack:"max_duration,omitempty" json:"max_duration,omitempty" yaml:"max_duration,omitempty"`
+	Admin       bool              `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
+	Created     time.Time         `msgpack:"created" json:"created" yaml:"created"`
+}
+
+// Empty is the body of requests and replies that carry nothing ({}).
+type Empty struct{}
+
+// --- exporter API: jsn.ctl.e.<exporter>.… ---
+
+// RegisterRequest is sent on jsn.ctl.e.<E>.register when an exporter (re)connects.
+type RegisterRequest struct {
+	Labels   map[string]string   `msgpack:"labels,omitempty"`
+	Describe *driver.Description `msgpack:"describe,omitempty"`
+	Version  string              `msgpack:"version,omitempty"`
+}
+
+// RegisterReply tells the exporter the lease it should serve now (nil if none) and how often to
+// heartbeat.
+type RegisterReply struct {
+	Lease     *Lease        `msgpack:"lease,omitempty"`
+	Heartbeat time.Duration `msgpack:"heartbeat"`
+}
+
+// HeartbeatRequest is sent on jsn.ctl.e.<E>.heartbeat every RegisterReply.Heartbeat.
+type HeartbeatRequest struct {
+	Lease string `msgpack:"lease,omitempty"` // the lease id the exporter serves now, "" if none
+}
+
+// HeartbeatReply carries the lease the exporter should be serving now, nil if none.
+type HeartbeatReply struct {
+	Lease *Lease `msgpack:"lease,omitempty"`
+}
+
+// LeaseEndedRequest is sent on jsn.ctl.e.<E>.lease.ended when the exporter ends a lease on its side.
+type LeaseEndedRequest struct {
+	Lease  string `msgpack:"lease"`
+	Reason string `msgpack:"reason,omitempty"`
+}
+
+// HookOutput is one chunk of lease hook output, published by the exporter on jsn.x.<E>.ev.hook.
+type HookOutput struct {
+	Lease    string `msgpack:"lease"`
+	Hook     string `msgpack:"hook"`             // "beforeLease" or "afterLease"
+	Stream   string `msgpack:"stream,omitempty"` // "stdout" or "stderr"
+	Data     []byte `msgpack:"data,omitempty"`
+	ExitCode *int   `msgpack:"exit_code,omitempty"` // set with Done
+	Done     bool   `msgpack:"done,omitempty"`
+}
+
+// --- client API: jsn.ctl.c.<client>.… ---
+
+// LeaseRequest is sent on jsn.ctl.c.<C>.lease.request. Exactly one of Selector and Exporter.
+type LeaseRequest struct {
+	Selector string        `msgpack:"selector,omitempty"`
+	Exporter string        `msgpack:"exporter,omitempty"`
+	Duration time.Duration `msgpack:"duration"`
+	Priority int           `msgpack:"priority,omitempty"`
+}
+
+// LeaseReply answers lease.request, lease.get and lease.extend. Credential is set when the lease
+// is active.
+type LeaseReply struct {
+	Lease      *Lease      `msgpack:"lease,omitempty"`
+	Credential *Credential `msgpack:"credential,omitempty"`
+}
+
+// LeaseID names a lease (lease.get, lease.release).
+type LeaseID struct {
+	ID string `msgpack:"id"`
+}
+
+// ExtendRequest is sent on jsn.ctl.c.<C>.lease.extend: the lease then ends Duration from now.
+type ExtendRequest struct {
+	ID       string        `msgpack:"id"`
+	Duration time.Duration `msgpack:"duration"`
+}
+
+// ListLeasesRequest is sent on jsn.ctl.c.<C>.lease.list: own leases, or all with All.
+type ListLeasesRequest struct {
+	All bool `msgpack:"all,omitempty"`
+}
+
+// ListLeasesReply lists leases (active and queued).
+type ListLeasesReply struct {
+	Leases []Lease `msgpack:"leases"`
+}
+
+// ListExportersRequest is sent on jsn.ctl.c.<C>.exporters.list.
+type ListExportersRequest struct {
+	Selector string `msgpack:"selector,omitempty"`
+}
+
+// ListExportersReply lists exporters sorted by name.
+type ListExportersReply struct {
+	Exporters []ExporterInfo `msgpack:"exporters"`
+}
+
+// ExporterName names an exporter or client (exporters.describe, delete.exporter, delete.client).
+type ExporterName struct {
+	Name string `msgpack:"name"`
+}
+
+// --- admin API: jsn.ctl.a.<admin>.… ---
+
+// CreateExporterRequest is sent on jsn.ctl.a.<A>.create.exporter.
+type CreateExporterRequest struct {
+	Name   string            `msgpack:"name"`
+	Labels map[string]string `msgpack:"labels,omitempty"`
+}
+
+// CreateClientRequest is sent on jsn.ctl.a.<A>.create.client.
+type CreateClientRequest struct {
+	Name        string        `msgpack:"name"`
+	Allow       []string      `msgpack:"allow,omitempty"`
+	MaxDuration time.Duration `msgpack:"max_duration,omitempty"`
+	Admin       bool          `msgpack:"admin,omitempty"`
+}
+
+// ConfigReply carries a complete config file (YAML) with credentials.
+type ConfigReply struct {
+	Config []byte `msgpack:"config"`
+}
+
+// ListIdentitiesReply answers list.exporter and list.client.
+type ListIdentitiesReply struct {
+	Identities []Identity `msgpack:"identities"`
+}
+
+// --- subjects ---
+
+// Subject prefixes of the API.
+const (
+	PrefixExporter = "jsn.ctl.e." // + exporter + "." + verb
+	PrefixClient   = "jsn.ctl.c." // + client + "." + verb
+	PrefixAdmin    = "jsn.ctl.a." // + admin + "." + verb
+)
+
+// Verbs (the subject tail after the identity token).
+const (
+	VerbRegister       = "register"
+	VerbHeartbeat      = "heartbeat"
+	VerbLeaseEnded     = "lease.ended"
+	VerbLeaseRequest   = "lease.request"
+	VerbLeaseGet       = "lease.get"
+	VerbLeaseExtend    = "lease.extend"
+	VerbLeaseRelease   = "lease.release"
+	VerbLeaseList      = "lease.list"
+	VerbExportersList  = "exporters.list"
+	VerbExportersDesc  = "exporters.describe"
+	VerbCreateExporter = "create.exporter"
+	VerbCreateClient   = "create.client"
+	VerbListExporter   = "list.exporter"
+	VerbListClient     = "list.client"
+	VerbDeleteExporter = "delete.exporter"
+	VerbDeleteClient   = "delete.client"
+)
+
+// ExporterSubject is the controller API subject verb of exporter name.
+func ExporterSubject(name, verb string) string { return PrefixExporter + name + "." + verb }
+
+// ClientSubject is the controller API subject verb of client name.
+func ClientSubject(name, verb string) string { return PrefixClient + name + "." + verb }
+
+// AdminSubject is the controller API subject verb of admin name.
+func AdminSubject(name, verb string) string { return PrefixAdmin + name + "." + verb }
+
+// LeasePushSubject is where the controller publishes exporter name's current Lease (an empty body
+// for none) whenever it changes.
+func LeasePushSubject(exporter string) string { return "jsn.x." + exporter + ".lease" }
+
+// HookSubject is where exporter publishes HookOutput for the lease holder.
+func HookSubject(exporter string) string { return "jsn.x." + exporter + ".ev.hook" }
