@@ -27,7 +27,7 @@ type Lease struct {
 	Client   string        `msgpack:"client" json:"client" yaml:"client"`
 	Selector string        `msgpack:"selector,omitempty" json:"selector,omitempty" yaml:"selector,omitempty"`
 	Priority int           `msgpack:"priority,omitempty" json:"priority,omitempty" yaml:"priority,omitempty"`
-	Status   string        `msgpack:"status" json:"status" yaml:"status"` // StatusQueued, StatusActive or StatusEnded
+	Status   string        `msgpack:"status" json:"status" yaml:"status"`                               // StatusQueued, StatusActive or StatusEnded
 	Reason   string        `msgpack:"reason,omitempty" json:"reason,omitempty" yaml:"reason,omitempty"` // why queued, or why ended
 	Created  time.Time     `msgpack:"created" json:"created" yaml:"created"`
 	Begin    time.Time     `msgpack:"begin,omitempty" json:"begin,omitempty" yaml:"begin,omitempty"`
