@@ -59,6 +59,8 @@ type Conn struct {
 // ConnectOptions are optional settings for Connect.
 type ConnectOptions struct {
 	Name string // identity; appears in the inbox prefix and the server's connection list
+	// Creds is the content of a NATS .creds file (user JWT and nkey seed); nil means none.
+	Creds []byte
 }
 
 // Connect dials the bus at url: "unix:///path/bus.sock" for a local session, or
@@ -86,7 +88,7 @@ func randomToken(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func connect(ctx context.Context, url, name string, ip inProcess) (*Conn, error) {
+func connect(ctx context.Context, url, name string, ip inProcess, extra ...nats.Option) (*Conn, error) {
 	if name == "" {
 		name = "client"
 	}
@@ -102,6 +104,7 @@ func connect(ctx context.Context, url, name string, ip inProcess) (*Conn, error)
 		nats.PingInterval(20 * time.Second),
 		nats.ReconnectBufSize(8 << 20),
 	}
+	opts = append(opts, extra...)
 	dialURL := url
 	switch {
 	case ip != nil:

@@ -27,6 +27,19 @@ type ServerOptions struct {
 	Log *slog.Logger
 	// MaxPayload overrides the server's maximum message size (default 1 MiB).
 	MaxPayload int32
+
+	// Operator mode and JetStream (see auth.go); all empty means no auth and no JetStream.
+
+	// Operator is the trusted operator JWT; "" means no authentication.
+	Operator string
+	// SystemAccount is the public key of the system account (operator mode only).
+	SystemAccount string
+	// Accounts preloads a memory account resolver: account public key → account JWT.
+	Accounts map[string]string
+	// JetStreamDir enables JetStream with its file store there; "" means no JetStream.
+	JetStreamDir string
+	// Name is the server's name (default "jsn"); servers of one cluster need distinct names.
+	Name string
 }
 
 // Server is an embedded NATS server.
@@ -65,6 +78,9 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		}
 		opts.DontListen = false
 		opts.Host, opts.Port = host, port
+	}
+	if err := o.apply(opts); err != nil {
+		return nil, fmt.Errorf("start bus: %w", err)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {

@@ -1,0 +1,68 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// ConnectWith dials the bus at url like Connect, authenticating with o.Creds when set.
+func ConnectWith(ctx context.Context, url string, o ConnectOptions) (*Conn, error) {
+	if url == "" {
+		return nil, errors.New("connect: no bus address")
+	}
+	extra, err := o.natsOptions()
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, url, o.Name, nil, extra...)
+}
+
+// ConnectWith opens an in-process connection authenticating with o.Creds when set.
+func (s *Server) ConnectWith(ctx context.Context, o ConnectOptions) (*Conn, error) {
+	extra, err := o.natsOptions()
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, "", o.Name, s.ns, extra...)
+}
+
+func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
+	if len(o.Creds) == 0 {
+		return nil, nil
+	}
+	userJWT, err := jwt.ParseDecoratedJWT(o.Creds)
+	if err != nil {
+		return nil, fmt.Errorf("connect: credentials: %w", err)
+	}
+	kp, err := jwt.ParseDecoratedNKey(o.Creds)
+	if err != nil {
+		return nil, fmt.Errorf("connect: credentials: %w", err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, fmt.Errorf("connect: credentials: %w", err)
+	}
+	kp.Wipe()
+	return []nats.Option{nats.UserJWT(
+		func() (string, error) { return userJWT, nil },
+		func(nonce []byte) ([]byte, error) {
+			kp, err := nkeys.FromSeed(seed)
+			if err != nil {
+				return nil, err
+			}
+			defer kp.Wipe()
+			return kp.Sign(nonce)
+		},
+	)}, nil
+}
+
+// ConnectedURL is the URL of the server the connection is connected to.
+func (c *Conn) ConnectedURL() string { return c.nc.ConnectedUrl() }
+
+// Name is the identity the connection was opened with.
+func (c *Conn) Name() string { return c.name }
