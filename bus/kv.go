@@ -15,7 +15,7 @@ import (
 // KV errors callers branch on.
 var (
 	ErrKeyNotFound = errors.New("key not found")
-	ErrKeyExists   = errors.New("key exists")       // Create of a live key
+	ErrKeyExists   = errors.New("key exists")        // Create of a live key
 	ErrKeyChanged  = errors.New("revision mismatch") // CAS update or delete lost a race
 )
 
