@@ -1,0 +1,648 @@
+package serial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	bugserial "go.bug.st/serial"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/drivers/driver"
+)
+
+// Interface is the name of the interface serial drivers implement.
+const Interface = "jsn.serial.v1"
+
+func init() {
+	driver.MustRegister(driver.Info{
+		Type:      "serial.Port",
+		Interface: Interface,
+		Doc:       "a serial console, recorded and shared: a device path or socket://host:port",
+		New:       NewPort,
+		Aliases:   []string{"jumpstarter_driver_pyserial.driver.PySerial"},
+	})
+}
+
+// Defaults and limits of the config.
+const (
+	DefaultBaudrate  = 115200
+	MaxBaudrate      = 4_000_000
+	DefaultBuffer    = 1 << 20
+	MaxBuffer        = 64 << 20
+	MinBuffer        = 4 << 10
+	DefaultReconnect = time.Second
+	DefaultBreak     = 250 * time.Millisecond
+	MaxBreak         = 10 * time.Second
+)
+
+// MaxLog is the most `log` returns: the newest bytes of the ring buffer that fit in one bus
+// message (the default maximum payload is 1 MiB).
+const MaxLog = 896 << 10
+
+// MaxBacklog is how many bytes of output a console stream may fall behind (beyond the bus
+// stream's own window) before it is dropped rather than let it stall the port.
+const MaxBacklog = 1 << 20
+
+// StandardBaudrates are the usual rates; any other positive rate up to MaxBaudrate is accepted
+// too (Linux sets it exactly).
+var StandardBaudrates = []int{50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600,
+	19200, 38400, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000,
+	1500000, 2000000, 2500000, 3000000, 3500000, 4000000}
+
+// Port is the serial.Port driver. The exporter keeps the device open all the time; a reader
+// goroutine records its output into a ring buffer, broadcasts it on the tap subject and fans it
+// out to every open connect stream.
+//
+// Config (url and baudrate as in Jumpstarter's PySerial):
+//
+//	url: /dev/ttyUSB0     # required: a device path, or socket://host:port (raw TCP, ser2net)
+//	baudrate: 115200      # 1..4000000
+//	parity: none          # none|even|odd|mark|space
+//	stopbits: 1           # 1|1.5|2
+//	databits: 8           # 5..8
+//	flow: none            # none|rtscts|xonxoff
+//	buffer: 1048576       # ring buffer bytes, 4 KiB..64 MiB
+//	reconnect: 1s         # how often to retry an absent device
+//	check_present: true   # accepted for Jumpstarter configs; jsn always tolerates absence
+type Port struct {
+	URL          string        `yaml:"url" jsn:"required"`
+	Baudrate     int           `yaml:"baudrate"`
+	Parity       string        `yaml:"parity"`
+	StopBits     float64       `yaml:"stopbits"`
+	DataBits     int           `yaml:"databits"`
+	Flow         string        `yaml:"flow"`
+	Buffer       int           `yaml:"buffer"`
+	Reconnect    time.Duration `yaml:"reconnect"`
+	CheckPresent bool          `yaml:"check_present"`
+
+	path string
+	log  *slog.Logger
+	tap  func([]byte)
+
+	target target // set by Open
+	ring   *ring  // set by Open
+
+	cancel context.CancelFunc // ends run; set by Open
+	wg     sync.WaitGroup     // run
+
+	wmu sync.Mutex // serialises writes to the device
+
+	mu      sync.Mutex
+	dev     io.ReadWriteCloser // the open device; nil while absent; guarded by mu
+	sp      bugserial.Port     // dev as a serial port; nil for socket:// or absent; guarded by mu
+	why     string             // why the device is unusable; "" while dev != nil; guarded by mu
+	baud    int                // current baud rate; guarded by mu
+	conns   map[*conn]struct{} // open connect streams; guarded by mu
+	closed  bool               // Close ran; guarded by mu
+	noModem bool               // the device has no modem lines (a pty); guarded by mu
+}
+
+// conn is one open connect stream.
+type conn struct {
+	out    chan []byte             // output to send; never closed
+	queued int                     // bytes in out; guarded by Port.mu
+	cancel context.CancelCauseFunc // ends the stream with a cause
+	done   chan struct{}           // closed when the handler returned
+}
+
+// NewPort is the serial.Port constructor: defaults only, no side effects.
+func NewPort(env driver.Env) driver.Driver {
+	log := env.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	tap := env.Tap
+	if tap == nil {
+		tap = func([]byte) {}
+	}
+	return &Port{
+		Baudrate: DefaultBaudrate, Parity: "none", StopBits: 1, DataBits: 8, Flow: "none",
+		Buffer: DefaultBuffer, Reconnect: DefaultReconnect, CheckPresent: true,
+		path: env.Path, log: log, tap: tap,
+		why: "not open", conns: map[*conn]struct{}{},
+	}
+}
+
+// ValidBaudrate reports whether rate is acceptable: 1..MaxBaudrate.
+func ValidBaudrate(rate int64) bool { return rate >= 1 && rate <= MaxBaudrate }
+
+var parities = map[string]bugserial.Parity{
+	"none": bugserial.NoParity, "even": bugserial.EvenParity, "odd": bugserial.OddParity,
+	"mark": bugserial.MarkParity, "space": bugserial.SpaceParity,
+}
+
+var stopBits = map[float64]bugserial.StopBits{
+	1: bugserial.OneStopBit, 1.5: bugserial.OnePointFiveStopBits, 2: bugserial.TwoStopBits,
+}
+
+// Validate checks the config.
+func (p *Port) Validate() error {
+	var errs []error
+	if _, err := parseURL(p.URL); err != nil {
+		errs = append(errs, driver.FieldErrorf("url", "%v", err))
+	}
+	if !ValidBaudrate(int64(p.Baudrate)) {
+		errs = append(errs, driver.FieldErrorf("baudrate", "must be 1..%d, got %d", MaxBaudrate, p.Baudrate))
+	}
+	if _, ok := parities[p.Parity]; !ok {
+		errs = append(errs, driver.FieldErrorf("parity", "must be none, even, odd, mark or space, got %q", p.Parity))
+	}
+	if _, ok := stopBits[p.StopBits]; !ok {
+		errs = append(errs, driver.FieldErrorf("stopbits", "must be 1, 1.5 or 2, got %v", p.StopBits))
+	}
+	if p.DataBits < 5 || p.DataBits > 8 {
+		errs = append(errs, driver.FieldErrorf("databits", "must be 5..8, got %d", p.DataBits))
+	}
+	switch p.Flow {
+	case "none", "rtscts", "xonxoff":
+	default:
+		errs = append(errs, driver.FieldErrorf("flow", "must be none, rtscts or xonxoff, got %q", p.Flow))
+	}
+	if p.Buffer < MinBuffer || p.Buffer > MaxBuffer {
+		errs = append(errs, driver.FieldErrorf("buffer", "must be %d..%d bytes, got %d", MinBuffer, MaxBuffer, p.Buffer))
+	}
+	if p.Reconnect <= 0 {
+		errs = append(errs, driver.FieldErrorf("reconnect", "must be positive, got %s", p.Reconnect))
+	}
+	return errors.Join(errs...)
+}
+
+// Open tries the device once and starts the goroutine that reads it and reopens it whenever it
+// is absent. An absent device is not an error: the driver is unavailable until it appears.
+func (p *Port) Open(ctx context.Context) error {
+	t, err := parseURL(p.URL)
+	if err != nil {
+		return fmt.Errorf("open: url: %w", err)
+	}
+	p.target = t
+	p.ring = newRing(p.Buffer)
+	p.mu.Lock()
+	p.baud = p.Baudrate
+	p.mu.Unlock()
+	rctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	dev := p.tryOpen(ctx)
+	p.wg.Add(1)
+	go p.run(rctx, dev)
+	return nil
+}
+
+// tryOpen opens the device and attaches it, or records why it could not. It returns the
+// attached device or nil.
+func (p *Port) tryOpen(ctx context.Context) io.ReadWriteCloser {
+	dev, sp, err := p.dial(ctx)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		why := err.Error()
+		if why != p.why {
+			p.log.Info("serial device unavailable", "url", p.target.String(), "err", err)
+		}
+		p.why = why
+		return nil
+	}
+	if p.closed {
+		dev.Close()
+		return nil
+	}
+	p.dev, p.sp, p.why = dev, sp, ""
+	p.log.Info("serial device open", "url", p.target.String())
+	return dev
+}
+
+// dial opens the device at the current baud rate.
+func (p *Port) dial(ctx context.Context) (io.ReadWriteCloser, bugserial.Port, error) {
+	if p.target.isSocket() {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", p.target.addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", p.target, err)
+		}
+		return c, nil, nil
+	}
+	p.mu.Lock()
+	mode := p.mode(p.baud)
+	p.mu.Unlock()
+	fc, err := openFlow(p.target.path, p.Flow)
+	if err != nil {
+		return nil, nil, describeOpenErr(p.target.path, err)
+	}
+	sp, err := bugserial.Open(p.target.path, mode)
+	if err != nil {
+		fc.close()
+		return nil, nil, describeOpenErr(p.target.path, err)
+	}
+	if err := fc.apply(p.Flow); err != nil {
+		sp.Close()
+		return nil, nil, fmt.Errorf("%s: %w", p.target.path, err)
+	}
+	return sp, sp, nil
+}
+
+// describeOpenErr turns an open error into the reason shown by describe:
+// "/dev/ttyUSB0: no such file".
+func describeOpenErr(path string, err error) error {
+	if errors.Is(err, syscall.ENOENT) {
+		return fmt.Errorf("%s: no such file", path)
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}
+
+// mode returns the serial settings at baud.
+func (p *Port) mode(baud int) *bugserial.Mode {
+	return &bugserial.Mode{BaudRate: baud, DataBits: p.DataBits, Parity: parities[p.Parity], StopBits: stopBits[p.StopBits]}
+}
+
+// run reads dev (nil if absent) until it fails, then retries every Reconnect, until ctx ends.
+func (p *Port) run(ctx context.Context, dev io.ReadWriteCloser) {
+	defer p.wg.Done()
+	t := time.NewTimer(p.Reconnect)
+	defer t.Stop()
+	for {
+		if dev == nil {
+			t.Reset(p.Reconnect)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if dev = p.tryOpen(ctx); dev == nil {
+				continue
+			}
+		}
+		err := p.read(dev)
+		if ctx.Err() != nil {
+			return
+		}
+		p.detach(dev, err)
+		dev = nil
+	}
+}
+
+// read copies the device's output to the ring, the tap and the streams until a read fails.
+func (p *Port) read(dev io.Reader) error {
+	buf := make([]byte, 4096)
+	for {
+		n, err := dev.Read(buf)
+		if n > 0 {
+			p.publish(time.Now(), append([]byte(nil), buf[:n]...))
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return errors.New("closed by the other end")
+			}
+			return err
+		}
+	}
+}
+
+// publish records one chunk of output and hands it to every stream; a stream too far behind is
+// dropped rather than let it stall the port.
+func (p *Port) publish(t time.Time, b []byte) {
+	p.ring.write(t, b)
+	p.tap(b)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if c.queued+len(b) <= MaxBacklog {
+			select {
+			case c.out <- b:
+				c.queued += len(b)
+				continue
+			default:
+			}
+		}
+		delete(p.conns, c)
+		c.cancel(bus.Errorf(bus.Unavailable, "serial %s: console stream dropped: the client fell more than %d bytes behind the device", p.target, MaxBacklog))
+	}
+}
+
+// detach forgets a device that failed and resets every stream with UNAVAILABLE.
+func (p *Port) detach(dev io.ReadWriteCloser, err error) {
+	dev.Close()
+	why := fmt.Sprintf("serial %s disconnected: %v", p.target, err)
+	p.log.Warn("serial device lost", "url", p.target.String(), "err", err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dev == dev {
+		p.dev, p.sp = nil, nil
+	}
+	p.why = why
+	p.dropAll(bus.Errorf(bus.Unavailable, "%s", why))
+}
+
+// dropAll ends every stream with cause and returns them. Call with mu held.
+func (p *Port) dropAll(cause error) []*conn {
+	var out []*conn
+	for c := range p.conns {
+		c.cancel(cause)
+		delete(p.conns, c)
+		out = append(out, c)
+	}
+	return out
+}
+
+// Unavailable returns why the device cannot be used, "" when it is open.
+func (p *Port) Unavailable() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.why
+}
+
+// Reset ends every console stream, restores the configured baud rate and raises DTR and RTS
+// again. The device stays open and the ring buffer keeps its history.
+func (p *Port) Reset(ctx context.Context) error {
+	p.mu.Lock()
+	conns := p.dropAll(bus.Errorf(bus.Unavailable, "serial %s: console closed by driver reset", p.target))
+	p.baud = p.Baudrate
+	sp, noModem := p.sp, p.noModem
+	p.mu.Unlock()
+	for _, c := range conns {
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return fmt.Errorf("reset: wait for console streams: %w", ctx.Err())
+		}
+	}
+	if sp == nil {
+		return nil
+	}
+	var errs []error
+	if err := sp.SetMode(p.mode(p.Baudrate)); err != nil {
+		errs = append(errs, fmt.Errorf("reset: baud rate: %w", err))
+	}
+	if !noModem {
+		for _, set := range []func(bool) error{sp.SetDTR, sp.SetRTS} {
+			if err := set(true); err != nil && !isNoModem(err) {
+				errs = append(errs, fmt.Errorf("reset: modem lines: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isNoModem reports whether err says the device has no modem control lines (a pty).
+func isNoModem(err error) bool {
+	return errors.Is(err, syscall.ENOTTY) || errors.Is(err, syscall.EINVAL)
+}
+
+// Close stops the reader, closes the device and ends every stream.
+func (p *Port) Close() error {
+	p.mu.Lock()
+	p.closed = true
+	dev := p.dev
+	p.dev, p.sp, p.why = nil, nil, "closed"
+	conns := p.dropAll(bus.Errorf(bus.Unavailable, "serial %s: driver closed", p.target))
+	p.mu.Unlock()
+	if p.cancel != nil {
+		p.cancel()
+	}
+	var err error
+	if dev != nil {
+		err = dev.Close()
+	}
+	p.wg.Wait()
+	for _, c := range conns {
+		<-c.done
+	}
+	if err != nil {
+		return fmt.Errorf("close %s: %w", p.target, err)
+	}
+	return nil
+}
+
+// device returns the open device, or an UNAVAILABLE error naming why there is none.
+func (p *Port) device(op string) (io.ReadWriteCloser, bugserial.Port, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dev == nil {
+		return nil, nil, bus.Errorf(bus.Unavailable, "%s: %s", op, p.why)
+	}
+	return p.dev, p.sp, nil
+}
+
+// write sends b to the device.
+func (p *Port) write(b []byte) error {
+	dev, _, err := p.device("write")
+	if err != nil {
+		return err
+	}
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	for len(b) > 0 {
+		n, err := dev.Write(b)
+		if err != nil {
+			return bus.Errorf(bus.Unavailable, "write %s: %w", p.target, err)
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// modem runs a modem-control operation on a serial device: UNIMPLEMENTED for socket:// and for
+// devices without modem lines.
+func (p *Port) modem(op string, fn func(sp bugserial.Port) error) error {
+	if p.target.isSocket() {
+		return bus.Errorf(bus.Unimplemented, "%s: not possible on %s (a raw TCP port carries only data)", op, p.target)
+	}
+	_, sp, err := p.device(op)
+	if err != nil {
+		return err
+	}
+	if err := fn(sp); err != nil {
+		if isNoModem(err) {
+			p.mu.Lock()
+			p.noModem = true
+			p.mu.Unlock()
+			return bus.Errorf(bus.Unimplemented, "%s: %s has no modem control lines: %v", op, p.target, err)
+		}
+		return bus.Errorf(bus.Unavailable, "%s %s: %w", op, p.target, err)
+	}
+	return nil
+}
+
+// setBaudrate changes the baud rate until the next reset.
+func (p *Port) setBaudrate(rate int64) error {
+	if !ValidBaudrate(rate) {
+		return bus.Errorf(bus.InvalidArgument, "set_baudrate: rate must be 1..%d, got %d", MaxBaudrate, rate)
+	}
+	if p.target.isSocket() {
+		return bus.Errorf(bus.Unimplemented, "set_baudrate: not possible on %s: set the rate on the serial server", p.target)
+	}
+	_, sp, err := p.device("set_baudrate")
+	if err != nil {
+		return err
+	}
+	if err := sp.SetMode(p.mode(int(rate))); err != nil {
+		return bus.Errorf(bus.InvalidArgument, "set_baudrate %d on %s: %w", rate, p.target, err)
+	}
+	p.mu.Lock()
+	p.baud = int(rate)
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Port) info() map[string]any {
+	held, total := p.ring.stats()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	state := "open"
+	if p.dev == nil {
+		state = "absent"
+	}
+	return map[string]any{
+		"url": p.target.String(), "baudrate": int64(p.baud), "state": state, "reason": p.why,
+		"buffered": int64(held), "received": total, "connections": int64(len(p.conns)),
+	}
+}
+
+// connect serves one console stream: output fans out to it, input goes to the device.
+func (p *Port) connect(ctx context.Context, _ driver.Args, s driver.Stream) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	c := &conn{out: make(chan []byte, MaxBacklog/64), cancel: cancel, done: make(chan struct{})}
+	defer close(c.done)
+	p.mu.Lock()
+	if p.dev == nil {
+		why := p.why
+		p.mu.Unlock()
+		return bus.Errorf(bus.Unavailable, "connect: %s", why)
+	}
+	p.conns[c] = struct{}{}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+	}()
+
+	// Input: ends at the client's half-close (output keeps flowing), or fails the stream. It
+	// may outlive this handler by the moment the exporter takes to close s.
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := s.Read(buf)
+			if n > 0 {
+				if werr := p.write(buf[:n]); werr != nil {
+					cancel(werr)
+					return
+				}
+			}
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+
+	for {
+		select {
+		case b := <-c.out:
+			p.mu.Lock()
+			c.queued -= len(b)
+			p.mu.Unlock()
+			if _, err := s.Write(b); err != nil {
+				return fmt.Errorf("connect: %w", err)
+			}
+		case <-ctx.Done():
+			cause := context.Cause(ctx)
+			if code := bus.CodeOf(cause); code != bus.Internal && code != bus.DeadlineExceeded {
+				return cause
+			}
+			return fmt.Errorf("connect: %w", cause)
+		}
+	}
+}
+
+// Methods returns the jsn.serial.v1 method table:
+//
+//	connect() <=> bytes              the console: device output to every stream, input to the device
+//	set_baudrate(rate int)           until the next reset; INVALID_ARGUMENT outside 1..4000000
+//	set_dtr(on bool), set_rts(on bool)
+//	send_break([duration])           default 250ms, at most 10s; UNIMPLEMENTED for socket://
+//	log([since duration]) -> bytes   recorded output newer than since (all of it when omitted)
+//	info() -> any                    url, baudrate, state, reason, buffered, received, connections
+func (p *Port) Methods() []driver.Method {
+	none := func(err error) (any, error) { return nil, err }
+	return []driver.Method{
+		{
+			Name: "connect", Doc: "open the console: output of the device, input to it", Kind: driver.KindByteStream,
+			Bytes: p.connect,
+		},
+		{
+			Name: "set_baudrate", Doc: fmt.Sprintf("set the baud rate (1..%d) until the next reset", MaxBaudrate), Kind: driver.KindCall,
+			Args: []driver.Arg{{Name: "rate", Type: driver.TypeInt, Doc: "bits per second"}},
+			Call: func(ctx context.Context, a driver.Args) (any, error) { return none(p.setBaudrate(a.Int(0))) },
+		},
+		{
+			Name: "set_dtr", Doc: "set the DTR line", Kind: driver.KindCall,
+			Args: []driver.Arg{{Name: "on", Type: driver.TypeBool}},
+			Call: func(ctx context.Context, a driver.Args) (any, error) {
+				return none(p.modem("set_dtr", func(sp bugserial.Port) error { return sp.SetDTR(a.Bool(0)) }))
+			},
+		},
+		{
+			Name: "set_rts", Doc: "set the RTS line", Kind: driver.KindCall,
+			Args: []driver.Arg{{Name: "on", Type: driver.TypeBool}},
+			Call: func(ctx context.Context, a driver.Args) (any, error) {
+				return none(p.modem("set_rts", func(sp bugserial.Port) error { return sp.SetRTS(a.Bool(0)) }))
+			},
+		},
+		{
+			Name: "send_break", Doc: "hold the line in break (default 250ms, at most 10s)", Kind: driver.KindCall,
+			Args: []driver.Arg{{Name: "duration", Type: driver.TypeDuration, Optional: true}},
+			Call: func(ctx context.Context, a driver.Args) (any, error) {
+				d := DefaultBreak
+				if a.Has(0) {
+					d = a.Duration(0)
+				}
+				if d <= 0 || d > MaxBreak {
+					return nil, bus.Errorf(bus.InvalidArgument, "send_break: duration must be more than 0 and at most %s, got %s", MaxBreak, d)
+				}
+				return none(p.modem("send_break", func(sp bugserial.Port) error { return sp.Break(d) }))
+			},
+		},
+		{
+			Name: "log", Doc: "recorded output newer than since (all of it when omitted), at most the newest 896 KiB",
+			Kind: driver.KindCall, Returns: driver.TypeBytes,
+			Args: []driver.Arg{{Name: "since", Type: driver.TypeDuration, Optional: true}},
+			Call: func(ctx context.Context, a driver.Args) (any, error) {
+				var since time.Time
+				if a.Has(0) {
+					d := a.Duration(0)
+					if d < 0 {
+						return nil, bus.Errorf(bus.InvalidArgument, "log: since must not be negative, got %s", d)
+					}
+					if d > 0 {
+						since = time.Now().Add(-d)
+					}
+				}
+				return p.ring.read(since, MaxLog), nil
+			},
+		},
+		{
+			Name: "info", Doc: "url, baudrate, state (open|absent), reason, buffered, received, connections",
+			Kind: driver.KindCall, Returns: driver.TypeAny,
+			Call: func(ctx context.Context, _ driver.Args) (any, error) { return p.info(), nil },
+		},
+	}
+}
+
+var (
+	_ driver.Driver       = (*Port)(nil)
+	_ driver.Validator    = (*Port)(nil)
+	_ driver.Methoder     = (*Port)(nil)
+	_ driver.Availability = (*Port)(nil)
+)
