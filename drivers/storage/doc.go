@@ -1,0 +1,16 @@
+// Package storage owns the jsn.storage.v1 interface — flashing disk images onto a file or a block
+// device on the exporter, reading them back, and an image cache — and the jsn.storagemux.v1
+// interface of SD-card muxes, which switch one card between the exporter (host) and the device
+// under test (DUT) and offer every storage method on the host side.
+//
+// Drivers: storage.File (a disk image file or block device), storage.MockMux (a file-backed mux
+// with no hardware, Jumpstarter's MockStorageMux) and storage.SDWire (an SDWire switched through
+// sd-mux-ctrl). The package also holds the typed client (Client) and the `jsn storage` verbs.
+//
+// Uploads stream through fixed buffers whatever the image size: the exporter sniffs the first
+// bytes, decompresses gzip, xz, zstd and bzip2 by magic number, verifies the SHA-256 of the
+// uploaded (compressed) bytes, writes, fsyncs, and only then reports success. Regular files are
+// written to a temporary file next to the target and renamed into place, so a failed flash leaves
+// them unchanged. Drivers here must not import the bus or NATS, write to stdout or log through the
+// global logger.
+package storage

@@ -1,0 +1,192 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/drivers/driver"
+)
+
+// Side is where a mux connects its storage.
+type Side string
+
+// Mux sides. Off is reported only by muxes that can disconnect the card from both.
+const (
+	Host Side = "host"
+	DUT  Side = "dut"
+	Off  Side = "off"
+)
+
+// Mux is what a storage mux implements; muxMethods turns it into the jsn.storagemux.v1 switch
+// methods.
+type Mux interface {
+	Host(ctx context.Context) error
+	DUT(ctx context.Context) error
+	Off(ctx context.Context) error
+	Status(ctx context.Context) (Side, error)
+}
+
+// muxGate refuses storage access unless m is switched to the host.
+func muxGate(m Mux) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		side, err := m.Status(ctx)
+		if err != nil {
+			return err
+		}
+		switch side {
+		case Host:
+			return nil
+		case DUT:
+			return bus.Errorf(bus.FailedPrecondition, "storage is switched to the DUT; run `jsn storage host` first")
+		}
+		return bus.Errorf(bus.FailedPrecondition, "storage is switched %s; run `jsn storage host` first", side)
+	}
+}
+
+// muxMethods returns the switch methods of jsn.storagemux.v1; each waits for no transfer to run.
+func muxMethods(st *store, m Mux) []driver.Method {
+	sw := func(name, doc string, fn func(context.Context) error) driver.Method {
+		return driver.Method{Name: name, Doc: doc, Kind: driver.KindCall,
+			Call: func(ctx context.Context, _ driver.Args) (any, error) {
+				return nil, st.exclusive(name, func() error { return fn(ctx) })
+			}}
+	}
+	return []driver.Method{
+		sw("host", "connect the storage to the exporter (needed to write or read it)", m.Host),
+		sw("dut", "connect the storage to the device under test", m.DUT),
+		sw("off", "disconnect the storage from the DUT", m.Off),
+		{
+			Name: "status", Kind: driver.KindCall, Returns: driver.TypeString,
+			Doc: `where the storage is connected: "host", "dut" or "off"`,
+			Call: func(ctx context.Context, _ driver.Args) (any, error) {
+				s, err := m.Status(ctx)
+				return string(s), err
+			},
+		},
+	}
+}
+
+func init() {
+	driver.MustRegister(driver.Info{
+		Type:      "storage.MockMux",
+		Interface: MuxInterface,
+		Doc:       "file-backed storage mux with no hardware",
+		New:       NewMockMux,
+		Aliases:   []string{"jumpstarter_driver_opendal.driver.MockStorageMux"},
+	})
+}
+
+// MockMux is a storage mux without hardware: the "card" is a file, and host/dut/off only change
+// the state that gates storage access.
+//
+// Config:
+//
+//	path: card.img     # the card (default: a file in a fresh temporary directory, removed on close)
+//	size: 64MiB        # create the card sparse with this size if absent
+//	cache_dir: ...     # image cache (default DefaultCacheDir())
+type MockMux struct {
+	Path     string `yaml:"path"`
+	CacheDir string `yaml:"cache_dir"`
+	Size     string `yaml:"size"`
+
+	dir    string
+	tmpDir string // made by Open when Path is empty
+	st     store
+
+	mu   sync.Mutex
+	side Side // guarded by mu
+}
+
+// NewMockMux is the storage.MockMux constructor: defaults only, no side effects.
+func NewMockMux(env driver.Env) driver.Driver {
+	m := &MockMux{dir: env.Dir, st: store{log: logOf(env)}, side: Off}
+	m.st.gate = muxGate(m)
+	return m
+}
+
+// Validate checks the config.
+func (m *MockMux) Validate() error {
+	path := m.Path
+	if path == "" {
+		path = "-" // placeholder until Open makes the temporary card
+	}
+	return configure(&m.st, m.dir, path, m.CacheDir, m.Size)
+}
+
+// Open makes the card file.
+func (m *MockMux) Open(ctx context.Context) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	if m.Path == "" {
+		d, err := os.MkdirTemp("", "jsn-mockmux-")
+		if err != nil {
+			return fmt.Errorf("open: %w", err)
+		}
+		m.tmpDir = d
+		m.st.path = filepath.Join(d, "card.img")
+	}
+	if err := m.st.ensure(); err != nil {
+		return fmt.Errorf("open %s: %w", m.st.path, err)
+	}
+	return nil
+}
+
+// Reset stops a running transfer and switches the mux off.
+func (m *MockMux) Reset(ctx context.Context) error {
+	err := m.st.cancel(ctx)
+	return errors.Join(err, m.Off(ctx))
+}
+
+// Close stops a running transfer and removes a temporary card.
+func (m *MockMux) Close() error {
+	err := m.st.cancel(context.Background())
+	if m.tmpDir != "" {
+		err = errors.Join(err, os.RemoveAll(m.tmpDir))
+	}
+	return err
+}
+
+// Methods returns the jsn.storagemux.v1 method table.
+func (m *MockMux) Methods() []driver.Method {
+	return append(muxMethods(&m.st, m), m.st.methods()...)
+}
+
+func (m *MockMux) set(s Side) error {
+	m.mu.Lock()
+	old := m.side
+	m.side = s
+	m.mu.Unlock()
+	if old != s {
+		m.st.log.Info("storage switched", "from", string(old), "to", string(s))
+	}
+	return nil
+}
+
+// Host connects the card to the exporter.
+func (m *MockMux) Host(ctx context.Context) error { return m.set(Host) }
+
+// DUT connects the card to the device under test.
+func (m *MockMux) DUT(ctx context.Context) error { return m.set(DUT) }
+
+// Off disconnects the card.
+func (m *MockMux) Off(ctx context.Context) error { return m.set(Off) }
+
+// Status returns the side the card is on.
+func (m *MockMux) Status(ctx context.Context) (Side, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.side, nil
+}
+
+var (
+	_ Mux              = (*MockMux)(nil)
+	_ driver.Driver    = (*MockMux)(nil)
+	_ driver.Validator = (*MockMux)(nil)
+	_ driver.Methoder  = (*MockMux)(nil)
+)

@@ -1,0 +1,92 @@
+package storage
+
+import (
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"fmt"
+	"io"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+)
+
+// Format is the compression of an image, as recognised by its first bytes.
+type Format string
+
+// Recognised formats. Anything else is Raw and written as it is.
+const (
+	Raw   Format = "raw"
+	Gzip  Format = "gzip"
+	XZ    Format = "xz"
+	Zstd  Format = "zstd"
+	Bzip2 Format = "bzip2"
+)
+
+// magicLen is how many bytes Sniff needs to tell every format apart.
+const magicLen = 6
+
+var (
+	magicGzip = []byte{0x1f, 0x8b}
+	magicXZ   = []byte{0xfd, '7', 'z', 'X', 'Z', 0x00}
+	magicZstd = []byte{0x28, 0xb5, 0x2f, 0xfd}
+	magicBz2  = []byte("BZh")
+)
+
+// Sniff returns the format whose magic number prefix starts with. Fewer than magicLen bytes are
+// fine: a short prefix that matches no magic completely is Raw.
+func Sniff(prefix []byte) Format {
+	switch {
+	case bytes.HasPrefix(prefix, magicXZ):
+		return XZ
+	case bytes.HasPrefix(prefix, magicZstd):
+		return Zstd
+	case bytes.HasPrefix(prefix, magicGzip):
+		return Gzip
+	case len(prefix) >= 4 && bytes.HasPrefix(prefix, magicBz2) && prefix[3] >= '1' && prefix[3] <= '9':
+		return Bzip2
+	}
+	return Raw
+}
+
+// zstdMaxWindow bounds the decoder's window (and so its memory) whatever the frame asks for;
+// zstd's own default for decoders is 8 MiB frames made by `zstd --long` use up to 128 MiB.
+const zstdMaxWindow = 128 << 20
+
+// Decompress sniffs the first bytes of r and returns a reader of the decompressed content, the
+// format it found, and a function releasing the decoder. Nothing is read beyond what the
+// decoder needs; bytes after the compressed stream stay in br.
+func Decompress(br *bufio.Reader) (io.Reader, Format, func(), error) {
+	prefix, err := br.Peek(magicLen)
+	if err != nil && err != io.EOF {
+		return nil, "", nil, err
+	}
+	f := Sniff(prefix)
+	nop := func() {}
+	switch f {
+	case Gzip:
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, f, nil, fmt.Errorf("gzip header: %w", err)
+		}
+		return zr, f, func() { zr.Close() }, nil
+	case XZ:
+		cfg := xz.ReaderConfig{SingleStream: false}
+		xr, err := cfg.NewReader(br)
+		if err != nil {
+			return nil, f, nil, fmt.Errorf("xz header: %w", err)
+		}
+		return xr, f, nop, nil
+	case Zstd:
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(1<<40))
+		if err != nil {
+			return nil, f, nil, fmt.Errorf("zstd: %w", err)
+		}
+		return zr, f, zr.Close, nil
+	case Bzip2:
+		return bzip2.NewReader(br), f, nop, nil
+	}
+	return br, Raw, nop, nil
+}
