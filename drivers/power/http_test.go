@@ -426,4 +426,3 @@ func FuzzHTTPResponses(f *testing.F) {
 		_ = fmt.Sprint(snippet(b))
 	})
 }
-

@@ -68,8 +68,10 @@ type Tasmota struct {
 
 	log *slog.Logger
 
-	client mqtt.Client // set by Open
-	broker string      // broker URL, for messages
+	client mqtt.Client        // set by Open
+	broker string             // broker URL, for messages
+	stop   context.CancelFunc // ends loop; set by Open
+	done   chan struct{}      // closed when loop has returned; set by Open
 
 	mu         sync.Mutex
 	connected  bool          // connected and subscribed to StatTopic; guarded by mu
@@ -148,7 +150,8 @@ func (t *Tasmota) brokerURL() string {
 	return scheme + "://" + net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 }
 
-// Open starts connecting to the broker in the background; it does not wait for the broker.
+// Open starts connecting to the broker in the background; it does not fail when the broker is
+// down.
 func (t *Tasmota) Open(ctx context.Context) error {
 	t.broker = t.brokerURL()
 	id := t.ClientID
@@ -157,26 +160,24 @@ func (t *Tasmota) Open(ctx context.Context) error {
 		_, _ = rand.Read(b[:])
 		id = "jsn-" + hex.EncodeToString(b[:])
 	}
+	lost := make(chan struct{}, 1)
 	o := mqtt.NewClientOptions().
 		AddBroker(t.broker).
 		SetClientID(id).
 		SetCleanSession(true).
 		SetOrderMatters(false).
-		SetAutoReconnect(true).
-		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
-		SetMaxReconnectInterval(10 * time.Second).
+		// The driver's own loop reconnects, so that Close can stop it and wait for it.
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
 		SetConnectTimeout(t.Timeout).
 		SetWriteTimeout(t.Timeout).
 		SetKeepAlive(30 * time.Second).
-		SetOnConnectHandler(t.onConnect).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			t.setConnected(false, "connection lost: "+err.Error())
 			t.log.Warn("mqtt connection lost", "broker", t.broker, "err", err)
-		}).
-		SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
-			if f, ok := n.(mqtt.ConnectionNotificationBrokerFailed); ok && f.Reason != nil {
-				t.setConnected(false, f.Reason.Error())
+			select {
+			case lost <- struct{}{}:
+			default:
 			}
 		})
 	if t.Username != "" || t.Password != "" {
@@ -186,36 +187,57 @@ func (t *Tasmota) Open(ctx context.Context) error {
 		o.SetTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
 	t.client = mqtt.NewClient(o)
-	tok := t.client.Connect()
-	// Give a reachable broker a moment so the first call right after Open finds it connected;
-	// an unreachable one only makes the driver unavailable.
-	wait := min(t.Timeout, 2*time.Second)
-	select {
-	case <-tok.Done():
-	case <-time.After(wait):
-	case <-ctx.Done():
-	}
-	if tok.Error() != nil {
-		t.setConnected(false, tok.Error().Error())
-	}
-	_ = t.waitConnected(ctx, wait)
+	loopCtx, cancel := context.WithCancel(context.Background())
+	t.stop = cancel
+	t.done = make(chan struct{})
+	go t.loop(loopCtx, lost)
+	// Give a reachable broker a moment, so the first call right after Open finds it connected.
+	_ = t.waitConnected(ctx, min(t.Timeout, 2*time.Second))
 	return nil
 }
 
-// onConnect subscribes to the stat topic on every (re)connection.
-func (t *Tasmota) onConnect(c mqtt.Client) {
-	tok := c.Subscribe(t.StatTopic, 1, t.onMessage)
-	go func() {
-		// A subscribe token completes or fails when the connection drops; never blocks forever.
-		<-tok.Done()
-		if err := tok.Error(); err != nil {
-			t.setConnected(false, "subscribe "+t.StatTopic+": "+err.Error())
-			t.log.Warn("mqtt subscribe failed", "topic", t.StatTopic, "err", err)
-			return
+// loop connects, subscribes to the stat topic, and reconnects with a backoff whenever the
+// connection is lost, until ctx ends.
+func (t *Tasmota) loop(ctx context.Context, lost <-chan struct{}) {
+	defer close(t.done)
+	backoff := 100 * time.Millisecond
+	for {
+		if err := t.connect(ctx); err != nil {
+			t.setConnected(false, err.Error())
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 10*time.Second)
+			continue
 		}
+		backoff = 100 * time.Millisecond
 		t.setConnected(true, "")
 		t.log.Debug("mqtt connected", "broker", t.broker, "topic", t.StatTopic)
-	}()
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+		}
+	}
+}
+
+// connect connects and subscribes once. Paho's tokens complete within the connect and write
+// timeouts, so waiting for them after ctx ends is bounded.
+func (t *Tasmota) connect(ctx context.Context) error {
+	tok := t.client.Connect()
+	<-tok.Done()
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	sub := t.client.Subscribe(t.StatTopic, 1, t.onMessage)
+	<-sub.Done()
+	if err := sub.Error(); err != nil {
+		t.client.Disconnect(0)
+		return fmt.Errorf("subscribe %s: %w", t.StatTopic, err)
+	}
+	return nil
 }
 
 func (t *Tasmota) setConnected(ok bool, reason string) {
@@ -309,9 +331,12 @@ func (t *Tasmota) Reset(ctx context.Context) error { return applyReset(ctx, t, t
 
 // Close disconnects from the broker.
 func (t *Tasmota) Close() error {
-	if t.client != nil {
-		t.client.Disconnect(250)
+	if t.client == nil {
+		return nil
 	}
+	t.stop()
+	<-t.done
+	t.client.Disconnect(250)
 	return nil
 }
 
