@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,7 +35,17 @@ func TestMain(m *testing.M) {
 		runBoard(os.Stdin, os.Stdout)
 		os.Exit(0)
 	}
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if jsnBin != "" {
+		os.RemoveAll(filepath.Dir(jsnBin))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 const banner = "U-Boot 2026.01 (Jan 01 2026 - 00:00:00 +0000)\r\n\r\nDRAM:  1 GiB\r\nStarting kernel ...\r\n\r\nlogin: "
