@@ -240,3 +240,49 @@ func (k *KV) Watch(ctx context.Context, pattern string, fn func(*KVEntry)) error
 	}()
 	return nil
 }
+
+// Sync calls fn for every live entry matching pattern, then returns, and goes on calling fn for
+// every later change (Deleted set for deletes and TTL expiries) until ctx ends.
+func (k *KV) Sync(ctx context.Context, pattern string, fn func(*KVEntry)) error {
+	w, err := k.kv.Watch(ctx, pattern)
+	if err != nil {
+		return k.wrap("watch", pattern, err)
+	}
+	deliver := func(e jetstream.KeyValueEntry) {
+		fn(&KVEntry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Created: e.Created(),
+			Deleted: e.Operation() != jetstream.KeyValuePut})
+	}
+	for initial := true; initial; {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return k.wrap("watch", pattern, errors.New("watch ended"))
+			}
+			if e == nil {
+				initial = false
+				continue
+			}
+			deliver(e)
+		case <-ctx.Done():
+			_ = w.Stop()
+			return k.wrap("watch", pattern, ctx.Err())
+		}
+	}
+	go func() {
+		defer w.Stop()
+		for {
+			select {
+			case e, ok := <-w.Updates():
+				if !ok {
+					return
+				}
+				if e != nil {
+					deliver(e)
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}

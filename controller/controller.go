@@ -1,0 +1,553 @@
+package controller
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/drivers/driver"
+)
+
+// Bucket names.
+const (
+	BucketExporters  = "jsn-exporters"
+	BucketLeases     = "jsn-leases"
+	BucketQueue      = "jsn-queue"
+	BucketIdentities = "jsn-identities"
+	BucketLeader     = "jsn-leader"
+)
+
+const (
+	accountKey   = "account.lab" // in jsn-identities: the live LAB account JWT and revocations
+	leaderKey    = "scheduler"
+	endedKeepFor = 10 * time.Minute // how long ended leases stay visible to lease.get
+)
+
+// Options configure a controller.
+type Options struct {
+	Data        string        // data directory written by Init
+	Listen      string        // embedded server's client address (default "127.0.0.1:4222")
+	HTTP        string        // /healthz and /metrics address; "" = none
+	NatsURL     string        // external NATS instead of the embedded server
+	CredsFile   string        // controller user creds for NatsURL (default DATA/controller.creds)
+	Endpoint    string        // URL written into issued configs (default the server's URL)
+	MaxDuration time.Duration // longest lease (default 24h)
+	Replicas    int           // KV bucket replicas on an external cluster (default 1)
+	Log         *slog.Logger
+
+	// Tuning, mainly for tests: zero means the documented default.
+	Reconcile    time.Duration // scheduler period (1s)
+	Heartbeat    time.Duration // exporter heartbeat period (3s)
+	OfflineAfter time.Duration // offline after this long without a heartbeat (10s)
+}
+
+// Controller is a running controller replica.
+type Controller struct {
+	o      Options
+	log    *slog.Logger
+	auth   *Authority
+	srv    *bus.Server // nil with NatsURL
+	conn   *bus.Conn   // controller user in LAB
+	sys    *bus.Conn   // system user: pushes account updates
+	svc    *bus.Service
+	httpS  *http.Server
+	id     string // replica id (leader election)
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	exporters, leases, queue, identities, leader *bus.KV
+
+	mu       sync.Mutex
+	exps     map[string]*exporterRecord // by exporter name
+	active   map[string]*leaseEntry     // by exporter name
+	pending  map[string]*leaseEntry     // queued and ended requests by lease id
+	ids      map[string]*api.Identity   // by kind.name
+	revs     map[string]uint64          // last revision seen per bucket/key
+	isLeader bool
+	kick     chan struct{}
+	endpoint string
+}
+
+// exporterRecord is the value of jsn-exporters.
+type exporterRecord struct {
+	Name       string              `msgpack:"name"`
+	Labels     map[string]string   `msgpack:"labels"`
+	Describe   *driver.Description `msgpack:"describe"`
+	Version    string              `msgpack:"version"`
+	Registered time.Time           `msgpack:"registered"`
+	LastSeen   time.Time           `msgpack:"last_seen"`
+}
+
+// leaseRecord is the value of jsn-leases (active) and jsn-queue (queued or ended).
+type leaseRecord struct {
+	Lease      api.Lease            `msgpack:"lease"`
+	Credential *api.Credential      `msgpack:"credential,omitempty"` // current one (the KV is readable only by the controller)
+	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
+}
+
+type leaseEntry struct {
+	rec *leaseRecord
+	rev uint64
+}
+
+// accountRecord is the live LAB account.
+type accountRecord struct {
+	JWT     string               `msgpack:"jwt"`
+	Revoked map[string]time.Time `msgpack:"revoked"` // revoked key → expiry of its JWT (zero: none)
+}
+
+func (o *Options) defaults() {
+	if o.Listen == "" {
+		o.Listen = "127.0.0.1:4222"
+	}
+	if o.MaxDuration == 0 {
+		o.MaxDuration = 24 * time.Hour
+	}
+	if o.Reconcile == 0 {
+		o.Reconcile = time.Second
+	}
+	if o.Heartbeat == 0 {
+		o.Heartbeat = 3 * time.Second
+	}
+	if o.OfflineAfter == 0 {
+		o.OfflineAfter = 10 * time.Second
+	}
+	if o.Replicas == 0 {
+		o.Replicas = 1
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Run runs a controller until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	c, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	c.Close()
+	return nil
+}
+
+// Start starts a controller replica: the embedded server (unless o.NatsURL), buckets, the API
+// service, the scheduler and the HTTP endpoint. Close stops it.
+func Start(ctx context.Context, o Options) (_ *Controller, err error) {
+	o.defaults()
+	auth, err := LoadAuthority(o.Data)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
+		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
+		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1)}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if o.NatsURL == "" {
+		c.srv, err = bus.StartServer(sctx, bus.ServerOptions{
+			TCP: o.Listen, Log: o.Log, Operator: auth.OperatorJWT, SystemAccount: auth.SysPub,
+			Accounts:     map[string]string{auth.SysPub: auth.SysJWT, auth.LabPub: auth.LabJWT},
+			JetStreamDir: filepath.Join(o.Data, dirJetStream),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+		c.endpoint = c.srv.TCPURL()
+		if c.conn, err = c.srv.ConnectWith(sctx, bus.ConnectOptions{Name: ControllerName, Creds: auth.CtlCreds}); err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+		if c.sys, err = c.srv.ConnectWith(sctx, bus.ConnectOptions{Name: "jsn-sys", Creds: auth.SysCreds}); err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+	} else {
+		creds := auth.CtlCreds
+		if o.CredsFile != "" {
+			if creds, err = os.ReadFile(o.CredsFile); err != nil {
+				return nil, fmt.Errorf("controller: %w", err)
+			}
+		}
+		c.endpoint = o.NatsURL
+		if c.conn, err = bus.ConnectWith(sctx, o.NatsURL, bus.ConnectOptions{Name: ControllerName, Creds: creds}); err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+		if c.sys, err = bus.ConnectWith(sctx, o.NatsURL, bus.ConnectOptions{Name: "jsn-sys", Creds: auth.SysCreds}); err != nil {
+			return nil, fmt.Errorf("controller: %w", err)
+		}
+	}
+	if o.Endpoint != "" {
+		c.endpoint = o.Endpoint
+	}
+	if err := c.openBuckets(sctx); err != nil {
+		return nil, err
+	}
+	lctx, lcancel := context.WithCancel(context.Background())
+	c.cancel = lcancel
+	if err := c.syncCaches(lctx); err != nil {
+		return nil, err
+	}
+	if err := c.bootstrap(sctx); err != nil {
+		return nil, err
+	}
+	if err := c.serveAPI(); err != nil {
+		return nil, err
+	}
+	if o.HTTP != "" {
+		if err := c.serveHTTP(); err != nil {
+			return nil, err
+		}
+	}
+	c.wg.Add(1)
+	go c.scheduler(lctx)
+	c.log.Info("controller running", "endpoint", c.endpoint, "replica", c.id)
+	return c, nil
+}
+
+// URL is the endpoint written into issued configs.
+func (c *Controller) URL() string { return c.endpoint }
+
+// Server is the embedded server, nil with an external NATS.
+func (c *Controller) Server() *bus.Server { return c.srv }
+
+// Close stops the replica (and its embedded server).
+func (c *Controller) Close() {
+	if c.svc != nil {
+		_ = c.svc.Stop()
+	}
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.wg.Wait()
+	if c.httpS != nil {
+		_ = c.httpS.Close()
+	}
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	if c.sys != nil {
+		c.sys.Close()
+	}
+	if c.srv != nil {
+		c.srv.Shutdown()
+	}
+}
+
+func (c *Controller) openBuckets(ctx context.Context) error {
+	var err error
+	r := c.o.Replicas
+	if c.exporters, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketExporters, Replicas: r}); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	if c.leases, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeases, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	if c.queue, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketQueue, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	if c.identities, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketIdentities, Replicas: r}); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	if c.leader, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	return nil
+}
+
+// fresh reports whether rev is newer than what the cache holds for key, and records it.
+// c.mu must be held.
+func (c *Controller) fresh(key string, rev uint64) bool {
+	if rev <= c.revs[key] {
+		return false
+	}
+	c.revs[key] = rev
+	return true
+}
+
+func (c *Controller) syncCaches(ctx context.Context) error {
+	err := c.exporters.Sync(ctx, ">", func(e *bus.KVEntry) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.fresh("e/"+e.Key, e.Revision) {
+			return
+		}
+		if e.Deleted {
+			delete(c.exps, e.Key)
+			return
+		}
+		var r exporterRecord
+		if bus.Unmarshal(e.Value, &r) == nil {
+			c.exps[e.Key] = &r
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	err = c.leases.Sync(ctx, ">", func(e *bus.KVEntry) {
+		c.mu.Lock()
+		if !c.fresh("l/"+e.Key, e.Revision) {
+			c.mu.Unlock()
+			return
+		}
+		if e.Deleted {
+			old := c.active[e.Key]
+			delete(c.active, e.Key)
+			leader := c.isLeader
+			c.mu.Unlock()
+			if old != nil && leader {
+				// A TTL expiry (or another replica's delete): make sure the credentials are revoked.
+				go c.afterEnd(context.Background(), old.rec, "expired")
+			}
+			return
+		}
+		var r leaseRecord
+		if bus.Unmarshal(e.Value, &r) == nil {
+			c.active[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
+		}
+		c.mu.Unlock()
+	})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	err = c.queue.Sync(ctx, ">", func(e *bus.KVEntry) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.fresh("q/"+e.Key, e.Revision) {
+			return
+		}
+		if e.Deleted {
+			delete(c.pending, e.Key)
+			return
+		}
+		var r leaseRecord
+		if bus.Unmarshal(e.Value, &r) == nil {
+			c.pending[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	err = c.identities.Sync(ctx, ">", func(e *bus.KVEntry) {
+		if e.Key == accountKey {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.fresh("i/"+e.Key, e.Revision) {
+			return
+		}
+		if e.Deleted {
+			delete(c.ids, e.Key)
+			return
+		}
+		var id api.Identity
+		if bus.Unmarshal(e.Value, &id) == nil {
+			c.ids[e.Key] = &id
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	return nil
+}
+
+// bootstrap stores the admin identity and the LAB account on first start, and pushes the live
+// account (with its revocations) to the server.
+func (c *Controller) bootstrap(ctx context.Context) error {
+	if b, err := os.ReadFile(filepath.Join(c.o.Data, "admin.identity")); err == nil {
+		if _, err := c.identities.Create(ctx, api.KindClient+"."+AdminName, b, 0); err != nil && !errors.Is(err, bus.ErrKeyExists) {
+			return fmt.Errorf("controller: %w", err)
+		}
+	}
+	rec, err := bus.Marshal(accountRecord{JWT: c.auth.LabJWT, Revoked: map[string]time.Time{}})
+	if err != nil {
+		return err
+	}
+	if _, err := c.identities.Create(ctx, accountKey, rec, 0); err != nil && !errors.Is(err, bus.ErrKeyExists) {
+		return fmt.Errorf("controller: %w", err)
+	}
+	e, err := c.identities.Get(ctx, accountKey)
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	var ar accountRecord
+	if err := bus.Unmarshal(e.Value, &ar); err != nil {
+		return fmt.Errorf("controller: account record: %w", err)
+	}
+	return c.pushAccount(ctx, ar.JWT)
+}
+
+// pushAccount makes the servers use accountJWT for LAB and keeps it in the data directory for the
+// embedded server's next start.
+func (c *Controller) pushAccount(ctx context.Context, accountJWT string) error {
+	if c.srv != nil {
+		if err := c.srv.UpdateAccountJWT(accountJWT); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+	} else {
+		// Memory resolvers listen on this subject in the system account (every server of a cluster).
+		subj := "$SYS.REQ.ACCOUNT." + c.auth.LabPub + ".CLAIMS.UPDATE"
+		if err := c.sys.Publish(subj, nil, []byte(accountJWT)); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+		if err := c.sys.Flush(ctx); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+	}
+	tmp := filepath.Join(c.o.Data, fileLabJWT+".tmp")
+	if err := os.WriteFile(tmp, []byte(accountJWT), 0o600); err != nil {
+		return fmt.Errorf("push account: %w", err)
+	}
+	return os.Rename(tmp, filepath.Join(c.o.Data, fileLabJWT))
+}
+
+// revoke adds keys (public key → JWT expiry) to the LAB account's revocations and pushes it; the
+// server disconnects their connections at once.
+func (c *Controller) revoke(ctx context.Context, keys map[string]time.Time) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		e, err := c.identities.Get(ctx, accountKey)
+		if err != nil {
+			return fmt.Errorf("revoke: %w", err)
+		}
+		var ar accountRecord
+		if err := bus.Unmarshal(e.Value, &ar); err != nil {
+			return fmt.Errorf("revoke: %w", err)
+		}
+		if ar.Revoked == nil {
+			ar.Revoked = map[string]time.Time{}
+		}
+		pubs := make([]string, 0, len(keys))
+		for k, exp := range keys {
+			pubs = append(pubs, k)
+			ar.Revoked[k] = exp
+		}
+		if ar.JWT, err = c.auth.RevokeIn(ar.JWT, pubs, ar.Revoked); err != nil {
+			return err
+		}
+		for k, exp := range ar.Revoked {
+			if !exp.IsZero() && exp.Before(time.Now()) {
+				delete(ar.Revoked, k)
+			}
+		}
+		b, err := bus.Marshal(ar)
+		if err != nil {
+			return err
+		}
+		if _, err := c.identities.Update(ctx, accountKey, b, e.Revision, 0); err != nil {
+			if errors.Is(err, bus.ErrKeyChanged) && attempt < 20 {
+				continue
+			}
+			return fmt.Errorf("revoke: %w", err)
+		}
+		return c.pushAccount(ctx, ar.JWT)
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// serveHTTP serves /healthz and /metrics.
+func (c *Controller) serveHTTP() error {
+	ln, err := net.Listen("tcp", c.o.HTTP)
+	if err != nil {
+		return fmt.Errorf("controller: http: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		m := c.Metrics()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		var b strings.Builder
+		gauge := func(name, help string, v int) {
+			fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", name, help, name, name, v)
+		}
+		gauge("jsn_exporters_registered", "Exporters registered with the controller.", m.Registered)
+		gauge("jsn_exporters_online", "Exporters that heartbeat recently.", m.Online)
+		gauge("jsn_leases_active", "Active leases.", m.Active)
+		gauge("jsn_leases_queued", "Queued lease requests.", m.Queued)
+		gauge("jsn_controller_leader", "1 if this replica schedules.", m.Leader)
+		_, _ = w.Write([]byte(b.String()))
+	})
+	c.httpS = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = c.httpS.Serve(ln)
+	}()
+	return nil
+}
+
+// Metrics are the controller's gauges.
+type Metrics struct {
+	Registered, Online, Active, Queued, Leader int
+}
+
+// Metrics returns the current gauges.
+func (c *Controller) Metrics() Metrics {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := Metrics{Registered: len(c.exps), Active: len(c.active)}
+	now := time.Now()
+	for _, e := range c.exps {
+		if now.Sub(e.LastSeen) < c.o.OfflineAfter {
+			m.Online++
+		}
+	}
+	for _, p := range c.pending {
+		if p.rec.Lease.Status == api.StatusQueued {
+			m.Queued++
+		}
+	}
+	if c.isLeader {
+		m.Leader = 1
+	}
+	return m
+}
+
+// NatsConfig returns a nats-server configuration snippet that makes an existing NATS deployment
+// trust this controller's operator: operator JWT, system account and a memory resolver preloaded
+// with the SYS and LAB accounts.
+func NatsConfig(dir string) (string, error) {
+	a, err := LoadAuthority(dir)
+	if err != nil {
+		return "", err
+	}
+	lab := a.LabJWT
+	return fmt.Sprintf(`# jsn controller: trust its operator and accounts (generated by jsn controller nats-config).
+# Enable JetStream on the servers too, e.g.  jetstream: {store_dir: "/var/lib/nats/jetstream"}
+operator: %s
+system_account: %s
+resolver: MEMORY
+resolver_preload: {
+  %s: %s
+  %s: %s
+}
+`, a.OperatorJWT, a.SysPub, a.SysPub, a.SysJWT, a.LabPub, lab), nil
+}
+
+var _ = sort.Strings

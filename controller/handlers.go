@@ -1,0 +1,815 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+)
+
+// serveAPI adds the micro service "jsn-controller" with one endpoint per verb.
+func (c *Controller) serveAPI() error {
+	svc, err := c.conn.AddService(bus.ServiceConfig{Name: "jsn-controller", Version: "0.1.0",
+		Description: "jsn lab controller", QueueGroup: "jsn-controller"})
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	c.svc = svc
+	type ep struct {
+		prefix, verb string
+		h            func(ctx context.Context, who string, data []byte) (any, error)
+	}
+	eps := []ep{
+		{api.PrefixExporter, api.VerbRegister, c.register},
+		{api.PrefixExporter, api.VerbHeartbeat, c.heartbeat},
+		{api.PrefixExporter, api.VerbLeaseEnded, c.leaseEnded},
+		{api.PrefixClient, api.VerbLeaseRequest, c.leaseRequest},
+		{api.PrefixClient, api.VerbLeaseGet, c.leaseGet},
+		{api.PrefixClient, api.VerbLeaseExtend, c.leaseExtend},
+		{api.PrefixClient, api.VerbLeaseRelease, c.leaseRelease},
+		{api.PrefixClient, api.VerbLeaseList, c.leaseList},
+		{api.PrefixClient, api.VerbExportersList, c.exportersList},
+		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
+		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},
+		{api.PrefixAdmin, api.VerbCreateClient, c.createClient},
+		{api.PrefixAdmin, api.VerbListExporter, c.lister(api.KindExporter)},
+		{api.PrefixAdmin, api.VerbListClient, c.lister(api.KindClient)},
+		{api.PrefixAdmin, api.VerbDeleteExporter, c.deleter(api.KindExporter)},
+		{api.PrefixAdmin, api.VerbDeleteClient, c.deleter(api.KindClient)},
+	}
+	for _, e := range eps {
+		name := strings.NewReplacer(".", "-").Replace(strings.TrimSuffix(strings.TrimPrefix(e.prefix, "jsn.ctl."), ".") + "-" + e.verb)
+		h := e.h
+		err := svc.Handle(name, e.prefix+"*."+e.verb, func(m *bus.Msg) {
+			who := strings.Split(m.Subject, ".")[3]
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			out, err := h(ctx, who, m.Data)
+			if err != nil {
+				if _, ok := err.(*bus.Error); !ok {
+					c.log.Error("controller api", "subject", m.Subject, "err", err)
+					err = bus.Errorf(bus.Internal, "%s: %v", m.Subject, err)
+				}
+				_ = m.RespondError(err)
+				return
+			}
+			b, err := bus.Marshal(out)
+			if err != nil {
+				_ = m.RespondError(bus.Errorf(bus.Internal, "%v", err))
+				return
+			}
+			_ = m.Respond(nil, b)
+		})
+		if err != nil {
+			return fmt.Errorf("controller: %w", err)
+		}
+	}
+	return nil
+}
+
+func decode(data []byte, v any) error {
+	if len(data) == 0 {
+		return nil // an empty body is the zero request
+	}
+	if err := bus.Unmarshal(data, v); err != nil {
+		return bus.Errorf(bus.InvalidArgument, "bad request body: %v", err)
+	}
+	return nil
+}
+
+func (c *Controller) identity(kind, name string) *api.Identity {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ids[kind+"."+name]
+}
+
+// --- exporters ---
+
+func (c *Controller) register(ctx context.Context, e string, data []byte) (any, error) {
+	var req api.RegisterRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	id := c.identity(api.KindExporter, e)
+	if id == nil {
+		return nil, bus.Errorf(bus.PermissionDenied, "register %s: no such exporter identity", e)
+	}
+	labels := map[string]string{}
+	for k, v := range req.Labels {
+		labels[k] = v
+	}
+	for k, v := range id.Labels { // the admin's labels win
+		labels[k] = v
+	}
+	now := time.Now().UTC()
+	rec := &exporterRecord{Name: e, Labels: labels, Describe: req.Describe, Version: req.Version, Registered: now, LastSeen: now}
+	if err := c.putExporter(ctx, rec); err != nil {
+		return nil, err
+	}
+	return api.RegisterReply{Lease: c.currentLease(e), Heartbeat: c.o.Heartbeat}, nil
+}
+
+func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error {
+	b, err := bus.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	rev, err := c.exporters.Put(ctx, rec.Name, b)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.fresh("e/"+rec.Name, rev) {
+		c.exps[rec.Name] = rec
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Controller) currentLease(e string) *api.Lease {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if le := c.active[e]; le != nil && le.rec.Lease.End.After(time.Now()) {
+		l := le.rec.Lease
+		return &l
+	}
+	return nil
+}
+
+func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any, error) {
+	var req api.HeartbeatRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if c.identity(api.KindExporter, e) == nil {
+		return nil, bus.Errorf(bus.PermissionDenied, "heartbeat %s: no such exporter identity", e)
+	}
+	c.mu.Lock()
+	old := c.exps[e]
+	c.mu.Unlock()
+	if old == nil {
+		return nil, bus.Errorf(bus.FailedPrecondition, "heartbeat %s: not registered (register first)", e)
+	}
+	rec := *old
+	rec.LastSeen = time.Now().UTC()
+	if err := c.putExporter(ctx, &rec); err != nil {
+		return nil, err
+	}
+	return api.HeartbeatReply{Lease: c.currentLease(e)}, nil
+}
+
+func (c *Controller) leaseEnded(ctx context.Context, e string, data []byte) (any, error) {
+	var req api.LeaseEndedRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	le := c.active[e]
+	c.mu.Unlock()
+	if le == nil || le.rec.Lease.ID != req.Lease {
+		return api.Empty{}, nil // already over
+	}
+	reason := "ended by the exporter"
+	if req.Reason != "" {
+		reason += ": " + req.Reason
+	}
+	return api.Empty{}, c.endLease(ctx, e, le, reason)
+}
+
+// --- clients ---
+
+func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) (any, error) {
+	var req api.LeaseRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	id := c.identity(api.KindClient, who)
+	if id == nil {
+		return nil, bus.Errorf(bus.PermissionDenied, "lease request: no such client %s", who)
+	}
+	switch {
+	case req.Duration <= 0:
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: duration must be positive")
+	case req.Duration > c.o.MaxDuration:
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: duration %v exceeds the controller's maximum of %v", req.Duration, c.o.MaxDuration)
+	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
+	case (req.Selector == "") == (req.Exporter == ""):
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: give either a selector or an exporter name")
+	case req.Exporter != "" && !bus.ValidName(req.Exporter):
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: bad exporter name %q", req.Exporter)
+	}
+	if _, err := ParseSelector(req.Selector); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: %v", err)
+	}
+	rec := &leaseRecord{Lease: api.Lease{ID: randomID(), Client: who, Selector: req.Selector, Exporter: req.Exporter,
+		Priority: req.Priority, Status: api.StatusQueued, Created: time.Now().UTC(), Duration: req.Duration, Allow: id.Allow}}
+	cands, _ := c.candidates(&rec.Lease)
+	if len(cands) == 0 {
+		what := "selector " + req.Selector
+		if req.Exporter != "" {
+			what = "exporter " + req.Exporter
+		}
+		return nil, bus.Errorf(bus.NotFound, "lease request: no registered exporter matches %s", what)
+	}
+	if !c.queuedAhead(rec, cands) {
+		for _, e := range cands {
+			granted, err := c.grant(ctx, e, rec)
+			if err != nil {
+				return nil, err
+			}
+			if granted {
+				return api.LeaseReply{Lease: &rec.Lease, Credential: rec.Credential}, nil
+			}
+		}
+	}
+	rec.Lease.Exporter = req.Exporter
+	rec.Lease.Reason = c.waitReason(&rec.Lease)
+	if err := c.putPending(ctx, rec, 0, 0); err != nil {
+		return nil, err
+	}
+	c.kickScheduler()
+	return api.LeaseReply{Lease: &rec.Lease}, nil
+}
+
+// candidates lists the registered exporters a request may use, sorted by name, with how many of
+// them are free and online right now first.
+func (c *Controller) candidates(l *api.Lease) (names []string, free int) {
+	sel, _ := ParseSelector(l.Selector)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	type cand struct {
+		name string
+		free bool
+	}
+	var cs []cand
+	for name, e := range c.exps {
+		if l.Exporter != "" && name != l.Exporter || l.Exporter == "" && !sel.Matches(e.Labels) {
+			continue
+		}
+		f := now.Sub(e.LastSeen) < c.o.OfflineAfter && c.active[name] == nil
+		if f {
+			free++
+		}
+		cs = append(cs, cand{name, f})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].free != cs[j].free {
+			return cs[i].free
+		}
+		return cs[i].name < cs[j].name
+	})
+	for _, x := range cs {
+		names = append(names, x.name)
+	}
+	return names, free
+}
+
+// queuedAhead reports whether a queued request of at least rec's priority wants one of cands.
+func (c *Controller) queuedAhead(rec *leaseRecord, cands []string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pending) == 0 {
+		return false
+	}
+	want := map[string]bool{}
+	for _, n := range cands {
+		want[n] = true
+	}
+	for _, p := range c.pending {
+		l := &p.rec.Lease
+		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority {
+			continue
+		}
+		sel, _ := ParseSelector(l.Selector)
+		for n := range want {
+			if l.Exporter == n || l.Exporter == "" && c.exps[n] != nil && sel.Matches(c.exps[n].Labels) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *Controller) waitReason(l *api.Lease) string {
+	names, _ := c.candidates(l)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var leased, offline []string
+	now := time.Now()
+	for _, n := range names {
+		if a := c.active[n]; a != nil {
+			leased = append(leased, fmt.Sprintf("%s by %s until %s", n, a.rec.Lease.Client, a.rec.Lease.End.Local().Format("15:04:05")))
+		} else if e := c.exps[n]; e != nil && now.Sub(e.LastSeen) >= c.o.OfflineAfter {
+			offline = append(offline, n)
+		}
+	}
+	var parts []string
+	if len(leased) > 0 {
+		parts = append(parts, "leased: "+strings.Join(leased, ", "))
+	}
+	if len(offline) > 0 {
+		parts = append(parts, "offline: "+strings.Join(offline, ", "))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "behind earlier requests")
+	}
+	return fmt.Sprintf("waiting for %d matching exporter(s); %s", len(names), strings.Join(parts, "; "))
+}
+
+// grant tries to give exporter e to rec atomically (kv.Create of e's lease key). false means e is
+// taken.
+func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (bool, error) {
+	now := time.Now().UTC()
+	l := rec.Lease
+	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
+	cred, pub, err := c.auth.MintLease(l.Client, e, l.Allow, l.End)
+	if err != nil {
+		return false, bus.Errorf(bus.InvalidArgument, "lease: %v", err)
+	}
+	cred.URL = c.endpoint
+	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: l.End}}
+	b, err := bus.Marshal(nr)
+	if err != nil {
+		return false, err
+	}
+	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End))
+	if errors.Is(err, bus.ErrKeyExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	if c.fresh("l/"+e, rev) {
+		c.active[e] = &leaseEntry{rec: nr, rev: rev}
+	}
+	c.mu.Unlock()
+	*rec = *nr
+	c.push(e, &l)
+	return true, nil
+}
+
+// ttlUntil is the per-key TTL for a lease ending at end (whole seconds, at least 1s).
+func ttlUntil(end time.Time) time.Duration {
+	d := time.Until(end)
+	d = (d + time.Second - 1).Truncate(time.Second)
+	if d < time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// push tells exporter e its current lease (nil: none).
+func (c *Controller) push(e string, l *api.Lease) {
+	var b []byte
+	if l != nil {
+		b, _ = bus.Marshal(l)
+	}
+	_ = c.conn.Publish(api.LeasePushSubject(e), nil, b)
+}
+
+func (c *Controller) putPending(ctx context.Context, rec *leaseRecord, rev uint64, ttl time.Duration) error {
+	b, err := bus.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	var nrev uint64
+	if rev == 0 {
+		nrev, err = c.queue.Create(ctx, rec.Lease.ID, b, ttl)
+	} else {
+		nrev, err = c.queue.Update(ctx, rec.Lease.ID, b, rev, ttl)
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.fresh("q/"+rec.Lease.ID, nrev) {
+		c.pending[rec.Lease.ID] = &leaseEntry{rec: rec, rev: nrev}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// findLease returns the lease with id: active (exporter set) or pending.
+func (c *Controller) findLease(id string) (active *leaseEntry, exporter string, pending *leaseEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e, le := range c.active {
+		if le.rec.Lease.ID == id {
+			return le, e, nil
+		}
+	}
+	return nil, "", c.pending[id]
+}
+
+func (c *Controller) ownLease(who, id string) (*leaseEntry, string, *leaseEntry, error) {
+	if id == "" {
+		return nil, "", nil, bus.Errorf(bus.InvalidArgument, "lease id required")
+	}
+	a, e, p := c.findLease(id)
+	var l *api.Lease
+	if a != nil {
+		l = &a.rec.Lease
+	} else if p != nil {
+		l = &p.rec.Lease
+	}
+	if l == nil {
+		return nil, "", nil, bus.Errorf(bus.NotFound, "lease %s: not found", id)
+	}
+	if l.Client != who {
+		if adm := c.identity(api.KindClient, who); adm == nil || !adm.Admin {
+			return nil, "", nil, bus.Errorf(bus.NotFound, "lease %s: not found", id)
+		}
+	}
+	return a, e, p, nil
+}
+
+func (c *Controller) leaseGet(ctx context.Context, who string, data []byte) (any, error) {
+	var req api.LeaseID
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	a, _, p, err := c.ownLease(who, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	if a != nil {
+		l := a.rec.Lease
+		return api.LeaseReply{Lease: &l, Credential: a.rec.Credential}, nil
+	}
+	l := p.rec.Lease
+	return api.LeaseReply{Lease: &l}, nil
+}
+
+func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (any, error) {
+	var req api.ExtendRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	id := c.identity(api.KindClient, who)
+	if id == nil {
+		return nil, bus.Errorf(bus.PermissionDenied, "extend: no such client %s", who)
+	}
+	switch {
+	case req.Duration <= 0:
+		return nil, bus.Errorf(bus.InvalidArgument, "extend: duration must be positive")
+	case req.Duration > c.o.MaxDuration:
+		return nil, bus.Errorf(bus.InvalidArgument, "extend: duration %v exceeds the controller's maximum of %v", req.Duration, c.o.MaxDuration)
+	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
+		return nil, bus.Errorf(bus.InvalidArgument, "extend: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
+	}
+	a, e, p, err := c.ownLease(who, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	if a == nil {
+		return nil, bus.Errorf(bus.FailedPrecondition, "extend %s: lease is %s, not active", req.ID, p.rec.Lease.Status)
+	}
+	nr := *a.rec
+	nr.Lease.End = time.Now().UTC().Add(req.Duration)
+	nr.Lease.Duration = nr.Lease.End.Sub(nr.Lease.Begin)
+	cred, pub, err := c.auth.MintLease(nr.Lease.Client, e, nr.Lease.Allow, nr.Lease.End)
+	if err != nil {
+		return nil, err
+	}
+	cred.URL = c.endpoint
+	nr.Credential = cred
+	nr.Keys = map[string]time.Time{pub: nr.Lease.End}
+	for k, v := range a.rec.Keys {
+		nr.Keys[k] = v
+	}
+	b, err := bus.Marshal(&nr)
+	if err != nil {
+		return nil, err
+	}
+	rev, err := c.leases.Update(ctx, e, b, a.rev, ttlUntil(nr.Lease.End))
+	if err != nil {
+		if errors.Is(err, bus.ErrKeyChanged) || errors.Is(err, bus.ErrKeyNotFound) {
+			return nil, bus.Errorf(bus.FailedPrecondition, "extend %s: the lease changed meanwhile (ended?); try again", req.ID)
+		}
+		return nil, err
+	}
+	c.mu.Lock()
+	if c.fresh("l/"+e, rev) {
+		c.active[e] = &leaseEntry{rec: &nr, rev: rev}
+	}
+	c.mu.Unlock()
+	c.push(e, &nr.Lease)
+	return api.LeaseReply{Lease: &nr.Lease, Credential: cred}, nil
+}
+
+func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) (any, error) {
+	var req api.LeaseID
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	a, e, p, err := c.ownLease(who, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	if a != nil {
+		return api.Empty{}, c.endLease(ctx, e, a, "released by "+who)
+	}
+	if p.rec.Lease.Status == api.StatusQueued {
+		return api.Empty{}, c.endPending(ctx, p, "cancelled by "+who)
+	}
+	return api.Empty{}, nil
+}
+
+// endLease ends an active lease: deletes its key (CAS), revokes its credentials, tells the
+// exporter and keeps an ended record for lease.get.
+func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
+	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+		return err
+	}
+	c.mu.Lock()
+	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID {
+		delete(c.active, e)
+	}
+	c.mu.Unlock()
+	return c.afterEnd(ctx, le.rec, reason)
+}
+
+func (c *Controller) afterEnd(ctx context.Context, rec *leaseRecord, reason string) error {
+	c.push(rec.Lease.Exporter, nil)
+	err := c.revoke(ctx, rec.Keys)
+	ended := *rec
+	ended.Credential, ended.Keys = nil, nil
+	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
+	if ended.Lease.End.After(time.Now()) {
+		ended.Lease.End = time.Now().UTC()
+	}
+	b, merr := bus.Marshal(&ended)
+	if merr == nil {
+		_, _ = c.queue.Put(ctx, rec.Lease.ID, b)
+	}
+	c.kickScheduler()
+	return err
+}
+
+func (c *Controller) endPending(ctx context.Context, p *leaseEntry, reason string) error {
+	ended := *p.rec
+	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
+	return c.putPending(ctx, &ended, p.rev, endedKeepFor)
+}
+
+func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (any, error) {
+	var req api.ListLeasesRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := api.ListLeasesReply{Leases: []api.Lease{}}
+	for _, a := range c.active {
+		if req.All || a.rec.Lease.Client == who {
+			out.Leases = append(out.Leases, a.rec.Lease)
+		}
+	}
+	for _, p := range c.pending {
+		if p.rec.Lease.Status == api.StatusQueued && (req.All || p.rec.Lease.Client == who) {
+			out.Leases = append(out.Leases, p.rec.Lease)
+		}
+	}
+	sort.Slice(out.Leases, func(i, j int) bool { return out.Leases[i].Created.Before(out.Leases[j].Created) })
+	return out, nil
+}
+
+func (c *Controller) exportersList(ctx context.Context, who string, data []byte) (any, error) {
+	var req api.ListExportersRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	sel, err := ParseSelector(req.Selector)
+	if err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "list exporters: %v", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	out := api.ListExportersReply{Exporters: []api.ExporterInfo{}}
+	for name, e := range c.exps {
+		if !sel.Matches(e.Labels) {
+			continue
+		}
+		info := api.ExporterInfo{Name: name, Labels: e.Labels, LastSeen: e.LastSeen, Version: e.Version,
+			Online: now.Sub(e.LastSeen) < c.o.OfflineAfter}
+		if a := c.active[name]; a != nil {
+			l := a.rec.Lease
+			info.Lease = &l
+		}
+		out.Exporters = append(out.Exporters, info)
+	}
+	sort.Slice(out.Exporters, func(i, j int) bool { return out.Exporters[i].Name < out.Exporters[j].Name })
+	return out, nil
+}
+
+func (c *Controller) exportersDescribe(ctx context.Context, who string, data []byte) (any, error) {
+	var req api.ExporterName
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	e := c.exps[req.Name]
+	c.mu.Unlock()
+	if e == nil {
+		return nil, bus.Errorf(bus.NotFound, "exporter %q: not registered", req.Name)
+	}
+	return e.Describe, nil
+}
+
+// --- admin ---
+
+func (c *Controller) isAdmin(who string) error {
+	if id := c.identity(api.KindClient, who); id == nil || !id.Admin {
+		return bus.Errorf(bus.PermissionDenied, "%s is not an admin", who)
+	}
+	return nil
+}
+
+func checkLabels(labels map[string]string) error {
+	for k, v := range labels {
+		if !validWord(k) || !validWord(v) {
+			return fmt.Errorf("label %q=%q: use letters, digits and -_./", k, v)
+		}
+	}
+	return nil
+}
+
+func validWord(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isWordByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Controller) createExporter(ctx context.Context, who string, data []byte) (any, error) {
+	if err := c.isAdmin(who); err != nil {
+		return nil, err
+	}
+	var req api.CreateExporterRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := bus.CheckName("exporter name", req.Name); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "create exporter: %v", err)
+	}
+	if err := checkLabels(req.Labels); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "create exporter %s: %v", req.Name, err)
+	}
+	creds, pub, err := c.auth.NewExporter(req.Name)
+	if err != nil {
+		return nil, err
+	}
+	id := api.Identity{Name: req.Name, Kind: api.KindExporter, PublicKey: pub, Labels: req.Labels, Created: time.Now().UTC()}
+	if err := c.storeIdentity(ctx, &id); err != nil {
+		return nil, err
+	}
+	cfg, err := ExporterConfigYAML(req.Name, c.endpoint, req.Labels, creds)
+	if err != nil {
+		return nil, err
+	}
+	return api.ConfigReply{Config: cfg}, nil
+}
+
+func (c *Controller) createClient(ctx context.Context, who string, data []byte) (any, error) {
+	if err := c.isAdmin(who); err != nil {
+		return nil, err
+	}
+	var req api.CreateClientRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := bus.CheckName("client name", req.Name); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "create client: %v", err)
+	}
+	if strings.HasPrefix(req.Name, "jsn-") {
+		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: names starting with jsn- are reserved", req.Name)
+	}
+	for _, a := range req.Allow {
+		if err := CheckAllow(a); err != nil {
+			return nil, bus.Errorf(bus.InvalidArgument, "create client %s: %v", req.Name, err)
+		}
+	}
+	if req.MaxDuration < 0 {
+		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: negative max duration", req.Name)
+	}
+	creds, pub, err := c.auth.NewClient(req.Name, req.Admin)
+	if err != nil {
+		return nil, err
+	}
+	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
+		Admin: req.Admin, Created: time.Now().UTC()}
+	if err := c.storeIdentity(ctx, &id); err != nil {
+		return nil, err
+	}
+	cfg, err := ClientConfigYAML(req.Name, c.endpoint, creds, req.Admin, req.Allow)
+	if err != nil {
+		return nil, err
+	}
+	return api.ConfigReply{Config: cfg}, nil
+}
+
+func (c *Controller) storeIdentity(ctx context.Context, id *api.Identity) error {
+	b, err := bus.Marshal(id)
+	if err != nil {
+		return err
+	}
+	key := id.Kind + "." + id.Name
+	rev, err := c.identities.Create(ctx, key, b, 0)
+	if errors.Is(err, bus.ErrKeyExists) {
+		return bus.Errorf(bus.FailedPrecondition, "%s %s already exists (delete it first)", id.Kind, id.Name)
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.fresh("i/"+key, rev) {
+		c.ids[key] = id
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Controller) lister(kind string) func(context.Context, string, []byte) (any, error) {
+	return func(ctx context.Context, who string, data []byte) (any, error) {
+		if err := c.isAdmin(who); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		out := api.ListIdentitiesReply{Identities: []api.Identity{}}
+		for _, id := range c.ids {
+			if id.Kind == kind {
+				out.Identities = append(out.Identities, *id)
+			}
+		}
+		sort.Slice(out.Identities, func(i, j int) bool { return out.Identities[i].Name < out.Identities[j].Name })
+		return out, nil
+	}
+}
+
+func (c *Controller) deleter(kind string) func(context.Context, string, []byte) (any, error) {
+	return func(ctx context.Context, who string, data []byte) (any, error) {
+		if err := c.isAdmin(who); err != nil {
+			return nil, err
+		}
+		var req api.ExporterName
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
+		id := c.identity(kind, req.Name)
+		if id == nil {
+			return nil, bus.Errorf(bus.NotFound, "%s %q: no such identity", kind, req.Name)
+		}
+		if kind == api.KindClient && req.Name == who {
+			return nil, bus.Errorf(bus.FailedPrecondition, "delete client %s: an admin cannot delete itself", who)
+		}
+		key := kind + "." + req.Name
+		if err := c.identities.Delete(ctx, key, 0); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		delete(c.ids, key)
+		var ends []*leaseEntry
+		var exps []string
+		var pend []*leaseEntry
+		for e, a := range c.active {
+			if kind == api.KindExporter && e == req.Name || kind == api.KindClient && a.rec.Lease.Client == req.Name {
+				ends = append(ends, a)
+				exps = append(exps, e)
+			}
+		}
+		for _, p := range c.pending {
+			if p.rec.Lease.Status == api.StatusQueued && kind == api.KindClient && p.rec.Lease.Client == req.Name {
+				pend = append(pend, p)
+			}
+		}
+		c.mu.Unlock()
+		if err := c.revoke(ctx, map[string]time.Time{id.PublicKey: {}}); err != nil {
+			return nil, err
+		}
+		for i, a := range ends {
+			_ = c.endLease(ctx, exps[i], a, "identity "+req.Name+" deleted")
+		}
+		for _, p := range pend {
+			_ = c.endPending(ctx, p, "client deleted")
+		}
+		if kind == api.KindExporter {
+			_ = c.exporters.Delete(ctx, req.Name, 0)
+		}
+		return api.Empty{}, nil
+	}
+}

@@ -1,0 +1,379 @@
+package controller
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+)
+
+// Files of a controller data directory written by Init. Seeds are 0600, the directory 0700.
+const (
+	fileOperatorJWT  = "operator.jwt"
+	fileOperatorSeed = "operator.nk"
+	fileSysJWT       = "sys.jwt"
+	fileSysSeed      = "sys.nk"
+	fileSysCreds     = "sys-user.creds"
+	fileLabJWT       = "lab.jwt"
+	fileLabSeed      = "lab.nk"
+	fileLabSigning   = "lab-signing.nk"
+	fileCtlCreds     = "controller.creds"
+	fileAdminConfig  = "admin.yaml"
+	dirJetStream     = "jetstream"
+)
+
+// AdminName is the identity name of the admin client Init creates.
+const AdminName = "admin"
+
+// ControllerName is the identity name of the controller's own LAB user.
+const ControllerName = "jsn-controller"
+
+// Authority holds the keys of a controller data directory: it signs account and user JWTs.
+type Authority struct {
+	Dir         string
+	operator    nkeys.KeyPair
+	OperatorJWT string
+	SysPub      string
+	SysJWT      string
+	lab         nkeys.KeyPair // LAB account key (identity only; signs nothing)
+	LabPub      string
+	LabJWT      string // as written by Init; the live one (with revocations) is in KV
+	signing     nkeys.KeyPair
+	CtlCreds    []byte // controller user in LAB
+	SysCreds    []byte // system user in SYS (pushes account updates)
+}
+
+// InitOptions tune Init.
+type InitOptions struct {
+	// Endpoint is the URL clients and exporters connect to, written into the admin config
+	// (default "nats://127.0.0.1:4222").
+	Endpoint string
+}
+
+// ErrAlreadyInitialised is returned by Init for a directory that already holds keys.
+var ErrAlreadyInitialised = errors.New("already initialised")
+
+// Init creates the operator, the SYS and LAB accounts, the LAB signing key, the controller's
+// user, the system user and an admin client config (DIR/admin.yaml, returned too). It refuses a
+// directory that already holds an operator.
+func Init(dir string, o InitOptions) (adminConfig []byte, err error) {
+	if o.Endpoint == "" {
+		o.Endpoint = "nats://127.0.0.1:4222"
+	}
+	if _, err := os.Stat(filepath.Join(dir, fileOperatorSeed)); err == nil {
+		return nil, fmt.Errorf("init %s: %w", dir, ErrAlreadyInitialised)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	opKP, _ := nkeys.CreateOperator()
+	opPub, _ := opKP.PublicKey()
+	oc := jwt.NewOperatorClaims(opPub)
+	oc.Name = "jsn"
+	sysKP, _ := nkeys.CreateAccount()
+	sysPub, _ := sysKP.PublicKey()
+	oc.SystemAccount = sysPub
+	opJWT, err := oc.Encode(opKP)
+	if err != nil {
+		return nil, fmt.Errorf("init: operator: %w", err)
+	}
+	sc := jwt.NewAccountClaims(sysPub)
+	sc.Name = "SYS"
+	sysJWT, err := sc.Encode(opKP)
+	if err != nil {
+		return nil, fmt.Errorf("init: sys account: %w", err)
+	}
+	labKP, _ := nkeys.CreateAccount()
+	labPub, _ := labKP.PublicKey()
+	signKP, _ := nkeys.CreateAccount()
+	signPub, _ := signKP.PublicKey()
+	lc := jwt.NewAccountClaims(labPub)
+	lc.Name = "LAB"
+	lc.SigningKeys.Add(signPub)
+	lc.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	labJWT, err := lc.Encode(opKP)
+	if err != nil {
+		return nil, fmt.Errorf("init: lab account: %w", err)
+	}
+	a := &Authority{Dir: dir, operator: opKP, OperatorJWT: opJWT, SysPub: sysPub, SysJWT: sysJWT,
+		lab: labKP, LabPub: labPub, LabJWT: labJWT, signing: signKP}
+	a.CtlCreds, _, err = a.newUser(ControllerName, jwt.Permissions{}, time.Time{}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	// The system user signs with the SYS account key itself.
+	sysUserKP, _ := nkeys.CreateUser()
+	sysUserPub, _ := sysUserKP.PublicKey()
+	uc := jwt.NewUserClaims(sysUserPub)
+	uc.Name = "jsn-sys"
+	uc.IssuerAccount = ""
+	sysUserJWT, err := uc.Encode(sysKP)
+	if err != nil {
+		return nil, fmt.Errorf("init: system user: %w", err)
+	}
+	sysUserSeed, _ := sysUserKP.Seed()
+	a.SysCreds = api.FormatCreds(sysUserJWT, string(sysUserSeed))
+
+	adminCreds, adminPub, err := a.newUser(AdminName, ClientPermissions(AdminName, true), time.Time{}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	adminConfig, err = ClientConfigYAML(AdminName, o.Endpoint, adminCreds, true, nil)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	adminID, err := bus.Marshal(api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: adminPub, Admin: true, Created: time.Now().UTC()})
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	opSeed, _ := opKP.Seed()
+	sysSeed, _ := sysKP.Seed()
+	labSeed, _ := labKP.Seed()
+	signSeed, _ := signKP.Seed()
+	files := []struct {
+		name string
+		data []byte
+	}{
+		{fileOperatorJWT, []byte(opJWT)},
+		{fileSysJWT, []byte(sysJWT)},
+		{fileLabJWT, []byte(labJWT)},
+		{fileSysSeed, sysSeed},
+		{fileLabSeed, labSeed},
+		{fileLabSigning, signSeed},
+		{fileSysCreds, a.SysCreds},
+		{fileCtlCreds, a.CtlCreds},
+		{fileAdminConfig, adminConfig},
+		{"admin.identity", adminID},
+		{fileOperatorSeed, opSeed}, // last: its presence marks an initialised directory
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(dir, f.name), f.data, 0o600); err != nil {
+			return nil, fmt.Errorf("init: %w", err)
+		}
+	}
+	return adminConfig, nil
+}
+
+// LoadAuthority reads the keys Init wrote to dir.
+func LoadAuthority(dir string) (*Authority, error) {
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return "", fmt.Errorf("load keys: %s is missing (run jsn controller init --data %s first)", name, dir)
+			}
+			return "", fmt.Errorf("load keys: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	a := &Authority{Dir: dir}
+	var err error
+	var s string
+	if s, err = read(fileOperatorSeed); err != nil {
+		return nil, err
+	}
+	if a.operator, err = nkeys.FromSeed([]byte(s)); err != nil {
+		return nil, fmt.Errorf("load keys: %s: %w", fileOperatorSeed, err)
+	}
+	if s, err = read(fileLabSeed); err != nil {
+		return nil, err
+	}
+	if a.lab, err = nkeys.FromSeed([]byte(s)); err != nil {
+		return nil, fmt.Errorf("load keys: %s: %w", fileLabSeed, err)
+	}
+	a.LabPub, _ = a.lab.PublicKey()
+	if s, err = read(fileLabSigning); err != nil {
+		return nil, err
+	}
+	if a.signing, err = nkeys.FromSeed([]byte(s)); err != nil {
+		return nil, fmt.Errorf("load keys: %s: %w", fileLabSigning, err)
+	}
+	if a.OperatorJWT, err = read(fileOperatorJWT); err != nil {
+		return nil, err
+	}
+	if a.SysJWT, err = read(fileSysJWT); err != nil {
+		return nil, err
+	}
+	sc, err := jwt.DecodeAccountClaims(a.SysJWT)
+	if err != nil {
+		return nil, fmt.Errorf("load keys: %s: %w", fileSysJWT, err)
+	}
+	a.SysPub = sc.Subject
+	if a.LabJWT, err = read(fileLabJWT); err != nil {
+		return nil, err
+	}
+	if s, err = read(fileCtlCreds); err != nil {
+		return nil, err
+	}
+	a.CtlCreds = []byte(s)
+	if s, err = read(fileSysCreds); err != nil {
+		return nil, err
+	}
+	a.SysCreds = []byte(s)
+	return a, nil
+}
+
+// newUser mints a user of LAB with a fresh nkey and returns its .creds and public key. A zero
+// expires means no expiry.
+func (a *Authority) newUser(name string, perms jwt.Permissions, expires time.Time, tags []string) (creds []byte, pub string, err error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, "", fmt.Errorf("new user %s: %w", name, err)
+	}
+	pub, _ = kp.PublicKey()
+	j, err := a.userJWT(name, pub, perms, expires, tags)
+	if err != nil {
+		return nil, "", err
+	}
+	seed, _ := kp.Seed()
+	return api.FormatCreds(j, string(seed)), pub, nil
+}
+
+func (a *Authority) userJWT(name, pub string, perms jwt.Permissions, expires time.Time, tags []string) (string, error) {
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = name
+	uc.IssuerAccount = a.LabPub
+	uc.Permissions = perms
+	uc.Tags.Add(tags...)
+	if !expires.IsZero() {
+		uc.Expires = expires.Unix()
+	}
+	j, err := uc.Encode(a.signing)
+	if err != nil {
+		return "", fmt.Errorf("sign user %s: %w", name, err)
+	}
+	return j, nil
+}
+
+// MintLease mints a lease credential: a fresh nkey whose JWT expires at expires and allows
+// exactly exporter's describe, stream and (narrowed by allow) call subjects.
+func (a *Authority) MintLease(client, exporter string, allow []string, expires time.Time) (*api.Credential, string, error) {
+	perms, err := LeasePermissions(client, exporter, allow)
+	if err != nil {
+		return nil, "", err
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, "", fmt.Errorf("mint lease credential: %w", err)
+	}
+	pub, _ := kp.PublicKey()
+	j, err := a.userJWT(client, pub, perms, expires, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	seed, _ := kp.Seed()
+	return &api.Credential{JWT: j, Seed: string(seed), Expires: expires}, pub, nil
+}
+
+// RevokeIn returns accountJWT re-signed with pubs added to its revocation list (and revocations
+// whose credentials have expired by now pruned: prune maps a public key to its JWT's expiry).
+func (a *Authority) RevokeIn(accountJWT string, pubs []string, prune map[string]time.Time) (string, error) {
+	ac, err := jwt.DecodeAccountClaims(accountJWT)
+	if err != nil {
+		return "", fmt.Errorf("revoke: %w", err)
+	}
+	now := time.Now()
+	for pub, exp := range prune {
+		if !exp.IsZero() && exp.Before(now) {
+			ac.ClearRevocation(pub)
+		}
+	}
+	for _, p := range pubs {
+		// Revoke every JWT issued up to now (+1s: issue times have second resolution).
+		ac.RevokeAt(p, now.Add(time.Second))
+	}
+	j, err := ac.Encode(a.operator)
+	if err != nil {
+		return "", fmt.Errorf("revoke: sign account: %w", err)
+	}
+	return j, nil
+}
+
+// NewExporter mints exporter name's identity.
+func (a *Authority) NewExporter(name string) (creds []byte, pub string, err error) {
+	return a.newUser(name, ExporterPermissions(name), time.Time{}, []string{"jsn-exporter"})
+}
+
+// NewClient mints client name's own identity (admin adds the admin API).
+func (a *Authority) NewClient(name string, admin bool) (creds []byte, pub string, err error) {
+	return a.newUser(name, ClientPermissions(name, admin), time.Time{}, []string{"jsn-client"})
+}
+
+// ExporterPermissions are the NATS permissions of exporter e's own identity.
+func ExporterPermissions(e string) jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add("jsn.ctl.e."+e+".>", "jsn.x."+e+".>", "jsn.tap."+e+".>")
+	p.Sub.Allow.Add("jsn.x."+e+".>", "_INBOX_"+e+".>", "$SRV.>")
+	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	return p
+}
+
+// ClientPermissions are the NATS permissions of client c's own identity.
+func ClientPermissions(c string, admin bool) jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add("jsn.ctl.c." + c + ".>")
+	if admin {
+		p.Pub.Allow.Add("jsn.ctl.a." + c + ".>")
+	}
+	p.Sub.Allow.Add("_INBOX_" + c + ".>")
+	return p
+}
+
+// LeasePermissions are the NATS permissions of client c's lease credential on exporter e.
+func LeasePermissions(c, e string, allow []string) (jwt.Permissions, error) {
+	var p jwt.Permissions
+	x := "jsn.x." + e + "."
+	p.Pub.Allow.Add(x+"describe", x+"stream.*")
+	if len(allow) == 0 {
+		p.Pub.Allow.Add(x + "call.>")
+	}
+	for _, a := range allow {
+		s, err := AllowSubject(e, a)
+		if err != nil {
+			return p, err
+		}
+		p.Pub.Allow.Add(s)
+	}
+	p.Sub.Allow.Add("_INBOX_"+c+".>", x+"out.*", x+"ev.>")
+	return p, nil
+}
+
+// AllowSubject converts an --allow pattern to the call subject it permits on exporter e:
+// "power.*" → jsn.x.E.call.power.>, "serial.write" → jsn.x.E.call.serial.write, "*" → all.
+func AllowSubject(e, pattern string) (string, error) {
+	if err := CheckAllow(pattern); err != nil {
+		return "", err
+	}
+	base := "jsn.x." + e + ".call."
+	if pattern == "*" {
+		return base + ">", nil
+	}
+	if p, ok := strings.CutSuffix(pattern, ".*"); ok {
+		return base + p + ".>", nil
+	}
+	return base + pattern, nil
+}
+
+// CheckAllow validates an --allow pattern: a dotted driver path with an optional ".*" for every
+// method below it, "path.method" for one method, or "*" for everything.
+func CheckAllow(pattern string) error {
+	if pattern == "*" {
+		return nil
+	}
+	p := strings.TrimSuffix(pattern, ".*")
+	if !bus.ValidPath(p) {
+		return fmt.Errorf("allow pattern %q: want a driver path (power.*), a method (serial.write) or *", pattern)
+	}
+	return nil
+}
