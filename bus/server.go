@@ -271,3 +271,7 @@ func (l *serverLogger) Fatalf(format string, v ...any) {
 	}
 	l.mu.Unlock()
 }
+
+// InProcessConn returns a raw in-process connection to the server (what Connect uses), for
+// benchmarks that measure a plain NATS client on the same server as a baseline.
+func (s *Server) InProcessConn() (net.Conn, error) { return s.ns.InProcessConn() }

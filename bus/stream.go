@@ -13,7 +13,7 @@ import (
 
 // Stream tuning. The window bounds what a receiver buffers per stream; the chunk bounds a frame.
 var (
-	DefaultWindow   uint64 = 2 << 20
+	DefaultWindow   uint64 = 8 << 20
 	maxChunk               = 128 << 10
 	keepaliveEvery         = 10 * time.Second
 	keepaliveMisses        = 3

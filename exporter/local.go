@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 
 	"jsn.dev/jsn/bus"
@@ -104,3 +105,7 @@ func (l *Local) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// InProcessConn returns a raw in-process connection to the session's server, the same kind of
+// connection the exporter serves on. Benchmarks use it to run a plain NATS baseline side by side.
+func (l *Local) InProcessConn() (net.Conn, error) { return l.srv.InProcessConn() }

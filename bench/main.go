@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is one measured figure with its baselines.
+type Result struct {
+	Name     string             `json:"name"`
+	Unit     string             `json:"unit"`
+	Value    float64            `json:"value"`
+	Baseline map[string]float64 `json:"baselines,omitempty"`
+	// Ratio is Value divided by the baseline named in RatioTo (for latencies lower is better,
+	// for throughputs higher is better); Target says what the project aims for.
+	RatioTo string  `json:"ratio_to,omitempty"`
+	Ratio   float64 `json:"ratio,omitempty"`
+	Target  string  `json:"target,omitempty"`
+	Note    string  `json:"note,omitempty"`
+}
+
+type suite struct {
+	quick   bool
+	results []Result
+}
+
+func (s *suite) add(r Result) {
+	if r.RatioTo != "" && r.Baseline[r.RatioTo] != 0 {
+		r.Ratio = r.Value / r.Baseline[r.RatioTo]
+	}
+	s.results = append(s.results, r)
+	fmt.Fprintf(os.Stderr, "  %s: %.3g %s\n", r.Name, r.Value, r.Unit)
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "a fast pass with small sizes (CI)")
+	only := flag.String("run", "", "run only the benchmarks whose name contains this")
+	out := flag.String("o", "results.json", "where to write the results")
+	flag.Parse()
+	s := &suite{quick: *quick}
+	ctx := context.Background()
+	benches := []struct {
+		name string
+		fn   func(context.Context, *suite) error
+	}{
+		{"call", benchCall},
+		{"stream", benchStream},
+		{"cli", benchCLI},
+	}
+	fmt.Fprintf(os.Stderr, "jsn benchmarks (%s, %d CPUs, quick=%v)\n", runtime.Version(), runtime.NumCPU(), *quick)
+	failed := false
+	for _, b := range benches {
+		if *only != "" && !strings.Contains(b.name, *only) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "%s…\n", b.name)
+		if err := b.fn(ctx, s); err != nil {
+			fmt.Fprintf(os.Stderr, "bench %s: %v\n", b.name, err)
+			failed = true
+		}
+	}
+	print(s.results)
+	data, _ := json.MarshalIndent(map[string]any{
+		"date": time.Now().UTC().Format(time.RFC3339), "go": runtime.Version(), "cpus": runtime.NumCPU(),
+		"quick": *quick, "results": s.results,
+	}, "", "  ")
+	if err := os.WriteFile(*out, append(data, '\n'), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		failed = true
+	} else {
+		abs, _ := filepath.Abs(*out)
+		fmt.Fprintf(os.Stderr, "wrote %s\n", abs)
+	}
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func print(rs []Result) {
+	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "what\tjsn\tbaselines (same run)\tratio\ttarget")
+	for _, r := range rs {
+		var bl []string
+		keys := make([]string, 0, len(r.Baseline))
+		for k := range r.Baseline {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			bl = append(bl, fmt.Sprintf("%s %s", k, fmtVal(r.Baseline[k], r.Unit)))
+		}
+		ratio := ""
+		if r.Ratio != 0 {
+			ratio = fmt.Sprintf("%.2f× %s", r.Ratio, r.RatioTo)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Name, fmtVal(r.Value, r.Unit), strings.Join(bl, "; "), ratio, r.Target)
+	}
+	w.Flush()
+}
+
+func fmtVal(v float64, unit string) string {
+	switch unit {
+	case "µs":
+		return fmt.Sprintf("%.0f µs", v)
+	case "ms":
+		return fmt.Sprintf("%.1f ms", v)
+	case "MB/s":
+		return fmt.Sprintf("%.0f MB/s", v)
+	}
+	return fmt.Sprintf("%.3g %s", v, unit)
+}
+
+// percentile returns the p-th percentile (0..100) of ds in microseconds.
+func percentile(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p / 100)
+	return float64(s[i]) / float64(time.Microsecond)
+}
