@@ -1,7 +1,8 @@
 // Package power owns the jsn.power.v1 interface: switching a device's supply on and off, cycling
 // it, and reading its voltage and current. It holds the method table every power driver exports
-// (Methods), the Go interface those drivers implement (Device), the Mock driver, and the typed
-// client (Client).
+// (Methods), the Go interface those drivers implement (Device), the Mock driver, the backends
+// for real switches (Command, Ykush, HTTP with Tasmota and Shelly presets, Tasmota over MQTT),
+// and the typed client (Client).
 //
 // Drivers here must not import the bus or NATS, write to stdout, or log through the global
 // logger; the wire carries plain float64 SI units, while Go code uses Volts and Amperes.
