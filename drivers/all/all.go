@@ -6,4 +6,5 @@ import (
 	_ "jsn.dev/jsn/drivers/power"     // power.Mock; jsn power
 	_ "jsn.dev/jsn/drivers/serial"    // serial.Port; jsn serial, jsn tap
 	_ "jsn.dev/jsn/drivers/shell"     // shell
+	_ "jsn.dev/jsn/drivers/storage"   // storage.File, MockMux, SDWire; jsn storage
 )

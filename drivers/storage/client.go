@@ -24,9 +24,9 @@ func NewClient(d *client.Driver) *Client { return &Client{d: d} }
 
 // WriteOptions tune Write.
 type WriteOptions struct {
-	SHA256   string            // expected SHA-256 of the bytes uploaded; "" = not checked
-	Size     int64             // bytes r yields, checked by the exporter; 0 = unknown
-	Cache    bool              // ask the exporter to keep the upload in its image cache
+	SHA256   string           // expected SHA-256 of the bytes uploaded; "" = not checked
+	Size     int64            // bytes r yields, checked by the exporter; 0 = unknown
+	Cache    bool             // ask the exporter to keep the upload in its image cache
 	Progress func(sent int64) // called after each chunk sent; may be nil
 }
 

@@ -72,6 +72,9 @@ func Decompress(br *bufio.Reader) (io.Reader, Format, func(), error) {
 		}
 		return zr, f, func() { zr.Close() }, nil
 	case XZ:
+		if err := checkXZDict(br); err != nil {
+			return nil, f, nil, err
+		}
 		cfg := xz.ReaderConfig{SingleStream: false}
 		xr, err := cfg.NewReader(br)
 		if err != nil {
@@ -89,4 +92,68 @@ func Decompress(br *bufio.Reader) (io.Reader, Format, func(), error) {
 		return bzip2.NewReader(br), f, nop, nil
 	}
 	return br, Raw, nop, nil
+}
+
+// xzMaxDict bounds the LZMA2 dictionary an xz image may ask for (xz -9 uses 64 MiB): the decoder
+// allocates it up front, and a crafted header could ask for 4 GiB.
+const xzMaxDict = 256 << 20
+
+// checkXZDict reads the first block header of an xz stream (without consuming it) and refuses an
+// LZMA2 dictionary larger than xzMaxDict. Headers it cannot parse are left to the decoder.
+func checkXZDict(br *bufio.Reader) error {
+	const streamHeader = 12
+	b, _ := br.Peek(streamHeader + 1024 + 1)
+	if len(b) <= streamHeader || b[streamHeader] == 0 {
+		return nil // no block (index follows) or too short: the decoder will say
+	}
+	h := b[streamHeader:]
+	size := (int(h[0]) + 1) * 4
+	if len(h) < size {
+		return nil
+	}
+	h = h[1:size]
+	flags := h[0]
+	h = h[1:]
+	varint := func() (uint64, bool) {
+		var v uint64
+		for i := 0; i < 9 && len(h) > 0; i++ {
+			c := h[0]
+			h = h[1:]
+			v |= uint64(c&0x7f) << (7 * i)
+			if c&0x80 == 0 {
+				return v, true
+			}
+		}
+		return 0, false
+	}
+	if flags&0x40 != 0 {
+		if _, ok := varint(); !ok {
+			return nil
+		}
+	}
+	if flags&0x80 != 0 {
+		if _, ok := varint(); !ok {
+			return nil
+		}
+	}
+	for i := 0; i <= int(flags&3); i++ {
+		id, ok1 := varint()
+		n, ok2 := varint()
+		if !ok1 || !ok2 || uint64(len(h)) < n {
+			return nil
+		}
+		props := h[:n]
+		h = h[n:]
+		if id == 0x21 && n == 1 {
+			c := uint64(props[0] & 0x3f)
+			dict := uint64(1<<32 - 1)
+			if c < 40 {
+				dict = (2 | c&1) << (c/2 + 11)
+			}
+			if dict > xzMaxDict {
+				return fmt.Errorf("xz header: dictionary of %d MiB is larger than the %d MiB allowed", dict>>20, xzMaxDict>>20)
+			}
+		}
+	}
+	return nil
 }
