@@ -64,13 +64,22 @@ func cleanEnv() []string {
 	return out
 }
 
+// command prepares jsn with args outside any session. When ctx ends it gets SIGTERM, which a
+// session forwards to its child, so a failing test leaves no processes behind.
+func command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, jsnBin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	return cmd
+}
+
 // jsn runs the binary with args and stdin, outside any session.
 func jsn(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, jsnBin, args...)
-	cmd.Env = cleanEnv()
+	cmd := command(ctx, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
@@ -179,9 +188,8 @@ func TestShellInteractiveBanner(t *testing.T) {
 func TestShellForwardsSignals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, jsnBin, "shell", "-c", "testdata/lab.yaml", "--", "sh", "-c",
+	cmd := command(ctx, "shell", "-c", "testdata/lab.yaml", "--", "sh", "-c",
 		`trap 'echo got INT; exit 42' INT; echo ready; while :; do sleep 0.05; done`)
-	cmd.Env = cleanEnv()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -438,8 +446,7 @@ func TestForward(t *testing.T) {
 	cfg := networkConfig(t, echoServer(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, jsnBin, "shell", "-c", cfg, "--", "jsn", "forward", "0", "network")
-	cmd.Env = cleanEnv()
+	cmd := command(ctx, "shell", "-c", cfg, "--", "jsn", "forward", "0", "network")
 	errPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -508,5 +515,44 @@ func TestVersionAndHelp(t *testing.T) {
 	r.want(t, 0)
 	if !strings.Contains(r.stdout, "__start_jsn") {
 		t.Errorf("got no bash completion script")
+	}
+}
+
+func TestPowerReadStopsOnInterrupt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := command(ctx, "shell", "-c", "testdata/lab.yaml", "--", "jsn", "power", "read")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for range 3 {
+		if !sc.Scan() {
+			t.Fatalf("got %v before 3 readings; stderr:\n%s", sc.Err(), errOut.String())
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, out)
+	_ = cmd.Wait()
+	if got := cmd.ProcessState.ExitCode(); got != 0 {
+		t.Errorf("got exit %d after Ctrl-C, want 0; stderr:\n%s", got, errOut.String())
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	r := inSession(t, "testdata/lab.yaml", "", "jsn", "__complete", "call", "")
+	r.want(t, 0)
+	for _, want := range []string{"power.on\tswitch the power on\n", "shell.fail\t", ":4\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("got %q, want it to contain %q", r.stdout, want)
+		}
 	}
 }

@@ -75,7 +75,8 @@ func (f *Factory) Options() (client.Options, error) {
 	return o, nil
 }
 
-// Exporter connects to the exporter named by the flags or the environment. The caller closes it.
+// Exporter connects to the exporter named by the flags or the environment. The caller closes it;
+// it is also closed when ctx ends.
 func (f *Factory) Exporter(ctx context.Context) (*client.Exporter, error) {
 	o, err := f.Options()
 	if err != nil {
@@ -85,6 +86,9 @@ func (f *Factory) Exporter(ctx context.Context) (*client.Exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
 	}
+	// Ending ctx (Ctrl-C in an interruptible command) closes the connection, which resets its
+	// streams: a blocked stream read returns instead of waiting for the next item.
+	context.AfterFunc(ctx, func() { _ = ex.Close() })
 	return ex, nil
 }
 
