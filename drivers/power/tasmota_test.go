@@ -281,3 +281,29 @@ func TestTasmotaFailures(t *testing.T) {
 	_, err = drivertest.CallMethod(ctx, late, "on")
 	wantCode(t, err, bus.Unavailable, "not connected")
 }
+
+func TestParseTasmotaPayload(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"ON", "ON"}, {" off\n", "OFF"}, {"1", "ON"}, {"0", "OFF"},
+		{`{"POWER":"ON"}`, "ON"}, {`{"POWER1":"OFF"}`, "OFF"}, {`{"POWER":5}`, `{"POWER":5}`},
+		{"BLINK", "BLINK"}, {strings.Repeat("x", 300), strings.Repeat("x", 100)},
+	}
+	for _, tt := range tests {
+		if got := parseTasmotaPayload([]byte(tt.in)); got != tt.want {
+			t.Errorf("parseTasmotaPayload(%q): got %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// FuzzTasmotaPayload feeds stat payloads to the parser: it never panics and never returns more
+// than 100 bytes.
+func FuzzTasmotaPayload(f *testing.F) {
+	for _, s := range []string{"ON", "off", "1", `{"POWER":"ON"}`, `{"POWER":{"POWER":"ON"}}`, `{"POWER1":"0"}`, ""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got := parseTasmotaPayload(b); len(got) > 100 {
+			t.Fatalf("got %d bytes, want at most 100", len(got))
+		}
+	})
+}
