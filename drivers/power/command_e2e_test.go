@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -91,31 +90,14 @@ func TestBackendsEndToEnd(t *testing.T) {
 	}
 }
 
-var (
-	jsnOnce sync.Once
-	jsnPath string
-	jsnErr  error
-)
-
-// jsnBinary builds the jsn command once for the CLI tests.
+// jsnBinary builds the jsn command into the test's temporary directory.
 func jsnBinary(t *testing.T) string {
 	t.Helper()
-	jsnOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "jsn-power-test-")
-		if err != nil {
-			jsnErr = err
-			return
-		}
-		jsnPath = filepath.Join(dir, "jsn")
-		out, err := exec.Command("go", "build", "-o", jsnPath, "jsn.dev/jsn/cmd/jsn").CombinedOutput()
-		if err != nil {
-			jsnErr = fmt.Errorf("build jsn: %v\n%s", err, out)
-		}
-	})
-	if jsnErr != nil {
-		t.Fatal(jsnErr)
+	path := filepath.Join(t.TempDir(), "jsn")
+	if out, err := exec.Command("go", "build", "-o", path, "jsn.dev/jsn/cmd/jsn").CombinedOutput(); err != nil {
+		t.Fatalf("build jsn: %v\n%s", err, out)
 	}
-	return jsnPath
+	return path
 }
 
 // TestBackendsCLI runs `jsn power` verbs inside `jsn shell` on each backend.
