@@ -47,7 +47,7 @@ func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect: credentials: %w", err)
 	}
-	kp.Wipe()
+	seed = append([]byte(nil), seed...)
 	return []nats.Option{nats.UserJWT(
 		func() (string, error) { return userJWT, nil },
 		func(nonce []byte) ([]byte, error) {
