@@ -1,6 +1,7 @@
 package cmdutil
 
 import (
+	"fmt"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -29,7 +30,21 @@ func Groups(f *Factory) []*cobra.Command {
 	groupsMu.Unlock()
 	cmds := make([]*cobra.Command, 0, len(fns))
 	for _, fn := range fns {
-		cmds = append(cmds, fn(f))
+		cmd := fn(f)
+		if cmd.Run == nil && cmd.RunE == nil {
+			cmd.Args = cobra.ArbitraryArgs
+			cmd.RunE = runGroup
+		}
+		cmds = append(cmds, cmd)
 	}
 	return cmds
+}
+
+// runGroup runs a verb group given without a verb: help, or a usage error for an unknown verb
+// (cobra would print help and succeed).
+func runGroup(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &UsageError{Err: fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()), ShowHelp: true}
+	}
+	return cmd.Help()
 }

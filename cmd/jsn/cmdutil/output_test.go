@@ -3,6 +3,8 @@ package cmdutil
 import (
 	"bytes"
 	"errors"
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -84,5 +86,29 @@ func TestGroups(t *testing.T) {
 	got := Groups(&Factory{})
 	if len(got) != n+1 || got[len(got)-1].Use != "test-group" {
 		t.Errorf("got %d groups, want %d ending with test-group", len(got), n+1)
+	}
+}
+
+func TestGroupRejectsUnknownVerb(t *testing.T) {
+	AddGroup(func(f *Factory) *cobra.Command {
+		g := &cobra.Command{Use: "grp"}
+		g.AddCommand(&cobra.Command{Use: "verb", RunE: func(*cobra.Command, []string) error { return nil }})
+		return g
+	})
+	var grp *cobra.Command
+	for _, c := range Groups(&Factory{}) {
+		if c.Name() == "grp" {
+			grp = c
+		}
+	}
+	root := &cobra.Command{Use: "jsn", SilenceErrors: true, SilenceUsage: true}
+	root.AddCommand(grp)
+	root.SetOut(io.Discard)
+	for args, wantUsage := range map[string]bool{"grp bogus": true, "grp": false, "grp verb": false} {
+		root.SetArgs(strings.Fields(args))
+		err := root.Execute()
+		if IsUsage(err) != wantUsage {
+			t.Errorf("jsn %s: got %v, want usage error %v", args, err, wantUsage)
+		}
 	}
 }
