@@ -28,7 +28,19 @@ import (
 	"jsn.dev/jsn/exporter"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if jsnBin != "" {
+		os.RemoveAll(filepath.Dir(jsnBin))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // session is a local exporter serving one config, and a client on it.
 type session struct {

@@ -1,0 +1,71 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// benchMiB is the image size of BenchmarkFlash: $JSN_BENCH_MIB, default 64.
+func benchMiB() int {
+	if n, err := strconv.Atoi(os.Getenv("JSN_BENCH_MIB")); err == nil && n > 0 {
+		return n
+	}
+	return 64
+}
+
+// BenchmarkFlash flashes a raw and a zstd image of benchMiB() MiB through exporter.StartLocal and
+// the bus, and copies the same raw file locally for comparison; each reports MB/s of image
+// (decompressed) bytes.
+func BenchmarkFlash(b *testing.B) {
+	n := benchMiB() << 20
+	data := image(n)
+	zst := compress(b, Zstd, data)
+	s := startLocal(b, fileConfig)
+	c := s.storage("disk")
+	for _, bc := range []struct {
+		name string
+		up   []byte
+	}{{"raw", data}, {"zstd", zst}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(n))
+			for b.Loop() {
+				if _, err := c.Write(context.Background(), bytes.NewReader(bc.up), WriteOptions{Size: int64(len(bc.up))}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/1e6/b.Elapsed().Seconds(), "MB/s")
+		})
+	}
+	b.Run("local-copy", func(b *testing.B) {
+		dir := b.TempDir()
+		src := filepath.Join(dir, "src.img")
+		if err := os.WriteFile(src, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(n))
+		for b.Loop() {
+			in, err := os.Open(src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out, err := os.Create(filepath.Join(dir, "dst.img"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.CopyBuffer(writerOnly{out}, readerOnly{in}, make([]byte, bufSize)); err != nil {
+				b.Fatal(err)
+			}
+			if err := out.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			out.Close()
+			in.Close()
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/1e6/b.Elapsed().Seconds(), "MB/s")
+	})
+}
