@@ -99,6 +99,8 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newDescribeCmd(f),
 		newForwardCmd(f),
 		newVersionCmd(f),
+		newControllerCmd(f),
+		newAdminCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root

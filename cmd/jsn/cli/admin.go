@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"jsn.dev/jsn/cmd/jsn/cmdutil"
+	"jsn.dev/jsn/controller"
+	"jsn.dev/jsn/controller/api"
+)
+
+type adminOptions struct {
+	config, endpoint, out string
+	labels, allow         []string
+	maxDuration           time.Duration
+	admin                 bool
+}
+
+func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
+	o := &adminOptions{}
+	cmd := &cobra.Command{Use: "admin", Short: "Issue, list and revoke exporter and client identities"}
+	cmd.PersistentFlags().StringVar(&o.config, "config", "", "admin client config (default the current one)")
+	cmd.PersistentFlags().StringVar(&o.endpoint, "endpoint", "", "controller URL (default the config's endpoint)")
+	dial := func(cmd *cobra.Command) (*controller.Admin, error) {
+		cfg, err := controller.LoadClientConfig(o.config)
+		if err != nil {
+			return nil, err
+		}
+		if o.endpoint != "" {
+			cfg.Endpoint = o.endpoint
+		}
+		return controller.DialAdmin(cmd.Context(), cfg)
+	}
+	write := func(cmd *cobra.Command, data []byte) error {
+		if o.out == "" || o.out == "-" {
+			_, err := cmd.OutOrStdout().Write(data)
+			return err
+		}
+		if err := os.WriteFile(o.out, data, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", o.out)
+		return nil
+	}
+	kind := func(s string) (string, error) {
+		switch s {
+		case "exporter", "exporters":
+			return api.KindExporter, nil
+		case "client", "clients":
+			return api.KindClient, nil
+		}
+		return "", cmdutil.Usagef("unknown kind %q: want exporter or client", s)
+	}
+	create := &cobra.Command{Use: "create", Short: "Issue an identity as a config file"}
+	createExporter := &cobra.Command{
+		Use: "exporter NAME", Short: "Issue an exporter identity (exporter config with credentials)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			labels := map[string]string{}
+			for _, l := range o.labels {
+				k, v, ok := strings.Cut(l, "=")
+				if !ok {
+					return cmdutil.Usagef("label %q: want key=value", l)
+				}
+				labels[k] = v
+			}
+			a, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			cfg, err := a.CreateExporter(cmd.Context(), args[0], labels)
+			if err != nil {
+				return err
+			}
+			return write(cmd, cfg)
+		},
+	}
+	createExporter.Flags().StringArrayVarP(&o.labels, "label", "l", nil, "label key=value (repeatable)")
+	createExporter.Flags().StringVar(&o.out, "out", "", "write the config here (0600) instead of stdout")
+	createClient := &cobra.Command{
+		Use: "client NAME", Short: "Issue a client identity (client config with credentials)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			cfg, err := a.CreateClient(cmd.Context(), args[0], o.allow, o.maxDuration, o.admin)
+			if err != nil {
+				return err
+			}
+			return write(cmd, cfg)
+		},
+	}
+	createClient.Flags().StringArrayVar(&o.allow, "allow", nil, "driver or method the client may call (power.*, serial.write); repeatable; none = all")
+	createClient.Flags().DurationVar(&o.maxDuration, "max-duration", 0, "cap on this client's lease durations")
+	createClient.Flags().BoolVar(&o.admin, "admin", false, "the client may use the admin API")
+	createClient.Flags().StringVar(&o.out, "out", "", "write the config here (0600) instead of stdout")
+	create.AddCommand(createExporter, createClient)
+	list := &cobra.Command{
+		Use: "list exporter|client", Short: "List identities", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := kind(args[0])
+			if err != nil {
+				return err
+			}
+			a, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			ids, err := a.List(cmd.Context(), k)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tLABELS/ALLOW\tADMIN\tCREATED")
+			for _, id := range ids {
+				var extra []string
+				for k, v := range id.Labels {
+					extra = append(extra, k+"="+v)
+				}
+				extra = append(extra, id.Allow...)
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", id.Name, strings.Join(extra, ","), id.Admin, id.Created.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+	del := &cobra.Command{
+		Use: "delete exporter|client NAME", Short: "Delete an identity and revoke it at once", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := kind(args[0])
+			if err != nil {
+				return err
+			}
+			a, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			return a.Delete(cmd.Context(), k, args[1])
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}

@@ -1,0 +1,80 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"jsn.dev/jsn/cmd/jsn/cmdutil"
+	"jsn.dev/jsn/controller"
+)
+
+type controllerOptions struct {
+	data, listen, http, natsURL, creds, endpoint string
+	maxDuration                                  time.Duration
+	noImport                                     bool
+}
+
+func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
+	o := &controllerOptions{}
+	cmd := &cobra.Command{Use: "controller", Short: "Run the lab controller (distributed mode)"}
+	cmd.PersistentFlags().StringVar(&o.data, "data", "/var/lib/jsn", "controller data directory (keys, JetStream store)")
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the operator, accounts, signing key and an admin client config",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := controller.Init(o.data, controller.InitOptions{Endpoint: o.endpoint})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s; admin client config in %s\n", o.data, o.data+"/admin.yaml")
+			if !o.noImport {
+				path, err := controller.ImportClientConfig(cfg, true)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "imported as the current client config: %s\n", path)
+			}
+			return nil
+		},
+	}
+	initCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL clients and exporters connect to (default nats://127.0.0.1:4222)")
+	initCmd.Flags().BoolVar(&o.noImport, "no-import", false, "do not import the admin config as the current client config")
+	runCmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the controller (embedded NATS with JetStream, or --nats-url)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := cmdutil.Interruptible(cmd.Context())
+			defer stop()
+			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			return controller.Run(ctx, controller.Options{Data: o.data, Listen: o.listen, HTTP: o.http,
+				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration, Log: log})
+		},
+	}
+	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
+	runCmd.Flags().StringVar(&o.http, "http", "", "address for /healthz and /metrics (e.g. 127.0.0.1:8080)")
+	runCmd.Flags().StringVar(&o.natsURL, "nats-url", "", "use an existing NATS deployment (see nats-config) instead of the embedded server")
+	runCmd.Flags().StringVar(&o.creds, "creds", "", "controller user credentials for --nats-url (default DATA/controller.creds)")
+	runCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL written into issued configs (default the server's URL)")
+	runCmd.Flags().DurationVar(&o.maxDuration, "max-duration", 24*time.Hour, "longest lease")
+	natsCmd := &cobra.Command{
+		Use:   "nats-config",
+		Short: "Print the nats-server config that trusts this controller's operator and accounts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := controller.NatsConfig(o.data)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprint(cmd.OutOrStdout(), s)
+			return err
+		},
+	}
+	cmd.AddCommand(initCmd, runCmd, natsCmd)
+	return cmd
+}

@@ -1,0 +1,77 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+)
+
+// Admin calls the admin API with an admin client config.
+type Admin struct {
+	conn *bus.Conn
+	name string
+}
+
+// DialAdmin connects with cfg (its role must be admin).
+func DialAdmin(ctx context.Context, cfg *ClientConfig) (*Admin, error) {
+	c, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
+	if err != nil {
+		return nil, err
+	}
+	return &Admin{conn: c, name: cfg.Metadata.Name}, nil
+}
+
+// Close closes the connection.
+func (a *Admin) Close() { a.conn.Close() }
+
+func (a *Admin) call(ctx context.Context, verb string, req, out any) error {
+	b, err := bus.Marshal(req)
+	if err != nil {
+		return err
+	}
+	m, err := a.conn.Request(ctx, api.AdminSubject(a.name, verb), nil, b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	if out == nil {
+		return nil
+	}
+	return bus.Unmarshal(m.Data, out)
+}
+
+// CreateExporter issues an exporter identity and returns its config file.
+func (a *Admin) CreateExporter(ctx context.Context, name string, labels map[string]string) ([]byte, error) {
+	var r api.ConfigReply
+	err := a.call(ctx, api.VerbCreateExporter, api.CreateExporterRequest{Name: name, Labels: labels}, &r)
+	return r.Config, err
+}
+
+// CreateClient issues a client identity and returns its config file.
+func (a *Admin) CreateClient(ctx context.Context, name string, allow []string, maxDuration time.Duration, admin bool) ([]byte, error) {
+	var r api.ConfigReply
+	err := a.call(ctx, api.VerbCreateClient, api.CreateClientRequest{Name: name, Allow: allow, MaxDuration: maxDuration, Admin: admin}, &r)
+	return r.Config, err
+}
+
+// List lists identities of kind (api.KindExporter or api.KindClient).
+func (a *Admin) List(ctx context.Context, kind string) ([]api.Identity, error) {
+	var r api.ListIdentitiesReply
+	verb := api.VerbListClient
+	if kind == api.KindExporter {
+		verb = api.VerbListExporter
+	}
+	err := a.call(ctx, verb, api.Empty{}, &r)
+	return r.Identities, err
+}
+
+// Delete deletes and revokes an identity of kind.
+func (a *Admin) Delete(ctx context.Context, kind, name string) error {
+	verb := api.VerbDeleteClient
+	if kind == api.KindExporter {
+		verb = api.VerbDeleteExporter
+	}
+	return a.call(ctx, verb, api.ExporterName{Name: name}, nil)
+}
