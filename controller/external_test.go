@@ -1,0 +1,55 @@
+package controller
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+)
+
+// TestExternalNATS runs the controller against a separate server configured only from
+// `jsn controller nats-config` output.
+func TestExternalNATS(t *testing.T) {
+	dir := t.TempDir()
+	adminCfg, err := Init(dir, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snippet, err := NatsConfig(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	full := "listen: 127.0.0.1:-1\nserver_name: ext\njetstream: {store_dir: \"" + filepath.Join(t.TempDir(), "js") + "\"}\n" + snippet
+	if err := os.WriteFile(conf, []byte(full), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := bus.StartServerFromConfig(ctx, conf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	o := testOptions(dir)
+	o.NatsURL = srv.TCPURL()
+	l := &lab{t: t, dir: dir}
+	l.start(o)
+	l.admin = l.connectConfig(adminCfg)
+	l.exporter("e1", map[string]string{"board": "rpi4"})
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	r := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Selector: "board=rpi4", Duration: time.Minute})
+	if r.Credential == nil {
+		t.Fatalf("lease: got %+v, want active", r.Lease)
+	}
+	lc := l.attack(t, r.Credential.Creds(), "_INBOX_alice")
+	if lc.nc == nil {
+		t.Fatal("lease credential refused")
+	}
+	callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: r.Lease.ID})
+	eventually(t, "released credential disconnected via $SYS claims update", func() bool { return lc.nc.IsClosed() })
+}
