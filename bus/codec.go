@@ -2,6 +2,7 @@ package bus
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,7 +120,7 @@ func NewDecoder(r io.Reader) *Decoder {
 // stream's reset error (an *Error) if it was reset.
 func (d *Decoder) Decode(v any) error {
 	err := d.dec.Decode(v)
-	if err == nil || err == io.EOF {
+	if err == nil || err == io.EOF || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	var e *Error

@@ -212,21 +212,28 @@ func (d *Driver) Stream(ctx context.Context, method string, args ...any) (*Items
 	}
 	// Nothing goes the other way: half-close now so the exporter can end the stream cleanly.
 	_ = s.CloseWrite()
-	return &Items{s: s, dec: bus.NewDecoder(s)}, nil
+	// The stream lives as long as ctx: cancelling it stops the driver and unblocks Next.
+	stop := context.AfterFunc(ctx, func() { s.Reset(context.Cause(ctx)) })
+	return &Items{s: s, dec: bus.NewDecoder(s), stop: stop}, nil
 }
 
 // Items is the client's end of a server-streaming call.
 type Items struct {
-	s   *bus.Stream
-	dec *bus.Decoder
+	s    *bus.Stream
+	dec  *bus.Decoder
+	stop func() bool
 }
 
-// Next decodes the next item into out (a pointer). It returns io.EOF after the last item, or the
-// error the driver ended the stream with (matching the sentinels above).
+// Next decodes the next item into out (a pointer). It returns io.EOF after the last item, the
+// error the driver ended the stream with (matching the sentinels above), or the context's error
+// once the context given to Stream is done.
 func (it *Items) Next(out any) error { return it.dec.Decode(out) }
 
 // Close stops the stream early.
-func (it *Items) Close() error { return it.s.Close() }
+func (it *Items) Close() error {
+	it.stop()
+	return it.s.Close()
+}
 
 // Open invokes a byte-stream method and returns the client's end of the stream.
 func (d *Driver) Open(ctx context.Context, method string, args ...any) (ByteStream, error) {

@@ -362,3 +362,25 @@ func TestTapBroadcast(t *testing.T) {
 		t.Fatal("no tap message")
 	}
 }
+
+func TestStreamFollowsContext(t *testing.T) {
+	l, c := startLocal(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	items, err := c.Exporter(l.Exporter, l.Lease).Driver("a").Stream(ctx, "ticks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer items.Close()
+	var n int64
+	if err := items.Next(&n); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for err == nil {
+		err = items.Next(&n)
+	}
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	waitFor(t, func() bool { return l.ex.streams.Count() == 0 })
+}
