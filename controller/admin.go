@@ -75,3 +75,19 @@ func (a *Admin) Delete(ctx context.Context, kind, name string) error {
 	}
 	return a.call(ctx, verb, api.ExporterName{Name: name}, nil)
 }
+
+// clientCall calls the client API as this identity.
+func (a *Admin) clientCall(ctx context.Context, verb string, req, out any) error {
+	b, err := bus.Marshal(req)
+	if err != nil {
+		return err
+	}
+	m, err := a.conn.Request(ctx, api.ClientSubject(a.name, verb), nil, b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	if out == nil {
+		return nil
+	}
+	return bus.Unmarshal(m.Data, out)
+}

@@ -70,7 +70,10 @@ type Controller struct {
 
 	exporters, leases, queue, identities, leader *bus.KV
 
+	fileMu sync.Mutex // serialises writes of DATA/lab.jwt
+
 	mu       sync.Mutex
+	ending   map[string]bool            // lease ids this replica is ending (the watch skips their clean-up)
 	exps     map[string]*exporterRecord // by exporter name
 	active   map[string]*leaseEntry     // by exporter name
 	pending  map[string]*leaseEntry     // queued and ended requests by lease id
@@ -154,7 +157,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
-		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1)}
+		ids: map[string]*api.Identity{}, ending: map[string]bool{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -310,6 +313,10 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			old := c.active[e.Key]
 			delete(c.active, e.Key)
 			leader := c.isLeader
+			if old != nil && c.ending[old.rec.Lease.ID] {
+				delete(c.ending, old.rec.Lease.ID)
+				old = nil
+			}
 			c.mu.Unlock()
 			if old != nil && leader {
 				// A TTL expiry (or another replica's delete): make sure the credentials are revoked.
@@ -411,6 +418,8 @@ func (c *Controller) pushAccount(ctx context.Context, accountJWT string) error {
 			return fmt.Errorf("push account: %w", err)
 		}
 	}
+	c.fileMu.Lock()
+	defer c.fileMu.Unlock()
 	tmp := filepath.Join(c.o.Data, fileLabJWT+".tmp")
 	if err := os.WriteFile(tmp, []byte(accountJWT), 0o600); err != nil {
 		return fmt.Errorf("push account: %w", err)

@@ -526,12 +526,18 @@ func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) 
 // endLease ends an active lease: deletes its key (CAS), revokes its credentials, tells the
 // exporter and keeps an ended record for lease.get.
 func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
+	c.mu.Lock()
+	c.ending[le.rec.Lease.ID] = true
+	c.mu.Unlock()
 	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
 		return err
 	}
 	c.mu.Lock()
 	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID {
 		delete(c.active, e)
+	}
+	if len(c.ending) > 10000 { // watch events lost (e.g. a replica that is not watching): start over
+		clear(c.ending)
 	}
 	c.mu.Unlock()
 	return c.afterEnd(ctx, le.rec, reason)
