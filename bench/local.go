@@ -126,14 +126,20 @@ func benchCall(ctx context.Context, s *suite) error {
 	defer cli.Close()
 	payload := []byte{0x90} // an empty msgpack array, like a call with no arguments
 	rawCall := func() error { _, err := cli.Request("bench.echo", payload, 5*time.Second); return err }
+	g, err := startGRPC(b.sink.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	grpcCall := func() error { return g.echo(ctx, payload) }
 
-	// Interleave the two in rounds so neither gets a warmer machine.
-	var jsnD, rawD []time.Duration
+	// Interleave them in rounds so none gets a warmer machine.
+	var jsnD, rawD, grpcD []time.Duration
 	for round := 0; round < 10; round++ {
 		for _, v := range []struct {
 			fn  func() error
 			dst *[]time.Duration
-		}{{jsnCall, &jsnD}, {rawCall, &rawD}} {
+		}{{jsnCall, &jsnD}, {rawCall, &rawD}, {grpcCall, &grpcD}} {
 			for i := 0; i < 50; i++ { // warm
 				if err := v.fn(); err != nil {
 					return err
@@ -149,9 +155,11 @@ func benchCall(ctx context.Context, s *suite) error {
 		}
 	}
 	s.add(Result{Name: "call latency p50 (power.on, warm)", Unit: "µs", Value: percentile(jsnD, 50),
-		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 50)}, RatioTo: "raw-nats-echo", Target: "≤ 1.3×"})
+		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 50), "grpc-unary-echo": percentile(grpcD, 50)},
+		RatioTo: "raw-nats-echo", Target: "≤ 1.3×, < grpc"})
 	s.add(Result{Name: "call latency p99 (power.on, warm)", Unit: "µs", Value: percentile(jsnD, 99),
-		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 99)}, RatioTo: "raw-nats-echo", Target: "≤ 1.3×"})
+		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 99), "grpc-unary-echo": percentile(grpcD, 99)},
+		RatioTo: "raw-nats-echo", Target: "≤ 1.3×"})
 
 	// Throughput with 64 concurrent callers.
 	conc := func(fn func() error) (float64, error) {
@@ -189,8 +197,12 @@ func benchCall(ctx context.Context, s *suite) error {
 	if err != nil {
 		return err
 	}
+	gt, err := conc(grpcCall)
+	if err != nil {
+		return err
+	}
 	s.add(Result{Name: "calls/s, 64 concurrent callers", Unit: "calls/s", Value: jt,
-		Baseline: map[string]float64{"raw-nats-echo": rt}, RatioTo: "raw-nats-echo"})
+		Baseline: map[string]float64{"raw-nats-echo": rt, "grpc-unary-echo": gt}, RatioTo: "raw-nats-echo"})
 	return nil
 }
 
@@ -226,6 +238,25 @@ func benchStream(ctx context.Context, s *suite) error {
 	if err != nil {
 		return fmt.Errorf("direct tcp: %w", err)
 	}
+	// A gRPC bidirectional-stream tunnel over loopback TCP to the same sink.
+	g, err := startGRPC(b.sink.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer g.close()
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	gctx, gcancel := context.WithCancel(ctx)
+	gdone := make(chan error, 1)
+	go func() { gdone <- g.forward(gctx, gln) }()
+	grpcRate, err := tcpSend(gln.Addr().String(), size, chunk)
+	gcancel()
+	<-gdone
+	if err != nil {
+		return fmt.Errorf("grpc tunnel: %w", err)
+	}
 	// Raw NATS publish → subscribe of the same bytes on the same server (client via the Unix
 	// socket, like jsn's client; subscriber in process, like the exporter).
 	natsRate, err := b.rawPubSub(size, chunk)
@@ -233,7 +264,8 @@ func benchStream(ctx context.Context, s *suite) error {
 		return fmt.Errorf("raw nats: %w", err)
 	}
 	s.add(Result{Name: fmt.Sprintf("byte stream, %d MiB through jsn forward + network.TCP", size>>20), Unit: "MB/s", Value: jsnRate,
-		Baseline: map[string]float64{"raw-nats-pubsub": natsRate, "direct-tcp": tcpRate}, RatioTo: "raw-nats-pubsub", Target: "≥ 0.7×"})
+		Baseline: map[string]float64{"raw-nats-pubsub": natsRate, "direct-tcp": tcpRate, "grpc-tunnel": grpcRate},
+		RatioTo: "raw-nats-pubsub", Target: "≥ 0.7×, > grpc"})
 	return nil
 }
 
