@@ -223,7 +223,7 @@ func (p *Port) dial(ctx context.Context) (io.ReadWriteCloser, bugserial.Port, er
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", p.target.addr)
+		c, err := d.DialContext(ctx, p.target.network(), p.target.addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", p.target, err)
 		}

@@ -11,7 +11,8 @@ import (
 // target is a parsed `url`: a device path or a raw TCP address.
 type target struct {
 	path string // device path, "/dev/ttyUSB0"; "" for a socket
-	addr string // host:port of a socket:// url; "" for a device
+	addr string // host:port of a socket:// url, or the path of a unix:// url; "" for a device
+	unix bool   // addr is a Unix socket path (unix.go)
 }
 
 func (t target) isSocket() bool { return t.addr != "" }
@@ -26,8 +27,11 @@ func parseURL(s string) (target, error) {
 		return target{}, fmt.Errorf("must not contain NUL bytes")
 	}
 	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		if scheme == "unix" {
+			return parseUnixURL(s, rest)
+		}
 		if scheme != "socket" {
-			return target{}, fmt.Errorf("unsupported url %q: want a device path such as /dev/ttyUSB0 or socket://host:port", s)
+			return target{}, fmt.Errorf("unsupported url %q: want a device path such as /dev/ttyUSB0, socket://host:port or unix:///path", s)
 		}
 		rest = strings.TrimSuffix(rest, "/")
 		if strings.ContainsAny(rest, "/?#") {
@@ -54,6 +58,9 @@ func parseURL(s string) (target, error) {
 
 // String returns the url in canonical form.
 func (t target) String() string {
+	if t.unix {
+		return "unix://" + t.addr
+	}
 	if t.isSocket() {
 		return "socket://" + t.addr
 	}
