@@ -3,7 +3,10 @@ module jsn.dev/jsn/bench
 go 1.26.8
 
 require (
+	github.com/creack/pty v1.1.24
+	github.com/klauspost/compress v1.20.4
 	github.com/nats-io/nats.go v1.55.0
+	golang.org/x/term v0.48.0
 	google.golang.org/grpc v1.85.0
 	jsn.dev/jsn v0.0.0
 )
@@ -14,7 +17,6 @@ require (
 	github.com/google/go-tpm v0.9.8 // indirect
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
-	github.com/klauspost/compress v1.20.4 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/mitchellh/colorstring v0.0.0-20190213212951-d06e56a500db // indirect
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
@@ -34,7 +36,6 @@ require (
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
-	golang.org/x/term v0.48.0 // indirect
 	golang.org/x/text v0.44.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect

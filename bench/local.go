@@ -156,10 +156,10 @@ func benchCall(ctx context.Context, s *suite) error {
 	}
 	s.add(Result{Name: "call latency p50 (power.on, warm)", Unit: "µs", Value: percentile(jsnD, 50),
 		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 50), "grpc-unary-echo": percentile(grpcD, 50)},
-		RatioTo: "raw-nats-echo", Target: "≤ 1.3×, < grpc"})
+		RatioTo:  "raw-nats-echo", Target: "≤ 1.3×, < grpc"})
 	s.add(Result{Name: "call latency p99 (power.on, warm)", Unit: "µs", Value: percentile(jsnD, 99),
 		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 99), "grpc-unary-echo": percentile(grpcD, 99)},
-		RatioTo: "raw-nats-echo", Target: "≤ 1.3×"})
+		RatioTo:  "raw-nats-echo", Target: "≤ 1.3×"})
 
 	// Throughput with 64 concurrent callers.
 	conc := func(fn func() error) (float64, error) {
@@ -265,7 +265,7 @@ func benchStream(ctx context.Context, s *suite) error {
 	}
 	s.add(Result{Name: fmt.Sprintf("byte stream, %d MiB through jsn forward + network.TCP", size>>20), Unit: "MB/s", Value: jsnRate,
 		Baseline: map[string]float64{"raw-nats-pubsub": natsRate, "direct-tcp": tcpRate, "grpc-tunnel": grpcRate},
-		RatioTo: "raw-nats-pubsub", Target: "≥ 0.7×, > grpc"})
+		RatioTo:  "raw-nats-pubsub", Target: "≥ 0.7×, > grpc"})
 	return nil
 }
 
@@ -343,9 +343,9 @@ func benchCLI(ctx context.Context, s *suite) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	jsn := filepath.Join(dir, "jsn")
-	if out, err := exec.Command("go", "build", "-o", jsn, "jsn.dev/jsn/cmd/jsn").CombinedOutput(); err != nil {
-		return fmt.Errorf("build jsn: %v\n%s", err, out)
+	jsn, err := buildJSN(dir)
+	if err != nil {
+		return err
 	}
 	trivial := filepath.Join(dir, "true")
 	src := filepath.Join(dir, "true.go")

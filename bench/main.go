@@ -54,7 +54,10 @@ func main() {
 	}{
 		{"call", benchCall},
 		{"stream", benchStream},
+		{"console", benchConsole},
+		{"flash", benchFlash},
 		{"cli", benchCLI},
+		{"rss", benchRSS},
 	}
 	fmt.Fprintf(os.Stderr, "jsn benchmarks (%s, %d CPUs, quick=%v)\n", runtime.Version(), runtime.NumCPU(), *quick)
 	failed := false
