@@ -2,7 +2,7 @@ package all
 
 import (
 	_ "jsn.dev/jsn/drivers/composite" // composite, Jumpstarter Composite/Proxy
-	_ "jsn.dev/jsn/drivers/network"   // network.TCP; jsn forward
+	_ "jsn.dev/jsn/drivers/network"   // network.TCP, UDP, Unix; jsn forward, jsn ssh
 	_ "jsn.dev/jsn/drivers/power"     // power.Mock; jsn power
 	_ "jsn.dev/jsn/drivers/serial"    // serial.Port; jsn serial, jsn tap
 	_ "jsn.dev/jsn/drivers/shell"     // shell

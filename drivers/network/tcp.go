@@ -7,14 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"sync"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/drivers/driver"
 )
-
-// Interface is the name of the interface the network drivers implement.
-const Interface = "jsn.network.v1"
 
 func init() {
 	driver.MustRegister(driver.Info{
@@ -25,9 +21,6 @@ func init() {
 		Aliases:   []string{"jumpstarter_driver_network.driver.TcpNetwork"},
 	})
 }
-
-// errReset is the cause given to the connections Reset and Close end.
-var errReset = errors.New("connection closed by driver reset")
 
 // TCP is the network.TCP driver: every connect opens its own TCP connection to host:port and
 // copies bytes both ways until both directions are done.
@@ -42,16 +35,8 @@ type TCP struct {
 	Port          int    `yaml:"port" jsn:"required"`
 	EnableAddress bool   `yaml:"enable_address"`
 
-	log *slog.Logger
-
-	mu    sync.Mutex
-	conns map[*tracked]struct{} // running connect handlers; guarded by mu
-}
-
-// tracked is one running connect handler.
-type tracked struct {
-	cancel context.CancelCauseFunc // ends the connection
-	done   chan struct{}           // closed when the handler returns
+	log   *slog.Logger
+	conns tracker
 }
 
 // NewTCP is the network.TCP constructor: defaults only, no side effects.
@@ -60,20 +45,11 @@ func NewTCP(env driver.Env) driver.Driver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &TCP{EnableAddress: true, log: log, conns: map[*tracked]struct{}{}}
+	return &TCP{EnableAddress: true, log: log}
 }
 
 // Validate checks the config.
-func (t *TCP) Validate() error {
-	var errs []error
-	if t.Host == "" {
-		errs = append(errs, driver.FieldErrorf("host", "must not be empty"))
-	}
-	if t.Port < 1 || t.Port > 65535 {
-		errs = append(errs, driver.FieldErrorf("port", "must be 1..65535, got %d", t.Port))
-	}
-	return errors.Join(errs...)
-}
+func (t *TCP) Validate() error { return validateHostPort(t.Host, t.Port) }
 
 // Addr returns "host:port".
 func (t *TCP) Addr() string { return net.JoinHostPort(t.Host, strconv.Itoa(t.Port)) }
@@ -83,73 +59,22 @@ func (t *TCP) Open(ctx context.Context) error { return nil }
 
 // Reset closes every open connection and waits (at most until ctx ends) for their handlers to
 // return.
-func (t *TCP) Reset(ctx context.Context) error {
-	for _, c := range t.closeAll() {
-		select {
-		case <-c.done:
-		case <-ctx.Done():
-			return fmt.Errorf("reset: wait for connections: %w", ctx.Err())
-		}
-	}
-	return nil
-}
+func (t *TCP) Reset(ctx context.Context) error { return t.conns.reset(ctx) }
 
 // Close closes every open connection and waits for their handlers to return.
 func (t *TCP) Close() error {
-	for _, c := range t.closeAll() {
-		<-c.done
-	}
+	t.conns.close()
 	return nil
 }
 
-// closeAll ends every running connection and returns them.
-func (t *TCP) closeAll() []*tracked {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var out []*tracked
-	for c := range t.conns {
-		c.cancel(errReset)
-		out = append(out, c)
-	}
-	return out
-}
-
-// Methods returns the jsn.network.v1 method table:
-//
-//	connect() <=> bytes    a byte stream tunnelled to a new TCP connection to host:port
-//	address() -> string    "host:port"
+// Methods returns the jsn.network.v1 method table (see methods); kind is "tcp".
 func (t *TCP) Methods() []driver.Method {
-	return []driver.Method{
-		{
-			Name: "connect", Doc: "open a byte stream to " + t.Addr(), Kind: driver.KindByteStream,
-			Bytes: t.connect,
-		},
-		{
-			Name: "address", Doc: "the address the driver connects to, host:port", Kind: driver.KindCall,
-			Returns: driver.TypeString,
-			Call: func(ctx context.Context, _ driver.Args) (any, error) {
-				if !t.EnableAddress {
-					return nil, bus.Errorf(bus.FailedPrecondition, "address: disabled by enable_address: false")
-				}
-				return t.Addr(), nil
-			},
-		},
-	}
+	return methods(KindTCP, t.Addr(), t.EnableAddress, "open a byte stream to "+t.Addr(), t.connect)
 }
 
 func (t *TCP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	tr := &tracked{cancel: cancel, done: make(chan struct{})}
-	t.mu.Lock()
-	t.conns[tr] = struct{}{}
-	t.mu.Unlock()
-	defer func() {
-		t.mu.Lock()
-		delete(t.conns, tr)
-		t.mu.Unlock()
-		close(tr.done)
-	}()
+	ctx, done := t.conns.track(ctx)
+	defer done()
 
 	addr := t.Addr()
 	var d net.Dialer

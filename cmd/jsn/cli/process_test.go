@@ -442,64 +442,6 @@ func TestCallByteStream(t *testing.T) {
 	}
 }
 
-func TestForward(t *testing.T) {
-	cfg := networkConfig(t, echoServer(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := command(ctx, "shell", "-c", cfg, "--", "jsn", "forward", "0", "network")
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(errPipe)
-	line := regexp.MustCompile(`^forwarding (127\.0\.0\.1:\d+) -> network$`)
-	var addr string
-	for addr == "" && sc.Scan() {
-		if m := line.FindStringSubmatch(sc.Text()); m != nil {
-			addr = m[1]
-		} else {
-			t.Logf("stderr: %s", sc.Text())
-		}
-	}
-	if addr == "" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("got no forwarding line on stderr")
-	}
-	go io.Copy(io.Discard, errPipe)
-
-	for i := range 3 { // several connections, each its own stream
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		msg := bytes.Repeat([]byte(fmt.Sprintf("hello %d ", i)), 10000)
-		go func() {
-			_, _ = c.Write(msg)
-			_ = c.(*net.TCPConn).CloseWrite() // half-close: the echo server sees EOF and closes
-		}()
-		got, err := io.ReadAll(c)
-		c.Close()
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		if !bytes.Equal(got, msg) {
-			t.Errorf("connection %d: got %d bytes, want the %d sent", i, len(got), len(msg))
-		}
-	}
-
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	if got := cmd.ProcessState.ExitCode(); got != 0 {
-		t.Errorf("got exit %d after Ctrl-C, want 0", got)
-	}
-}
-
 func TestVersionAndHelp(t *testing.T) {
 	r := jsn(t, "", "version")
 	r.want(t, 0)

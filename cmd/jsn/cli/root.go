@@ -97,7 +97,6 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newShellCmd(f),
 		newCallCmd(f),
 		newDescribeCmd(f),
-		newForwardCmd(f),
 		newVersionCmd(f),
 		newControllerCmd(f),
 		newAdminCmd(f),

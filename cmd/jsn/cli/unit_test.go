@@ -213,46 +213,6 @@ func FuzzSplitTarget(f *testing.F) {
 	})
 }
 
-func TestForwardArgs(t *testing.T) {
-	tests := []struct {
-		args       []string
-		local, drv string
-		wantErr    bool
-	}{
-		{nil, "127.0.0.1:0", "", false},
-		{[]string{"network"}, "127.0.0.1:0", "network", false},
-		{[]string{"8022"}, "127.0.0.1:8022", "", false},
-		{[]string{":8022"}, ":8022", "", false},
-		{[]string{"8022", "dut.net"}, "127.0.0.1:8022", "dut.net", false},
-		{[]string{"0.0.0.0:80", "net"}, "0.0.0.0:80", "net", false},
-		{[]string{"[::1]:80", "net"}, "[::1]:80", "net", false},
-		{[]string{"70000", "net"}, "", "", true},
-		{[]string{"host", "net"}, "", "", true},
-	}
-	for _, tt := range tests {
-		local, drv, err := forwardArgs(tt.args)
-		if tt.wantErr {
-			if err == nil || ExitCode(err) != exitUsage {
-				t.Errorf("forwardArgs(%q): got %v, want a usage error", tt.args, err)
-			}
-			continue
-		}
-		if err != nil || local != tt.local || drv != tt.drv {
-			t.Errorf("forwardArgs(%q): got %q, %q, %v, want %q, %q", tt.args, local, drv, err, tt.local, tt.drv)
-		}
-	}
-}
-
-func FuzzForwardArgs(f *testing.F) {
-	f.Add("8022", "network")
-	f.Add("127.0.0.1:0", "")
-	f.Add("[::1]:x", "a.b")
-	f.Fuzz(func(t *testing.T, a, b string) {
-		_, _, _ = forwardArgs([]string{a})
-		_, _, _ = forwardArgs([]string{a, b})
-	})
-}
-
 func TestWriteOutput(t *testing.T) {
 	var out, errOut bytes.Buffer
 	f := &cmdutil.Factory{Out: &out, ErrOut: &errOut}
