@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"jsn.dev/jsn/bus"
@@ -71,6 +72,13 @@ type Controller struct {
 	exporters, leases, queue, identities, leader *bus.KV
 
 	fileMu sync.Mutex // serialises writes of DATA/lab.jwt
+
+	revMu      sync.Mutex
+	revKeys    map[string]time.Time // revocations waiting for the next batch
+	revDone    []chan error         // revokeWait callers of the next batch
+	revStopped bool
+	revWake    chan struct{}
+	revokes    atomic.Int64 // batches applied
 
 	mu       sync.Mutex
 	ending   map[string]bool            // lease ids this replica is ending (the watch skips their clean-up)
@@ -157,7 +165,8 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
-		ids: map[string]*api.Identity{}, ending: map[string]bool{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1)}
+		ids: map[string]*api.Identity{}, ending: map[string]bool{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1),
+		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -218,8 +227,9 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 			return nil, err
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.scheduler(lctx)
+	go c.revoker(lctx)
 	c.log.Info("controller running", "endpoint", c.endpoint, "replica", c.id)
 	return c, nil
 }
@@ -398,78 +408,10 @@ func (c *Controller) bootstrap(ctx context.Context) error {
 	if err := bus.Unmarshal(e.Value, &ar); err != nil {
 		return fmt.Errorf("controller: account record: %w", err)
 	}
-	return c.pushAccount(ctx, ar.JWT)
-}
-
-// pushAccount makes the servers use accountJWT for LAB and keeps it in the data directory for the
-// embedded server's next start.
-func (c *Controller) pushAccount(ctx context.Context, accountJWT string) error {
-	if c.srv != nil {
-		if err := c.srv.UpdateAccountJWT(accountJWT); err != nil {
-			return fmt.Errorf("push account: %w", err)
-		}
-	} else {
-		// Memory resolvers listen on this subject in the system account (every server of a cluster).
-		subj := "$SYS.REQ.ACCOUNT." + c.auth.LabPub + ".CLAIMS.UPDATE"
-		if err := c.sys.Publish(subj, nil, []byte(accountJWT)); err != nil {
-			return fmt.Errorf("push account: %w", err)
-		}
-		if err := c.sys.Flush(ctx); err != nil {
-			return fmt.Errorf("push account: %w", err)
-		}
+	if err := c.pushAccount(ctx, ar.JWT); err != nil {
+		return err
 	}
-	c.fileMu.Lock()
-	defer c.fileMu.Unlock()
-	tmp := filepath.Join(c.o.Data, fileLabJWT+".tmp")
-	if err := os.WriteFile(tmp, []byte(accountJWT), 0o600); err != nil {
-		return fmt.Errorf("push account: %w", err)
-	}
-	return os.Rename(tmp, filepath.Join(c.o.Data, fileLabJWT))
-}
-
-// revoke adds keys (public key → JWT expiry) to the LAB account's revocations and pushes it; the
-// server disconnects their connections at once.
-func (c *Controller) revoke(ctx context.Context, keys map[string]time.Time) error {
-	if len(keys) == 0 {
-		return nil
-	}
-	for attempt := 0; ; attempt++ {
-		e, err := c.identities.Get(ctx, accountKey)
-		if err != nil {
-			return fmt.Errorf("revoke: %w", err)
-		}
-		var ar accountRecord
-		if err := bus.Unmarshal(e.Value, &ar); err != nil {
-			return fmt.Errorf("revoke: %w", err)
-		}
-		if ar.Revoked == nil {
-			ar.Revoked = map[string]time.Time{}
-		}
-		pubs := make([]string, 0, len(keys))
-		for k, exp := range keys {
-			pubs = append(pubs, k)
-			ar.Revoked[k] = exp
-		}
-		if ar.JWT, err = c.auth.RevokeIn(ar.JWT, pubs, ar.Revoked); err != nil {
-			return err
-		}
-		for k, exp := range ar.Revoked {
-			if !exp.IsZero() && exp.Before(time.Now()) {
-				delete(ar.Revoked, k)
-			}
-		}
-		b, err := bus.Marshal(ar)
-		if err != nil {
-			return err
-		}
-		if _, err := c.identities.Update(ctx, accountKey, b, e.Revision, 0); err != nil {
-			if errors.Is(err, bus.ErrKeyChanged) && attempt < 20 {
-				continue
-			}
-			return fmt.Errorf("revoke: %w", err)
-		}
-		return c.pushAccount(ctx, ar.JWT)
-	}
+	return c.reviveRevocations(ctx, &ar)
 }
 
 func randomID() string {

@@ -547,14 +547,18 @@ func (c *Controller) afterEnd(ctx context.Context, rec *leaseRecord, reason stri
 	c.push(rec.Lease.Exporter, nil)
 	err := c.revoke(ctx, rec.Keys)
 	ended := *rec
-	ended.Credential, ended.Keys = nil, nil
+	ended.Credential = nil // Keys stay: a restarted controller re-applies revocations a crash lost
 	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
 	if ended.Lease.End.After(time.Now()) {
 		ended.Lease.End = time.Now().UTC()
 	}
 	b, merr := bus.Marshal(&ended)
 	if merr == nil {
-		_, _ = c.queue.Put(ctx, rec.Lease.ID, b)
+		// Ended records stay visible to lease.get for endedKeepFor (a queued request granted from
+		// the queue left a delete marker, on which Create succeeds too).
+		if _, err := c.queue.Create(ctx, rec.Lease.ID, b, endedKeepFor); errors.Is(err, bus.ErrKeyExists) {
+			_, _ = c.queue.Put(ctx, rec.Lease.ID, b)
+		}
 	}
 	c.kickScheduler()
 	return err
@@ -804,7 +808,7 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			}
 		}
 		c.mu.Unlock()
-		if err := c.revoke(ctx, map[string]time.Time{id.PublicKey: {}}); err != nil {
+		if err := c.revokeWait(ctx, map[string]time.Time{id.PublicKey: {}}); err != nil {
 			return nil, err
 		}
 		for i, a := range ends {

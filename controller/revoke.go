@@ -1,0 +1,239 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+)
+
+// RevokeWindow is how long revocations are coalesced: the LAB account is re-signed and pushed at
+// most once per window, so a released or expired lease credential is revoked (and its connections
+// closed) within about this long. The exporter refuses calls of an ended lease at once anyway
+// (Jsn-Lease check), so the window only delays the disconnect.
+const RevokeWindow = 50 * time.Millisecond
+
+// revoke queues keys (public key → JWT expiry, zero = none) for the next revocation batch and
+// returns at once.
+func (c *Controller) revoke(ctx context.Context, keys map[string]time.Time) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	c.revMu.Lock()
+	if c.revStopped {
+		c.revMu.Unlock()
+		return c.revokeNow(ctx, keys)
+	}
+	for k, v := range keys {
+		c.revKeys[k] = v
+	}
+	c.revMu.Unlock()
+	c.wakeRevoker()
+	return nil
+}
+
+// revokeWait revokes keys in the next batch and waits until the servers have the new account.
+func (c *Controller) revokeWait(ctx context.Context, keys map[string]time.Time) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	done := make(chan error, 1)
+	c.revMu.Lock()
+	if c.revStopped {
+		c.revMu.Unlock()
+		return c.revokeNow(ctx, keys)
+	}
+	for k, v := range keys {
+		c.revKeys[k] = v
+	}
+	c.revDone = append(c.revDone, done)
+	c.revMu.Unlock()
+	c.wakeRevoker()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("revoke: %w", ctx.Err())
+	}
+}
+
+func (c *Controller) wakeRevoker() {
+	select {
+	case c.revWake <- struct{}{}:
+	default:
+	}
+}
+
+// revoker applies queued revocations, at most one batch per RevokeWindow. When ctx ends it
+// applies what is left and stops.
+func (c *Controller) revoker(ctx context.Context) {
+	defer c.wg.Done()
+	defer func() {
+		c.revMu.Lock()
+		c.revStopped = true
+		c.revMu.Unlock()
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c.flushRevocations(fctx)
+	}()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.revWake:
+		}
+		if d := time.Until(last.Add(RevokeWindow)); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c.flushRevocations(fctx)
+		cancel()
+		last = time.Now()
+	}
+}
+
+func (c *Controller) flushRevocations(ctx context.Context) {
+	c.revMu.Lock()
+	keys, done := c.revKeys, c.revDone
+	c.revKeys, c.revDone = map[string]time.Time{}, nil
+	c.revMu.Unlock()
+	if len(keys) == 0 {
+		for _, d := range done {
+			d <- nil
+		}
+		return
+	}
+	err := c.revokeNow(ctx, keys)
+	if err != nil {
+		c.log.Warn("revoke", "keys", len(keys), "err", err)
+		if ctx.Err() == nil {
+			// Keep them for the next batch.
+			c.revMu.Lock()
+			for k, v := range keys {
+				if _, ok := c.revKeys[k]; !ok {
+					c.revKeys[k] = v
+				}
+			}
+			c.revMu.Unlock()
+		}
+	}
+	c.revokes.Add(1)
+	for _, d := range done {
+		d <- err
+	}
+}
+
+// revokeNow adds keys to the LAB account's revocations (stored in jsn-identities, CAS so that
+// replicas do not lose each other's), re-signs it and pushes it; the servers disconnect the
+// revoked users at once.
+func (c *Controller) revokeNow(ctx context.Context, keys map[string]time.Time) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	for attempt := 0; ; attempt++ {
+		e, err := c.identities.Get(ctx, accountKey)
+		if err != nil {
+			return fmt.Errorf("revoke: %w", err)
+		}
+		var ar accountRecord
+		if err := bus.Unmarshal(e.Value, &ar); err != nil {
+			return fmt.Errorf("revoke: %w", err)
+		}
+		if ar.Revoked == nil {
+			ar.Revoked = map[string]time.Time{}
+		}
+		pubs := make([]string, 0, len(keys))
+		for k, exp := range keys {
+			pubs = append(pubs, k)
+			ar.Revoked[k] = exp
+		}
+		if ar.JWT, err = c.auth.RevokeIn(ar.JWT, pubs, ar.Revoked); err != nil {
+			return err
+		}
+		for k, exp := range ar.Revoked {
+			if !exp.IsZero() && exp.Before(time.Now()) {
+				delete(ar.Revoked, k)
+			}
+		}
+		b, err := bus.Marshal(ar)
+		if err != nil {
+			return err
+		}
+		if _, err := c.identities.Update(ctx, accountKey, b, e.Revision, 0); err != nil {
+			if errors.Is(err, bus.ErrKeyChanged) && attempt < 20 {
+				continue
+			}
+			return fmt.Errorf("revoke: %w", err)
+		}
+		return c.pushAccount(ctx, ar.JWT)
+	}
+}
+
+// reviveRevocations revokes the keys of ended leases that the account does not list yet: a
+// replica that stopped inside a batch window must not leave released credentials valid.
+func (c *Controller) reviveRevocations(ctx context.Context, ar *accountRecord) error {
+	now := time.Now()
+	keys := map[string]time.Time{}
+	c.mu.Lock()
+	for _, p := range c.pending {
+		if p.rec.Lease.Status != api.StatusEnded {
+			continue
+		}
+		for k, exp := range p.rec.Keys {
+			if _, ok := ar.Revoked[k]; !ok && exp.After(now) {
+				keys[k] = exp
+			}
+		}
+	}
+	c.mu.Unlock()
+	return c.revokeNow(ctx, keys)
+}
+
+// pushAccount makes the servers use accountJWT for LAB and keeps it in the data directory for the
+// embedded server's next start.
+func (c *Controller) pushAccount(ctx context.Context, accountJWT string) error {
+	if c.srv != nil {
+		if err := c.srv.UpdateAccountJWT(accountJWT); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+	} else {
+		// Memory resolvers listen on this subject in the system account (every server of a cluster).
+		subj := "$SYS.REQ.ACCOUNT." + c.auth.LabPub + ".CLAIMS.UPDATE"
+		if err := c.sys.Publish(subj, nil, []byte(accountJWT)); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+		if err := c.sys.Flush(ctx); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+	}
+	c.fileMu.Lock()
+	defer c.fileMu.Unlock()
+	f, err := os.CreateTemp(c.o.Data, fileLabJWT+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("push account: %w", err)
+	}
+	_, werr := f.Write([]byte(accountJWT))
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(f.Name(), filepath.Join(c.o.Data, fileLabJWT))
+	}
+	if werr != nil {
+		_ = os.Remove(f.Name())
+		return fmt.Errorf("push account: %w", werr)
+	}
+	return nil
+}
