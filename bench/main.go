@@ -42,6 +42,9 @@ func (s *suite) add(r Result) {
 }
 
 func main() {
+	if runHelper() {
+		return
+	}
 	quick := flag.Bool("quick", false, "a fast pass with small sizes (CI)")
 	only := flag.String("run", "", "run only the benchmarks whose name contains this")
 	out := flag.String("o", "results.json", "where to write the results")
@@ -58,6 +61,7 @@ func main() {
 		{"flash", benchFlash},
 		{"cli", benchCLI},
 		{"rss", benchRSS},
+		{"lease", benchLease},
 	}
 	fmt.Fprintf(os.Stderr, "jsn benchmarks (%s, %d CPUs, quick=%v)\n", runtime.Version(), runtime.NumCPU(), *quick)
 	failed := false
