@@ -1,0 +1,14 @@
+// Package qemu owns the qemu.QEMU driver: a whole virtual board made of a QEMU guest. It starts and
+// stops the qemu-system process (QMP over a Unix socket for control) and builds the board's
+// children from the other driver packages so that every CLI verb works on them: `power`
+// (jsn.power.v1), `console` (the guest's serial port as a serial.Port on a Unix socket,
+// jsn.serial.v1), `storage` (the disk image as a storage.File, jsn.storage.v1), one network.TCP
+// per `hostfwd` entry (jsn.network.v1), and `video` (jsn.video.v1: PNG snapshots of the screen
+// through QMP screendump).
+//
+// It also holds the typed video client and the `jsn video snapshot` verb.
+//
+// The QEMU process never outlives the driver: Reset and Close power the board off, and on Linux
+// the process gets SIGKILL if the exporter dies. Code here must not import NATS, write to stdout,
+// or log through the global logger.
+package qemu
