@@ -46,7 +46,7 @@ type Options struct {
 	CredsFile   string        // controller user creds for NatsURL (default DATA/controller.creds)
 	Endpoint    string        // URL written into issued configs (default the server's URL)
 	MaxDuration time.Duration // longest lease (default 24h)
-	Replicas    int           // KV bucket replicas on an external cluster (default 1)
+	Replicas    int           // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
 	Log         *slog.Logger
 
 	// Tuning, mainly for tests: zero means the documented default.
@@ -61,6 +61,7 @@ type Controller struct {
 	log    *slog.Logger
 	auth   *Authority
 	srv    *bus.Server // nil with NatsURL
+	lock   *os.File    // DATA/controller.lock, held with the embedded server
 	conn   *bus.Conn   // controller user in LAB
 	sys    *bus.Conn   // system user: pushes account updates
 	svc    *bus.Service
@@ -159,6 +160,12 @@ func Run(ctx context.Context, o Options) error {
 // service, the scheduler and the HTTP endpoint. Close stops it.
 func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	o.defaults()
+	if o.Replicas < 1 || o.Replicas > 5 {
+		return nil, fmt.Errorf("controller: %d bucket replicas: want 1 to 5", o.Replicas)
+	}
+	if o.Replicas > 1 && o.NatsURL == "" {
+		return nil, fmt.Errorf("controller: %d bucket replicas need a NATS cluster (--nats-url); the embedded server is one node", o.Replicas)
+	}
 	auth, err := LoadAuthority(o.Data)
 	if err != nil {
 		return nil, err
@@ -175,6 +182,10 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if o.NatsURL == "" {
+		// One embedded server per data directory: two would share (and corrupt) the store.
+		if c.lock, err = lockDir(o.Data); err != nil {
+			return nil, err
+		}
 		c.srv, err = bus.StartServer(sctx, bus.ServerOptions{
 			TCP: o.Listen, Log: o.Log, Operator: auth.OperatorJWT, SystemAccount: auth.SysPub,
 			Accounts:     map[string]string{auth.SysPub: auth.SysJWT, auth.LabPub: auth.LabJWT},
@@ -260,6 +271,9 @@ func (c *Controller) Close() {
 	}
 	if c.srv != nil {
 		c.srv.Shutdown()
+	}
+	if c.lock != nil {
+		_ = c.lock.Close()
 	}
 }
 
@@ -388,9 +402,25 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 // bootstrap stores the admin identity and the LAB account on first start, and pushes the live
 // account (with its revocations) to the server.
 func (c *Controller) bootstrap(ctx context.Context) error {
-	if b, err := os.ReadFile(filepath.Join(c.o.Data, "admin.identity")); err == nil {
-		if _, err := c.identities.Create(ctx, api.KindClient+"."+AdminName, b, 0); err != nil && !errors.Is(err, bus.ErrKeyExists) {
+	// Init leaves the admin identity in a file for the first start: import it, then remove it
+	// (the bucket is the only place identities live; a deleted admin must stay deleted).
+	idFile := filepath.Join(c.o.Data, fileAdminIdentity)
+	if b, err := os.ReadFile(idFile); err == nil {
+		key := api.KindClient + "." + AdminName
+		rev, err := c.identities.Create(ctx, key, b, 0)
+		if err != nil && !errors.Is(err, bus.ErrKeyExists) {
 			return fmt.Errorf("controller: %w", err)
+		}
+		var id api.Identity
+		if err == nil && bus.Unmarshal(b, &id) == nil {
+			c.mu.Lock()
+			if c.fresh("i/"+key, rev) {
+				c.ids[key] = &id
+			}
+			c.mu.Unlock()
+		}
+		if err := os.Remove(idFile); err != nil {
+			c.log.Warn("remove imported admin identity", "file", idFile, "err", err)
 		}
 	}
 	rec, err := bus.Marshal(accountRecord{JWT: c.auth.LabJWT, Revoked: map[string]time.Time{}})

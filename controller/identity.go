@@ -17,17 +17,18 @@ import (
 
 // Files of a controller data directory written by Init. Seeds are 0600, the directory 0700.
 const (
-	fileOperatorJWT  = "operator.jwt"
-	fileOperatorSeed = "operator.nk"
-	fileSysJWT       = "sys.jwt"
-	fileSysSeed      = "sys.nk"
-	fileSysCreds     = "sys-user.creds"
-	fileLabJWT       = "lab.jwt"
-	fileLabSeed      = "lab.nk"
-	fileLabSigning   = "lab-signing.nk"
-	fileCtlCreds     = "controller.creds"
-	fileAdminConfig  = "admin.yaml"
-	dirJetStream     = "jetstream"
+	fileOperatorJWT   = "operator.jwt"
+	fileOperatorSeed  = "operator.nk"
+	fileSysJWT        = "sys.jwt"
+	fileSysSeed       = "sys.nk"
+	fileSysCreds      = "sys-user.creds"
+	fileLabJWT        = "lab.jwt"
+	fileLabSeed       = "lab.nk"
+	fileLabSigning    = "lab-signing.nk"
+	fileCtlCreds      = "controller.creds"
+	fileAdminConfig   = "admin.yaml"
+	fileAdminIdentity = "admin.identity" // removed once the first start imported it
+	dirJetStream      = "jetstream"
 )
 
 // AdminName is the identity name of the admin client Init creates.
@@ -154,7 +155,7 @@ func Init(dir string, o InitOptions) (adminConfig []byte, err error) {
 		{fileSysCreds, a.SysCreds},
 		{fileCtlCreds, a.CtlCreds},
 		{fileAdminConfig, adminConfig},
-		{"admin.identity", adminID},
+		{fileAdminIdentity, adminID},
 		{fileOperatorSeed, opSeed}, // last: its presence marks an initialised directory
 	}
 	for _, f := range files {

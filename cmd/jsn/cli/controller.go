@@ -15,6 +15,7 @@ import (
 type controllerOptions struct {
 	data, listen, http, natsURL, creds, endpoint string
 	maxDuration                                  time.Duration
+	replicas                                     int
 	noImport                                     bool
 }
 
@@ -53,7 +54,8 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 			defer stop()
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			return controller.Run(ctx, controller.Options{Data: o.data, Listen: o.listen, HTTP: o.http,
-				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration, Log: log})
+				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration,
+				Replicas: o.replicas, Log: log})
 		},
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
@@ -62,6 +64,8 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	runCmd.Flags().StringVar(&o.creds, "creds", "", "controller user credentials for --nats-url (default DATA/controller.creds)")
 	runCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL written into issued configs (default the server's URL)")
 	runCmd.Flags().DurationVar(&o.maxDuration, "max-duration", 24*time.Hour, "longest lease")
+	runCmd.Flags().IntVar(&o.replicas, "replicas", 1, "JetStream replicas of the controller's KV buckets (3 on a 3-node --nats-url cluster); "+
+		"any number of controller processes may run against one --nats-url deployment")
 	natsCmd := &cobra.Command{
 		Use:   "nats-config",
 		Short: "Print the nats-server config that trusts this controller's operator and accounts",
