@@ -40,11 +40,18 @@ type Options struct {
 	Exporter string
 	Lease    string
 	Name     string // who is calling, used in the private inbox prefix; defaults to "client"
+	// Creds is the path of a NATS .creds file to authenticate with (a lease credential in a
+	// remote session, see EnvCreds); "" means none. With credentials, Name is the JWT's user
+	// name: the credential may only receive on that identity's inbox prefix.
+	Creds string
+	// CredsData is the content of a .creds file; it takes precedence over Creds.
+	CredsData []byte
 }
 
-// OptionsFromEnv reads JSN_HOST, JSN_EXPORTER and JSN_LEASE.
+// OptionsFromEnv reads JSN_HOST, JSN_EXPORTER, JSN_LEASE and JSN_CREDS.
 func OptionsFromEnv() Options {
-	return Options{Host: os.Getenv(EnvHost), Exporter: os.Getenv(EnvExporter), Lease: os.Getenv(EnvLease)}
+	return Options{Host: os.Getenv(EnvHost), Exporter: os.Getenv(EnvExporter), Lease: os.Getenv(EnvLease),
+		Creds: os.Getenv(EnvCreds)}
 }
 
 // Validate reports ErrNoSession when Host or Exporter is missing.
@@ -80,6 +87,32 @@ func Connect(ctx context.Context, host, name string) (*Client, error) {
 	return &Client{conn: conn}, nil
 }
 
+// ConnectWith opens a connection to the bus at o.Host authenticating with o's credentials, if
+// any.
+func ConnectWith(ctx context.Context, o Options) (*Client, error) {
+	creds := o.CredsData
+	if creds == nil && o.Creds != "" {
+		b, err := os.ReadFile(o.Creds)
+		if err != nil {
+			return nil, fmt.Errorf("connect: credentials: %w", err)
+		}
+		creds = b
+	}
+	name := o.Name
+	if creds != nil {
+		n, err := bus.CredsName(creds)
+		if err != nil {
+			return nil, fmt.Errorf("connect: %w", err)
+		}
+		name = n
+	}
+	conn, err := bus.ConnectWith(ctx, o.Host, bus.ConnectOptions{Name: name, Creds: creds})
+	if err != nil {
+		return nil, authError(err)
+	}
+	return &Client{conn: conn}, nil
+}
+
 // Close closes the connection; every stream on it is reset.
 func (c *Client) Close() error {
 	c.conn.Close()
@@ -99,7 +132,7 @@ func Dial(ctx context.Context, o Options) (*Exporter, error) {
 	if err := bus.CheckName("exporter", o.Exporter); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
-	c, err := Connect(ctx, o.Host, o.Name)
+	c, err := ConnectWith(ctx, o)
 	if err != nil {
 		return nil, err
 	}

@@ -41,9 +41,13 @@ type Config struct {
 	Endpoint   string     // controller address (distributed mode); optional
 	Token      string     // Jumpstarter's token; kept, unused for now
 	Export     *yaml.Node // the export: mapping, built into a driver tree by Build
-	Hooks      *yaml.Node // lease hooks; kept for a later decoder
-	File       string     // path the config was loaded from (for error positions)
-	Dir        string     // directory of File, for relative paths in driver configs
+	Hooks      *yaml.Node // the hooks: mapping, as in the file
+	// Credentials is the content of the exporter identity's NATS .creds file (distributed mode).
+	Credentials string
+	// LeaseHooks are the decoded hooks: scripts run before and after each lease (remote mode).
+	LeaseHooks Hooks
+	File       string // path the config was loaded from (for error positions)
+	Dir        string // directory of File, for relative paths in driver configs
 }
 
 // rawConfig is the file's shape, decoded strictly.
@@ -55,6 +59,8 @@ type rawConfig struct {
 	Token      string      `yaml:"token"`
 	Export     *yaml.Node  `yaml:"export"`
 	Hooks      *yaml.Node  `yaml:"hooks"`
+	// Credentials is the exporter identity's .creds content (jsn files only).
+	Credentials string `yaml:"credentials"`
 
 	// Jumpstarter keys jsn accepts in jumpstarter.dev files and ignores.
 	TLS         *jumpstarterTLS `yaml:"tls"`
@@ -196,6 +202,13 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 			}
 		}
 	}
+	if raw.Credentials != "" && raw.APIVersion == JumpstarterAPIVersion {
+		add(key(root, "credentials"), "", "field \"credentials\" is only accepted in %s files", APIVersion)
+	}
+	var hooks Hooks
+	if raw.Hooks != nil {
+		hooks, errs = decodeHooks(file, raw.Hooks, errs)
+	}
 	if raw.Kind != "" && raw.Kind != Kind {
 		add(value(root, "kind"), "kind", "kind is %q; want %q", raw.Kind, Kind)
 	}
@@ -224,7 +237,10 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 		Export:     raw.Export,
 		Hooks:      raw.Hooks,
 		File:       file,
-		Dir:        dir,
+
+		Credentials: raw.Credentials,
+		LeaseHooks:  hooks,
+		Dir:         dir,
 	}
 	return cfg, errs
 }

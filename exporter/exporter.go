@@ -28,6 +28,12 @@ type Exporter struct {
 	subs    []*bus.Subscription
 	tapConn atomic.Pointer[bus.Conn] // where taps are published; nil until Start
 	calls   sync.WaitGroup
+	extra   []*attachment // further connections (Attach); guarded by mu
+
+	// waitLease, if set before Start, is called (in its own goroutine) for describe requests
+	// carrying a Jsn-Lease header: it may wait until that lease is served, and its error is the
+	// reply. Remote mode uses it as the "lease ready" barrier.
+	waitLease func(m *bus.Msg) error
 
 	mu          sync.Mutex
 	lease       string             // current lease id, "" when none; guarded by mu
@@ -66,6 +72,22 @@ func (e *Exporter) Describe() *driver.Description {
 
 // describe answers a describe request. It is computed per request: availability changes.
 func (e *Exporter) describe(m *bus.Msg) {
+	if e.waitLease != nil && m.Header.Get(bus.HeaderLease) != "" {
+		e.calls.Add(1)
+		go func() {
+			defer e.calls.Done()
+			if err := e.waitLease(m); err != nil {
+				_ = m.RespondError(err)
+				return
+			}
+			e.describeNow(m)
+		}()
+		return
+	}
+	e.describeNow(m)
+}
+
+func (e *Exporter) describeNow(m *bus.Msg) {
 	b, err := bus.Marshal(e.Describe())
 	if err != nil {
 		_ = m.RespondError(bus.Errorf(bus.Internal, "describe: %v", err))
@@ -127,9 +149,14 @@ func (e *Exporter) Stop(ctx context.Context) {
 	e.stopped = true
 	e.tapConn.Store(nil)
 	lease := e.lease
+	extra := e.extra
+	e.extra = nil
 	e.mu.Unlock()
 	for _, s := range e.subs {
 		_ = s.Unsubscribe()
+	}
+	for _, a := range extra {
+		a.stop()
 	}
 	if lease != "" {
 		_ = e.EndLease(ctx, lease)
@@ -137,7 +164,70 @@ func (e *Exporter) Stop(ctx context.Context) {
 	if e.streams != nil {
 		e.streams.Close()
 	}
+	for _, a := range extra {
+		a.streams.Close()
+	}
 	e.calls.Wait()
+}
+
+// attachment is a further connection the tree is served on, with its own lease rule.
+type attachment struct {
+	conn    *bus.Conn
+	streams *bus.StreamServer
+	subs    []*bus.Subscription
+	accept  func(lease string) (context.Context, error)
+}
+
+func (a *attachment) stop() {
+	for _, s := range a.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// Attach serves the tree on conn too (describe, calls and streams), accepting a call when accept
+// returns a context for the lease it presents (cancelled when that lease's access ends) and
+// refusing it with accept's error otherwise. The main connection's lease (BeginLease) is not
+// accepted there unless accept says so. Remote mode attaches the private hook bus this way. Stop
+// detaches it.
+func (e *Exporter) Attach(ctx context.Context, conn *bus.Conn, accept func(lease string) (context.Context, error)) error {
+	ss, err := conn.ServeStreams(e.name)
+	if err != nil {
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	a := &attachment{conn: conn, streams: ss, accept: accept}
+	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", e.describeNow)
+	if err != nil {
+		ss.Close()
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	c, err := conn.Subscribe(bus.CallWildcard(e.name), "", func(m *bus.Msg) {
+		e.calls.Add(1)
+		go func() {
+			defer e.calls.Done()
+			e.serveOn(a, m)
+		}()
+	})
+	if err != nil {
+		_ = d.Unsubscribe()
+		ss.Close()
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	a.subs = []*bus.Subscription{d, c}
+	if err := conn.Flush(ctx); err != nil {
+		a.stop()
+		ss.Close()
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		a.stop()
+		ss.Close()
+		return fmt.Errorf("serve %s: exporter stopped", e.name)
+	}
+	e.extra = append(e.extra, a)
+	e.mu.Unlock()
+	return nil
 }
 
 // BeginLease makes id the current lease: it ends the previous one, if any, and resets every driver
@@ -205,13 +295,24 @@ func (e *Exporter) dispatch(m *bus.Msg) {
 	}()
 }
 
-func (e *Exporter) serve(m *bus.Msg) {
+func (e *Exporter) serve(m *bus.Msg) { e.serveOn(nil, m) }
+
+// serveOn serves call m received on attachment a (nil: the main connection).
+func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 	path, method, ok := bus.ParseCall(e.name, m.Subject)
 	if !ok {
 		_ = m.RespondError(bus.Errorf(bus.NotFound, "%s: not a call subject (want jsn.x.%s.call.<driver path>.<method>)", m.Subject, e.name))
 		return
 	}
-	ctx, err := e.checkLease(m.Header.Get(bus.HeaderLease))
+	streams, group := e.streams, m.Header.Get(bus.HeaderLease)
+	var ctx context.Context
+	var err error
+	if a == nil {
+		ctx, err = e.checkLease(group)
+	} else {
+		streams, group = a.streams, "attached:"+group
+		ctx, err = a.accept(m.Header.Get(bus.HeaderLease))
+	}
 	if err != nil {
 		_ = m.RespondError(err)
 		return
@@ -268,8 +369,7 @@ func (e *Exporter) serve(m *bus.Msg) {
 		_ = m.RespondError(bus.Errorf(bus.InvalidArgument, "%s.%s is a %s method; call it with the %s header to open a stream", path, method, meth.Kind, bus.HeaderStream))
 		return
 	}
-	lease := m.Header.Get(bus.HeaderLease)
-	s, hdr, err := e.streams.Accept(m, lease)
+	s, hdr, err := streams.Accept(m, group)
 	if err != nil {
 		_ = m.RespondError(err)
 		return

@@ -1,0 +1,361 @@
+package client
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/drivers/driver"
+)
+
+// Client config files (distributed mode): who the user is on a controller.
+const (
+	ConfigAPIVersion = "jsn.dev/v1alpha1"
+	ConfigKind       = "ClientConfig"
+
+	EnvClientConfig = "JSN_CLIENT_CONFIG" // path of the client config file to use
+	EnvEndpoint     = "JSN_ENDPOINT"      // overrides the client config's endpoint
+	EnvCreds        = "JSN_CREDS"         // path of a .creds file the bus connection authenticates with
+
+	RoleClient = "client"
+	RoleAdmin  = "admin"
+)
+
+// Config is a client config file: the controller's endpoint and the user's own credentials.
+type Config struct {
+	APIVersion string         `yaml:"apiVersion" jsn:"required"`
+	Kind       string         `yaml:"kind" jsn:"required"`
+	Metadata   ConfigMetadata `yaml:"metadata" jsn:"required"`
+	Endpoint   string         `yaml:"endpoint" jsn:"required"`
+	// Credentials is the content of a NATS .creds file (user JWT and nkey seed).
+	Credentials string   `yaml:"credentials" jsn:"required"`
+	Role        string   `yaml:"role"`  // RoleClient (default) or RoleAdmin
+	Allow       []string `yaml:"allow"` // informational: the controller enforces it
+
+	File string `yaml:"-"` // where it was loaded from; "" if parsed from memory
+}
+
+// ConfigMetadata names the client identity.
+type ConfigMetadata struct {
+	Name string `yaml:"name" jsn:"required"`
+}
+
+// Name returns the client identity's name.
+func (c *Config) Name() string { return c.Metadata.Name }
+
+// ParseConfig strictly decodes a client config read from file (used in error positions). Every
+// problem is reported, as driver.ConfigErrors with file:line:col.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	var errs driver.ConfigErrors
+	add := func(n *yaml.Node, path, format string, args ...any) {
+		e := driver.ConfigError{File: file, Path: path, Msg: fmt.Sprintf(format, args...)}
+		if n != nil {
+			e.Line, e.Col = n.Line, n.Column
+		}
+		errs = append(errs, e)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			add(nil, "", "empty client config")
+		} else {
+			add(nil, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		return nil, errs
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		add(&extra, "", "multiple YAML documents; a client config is one document")
+	}
+	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
+		add(&doc, "", "want a mapping (apiVersion, kind, metadata, endpoint, credentials)")
+		return nil, errs
+	}
+	root := doc.Content[0]
+	var c Config
+	var derrs driver.ConfigErrors
+	if err := driver.DecodeConfig(file, root, "", &c); errors.As(err, &derrs) {
+		errs = append(errs, derrs...)
+	} else if err != nil {
+		add(root, "", "%v", err)
+	}
+	if c.APIVersion != "" && c.APIVersion != ConfigAPIVersion {
+		add(valueNode(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q", c.APIVersion, ConfigAPIVersion)
+	}
+	if c.Kind != "" && c.Kind != ConfigKind {
+		add(valueNode(root, "kind"), "kind", "kind is %q; want %q", c.Kind, ConfigKind)
+	}
+	if c.Metadata.Name != "" && !bus.ValidName(c.Metadata.Name) {
+		add(valueNode(valueNode(root, "metadata"), "name"), "metadata.name",
+			"invalid client name %q: use letters, digits, - and _", c.Metadata.Name)
+	}
+	switch c.Role {
+	case "":
+		c.Role = RoleClient
+	case RoleClient, RoleAdmin:
+	default:
+		add(valueNode(root, "role"), "role", "role is %q; want %q or %q", c.Role, RoleClient, RoleAdmin)
+	}
+	if c.Endpoint != "" && !validEndpoint(c.Endpoint) {
+		add(valueNode(root, "endpoint"), "endpoint", "endpoint %q: want nats://host:port (comma-separated for several)", c.Endpoint)
+	}
+	if c.Credentials != "" && !strings.Contains(c.Credentials, "BEGIN NATS USER JWT") {
+		add(valueNode(root, "credentials"), "credentials", "want the content of a NATS .creds file (a user JWT and an nkey seed)")
+	}
+	if len(errs) > 0 {
+		errs.Sort()
+		return nil, errs
+	}
+	c.File = file
+	return &c, nil
+}
+
+func validEndpoint(s string) bool {
+	for _, u := range strings.Split(s, ",") {
+		u = strings.TrimSpace(u)
+		scheme, rest, ok := strings.Cut(u, "://")
+		if !ok || rest == "" || strings.ContainsAny(rest, " \t\n") {
+			return false
+		}
+		switch scheme {
+		case "nats", "tls", "ws", "wss", "unix":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// valueNode returns the value node of k in mapping m, or m itself (for a position) if absent.
+func valueNode(m *yaml.Node, k string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return m
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == k {
+			return m.Content[i+1]
+		}
+	}
+	return m
+}
+
+// ConfigHome is the directory of jsn's user configuration: $XDG_CONFIG_HOME/jsn, by default
+// ~/.config/jsn.
+func ConfigHome() (string, error) {
+	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
+		return filepath.Join(d, "jsn"), nil
+	}
+	h, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("config home: %w", err)
+	}
+	return filepath.Join(h, ".config", "jsn"), nil
+}
+
+// userConfig is $XDG_CONFIG_HOME/jsn/config.yaml.
+type userConfig struct {
+	CurrentClient string `yaml:"currentClient"`
+}
+
+func readUserConfig(home string) (userConfig, error) {
+	var uc userConfig
+	b, err := os.ReadFile(filepath.Join(home, "config.yaml"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return uc, nil
+	}
+	if err != nil {
+		return uc, fmt.Errorf("read %s: %w", filepath.Join(home, "config.yaml"), err)
+	}
+	if err := yaml.Unmarshal(b, &uc); err != nil {
+		return uc, fmt.Errorf("read %s: %w", filepath.Join(home, "config.yaml"), err)
+	}
+	return uc, nil
+}
+
+func writeUserConfig(home string, uc userConfig) error {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return err
+	}
+	b, err := yaml.Marshal(uc)
+	if err != nil {
+		return err
+	}
+	return writePrivate(filepath.Join(home, "config.yaml"), b)
+}
+
+// writePrivate writes data to path with mode 0600, atomically.
+func writePrivate(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// ImportConfig checks a client config and stores it as $XDG_CONFIG_HOME/jsn/clients/<name>.yaml
+// (0600, directory 0700). With makeCurrent, or when no client config is current yet, it becomes
+// the current one. file is only used in error positions.
+func ImportConfig(file string, data []byte, makeCurrent bool) (*Config, string, error) {
+	c, err := ParseConfig(file, data)
+	if err != nil {
+		return nil, "", err
+	}
+	home, err := ConfigHome()
+	if err != nil {
+		return nil, "", err
+	}
+	dir := filepath.Join(home, "clients")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("import client config: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("import client config: %w", err)
+	}
+	path := filepath.Join(dir, c.Metadata.Name+".yaml")
+	if err := writePrivate(path, data); err != nil {
+		return nil, "", fmt.Errorf("import client config: %w", err)
+	}
+	uc, err := readUserConfig(home)
+	if err != nil {
+		return nil, "", fmt.Errorf("import client config: %w", err)
+	}
+	if makeCurrent || uc.CurrentClient == "" {
+		uc.CurrentClient = c.Metadata.Name
+		if err := writeUserConfig(home, uc); err != nil {
+			return nil, "", fmt.Errorf("import client config: %w", err)
+		}
+	}
+	c.File = path
+	return c, path, nil
+}
+
+// UseConfig makes the imported client config name the current one.
+func UseConfig(name string) error {
+	if !bus.ValidName(name) {
+		return fmt.Errorf("use client config: %w: invalid name %q", ErrInvalidArgument, name)
+	}
+	home, err := ConfigHome()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(home, "clients", name+".yaml")); err != nil {
+		return fmt.Errorf("use client config %s: %w: not imported (jsn config client list shows those that are)", name, ErrNotFound)
+	}
+	uc, err := readUserConfig(home)
+	if err != nil {
+		return fmt.Errorf("use client config: %w", err)
+	}
+	uc.CurrentClient = name
+	if err := writeUserConfig(home, uc); err != nil {
+		return fmt.Errorf("use client config: %w", err)
+	}
+	return nil
+}
+
+// ConfigEntry is one imported client config.
+type ConfigEntry struct {
+	Name     string `json:"name" yaml:"name"`
+	Endpoint string `json:"endpoint" yaml:"endpoint"`
+	Role     string `json:"role" yaml:"role"`
+	Current  bool   `json:"current" yaml:"current"`
+	Path     string `json:"path" yaml:"path"`
+	Err      string `json:"error,omitempty" yaml:"error,omitempty"` // why the file does not load
+}
+
+// ListConfigs lists the imported client configs by name.
+func ListConfigs() ([]ConfigEntry, error) {
+	home, err := ConfigHome()
+	if err != nil {
+		return nil, err
+	}
+	uc, err := readUserConfig(home)
+	if err != nil {
+		return nil, err
+	}
+	files, err := filepath.Glob(filepath.Join(home, "clients", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []ConfigEntry
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		e := ConfigEntry{Name: name, Path: f, Current: name == uc.CurrentClient}
+		if c, err := LoadConfigFile(f); err != nil {
+			e.Err = err.Error()
+		} else {
+			e.Endpoint, e.Role = c.Endpoint, c.Role
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// LoadConfigFile loads the client config file at path.
+func LoadConfigFile(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load client config: %w", err)
+	}
+	return ParseConfig(path, b)
+}
+
+// ErrNoClientConfig is returned by LoadConfig when no client config is given, named by
+// $JSN_CLIENT_CONFIG or current.
+var ErrNoClientConfig = errors.New("no client config: import one with `jsn config client import FILE`, " +
+	"or set " + EnvClientConfig)
+
+// LoadConfig loads the client config file, or if "" the one $JSN_CLIENT_CONFIG names, or the
+// current one ($XDG_CONFIG_HOME/jsn/config.yaml names it). $JSN_ENDPOINT overrides its endpoint.
+func LoadConfig(file string) (*Config, error) {
+	if file == "" {
+		file = os.Getenv(EnvClientConfig)
+	}
+	if file == "" {
+		home, err := ConfigHome()
+		if err != nil {
+			return nil, err
+		}
+		uc, err := readUserConfig(home)
+		if err != nil {
+			return nil, fmt.Errorf("load client config: %w", err)
+		}
+		if uc.CurrentClient == "" {
+			return nil, ErrNoClientConfig
+		}
+		if !bus.ValidName(uc.CurrentClient) {
+			return nil, fmt.Errorf("load client config: %s: invalid currentClient %q", filepath.Join(home, "config.yaml"), uc.CurrentClient)
+		}
+		file = filepath.Join(home, "clients", uc.CurrentClient+".yaml")
+	}
+	c, err := LoadConfigFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if e := os.Getenv(EnvEndpoint); e != "" {
+		c.Endpoint = e
+	}
+	return c, nil
+}

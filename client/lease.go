@@ -1,0 +1,301 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/drivers/driver"
+)
+
+// Controller is a connection to the lab controller with a client's own identity: request,
+// extend, release and list leases, list exporters. A granted lease's credential then reaches the
+// exporter through Dial, exactly like a local session.
+type Controller struct {
+	conn     *bus.Conn
+	name     string // the client identity
+	endpoint string
+}
+
+// DialController connects to cfg's endpoint with its credentials.
+func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
+	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
+	if err != nil {
+		return nil, authError(fmt.Errorf("connect to controller: %w", err))
+	}
+	return &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint}, nil
+}
+
+// authError gives a refused connection the PermissionDenied code.
+func authError(err error) error {
+	s := strings.ToLower(err.Error())
+	for _, w := range []string{"authorization violation", "authentication expired", "authentication revoked", "permissions violation", "user authentication"} {
+		if strings.Contains(s, w) {
+			return &bus.Error{Code: bus.PermissionDenied, Message: err.Error()}
+		}
+	}
+	return err
+}
+
+// Name returns the client identity's name.
+func (c *Controller) Name() string { return c.name }
+
+// Endpoint returns the controller's address.
+func (c *Controller) Endpoint() string { return c.endpoint }
+
+// Close closes the connection.
+func (c *Controller) Close() error {
+	c.conn.Close()
+	return nil
+}
+
+func (c *Controller) call(ctx context.Context, verb string, req, out any) error {
+	b, err := bus.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", verb, err)
+	}
+	m, err := c.conn.Request(ctx, api.ClientSubject(c.name, verb), nil, b)
+	if err != nil {
+		var be *bus.Error
+		if errors.As(err, &be) && be.Code == bus.Unavailable && strings.Contains(be.Message, "nobody is serving") {
+			return bus.Errorf(bus.Unavailable, "%s: the controller is not answering (is `jsn controller run` up?)", verb)
+		}
+		return err
+	}
+	if out == nil || len(m.Data) == 0 {
+		return nil
+	}
+	if err := bus.Unmarshal(m.Data, out); err != nil {
+		return fmt.Errorf("%s: reply: %w", verb, err)
+	}
+	return nil
+}
+
+// RequestLease asks for a lease. The reply's lease is active (with a credential) or queued (its
+// Reason says why); see WaitLease.
+func (c *Controller) RequestLease(ctx context.Context, req api.LeaseRequest) (*api.LeaseReply, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseRequest, req, &r); err != nil {
+		return nil, err
+	}
+	if r.Lease == nil {
+		return nil, bus.Errorf(bus.Internal, "lease request: the controller replied without a lease")
+	}
+	return &r, nil
+}
+
+// GetLease returns lease id as the controller has it now (with its credential when active).
+func (c *Controller) GetLease(ctx context.Context, id string) (*api.LeaseReply, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseGet, api.LeaseID{ID: id}, &r); err != nil {
+		return nil, err
+	}
+	if r.Lease == nil {
+		return nil, bus.Errorf(bus.NotFound, "lease %s: not found", id)
+	}
+	return &r, nil
+}
+
+// PollInterval is how often WaitLease asks about a queued lease.
+const PollInterval = 500 * time.Millisecond
+
+// ErrLeaseEnded is returned by WaitLease when the lease ended before it was granted.
+var ErrLeaseEnded = errors.New("lease ended")
+
+// WaitLease polls queued lease id until it is active, calling progress (if not nil) with the
+// lease after every poll. It returns the active lease and its credential, an error wrapping
+// ErrLeaseEnded if it ended first, or the context's error.
+func (c *Controller) WaitLease(ctx context.Context, id string, progress func(api.Lease)) (*api.LeaseReply, error) {
+	t := time.NewTicker(PollInterval)
+	defer t.Stop()
+	for {
+		r, err := c.GetLease(ctx, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("wait for lease %s: %w", id, context.Cause(ctx))
+			}
+			return nil, err
+		}
+		if progress != nil {
+			progress(*r.Lease)
+		}
+		switch r.Lease.Status {
+		case api.StatusActive:
+			if r.Credential != nil {
+				return r, nil
+			}
+		case api.StatusEnded:
+			return nil, fmt.Errorf("wait for lease %s: %w: %s", id, ErrLeaseEnded, r.Lease.Reason)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("wait for lease %s: %w", id, context.Cause(ctx))
+		case <-t.C:
+		}
+	}
+}
+
+// Extend makes lease id end d from now and returns it with its renewed credential.
+func (c *Controller) Extend(ctx context.Context, id string, d time.Duration) (*api.LeaseReply, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseExtend, api.ExtendRequest{ID: id, Duration: d}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Release ends lease id (or withdraws a queued request); its credential is revoked.
+func (c *Controller) Release(ctx context.Context, id string) error {
+	return c.call(ctx, api.VerbLeaseRelease, api.LeaseID{ID: id}, nil)
+}
+
+// ListLeases lists the client's own leases, or everybody's with all.
+func (c *Controller) ListLeases(ctx context.Context, all bool) ([]api.Lease, error) {
+	var r api.ListLeasesReply
+	if err := c.call(ctx, api.VerbLeaseList, api.ListLeasesRequest{All: all}, &r); err != nil {
+		return nil, err
+	}
+	return r.Leases, nil
+}
+
+// ListExporters lists the registered exporters matching selector ("" for all).
+func (c *Controller) ListExporters(ctx context.Context, selector string) ([]api.ExporterInfo, error) {
+	var r api.ListExportersReply
+	if err := c.call(ctx, api.VerbExportersList, api.ListExportersRequest{Selector: selector}, &r); err != nil {
+		return nil, err
+	}
+	return r.Exporters, nil
+}
+
+// DescribeExporter returns the driver tree exporter name registered with.
+func (c *Controller) DescribeExporter(ctx context.Context, name string) (*driver.Description, error) {
+	var d driver.Description
+	if err := c.call(ctx, api.VerbExportersDesc, api.ExporterName{Name: name}, &d); err != nil {
+		return nil, err
+	}
+	return &d, nil
+}
+
+// LeaseOptions returns the Options that reach the exporter of an active lease with its lease
+// credential: Dial(ctx, c.LeaseOptions(r)) works like a local session.
+func (c *Controller) LeaseOptions(r *api.LeaseReply) (Options, error) {
+	if r == nil || r.Lease == nil || r.Credential == nil || r.Lease.Status != api.StatusActive {
+		return Options{}, bus.Errorf(bus.FailedPrecondition, "lease is not active")
+	}
+	host := r.Credential.URL
+	if host == "" {
+		host = c.endpoint
+	}
+	return Options{Host: host, Exporter: r.Lease.Exporter, Lease: r.Lease.ID, Name: c.name, CredsData: r.Credential.Creds()}, nil
+}
+
+// Hooks calls fn with each chunk of lease hook output exporter publishes (beforeLease and
+// afterLease output of the lease the connection's credential holds), until ctx ends.
+func (c *Client) Hooks(ctx context.Context, exporter string, fn func(api.HookOutput)) error {
+	if err := bus.CheckName("exporter", exporter); err != nil {
+		return bus.Errorf(bus.InvalidArgument, "hooks: %v", err)
+	}
+	sub, err := c.conn.Subscribe(api.HookSubject(exporter), "", func(m *bus.Msg) {
+		var h api.HookOutput
+		if bus.Unmarshal(m.Data, &h) == nil {
+			fn(h)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := c.conn.Flush(ctx); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// The "lease ready" barrier of a remote exporter (see exporter.RunRemote); the values match the
+// exporter's.
+const (
+	headerHookReplay = "Jsn-Hook-Replay"
+	hookReplayEnd    = "replay"
+	notReady         = "not ready yet"
+)
+
+// WaitReady waits until the exporter serves the handle's lease: in distributed mode a lease is
+// served once the exporter's beforeLease hook has run. replay, if not nil, gets that hook's
+// output first. It returns PermissionDenied if the lease ended (a failed hook ended it) or is
+// not the exporter's. A local exporter answers at once.
+func (e *Exporter) WaitReady(ctx context.Context, replay func(api.HookOutput)) error {
+	if e.lease == "" {
+		return bus.Errorf(bus.FailedPrecondition, "wait for lease: no lease")
+	}
+	hdr := bus.Header{}
+	hdr.Set(bus.HeaderLease, e.lease)
+	var got chan api.HookOutput
+	if replay != nil {
+		token := randomToken()
+		got = make(chan api.HookOutput, 1024)
+		sub, err := e.c.conn.Subscribe(api.HookSubject(e.name)+".replay."+token, "", func(m *bus.Msg) {
+			var h api.HookOutput
+			if bus.Unmarshal(m.Data, &h) == nil {
+				select {
+				case got <- h:
+				default:
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+		if err := e.c.conn.Flush(ctx); err != nil {
+			return err
+		}
+		hdr.Set(headerHookReplay, token)
+	}
+	var err error
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 45*time.Second)
+		_, err = e.c.conn.Request(rctx, bus.DescribeSubject(e.name), hdr, nil)
+		cancel()
+		var be *bus.Error
+		if err != nil && errors.As(err, &be) && be.Code == bus.Unavailable && strings.Contains(be.Message, notReady) && ctx.Err() == nil {
+			continue
+		}
+		break
+	}
+	if replay != nil && (err == nil || errors.Is(err, ErrPermissionDenied)) {
+		// The replay was published before the reply; its end marker says it is complete.
+		end := time.NewTimer(2 * time.Second)
+		defer end.Stop()
+	loop:
+		for {
+			select {
+			case h := <-got:
+				if h.Hook == hookReplayEnd {
+					break loop
+				}
+				replay(h)
+			case <-end.C:
+				break loop
+			case <-ctx.Done():
+				break loop
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("wait for lease %s on %s: %w", e.lease, e.name, err)
+	}
+	return nil
+}
+
+func randomToken() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

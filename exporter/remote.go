@@ -1,0 +1,555 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller/api"
+)
+
+// Headers of the "lease ready" barrier: a describe request carrying Jsn-Lease waits until the
+// exporter serves that lease (its beforeLease hook done). With Jsn-Hook-Replay: TOKEN the
+// exporter first publishes the lease's beforeLease output on ReplaySubject(exporter, TOKEN),
+// ending with a HookOutput{Hook: HookReplayEnd, Done: true}. client.(*Exporter).WaitReady is the
+// other side; the values must match.
+const (
+	HeaderHookReplay = "Jsn-Hook-Replay"
+	HookReplayEnd    = "replay"
+	// NotReady starts the message of the UNAVAILABLE error a waiting describe gets when the
+	// lease is not served yet after ReadyWait: ask again.
+	NotReady = "not ready yet"
+)
+
+// ReplaySubject is where exporter replays a lease's beforeLease output for token.
+func ReplaySubject(exporter, token string) string {
+	return api.HookSubject(exporter) + ".replay." + token
+}
+
+// Remote mode tuning.
+const (
+	// ReadyWait bounds one waiting describe: an exporter may only answer a request within a
+	// minute.
+	ReadyWait = 30 * time.Second
+	// unknownLeaseWait is how long a waiting describe waits for a lease the controller has not
+	// told the exporter about yet.
+	unknownLeaseWait = 10 * time.Second
+	maxReplay        = 256 << 10 // beforeLease output kept for the replay
+	maxEnded         = 256       // ended lease ids remembered
+)
+
+// Version is reported to the controller when an exporter registers.
+var Version = "dev"
+
+// remote is an exporter in distributed mode.
+type remote struct {
+	cfg     *Config
+	ex      *Exporter
+	log     *slog.Logger
+	name    string
+	conn    *bus.Conn // to the controller's bus
+	hookURL string    // the private hook bus, JSN_HOST for hooks
+
+	mu         sync.Mutex
+	target     *api.Lease           // the lease the controller says to serve; guarded by mu
+	pushSeq    uint64               // lease pushes received; guarded by mu
+	resume     string               // lease to resume without beforeLease (learned at first register); guarded by mu
+	registered bool                 // the first register succeeded; guarded by mu
+	serving    *api.Lease           // the lease served now; guarded by mu
+	starting   string               // the lease whose beforeLease hook runs; guarded by mu
+	ended      map[string]string    // lease id → why it ended here; guarded by mu
+	endedOrder []string             // ended ids, oldest first; guarded by mu
+	replay     []api.HookOutput     // beforeLease output of starting/serving; guarded by mu
+	replayFor  string               // lease of replay; guarded by mu
+	replaySize int                  // guarded by mu
+	hookLease  string               // lease accepted on the hook bus, "" when no hook runs; guarded by mu
+	hookCtx    context.Context      // cancelled when the hook ends; guarded by mu
+	changed    chan struct{}        // closed and replaced at every state change; guarded by mu
+	kick       chan struct{}        // wakes the follower
+	pending    map[string]time.Time // unknown leases asked about → first asked; guarded by mu
+}
+
+// RunRemote runs cfg's exporter in distributed mode until ctx ends: it opens the drivers,
+// connects to cfg.Endpoint with cfg.Credentials (retrying, and reconnecting, forever), registers
+// with the controller and heartbeats, and serves whatever lease the controller assigns, running
+// the lease hooks around each one. Hooks reach the exporter through a private Unix-socket bus.
+// When ctx ends the current lease's session is closed (the lease itself goes on: a restarted
+// exporter resumes it), drivers are closed and RunRemote returns nil.
+func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
+	defer func() {
+		if ctx.Err() != nil {
+			err = nil // stopping while starting up is a clean stop
+		}
+	}()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Endpoint == "" {
+		return fmt.Errorf("%s: endpoint: required to run an exporter against a controller", cfg.File)
+	}
+	if cfg.Credentials == "" {
+		return fmt.Errorf("%s: credentials: required to run an exporter against a controller", cfg.File)
+	}
+	ex, err := New(cfg, log)
+	if err != nil {
+		return err
+	}
+	r := &remote{cfg: cfg, ex: ex, log: log.With("exporter", ex.Name()), name: ex.Name(),
+		ended: map[string]string{}, changed: make(chan struct{}), kick: make(chan struct{}, 1),
+		pending: map[string]time.Time{}}
+	ex.waitLease = r.waitLease
+	defer func() {
+		if cerr := ex.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if err := ex.Open(ctx); err != nil {
+		return err
+	}
+
+	dir, err := os.MkdirTemp("", "jsn-hooks-")
+	if err != nil {
+		return fmt.Errorf("hook bus: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	srv, err := bus.StartServer(ctx, bus.ServerOptions{Dir: dir, Log: log})
+	if err != nil {
+		return fmt.Errorf("hook bus: %w", err)
+	}
+	defer srv.Shutdown()
+	r.hookURL = srv.URL()
+	hookConn, err := srv.Connect(ctx, "exporter-"+r.name)
+	if err != nil {
+		return fmt.Errorf("hook bus: %w", err)
+	}
+	defer hookConn.Close()
+
+	if r.conn, err = r.dial(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer r.conn.Close()
+	if err := ex.Start(ctx, r.conn); err != nil {
+		return err
+	}
+	defer ex.Stop(context.Background())
+	if err := ex.Attach(ctx, hookConn, r.acceptHook); err != nil {
+		return err
+	}
+	push, err := r.conn.Subscribe(api.LeasePushSubject(r.name), "", r.onPush)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = push.Unsubscribe() }()
+	if svc, err := r.conn.AddService(bus.ServiceConfig{Name: "jsn-exporter", Version: "0.1.0",
+		Description: "jsn exporter " + r.name, QueueGroup: r.name}); err == nil {
+		_ = svc.Handle("status", "jsn.x."+r.name+".status", r.status)
+		defer func() { _ = svc.Stop() }()
+	} else {
+		r.log.Warn("micro service", "err", err)
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.control(ctx) }()
+	go func() { defer wg.Done(); r.follow(ctx) }()
+	wg.Wait()
+	r.log.Info("stopping")
+	return nil
+}
+
+// dial connects to the controller's bus, retrying until ctx ends.
+func (r *remote) dial(ctx context.Context) (*bus.Conn, error) {
+	wait := 250 * time.Millisecond
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c, err := bus.ConnectWith(cctx, r.cfg.Endpoint, bus.ConnectOptions{Name: r.name, Creds: []byte(r.cfg.Credentials)})
+		cancel()
+		if err == nil {
+			r.log.Info("connected", "endpoint", c.ConnectedURL())
+			return c, nil
+		}
+		r.log.Warn("connect to controller", "endpoint", r.cfg.Endpoint, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// request calls the controller API.
+func (r *remote) request(ctx context.Context, verb string, req, out any) error {
+	b, err := bus.Marshal(req)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := r.conn.Request(cctx, api.ExporterSubject(r.name, verb), nil, b)
+	if err != nil {
+		return err
+	}
+	if out != nil && len(m.Data) > 0 {
+		return bus.Unmarshal(m.Data, out)
+	}
+	return nil
+}
+
+// control registers and heartbeats until ctx ends.
+func (r *remote) control(ctx context.Context) {
+	every := 3 * time.Second
+	registered := false
+	wait := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		if !registered {
+			var rep api.RegisterReply
+			err := r.request(ctx, api.VerbRegister, api.RegisterRequest{Labels: r.cfg.Metadata.Labels, Describe: r.ex.Describe(), Version: Version}, &rep)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				r.log.Warn("register", "err", err, "retry_in", wait)
+				sleep(ctx, wait)
+				wait = min(wait*2, 5*time.Second)
+				continue
+			}
+			wait = 250 * time.Millisecond
+			registered = true
+			if rep.Heartbeat > 0 {
+				every = rep.Heartbeat
+			}
+			r.log.Info("registered", "heartbeat", every)
+			r.mu.Lock()
+			if !r.registered && rep.Lease != nil && rep.Lease.Status == api.StatusActive {
+				r.resume = rep.Lease.ID // a lease from before a restart: resume it as it is
+			}
+			r.registered = true
+			r.mu.Unlock()
+			r.setTarget(rep.Lease, 0, false)
+		}
+		sleep(ctx, every)
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		seq := r.pushSeq
+		cur := ""
+		if r.serving != nil {
+			cur = r.serving.ID
+		}
+		r.mu.Unlock()
+		var rep api.HeartbeatReply
+		if err := r.request(ctx, api.VerbHeartbeat, api.HeartbeatRequest{Lease: cur}, &rep); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, bus.ErrFailedPrecondition) {
+				registered = false // the controller does not know us (any more)
+			}
+			r.log.Warn("heartbeat", "err", err)
+			continue
+		}
+		r.setTarget(rep.Lease, seq, true)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// onPush applies a lease pushed by the controller (an empty body: no lease).
+func (r *remote) onPush(m *bus.Msg) {
+	var l *api.Lease
+	if len(m.Data) > 0 {
+		l = new(api.Lease)
+		if err := bus.Unmarshal(m.Data, l); err != nil {
+			r.log.Warn("lease push", "err", err)
+			return
+		}
+	}
+	r.mu.Lock()
+	r.pushSeq++
+	r.mu.Unlock()
+	r.setTarget(l, 0, false)
+}
+
+// setTarget records the lease the controller wants served. A heartbeat reply (ifSeq) is stale,
+// and ignored, when a push arrived since its request was sent.
+func (r *remote) setTarget(l *api.Lease, seq uint64, ifSeq bool) {
+	if l != nil && (l.Status != api.StatusActive || l.ID == "") {
+		l = nil
+	}
+	r.mu.Lock()
+	if ifSeq && seq != r.pushSeq {
+		r.mu.Unlock()
+		return
+	}
+	same := (r.target == nil) == (l == nil) && (l == nil || r.target.ID == l.ID)
+	r.target = l
+	if !same {
+		r.changedLocked()
+	}
+	r.mu.Unlock()
+	if !same {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (r *remote) changedLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// follow makes the exporter serve the target lease, one transition at a time.
+func (r *remote) follow(ctx context.Context) {
+	for {
+		for r.step(ctx) {
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		}
+	}
+}
+
+// step makes one transition towards the target and reports whether it did anything.
+func (r *remote) step(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	r.mu.Lock()
+	target, serving := r.target, r.serving
+	r.mu.Unlock()
+	if serving != nil && (target == nil || target.ID != serving.ID) {
+		r.endServing(ctx, serving)
+		return true
+	}
+	if target == nil || serving != nil {
+		return false
+	}
+	r.mu.Lock()
+	_, done := r.ended[target.ID]
+	resume := r.resume == target.ID
+	r.resume = ""
+	r.mu.Unlock()
+	if done {
+		return false
+	}
+	r.start(ctx, target, resume)
+	return true
+}
+
+// start runs the beforeLease hook of l (unless resuming it) and begins serving it.
+func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
+	log := r.log.With("lease", l.ID, "client", l.Client)
+	r.mu.Lock()
+	r.starting = l.ID
+	r.replay, r.replayFor, r.replaySize = nil, l.ID, 0
+	r.changedLocked()
+	r.mu.Unlock()
+	if h := r.cfg.LeaseHooks.BeforeLease; h != nil && !resume {
+		// Start the session from clean drivers, for the hook and then for the lease.
+		if err := r.ex.Tree().Reset(ctx); err != nil {
+			log.Warn("reset drivers before beforeLease hook", "err", err)
+		}
+		if err := r.runHook(ctx, HookBeforeLease, h, l); err != nil && ctx.Err() == nil && h.OnFailure == OnFailureEndLease {
+			r.mu.Lock()
+			r.starting = ""
+			r.markEndedLocked(l.ID, err.Error())
+			r.changedLocked()
+			r.mu.Unlock()
+			log.Warn("ending lease: beforeLease hook failed", "err", err)
+			if rerr := r.request(ctx, api.VerbLeaseEnded, api.LeaseEndedRequest{Lease: l.ID, Reason: err.Error()}, nil); rerr != nil {
+				log.Warn("tell the controller the lease ended", "err", rerr)
+			}
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if resume {
+		log.Info("resuming lease after restart")
+	}
+	if err := r.ex.BeginLease(ctx, l.ID); err != nil {
+		log.Warn("begin lease", "err", err)
+	}
+	r.mu.Lock()
+	r.starting = ""
+	r.serving = l
+	r.changedLocked()
+	r.mu.Unlock()
+}
+
+// endServing ends the lease served now: closes its session, runs afterLease, resets drivers.
+func (r *remote) endServing(ctx context.Context, l *api.Lease) {
+	_ = r.ex.EndLease(ctx, l.ID)
+	r.mu.Lock()
+	r.serving = nil
+	r.markEndedLocked(l.ID, "ended")
+	r.changedLocked()
+	r.mu.Unlock()
+	if h := r.cfg.LeaseHooks.AfterLease; h != nil {
+		if err := r.runHook(ctx, HookAfterLease, h, l); err == nil || ctx.Err() == nil {
+			if err := r.ex.Tree().Reset(ctx); err != nil {
+				r.log.Warn("reset drivers after afterLease hook", "lease", l.ID, "err", err)
+			}
+		}
+	}
+}
+
+func (r *remote) markEndedLocked(id, why string) {
+	if _, ok := r.ended[id]; ok {
+		return
+	}
+	r.ended[id] = why
+	r.endedOrder = append(r.endedOrder, id)
+	if len(r.endedOrder) > maxEnded {
+		delete(r.ended, r.endedOrder[0])
+		r.endedOrder = r.endedOrder[1:]
+	}
+}
+
+// runHook runs hook name for lease l with the hook bus open to it.
+func (r *remote) runHook(ctx context.Context, name string, h *Hook, l *api.Lease) error {
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r.mu.Lock()
+	r.hookLease, r.hookCtx = l.ID, hctx
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.hookLease, r.hookCtx = "", nil
+		r.mu.Unlock()
+	}()
+	run := &hookRun{name: name, hook: h, lease: l, log: r.log, dir: r.cfg.Dir,
+		env: hookEnv([]string{
+			"JSN_HOST=" + r.hookURL,
+			"JSN_EXPORTER=" + r.name,
+			"JSN_LEASE=" + l.ID,
+			"JSN_CLIENT=" + l.Client,
+			"JSN_HOOK=" + name,
+		}),
+		out: func(o api.HookOutput) {
+			if b, err := bus.Marshal(o); err == nil {
+				_ = r.conn.Publish(api.HookSubject(r.name), nil, b)
+			}
+			if name == HookBeforeLease {
+				r.mu.Lock()
+				if r.replayFor == l.ID && r.replaySize+len(o.Data) <= maxReplay {
+					r.replay = append(r.replay, o)
+					r.replaySize += len(o.Data)
+				}
+				r.mu.Unlock()
+			}
+		}}
+	return run.run(hctx)
+}
+
+// acceptHook admits calls on the hook bus: only the lease of the hook running now.
+func (r *remote) acceptHook(lease string) (context.Context, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hookLease == "" || lease != r.hookLease {
+		return nil, bus.Errorf(bus.PermissionDenied, "exporter %s: the hook bus accepts only the lease of the hook running now", r.name)
+	}
+	return r.hookCtx, nil
+}
+
+// waitLease is the "lease ready" barrier of describe requests carrying Jsn-Lease.
+func (r *remote) waitLease(m *bus.Msg) error {
+	id := m.Header.Get(bus.HeaderLease)
+	token := m.Header.Get(HeaderHookReplay)
+	if token != "" && !bus.ValidName(token) {
+		return bus.Errorf(bus.InvalidArgument, "%s %q is not a subject token", HeaderHookReplay, token)
+	}
+	deadline := time.NewTimer(ReadyWait)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		ch := r.changed
+		served := r.serving != nil && r.serving.ID == id
+		why, ended := r.ended[id]
+		known := served || ended || r.starting == id || r.target != nil && r.target.ID == id
+		var first time.Time
+		if !known {
+			if first = r.pending[id]; first.IsZero() {
+				first = time.Now()
+				if len(r.pending) > 1024 {
+					clear(r.pending)
+				}
+				r.pending[id] = first
+			}
+		} else {
+			delete(r.pending, id)
+		}
+		var replay []api.HookOutput
+		if (served || ended) && r.replayFor == id {
+			replay = append(replay, r.replay...)
+		}
+		r.mu.Unlock()
+		switch {
+		case served:
+			r.sendReplay(token, id, replay)
+			return nil
+		case ended:
+			r.sendReplay(token, id, replay)
+			return bus.Errorf(bus.PermissionDenied, "lease %s ended on exporter %s: %s", id, r.name, why)
+		case !known && time.Since(first) > unknownLeaseWait:
+			return bus.Errorf(bus.PermissionDenied, "lease %q is not a lease of exporter %s", id, r.name)
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return bus.Errorf(bus.Unavailable, "%s: lease %s is starting on exporter %s (beforeLease hook running)", NotReady, id, r.name)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func (r *remote) sendReplay(token, id string, replay []api.HookOutput) {
+	if token == "" {
+		return
+	}
+	subject := ReplaySubject(r.name, token)
+	for _, o := range append(replay, api.HookOutput{Lease: id, Hook: HookReplayEnd, Done: true}) {
+		if b, err := bus.Marshal(o); err == nil {
+			_ = r.conn.Publish(subject, nil, b)
+		}
+	}
+}
+
+// status answers the micro service's status endpoint: the lease served now.
+func (r *remote) status(m *bus.Msg) {
+	r.mu.Lock()
+	var l *api.Lease
+	if r.serving != nil {
+		c := *r.serving
+		l = &c
+	}
+	r.mu.Unlock()
+	b, err := bus.Marshal(api.HeartbeatReply{Lease: l})
+	if err != nil {
+		_ = m.RespondError(err)
+		return
+	}
+	_ = m.Respond(nil, b)
+}

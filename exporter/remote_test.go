@@ -1,0 +1,349 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/controller"
+	"jsn.dev/jsn/controller/api"
+)
+
+// lab is a real controller (embedded NATS in operator mode, JetStream) with an admin.
+type lab struct {
+	t     *testing.T
+	ctl   *controller.Controller
+	admin *controller.Admin
+}
+
+func startLab(t *testing.T) *lab {
+	t.Helper()
+	dir := t.TempDir()
+	adminCfg, err := controller.Init(dir, controller.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ctl, err := controller.Start(ctx, controller.Options{Data: dir, Listen: "127.0.0.1:0", Reconcile: 100 * time.Millisecond,
+		Heartbeat: 200 * time.Millisecond, OfflineAfter: 2 * time.Second, MaxDuration: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ctl.Close)
+	cfg, err := controller.ParseClientConfig(adminCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Endpoint = ctl.URL()
+	admin, err := controller.DialAdmin(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(admin.Close)
+	return &lab{t: t, ctl: ctl, admin: admin}
+}
+
+// exporterConfig issues exporter name and returns its config with export and hooks replaced.
+func (l *lab) exporterConfig(name string, labels map[string]string, rest string) *Config {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	data, err := l.admin.CreateExporter(ctx, name, labels)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	s := string(data)
+	if i := strings.Index(s, "# The drivers"); i >= 0 {
+		s = s[:i]
+	}
+	s += rest
+	file := filepath.Join(l.t.TempDir(), name+".yaml")
+	if err := os.WriteFile(file, []byte(s), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	cfg, err := LoadConfig(file)
+	if err != nil {
+		l.t.Fatalf("%v\n%s", err, s)
+	}
+	return cfg
+}
+
+func (l *lab) client(name string) *client.Controller {
+	l.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	data, err := l.admin.CreateClient(ctx, name, nil, 0, false)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cfg, err := client.ParseConfig(name+".yaml", data)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	c, err := client.DialController(ctx, cfg)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// runRemote runs RunRemote in the background until the test ends or stop is called.
+func runRemote(t *testing.T, cfg *Config) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var err error
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	go func() {
+		defer wg.Done()
+		err = RunRemote(ctx, cfg, log)
+	}()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			if err != nil {
+				t.Errorf("RunRemote: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func eventually(t *testing.T, what string, fn func() bool) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if fn() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func (l *lab) online(c *client.Controller, name string, want bool) {
+	l.t.Helper()
+	eventually(l.t, fmt.Sprintf("%s online=%v", name, want), func() bool {
+		exs, err := c.ListExporters(context.Background(), "")
+		if err != nil {
+			return false
+		}
+		for _, e := range exs {
+			if e.Name == name {
+				return e.Online == want
+			}
+		}
+		return !want
+	})
+}
+
+func TestRemoteLeaseWithHooks(t *testing.T) {
+	l := startLab(t)
+	dir := t.TempDir()
+	cfg := l.exporterConfig("bench1", map[string]string{"board": "x"}, fmt.Sprintf(`export:
+  probe:
+    type: extest.Probe
+hooks:
+  beforeLease:
+    script: |
+      echo "before $JSN_LEASE $JSN_CLIENT $JSN_EXPORTER"
+      echo "$JSN_HOST" > %[1]s/host
+      echo "$JSN_LEASE" > %[1]s/lease
+      while [ ! -f %[1]s/go ]; do sleep 0.05; done
+      echo oops >&2
+    timeout: 30s
+  afterLease:
+    script: echo "after $JSN_LEASE" > %[1]s/after
+`, dir))
+	runRemote(t, cfg)
+	alice := l.client("alice")
+	l.online(alice, "bench1", true)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := alice.RequestLease(ctx, api.LeaseRequest{Selector: "board=x", Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Lease.Status != api.StatusActive || rep.Lease.Exporter != "bench1" {
+		t.Fatalf("got lease %+v, want active on bench1", rep.Lease)
+	}
+	o, err := alice.LeaseOptions(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+
+	// While beforeLease runs, the lease is refused on the controller's bus and accepted on the
+	// hook bus.
+	eventually(t, "the hook's lease file", func() bool { _, err := os.Stat(filepath.Join(dir, "lease")); return err == nil })
+	if _, err := ex.Driver("probe").Call(ctx, "resets"); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Errorf("call during beforeLease: got %v, want PermissionDenied", err)
+	}
+	host, _ := os.ReadFile(filepath.Join(dir, "host"))
+	hookEx, err := client.Dial(ctx, client.Options{Host: strings.TrimSpace(string(host)), Exporter: "bench1", Lease: rep.Lease.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hookEx.Driver("probe").Call(ctx, "echo", "a", 2); err != nil {
+		t.Errorf("call on the hook bus: %v", err)
+	}
+	wrong := client.Options{Host: strings.TrimSpace(string(host)), Exporter: "bench1", Lease: "other"}
+	if wex, err := client.Dial(ctx, wrong); err == nil {
+		if _, err := wex.Driver("probe").Call(ctx, "resets"); !errors.Is(err, client.ErrPermissionDenied) {
+			t.Errorf("call on the hook bus with another lease: got %v, want PermissionDenied", err)
+		}
+		wex.Close()
+	}
+
+	var mu sync.Mutex
+	var out []string
+	ready := make(chan error, 1)
+	go func() {
+		ready <- ex.WaitReady(ctx, func(h api.HookOutput) {
+			mu.Lock()
+			defer mu.Unlock()
+			if h.Done {
+				out = append(out, fmt.Sprintf("%s done %d", h.Hook, *h.ExitCode))
+				return
+			}
+			out = append(out, h.Hook+" "+h.Stream+": "+string(h.Data))
+		})
+	}()
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-ready; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hookEx.Driver("probe").Call(ctx, "resets"); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Errorf("hook bus after the hook: got %v, want PermissionDenied", err)
+	}
+	hookEx.Close()
+	mu.Lock()
+	got := strings.Join(out, "|")
+	mu.Unlock()
+	want := fmt.Sprintf("beforeLease stdout: before %s alice bench1\n|beforeLease stderr: oops\n|beforeLease done 0", rep.Lease.ID)
+	if got != want {
+		t.Errorf("got hook output %q, want %q", got, want)
+	}
+	if s, err := ex.Driver("probe").Call(ctx, "echo", "ab", 2); err != nil || s != "abab" {
+		t.Errorf("call: got %v, %v, want abab", s, err)
+	}
+
+	if err := alice.Release(ctx, rep.Lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "afterLease", func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "after"))
+		return string(b) == "after "+rep.Lease.ID+"\n"
+	})
+}
+
+func TestRemoteBeforeLeaseFailureEndsLease(t *testing.T) {
+	l := startLab(t)
+	cfg := l.exporterConfig("bench2", map[string]string{"board": "y"}, `export:
+  probe:
+    type: extest.Probe
+hooks:
+  beforeLease:
+    script: echo cannot flash; exit 3
+    onFailure: endLease
+`)
+	runRemote(t, cfg)
+	alice := l.client("alice")
+	l.online(alice, "bench2", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := alice.RequestLease(ctx, api.LeaseRequest{Exporter: "bench2", Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := alice.LeaseOptions(rep)
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	var out []string
+	err = ex.WaitReady(ctx, func(h api.HookOutput) { out = append(out, string(h.Data)) })
+	if !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("got %v, want PermissionDenied", err)
+	}
+	if len(out) == 0 || out[0] != "cannot flash\n" {
+		t.Errorf("got replay %q, want the hook's output", out)
+	}
+	eventually(t, "the lease to end", func() bool {
+		r, err := alice.GetLease(ctx, rep.Lease.ID)
+		return err == nil && r.Lease.Status == api.StatusEnded
+	})
+}
+
+func TestRemoteRestartResumesLease(t *testing.T) {
+	l := startLab(t)
+	dir := t.TempDir()
+	cfg := l.exporterConfig("bench3", nil, fmt.Sprintf(`export:
+  probe:
+    type: extest.Probe
+hooks:
+  beforeLease:
+    script: echo x >> %s/before
+`, dir))
+	stop := runRemote(t, cfg)
+	alice := l.client("alice")
+	l.online(alice, "bench3", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := alice.RequestLease(ctx, api.LeaseRequest{Exporter: "bench3", Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, _ := alice.LeaseOptions(rep)
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	if err := ex.WaitReady(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if _, err := ex.Driver("probe").Call(ctx, "resets"); !errors.Is(err, client.ErrUnavailable) {
+		t.Errorf("call while stopped: got %v, want Unavailable", err)
+	}
+	runRemote(t, cfg)
+	eventually(t, "the restarted exporter to serve the lease", func() bool { return ex.WaitReady(ctx, nil) == nil })
+	if _, err := ex.Driver("probe").Call(ctx, "resets"); err != nil {
+		t.Errorf("call after restart: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "before")); string(b) != "x\n" {
+		t.Errorf("beforeLease ran %q, want once", b)
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
