@@ -382,3 +382,11 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+// waitOrDone waits a little, or until done is closed.
+func waitOrDone(done <-chan struct{}) {
+	select {
+	case <-done:
+	case <-time.After(20 * time.Millisecond):
+	}
+}

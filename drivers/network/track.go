@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"jsn.dev/jsn/bus"
 )
 
 // errReset is the cause given to the connections Reset and Close end.
@@ -72,4 +74,16 @@ func (t *tracker) closeAll() []*tracked {
 		out = append(out, c)
 	}
 	return out
+}
+
+// dialError is the error of a connect whose dial failed: UNAVAILABLE, unless ctx ended first
+// (then its cause, UNAVAILABLE too for a driver reset).
+func dialError(ctx context.Context, addr string, err error) error {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errReset):
+		return bus.Errorf(bus.Unavailable, "connect %s: %w", addr, cause)
+	case cause != nil:
+		return fmt.Errorf("connect %s: %w", addr, cause)
+	}
+	return bus.Errorf(bus.Unavailable, "connect %s: %w", addr, err)
 }

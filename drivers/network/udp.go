@@ -100,10 +100,7 @@ func (u *UDP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "udp", addr)
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil {
-			return fmt.Errorf("connect %s: %w", addr, cause)
-		}
-		return bus.Errorf(bus.Unavailable, "connect %s: %w", addr, err)
+		return dialError(ctx, addr, err)
 	}
 	conn := c.(*net.UDPConn)
 	defer conn.Close()

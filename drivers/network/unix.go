@@ -102,10 +102,7 @@ func (u *Unix) connect(ctx context.Context, _ driver.Args, s driver.Stream) erro
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
-		if cause := context.Cause(ctx); cause != nil {
-			return fmt.Errorf("connect %s: %w", path, cause)
-		}
-		return bus.Errorf(bus.Unavailable, "connect %s: %w", path, err)
+		return dialError(ctx, path, err)
 	}
 	conn := c.(*net.UnixConn)
 	defer conn.Close()
