@@ -80,6 +80,7 @@ type Controller struct {
 	revStopped bool
 	revWake    chan struct{}
 	revokes    atomic.Int64 // batches applied
+	served     atomic.Int64 // API requests this replica answered
 
 	mu       sync.Mutex
 	ending   map[string]bool            // lease ids this replica is ending (the watch skips their clean-up)

@@ -46,6 +46,7 @@ func (c *Controller) serveAPI() error {
 		name := strings.NewReplacer(".", "-").Replace(strings.TrimSuffix(strings.TrimPrefix(e.prefix, "jsn.ctl."), ".") + "-" + e.verb)
 		h := e.h
 		err := svc.Handle(name, e.prefix+"*."+e.verb, func(m *bus.Msg) {
+			c.served.Add(1)
 			who := strings.Split(m.Subject, ".")[3]
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
