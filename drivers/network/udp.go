@@ -114,10 +114,16 @@ func (u *UDP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 		once.Do(func() {
 			first = err
 			conn.Close()
-			s.Close()
+			closeWith(s, err)
 		})
 	}
-	stop := context.AfterFunc(ctx, func() { fail(context.Cause(ctx)) })
+	stop := context.AfterFunc(ctx, func() {
+		cause := context.Cause(ctx)
+		if errors.Is(cause, errReset) {
+			cause = bus.Errorf(bus.Unavailable, "connect %s: %w", addr, cause)
+		}
+		fail(cause)
+	})
 	defer stop()
 
 	repliesDone := make(chan struct{})
@@ -141,10 +147,7 @@ func (u *UDP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 	stop()
 	once.Do(func() {}) // no failure from now on: first is final
 	if first != nil {
-		switch {
-		case errors.Is(first, errReset):
-			return bus.Errorf(bus.Unavailable, "connect %s: %w", addr, first)
-		case first == context.Cause(ctx):
+		if first == context.Cause(ctx) {
 			return fmt.Errorf("connect %s: %w", addr, first)
 		}
 		return first
@@ -154,6 +157,16 @@ func (u *UDP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 		return fmt.Errorf("connect %s: close-write: %w", addr, err)
 	}
 	return nil
+}
+
+// closeWith ends s, with err as the reason when s can carry one: a bus stream resets with err's
+// code and message, so the client sees why (Close alone would read "closed by the other side").
+func closeWith(s driver.Stream, err error) {
+	if r, ok := s.(interface{ Reset(error) }); ok && err != nil {
+		r.Reset(err)
+		return
+	}
+	s.Close()
 }
 
 // requests sends each frame read from s as one datagram on conn, until s ends (nil) or fails.
