@@ -299,3 +299,14 @@ func randomToken() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// Hooks calls fn with each chunk of lease hook output the exporter publishes, until ctx ends.
+func (e *Exporter) Hooks(ctx context.Context, fn func(api.HookOutput)) error {
+	return e.c.Hooks(ctx, e.name, fn)
+}
+
+// IsNotFoundOrEnded reports whether err says a lease is unknown or already over: nothing to
+// release.
+func IsNotFoundOrEnded(err error) bool {
+	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrLeaseEnded) || errors.Is(err, ErrFailedPrecondition)
+}

@@ -100,6 +100,10 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newVersionCmd(f),
 		newControllerCmd(f),
 		newAdminCmd(f),
+		newExporterCmd(f),
+		newConfigCmd(f),
+		newGetCmd(f),
+		newLeaseCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -27,13 +28,18 @@ type shellOptions struct {
 	Config  string   // exporter config file
 	Verbose bool     // exporter info logs to stderr
 	Command []string // command to run; empty = $SHELL, interactively
+
+	// Remote sessions: a lease from the lab controller.
+	Selector string        // -l: label selector
+	Duration time.Duration // --duration
+	Wait     time.Duration // --wait: how long to wait in the queue (0: no bound)
 }
 
 func newShellCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &shellOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "shell -c FILE [-- COMMAND [ARG...]]",
-		Short: "Run a local lab session: an exporter and a shell attached to it",
+		Use:   "shell -c FILE | -l SELECTOR | --exporter NAME [-- COMMAND [ARG...]]",
+		Short: "Run a lab session (local, or on a leased exporter) and a shell attached to it",
 		Long: `Start a local lab session from an exporter config: the drivers, an embedded bus reachable
 only through a Unix socket in a private directory, and a lease. Then run $SHELL (or
 /bin/sh), or COMMAND, with JSN_HOST, JSN_EXPORTER and JSN_LEASE set and this jsn first
@@ -42,7 +48,14 @@ is reset and closed, when the shell or COMMAND exits; jsn exits with its exit co
 (128+signal if it was killed).
 
 Exporter logs go to exporter.log in the session directory; warnings also go to stderr,
-and with -v informational messages too.`,
+and with -v informational messages too.
+
+With -l SELECTOR or --exporter NAME instead of -c, the session is remote: jsn leases a
+matching exporter from the lab controller (the current client config, or
+$JSN_CLIENT_CONFIG), waiting in the queue if needed, prints the exporter's beforeLease hook
+output, and runs the shell with JSN_HOST (the controller's endpoint), JSN_EXPORTER,
+JSN_LEASE and JSN_CREDS (a 0600 file holding the lease credential) set. Every jsn command
+works there as in a local session. The lease is released when the shell exits.`,
 		Example: `  # an interactive session with the example lab (no hardware needed)
   $ jsn shell -c examples/local.yaml
   jsn: lab "demo" attached (power, network, shell); exit to release
@@ -51,7 +64,11 @@ and with -v informational messages too.`,
   # one command, non-interactively; its exit code is jsn's
   $ jsn shell -c examples/local.yaml -- jsn call power.status
   off
-  $ jsn shell -c lab.yaml -- sh -c 'jsn power on && ./run-tests.sh'`,
+  $ jsn shell -c lab.yaml -- sh -c 'jsn power on && ./run-tests.sh'
+
+  # a leased exporter from the lab controller
+  $ jsn shell -l board=rpi4 --duration 30m
+  $ jsn shell --exporter rack1-rpi4 -- jsn power on`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Command = args
@@ -59,14 +76,25 @@ and with -v informational messages too.`,
 		},
 	}
 	cmd.Flags().SetInterspersed(false) // `jsn shell -c x.yaml ls -l` runs `ls -l`
-	cmd.Flags().StringVarP(&opts.Config, "config", "c", "", "exporter config file (required)")
+	cmd.Flags().StringVarP(&opts.Config, "config", "c", "", "exporter config file (a local session)")
 	cmd.Flags().BoolVarP(&opts.Verbose, "verbose", "v", false, "also print the exporter's info logs on stderr")
-	_ = cmd.MarkFlagRequired("config")
+	cmd.Flags().StringVarP(&opts.Selector, "selector", "l", "", "lease an exporter matching this label selector (a remote session)")
+	cmd.Flags().DurationVar(&opts.Duration, "duration", 30*time.Minute, "remote session: lease duration")
+	cmd.Flags().DurationVar(&opts.Wait, "wait", 0, "remote session: longest wait in the queue (0: as long as it takes)")
 	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
 	return cmd
 }
 
 func runShell(ctx context.Context, opts *shellOptions) (err error) {
+	remote := opts.Selector != "" || opts.f.ExporterName != ""
+	switch {
+	case opts.Config != "" && remote:
+		return &cmdutil.UsageError{Err: errors.New("give -c FILE for a local session, or -l SELECTOR / --exporter NAME for a remote one, not both"), ShowHelp: true}
+	case remote:
+		return runRemoteShell(ctx, opts)
+	case opts.Config == "":
+		return &cmdutil.UsageError{Err: errors.New(`required flag(s) "config" not set: give -c FILE, or -l SELECTOR / --exporter NAME for a leased exporter`), ShowHelp: true}
+	}
 	cfg, err := exporter.LoadConfig(opts.Config)
 	if err != nil {
 		return &cmdutil.UsageError{Err: err}
@@ -118,6 +146,7 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		client.EnvHost:     l.URL,
 		client.EnvExporter: l.Exporter,
 		client.EnvLease:    l.Lease,
+		client.EnvCreds:    "",
 		"PATH":             path,
 	})
 
@@ -160,8 +189,8 @@ func sessionEnv(base []string, set map[string]string) []string {
 			out = append(out, kv)
 		}
 	}
-	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, "PATH"} {
-		if v, ok := set[k]; ok {
+	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, "PATH"} {
+		if v, ok := set[k]; ok && v != "" {
 			out = append(out, k+"="+v)
 		}
 	}

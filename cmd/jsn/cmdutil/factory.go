@@ -25,6 +25,10 @@ type Factory struct {
 	Host         string
 	ExporterName string
 	Lease        string
+
+	// ClientConfig is the client config file for controller commands (--config of `jsn lease`,
+	// `jsn get`); "" means $JSN_CLIENT_CONFIG or the current one.
+	ClientConfig string
 }
 
 // New returns a Factory on the process's standard streams and environment.
@@ -68,6 +72,7 @@ func (f *Factory) Options() (client.Options, error) {
 		Exporter: firstNonEmpty(f.ExporterName, f.getenv(client.EnvExporter)),
 		Lease:    firstNonEmpty(f.Lease, f.getenv(client.EnvLease)),
 		Name:     "cli",
+		Creds:    f.getenv(client.EnvCreds),
 	}
 	if err := o.Validate(); err != nil {
 		return o, err
@@ -78,13 +83,21 @@ func (f *Factory) Options() (client.Options, error) {
 // Exporter connects to the exporter named by the flags or the environment. The caller closes it;
 // it is also closed when ctx ends.
 func (f *Factory) Exporter(ctx context.Context) (*client.Exporter, error) {
-	o, err := f.Options()
-	if err != nil {
-		return nil, err
-	}
-	ex, err := client.Dial(ctx, o)
-	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
+	var ex *client.Exporter
+	if f.Lease != "" && f.Host == "" && f.getenv(client.EnvHost) == "" {
+		// --lease ID outside a session: get the lease credential from the controller.
+		var err error
+		if ex, err = f.leaseExporter(ctx, f.Lease); err != nil {
+			return nil, err
+		}
+	} else {
+		o, err := f.Options()
+		if err != nil {
+			return nil, err
+		}
+		if ex, err = client.Dial(ctx, o); err != nil {
+			return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
+		}
 	}
 	// Ending ctx (Ctrl-C in an interruptible command) closes the connection, which resets its
 	// streams: a blocked stream read returns instead of waiting for the next item.
@@ -99,4 +112,45 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// Controller connects to the lab controller with the client config (--config, else
+// $JSN_CLIENT_CONFIG, else the current one). The caller closes it.
+func (f *Factory) Controller(ctx context.Context) (*client.Controller, error) {
+	cfg, err := client.LoadConfig(f.ClientConfig)
+	if err != nil {
+		return nil, &UsageError{Err: err}
+	}
+	c, err := client.DialController(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// leaseExporter reaches the exporter of active lease id with the lease credential the
+// controller hands its holder, once the exporter serves the lease.
+func (f *Factory) leaseExporter(ctx context.Context, id string) (*client.Exporter, error) {
+	ctl, err := f.Controller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer ctl.Close()
+	rep, err := ctl.GetLease(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("lease %s: %w", id, err)
+	}
+	o, err := ctl.LeaseOptions(rep)
+	if err != nil {
+		return nil, fmt.Errorf("lease %s is %s: %w", id, rep.Lease.Status, err)
+	}
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
+	}
+	if err := ex.WaitReady(ctx, nil); err != nil {
+		_ = ex.Close()
+		return nil, err
+	}
+	return ex, nil
 }

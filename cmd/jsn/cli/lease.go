@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/cmdutil"
+	"jsn.dev/jsn/controller/api"
+)
+
+type leaseRequestOptions struct {
+	f        *cmdutil.Factory
+	Selector string
+	Duration time.Duration
+	Priority int
+	Wait     time.Duration
+}
+
+func newLeaseCmd(f *cmdutil.Factory) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "lease",
+		Short: "Request, list, extend and release leases on lab exporters",
+		Example: `  $ jsn lease request -l board=rpi4 --duration 30m
+  3f2a9c0d1e7b6a55
+  $ jsn call --lease 3f2a9c0d1e7b6a55 power.on
+  $ jsn lease release 3f2a9c0d1e7b6a55`,
+		Args: cmdutil.NoArgs,
+	}
+	cmd.PersistentFlags().StringVar(&f.ClientConfig, "config", "", "client config file (default $JSN_CLIENT_CONFIG or the current one)")
+	cmd.AddCommand(newLeaseRequestCmd(f), newLeaseListCmd(f), newLeaseExtendCmd(f), newLeaseReleaseCmd(f))
+	return cmd
+}
+
+func newLeaseRequestCmd(f *cmdutil.Factory) *cobra.Command {
+	opts := &leaseRequestOptions{f: f}
+	cmd := &cobra.Command{
+		Use:   "request -l SELECTOR|--exporter NAME [--duration 30m] [--priority N] [--wait 10m]",
+		Short: "Request a lease and print its id (queued if every matching exporter is busy)",
+		Example: `  $ jsn lease request -l board=rpi4 --duration 30m
+  3f2a9c0d1e7b6a55
+  $ jsn lease request --exporter rack1-rpi4 --wait 10m
+  waiting: all 3 matching exporters leased (position 2 in queue)
+  9b1c44e0a2d35f17`,
+		Args: cmdutil.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runLeaseRequest(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Selector, "selector", "l", "", "label selector (k=v, k!=v, k in (a,b), k notin (a,b), k, !k)")
+	cmd.Flags().DurationVar(&opts.Duration, "duration", 30*time.Minute, "how long the lease lasts once granted")
+	cmd.Flags().IntVar(&opts.Priority, "priority", 0, "queue priority: higher is served first")
+	cmd.Flags().DurationVar(&opts.Wait, "wait", 0, "if queued, wait this long to be granted (0: return at once)")
+	return cmd
+}
+
+// leaseTarget checks that exactly one of a selector and an exporter name was given.
+func leaseTarget(selector, exporter string) (api.LeaseRequest, error) {
+	if (selector == "") == (exporter == "") {
+		return api.LeaseRequest{}, cmdutil.Usagef("give either -l SELECTOR or --exporter NAME")
+	}
+	return api.LeaseRequest{Selector: selector, Exporter: exporter}, nil
+}
+
+func runLeaseRequest(ctx context.Context, opts *leaseRequestOptions) error {
+	req, err := leaseTarget(opts.Selector, opts.f.ExporterName)
+	if err != nil {
+		return err
+	}
+	req.Duration, req.Priority = opts.Duration, opts.Priority
+	ctx, stop := cmdutil.Interruptible(ctx)
+	defer stop()
+	ctl, err := opts.f.Controller(ctx)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	rep, err := acquireLease(ctx, ctl, req, opts.Wait, opts.Wait > 0, opts.f)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(opts.f.Out, rep.Lease.ID)
+	return nil
+}
+
+// acquireLease requests a lease and, if it is queued and wait, waits up to maxWait (0: no
+// bound) printing a progress line on stderr whenever the reason changes. A queued request that
+// times out or is interrupted is withdrawn.
+func acquireLease(ctx context.Context, ctl *client.Controller, req api.LeaseRequest, maxWait time.Duration, wait bool, f *cmdutil.Factory) (*api.LeaseReply, error) {
+	rep, err := ctl.RequestLease(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Lease.Status == api.StatusActive {
+		return rep, nil
+	}
+	last := ""
+	progress := func(l api.Lease) {
+		if l.Status == api.StatusQueued && l.Reason != last {
+			last = l.Reason
+			fmt.Fprintf(f.ErrOut, "waiting: %s\n", l.Reason)
+		}
+	}
+	progress(*rep.Lease)
+	if !wait {
+		fmt.Fprintf(f.ErrOut, "lease %s is queued; jsn lease list shows when it is granted\n", rep.Lease.ID)
+		return rep, nil
+	}
+	wctx, cancel := ctx, context.CancelFunc(func() {})
+	if maxWait > 0 {
+		wctx, cancel = context.WithTimeoutCause(ctx, maxWait, fmt.Errorf("not granted within %v", maxWait))
+	}
+	defer cancel()
+	got, err := ctl.WaitLease(wctx, rep.Lease.ID, progress)
+	if err != nil {
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer rcancel()
+		_ = ctl.Release(rctx, rep.Lease.ID)
+		if wctx.Err() != nil && ctx.Err() == nil {
+			return nil, &cmdutil.ExitError{Code: exitError, Message: fmt.Sprintf("lease %s: %v; request withdrawn", rep.Lease.ID, context.Cause(wctx))}
+		}
+		return nil, err
+	}
+	return got, nil
+}
+
+func newLeaseListCmd(f *cmdutil.Factory) *cobra.Command {
+	var all bool
+	var format string
+	cmd := &cobra.Command{
+		Use:   "list [--all]",
+		Short: "List your leases (everybody's with --all), active and queued, with why they wait",
+		Example: `  $ jsn lease list
+  ID                EXPORTER    CLIENT  STATUS  UNTIL     REASON
+  3f2a9c0d1e7b6a55  rack1-rpi4  alice   active  14:05:00  -`,
+		Args: cmdutil.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctl, err := f.Controller(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+			leases, err := ctl.ListLeases(cmd.Context(), all)
+			if err != nil {
+				return err
+			}
+			if format != "table" {
+				if leases == nil {
+					leases = []api.Lease{}
+				}
+				return cmdutil.PrintValue(f.Out, format, leases)
+			}
+			tw := tabwriter.NewWriter(f.Out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tEXPORTER\tCLIENT\tSTATUS\tUNTIL\tREASON")
+			for _, l := range leases {
+				exp := l.Exporter
+				if exp == "" {
+					exp = "(" + l.Selector + ")"
+				}
+				reason := l.Reason
+				if reason == "" {
+					reason = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, exp, l.Client, l.Status, formatTime(l.End), reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "everybody's leases")
+	cmdutil.AddFormatFlag(cmd, &format, "table", cmdutil.FormatJSON, cmdutil.FormatYAML)
+	return cmd
+}
+
+func newLeaseExtendCmd(f *cmdutil.Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:     "extend ID DURATION",
+		Short:   "Make a lease end DURATION from now",
+		Example: "  $ jsn lease extend 3f2a9c0d1e7b6a55 15m\n  lease 3f2a9c0d1e7b6a55 now ends at 14:20:00",
+		Args:    cmdutil.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := time.ParseDuration(args[1])
+			if err != nil || d <= 0 {
+				return cmdutil.Usagef("duration %q: want a positive duration like 15m", args[1])
+			}
+			ctl, err := f.Controller(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+			rep, err := ctl.Extend(cmd.Context(), args[0], d)
+			if err != nil {
+				return err
+			}
+			end := time.Now().Add(d)
+			if rep.Lease != nil && !rep.Lease.End.IsZero() {
+				end = rep.Lease.End
+			}
+			fmt.Fprintf(f.Out, "lease %s now ends at %s\n", args[0], formatTime(end))
+			return nil
+		},
+	}
+}
+
+func newLeaseReleaseCmd(f *cmdutil.Factory) *cobra.Command {
+	return &cobra.Command{
+		Use:     "release ID...",
+		Short:   "End leases (or withdraw queued requests); their credentials are revoked",
+		Example: `  $ jsn lease release 3f2a9c0d1e7b6a55`,
+		Args:    cmdutil.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctl, err := f.Controller(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+			var errs []error
+			for _, id := range args {
+				if err := ctl.Release(cmd.Context(), id); err != nil {
+					errs = append(errs, fmt.Errorf("release %s: %w", id, err))
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+// hookLine formats hook output for the terminal.
+func hookLine(h api.HookOutput) string {
+	if h.Done {
+		code := 0
+		if h.ExitCode != nil {
+			code = *h.ExitCode
+		}
+		return fmt.Sprintf("jsn: %s hook exited %d\n", h.Hook, code)
+	}
+	s := string(h.Data)
+	if !strings.HasSuffix(s, "\n") {
+		s += "\n"
+	}
+	return fmt.Sprintf("%s: %s", h.Hook, s)
+}

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/cmdutil"
+	"jsn.dev/jsn/controller/api"
+)
+
+// runRemoteShell leases an exporter from the controller and runs the shell on it.
+func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
+	f := opts.f
+	req, err := leaseTarget(opts.Selector, f.ExporterName)
+	if err != nil {
+		return err
+	}
+	req.Duration = opts.Duration
+
+	// Until the child runs, Ctrl-C or SIGTERM withdraws the request and ends jsn; once it runs,
+	// signals go to the child (runChild) and the lease is released when it exits.
+	wctx, stop := cmdutil.Interruptible(ctx)
+	defer stop()
+	ctl, err := f.Controller(wctx)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	rep, err := acquireLease(wctx, ctl, req, opts.Wait, true, f)
+	if err != nil {
+		return err
+	}
+	lease := rep.Lease
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rerr := ctl.Release(rctx, lease.ID); rerr != nil && !client.IsNotFoundOrEnded(rerr) {
+			fmt.Fprintf(f.ErrOut, "jsn: release lease %s: %v\n", lease.ID, rerr)
+		}
+	}()
+
+	dir, err := os.MkdirTemp("", "jsn-") // 0700
+	if err != nil {
+		return fmt.Errorf("create session directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	credsFile := filepath.Join(dir, "lease.creds")
+	if err := os.WriteFile(credsFile, rep.Credential.Creds(), 0o600); err != nil {
+		return fmt.Errorf("write lease credential: %w", err)
+	}
+	o, err := ctl.LeaseOptions(rep)
+	if err != nil {
+		return err
+	}
+	ex, err := client.Dial(wctx, o)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", o.Host, err)
+	}
+	defer ex.Close()
+
+	// Hook output: the beforeLease output replayed by the exporter, then whatever comes live.
+	var mu sync.Mutex
+	print := func(h api.HookOutput) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprint(f.ErrOut, hookLine(h))
+	}
+	ready := make(chan struct{})
+	hctx, hcancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { hcancel(); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = ex.Hooks(hctx, func(h api.HookOutput) {
+			select {
+			case <-ready:
+			default:
+				return // before the replay: it has these lines
+			}
+			if h.Lease == lease.ID && h.Hook == "beforeLease" {
+				return
+			}
+			print(h)
+		})
+	}()
+	if err := ex.WaitReady(wctx, print); err != nil {
+		return err
+	}
+	close(ready)
+
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o700); err != nil {
+		return fmt.Errorf("create session bin: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find jsn executable: %w", err)
+	}
+	if err := os.Symlink(exe, filepath.Join(bin, "jsn")); err != nil {
+		return fmt.Errorf("link jsn into session: %w", err)
+	}
+	path := bin + string(os.PathListSeparator) + os.Getenv("PATH")
+	env := sessionEnv(os.Environ(), map[string]string{
+		client.EnvHost:     o.Host,
+		client.EnvExporter: lease.Exporter,
+		client.EnvLease:    lease.ID,
+		client.EnvCreds:    credsFile,
+		"PATH":             path,
+	})
+	argv := opts.Command
+	if len(argv) == 0 {
+		sh := os.Getenv("SHELL")
+		if sh == "" {
+			sh = "/bin/sh"
+		}
+		argv = []string{sh}
+		fmt.Fprintf(f.ErrOut, "jsn: exporter %q leased (lease %s until %s); exit to release\n", lease.Exporter, lease.ID, formatTime(lease.End))
+	}
+	stop() // from here on signals go to the child
+	return runChild(f, argv, env, path)
+}
