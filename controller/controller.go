@@ -257,13 +257,13 @@ func (c *Controller) Close() {
 	if c.svc != nil {
 		_ = c.svc.Stop()
 	}
+	if c.httpS != nil {
+		_ = c.httpS.Close() // before Wait: its Serve goroutine is in wg
+	}
 	if c.cancel != nil {
 		c.cancel()
 	}
 	c.wg.Wait()
-	if c.httpS != nil {
-		_ = c.httpS.Close()
-	}
 	if c.conn != nil {
 		c.conn.Close()
 	}

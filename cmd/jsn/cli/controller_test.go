@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/controller"
+	"jsn.dev/jsn/controller/api"
+)
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// jsnEnv runs jsn with extra environment variables.
+func jsnEnv(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := command(ctx, args...)
+	cmd.Env = append(cmd.Env, env...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errOut.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run jsn %q: %v", args, err)
+	}
+	return r
+}
+
+func poll(t *testing.T, what string, fn func() bool) {
+	t.Helper()
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if fn() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func mode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode().Perm()
+}
+
+// TestControllerProcess runs `jsn controller init|run` and `jsn admin …` as an operator would.
+func TestControllerProcess(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	work := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(work, "config")}
+	port, httpPort := freePort(t), freePort(t)
+	endpoint := "nats://127.0.0.1:" + port
+
+	// init: a 0700 directory of 0600 files; the admin config imported and current; re-init refused.
+	jsnEnv(t, env, "controller", "init", "--data", data, "--endpoint", endpoint).want(t, 0)
+	if m := mode(t, data); m != 0o700 {
+		t.Errorf("data directory: got mode %o, want 700", m)
+	}
+	files, err := os.ReadDir(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if m := mode(t, filepath.Join(data, f.Name())); m != 0o600 {
+			t.Errorf("%s: got mode %o, want 600", f.Name(), m)
+		}
+	}
+	if m := mode(t, filepath.Join(work, "config", "jsn", "clients", "admin.yaml")); m != 0o600 {
+		t.Errorf("imported admin config: got mode %o, want 600", m)
+	}
+	r := jsnEnv(t, env, "controller", "init", "--data", data)
+	if r.code == 0 || !strings.Contains(r.stderr, "already initialised") {
+		t.Errorf("re-init: got exit %d, stderr %q; want a failure saying already initialised", r.code, r.stderr)
+	}
+
+	// run in the background until /healthz answers.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run := command(ctx, "controller", "run", "--data", data, "--listen", "127.0.0.1:"+port, "--http", "127.0.0.1:"+httpPort)
+	run.Env = append(run.Env, env...)
+	var runErr bytes.Buffer
+	run.Stderr = &runErr
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- run.Wait() }()
+	defer func() {
+		if run.ProcessState == nil {
+			_ = run.Process.Kill()
+			<-exited
+		}
+	}()
+	get := func(path string) (string, bool) {
+		resp, err := http.Get("http://127.0.0.1:" + httpPort + path)
+		if err != nil {
+			return "", false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b), resp.StatusCode == http.StatusOK
+	}
+	poll(t, "/healthz", func() bool { _, ok := get("/healthz"); return ok })
+	if _, err := os.Stat(filepath.Join(data, "admin.identity")); !os.IsNotExist(err) {
+		t.Errorf("admin.identity after the first run: got %v, want it removed", err)
+	}
+
+	// admin create|list|delete with the current (admin) client config.
+	e1 := filepath.Join(work, "e1.yaml")
+	jsnEnv(t, env, "admin", "create", "exporter", "e1", "-l", "board=x", "--out", e1).want(t, 0)
+	alice := filepath.Join(work, "alice.yaml")
+	jsnEnv(t, env, "admin", "create", "client", "alice", "--allow", "power.*", "--out", alice).want(t, 0)
+	for _, f := range []string{e1, alice} {
+		if m := mode(t, f); m != 0o600 {
+			t.Errorf("%s: got mode %o, want 600", f, m)
+		}
+		b, _ := os.ReadFile(f)
+		if !strings.Contains(string(b), endpoint) || !strings.Contains(string(b), "BEGIN NATS USER JWT") {
+			t.Errorf("%s: got\n%s\nwant the endpoint %s and credentials", f, b, endpoint)
+		}
+	}
+	r = jsnEnv(t, env, "admin", "list", "client")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, "power.*") {
+		t.Errorf("admin list client: got %q, want alice with power.*", r.stdout)
+	}
+	r = jsnEnv(t, env, "admin", "list", "exporter")
+	r.want(t, 0)
+	if !strings.Contains(r.stdout, "e1") || !strings.Contains(r.stdout, "board=x") {
+		t.Errorf("admin list exporter: got %q, want e1 with board=x", r.stdout)
+	}
+
+	// alice connects; after delete she is disconnected and refused.
+	b, err := os.ReadFile(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := controller.ParseClientConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ccancel()
+	conn, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials)})
+	if err != nil {
+		t.Fatalf("alice connect: %v", err)
+	}
+	defer conn.Close()
+	list := func() error {
+		body, _ := bus.Marshal(api.ListExportersRequest{})
+		rctx, rcancel := context.WithTimeout(ctx, time.Second)
+		defer rcancel()
+		_, err := conn.Request(rctx, api.ClientSubject("alice", api.VerbExportersList), nil, body)
+		return err
+	}
+	if err := list(); err != nil {
+		t.Fatalf("alice list exporters: %v", err)
+	}
+	jsnEnv(t, env, "admin", "delete", "client", "alice").want(t, 0)
+	poll(t, "alice's connection refused", func() bool { return list() != nil })
+	if c, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials)}); err == nil {
+		c.Close()
+		t.Error("deleted client alice: new connection accepted")
+	}
+	r = jsnEnv(t, env, "admin", "list", "client")
+	if strings.Contains(r.stdout, "alice") {
+		t.Errorf("admin list client after delete: got %q, want no alice", r.stdout)
+	}
+
+	metrics, ok := get("/metrics")
+	if !ok {
+		t.Fatal("/metrics failed")
+	}
+	for _, g := range []string{"jsn_exporters_registered", "jsn_exporters_online", "jsn_leases_active", "jsn_leases_queued", "jsn_controller_leader 1"} {
+		if !strings.Contains(metrics, g) {
+			t.Errorf("/metrics: no %q in\n%s", g, metrics)
+		}
+	}
+
+	// SIGTERM: exit 0, promptly.
+	if err := run.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("controller after SIGTERM: %v\n%s", err, runErr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("controller still running 15s after SIGTERM\n%s", runErr.String())
+	}
+}
