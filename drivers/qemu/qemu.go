@@ -68,7 +68,7 @@ type Hostfwd struct {
 //	cpu_cores: 1            # virtual CPUs (alias smp), 1..64
 //	cpu: ""                 # -cpu model; default QEMU's (x86_64), cortex-a57 (aarch64 on TCG)
 //	machine: ""             # -machine; default q35 (x86_64), virt (aarch64)
-//	accel: auto             # auto (kvm when /dev/kvm is usable and the arch is the host's) | kvm | tcg
+//	accel: tcg              # tcg (software, works everywhere) | kvm | auto (kvm when /dev/kvm opens and the arch is the host's)
 //	image_path: disk.img    # disk image attached as a virtio disk (/dev/vda), flashed by `storage`
 //	disk_format: raw        # raw | qcow2
 //	disk_size: ""           # create image_path sparse with this size when absent (e.g. 1GiB)
@@ -142,7 +142,7 @@ func New(env driver.Env) driver.Driver {
 	if env.Tap == nil {
 		env.Tap = func([]byte) {}
 	}
-	return &QEMU{Arch: hostArch(), Memory: "512MiB", CPUCores: 1, Accel: "auto", DiskFormat: "raw",
+	return &QEMU{Arch: hostArch(), Memory: "512MiB", CPUCores: 1, Accel: "tcg", DiskFormat: "raw",
 		StopTimeout: defaultStopTimeout, env: env, log: env.Log}
 }
 
