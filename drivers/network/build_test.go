@@ -40,3 +40,37 @@ func TestBuildConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestBuildUDPAndUnix(t *testing.T) {
+	src := `dns:
+  type: jumpstarter_driver_network.driver.UdpNetwork
+  config: {host: 10.0.0.2, port: 53}
+qmp:
+  type: jumpstarter_driver_network.driver.UnixNetwork
+  config: {path: run/qmp.sock}
+bad:
+  type: network.UDP
+  config: {host: h, port: 0, bogus: 1}
+`
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+		t.Fatal(err)
+	}
+	_, err := driver.Build("/etc/jsn/exporter.yaml", doc.Content[0], driver.BuildOptions{})
+	for _, want := range []string{"bad.config", `unknown field "bogus"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("got %v, want an error containing %q", err, want)
+		}
+	}
+	doc.Content[0].Content = doc.Content[0].Content[:4] // without bad
+	tree, err := driver.Build("/etc/jsn/exporter.yaml", doc.Content[0], driver.BuildOptions{Dir: "/etc/jsn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := tree.Find("dns").Driver.(*UDP); u.Addr() != "10.0.0.2:53" || !u.EnableAddress {
+		t.Errorf("udp: got %s enable_address=%v", u.Addr(), u.EnableAddress)
+	}
+	if u := tree.Find("qmp").Driver.(*Unix); u.SocketPath() != "/etc/jsn/run/qmp.sock" {
+		t.Errorf("unix: got %q, want the path relative to the config file", u.SocketPath())
+	}
+}
