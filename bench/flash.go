@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	crand "crypto/rand"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -127,10 +128,18 @@ export:
 		}
 		zRate = float64(size) / time.Since(t0).Seconds() / 1e6
 	}
+	// The bus's own bound: raw NATS publish → subscribe of as many bytes in messages the size
+	// of the stream's frames, on the same server and transports.
+	chunk := make([]byte, 128<<10)
+	_, _ = crand.Read(chunk)
+	natsRate, err := (&lab{l: l}).rawPubSub(size, chunk)
+	if err != nil {
+		return fmt.Errorf("raw nats: %w", err)
+	}
 	zs, _ := os.Stat(zst)
 	mib := size >> 20
 	s.add(Result{Name: fmt.Sprintf("flash %d MiB raw to storage.File", mib), Unit: "MB/s", Value: jsnRaw,
-		Baseline: map[string]float64{"local-cp+fsync": cpRate}, RatioTo: "local-cp+fsync", Target: "≥ 0.5×"})
+		Baseline: map[string]float64{"local-cp+fsync": cpRate, "raw-nats-pubsub": natsRate}, RatioTo: "local-cp+fsync", Target: "≥ 0.5×"})
 	s.add(Result{Name: fmt.Sprintf("flash %d MiB .zst (%d MiB) to storage.File", mib, zs.Size()>>20), Unit: "MB/s", Value: jsnZst,
 		Baseline: map[string]float64{zname + "+fsync": zRate}, RatioTo: zname + "+fsync",
 		Note: "MB/s of image (decompressed) bytes"})

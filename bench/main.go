@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -48,7 +49,20 @@ func main() {
 	quick := flag.Bool("quick", false, "a fast pass with small sizes (CI)")
 	only := flag.String("run", "", "run only the benchmarks whose name contains this")
 	out := flag.String("o", "results.json", "where to write the results")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	s := &suite{quick: *quick}
 	ctx := context.Background()
 	benches := []struct {
@@ -88,6 +102,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "wrote %s\n", abs)
 	}
 	if failed {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
