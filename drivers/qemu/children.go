@@ -63,7 +63,9 @@ func (p *powerChild) Read(ctx context.Context) (power.Reading, error) {
 }
 
 // Cycle resets the guest (paused for wait first), or powers an off board on.
-func (p *powerChild) Cycle(ctx context.Context, wait time.Duration) error { return p.q.cycle(ctx, wait) }
+func (p *powerChild) Cycle(ctx context.Context, wait time.Duration) error {
+	return p.q.cycle(ctx, wait)
+}
 
 // Methods returns the jsn.power.v1 method table; cycle pauses the guest for 1s by default.
 func (p *powerChild) Methods() []driver.Method { return power.Methods(p, power.Options{}) }

@@ -104,12 +104,12 @@ type QEMU struct {
 	env driver.Env
 	log *slog.Logger
 
-	memMiB int64             // parsed memory; set by Validate
-	fwd    []fwd             // parsed hostfwd, sorted by name; set by Validate
-	kids   []driver.Child    // built once by Children
-	pw     *powerChild       // set by Children
-	con    *console          // set by Children
-	disk   *diskChild        // nil without image_path; set by Children
+	memMiB int64          // parsed memory; set by Validate
+	fwd    []fwd          // parsed hostfwd, sorted by name; set by Validate
+	kids   []driver.Child // built once by Children
+	pw     *powerChild    // set by Children
+	con    *console       // set by Children
+	disk   *diskChild     // nil without image_path; set by Children
 	nets   map[string]*network.TCP
 
 	prepOnce sync.Once
