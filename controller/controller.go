@@ -85,6 +85,7 @@ type Controller struct {
 	mu       sync.Mutex
 	ending   map[string]bool            // lease ids this replica is ending (the watch skips their clean-up)
 	exps     map[string]*exporterRecord // by exporter name
+	names    []string                   // keys of exps, sorted; nil when it needs rebuilding
 	active   map[string]*leaseEntry     // by exporter name
 	pending  map[string]*leaseEntry     // queued and ended requests by lease id
 	ids      map[string]*api.Identity   // by kind.name
@@ -299,6 +300,34 @@ func (c *Controller) openBuckets(ctx context.Context) error {
 	return nil
 }
 
+// setExp caches rec; c.mu must be held.
+func (c *Controller) setExp(rec *exporterRecord) {
+	if _, ok := c.exps[rec.Name]; !ok {
+		c.names = nil
+	}
+	c.exps[rec.Name] = rec
+}
+
+// delExp drops exporter name from the cache; c.mu must be held.
+func (c *Controller) delExp(name string) {
+	if _, ok := c.exps[name]; ok {
+		c.names = nil
+	}
+	delete(c.exps, name)
+}
+
+// sortedNames returns the cached exporter names in order; c.mu must be held.
+func (c *Controller) sortedNames() []string {
+	if c.names == nil {
+		c.names = make([]string, 0, len(c.exps))
+		for n := range c.exps {
+			c.names = append(c.names, n)
+		}
+		sort.Strings(c.names)
+	}
+	return c.names
+}
+
 // fresh reports whether rev is newer than what the cache holds for key, and records it.
 // c.mu must be held.
 func (c *Controller) fresh(key string, rev uint64) bool {
@@ -317,12 +346,12 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			return
 		}
 		if e.Deleted {
-			delete(c.exps, e.Key)
+			c.delExp(e.Key)
 			return
 		}
 		var r exporterRecord
 		if bus.Unmarshal(e.Value, &r) == nil {
-			c.exps[e.Key] = &r
+			c.setExp(&r)
 		}
 	})
 	if err != nil {
@@ -531,5 +560,3 @@ resolver_preload: {
 }
 `, a.OperatorJWT, a.SysPub, a.SysPub, a.SysJWT, a.LabPub, lab), nil
 }
-
-var _ = sort.Strings

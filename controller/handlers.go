@@ -126,7 +126,7 @@ func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error
 	}
 	c.mu.Lock()
 	if c.fresh("e/"+rec.Name, rev) {
-		c.exps[rec.Name] = rec
+		c.setExp(rec)
 	}
 	c.mu.Unlock()
 	return nil
@@ -245,52 +245,53 @@ func (c *Controller) candidates(l *api.Lease) (names []string, free int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
-	type cand struct {
-		name string
-		free bool
-	}
-	var cs []cand
-	for name, e := range c.exps {
-		if l.Exporter != "" && name != l.Exporter || l.Exporter == "" && !sel.Matches(e.Labels) {
-			continue
+	var busy []string
+	match := func(name string) {
+		e := c.exps[name]
+		if e == nil || l.Exporter == "" && !sel.Matches(e.Labels) {
+			return
 		}
-		f := now.Sub(e.LastSeen) < c.o.OfflineAfter && c.active[name] == nil
-		if f {
-			free++
+		if now.Sub(e.LastSeen) < c.o.OfflineAfter && c.active[name] == nil {
+			names = append(names, name)
+		} else {
+			busy = append(busy, name)
 		}
-		cs = append(cs, cand{name, f})
 	}
-	sort.Slice(cs, func(i, j int) bool {
-		if cs[i].free != cs[j].free {
-			return cs[i].free
+	if l.Exporter != "" {
+		match(l.Exporter)
+	} else {
+		for _, name := range c.sortedNames() {
+			match(name)
 		}
-		return cs[i].name < cs[j].name
-	})
-	for _, x := range cs {
-		names = append(names, x.name)
 	}
-	return names, free
+	return append(names, busy...), len(names)
 }
 
 // queuedAhead reports whether a queued request of at least rec's priority wants one of cands.
 func (c *Controller) queuedAhead(rec *leaseRecord, cands []string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.pending) == 0 {
-		return false
-	}
-	want := map[string]bool{}
-	for _, n := range cands {
-		want[n] = true
-	}
+	var want map[string]bool
 	for _, p := range c.pending {
 		l := &p.rec.Lease
 		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority {
 			continue
 		}
+		if want == nil {
+			want = make(map[string]bool, len(cands))
+			for _, n := range cands {
+				want[n] = true
+			}
+		}
+		if l.Exporter != "" {
+			if want[l.Exporter] {
+				return true
+			}
+			continue
+		}
 		sel, _ := ParseSelector(l.Selector)
 		for n := range want {
-			if l.Exporter == n || l.Exporter == "" && c.exps[n] != nil && sel.Matches(c.exps[n].Labels) {
+			if c.exps[n] != nil && sel.Matches(c.exps[n].Labels) {
 				return true
 			}
 		}
