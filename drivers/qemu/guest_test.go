@@ -16,6 +16,8 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"jsn.dev/jsn/drivers/driver"
 )
 
 // The end-to-end tests boot a real Linux guest under QEMU (TCG): Debian's cloud kernel and a tiny
@@ -218,3 +220,5 @@ func (c *cpioWriter) pad(n int) {
 		c.write(make([]byte, 4-r))
 	}
 }
+
+func testEnv(path string) driver.Env { return driver.Env{Path: path} }
