@@ -267,14 +267,15 @@ hooks:
 
 func TestRemoteBeforeLeaseFailureEndsLease(t *testing.T) {
 	l := startLab(t)
-	cfg := l.exporterConfig("bench2", map[string]string{"board": "y"}, `export:
+	dir := t.TempDir()
+	cfg := l.exporterConfig("bench2", map[string]string{"board": "y"}, fmt.Sprintf(`export:
   probe:
     type: extest.Probe
 hooks:
   beforeLease:
-    script: echo cannot flash; exit 3
+    script: while [ ! -f %s/go ]; do sleep 0.05; done; echo cannot flash; exit 3
     onFailure: endLease
-`)
+`, dir))
 	runRemote(t, cfg)
 	alice := l.client("alice")
 	l.online(alice, "bench2", true)
@@ -290,6 +291,10 @@ hooks:
 		t.Fatal(err)
 	}
 	defer ex.Close()
+	// The hook fails once the client is connected (else its credential may be revoked first).
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	var out []string
 	err = ex.WaitReady(ctx, func(h api.HookOutput) { out = append(out, string(h.Data)) })
 	if !errors.Is(err, client.ErrPermissionDenied) {
