@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -85,6 +86,11 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "%s…\n", b.name)
 		if err := b.fn(ctx, s); err != nil {
+			var skip skipped
+			if errors.As(err, &skip) {
+				fmt.Fprintf(os.Stderr, "bench %s: skipped: %v\n", b.name, err)
+				continue
+			}
 			fmt.Fprintf(os.Stderr, "bench %s: %v\n", b.name, err)
 			failed = true
 		}
@@ -106,6 +112,12 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// skipped is returned by a benchmark this machine cannot run (no pseudo-terminals, no cat); the
+// suite reports it and goes on.
+type skipped struct{ reason string }
+
+func (s skipped) Error() string { return s.reason }
 
 func print(rs []Result) {
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
