@@ -81,6 +81,8 @@ type Controller struct {
 	revWake    chan struct{}
 	revokes    atomic.Int64 // batches applied
 	served     atomic.Int64 // API requests this replica answered
+	acctMu     sync.Mutex
+	acct       *accountCache // guarded by acctMu
 
 	mu       sync.Mutex
 	ending   map[string]bool            // lease ids this replica is ending (the watch skips their clean-up)

@@ -284,6 +284,11 @@ func (a *Authority) RevokeIn(accountJWT string, pubs []string, prune map[string]
 	if err != nil {
 		return "", fmt.Errorf("revoke: %w", err)
 	}
+	return a.revokeClaims(ac, pubs, prune)
+}
+
+// revokeClaims is RevokeIn on decoded claims (which it changes).
+func (a *Authority) revokeClaims(ac *jwt.AccountClaims, pubs []string, prune map[string]time.Time) (string, error) {
 	now := time.Now()
 	for pub, exp := range prune {
 		if !exp.IsZero() && exp.Before(now) {
