@@ -36,10 +36,10 @@ type Exporter struct {
 	waitLease func(m *bus.Msg) error
 
 	mu          sync.Mutex
-	lease       string             // current lease id, "" when none; guarded by mu
-	leaseCtx    context.Context    // cancelled when the lease ends; guarded by mu
-	leaseCancel context.CancelFunc // guarded by mu
-	stopped     bool               // guarded by mu
+	lease       string                  // current lease id, "" when none; guarded by mu
+	leaseCtx    context.Context         // cancelled when the lease ends; guarded by mu
+	leaseCancel context.CancelCauseFunc // guarded by mu
+	stopped     bool                    // guarded by mu
 }
 
 // New builds the driver tree of cfg (no side effects: nothing is opened).
@@ -248,7 +248,7 @@ func (e *Exporter) BeginLease(ctx context.Context, id string) error {
 	if resetErr != nil {
 		e.log.Warn("reset drivers at lease start", "lease", id, "err", resetErr)
 	}
-	lctx, cancel := context.WithCancel(context.Background())
+	lctx, cancel := context.WithCancelCause(context.Background())
 	e.mu.Lock()
 	e.lease, e.leaseCtx, e.leaseCancel = id, lctx, cancel
 	e.mu.Unlock()
@@ -267,10 +267,12 @@ func (e *Exporter) EndLease(ctx context.Context, id string) error {
 	cancel := e.leaseCancel
 	e.lease, e.leaseCtx, e.leaseCancel = "", nil, nil
 	e.mu.Unlock()
-	cancel()
+	ended := &bus.Error{Code: bus.PermissionDenied, Message: "lease " + id + " ended"}
+	// Streams first, so their handlers see why they end; then calls in flight.
 	if e.streams != nil {
-		e.streams.ResetGroup(id, &bus.Error{Code: bus.PermissionDenied, Message: "lease " + id + " ended"})
+		e.streams.ResetGroup(id, ended)
 	}
+	cancel(ended)
 	err := e.tree.Reset(ctx)
 	if err != nil {
 		e.log.Warn("reset drivers at lease end", "lease", id, "err", err)
@@ -354,6 +356,9 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		}
 		res, err := e.invoke(ctx, path, method, func() (any, error) { return meth.Call(ctx, args) })
 		if err != nil {
+			if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil {
+				err = cause // the lease ended under the call
+			}
 			_ = m.RespondError(err)
 			return
 		}
@@ -395,8 +400,12 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		return nil, meth.Bytes(sctx, args, s)
 	})
 	if err != nil {
-		if cause := context.Cause(s.Context()); cause != nil && errors.Is(err, context.Canceled) {
-			err = cause
+		if errors.Is(err, context.Canceled) {
+			if cause := context.Cause(s.Context()); cause != nil {
+				err = cause
+			} else if cause := context.Cause(ctx); cause != nil {
+				err = cause
+			}
 		}
 		s.Reset(err)
 		return
