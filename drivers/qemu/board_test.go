@@ -210,7 +210,7 @@ func TestBoard(t *testing.T) {
 
 	con := openConsole(t, ctx, lb, "vm1")
 	con.expect(ctx, `jsn-guest ready`, "")
-	con.expect(ctx, `# $`, "\n")
+	con.expect(ctx, `/ # `, "\n")
 	con.expect(ctx, `\n42\r?\n`, "echo $((6*7))\n")
 	if got := con.expect(ctx, `HELLO-[A-Z]+-DISK-0`, "head -c 16 /dev/vda; echo\n"); got != "HELLO-JSN-DISK-0" {
 		t.Fatalf("disk content: got %q", got)

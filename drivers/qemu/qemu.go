@@ -298,6 +298,12 @@ func (q *QEMU) Children() []driver.Child {
 	if q.kids != nil {
 		return q.kids
 	}
+	if q.log == nil { // an explicit `config:` null zeroes the whole value while decoding
+		q.log = slog.New(slog.DiscardHandler)
+	}
+	if q.env.Tap == nil {
+		q.env.Tap = func([]byte) {}
+	}
 	childEnv := func(name string) driver.Env {
 		return driver.Env{Path: q.env.Path + "." + name, Log: q.log.With("child", name), Dir: q.env.Dir,
 			Tap: func([]byte) {}}
