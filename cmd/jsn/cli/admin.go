@@ -23,7 +23,13 @@ type adminOptions struct {
 
 func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
 	o := &adminOptions{}
-	cmd := &cobra.Command{Use: "admin", Short: "Issue, list and revoke exporter and client identities"}
+	cmd := &cobra.Command{Use: "admin", Short: "Issue, list and revoke exporter and client identities",
+		Long: `Manage the lab's identities. Uses the current client config (which must have the admin role,
+as the one made by 'jsn controller init' has), or --config FILE.`,
+		Example: `  $ jsn admin create exporter rack1-rpi4 -l board=rpi4 -l site=lab1 --out rack1-rpi4.yaml
+  $ jsn admin create client alice --allow 'power.*' --allow 'serial.*' --out alice.yaml
+  $ jsn admin list client
+  $ jsn admin delete client alice`}
 	cmd.PersistentFlags().StringVar(&o.config, "config", "", "admin client config (default the current one)")
 	cmd.PersistentFlags().StringVar(&o.endpoint, "endpoint", "", "controller URL (default the config's endpoint)")
 	dial := func(cmd *cobra.Command) (*controller.Admin, error) {
@@ -56,9 +62,14 @@ func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
 		}
 		return "", cmdutil.Usagef("unknown kind %q: want exporter or client", s)
 	}
-	create := &cobra.Command{Use: "create", Short: "Issue an identity as a config file"}
+	create := &cobra.Command{Use: "create", Short: "Issue an identity as a config file",
+		Example: `  $ jsn admin create exporter rack1-rpi4 -l board=rpi4 --out rack1-rpi4.yaml
+  $ jsn admin create client alice --out alice.yaml`}
 	createExporter := &cobra.Command{
 		Use: "exporter NAME", Short: "Issue an exporter identity (exporter config with credentials)", Args: cobra.ExactArgs(1),
+		Example: `  # then fill in its export: section and run it on the lab host
+  $ jsn admin create exporter rack1-rpi4 -l board=rpi4 -l site=lab1 --out rack1-rpi4.yaml
+  $ jsn exporter run -c rack1-rpi4.yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			labels := map[string]string{}
 			for _, l := range o.labels {
@@ -84,6 +95,10 @@ func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
 	createExporter.Flags().StringVar(&o.out, "out", "", "write the config here (0600) instead of stdout")
 	createClient := &cobra.Command{
 		Use: "client NAME", Short: "Issue a client identity (client config with credentials)", Args: cobra.ExactArgs(1),
+		Example: `  # alice may only touch power and serial drivers, for at most 2h per lease
+  $ jsn admin create client alice --allow 'power.*' --allow 'serial.*' --max-duration 2h --out alice.yaml
+  # on alice's machine
+  $ jsn config client import alice.yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, err := dial(cmd)
 			if err != nil {
@@ -104,6 +119,8 @@ func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
 	create.AddCommand(createExporter, createClient)
 	list := &cobra.Command{
 		Use: "list exporter|client", Short: "List identities", Args: cobra.ExactArgs(1),
+		Example: `  $ jsn admin list exporter
+  $ jsn admin list client`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := kind(args[0])
 			if err != nil {
@@ -133,6 +150,8 @@ func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
 	}
 	del := &cobra.Command{
 		Use: "delete exporter|client NAME", Short: "Delete an identity and revoke it at once", Args: cobra.ExactArgs(2),
+		Example: `  $ jsn admin delete client alice        # alice's connections are closed now
+  $ jsn admin delete exporter rack1-rpi4`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			k, err := kind(args[0])
 			if err != nil {

@@ -21,12 +21,16 @@ type controllerOptions struct {
 
 func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	o := &controllerOptions{}
-	cmd := &cobra.Command{Use: "controller", Short: "Run the lab controller (distributed mode)"}
+	cmd := &cobra.Command{Use: "controller", Short: "Run the lab controller (distributed mode)",
+		Example: `  $ jsn controller init --data /var/lib/jsn --endpoint nats://lab.example:4222
+  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 127.0.0.1:8080`}
 	cmd.PersistentFlags().StringVar(&o.data, "data", "/var/lib/jsn", "controller data directory (keys, JetStream store)")
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create the operator, accounts, signing key and an admin client config",
-		Args:  cobra.NoArgs,
+		Example: `  # the admin config is imported and made current, so 'jsn admin' works at once
+  $ jsn controller init --data /var/lib/jsn --endpoint nats://lab.example:4222`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := controller.Init(o.data, controller.InitOptions{Endpoint: o.endpoint})
 			if err != nil {
@@ -48,7 +52,10 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	runCmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the controller (embedded NATS with JetStream, or --nats-url)",
-		Args:  cobra.NoArgs,
+		Example: `  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 127.0.0.1:8080
+  # against an existing NATS cluster configured with 'jsn controller nats-config'
+  $ jsn controller run --data /var/lib/jsn --nats-url nats://n1:4222,nats://n2:4222 --creds /var/lib/jsn/controller.creds --replicas 3`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := cmdutil.Interruptible(cmd.Context())
 			defer stop()
@@ -69,7 +76,9 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	natsCmd := &cobra.Command{
 		Use:   "nats-config",
 		Short: "Print the nats-server config that trusts this controller's operator and accounts",
-		Args:  cobra.NoArgs,
+		Example: `  $ jsn controller nats-config --data /var/lib/jsn > /etc/nats/jsn-auth.conf
+  # then in nats-server.conf:  include jsn-auth.conf`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := controller.NatsConfig(o.data)
 			if err != nil {
