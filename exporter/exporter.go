@@ -37,6 +37,7 @@ type Exporter struct {
 
 	mu          sync.Mutex
 	lease       string                  // current lease id, "" when none; guarded by mu
+	allow       []string                // the lease's allow list, nil for all; guarded by mu
 	leaseCtx    context.Context         // cancelled when the lease ends; guarded by mu
 	leaseCancel context.CancelCauseFunc // guarded by mu
 	stopped     bool                    // guarded by mu
@@ -230,9 +231,24 @@ func (e *Exporter) Attach(ctx context.Context, conn *bus.Conn, accept func(lease
 	return nil
 }
 
+// LeaseOptions are the terms of a lease the exporter enforces itself.
+type LeaseOptions struct {
+	// Allow is the holder's driver/method allow list, as in api.Lease.Allow and `jsn admin
+	// create client --allow`: "power.*" (every method of power and the drivers below it),
+	// "serial.write" (one method), "*" (everything). Empty allows every call. NATS permissions
+	// of the lease credential already enforce it; the exporter checks it again (defence in
+	// depth) and refuses other calls with PERMISSION_DENIED naming the list.
+	Allow []string
+}
+
 // BeginLease makes id the current lease: it ends the previous one, if any, and resets every driver
 // so the session starts from a clean state.
 func (e *Exporter) BeginLease(ctx context.Context, id string) error {
+	return e.BeginLeaseWith(ctx, id, LeaseOptions{})
+}
+
+// BeginLeaseWith is BeginLease with terms the exporter enforces on the lease's calls.
+func (e *Exporter) BeginLeaseWith(ctx context.Context, id string, o LeaseOptions) error {
 	if id == "" {
 		return errors.New("begin lease: empty lease id")
 	}
@@ -251,6 +267,7 @@ func (e *Exporter) BeginLease(ctx context.Context, id string) error {
 	lctx, cancel := context.WithCancelCause(context.Background())
 	e.mu.Lock()
 	e.lease, e.leaseCtx, e.leaseCancel = id, lctx, cancel
+	e.allow = append([]string(nil), o.Allow...)
 	e.mu.Unlock()
 	e.log.Info("lease started", "lease", id)
 	return resetErr
@@ -265,7 +282,7 @@ func (e *Exporter) EndLease(ctx context.Context, id string) error {
 		return bus.Errorf(bus.FailedPrecondition, "end lease %s: not the current lease", id)
 	}
 	cancel := e.leaseCancel
-	e.lease, e.leaseCtx, e.leaseCancel = "", nil, nil
+	e.lease, e.leaseCtx, e.leaseCancel, e.allow = "", nil, nil, nil
 	e.mu.Unlock()
 	ended := &bus.Error{Code: bus.PermissionDenied, Message: "lease " + id + " ended"}
 	// Streams first, so their handlers see why they end; then calls in flight.
@@ -310,7 +327,7 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 	var ctx context.Context
 	var err error
 	if a == nil {
-		ctx, err = e.checkLease(group)
+		ctx, err = e.checkLease(group, path, method)
 	} else {
 		streams, group = a.streams, "attached:"+group
 		ctx, err = a.accept(m.Header.Get(bus.HeaderLease))
@@ -430,7 +447,7 @@ func (e *Exporter) invoke(ctx context.Context, path, method string, fn func() (a
 	return res, err
 }
 
-func (e *Exporter) checkLease(got string) (context.Context, error) {
+func (e *Exporter) checkLease(got, path, method string) (context.Context, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	switch {
@@ -440,8 +457,30 @@ func (e *Exporter) checkLease(got string) (context.Context, error) {
 		return nil, bus.Errorf(bus.PermissionDenied, "call carries no %s header; exporter %s is leased", bus.HeaderLease, e.name)
 	case got != e.lease:
 		return nil, bus.Errorf(bus.PermissionDenied, "lease %q is not the current lease of exporter %s", got, e.name)
+	case !Allowed(e.allow, path, method):
+		return nil, bus.Errorf(bus.PermissionDenied, "lease %s on exporter %s allows only %s; not %s.%s",
+			got, e.name, strings.Join(e.allow, ", "), path, method)
 	}
 	return e.leaseCtx, nil
+}
+
+// Allowed reports whether allow (LeaseOptions.Allow) permits calling method of the driver at
+// path. It matches as the lease credential's NATS permissions do: "p.*" permits every call
+// subject below jsn.x.E.call.p, "p.m" exactly one, "*" all; an empty list permits everything.
+func Allowed(allow []string, path, method string) bool {
+	if len(allow) == 0 {
+		return true
+	}
+	call := path + "." + method
+	for _, a := range allow {
+		if a == "*" || a == call {
+			return true
+		}
+		if p, ok := strings.CutSuffix(a, ".*"); ok && strings.HasPrefix(call, p+".") {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Exporter) paths() []string {

@@ -389,7 +389,7 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 	if resume {
 		log.Info("resuming lease after restart")
 	}
-	if err := r.ex.BeginLease(ctx, l.ID); err != nil {
+	if err := r.ex.BeginLeaseWith(ctx, l.ID, LeaseOptions{Allow: l.Allow}); err != nil {
 		log.Warn("begin lease", "err", err)
 	}
 	r.mu.Lock()

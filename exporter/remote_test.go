@@ -22,6 +22,7 @@ import (
 // lab is a real controller (embedded NATS in operator mode, JetStream) with an admin.
 type lab struct {
 	t     *testing.T
+	dir   string // the controller's data directory
 	ctl   *controller.Controller
 	admin *controller.Admin
 }
@@ -51,7 +52,7 @@ func startLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(admin.Close)
-	return &lab{t: t, ctl: ctl, admin: admin}
+	return &lab{t: t, dir: dir, ctl: ctl, admin: admin}
 }
 
 // exporterConfig issues exporter name and returns its config with export and hooks replaced.
@@ -79,11 +80,11 @@ func (l *lab) exporterConfig(name string, labels map[string]string, rest string)
 	return cfg
 }
 
-func (l *lab) client(name string) *client.Controller {
+func (l *lab) client(name string, allow ...string) *client.Controller {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	data, err := l.admin.CreateClient(ctx, name, nil, 0, false)
+	data, err := l.admin.CreateClient(ctx, name, allow, 0, false)
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -348,6 +349,85 @@ hooks:
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "before")); string(b) != "x\n" {
 		t.Errorf("beforeLease ran %q, want once", b)
+	}
+}
+
+// TestRemoteAllowChecked gives a client whose lease allows only probe.* a credential that
+// (artificially, as a misconfigured NATS permission would) allows every call: the exporter
+// itself still refuses calls outside the allow list.
+func TestRemoteAllowChecked(t *testing.T) {
+	l := startLab(t)
+	cfg := l.exporterConfig("bench4", map[string]string{"board": "x"}, `export:
+  probe: {type: extest.Probe}
+  other: {type: extest.Probe}
+`)
+	runRemote(t, cfg)
+	bob := l.client("bob", "probe.*")
+	l.online(bob, "bench4", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := bob.RequestLease(ctx, api.LeaseRequest{Exporter: "bench4", Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(rep.Lease.Allow, ","); got != "probe.*" {
+		t.Fatalf("got lease allow %q, want probe.*", got)
+	}
+	auth, err := controller.LoadAuthority(l.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broad, _, err := auth.MintLease("bob", "bench4", nil, rep.Lease.End)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := bob.LeaseOptions(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.CredsData = broad.Creds()
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	if err := ex.WaitReady(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := ex.Driver("probe").Call(ctx, "echo", "ab", 2); err != nil || s != "abab" {
+		t.Errorf("allowed call: got %v, %v, want abab", s, err)
+	}
+	_, err = ex.Driver("other").Call(ctx, "echo", "ab", 2)
+	if !errors.Is(err, client.ErrPermissionDenied) || !strings.Contains(err.Error(), "allows only probe.*") {
+		t.Errorf("call outside the allow list: got %v, want PermissionDenied naming probe.*", err)
+	}
+	if err := bob.Release(ctx, rep.Lease.ID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAllowed(t *testing.T) {
+	tests := []struct {
+		allow        []string
+		path, method string
+		want         bool
+	}{
+		{nil, "power", "on", true},
+		{[]string{"*"}, "a.b", "c", true},
+		{[]string{"power.*"}, "power", "on", true},
+		{[]string{"power.*"}, "power.sub", "on", true},
+		{[]string{"power.*"}, "powerx", "on", false},
+		{[]string{"power.*"}, "serial", "write", false},
+		{[]string{"serial.write"}, "serial", "write", true},
+		{[]string{"serial.write"}, "serial", "read", false},
+		{[]string{"serial.write"}, "serial.write", "x", false},
+		{[]string{"serial.write", "power.*"}, "power", "off", true},
+		{[]string{"dut.power.*"}, "dut", "on", false},
+	}
+	for _, tt := range tests {
+		if got := Allowed(tt.allow, tt.path, tt.method); got != tt.want {
+			t.Errorf("Allowed(%q, %q, %q): got %v, want %v", tt.allow, tt.path, tt.method, got, tt.want)
+		}
 	}
 }
 
