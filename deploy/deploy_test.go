@@ -18,6 +18,8 @@ import (
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
+	_ "jsn.dev/jsn/drivers/power" // power.Mock for the exporter at the leaf site
+	"jsn.dev/jsn/exporter"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -301,4 +303,150 @@ func TestCluster(t *testing.T) {
 	if r.Lease.Status != api.StatusQueued {
 		t.Errorf("sim-0 while leased: got status %q, want %q", r.Lease.Status, api.StatusQueued)
 	}
+}
+
+// startLeaf starts the server of nats/leaf/leaf.conf on loopback, linked to the cluster's leaf
+// ports with the credentials and account keys the file tells an operator to put in place.
+func startLeaf(t *testing.T, data string, cl *cluster) *bus.Server {
+	t.Helper()
+	a, err := controller.LoadAuthority(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	snippet, err := controller.NatsConfig(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "jsn.conf"), snippet)
+	for name, src := range map[string]string{"lab-leaf.creds": "controller.creds", "sys-leaf.creds": "sys-user.creds"} {
+		b, err := os.ReadFile(filepath.Join(data, src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, name), string(b))
+	}
+	pairs := []string{
+		"listen: 0.0.0.0:4222", "listen: 127.0.0.1:-1",
+		"http: 127.0.0.1:8222", "",
+		"LAB_ACCOUNT_PUBLIC_KEY", a.LabPub,
+		"SYS_ACCOUNT_PUBLIC_KEY", a.SysPub,
+		"/etc/nats/", dir + "/",
+	}
+	for j := range 3 {
+		pairs = append(pairs, fmt.Sprintf("nats-leaf://nats-%d:7422", j+1), fmt.Sprintf("nats-leaf://127.0.0.1:%d", cl.leafs[j]))
+	}
+	conf := filepath.Join(dir, "leaf.conf")
+	writeFile(t, conf, rewrite(t, "nats/leaf/leaf.conf", pairs...))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := bus.StartServerFromConfig(ctx, conf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// TestLeafNode runs an exporter at a remote site, connected only to the leaf node of
+// nats/leaf/leaf.conf, and a client at the hub: the exporter registers through the leaf link, the
+// client leases it and calls its driver across the link, and releasing the lease revokes the
+// lease credential on the leaf too (the system account link carries the account update).
+func TestLeafNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a three-node NATS cluster and a leaf node")
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	adminCfg, err := controller.Init(data, controller.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := startCluster(t, data)
+	startController(t, data, cl.url())
+	leaf := startLeaf(t, data, cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	acfg, err := controller.ParseClientConfig(adminCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acfg.Endpoint = cl.url()
+	adm, err := controller.DialAdmin(ctx, acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adm.Close()
+	excfgYAML, err := adm.CreateExporter(ctx, "site1-board", map[string]string{"site": "site1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	excfg, err := exporter.ParseConfig("site1-board.yaml", excfgYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	excfg.Endpoint = leaf.TCPURL() // the site's exporters connect locally
+	ectx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- exporter.RunRemote(ectx, excfg, nil) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("exporter: %v", err)
+		}
+	}()
+
+	admin := dialAdmin(t, adminCfg, cl.url())
+	eventually(t, "exporter at the leaf site online", 15*time.Second, func(ctx context.Context) error {
+		ex, err := admin.ListExporters(ctx, "site=site1")
+		if err != nil {
+			return err
+		}
+		if len(ex) != 1 || !ex[0].Online {
+			return fmt.Errorf("got %+v, want site1-board online", ex)
+		}
+		return nil
+	})
+	r, err := admin.RequestLease(ctx, api.LeaseRequest{Selector: "site=site1", Duration: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts, err := admin.LeaseOptions(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := client.Dial(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	eventually(t, "power.on across the leaf link", 10*time.Second, func(ctx context.Context) error {
+		_, err := e.Driver("power").Call(ctx, "on")
+		return err
+	})
+	var status string
+	if err := e.Driver("power").CallInto(ctx, "status", &status); err != nil {
+		t.Fatal(err)
+	}
+	if status != "on" {
+		t.Errorf("power.status: got %q, want %q", status, "on")
+	}
+
+	// The lease credential works at the leaf until released, then the leaf refuses it.
+	lc, err := bus.ConnectWith(ctx, leaf.TCPURL(), bus.ConnectOptions{Name: acfg.Metadata.Name, Creds: r.Credential.Creds()})
+	if err != nil {
+		t.Fatalf("lease credential at the leaf: %v", err)
+	}
+	lc.Close()
+	if err := admin.Release(ctx, r.Lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "released credential refused at the leaf", 10*time.Second, func(ctx context.Context) error {
+		c, err := bus.ConnectWith(ctx, leaf.TCPURL(), bus.ConnectOptions{Name: acfg.Metadata.Name, Creds: r.Credential.Creds()})
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		return fmt.Errorf("still accepted")
+	})
 }
