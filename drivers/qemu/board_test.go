@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/drivers/network"
 	"jsn.dev/jsn/drivers/power"
 	"jsn.dev/jsn/drivers/serial"
 	"jsn.dev/jsn/drivers/storage"
@@ -215,6 +217,17 @@ func TestBoard(t *testing.T) {
 	if got := con.expect(ctx, `HELLO-[A-Z]+-DISK-0`, "head -c 16 /dev/vda; echo\n"); got != "HELLO-JSN-DISK-0" {
 		t.Fatalf("disk content: got %q", got)
 	}
+
+	// The hostfwd child reaches the guest's port 22.
+	waitFor(t, "the guest's port 22 through board.ssh", 30*time.Second, func() bool {
+		s, err := network.NewClient(lb.ex.Driver("vm1.ssh")).Dial(ctx)
+		if err != nil {
+			return false
+		}
+		defer s.Close()
+		b, _ := io.ReadAll(io.LimitReader(s, 64))
+		return strings.Contains(string(b), "hello-from-guest")
+	})
 
 	// The screen: VGA text mode, 80x25 cells of 9x16 pixels.
 	shot, err := video.Snapshot(ctx)

@@ -25,28 +25,35 @@ import (
 
 const kernelGlob = "/boot/vmlinuz-*-cloud-amd64"
 
-// guestInit is the initramfs's /init: it loads the virtio disk driver when the kernel has it as a
-// module, prints the ready message and runs a shell on the console.
+// guestInit is the initramfs's /init: it loads the virtio disk and network drivers when the
+// kernel has them as modules, serves "hello-from-guest" on TCP port 22, prints the ready message
+// and runs a shell on the console.
 const guestInit = `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk failover net_failover virtio_net; do
   [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko 2>/dev/null
 done
 if grep -qE '0x1001|0x1042' /sys/bus/pci/devices/*/device 2>/dev/null; then
   i=0; while [ ! -e /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 fi
+if ip link set eth0 up 2>/dev/null; then
+  ip addr add 10.0.2.15/24 dev eth0
+  (while true; do echo hello-from-guest | nc -l -p 22; done) </dev/null >/dev/null 2>&1 &
+fi
 echo jsn-guest ready
 exec setsid cttyhack sh
 `
 
-// guestModules are the kernel modules the guest needs for /dev/vda, in load order.
+// guestModules are the kernel modules the guest needs for /dev/vda and eth0 (paths under
+// kernel/drivers), in load order.
 var guestModules = []string{
 	"virtio/virtio_ring", "virtio/virtio", "virtio/virtio_pci_legacy_dev",
 	"virtio/virtio_pci_modern_dev", "virtio/virtio_pci", "block/virtio_blk",
+	"../net/core/failover", "net/net_failover", "net/virtio_net",
 }
 
 var (
