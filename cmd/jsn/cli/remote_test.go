@@ -242,7 +242,10 @@ func TestRemoteEndToEnd(t *testing.T) {
 	t.Run("expiry ends the session", func(t *testing.T) {
 		r := l.jsn("shell", "--exporter", "bench", "--duration", "3s", "--", "sh", "-c",
 			"jsn power on || exit 9; sleep 6; jsn power on")
-		r.want(t, 5)
+		r.want(t, exitLeaseEnded)
+		if !strings.Contains(r.stderr, " expired\n") {
+			t.Errorf("got stderr %q, want jsn: lease L expired", r.stderr)
+		}
 	})
 }
 

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,10 @@ import (
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/controller/api"
 )
+
+// exitLeaseEnded is jsn shell's exit code when the lease of a remote session ended (expired,
+// or released elsewhere) while its child ran; like timeout(1)'s 124 when its command timed out.
+const exitLeaseEnded = 124
 
 // runRemoteShell leases an exporter from the controller and runs the shell on it.
 func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
@@ -122,6 +127,80 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 		argv = []string{sh}
 		fmt.Fprintf(f.ErrOut, "jsn: exporter %q leased (lease %s until %s); exit to release\n", lease.Exporter, lease.ID, formatTime(lease.End))
 	}
+	// Watch the lease: renew the credential file when it is extended, end the child when it
+	// ends.
+	end := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		why, over := watchLease(hctx, ctl, *lease, credsFile, rep.Credential.JWT)
+		if !over {
+			return
+		}
+		if why == "expired" {
+			fmt.Fprintf(f.ErrOut, "jsn: lease %s expired\n", lease.ID)
+		} else {
+			fmt.Fprintf(f.ErrOut, "jsn: lease %s ended: %s\n", lease.ID, why)
+		}
+		close(end)
+	}()
 	stop() // from here on signals go to the child
-	return runChild(f, argv, env, path)
+	return runChild(f, argv, env, path, end)
+}
+
+// Polling bounds of watchLease: it asks at the lease's end, and at least every leaseCheckMax
+// (to notice a release by someone else), but not more often than leaseCheckMin.
+var (
+	leaseCheckMin = 250 * time.Millisecond
+	leaseCheckMax = 5 * time.Second
+)
+
+// watchLease follows lease l on the controller until ctx ends (it returns false) or the lease
+// ends (it returns why and true). When the lease is extended its renewed credential replaces
+// credsFile, so the session's new connections keep working past the original end.
+func watchLease(ctx context.Context, ctl *client.Controller, l api.Lease, credsFile, jwt string) (why string, over bool) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		t.Reset(min(max(time.Until(l.End), leaseCheckMin), leaseCheckMax))
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		r, err := ctl.GetLease(cctx, l.ID)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return "", false
+		case errors.Is(err, client.ErrNotFound):
+			return "ended", true
+		case err != nil:
+			continue // the controller is unreachable: ask again; the exporter enforces the end anyway
+		case r.Lease.Status == api.StatusEnded:
+			why := r.Lease.Reason
+			if why == "" {
+				why = "ended"
+			}
+			return why, true
+		}
+		if !r.Lease.End.IsZero() {
+			l.End = r.Lease.End
+		}
+		if r.Credential != nil && r.Credential.JWT != "" && r.Credential.JWT != jwt {
+			if err := replaceFile(credsFile, r.Credential.Creds()); err == nil {
+				jwt = r.Credential.JWT
+			}
+		}
+	}
+}
+
+// replaceFile atomically replaces file with data (0600).
+func replaceFile(file string, data []byte) error {
+	tmp := file + ".new"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
 }

@@ -55,7 +55,12 @@ matching exporter from the lab controller (the current client config, or
 $JSN_CLIENT_CONFIG), waiting in the queue if needed, prints the exporter's beforeLease hook
 output, and runs the shell with JSN_HOST (the controller's endpoint), JSN_EXPORTER,
 JSN_LEASE and JSN_CREDS (a 0600 file holding the lease credential) set. Every jsn command
-works there as in a local session. The lease is released when the shell exits.`,
+works there as in a local session. The lease is released when the shell exits, and when jsn
+gets SIGTERM or SIGHUP (forwarded to the shell first). If the lease ends while the shell
+runs (it expired, or was released elsewhere), jsn prints "jsn: lease L expired" (or why it
+ended), sends the shell SIGHUP, then SIGTERM and SIGKILL 5 s apart, and exits 124.
+` + "`jsn lease extend $JSN_LEASE 15m`" + ` from inside the shell moves the end; the session's
+credential is renewed.`,
 		Example: `  # an interactive session with the example lab (no hardware needed)
   $ jsn shell -c examples/local.yaml
   jsn: lab "demo" attached (power, network, shell); exit to release
@@ -159,7 +164,7 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		argv = []string{sh}
 		fmt.Fprintf(opts.f.ErrOut, "jsn: lab %q attached (%s); exit to release\n", l.Exporter, strings.Join(topLevelNames(cfg), ", "))
 	}
-	return runChild(opts.f, argv, env, path)
+	return runChild(opts.f, argv, env, path, nil)
 }
 
 // sessionLogger logs everything to the session's log file, and warnings (info with verbose) to
@@ -208,9 +213,15 @@ func topLevelNames(cfg *exporter.Config) []string {
 	return out
 }
 
+// childGrace is how long an ended session's child has after SIGHUP before SIGTERM, and after
+// SIGTERM before SIGKILL.
+var childGrace = 5 * time.Second
+
 // runChild runs argv with env and the Factory's streams, forwarding SIGINT, SIGTERM, SIGHUP and
-// SIGQUIT to it, and turns its exit status into an ExitError.
-func runChild(f *cmdutil.Factory, argv, env []string, path string) error {
+// SIGQUIT to it, and turns its exit status into an ExitError. When end (nil: never) is closed,
+// the session is over: the child gets SIGHUP, then SIGTERM and SIGKILL each childGrace later,
+// and runChild returns exitLeaseEnded once it is gone.
+func runChild(f *cmdutil.Factory, argv, env []string, path string, end <-chan struct{}) error {
 	prog, err := lookPath(argv[0], path)
 	if err != nil {
 		return &cmdutil.ExitError{Code: 127, Message: err.Error()}
@@ -232,12 +243,34 @@ func runChild(f *cmdutil.Factory, argv, env []string, path string) error {
 	}
 	done := make(chan struct{})
 	forwarded := make(chan struct{})
+	ended := false // end was closed; written by the goroutine, read after forwarded is closed
 	go func() {
 		defer close(forwarded)
+		var grace *time.Timer
+		var graceC <-chan time.Time
+		defer func() {
+			if grace != nil {
+				grace.Stop()
+			}
+		}()
+		next := syscall.SIGTERM
 		for {
 			select {
 			case <-done:
 				return
+			case <-end:
+				end, ended = nil, true
+				_ = cmd.Process.Signal(syscall.SIGHUP)
+				grace = time.NewTimer(childGrace)
+				graceC = grace.C
+			case <-graceC:
+				_ = cmd.Process.Signal(next)
+				if next == syscall.SIGTERM {
+					next = syscall.SIGKILL
+					grace.Reset(childGrace)
+				} else {
+					graceC = nil
+				}
 			case s := <-sigs:
 				if fromTTY && (s == syscall.SIGINT || s == syscall.SIGQUIT) {
 					continue
@@ -249,6 +282,9 @@ func runChild(f *cmdutil.Factory, argv, env []string, path string) error {
 	err = cmd.Wait()
 	close(done)
 	<-forwarded
+	if ended {
+		return &cmdutil.ExitError{Code: exitLeaseEnded}
+	}
 	if err == nil {
 		return nil
 	}
