@@ -361,3 +361,13 @@ func TestConfigErrorFormat(t *testing.T) {
 		t.Error("FieldErrorf message")
 	}
 }
+
+func TestNullConfigKeepsDefaults(t *testing.T) {
+	tree, err := build(t, "export:\n  a:\n    type: test.Rec\n    config:\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tree.Find("a").Driver.(*rec).path; got != "a" {
+		t.Fatalf("got path %q, want %q: a null config must not zero what the constructor set", got, "a")
+	}
+}

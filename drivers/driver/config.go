@@ -152,6 +152,14 @@ type decoder struct {
 // decodeTop decodes n (the config mapping, possibly nil) into v; pos is where to report missing
 // required fields when n is nil.
 func (d *decoder) decodeTop(n, pos *yaml.Node, v reflect.Value, path string) {
+	if n != nil && isNull(resolveAlias(n)) {
+		// `config:` with nothing after it is the same as no config: keep the constructor's
+		// defaults (and its unexported state) instead of zeroing the struct.
+		if pos == nil {
+			pos = n
+		}
+		n = nil
+	}
 	if n == nil {
 		if v.Kind() == reflect.Struct {
 			d.checkRequired(pos, v.Type(), nil, path)
