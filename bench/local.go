@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -227,6 +228,9 @@ func benchStream(ctx context.Context, s *suite) error {
 	if s.quick {
 		size = 64 << 20
 	}
+	if s.streamMiB > 0 {
+		size = s.streamMiB << 20
+	}
 	chunk := make([]byte, 64<<10)
 	_, _ = rand.Read(chunk)
 	g, err := startGRPC(b.sink.Addr().String())
@@ -239,12 +243,13 @@ func benchStream(ctx context.Context, s *suite) error {
 	// elsewhere on the machine hits all of them alike. Besides the rate, the CPU time the whole
 	// process (sender, transport, receiver, sink: everything is in process) spent per GiB is
 	// recorded: it is much less sensitive to other load than wall time.
-	paths := []struct {
+	type path struct {
 		name string
 		run  func() error
 		secs float64 // wall
 		cpu  float64 // process CPU
-	}{
+	}
+	paths := []path{
 		// jsn forward through network.TCP to the sink.
 		{name: "jsn", run: func() error {
 			return viaListener(ctx, func(ctx context.Context, ln net.Listener) error {
@@ -258,6 +263,13 @@ func benchStream(ctx context.Context, s *suite) error {
 		{name: "grpc-tunnel", run: func() error { return viaListener(ctx, g.forward, size/2, chunk) }},
 		// Direct loopback TCP to the same sink.
 		{name: "direct-tcp", run: func() error { _, err := tcpSend(b.sink.Addr().String(), size/2, chunk); return err }},
+	}
+	if s.streamPaths != "" {
+		want := strings.Split(s.streamPaths, ",")
+		paths = slices.DeleteFunc(paths, func(p path) bool { return !slices.Contains(want, p.name) })
+		if len(paths) == 0 {
+			return fmt.Errorf("-stream-paths %q names no path", s.streamPaths)
+		}
 	}
 	for range 2 {
 		for i := range paths {
@@ -279,6 +291,13 @@ func benchStream(ctx context.Context, s *suite) error {
 	jsnRate, jsnCPU := rate["jsn"], cpu["jsn"]
 	delete(rate, "jsn")
 	delete(cpu, "jsn")
+	if jsnRate == 0 { // -stream-paths without jsn: report the baselines alone
+		for name, r := range rate {
+			s.add(Result{Name: "byte stream, " + name, Unit: "MB/s", Value: r})
+			s.add(Result{Name: "byte stream CPU per GiB, " + name, Unit: "cpu-s/GiB", Value: cpu[name]})
+		}
+		return nil
+	}
 	s.add(Result{Name: fmt.Sprintf("byte stream, %d MiB through jsn forward + network.TCP", size>>20), Unit: "MB/s", Value: jsnRate,
 		Baseline: rate, RatioTo: "raw-nats-pubsub", Target: "≥ 0.7×, > grpc"})
 	s.add(Result{Name: "byte stream CPU per GiB (whole process)", Unit: "cpu-s/GiB", Value: jsnCPU,

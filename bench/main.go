@@ -33,6 +33,10 @@ type Result struct {
 type suite struct {
 	quick   bool
 	results []Result
+	// For profiling and A/B runs of the byte stream: only the paths named here (comma-separated;
+	// "" = all), and this many MiB instead of the default (0 = default).
+	streamPaths string
+	streamMiB   int64
 }
 
 func (s *suite) add(r Result) {
@@ -51,6 +55,8 @@ func main() {
 	only := flag.String("run", "", "run only the benchmarks whose name contains this")
 	out := flag.String("o", "results.json", "where to write the results")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	streamPaths := flag.String("stream-paths", "", "byte stream: measure only these paths (comma-separated: jsn,raw-nats-pubsub,grpc-tunnel,direct-tcp)")
+	streamMiB := flag.Int64("stream-mib", 0, "byte stream: MiB to move per path (default 1024, 64 with -quick)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -64,7 +70,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	s := &suite{quick: *quick}
+	s := &suite{quick: *quick, streamPaths: *streamPaths, streamMiB: *streamMiB}
 	ctx := context.Background()
 	benches := []struct {
 		name string

@@ -19,7 +19,8 @@ type duplex interface {
 
 // bufSize is the copy buffer size of each direction of a tunnel. System calls are the largest
 // cost of a tunnel (see docs/performance.md): 256 KiB reads and writes cut the CPU time jsn
-// forward spends per GiB by 6-10% against 64 KiB ones, for 512 KiB of buffers per connection.
+// forward spends per GiB by 3-10% against 64 KiB ones (three A/B series; the throughput gain
+// was lost in the noise), for 512 KiB of buffers per connection.
 const bufSize = 256 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
