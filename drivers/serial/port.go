@@ -288,6 +288,9 @@ func (p *Port) run(ctx context.Context, dev io.ReadWriteCloser) {
 	}
 }
 
+// errClosedByPeer is a clean end of a socket's input.
+var errClosedByPeer = errors.New("closed by the other end")
+
 // read copies the device's output to the ring, the tap and the streams until a read fails.
 func (p *Port) read(dev io.Reader) error {
 	buf := make([]byte, 4096)
@@ -298,7 +301,7 @@ func (p *Port) read(dev io.Reader) error {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return errors.New("closed by the other end")
+				return errClosedByPeer
 			}
 			return err
 		}
@@ -330,7 +333,12 @@ func (p *Port) publish(t time.Time, b []byte) {
 func (p *Port) detach(dev io.ReadWriteCloser, err error) {
 	dev.Close()
 	why := fmt.Sprintf("serial %s disconnected: %v", p.target, err)
-	p.log.Warn("serial device lost", "url", p.target.String(), "err", err)
+	if p.target.unix && errors.Is(err, errClosedByPeer) {
+		// A local console socket (a QEMU board's) closes when its owner stops: expected.
+		p.log.Info("serial socket closed by its owner", "url", p.target.String())
+	} else {
+		p.log.Warn("serial device lost", "url", p.target.String(), "err", err)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dev == dev {
