@@ -3,6 +3,7 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -369,5 +370,30 @@ func TestNullConfigKeepsDefaults(t *testing.T) {
 	}
 	if got := tree.Find("a").Driver.(*rec).path; got != "a" {
 		t.Fatalf("got path %q, want %q: a null config must not zero what the constructor set", got, "a")
+	}
+}
+
+func TestEnvChildGivesOwnPathAndTap(t *testing.T) {
+	var got []string
+	opts := BuildOptions{Tap: func(path string) func([]byte) {
+		return func(b []byte) { got = append(got, path+":"+string(b)) }
+	}}
+	var env Env
+	MustRegister(Info{Type: "test.EnvChild", New: func(e Env) Driver { env = e; return new(noConfig) }})
+	export, err := exportNode("export:\n  board: {type: test.EnvChild}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build("x.yaml", export, opts); err != nil {
+		t.Fatal(err)
+	}
+	child := env.Child("console")
+	if child.Path != "board.console" {
+		t.Fatalf("got child path %q, want board.console", child.Path)
+	}
+	child.Tap([]byte("hi"))
+	env.Tap([]byte("yo"))
+	if want := []string{"board.console:hi", "board:yo"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got taps %v, want %v", got, want)
 	}
 }

@@ -57,6 +57,9 @@ type Env struct {
 	// subject, for observers and dashboards. Never nil; it drops data while the exporter is not
 	// connected and never blocks.
 	Tap func(data []byte)
+	// Child returns the Env of a built-in child called name (see Parent): its own path, logger
+	// and tap subject. Nil outside a tree built by Build.
+	Child func(name string) Env
 }
 
 // Availability is implemented by drivers whose device can be absent (a USB serial adapter not

@@ -243,11 +243,7 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 		b.refs = append(b.refs, pendingRef{node: n, target: rc.Ref, pos: at, path: cfgPath + ".ref"})
 		return n
 	}
-	tap := func([]byte) {}
-	if b.opts.Tap != nil {
-		tap = b.opts.Tap(path)
-	}
-	drv := info.New(Env{Path: path, Log: b.opts.Log.With("driver", path), Dir: b.opts.Dir, Tap: tap})
+	drv := info.New(b.env(path))
 	if drv == nil {
 		b.c.add(key, ypath, "driver type %q: constructor returned nil", info.Type)
 		return nil
@@ -378,6 +374,16 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 		n.Children = append(n.Children, c)
 	}
 	return names
+}
+
+// env is the Env of the driver at path; its Child gives built-in children theirs.
+func (b *builder) env(path string) Env {
+	tap := func([]byte) {}
+	if b.opts.Tap != nil {
+		tap = b.opts.Tap(path)
+	}
+	return Env{Path: path, Log: b.opts.Log.With("driver", path), Dir: b.opts.Dir, Tap: tap,
+		Child: func(name string) Env { return b.env(path + "." + name) }}
 }
 
 func checkMethod(m *Method) string {

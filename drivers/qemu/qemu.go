@@ -305,15 +305,14 @@ func (q *QEMU) Children() []driver.Child {
 		q.env.Tap = func([]byte) {}
 	}
 	childEnv := func(name string) driver.Env {
+		if q.env.Child != nil {
+			return q.env.Child(name) // own path, logger and tap subject (`jsn tap board.console`)
+		}
 		return driver.Env{Path: q.env.Path + "." + name, Log: q.log.With("child", name), Dir: q.env.Dir,
 			Tap: func([]byte) {}}
 	}
 	q.pw = &powerChild{q: q}
-	// Built-in children get no tap of their own from the framework: the console publishes on
-	// the board's tap subject (`jsn tap <board>`).
-	conEnv := childEnv("console")
-	conEnv.Tap = q.env.Tap
-	port := serial.NewPort(conEnv).(*serial.Port)
+	port := serial.NewPort(childEnv("console")).(*serial.Port)
 	q.con = &console{q: q, port: port}
 	q.kids = []driver.Child{
 		{Name: "power", Type: PowerType, Driver: q.pw},
