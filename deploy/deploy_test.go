@@ -170,8 +170,8 @@ func startController(t *testing.T, data, url string) *controller.Controller {
 	o := controller.Options{Data: data, NatsURL: url, Replicas: 3,
 		Reconcile: 200 * time.Millisecond, OfflineAfter: time.Hour, MaxDuration: time.Hour}
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	for try := 1; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(try)*2*time.Second)
 		c, err := controller.Start(ctx, o)
 		cancel()
 		if err == nil {
