@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -377,7 +378,8 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 			r.changedLocked()
 			r.mu.Unlock()
 			log.Warn("ending lease: beforeLease hook failed", "err", err)
-			if rerr := r.request(ctx, api.VerbLeaseEnded, api.LeaseEndedRequest{Lease: l.ID, Reason: err.Error()}, nil); rerr != nil {
+			why := err.Error() + r.outputTail(l.ID)
+			if rerr := r.request(ctx, api.VerbLeaseEnded, api.LeaseEndedRequest{Lease: l.ID, Reason: why}, nil); rerr != nil {
 				log.Warn("tell the controller the lease ended", "err", rerr)
 			}
 			return
@@ -414,6 +416,29 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 			}
 		}
 	}
+}
+
+// outputTail returns the last lines of lease id's beforeLease output, as " (output: …)", or "":
+// the reason a failed hook ended the lease carries them, for a holder that could not connect
+// before its credential was revoked.
+func (r *remote) outputTail(id string) string {
+	const maxTail = 1 << 10
+	r.mu.Lock()
+	var b []byte
+	if r.replayFor == id {
+		for _, o := range r.replay {
+			b = append(b, o.Data...)
+		}
+	}
+	r.mu.Unlock()
+	s := strings.TrimSpace(string(b))
+	if len(s) > maxTail {
+		s = "…" + s[len(s)-maxTail:]
+	}
+	if s == "" {
+		return ""
+	}
+	return " (output: " + strings.ReplaceAll(s, "\n", " | ") + ")"
 }
 
 func (r *remote) markEndedLocked(id, why string) {

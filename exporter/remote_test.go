@@ -304,10 +304,18 @@ hooks:
 	if len(out) == 0 || out[0] != "cannot flash\n" {
 		t.Errorf("got replay %q, want the hook's output", out)
 	}
+	var reason string
 	eventually(t, "the lease to end", func() bool {
 		r, err := alice.GetLease(ctx, rep.Lease.ID)
+		if err == nil {
+			reason = r.Lease.Reason
+		}
 		return err == nil && r.Lease.Status == api.StatusEnded
 	})
+	// A holder that could not connect in time learns why from the controller.
+	if want := "beforeLease hook: exit status 3 (output: cannot flash)"; !strings.Contains(reason, want) {
+		t.Errorf("got reason %q, want it to contain %q", reason, want)
+	}
 }
 
 func TestRemoteRestartResumesLease(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,7 +65,7 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	}
 	ex, err := client.Dial(wctx, o)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", o.Host, err)
+		return endedError(ctx, ctl, lease.ID, fmt.Errorf("connect to %s: %w", o.Host, err))
 	}
 	defer ex.Close()
 
@@ -95,7 +96,7 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 		})
 	}()
 	if err := ex.WaitReady(wctx, print); err != nil {
-		return err
+		return endedError(ctx, ctl, lease.ID, err)
 	}
 	close(ready)
 
@@ -146,6 +147,22 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	}()
 	stop() // from here on signals go to the child
 	return runChild(f, argv, env, path, end)
+}
+
+// endedError explains err, a failure to reach the exporter of lease id, when the lease is already
+// over (a failed beforeLease hook ended it, and its credential was revoked before jsn connected):
+// exit 5 (permission denied) with the controller's reason.
+func endedError(ctx context.Context, ctl *client.Controller, id string, err error) error {
+	if !errors.Is(err, client.ErrPermissionDenied) && !strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	r, gerr := ctl.GetLease(cctx, id)
+	if gerr != nil || r.Lease.Status != api.StatusEnded {
+		return err
+	}
+	return &cmdutil.ExitError{Code: exitPermission, Message: fmt.Sprintf("lease %s ended: %s", id, r.Lease.Reason)}
 }
 
 // Polling bounds of watchLease: it asks at the lease's end, and at least every leaseCheckMax

@@ -44,7 +44,9 @@ Exit codes:
   4  invalid argument: wrong argument count or type
   5  permission denied
   N  for methods that run a command, that command's own exit code; for jsn shell, the
-     child's exit code (128+signal if it was killed)`
+     child's exit code (128+signal if it was killed)
+  124  jsn shell -l/--exporter: the lease ended (expired, or released elsewhere) while the
+     shell ran; jsn ended it (SIGHUP, then SIGTERM)`
 
 // Main runs jsn with os.Args and returns the exit code.
 func Main() int {
