@@ -10,20 +10,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 
-	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/storage"
 	"jsn.dev/jsn/exporter"
 )
 
 // benchFlash flashes a raw and a zstd image through storage.File (client → bus → exporter →
-// decompress → file → fsync) next to a local `cp` + fsync of the same raw file and a local zstd
-// decompression of the same .zst to a file + fsync, all in one temporary directory.
+// decompress → file → fsync) over each transport, next to a local `cp` + fsync of the same raw
+// file and a local zstd decompression of the same .zst to a file + fsync, all in one temporary
+// directory. Each figure is the median of rounds in which every path runs once, interleaved.
 func benchFlash(ctx context.Context, s *suite) error {
 	size := int64(1 << 30)
+	rounds := 3
 	if s.quick {
 		size = 128 << 20
 	}
@@ -40,29 +43,34 @@ func benchFlash(ctx context.Context, s *suite) error {
 	if err := compressZstd(raw, zst); err != nil {
 		return err
 	}
-	cfg, err := exporter.ParseConfig("flash.yaml", []byte(fmt.Sprintf(`apiVersion: jsn.dev/v1alpha1
+	type target struct {
+		t          transport
+		ses        *session
+		disk       *storage.Client
+		rawR, zstR []float64
+		natsRate   float64
+	}
+	var targets []*target
+	for _, t := range s.transports() {
+		cfg, err := exporter.ParseConfig("flash.yaml", []byte(fmt.Sprintf(`apiVersion: jsn.dev/v1alpha1
 kind: ExporterConfig
 metadata: {name: bench-flash}
 export:
   disk:
     type: storage.File
     config: {path: %q, cache_dir: %q}
-`, filepath.Join(dir, "disk.img"), filepath.Join(dir, "cache"))))
-	if err != nil {
-		return err
+`, filepath.Join(dir, "disk-"+string(t)+".img"), filepath.Join(dir, "cache"))))
+		if err != nil {
+			return err
+		}
+		ses, err := startSession(ctx, t, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t.label(), err)
+		}
+		defer ses.close()
+		targets = append(targets, &target{t: t, ses: ses, disk: storage.NewClient(ses.driver("disk"))})
 	}
-	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{})
-	if err != nil {
-		return err
-	}
-	defer l.Close()
-	c, err := client.Connect(ctx, l.URL, "bench")
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	disk := storage.NewClient(c.Exporter(l.Exporter, l.Lease).Driver("disk"))
-	flash := func(path string) (float64, error) {
+	flash := func(disk *storage.Client, path string) (float64, error) {
 		f, err := os.Open(path)
 		if err != nil {
 			return 0, err
@@ -94,56 +102,93 @@ export:
 		}
 		return float64(size) / time.Since(t0).Seconds() / 1e6, nil
 	}
-	// Warm the page cache for both sources, then measure jsn and its baseline back to back.
-	jsnRaw, err := flash(raw)
-	if err != nil {
-		return err
-	}
-	jsnRaw2, err := flash(raw)
-	if err != nil {
-		return err
-	}
-	jsnRaw = max(jsnRaw, jsnRaw2)
-	cpRate, err := local("cp", raw, dst)
-	if err != nil {
-		return err
-	}
-	jsnZst, err := flash(zst)
-	if err != nil {
-		return err
-	}
 	zname := "zstd-d"
-	var zRate float64
-	if _, err := exec.LookPath("zstd"); err == nil {
-		zRate, err = local("zstd", "-q", "-f", "-d", zst, "-o", dst)
+	zstdLocal := func() (float64, error) { return local("zstd", "-q", "-f", "-d", zst, "-o", dst) }
+	if _, err := exec.LookPath("zstd"); err != nil {
+		zname = "zstd-go-decoder"
+		zstdLocal = func() (float64, error) {
+			os.Remove(dst)
+			t0 := time.Now()
+			if err := decompressZstd(zst, dst); err != nil {
+				return 0, err
+			}
+			return float64(size) / time.Since(t0).Seconds() / 1e6, nil
+		}
+	}
+	// Warm the page cache for both sources and each exporter's target.
+	for _, tg := range targets {
+		if _, err := flash(tg.disk, raw); err != nil {
+			return fmt.Errorf("%s: %w", tg.t.label(), err)
+		}
+	}
+	var cpR, zR []float64
+	for range rounds {
+		for _, tg := range targets {
+			r, err := flash(tg.disk, raw)
+			if err != nil {
+				return fmt.Errorf("%s: %w", tg.t.label(), err)
+			}
+			tg.rawR = append(tg.rawR, r)
+		}
+		r, err := local("cp", raw, dst)
 		if err != nil {
 			return err
 		}
-	} else {
-		zname = "zstd-go-decoder"
-		os.Remove(dst)
-		t0 := time.Now()
-		if err := decompressZstd(zst, dst); err != nil {
+		cpR = append(cpR, r)
+		for _, tg := range targets {
+			r, err := flash(tg.disk, zst)
+			if err != nil {
+				return fmt.Errorf("%s: %w", tg.t.label(), err)
+			}
+			tg.zstR = append(tg.zstR, r)
+		}
+		if r, err = zstdLocal(); err != nil {
 			return err
 		}
-		zRate = float64(size) / time.Since(t0).Seconds() / 1e6
+		zR = append(zR, r)
 	}
 	// The bus's own bound: raw NATS publish → subscribe of as many bytes in messages the size
 	// of the stream's frames, on the same server and transports.
 	chunk := make([]byte, 128<<10)
 	_, _ = crand.Read(chunk)
-	natsRate, err := (&lab{l: l}).rawPubSub(size, chunk)
-	if err != nil {
-		return fmt.Errorf("raw nats: %w", err)
+	for _, tg := range targets {
+		if tg.natsRate, err = tg.ses.rawPubSub(size, chunk); err != nil {
+			return fmt.Errorf("raw nats %s: %w", tg.t.label(), err)
+		}
 	}
 	zs, _ := os.Stat(zst)
 	mib := size >> 20
-	s.add(Result{Name: fmt.Sprintf("flash %d MiB raw to storage.File", mib), Unit: "MB/s", Value: jsnRaw,
-		Baseline: map[string]float64{"local-cp+fsync": cpRate, "raw-nats-pubsub": natsRate}, RatioTo: "local-cp+fsync", Target: "≥ 0.5×"})
-	s.add(Result{Name: fmt.Sprintf("flash %d MiB .zst (%d MiB) to storage.File", mib, zs.Size()>>20), Unit: "MB/s", Value: jsnZst,
-		Baseline: map[string]float64{zname + "+fsync": zRate}, RatioTo: zname + "+fsync",
-		Note: "MB/s of image (decompressed) bytes"})
+	for _, tg := range targets {
+		tag := " — " + tg.t.label()
+		s.add(Result{Name: fmt.Sprintf("flash %d MiB raw to storage.File", mib) + tag, Unit: "MB/s", Value: median(tg.rawR),
+			Baseline: map[string]float64{"local-cp+fsync": median(cpR), "raw-nats-pubsub": tg.natsRate}, RatioTo: "local-cp+fsync", Target: "≥ 0.5×",
+			Note: fmt.Sprintf("median of %d; jsn %s, cp %s", rounds, fmtRates(tg.rawR), fmtRates(cpR))})
+		s.add(Result{Name: fmt.Sprintf("flash %d MiB .zst (%d MiB) to storage.File", mib, zs.Size()>>20) + tag, Unit: "MB/s", Value: median(tg.zstR),
+			Baseline: map[string]float64{zname + "+fsync": median(zR)}, RatioTo: zname + "+fsync",
+			Note: fmt.Sprintf("MB/s of image (decompressed) bytes; median of %d; jsn %s, %s %s", rounds, fmtRates(tg.zstR), zname, fmtRates(zR))})
+	}
 	return nil
+}
+
+// median returns the median of xs (0 for none).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func fmtRates(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(parts, "/") + " MB/s"
 }
 
 func fsync(path string) error {

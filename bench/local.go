@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -18,26 +19,18 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"jsn.dev/jsn/client"
 	_ "jsn.dev/jsn/drivers/all"
 	"jsn.dev/jsn/drivers/network"
 	"jsn.dev/jsn/exporter"
 )
 
-// lab is a local session (embedded server + exporter + lease) with a TCP sink for streams.
+// lab is a session (see session.go) serving power.Mock and a network.TCP to a TCP sink.
 type lab struct {
-	l    *exporter.Local
-	c    *client.Client
-	ex   *client.Exporter
+	*session
 	sink net.Listener
 }
 
-func startLab(ctx context.Context) (*lab, error) {
-	sink, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	go serveSink(sink)
+func startLab(ctx context.Context, t transport, sink net.Listener) (*lab, error) {
 	port := sink.Addr().(*net.TCPAddr).Port
 	cfg, err := exporter.ParseConfig("bench.yaml", []byte(fmt.Sprintf(`apiVersion: jsn.dev/v1alpha1
 kind: ExporterConfig
@@ -51,22 +44,43 @@ export:
 	if err != nil {
 		return nil, err
 	}
-	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{})
+	s, err := startSession(ctx, t, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.Connect(ctx, l.URL, "bench")
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	return &lab{l: l, c: c, ex: c.Exporter(l.Exporter, l.Lease), sink: sink}, nil
+	return &lab{session: s, sink: sink}, nil
 }
 
-func (b *lab) close() {
-	b.c.Close()
-	b.l.Close()
-	b.sink.Close()
+// startSink listens on loopback TCP and serves serveSink until closed.
+func startSink() (net.Listener, error) {
+	sink, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	go serveSink(sink)
+	return sink, nil
+}
+
+// startLabs starts one lab per transport measured, sharing one sink; closeAll ends them.
+func startLabs(ctx context.Context, s *suite) (labs []*lab, sink net.Listener, closeAll func(), err error) {
+	if sink, err = startSink(); err != nil {
+		return nil, nil, nil, err
+	}
+	closeAll = func() {
+		for _, b := range labs {
+			b.close()
+		}
+		sink.Close()
+	}
+	for _, t := range s.transports() {
+		b, err := startLab(ctx, t, sink)
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("%s: %w", t.label(), err)
+		}
+		labs = append(labs, b)
+	}
+	return labs, sink, closeAll, nil
 }
 
 // serveSink accepts connections, reads everything, and replies with the byte count on EOF.
@@ -94,84 +108,75 @@ func serveSink(ln net.Listener) {
 	}
 }
 
-type unixDialer struct{ path string }
-
-func (d unixDialer) Dial(_, _ string) (net.Conn, error) { return net.Dial("unix", d.path) }
-
-// rawClient connects plain nats.go to the lab's server the way jsn clients do (Unix socket).
-func (b *lab) rawClient() (*nats.Conn, error) {
-	path := strings.TrimPrefix(b.l.URL, "unix://")
-	return nats.Connect("nats://localhost", nats.SetCustomDialer(unixDialer{path}))
-}
-
-// rawServerSide connects plain nats.go in process, the way the exporter is connected.
-func (b *lab) rawServerSide() (*nats.Conn, error) {
-	return nats.Connect("", nats.InProcessServer(b.l))
-}
-
 func benchCall(ctx context.Context, s *suite) error {
-	b, err := startLab(ctx)
+	labs, sink, closeAll, err := startLabs(ctx, s)
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer closeAll()
 	n := 20000
 	if s.quick {
 		n = 2000
 	}
-	power := b.ex.Driver("power")
-	jsnCall := func() error { return power.CallInto(ctx, "on", nil) }
-
-	srv, err := b.rawServerSide()
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	if _, err := srv.Subscribe("bench.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
-		return err
-	}
-	_ = srv.Flush()
-	cli, err := b.rawClient()
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
 	payload := []byte{0x90} // an empty msgpack array, like a call with no arguments
-	rawCall := func() error { _, err := cli.Request("bench.echo", payload, 5*time.Second); return err }
-	g, err := startGRPC(b.sink.Addr().String())
+	g, err := startGRPC(sink.Addr().String())
 	if err != nil {
 		return err
 	}
 	defer g.close()
-	grpcCall := func() error { return g.echo(ctx, payload) }
+
+	// Per transport: jsn's call and a raw NATS echo whose two ends are connected like jsn's
+	// client and exporter. One gRPC echo for all.
+	type callee struct {
+		name string // "jsn" or "raw-nats-echo"
+		t    transport
+		fn   func() error
+		ds   []time.Duration
+		rate float64
+	}
+	var cs []*callee
+	for _, b := range labs {
+		power := b.driver("power")
+		cs = append(cs, &callee{name: "jsn", t: b.t, fn: func() error { return power.CallInto(ctx, "on", nil) }})
+		srv, err := b.rawServerSide()
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		if _, err := srv.Subscribe("bench.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+			return err
+		}
+		_ = srv.Flush()
+		cli, err := b.rawClient()
+		if err != nil {
+			return err
+		}
+		defer cli.Close()
+		cs = append(cs, &callee{name: "raw-nats-echo", t: b.t, fn: func() error {
+			_, err := cli.Request("bench.echo", payload, 5*time.Second)
+			return err
+		}})
+	}
+	grpcC := &callee{name: "grpc-unary-echo", fn: func() error { return g.echo(ctx, payload) }}
+	cs = append(cs, grpcC)
 
 	// Interleave them in rounds so none gets a warmer machine.
-	var jsnD, rawD, grpcD []time.Duration
 	for round := 0; round < 10; round++ {
-		for _, v := range []struct {
-			fn  func() error
-			dst *[]time.Duration
-		}{{jsnCall, &jsnD}, {rawCall, &rawD}, {grpcCall, &grpcD}} {
+		for _, c := range cs {
 			for i := 0; i < 50; i++ { // warm
-				if err := v.fn(); err != nil {
+				if err := c.fn(); err != nil {
 					return err
 				}
 			}
 			for i := 0; i < n/10; i++ {
 				t0 := time.Now()
-				if err := v.fn(); err != nil {
+				if err := c.fn(); err != nil {
 					return err
 				}
-				*v.dst = append(*v.dst, time.Since(t0))
+				c.ds = append(c.ds, time.Since(t0))
 			}
 		}
 	}
-	s.add(Result{Name: "call latency p50 (power.on, warm)", Unit: "µs", Value: percentile(jsnD, 50),
-		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 50), "grpc-unary-echo": percentile(grpcD, 50)},
-		RatioTo:  "raw-nats-echo", Target: "≤ 1.3×, < grpc"})
-	s.add(Result{Name: "call latency p99 (power.on, warm)", Unit: "µs", Value: percentile(jsnD, 99),
-		Baseline: map[string]float64{"raw-nats-echo": percentile(rawD, 99), "grpc-unary-echo": percentile(grpcD, 99)},
-		RatioTo:  "raw-nats-echo", Target: "≤ 1.3×"})
 
 	// Throughput with 64 concurrent callers.
 	conc := func(fn func() error) (float64, error) {
@@ -201,29 +206,39 @@ func benchCall(ctx context.Context, s *suite) error {
 		}
 		return float64(per*64) / time.Since(t0).Seconds(), nil
 	}
-	jt, err := conc(jsnCall)
-	if err != nil {
-		return err
+	for _, c := range cs {
+		if c.rate, err = conc(c.fn); err != nil {
+			return err
+		}
 	}
-	rt, err := conc(rawCall)
-	if err != nil {
-		return err
+	for _, b := range labs {
+		var jsnC, rawC *callee
+		for _, c := range cs {
+			if c.t == b.t && c.name == "jsn" {
+				jsnC = c
+			} else if c.t == b.t {
+				rawC = c
+			}
+		}
+		tag := " — " + b.t.label()
+		s.add(Result{Name: "call latency p50 (power.on, warm)" + tag, Unit: "µs", Value: percentile(jsnC.ds, 50),
+			Baseline: map[string]float64{"raw-nats-echo": percentile(rawC.ds, 50), "grpc-unary-echo": percentile(grpcC.ds, 50)},
+			RatioTo:  "raw-nats-echo", Target: "≤ 1.3×, < grpc"})
+		s.add(Result{Name: "call latency p99 (power.on, warm)" + tag, Unit: "µs", Value: percentile(jsnC.ds, 99),
+			Baseline: map[string]float64{"raw-nats-echo": percentile(rawC.ds, 99), "grpc-unary-echo": percentile(grpcC.ds, 99)},
+			RatioTo:  "raw-nats-echo", Target: "≤ 1.3×"})
+		s.add(Result{Name: "calls/s, 64 concurrent callers" + tag, Unit: "calls/s", Value: jsnC.rate,
+			Baseline: map[string]float64{"raw-nats-echo": rawC.rate, "grpc-unary-echo": grpcC.rate}, RatioTo: "raw-nats-echo"})
 	}
-	gt, err := conc(grpcCall)
-	if err != nil {
-		return err
-	}
-	s.add(Result{Name: "calls/s, 64 concurrent callers", Unit: "calls/s", Value: jt,
-		Baseline: map[string]float64{"raw-nats-echo": rt, "grpc-unary-echo": gt}, RatioTo: "raw-nats-echo"})
 	return nil
 }
 
 func benchStream(ctx context.Context, s *suite) error {
-	b, err := startLab(ctx)
+	labs, sink, closeAll, err := startLabs(ctx, s)
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer closeAll()
 	size := int64(1 << 30)
 	if s.quick {
 		size = 64 << 20
@@ -233,37 +248,41 @@ func benchStream(ctx context.Context, s *suite) error {
 	}
 	chunk := make([]byte, 64<<10)
 	_, _ = rand.Read(chunk)
-	g, err := startGRPC(b.sink.Addr().String())
+	g, err := startGRPC(sink.Addr().String())
 	if err != nil {
 		return err
 	}
 	defer g.close()
 
-	// Each path moves the same bytes in two rounds, interleaved, so a burst of load from
-	// elsewhere on the machine hits all of them alike. Besides the rate, the CPU time the whole
-	// process (sender, transport, receiver, sink: everything is in process) spent per GiB is
-	// recorded: it is much less sensitive to other load than wall time.
+	// Each path moves the same bytes in rounds, interleaved, so a burst of load from elsewhere
+	// on the machine hits all of them alike. Besides the rate, the CPU time the whole process
+	// (sender, transport, receiver, sink: everything is in process) spent per GiB is recorded:
+	// it is much less sensitive to other load than wall time.
 	type path struct {
-		name string
+		name string // jsn, raw-nats-pubsub (per transport), grpc-tunnel, direct-tcp
+		t    transport
 		run  func() error
 		secs float64 // wall
 		cpu  float64 // process CPU
 	}
-	paths := []path{
-		// jsn forward through network.TCP to the sink.
-		{name: "jsn", run: func() error {
-			return viaListener(ctx, func(ctx context.Context, ln net.Listener) error {
-				return network.NewClient(b.ex.Driver("network")).Forward(ctx, ln)
-			}, size/2, chunk)
-		}},
-		// Raw NATS publish → subscribe of the same bytes on the same server (client via the
-		// Unix socket, like jsn's client; subscriber in process, like the exporter).
-		{name: "raw-nats-pubsub", run: func() error { _, err := b.rawPubSub(size/2, chunk); return err }},
-		// A gRPC bidirectional-stream tunnel over loopback TCP to the same sink.
-		{name: "grpc-tunnel", run: func() error { return viaListener(ctx, g.forward, size/2, chunk) }},
-		// Direct loopback TCP to the same sink.
-		{name: "direct-tcp", run: func() error { _, err := tcpSend(b.sink.Addr().String(), size/2, chunk); return err }},
+	var paths []path
+	for _, b := range labs {
+		paths = append(paths,
+			// jsn forward through network.TCP to the sink.
+			path{name: "jsn", t: b.t, run: func() error {
+				return viaListener(ctx, func(ctx context.Context, ln net.Listener) error {
+					return network.NewClient(b.driver("network")).Forward(ctx, ln)
+				}, size/2, chunk)
+			}},
+			// Raw NATS publish → subscribe of the same bytes on the same server, the publisher
+			// connected like jsn's client and the subscriber like the exporter.
+			path{name: "raw-nats-pubsub", t: b.t, run: func() error { _, err := b.rawPubSub(size/2, chunk); return err }})
 	}
+	paths = append(paths,
+		// A gRPC bidirectional-stream tunnel over loopback TCP to the same sink.
+		path{name: "grpc-tunnel", run: func() error { return viaListener(ctx, g.forward, size/2, chunk) }},
+		// Direct loopback TCP to the same sink.
+		path{name: "direct-tcp", run: func() error { _, err := tcpSend(sink.Addr().String(), size/2, chunk); return err }})
 	if s.streamPaths != "" {
 		want := strings.Split(s.streamPaths, ",")
 		paths = slices.DeleteFunc(paths, func(p path) bool { return !slices.Contains(want, p.name) })
@@ -277,31 +296,55 @@ func benchStream(ctx context.Context, s *suite) error {
 			c0 := cpuTime()
 			t0 := time.Now()
 			if err := p.run(); err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
+				return fmt.Errorf("%s %s: %w", p.name, p.t, err)
 			}
 			p.secs += time.Since(t0).Seconds()
 			p.cpu += (cpuTime() - c0).Seconds()
 		}
 	}
-	rate, cpu := map[string]float64{}, map[string]float64{}
+	rate := func(p path) float64 { return float64(size) / p.secs / 1e6 }
+	cpu := func(p path) float64 { return p.cpu * float64(1<<30) / float64(size) }
+	shared, sharedCPU := map[string]float64{}, map[string]float64{}
 	for _, p := range paths {
-		rate[p.name] = float64(size) / p.secs / 1e6
-		cpu[p.name] = p.cpu * float64(1<<30) / float64(size)
-	}
-	jsnRate, jsnCPU := rate["jsn"], cpu["jsn"]
-	delete(rate, "jsn")
-	delete(cpu, "jsn")
-	if jsnRate == 0 { // -stream-paths without jsn: report the baselines alone
-		for name, r := range rate {
-			s.add(Result{Name: "byte stream, " + name, Unit: "MB/s", Value: r})
-			s.add(Result{Name: "byte stream CPU per GiB, " + name, Unit: "cpu-s/GiB", Value: cpu[name]})
+		if p.t == "" {
+			shared[p.name], sharedCPU[p.name] = rate(p), cpu(p)
 		}
-		return nil
 	}
-	s.add(Result{Name: fmt.Sprintf("byte stream, %d MiB through jsn forward + network.TCP", size>>20), Unit: "MB/s", Value: jsnRate,
-		Baseline: rate, RatioTo: "raw-nats-pubsub", Target: "≥ 0.7×, > grpc"})
-	s.add(Result{Name: "byte stream CPU per GiB (whole process)", Unit: "cpu-s/GiB", Value: jsnCPU,
-		Baseline: cpu, RatioTo: "raw-nats-pubsub", Note: "lower is better"})
+	reported := false
+	for _, t := range s.transports() {
+		var jsnP, rawP *path
+		for i := range paths {
+			switch {
+			case paths[i].t == t && paths[i].name == "jsn":
+				jsnP = &paths[i]
+			case paths[i].t == t:
+				rawP = &paths[i]
+			}
+		}
+		tag := " — " + t.label()
+		if jsnP == nil { // -stream-paths without jsn: report the baselines alone
+			if rawP != nil {
+				s.add(Result{Name: "byte stream, raw-nats-pubsub" + tag, Unit: "MB/s", Value: rate(*rawP)})
+				s.add(Result{Name: "byte stream CPU per GiB, raw-nats-pubsub" + tag, Unit: "cpu-s/GiB", Value: cpu(*rawP)})
+			}
+			continue
+		}
+		bl, blCPU := maps.Clone(shared), maps.Clone(sharedCPU)
+		if rawP != nil {
+			bl["raw-nats-pubsub"], blCPU["raw-nats-pubsub"] = rate(*rawP), cpu(*rawP)
+		}
+		s.add(Result{Name: fmt.Sprintf("byte stream, %d MiB, jsn forward + network.TCP", size>>20) + tag, Unit: "MB/s", Value: rate(*jsnP),
+			Baseline: bl, RatioTo: "raw-nats-pubsub", Target: "≥ 0.7×, > grpc"})
+		s.add(Result{Name: "byte stream CPU per GiB (whole process)" + tag, Unit: "cpu-s/GiB", Value: cpu(*jsnP),
+			Baseline: blCPU, RatioTo: "raw-nats-pubsub", Note: "lower is better"})
+		reported = true
+	}
+	if !reported {
+		for name := range shared {
+			s.add(Result{Name: "byte stream, " + name, Unit: "MB/s", Value: shared[name]})
+			s.add(Result{Name: "byte stream CPU per GiB, " + name, Unit: "cpu-s/GiB", Value: sharedCPU[name]})
+		}
+	}
 	return nil
 }
 
@@ -359,7 +402,7 @@ func tcpSend(addr string, size int64, chunk []byte) (float64, error) {
 	return float64(size) / el.Seconds() / 1e6, nil
 }
 
-func (b *lab) rawPubSub(size int64, chunk []byte) (float64, error) {
+func (b *session) rawPubSub(size int64, chunk []byte) (float64, error) {
 	sub, err := b.rawServerSide()
 	if err != nil {
 		return 0, err
@@ -418,12 +461,17 @@ func benchCLI(ctx context.Context, s *suite) error {
 	if out, err := exec.Command("go", "build", "-o", trivial, src).CombinedOutput(); err != nil {
 		return fmt.Errorf("build true: %v\n%s", err, out)
 	}
-	b, err := startLab(ctx)
+	sink, err := startSink()
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	b, err := startLab(ctx, local, sink)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	env := append(os.Environ(), "JSN_HOST="+b.l.URL, "JSN_EXPORTER="+b.l.Exporter, "JSN_LEASE="+b.l.Lease)
+	env := append(os.Environ(), "JSN_HOST="+b.url, "JSN_EXPORTER="+b.exporter, "JSN_LEASE="+b.lease)
 	n := 50
 	if s.quick {
 		n = 10

@@ -37,6 +37,9 @@ type suite struct {
 	// "" = all), and this many MiB instead of the default (0 = default).
 	streamPaths string
 	streamMiB   int64
+	// transport selects the bus transports of call, stream and flash: "local", "tcp" or ""
+	// (both).
+	transport string
 }
 
 func (s *suite) add(r Result) {
@@ -57,7 +60,12 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	streamPaths := flag.String("stream-paths", "", "byte stream: measure only these paths (comma-separated: jsn,raw-nats-pubsub,grpc-tunnel,direct-tcp)")
 	streamMiB := flag.Int64("stream-mib", 0, "byte stream: MiB to move per path (default 1024, 64 with -quick)")
+	transport := flag.String("transport", "", "call, stream and flash: measure only this transport (local or tcp; default both)")
 	flag.Parse()
+	if *transport != "" && *transport != "local" && *transport != "tcp" {
+		fmt.Fprintf(os.Stderr, "-transport %q: want local or tcp\n", *transport)
+		os.Exit(2)
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -70,7 +78,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	s := &suite{quick: *quick, streamPaths: *streamPaths, streamMiB: *streamMiB}
+	s := &suite{quick: *quick, streamPaths: *streamPaths, streamMiB: *streamMiB, transport: *transport}
 	ctx := context.Background()
 	benches := []struct {
 		name string
