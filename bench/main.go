@@ -40,6 +40,8 @@ type suite struct {
 	// transport selects the bus transports of call, stream and flash: "local", "tcp" or ""
 	// (both).
 	transport string
+	// flashMiB overrides the flash image size (0 = default).
+	flashMiB int64
 }
 
 func (s *suite) add(r Result) {
@@ -60,6 +62,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	streamPaths := flag.String("stream-paths", "", "byte stream: measure only these paths (comma-separated: jsn,raw-nats-pubsub,grpc-tunnel,direct-tcp)")
 	streamMiB := flag.Int64("stream-mib", 0, "byte stream: MiB to move per path (default 1024, 64 with -quick)")
+	flashMiB := flag.Int64("flash-mib", 0, "flash: image size in MiB (default 1024, 128 with -quick)")
 	transport := flag.String("transport", "", "call, stream and flash: measure only this transport (local or tcp; default both)")
 	flag.Parse()
 	if *transport != "" && *transport != "local" && *transport != "tcp" {
@@ -78,7 +81,7 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	s := &suite{quick: *quick, streamPaths: *streamPaths, streamMiB: *streamMiB, transport: *transport}
+	s := &suite{quick: *quick, streamPaths: *streamPaths, streamMiB: *streamMiB, transport: *transport, flashMiB: *flashMiB}
 	ctx := context.Background()
 	benches := []struct {
 		name string
