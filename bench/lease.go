@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
 )
@@ -51,7 +52,7 @@ func benchLease(ctx context.Context, s *suite) error {
 		return err
 	}
 	defer c.Close()
-	acfg, err := controller.ParseClientConfig(adminCfg)
+	acfg, err := client.ParseConfig("", adminCfg)
 	if err != nil {
 		return err
 	}
@@ -65,7 +66,7 @@ func benchLease(ctx context.Context, s *suite) error {
 	if err != nil {
 		return err
 	}
-	ccfg, err := controller.ParseClientConfig(ccfgData)
+	ccfg, err := client.ParseConfig("", ccfgData)
 	if err != nil {
 		return err
 	}

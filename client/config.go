@@ -38,8 +38,8 @@ type Config struct {
 	Endpoint   string         `yaml:"endpoint" jsn:"required"`
 	// Credentials is the content of a NATS .creds file (user JWT and nkey seed).
 	Credentials string   `yaml:"credentials" jsn:"required"`
-	Role        string   `yaml:"role"`  // RoleClient (default) or RoleAdmin
-	Allow       []string `yaml:"allow"` // informational: the controller enforces it
+	Role        string   `yaml:"role"`            // RoleClient (default) or RoleAdmin
+	Allow       []string `yaml:"allow,omitempty"` // informational: the controller enforces it
 
 	File string `yaml:"-"` // where it was loaded from; "" if parsed from memory
 }

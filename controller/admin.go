@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -16,7 +17,7 @@ type Admin struct {
 }
 
 // DialAdmin connects with cfg (its role must be admin).
-func DialAdmin(ctx context.Context, cfg *ClientConfig) (*Admin, error) {
+func DialAdmin(ctx context.Context, cfg *client.Config) (*Admin, error) {
 	c, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
 	if err != nil {
 		return nil, err

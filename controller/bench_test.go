@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
 	"jsn.dev/jsn/drivers/driver"
 )
@@ -73,8 +74,8 @@ func BenchmarkLeaseGrant(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "grants/s")
 }
 
-func mustParse(b *testing.B, cfg []byte) *ClientConfig {
-	c, err := ParseClientConfig(cfg)
+func mustParse(b *testing.B, cfg []byte) *client.Config {
+	c, err := client.ParseConfig("", cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -367,7 +367,7 @@ func TestLeafNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	acfg, err := controller.ParseClientConfig(adminCfg)
+	acfg, err := client.ParseConfig("", adminCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

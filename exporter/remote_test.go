@@ -42,7 +42,7 @@ func startLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	t.Cleanup(ctl.Close)
-	cfg, err := controller.ParseClientConfig(adminCfg)
+	cfg, err := client.ParseConfig("", adminCfg)
 	if err != nil {
 		t.Fatal(err)
 	}

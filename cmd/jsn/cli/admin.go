@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
@@ -33,7 +34,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 	cmd.PersistentFlags().StringVar(&o.config, "config", "", "admin client config (default the current one)")
 	cmd.PersistentFlags().StringVar(&o.endpoint, "endpoint", "", "controller URL (default the config's endpoint)")
 	dial := func(cmd *cobra.Command) (*controller.Admin, error) {
-		cfg, err := controller.LoadClientConfig(o.config)
+		cfg, err := client.LoadConfig(o.config)
 		if err != nil {
 			return nil, err
 		}

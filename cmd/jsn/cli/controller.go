@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/controller"
 )
@@ -38,7 +39,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s; admin client config in %s\n", o.data, o.data+"/admin.yaml")
 			if !o.noImport {
-				path, err := controller.ImportClientConfig(cfg, true)
+				_, path, err := client.ImportConfig(o.data+"/admin.yaml", cfg, true)
 				if err != nil {
 					return err
 				}

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
-	"jsn.dev/jsn/controller"
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -161,7 +161,7 @@ func TestControllerProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := controller.ParseClientConfig(b)
+	cfg, err := client.ParseConfig(alice, b)
 	if err != nil {
 		t.Fatal(err)
 	}
