@@ -344,7 +344,7 @@ func (s *store) openTarget(op string) (w io.Writer, commit func(written int64) e
 		if err != nil {
 			return nil, nil, nil, openError(op, err)
 		}
-		return f, func(int64) error {
+		return &writeback{f: f}, func(int64) error {
 				err := f.Sync()
 				if cerr := f.Close(); err == nil {
 					err = cerr
@@ -390,7 +390,7 @@ func (s *store) openTarget(op string) (w io.Writer, commit func(written int64) e
 		}
 		return err
 	}
-	return tmp, commit, abort, nil
+	return &writeback{f: tmp}, commit, abort, nil
 }
 
 func openError(op string, err error) error {
