@@ -15,49 +15,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 )
 
 // These tests build the real jsn binary and run `jsn forward` and `jsn ssh` inside
 // `jsn shell -c netlab.yaml -- …` sessions, against real local servers.
-
-var (
-	buildOnce sync.Once
-	jsnBin    string
-	buildErr  error
-	buildOut  []byte
-	buildDir  string
-)
-
-// jsnBinary builds jsn once per test run; TestMain removes it.
-func jsnBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the jsn binary")
-	}
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "jsn-network-test-")
-		if buildErr != nil {
-			return
-		}
-		jsnBin = filepath.Join(buildDir, "jsn")
-		buildOut, buildErr = exec.Command("go", "build", "-o", jsnBin, "jsn.dev/jsn/cmd/jsn").CombinedOutput()
-	})
-	if buildErr != nil {
-		t.Fatalf("build jsn: %v\n%s", buildErr, buildOut)
-	}
-	return jsnBin
-}
-
-// cleanEnv is the environment without session variables.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JSN_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
 
 // labConfig writes an exporter config exporting the YAML lines of export and returns its path.
 func labConfig(t *testing.T, export string) string {
@@ -70,73 +33,20 @@ func labConfig(t *testing.T, export string) string {
 	return p
 }
 
-// session prepares `jsn shell -c config -- jsn argv…` in dir. When ctx ends it gets SIGTERM,
-// which the session passes on, so a failing test leaves no processes behind.
-func session(ctx context.Context, t *testing.T, config, dir string, argv ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, jsnBinary(t), append([]string{"shell", "-c", config, "--", "jsn"}, argv...)...)
-	cmd.Env = cleanEnv()
-	cmd.Dir = dir
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	return cmd
-}
-
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
 // run runs `jsn argv…` in a session on config to the end.
-func run(t *testing.T, config string, argv ...string) result {
+func run(t *testing.T, config string, argv ...string) jsntest.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := session(ctx, t, config, t.TempDir(), argv...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run jsn %q: %v", argv, err)
+	if testing.Short() {
+		t.Skip("builds the jsn binary")
 	}
-	if ctx.Err() != nil {
-		t.Fatalf("jsn %q: timed out; stderr:\n%s", argv, r.stderr)
-	}
-	return r
-}
-
-func (r result) want(t *testing.T, code int) {
-	t.Helper()
-	if r.code != code {
-		t.Fatalf("got exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
-	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	return jsntest.Shell(t, config, jsntest.Options{Dir: t.TempDir(), Timeout: 60 * time.Second}, append([]string{"jsn"}, argv...)...)
 }
 
 // forwarding is a running `jsn forward`.
 type forwarding struct {
 	cmd    *exec.Cmd
-	local  string      // the local address it printed
-	stderr *syncBuffer // everything after the forwarding line
+	local  string          // the local address it printed
+	stderr *jsntest.Buffer // everything after the forwarding line
 	done   chan struct{}
 }
 
@@ -146,8 +56,12 @@ var forwardingLine = regexp.MustCompile(`^forwarding (\S+) -> (\S+) \((tcp|udp|u
 // Cleanup stops it with Ctrl-C if the test did not.
 func startForward(t *testing.T, config, dir string, args ...string) *forwarding {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the jsn binary")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := session(ctx, t, config, dir, append([]string{"forward"}, args...)...)
+	cmd := jsntest.Command(ctx, t, append([]string{"shell", "-c", config, "--", "jsn", "forward"}, args...)...)
+	cmd.Dir = dir
 	errPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +69,7 @@ func startForward(t *testing.T, config, dir string, args ...string) *forwarding 
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	f := &forwarding{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	f := &forwarding{cmd: cmd, stderr: &jsntest.Buffer{}, done: make(chan struct{})}
 	sc := bufio.NewScanner(errPipe)
 	var early []string
 	for f.local == "" && sc.Scan() {
@@ -318,9 +232,9 @@ func TestCLIForwardBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			r := run(t, config, append([]string{"forward"}, tt.args...)...)
-			r.want(t, tt.code)
-			if !strings.Contains(r.stderr, tt.want) {
-				t.Fatalf("stderr: got %q, want it to contain %q", r.stderr, tt.want)
+			r.Want(t, tt.code)
+			if !strings.Contains(r.Stderr, tt.want) {
+				t.Fatalf("stderr: got %q, want it to contain %q", r.Stderr, tt.want)
 			}
 		})
 	}

@@ -165,9 +165,9 @@ func TestCLISSH(t *testing.T) {
 	sshArgs := []string{"-F", "/dev/null", "-i", srv.keyFile, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=" + knownHosts}
 
 	r := run(t, config, append([]string{"ssh", "network", "--"}, append(sshArgs, "echo", "hello")...)...)
-	r.want(t, 0)
-	if r.stdout != "hello\n" {
-		t.Fatalf("stdout: got %q, want %q", r.stdout, "hello\n")
+	r.Want(t, 0)
+	if r.Stdout != "hello\n" {
+		t.Fatalf("stdout: got %q, want %q", r.Stdout, "hello\n")
 	}
 	kh, err := os.ReadFile(knownHosts)
 	if err != nil || !strings.HasPrefix(string(kh), "jsn-netlab-network ") {
@@ -177,9 +177,9 @@ func TestCLISSH(t *testing.T) {
 	// Second run: the key is known under the alias though the local port is a new one; the
 	// user comes from USER@, the exit code from the remote command.
 	r = run(t, config, append([]string{"ssh", "root@network", "--"}, append(sshArgs, "echo", "user=$JSN_SSH_USER;", "exit", "3")...)...)
-	r.want(t, 3)
-	if r.stdout != "user=root\n" {
-		t.Fatalf("stdout: got %q, want %q", r.stdout, "user=root\n")
+	r.Want(t, 3)
+	if r.Stdout != "user=root\n" {
+		t.Fatalf("stdout: got %q, want %q", r.Stdout, "user=root\n")
 	}
 
 	// A changed host key under the same alias is refused (accept-new is not "no").
@@ -193,8 +193,8 @@ func TestCLISSH(t *testing.T) {
 	}
 	os.WriteFile(knownHosts, append([]byte("jsn-netlab-network "), ssh.MarshalAuthorizedKey(other)...), 0o600)
 	r = run(t, config, append([]string{"ssh", "network", "--"}, append(sshArgs, "echo", "hello")...)...)
-	if r.code != 255 || r.stdout != "" {
-		t.Fatalf("changed host key: got exit %d, stdout %q, want 255 and nothing\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	if r.Code != 255 || r.Stdout != "" {
+		t.Fatalf("changed host key: got exit %d, stdout %q, want 255 and nothing\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 	}
 }
 
@@ -214,9 +214,9 @@ func TestCLISSHBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			r := run(t, config, append([]string{"ssh"}, tt.args...)...)
-			r.want(t, tt.code)
-			if !strings.Contains(r.stderr, tt.want) {
-				t.Fatalf("stderr: got %q, want it to contain %q", r.stderr, tt.want)
+			r.Want(t, tt.code)
+			if !strings.Contains(r.Stderr, tt.want) {
+				t.Fatalf("stderr: got %q, want it to contain %q", r.Stderr, tt.want)
 			}
 		})
 	}

@@ -18,15 +18,14 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir) // the jsn binary the CLI tests built
-	}
+	jsntest.Cleanup() // the jsn binary the CLI tests built
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

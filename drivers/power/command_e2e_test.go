@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/exporter"
 )
 
@@ -90,22 +90,11 @@ func TestBackendsEndToEnd(t *testing.T) {
 	}
 }
 
-// jsnBinary builds the jsn command into the test's temporary directory.
-func jsnBinary(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "jsn")
-	if out, err := exec.Command("go", "build", "-o", path, "jsn.dev/jsn/cmd/jsn").CombinedOutput(); err != nil {
-		t.Fatalf("build jsn: %v\n%s", err, out)
-	}
-	return path
-}
-
 // TestBackendsCLI runs `jsn power` verbs inside `jsn shell` on each backend.
 func TestBackendsCLI(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the jsn binary")
 	}
-	bin := jsnBinary(t)
 	state := t.TempDir()
 	e := newRelayEmulator(t)
 	port := startMosquitto(t, "", "")
@@ -119,36 +108,18 @@ func TestBackendsCLI(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			script := "jsn power cycle --wait 10ms -d " + path + " && jsn power status -d " + path +
 				" && jsn power off -d " + path + " && jsn power status -d " + path + "; jsn power read -n 1 -d " + path
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, bin, "shell", "-c", cfgFile, "--", "sh", "-c", script)
-			var env []string
-			for _, kv := range os.Environ() {
-				if !strings.HasPrefix(kv, "JSN_") {
-					env = append(env, kv)
-				}
-			}
-			cmd.Env = append(env, "YKUSH_STATE="+state)
-			var out, errOut strings.Builder
-			cmd.Stdout, cmd.Stderr = &out, &errOut
-			err := cmd.Run()
-			code := 0
-			if ee, ok := err.(*exec.ExitError); ok {
-				code = ee.ExitCode()
-			} else if err != nil {
-				t.Fatal(err)
-			}
-			if out.String() != "on\noff\n" && !(path == "plug" && strings.HasPrefix(out.String(), "on\noff\n237.50 V")) {
-				t.Fatalf("stdout: got %q, want %q; stderr:\n%s", out.String(), "on\noff\n", errOut.String())
+			r := jsntest.Shell(t, cfgFile, jsntest.Options{Env: append(jsntest.Env(), "YKUSH_STATE="+state)}, "sh", "-c", script)
+			if r.Stdout != "on\noff\n" && !(path == "plug" && strings.HasPrefix(r.Stdout, "on\noff\n237.50 V")) {
+				t.Fatalf("stdout: got %q, want %q; stderr:\n%s", r.Stdout, "on\noff\n", r.Stderr)
 			}
 			if path == "plug" {
-				if code != 0 {
-					t.Fatalf("exit %d, want 0; stderr:\n%s", code, errOut.String())
+				if r.Code != 0 {
+					t.Fatalf("exit %d, want 0; stderr:\n%s", r.Code, r.Stderr)
 				}
 				return
 			}
-			if code == 0 || !strings.Contains(errOut.String(), "measure") {
-				t.Fatalf("read on %s: got exit %d, stderr %q, want a failure saying it cannot measure", path, code, errOut.String())
+			if r.Code == 0 || !strings.Contains(r.Stderr, "measure") {
+				t.Fatalf("read on %s: got exit %d, stderr %q, want a failure saying it cannot measure", path, r.Code, r.Stderr)
 			}
 		})
 	}

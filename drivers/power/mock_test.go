@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -14,11 +15,17 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		jsntest.Cleanup() // the jsn binary the CLI tests built
+		os.Exit(code)
+	}))
+}
 
 // syncBuffer is a bytes.Buffer safe for a logger used from several goroutines.
 type syncBuffer struct {

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/network"
 	"jsn.dev/jsn/drivers/power"
 	"jsn.dev/jsn/drivers/serial"
@@ -31,9 +32,7 @@ func TestMain(m *testing.M) {
 	if guestDir != "" {
 		os.RemoveAll(guestDir)
 	}
-	if jsnBin != "" {
-		os.RemoveAll(filepath.Dir(jsnBin))
-	}
+	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

@@ -1,79 +1,18 @@
 package qemu
 
 import (
-	"bytes"
-	"context"
 	"image/png"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 )
 
 // These tests build the real jsn binary and drive a board with jsn commands only, inside one
 // `jsn shell -c lab.yaml -- sh -c script` session.
-
-var (
-	buildOnce sync.Once
-	jsnBin    string
-	buildErr  error
-	buildOut  []byte
-)
-
-func jsnBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "jsn-qemu-test-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		jsnBin = filepath.Join(dir, "jsn")
-		buildOut, buildErr = exec.Command("go", "build", "-o", jsnBin, "jsn.dev/jsn/cmd/jsn").CombinedOutput()
-	})
-	if buildErr != nil {
-		t.Fatalf("build jsn: %v\n%s", buildErr, buildOut)
-	}
-	return jsnBin
-}
-
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// inSession runs `jsn shell -c config -- sh -c script` in dir.
-func inSession(t *testing.T, config, dir, script string) result {
-	t.Helper()
-	bin := jsnBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "shell", "-c", config, "--", "sh", "-c", script)
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JSN_") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
-	cmd.Dir = dir
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run jsn shell: %v", err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("jsn shell timed out; stdout:\n%s\nstderr:\n%s", r.stdout, r.stderr)
-	}
-	return r
-}
 
 // TestCLI boots the board and uses it with jsn commands as a user would.
 func TestCLI(t *testing.T) {
@@ -105,18 +44,16 @@ step status; jsn power status
 step off2; jsn power off || exit 19
 jsn power status
 `
-	r := inSession(t, config, dir, script)
-	if r.code != 0 {
-		t.Fatalf("got exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
-	}
+	r := jsntest.Shell(t, config, jsntest.Options{Dir: dir, Timeout: 4 * time.Minute}, "sh", "-c", script)
+	r.Want(t, 0)
 	for _, want := range []string{"twice exit 1", "never exit 1", "flash-on exit 1", "HELLO-JSN-DISK-0", "\n42", "on\n== off2\noff\n"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("stdout lacks %q\nstdout:\n%s\nstderr:\n%s", want, r.stdout, r.stderr)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("stdout lacks %q\nstdout:\n%s\nstderr:\n%s", want, r.Stdout, r.Stderr)
 		}
 	}
 	for _, want := range []string{"already on", "power the board off first", "no match within 2s", "marker-3"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("stderr lacks %q\nstderr:\n%s", want, r.stderr)
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("stderr lacks %q\nstderr:\n%s", want, r.Stderr)
 		}
 	}
 	f, err := os.Open(filepath.Join(dir, "out.png"))

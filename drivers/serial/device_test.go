@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/term"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/exporter"
 )
 
@@ -36,9 +36,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	if jsnBin != "" {
-		os.RemoveAll(filepath.Dir(jsnBin))
-	}
+	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

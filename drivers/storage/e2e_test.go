@@ -25,14 +25,13 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/exporter"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if jsnBin != "" {
-		os.RemoveAll(filepath.Dir(jsnBin))
-	}
+	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, err)

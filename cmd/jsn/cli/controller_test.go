@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -32,22 +32,9 @@ func freePort(t *testing.T) string {
 }
 
 // jsnEnv runs jsn with extra environment variables.
-func jsnEnv(t *testing.T, env []string, args ...string) result {
+func jsnEnv(t *testing.T, env []string, args ...string) jsntest.Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := command(ctx, args...)
-	cmd.Env = append(cmd.Env, env...)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run jsn %q: %v", args, err)
-	}
-	return r
+	return jsntest.Run(t, jsntest.Options{Env: append(jsntest.Env(), env...), Timeout: 60 * time.Second}, args...)
 }
 
 func poll(t *testing.T, what string, fn func() bool) {
@@ -78,7 +65,7 @@ func TestControllerProcess(t *testing.T) {
 	endpoint := "nats://127.0.0.1:" + port
 
 	// init: a 0700 directory of 0600 files; the admin config imported and current; re-init refused.
-	jsnEnv(t, env, "controller", "init", "--data", data, "--endpoint", endpoint).want(t, 0)
+	jsnEnv(t, env, "controller", "init", "--data", data, "--endpoint", endpoint).Want(t, 0)
 	if m := mode(t, data); m != 0o700 {
 		t.Errorf("data directory: got mode %o, want 700", m)
 	}
@@ -95,14 +82,14 @@ func TestControllerProcess(t *testing.T) {
 		t.Errorf("imported admin config: got mode %o, want 600", m)
 	}
 	r := jsnEnv(t, env, "controller", "init", "--data", data)
-	if r.code == 0 || !strings.Contains(r.stderr, "already initialised") {
-		t.Errorf("re-init: got exit %d, stderr %q; want a failure saying already initialised", r.code, r.stderr)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "already initialised") {
+		t.Errorf("re-init: got exit %d, stderr %q; want a failure saying already initialised", r.Code, r.Stderr)
 	}
 
 	// run in the background until /healthz answers.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	run := command(ctx, "controller", "run", "--data", data, "--listen", "127.0.0.1:"+port, "--http", "127.0.0.1:"+httpPort)
+	run := jsntest.Command(ctx, t, "controller", "run", "--data", data, "--listen", "127.0.0.1:"+port, "--http", "127.0.0.1:"+httpPort)
 	run.Env = append(run.Env, env...)
 	var runErr bytes.Buffer
 	run.Stderr = &runErr
@@ -133,9 +120,9 @@ func TestControllerProcess(t *testing.T) {
 
 	// admin create|list|delete with the current (admin) client config.
 	e1 := filepath.Join(work, "e1.yaml")
-	jsnEnv(t, env, "admin", "create", "exporter", "e1", "-l", "board=x", "--out", e1).want(t, 0)
+	jsnEnv(t, env, "admin", "create", "exporter", "e1", "-l", "board=x", "--out", e1).Want(t, 0)
 	alice := filepath.Join(work, "alice.yaml")
-	jsnEnv(t, env, "admin", "create", "client", "alice", "--allow", "power.*", "--out", alice).want(t, 0)
+	jsnEnv(t, env, "admin", "create", "client", "alice", "--allow", "power.*", "--out", alice).Want(t, 0)
 	for _, f := range []string{e1, alice} {
 		if m := mode(t, f); m != 0o600 {
 			t.Errorf("%s: got mode %o, want 600", f, m)
@@ -146,14 +133,14 @@ func TestControllerProcess(t *testing.T) {
 		}
 	}
 	r = jsnEnv(t, env, "admin", "list", "client")
-	r.want(t, 0)
-	if !strings.Contains(r.stdout, "alice") || !strings.Contains(r.stdout, "power.*") {
-		t.Errorf("admin list client: got %q, want alice with power.*", r.stdout)
+	r.Want(t, 0)
+	if !strings.Contains(r.Stdout, "alice") || !strings.Contains(r.Stdout, "power.*") {
+		t.Errorf("admin list client: got %q, want alice with power.*", r.Stdout)
 	}
 	r = jsnEnv(t, env, "admin", "list", "exporter")
-	r.want(t, 0)
-	if !strings.Contains(r.stdout, "e1") || !strings.Contains(r.stdout, "board=x") {
-		t.Errorf("admin list exporter: got %q, want e1 with board=x", r.stdout)
+	r.Want(t, 0)
+	if !strings.Contains(r.Stdout, "e1") || !strings.Contains(r.Stdout, "board=x") {
+		t.Errorf("admin list exporter: got %q, want e1 with board=x", r.Stdout)
 	}
 
 	// alice connects; after delete she is disconnected and refused.
@@ -182,15 +169,15 @@ func TestControllerProcess(t *testing.T) {
 	if err := list(); err != nil {
 		t.Fatalf("alice list exporters: %v", err)
 	}
-	jsnEnv(t, env, "admin", "delete", "client", "alice").want(t, 0)
+	jsnEnv(t, env, "admin", "delete", "client", "alice").Want(t, 0)
 	poll(t, "alice's connection refused", func() bool { return list() != nil })
 	if c, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials)}); err == nil {
 		c.Close()
 		t.Error("deleted client alice: new connection accepted")
 	}
 	r = jsnEnv(t, env, "admin", "list", "client")
-	if strings.Contains(r.stdout, "alice") {
-		t.Errorf("admin list client after delete: got %q, want no alice", r.stdout)
+	if strings.Contains(r.Stdout, "alice") {
+		t.Errorf("admin list client after delete: got %q, want no alice", r.Stdout)
 	}
 
 	metrics, ok := get("/metrics")

@@ -9,115 +9,48 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 )
 
 // These tests build the real jsn binary once and run it as a user would, inside real local
 // sessions (embedded bus, Unix socket, real drivers).
 
-var (
-	jsnBin      string // path of the jsn binary under test
-	raceEnabled bool   // set by race_test.go: build jsn with -race too
-)
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "jsn-cli-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	jsnBin = filepath.Join(dir, "jsn")
-	args := []string{"build", "-o", jsnBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "jsn.dev/jsn/cmd/jsn")...)
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build jsn: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	jsntest.Cleanup()
 	os.Exit(code)
 }
 
-type result struct {
-	stdout, stderr string
-	code           int
-}
-
-// cleanEnv is the test's environment without any session variables.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JSN_") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-// command prepares jsn with args outside any session. When ctx ends it gets SIGTERM, which a
-// session forwards to its child, so a failing test leaves no processes behind.
-func command(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, jsnBin, args...)
-	cmd.Env = cleanEnv()
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
-	return cmd
-}
+type result = jsntest.Result
 
 // jsn runs the binary with args and stdin, outside any session.
 func jsn(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := command(ctx, args...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run jsn %q: %v", args, err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("jsn %q: timed out; stderr:\n%s", args, r.stderr)
-	}
-	return r
+	return jsntest.Run(t, jsntest.Options{Stdin: stdin}, args...)
 }
 
 // inSession runs `jsn shell -c config -- argv…`.
 func inSession(t *testing.T, config, stdin string, argv ...string) result {
 	t.Helper()
-	return jsn(t, stdin, append([]string{"shell", "-c", config, "--"}, argv...)...)
-}
-
-func (r result) want(t *testing.T, code int) {
-	t.Helper()
-	if r.code != code {
-		t.Fatalf("got exit %d, want %d\nstdout:\n%s\nstderr:\n%s", r.code, code, r.stdout, r.stderr)
-	}
+	return jsntest.Shell(t, config, jsntest.Options{Stdin: stdin}, argv...)
 }
 
 func TestShellRunsCommand(t *testing.T) {
-	inSession(t, "testdata/lab.yaml", "", "jsn", "call", "power.on").want(t, 0)
+	inSession(t, "testdata/lab.yaml", "", "jsn", "call", "power.on").Want(t, 0)
 }
 
 func TestShellPowerOnThenStatus(t *testing.T) {
 	r := inSession(t, "testdata/lab.yaml", "", "sh", "-c", "jsn power status && jsn power on && jsn power status")
-	r.want(t, 0)
-	if r.stdout != "off\non\n" {
-		t.Errorf("got %q, want %q", r.stdout, "off\non\n")
+	r.Want(t, 0)
+	if r.Stdout != "off\non\n" {
+		t.Errorf("got %q, want %q", r.Stdout, "off\non\n")
 	}
 }
 
@@ -133,20 +66,20 @@ func TestShellExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.script, func(t *testing.T) {
-			inSession(t, "testdata/lab.yaml", "", "sh", "-c", tt.script).want(t, tt.want)
+			inSession(t, "testdata/lab.yaml", "", "sh", "-c", tt.script).Want(t, tt.want)
 		})
 	}
-	inSession(t, "testdata/lab.yaml", "", "no-such-command-jsn").want(t, 127)
+	inSession(t, "testdata/lab.yaml", "", "no-such-command-jsn").Want(t, 127)
 }
 
 func TestShellEnvironment(t *testing.T) {
 	r := inSession(t, "testdata/lab.yaml", "", "sh", "-c",
 		`echo "$JSN_HOST"; echo "$JSN_EXPORTER"; echo "$JSN_LEASE"; p=$(command -v jsn); echo "$p"; `+
 			`d=$(dirname "$(dirname "$p")"); stat -c %a "$d"; echo "$d"`)
-	r.want(t, 0)
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	r.Want(t, 0)
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if len(lines) != 6 {
-		t.Fatalf("got %q, want 6 lines", r.stdout)
+		t.Fatalf("got %q, want 6 lines", r.Stdout)
 	}
 	host, exporter, lease, jsnPath, mode, dir := lines[0], lines[1], lines[2], lines[3], lines[4], lines[5]
 	if !strings.HasPrefix(host, "unix://"+dir+"/") {
@@ -167,28 +100,28 @@ func TestShellEnvironment(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("got %v for the session directory after the session, want it removed", err)
 	}
-	if strings.Contains(r.stderr, "attached") {
-		t.Errorf("got a banner %q in non-interactive mode, want none", r.stderr)
+	if strings.Contains(r.Stderr, "attached") {
+		t.Errorf("got a banner %q in non-interactive mode, want none", r.Stderr)
 	}
 }
 
 func TestShellInteractiveBanner(t *testing.T) {
 	// No command: $SHELL runs and reads its commands from stdin.
 	r := jsn(t, "jsn power on; jsn power status\n", "shell", "-c", "testdata/lab.yaml")
-	r.want(t, 0)
-	if r.stdout != "on\n" {
-		t.Errorf("got %q, want %q", r.stdout, "on\n")
+	r.Want(t, 0)
+	if r.Stdout != "on\n" {
+		t.Errorf("got %q, want %q", r.Stdout, "on\n")
 	}
 	want := `jsn: lab "testlab" attached (power, shell); exit to release` + "\n"
-	if !strings.Contains(r.stderr, want) {
-		t.Errorf("got stderr %q, want the banner %q", r.stderr, want)
+	if !strings.Contains(r.Stderr, want) {
+		t.Errorf("got stderr %q, want the banner %q", r.Stderr, want)
 	}
 }
 
 func TestShellForwardsSignals(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := command(ctx, "shell", "-c", "testdata/lab.yaml", "--", "sh", "-c",
+	cmd := jsntest.Command(ctx, t, "shell", "-c", "testdata/lab.yaml", "--", "sh", "-c",
 		`trap 'echo got INT; exit 42' INT; echo ready; while :; do sleep 0.05; done`)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -217,20 +150,20 @@ func TestShellForwardsSignals(t *testing.T) {
 
 func TestCallOutputStream(t *testing.T) {
 	r := inSession(t, "testdata/lab.yaml", "", "jsn", "call", "shell.fail")
-	r.want(t, 3)
-	if r.stdout != "out\n" {
-		t.Errorf("got stdout %q, want %q", r.stdout, "out\n")
+	r.Want(t, 3)
+	if r.Stdout != "out\n" {
+		t.Errorf("got stdout %q, want %q", r.Stdout, "out\n")
 	}
-	if !strings.Contains(r.stderr, "err\n") || strings.Contains(r.stderr, "out") {
-		t.Errorf("got stderr %q, want err and not out", r.stderr)
+	if !strings.Contains(r.Stderr, "err\n") || strings.Contains(r.Stderr, "out") {
+		t.Errorf("got stderr %q, want err and not out", r.Stderr)
 	}
-	if strings.Contains(r.stderr, "jsn:") {
-		t.Errorf("got stderr %q, want no jsn error message for a command's own exit code", r.stderr)
+	if strings.Contains(r.Stderr, "jsn:") {
+		t.Errorf("got stderr %q, want no jsn error message for a command's own exit code", r.Stderr)
 	}
 	r = inSession(t, "testdata/lab.yaml", "", "jsn", "call", "shell.hello")
-	r.want(t, 0)
-	if r.stdout != "hello\n" {
-		t.Errorf("got stdout %q, want %q", r.stdout, "hello\n")
+	r.Want(t, 0)
+	if r.Stdout != "hello\n" {
+		t.Errorf("got stdout %q, want %q", r.Stdout, "hello\n")
 	}
 }
 
@@ -238,10 +171,10 @@ func TestCallResultsAndStreams(t *testing.T) {
 	r := inSession(t, "testdata/lab.yaml", "", "sh", "-c",
 		`jsn call power.on && jsn call power.status && jsn call power.status -o json && `+
 			`jsn call power.read 2 -o json && echo END && jsn call power.read 2`)
-	r.want(t, 0)
-	parts := strings.SplitN(r.stdout, "END\n", 2)
+	r.Want(t, 0)
+	parts := strings.SplitN(r.Stdout, "END\n", 2)
 	if len(parts) != 2 {
-		t.Fatalf("got %q, want output before and after END", r.stdout)
+		t.Fatalf("got %q, want output before and after END", r.Stdout)
 	}
 	lines := strings.Split(strings.TrimSpace(parts[0]), "\n")
 	if len(lines) != 4 || lines[0] != "on" || lines[1] != `"on"` {
@@ -262,10 +195,10 @@ func TestCallResultsAndStreams(t *testing.T) {
 func TestPowerCommands(t *testing.T) {
 	r := inSession(t, "testdata/lab.yaml", "", "sh", "-c",
 		`jsn power on && jsn power cycle --wait 10ms && jsn power status && jsn power off && jsn power status && jsn power read -n 2`)
-	r.want(t, 0)
-	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	r.Want(t, 0)
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if len(lines) != 4 || lines[0] != "on" || lines[1] != "off" {
-		t.Fatalf("got %q, want on, off and two readings", r.stdout)
+		t.Fatalf("got %q, want on, off and two readings", r.Stdout)
 	}
 	reading := regexp.MustCompile(`^\d+\.\d\d V  \d+\.\d\d A$`)
 	for _, l := range lines[2:] {
@@ -277,23 +210,23 @@ func TestPowerCommands(t *testing.T) {
 
 func TestSeveralPowerDrivers(t *testing.T) {
 	r := inSession(t, "testdata/two_power.yaml", "", "jsn", "power", "on")
-	r.want(t, 4)
+	r.Want(t, 4)
 	want := "jsn: several power drivers: harness.power, dut.power; choose one with -d PATH\n"
-	if r.stderr != want {
-		t.Errorf("got %q, want %q", r.stderr, want)
+	if r.Stderr != want {
+		t.Errorf("got %q, want %q", r.Stderr, want)
 	}
 	r = inSession(t, "testdata/two_power.yaml", "", "sh", "-c",
 		`jsn power on -d dut.power && jsn power status -d dut.power && jsn power status -d harness.power`)
-	r.want(t, 0)
-	if r.stdout != "on\noff\n" {
-		t.Errorf("got %q, want %q", r.stdout, "on\noff\n")
+	r.Want(t, 0)
+	if r.Stdout != "on\noff\n" {
+		t.Errorf("got %q, want %q", r.Stdout, "on\noff\n")
 	}
 	r = inSession(t, "testdata/two_power.yaml", "", "jsn", "power", "on", "-d", "dut")
-	r.want(t, 4)
-	if !strings.Contains(r.stderr, `driver "dut" is not a power driver`) {
-		t.Errorf("got %q, want it to say dut is not a power driver", r.stderr)
+	r.Want(t, 4)
+	if !strings.Contains(r.Stderr, `driver "dut" is not a power driver`) {
+		t.Errorf("got %q, want it to say dut is not a power driver", r.Stderr)
 	}
-	inSession(t, "testdata/two_power.yaml", "", "jsn", "power", "on", "-d", "nope").want(t, 3)
+	inSession(t, "testdata/two_power.yaml", "", "jsn", "power", "on", "-d", "nope").Want(t, 3)
 }
 
 func TestErrors(t *testing.T) {
@@ -329,12 +262,12 @@ func TestErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := tt.run(t)
-			r.want(t, tt.code)
-			if !strings.Contains(r.stderr, tt.stderr) {
-				t.Errorf("got stderr %q, want it to contain %q", r.stderr, tt.stderr)
+			r.Want(t, tt.code)
+			if !strings.Contains(r.Stderr, tt.stderr) {
+				t.Errorf("got stderr %q, want it to contain %q", r.Stderr, tt.stderr)
 			}
-			if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
-				t.Errorf("got a Go trace in stderr:\n%s", r.stderr)
+			if strings.Contains(r.Stderr, "goroutine ") || strings.Contains(r.Stderr, "panic") {
+				t.Errorf("got a Go trace in stderr:\n%s", r.Stderr)
 			}
 		})
 	}
@@ -342,7 +275,7 @@ func TestErrors(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	r := inSession(t, "testdata/lab.yaml", "", "jsn", "describe", "-o", "json")
-	r.want(t, 0)
+	r.Want(t, 0)
 	var desc struct {
 		Exporter string
 		Drivers  []struct {
@@ -350,8 +283,8 @@ func TestDescribe(t *testing.T) {
 			Methods []struct{ Name, Kind string }
 		}
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &desc); err != nil {
-		t.Fatalf("got invalid JSON %q: %v", r.stdout, err)
+	if err := json.Unmarshal([]byte(r.Stdout), &desc); err != nil {
+		t.Fatalf("got invalid JSON %q: %v", r.Stdout, err)
 	}
 	methods := map[string]string{}
 	for _, d := range desc.Drivers {
@@ -366,7 +299,7 @@ func TestDescribe(t *testing.T) {
 	}
 
 	r = inSession(t, "testdata/lab.yaml", "", "jsn", "describe")
-	r.want(t, 0)
+	r.Want(t, 0)
 	for _, want := range []string{
 		"testlab  board=virtual\n",
 		"├── power  power.Mock  jsn.power.v1",
@@ -378,8 +311,8 @@ func TestDescribe(t *testing.T) {
 		"fail(",
 		") => output… ",
 	} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("got tree\n%s\nwant it to contain %q", r.stdout, want)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("got tree\n%s\nwant it to contain %q", r.Stdout, want)
 		}
 	}
 }
@@ -436,26 +369,26 @@ export:
 func TestCallByteStream(t *testing.T) {
 	cfg := networkConfig(t, echoServer(t))
 	r := inSession(t, cfg, "ping\npong\n", "jsn", "call", "network.connect")
-	r.want(t, 0)
-	if r.stdout != "ping\npong\n" {
-		t.Errorf("got %q, want %q", r.stdout, "ping\npong\n")
+	r.Want(t, 0)
+	if r.Stdout != "ping\npong\n" {
+		t.Errorf("got %q, want %q", r.Stdout, "ping\npong\n")
 	}
 }
 
 func TestVersionAndHelp(t *testing.T) {
 	r := jsn(t, "", "version")
-	r.want(t, 0)
-	if !strings.HasPrefix(r.stdout, "jsn ") {
-		t.Errorf("got %q, want it to start with jsn", r.stdout)
+	r.Want(t, 0)
+	if !strings.HasPrefix(r.Stdout, "jsn ") {
+		t.Errorf("got %q, want it to start with jsn", r.Stdout)
 	}
 	r = jsn(t, "", "--help")
-	r.want(t, 0)
-	if !strings.Contains(r.stdout, "Exit codes:") {
-		t.Errorf("got %q, want the exit codes documented", r.stdout)
+	r.Want(t, 0)
+	if !strings.Contains(r.Stdout, "Exit codes:") {
+		t.Errorf("got %q, want the exit codes documented", r.Stdout)
 	}
 	r = jsn(t, "", "completion", "bash")
-	r.want(t, 0)
-	if !strings.Contains(r.stdout, "__start_jsn") {
+	r.Want(t, 0)
+	if !strings.Contains(r.Stdout, "__start_jsn") {
 		t.Errorf("got no bash completion script")
 	}
 }
@@ -463,7 +396,7 @@ func TestVersionAndHelp(t *testing.T) {
 func TestPowerReadStopsOnInterrupt(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := command(ctx, "shell", "-c", "testdata/lab.yaml", "--", "jsn", "power", "read")
+	cmd := jsntest.Command(ctx, t, "shell", "-c", "testdata/lab.yaml", "--", "jsn", "power", "read")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -491,10 +424,10 @@ func TestPowerReadStopsOnInterrupt(t *testing.T) {
 
 func TestCompletion(t *testing.T) {
 	r := inSession(t, "testdata/lab.yaml", "", "jsn", "__complete", "call", "")
-	r.want(t, 0)
+	r.Want(t, 0)
 	for _, want := range []string{"power.on\tswitch the power on\n", "shell.fail\t", ":4\n"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("got %q, want it to contain %q", r.stdout, want)
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("got %q, want it to contain %q", r.Stdout, want)
 		}
 	}
 }

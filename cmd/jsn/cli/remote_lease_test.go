@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"os"
@@ -10,38 +9,21 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 )
-
-// syncBuffer is a bytes.Buffer a running process writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // proc is a jsn process running in the background of a test.
 type proc struct {
 	t           *testing.T
 	args        []string
 	cmd         *exec.Cmd
-	out, errOut syncBuffer
+	out, errOut jsntest.Buffer
 	done        chan struct{}
 	code        int // valid once done is closed
 }
@@ -50,7 +32,7 @@ type proc struct {
 func (l *remoteLab) start(args ...string) *proc {
 	l.t.Helper()
 	p := &proc{t: l.t, args: args, done: make(chan struct{})}
-	p.cmd = exec.Command(jsnBin, args...)
+	p.cmd = exec.Command(jsntest.Binary(l.t), args...)
 	p.cmd.Env = l.env
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.errOut
 	if err := p.cmd.Start(); err != nil {
@@ -93,14 +75,14 @@ func (p *proc) exited() bool {
 }
 
 // wait waits for the process to end and returns its result.
-func (p *proc) wait(within time.Duration) result {
+func (p *proc) wait(within time.Duration) jsntest.Result {
 	p.t.Helper()
 	select {
 	case <-p.done:
 	case <-time.After(within):
 		p.t.Fatalf("jsn %q still runs after %v\nstdout:\n%s\nstderr:\n%s", p.args, within, p.out.String(), p.errOut.String())
 	}
-	return result{stdout: p.out.String(), stderr: p.errOut.String(), code: p.code}
+	return jsntest.Result{Stdout: p.out.String(), Stderr: p.errOut.String(), Code: p.code}
 }
 
 // waiting waits until the process shows its "waiting: …" progress line and returns it.
@@ -135,10 +117,10 @@ type leaseRow struct {
 func (l *remoteLab) leases() map[string]leaseRow {
 	l.t.Helper()
 	r := l.jsn("lease", "list", "--all", "-o", "json")
-	r.want(l.t, 0)
+	r.Want(l.t, 0)
 	var rows []leaseRow
-	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
-		l.t.Fatalf("lease list -o json: %v\n%s", err, r.stdout)
+	if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil {
+		l.t.Fatalf("lease list -o json: %v\n%s", err, r.Stdout)
 	}
 	out := map[string]leaseRow{}
 	for _, x := range rows {
@@ -151,10 +133,10 @@ func (l *remoteLab) leases() map[string]leaseRow {
 func (l *remoteLab) request(args ...string) string {
 	l.t.Helper()
 	r := l.jsn(append([]string{"lease", "request"}, args...)...)
-	r.want(l.t, 0)
-	id := strings.TrimSpace(r.stdout)
+	r.Want(l.t, 0)
+	id := strings.TrimSpace(r.Stdout)
 	if id == "" {
-		l.t.Fatalf("lease request %q printed no id; stderr %q", args, r.stderr)
+		l.t.Fatalf("lease request %q printed no id; stderr %q", args, r.Stderr)
 	}
 	return id
 }
@@ -174,42 +156,42 @@ func TestRemoteLeases(t *testing.T) {
 	}
 	l := startRemoteLab(t)
 	alice := filepath.Join(l.dir, "alice.yaml")
-	l.jsn("admin", "create", "client", "alice", "--out", alice).want(t, 0)
+	l.jsn("admin", "create", "client", "alice", "--out", alice).Want(t, 0)
 	qa := l.exporter("qa", "board=x", remoteExport)
 	qb := l.exporter("qb", "board=y", remoteExport)
 	l.background("exporter-qa", "exporter", "run", "-c", qa)
 	l.background("exporter-qb", "exporter", "run", "-c", qb)
-	l.jsn("config", "client", "import", alice).want(t, 0)
+	l.jsn("config", "client", "import", alice).Want(t, 0)
 	l.online("qa", true, 20*time.Second)
 	l.online("qb", true, 20*time.Second)
 
 	t.Run("get exporters", func(t *testing.T) {
 		r := l.jsn("get", "exporters", "-l", "board=x")
-		r.want(t, 0)
-		if !strings.Contains(r.stdout, "qa ") || strings.Contains(r.stdout, "qb ") || !strings.Contains(r.stdout, "board=x") {
-			t.Errorf("get exporters -l board=x: got %q, want qa only", r.stdout)
+		r.Want(t, 0)
+		if !strings.Contains(r.Stdout, "qa ") || strings.Contains(r.Stdout, "qb ") || !strings.Contains(r.Stdout, "board=x") {
+			t.Errorf("get exporters -l board=x: got %q, want qa only", r.Stdout)
 		}
 		r = l.jsn("get", "exporters", "-l", "board in (x,y)", "-o", "json")
-		r.want(t, 0)
+		r.Want(t, 0)
 		var rows []exporterRow
-		if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil || len(rows) != 2 {
-			t.Errorf("get exporters -o json: got %q (%v), want qa and qb", r.stdout, err)
+		if err := json.Unmarshal([]byte(r.Stdout), &rows); err != nil || len(rows) != 2 {
+			t.Errorf("get exporters -o json: got %q (%v), want qa and qb", r.Stdout, err)
 		}
 		r = l.jsn("get", "exporters", "-l", "board=y", "-o", "yaml")
-		r.want(t, 0)
+		r.Want(t, 0)
 		var yrows []struct {
 			Name   string            `yaml:"name"`
 			Labels map[string]string `yaml:"labels"`
 			Online bool              `yaml:"online"`
 		}
-		if err := yaml.Unmarshal([]byte(r.stdout), &yrows); err != nil || len(yrows) != 1 || yrows[0].Name != "qb" ||
+		if err := yaml.Unmarshal([]byte(r.Stdout), &yrows); err != nil || len(yrows) != 1 || yrows[0].Name != "qb" ||
 			yrows[0].Labels["board"] != "y" || !yrows[0].Online {
-			t.Errorf("get exporters -o yaml: got %q (%v), want qb online with board=y", r.stdout, err)
+			t.Errorf("get exporters -o yaml: got %q (%v), want qb online with board=y", r.Stdout, err)
 		}
 		r = l.jsn("get", "exporters", "-l", "board=nope", "-o", "json")
-		r.want(t, 0)
-		if strings.TrimSpace(r.stdout) != "[]" {
-			t.Errorf("get exporters matching nothing: got %q, want []", r.stdout)
+		r.Want(t, 0)
+		if strings.TrimSpace(r.Stdout) != "[]" {
+			t.Errorf("get exporters matching nothing: got %q, want []", r.Stdout)
 		}
 	})
 
@@ -249,20 +231,20 @@ func TestRemoteLeases(t *testing.T) {
 			if tt.firstIsTwo {
 				first, second = w2, w1
 			}
-			l.jsn("lease", "release", holder).want(t, 0)
+			l.jsn("lease", "release", holder).Want(t, 0)
 			r := first.wait(30 * time.Second)
-			r.want(t, 0)
-			id1 := strings.TrimSpace(r.stdout)
+			r.Want(t, 0)
+			id1 := strings.TrimSpace(r.Stdout)
 			if got := l.leases()[id1]; got.Status != "active" || got.Exporter != "qa" {
 				t.Errorf("first waiter's lease %s: got %+v, want active on qa", id1, got)
 			}
 			if second.exited() {
 				t.Fatalf("the second waiter ended while qa is leased to the first: %+v", second.wait(0))
 			}
-			l.jsn("lease", "release", id1).want(t, 0)
+			l.jsn("lease", "release", id1).Want(t, 0)
 			r = second.wait(30 * time.Second)
-			r.want(t, 0)
-			l.jsn("lease", "release", strings.TrimSpace(r.stdout)).want(t, 0)
+			r.Want(t, 0)
+			l.jsn("lease", "release", strings.TrimSpace(r.Stdout)).Want(t, 0)
 			l.free("qa")
 		})
 	}
@@ -270,21 +252,21 @@ func TestRemoteLeases(t *testing.T) {
 	t.Run("wait timeout withdraws", func(t *testing.T) {
 		holder := l.request("--exporter", "qa", "--duration", "5m")
 		r := l.jsn("lease", "request", "-l", "board=x", "--wait", "1s")
-		if r.code == 0 {
-			t.Fatalf("got exit 0, want a failure\nstdout %q\nstderr %q", r.stdout, r.stderr)
+		if r.Code == 0 {
+			t.Fatalf("got exit 0, want a failure\nstdout %q\nstderr %q", r.Stdout, r.Stderr)
 		}
-		m := regexp.MustCompile(`lease (\S+): not granted within 1s; request withdrawn`).FindStringSubmatch(r.stderr)
-		if m == nil || !strings.Contains(r.stderr, "waiting: ") {
-			t.Fatalf("got stderr %q, want the waiting line and a withdrawn message", r.stderr)
+		m := regexp.MustCompile(`lease (\S+): not granted within 1s; request withdrawn`).FindStringSubmatch(r.Stderr)
+		if m == nil || !strings.Contains(r.Stderr, "waiting: ") {
+			t.Fatalf("got stderr %q, want the waiting line and a withdrawn message", r.Stderr)
 		}
-		if strings.TrimSpace(r.stdout) != "" {
-			t.Errorf("got stdout %q, want no lease id", r.stdout)
+		if strings.TrimSpace(r.Stdout) != "" {
+			t.Errorf("got stdout %q, want no lease id", r.Stdout)
 		}
 		if got, ok := l.leases()[m[1]]; ok && got.Status != "ended" {
 			t.Errorf("withdrawn request %s: got %+v, want ended or gone", m[1], got)
 		}
 		// The withdrawn request does not get the exporter when the holder releases.
-		l.jsn("lease", "release", holder).want(t, 0)
+		l.jsn("lease", "release", holder).Want(t, 0)
 		l.free("qa")
 	})
 
@@ -292,20 +274,20 @@ func TestRemoteLeases(t *testing.T) {
 		id := l.request("--exporter", "qa", "--duration", "5m")
 		before := l.leases()[id].End
 		r := l.jsn("lease", "extend", id, "15m")
-		r.want(t, 0)
-		if !strings.Contains(r.stdout, "lease "+id+" now ends at ") {
-			t.Errorf("extend: got %q", r.stdout)
+		r.Want(t, 0)
+		if !strings.Contains(r.Stdout, "lease "+id+" now ends at ") {
+			t.Errorf("extend: got %q", r.Stdout)
 		}
 		after := l.leases()[id].End
 		if d := after.Sub(before); d < 9*time.Minute || d > 11*time.Minute {
 			t.Errorf("extend 15m of a 5m lease: end moved by %v (%v → %v), want about 10m", d, before, after)
 		}
-		if r := l.jsn("call", "--lease", id, "power.on"); r.code != 0 {
+		if r := l.jsn("call", "--lease", id, "power.on"); r.Code != 0 {
 			t.Errorf("call after extend: %+v", r)
 		}
-		l.jsn("lease", "extend", id, "soon").want(t, 2)
-		l.jsn("lease", "release", id).want(t, 0)
-		if r := l.jsn("lease", "extend", id, "1m"); r.code == 0 {
+		l.jsn("lease", "extend", id, "soon").Want(t, 2)
+		l.jsn("lease", "release", id).Want(t, 0)
+		if r := l.jsn("lease", "extend", id, "1m"); r.Code == 0 {
 			t.Errorf("extend a released lease: got exit 0, want a failure")
 		}
 		l.free("qa")
@@ -322,7 +304,7 @@ func TestRemoteLeases(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := p.wait(20 * time.Second)
-		r.want(t, 128+int(syscall.SIGTERM)) // the child's end: jsn forwarded SIGTERM to it
+		r.Want(t, 128+int(syscall.SIGTERM)) // the child's end: jsn forwarded SIGTERM to it
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("child %d after jsn ended: kill 0 got %v, want ESRCH", pid, err)
 		}
@@ -339,12 +321,12 @@ func TestRemoteLeases(t *testing.T) {
 			`trap "echo got-hup >&2" HUP; echo $$ > "$0"; while :; do sleep 0.1; done`, pidFile)
 		pid := waitPID(t, pidFile, p)
 		r := p.wait(40 * time.Second)
-		r.want(t, exitLeaseEnded)
-		if !regexp.MustCompile(`jsn: lease \S+ expired\n`).MatchString(r.stderr) || !strings.Contains(r.stderr, "got-hup") {
-			t.Errorf("got stderr %q, want the expiry message and the child's got-hup", r.stderr)
+		r.Want(t, exitLeaseEnded)
+		if !regexp.MustCompile(`jsn: lease \S+ expired\n`).MatchString(r.Stderr) || !strings.Contains(r.Stderr, "got-hup") {
+			t.Errorf("got stderr %q, want the expiry message and the child's got-hup", r.Stderr)
 		}
-		if strings.Contains(r.stderr, "release lease") {
-			t.Errorf("got stderr %q, want no release error for an expired lease", r.stderr)
+		if strings.Contains(r.Stderr, "release lease") {
+			t.Errorf("got stderr %q, want no release error for an expired lease", r.Stderr)
 		}
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 			t.Errorf("child %d after jsn ended: kill 0 got %v, want ESRCH", pid, err)
@@ -355,9 +337,9 @@ func TestRemoteLeases(t *testing.T) {
 	t.Run("extend from inside the shell renews its credential", func(t *testing.T) {
 		r := l.jsn("shell", "--exporter", "qa", "--duration", "3s", "--", "sh", "-c",
 			`jsn lease extend "$JSN_LEASE" 1m >/dev/null && sleep 5 && jsn power on && jsn power status`)
-		r.want(t, 0)
-		if r.stdout != "on\n" {
-			t.Errorf("got stdout %q, want on (calls after the original end work)", r.stdout)
+		r.Want(t, 0)
+		if r.Stdout != "on\n" {
+			t.Errorf("got stdout %q, want on (calls after the original end work)", r.Stdout)
 		}
 		l.free("qa")
 	})

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -13,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 )
 
 // remoteLab is a real controller process plus the environment (XDG_CONFIG_HOME with the admin
@@ -26,7 +26,7 @@ type remoteLab struct {
 // background starts jsn with args and stops it (SIGTERM) when the test ends.
 func (l *remoteLab) background(name string, args ...string) *exec.Cmd {
 	l.t.Helper()
-	cmd := exec.Command(jsnBin, args...)
+	cmd := exec.Command(jsntest.Binary(l.t), args...)
 	cmd.Env = l.env
 	log, err := os.Create(filepath.Join(l.dir, name+".log"))
 	if err != nil {
@@ -55,35 +55,22 @@ func (l *remoteLab) background(name string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-func (l *remoteLab) jsn(args ...string) result {
+func (l *remoteLab) jsn(args ...string) jsntest.Result {
 	l.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := command(ctx, args...)
-	cmd.Env = l.env
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errOut.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		l.t.Fatalf("run jsn %q: %v", args, err)
-	}
-	return r
+	return jsntest.Run(l.t, jsntest.Options{Env: l.env}, args...)
 }
 
 func startRemoteLab(t *testing.T) *remoteLab {
 	t.Helper()
 	dir := t.TempDir()
-	l := &remoteLab{t: t, dir: dir, env: append(cleanEnv(), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))}
+	l := &remoteLab{t: t, dir: dir, env: append(jsntest.Env(), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))}
 	port := remotePort(t)
 	endpoint := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	data := filepath.Join(dir, "data")
-	l.jsn("controller", "init", "--data", data, "--endpoint", endpoint).want(t, 0)
+	l.jsn("controller", "init", "--data", data, "--endpoint", endpoint).Want(t, 0)
 	l.background("controller", "controller", "run", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--endpoint", endpoint)
 	eventuallyCLI(t, "the controller", 20*time.Second, func() bool {
-		return l.jsn("admin", "list", "client").code == 0
+		return l.jsn("admin", "list", "client").Code == 0
 	})
 	return l
 }
@@ -92,7 +79,7 @@ func startRemoteLab(t *testing.T) *remoteLab {
 func (l *remoteLab) exporter(name, label, rest string) string {
 	l.t.Helper()
 	file := filepath.Join(l.dir, name+".yaml")
-	l.jsn("admin", "create", "exporter", name, "-l", label, "--out", file).want(l.t, 0)
+	l.jsn("admin", "create", "exporter", name, "-l", label, "--out", file).Want(l.t, 0)
 	b, err := os.ReadFile(file)
 	if err != nil {
 		l.t.Fatal(err)
@@ -129,7 +116,7 @@ func (l *remoteLab) exporters() map[string]exporterRow {
 	l.t.Helper()
 	r := l.jsn("get", "exporters", "-o", "json")
 	var rows []exporterRow
-	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &rows) != nil {
+	if r.Code != 0 || json.Unmarshal([]byte(r.Stdout), &rows) != nil {
 		return nil
 	}
 	out := map[string]exporterRow{}
@@ -160,7 +147,7 @@ func TestRemoteEndToEnd(t *testing.T) {
 	l := startRemoteLab(t)
 	// The admin config is current: issue alice and make her current instead.
 	alice := filepath.Join(l.dir, "alice.yaml")
-	l.jsn("admin", "create", "client", "alice", "--out", alice).want(t, 0)
+	l.jsn("admin", "create", "client", "alice", "--out", alice).Want(t, 0)
 	bench := l.exporter("bench", "board=x", remoteExport+`hooks:
   beforeLease:
     script: |
@@ -177,34 +164,34 @@ func TestRemoteEndToEnd(t *testing.T) {
 	exp := l.background("exporter-bench", "exporter", "run", "-c", bench, "-v")
 	l.background("exporter-broken", "exporter", "run", "-c", failing)
 	r := l.jsn("config", "client", "import", alice)
-	r.want(t, 0)
-	if r = l.jsn("config", "client", "list"); !strings.Contains(r.stdout, "*        alice") {
-		t.Errorf("config client list: got %q, want alice current", r.stdout)
+	r.Want(t, 0)
+	if r = l.jsn("config", "client", "list"); !strings.Contains(r.Stdout, "*        alice") {
+		t.Errorf("config client list: got %q, want alice current", r.Stdout)
 	}
 	l.online("bench", true, 20*time.Second)
 	l.online("broken", true, 20*time.Second)
 
 	t.Run("shell", func(t *testing.T) {
 		r := l.jsn("shell", "-l", "board=x", "--", "sh", "-c", `jsn power status && jsn power on && jsn power status && echo "$JSN_EXPORTER" && test -n "$JSN_CREDS"`)
-		r.want(t, 0)
+		r.Want(t, 0)
 		// The drivers are reset after beforeLease: the session starts with the power off.
-		if r.stdout != "off\non\nbench\n" {
-			t.Errorf("got stdout %q, want off, on, bench", r.stdout)
+		if r.Stdout != "off\non\nbench\n" {
+			t.Errorf("got stdout %q, want off, on, bench", r.Stdout)
 		}
-		if !strings.Contains(r.stderr, "beforeLease: hello lease=") || !strings.Contains(r.stderr, "client=alice exporter=bench") ||
-			!strings.Contains(r.stderr, "beforeLease: on") {
-			t.Errorf("got stderr %q, want the beforeLease hook's output", r.stderr)
+		if !strings.Contains(r.Stderr, "beforeLease: hello lease=") || !strings.Contains(r.Stderr, "client=alice exporter=bench") ||
+			!strings.Contains(r.Stderr, "beforeLease: on") {
+			t.Errorf("got stderr %q, want the beforeLease hook's output", r.Stderr)
 		}
 		r = l.jsn("shell", "--exporter", "bench", "--", "sh", "-c", "exit 7")
-		r.want(t, 7)
+		r.Want(t, 7)
 	})
 
 	t.Run("hook failure ends the lease", func(t *testing.T) {
 		r := l.jsn("shell", "--exporter", "broken", "--", "true")
-		r.want(t, 5)
+		r.Want(t, 5)
 		// The hook's output comes live, or, if the lease ended before jsn connected, in the reason.
-		if !strings.Contains(r.stderr, "beforeLease: cannot flash") && !strings.Contains(r.stderr, "(output: cannot flash)") {
-			t.Errorf("got stderr %q, want the hook's output", r.stderr)
+		if !strings.Contains(r.Stderr, "beforeLease: cannot flash") && !strings.Contains(r.Stderr, "(output: cannot flash)") {
+			t.Errorf("got stderr %q, want the hook's output", r.Stderr)
 		}
 		eventuallyCLI(t, "broken to be free", 10*time.Second, func() bool {
 			e := l.exporters()["broken"]
@@ -214,14 +201,14 @@ func TestRemoteEndToEnd(t *testing.T) {
 
 	t.Run("lease request, call --lease, restart resumes", func(t *testing.T) {
 		r := l.jsn("lease", "request", "--exporter", "bench", "--duration", "5m")
-		r.want(t, 0)
-		id := strings.TrimSpace(r.stdout)
-		l.jsn("call", "--lease", id, "power.off").want(t, 0)
-		if r := l.jsn("call", "--lease", id, "power.status"); r.stdout != "off\n" {
-			t.Errorf("call --lease: got %q (%s), want off", r.stdout, r.stderr)
+		r.Want(t, 0)
+		id := strings.TrimSpace(r.Stdout)
+		l.jsn("call", "--lease", id, "power.off").Want(t, 0)
+		if r := l.jsn("call", "--lease", id, "power.status"); r.Stdout != "off\n" {
+			t.Errorf("call --lease: got %q (%s), want off", r.Stdout, r.Stderr)
 		}
-		if r := l.jsn("lease", "list"); !strings.Contains(r.stdout, id) || !strings.Contains(r.stdout, "active") {
-			t.Errorf("lease list: got %q, want %s active", r.stdout, id)
+		if r := l.jsn("lease", "list"); !strings.Contains(r.Stdout, id) || !strings.Contains(r.Stdout, "active") {
+			t.Errorf("lease list: got %q, want %s active", r.Stdout, id)
 		}
 		if e := l.exporters()["bench"]; e.Lease == nil || e.Lease.Client != "alice" {
 			t.Errorf("get exporters: got %+v, want leased by alice", e)
@@ -232,10 +219,10 @@ func TestRemoteEndToEnd(t *testing.T) {
 		l.background("exporter-bench-2", "exporter", "run", "-c", bench)
 		l.online("bench", true, 20*time.Second)
 		eventuallyCLI(t, "the lease to be served again", 20*time.Second, func() bool {
-			return l.jsn("call", "--lease", id, "power.on").code == 0
+			return l.jsn("call", "--lease", id, "power.on").Code == 0
 		})
-		l.jsn("lease", "release", id).want(t, 0)
-		if r := l.jsn("call", "--lease", id, "power.on"); r.code == 0 {
+		l.jsn("lease", "release", id).Want(t, 0)
+		if r := l.jsn("call", "--lease", id, "power.on"); r.Code == 0 {
 			t.Errorf("call after release: got exit 0, want a failure")
 		}
 	})
@@ -243,9 +230,9 @@ func TestRemoteEndToEnd(t *testing.T) {
 	t.Run("expiry ends the session", func(t *testing.T) {
 		r := l.jsn("shell", "--exporter", "bench", "--duration", "3s", "--", "sh", "-c",
 			"jsn power on || exit 9; sleep 6; jsn power on")
-		r.want(t, exitLeaseEnded)
-		if !strings.Contains(r.stderr, " expired\n") {
-			t.Errorf("got stderr %q, want jsn: lease L expired", r.stderr)
+		r.Want(t, exitLeaseEnded)
+		if !strings.Contains(r.Stderr, " expired\n") {
+			t.Errorf("got stderr %q, want jsn: lease L expired", r.Stderr)
 		}
 	})
 }

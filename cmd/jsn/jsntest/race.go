@@ -1,0 +1,5 @@
+//go:build race
+
+package jsntest
+
+func init() { raceEnabled = true }
