@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
@@ -40,7 +41,7 @@ The exporter's only power driver is used; when it has several, choose one with -
   $ jsn power on -d harness.power`,
 		Args: cmdutil.NoArgs,
 	}
-	cmd.PersistentFlags().StringVarP(&opts.Driver, "driver", "d", "", "path of the power driver to use")
+	cmdutil.AddDriverFlag(cmd, &opts.Driver, "power")
 
 	simple := func(use, short, example string, run func(ctx context.Context, c *Client) error) *cobra.Command {
 		return &cobra.Command{
@@ -63,16 +64,9 @@ The exporter's only power driver is used; when it has several, choose one with -
 
 // withClient connects, selects the power driver and runs fn with its client.
 func withClient(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client) error) error {
-	ex, err := opts.f.Exporter(ctx)
-	if err != nil {
-		return err
-	}
-	defer ex.Close()
-	node, err := cmdutil.SelectDriver(ctx, ex, Interface, opts.Driver)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, NewClient(ex.Driver(node.Path)))
+	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+		return fn(ctx, NewClient(d))
+	})
 }
 
 func runOn(ctx context.Context, c *Client) error  { return c.On(ctx) }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
@@ -30,7 +31,7 @@ The exporter's only video driver is used; when it has several, choose one with -
 		Example: `  $ jsn video snapshot screen.png`,
 		Args:    cmdutil.NoArgs,
 	}
-	cmd.PersistentFlags().StringVarP(&opts.Driver, "driver", "d", "", "path of the video driver to use")
+	cmdutil.AddDriverFlag(cmd, &opts.Driver, "video")
 	cmd.AddCommand(&cobra.Command{
 		Use:   "snapshot FILE",
 		Short: "Save a PNG of the screen to FILE (- for stdout)",
@@ -48,16 +49,12 @@ func runSnapshot(ctx context.Context, opts *videoOptions, file string) error {
 	if file == "-" && opts.f.IsTerminal() {
 		return cmdutil.Usagef("snapshot: refusing to write a PNG to a terminal: give a file name or redirect stdout")
 	}
-	ex, err := opts.f.Exporter(ctx)
-	if err != nil {
+	var b []byte
+	err := cmdutil.WithDriver(ctx, opts.f, VideoInterface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+		var err error
+		b, err = NewVideoClient(d).Snapshot(ctx)
 		return err
-	}
-	defer ex.Close()
-	node, err := cmdutil.SelectDriver(ctx, ex, VideoInterface, opts.Driver)
-	if err != nil {
-		return err
-	}
-	b, err := NewVideoClient(ex.Driver(node.Path)).Snapshot(ctx)
+	})
 	if err != nil {
 		return err
 	}

@@ -47,23 +47,16 @@ The exporter's only serial driver is used; when it has several, choose one with 
   $ jsn serial log --since 10m`,
 		Args: cmdutil.NoArgs,
 	}
-	cmd.PersistentFlags().StringVarP(&opts.Driver, "driver", "d", "", "path of the serial driver to use")
+	cmdutil.AddDriverFlag(cmd, &opts.Driver, "serial")
 	cmd.AddCommand(newConsoleCmd(opts), newPipeCmd(opts), newExpectCmd(opts), newLogCmd(opts))
 	return cmd
 }
 
 // withClient connects, selects the serial driver and runs fn with its client and path.
 func withClient(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client, path string) error) error {
-	ex, err := opts.f.Exporter(ctx)
-	if err != nil {
-		return err
-	}
-	defer ex.Close()
-	node, err := cmdutil.SelectDriver(ctx, ex, Interface, opts.Driver)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, NewClient(ex.Driver(node.Path)), node.Path)
+	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+		return fn(ctx, NewClient(d), d.Path())
+	})
 }
 
 type logOptions struct {

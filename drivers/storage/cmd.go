@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
@@ -45,7 +46,7 @@ several, choose one with -d PATH.`,
   $ jsn storage dump backup.img`,
 		Args: cmdutil.NoArgs,
 	}
-	cmd.PersistentFlags().StringVarP(&opts.Driver, "driver", "d", "", "path of the storage driver to use")
+	cmdutil.AddDriverFlag(cmd, &opts.Driver, "storage")
 
 	sw := func(use, short string, run func(ctx context.Context, c *Client) error) *cobra.Command {
 		return &cobra.Command{
@@ -113,16 +114,9 @@ func withStorage(ctx context.Context, opts *cmdOptions, fn func(ctx context.Cont
 
 // withMux connects and runs fn with the client of the selected mux driver.
 func withMux(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client) error) error {
-	ex, err := opts.f.Exporter(ctx)
-	if err != nil {
-		return err
-	}
-	defer ex.Close()
-	node, err := cmdutil.SelectDriver(ctx, ex, MuxInterface, opts.Driver)
-	if err != nil {
-		return err
-	}
-	return fn(ctx, NewClient(ex.Driver(node.Path)))
+	return cmdutil.WithDriver(ctx, opts.f, MuxInterface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+		return fn(ctx, NewClient(d))
+	})
 }
 
 type flashCmdOptions struct {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/driver"
 )
@@ -100,4 +102,25 @@ func AllPaths(desc *driver.Description) []string {
 	}
 	walk(desc.Drivers)
 	return out
+}
+
+// AddDriverFlag adds to the verb group cmd the persistent flag -d/--driver PATH, stored in path:
+// which driver of the group's interface (noun, "power") to use; "" for the only one.
+func AddDriverFlag(cmd *cobra.Command, path *string, noun string) {
+	cmd.PersistentFlags().StringVarP(path, "driver", "d", "", "path of the "+noun+" driver to use")
+}
+
+// WithDriver connects to f's exporter, selects the driver implementing iface (the one at path, or
+// the only one: see SelectDriver) and runs fn with it. The connection ends when fn returns.
+func WithDriver(ctx context.Context, f *Factory, iface, path string, fn func(ctx context.Context, d *client.Driver) error) error {
+	ex, err := f.Exporter(ctx)
+	if err != nil {
+		return err
+	}
+	defer ex.Close()
+	node, err := SelectDriver(ctx, ex, iface, path)
+	if err != nil {
+		return err
+	}
+	return fn(ctx, ex.Driver(node.Path))
 }
