@@ -90,13 +90,13 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		add(root, "", "%v", err)
 	}
 	if c.APIVersion != "" && c.APIVersion != ConfigAPIVersion {
-		add(valueNode(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q", c.APIVersion, ConfigAPIVersion)
+		add(driver.ValueNode(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q", c.APIVersion, ConfigAPIVersion)
 	}
 	if c.Kind != "" && c.Kind != ConfigKind {
-		add(valueNode(root, "kind"), "kind", "kind is %q; want %q", c.Kind, ConfigKind)
+		add(driver.ValueNode(root, "kind"), "kind", "kind is %q; want %q", c.Kind, ConfigKind)
 	}
 	if c.Metadata.Name != "" && !bus.ValidName(c.Metadata.Name) {
-		add(valueNode(valueNode(root, "metadata"), "name"), "metadata.name",
+		add(driver.ValueNode(driver.ValueNode(root, "metadata"), "name"), "metadata.name",
 			"invalid client name %q: use letters, digits, - and _", c.Metadata.Name)
 	}
 	switch c.Role {
@@ -104,13 +104,13 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 		c.Role = RoleClient
 	case RoleClient, RoleAdmin:
 	default:
-		add(valueNode(root, "role"), "role", "role is %q; want %q or %q", c.Role, RoleClient, RoleAdmin)
+		add(driver.ValueNode(root, "role"), "role", "role is %q; want %q or %q", c.Role, RoleClient, RoleAdmin)
 	}
 	if c.Endpoint != "" && !validEndpoint(c.Endpoint) {
-		add(valueNode(root, "endpoint"), "endpoint", "endpoint %q: want nats://host:port (comma-separated for several)", c.Endpoint)
+		add(driver.ValueNode(root, "endpoint"), "endpoint", "endpoint %q: want nats://host:port (comma-separated for several)", c.Endpoint)
 	}
 	if c.Credentials != "" && !strings.Contains(c.Credentials, "BEGIN NATS USER JWT") {
-		add(valueNode(root, "credentials"), "credentials", "want the content of a NATS .creds file (a user JWT and an nkey seed)")
+		add(driver.ValueNode(root, "credentials"), "credentials", "want the content of a NATS .creds file (a user JWT and an nkey seed)")
 	}
 	if len(errs) > 0 {
 		errs.Sort()
@@ -134,19 +134,6 @@ func validEndpoint(s string) bool {
 		}
 	}
 	return true
-}
-
-// valueNode returns the value node of k in mapping m, or m itself (for a position) if absent.
-func valueNode(m *yaml.Node, k string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return m
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == k {
-			return m.Content[i+1]
-		}
-	}
-	return m
 }
 
 // ConfigHome is the directory of jsn's user configuration: $XDG_CONFIG_HOME/jsn, by default

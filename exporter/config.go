@@ -193,7 +193,7 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 	switch raw.APIVersion {
 	case APIVersion, JumpstarterAPIVersion, "":
 	default:
-		add(value(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q or %q", raw.APIVersion, APIVersion, JumpstarterAPIVersion)
+		add(driver.ValueNode(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q or %q", raw.APIVersion, APIVersion, JumpstarterAPIVersion)
 	}
 	if raw.APIVersion != JumpstarterAPIVersion {
 		for _, k := range jumpstarterOnly {
@@ -210,18 +210,18 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 		hooks, errs = decodeHooks(file, raw.Hooks, errs)
 	}
 	if raw.Kind != "" && raw.Kind != Kind {
-		add(value(root, "kind"), "kind", "kind is %q; want %q", raw.Kind, Kind)
+		add(driver.ValueNode(root, "kind"), "kind", "kind is %q; want %q", raw.Kind, Kind)
 	}
 	name := raw.Metadata.Name
 	if name == "" {
 		name = DefaultName(file)
 	} else if !nameRE.MatchString(name) {
-		add(value(value(root, "metadata"), "name"), "metadata.name",
+		add(driver.ValueNode(driver.ValueNode(root, "metadata"), "name"), "metadata.name",
 			"invalid exporter name %q: use lower-case letters, digits, - and _, starting with a letter or digit", name)
 	}
 	for k, v := range raw.Metadata.Labels {
 		if k == "" || strings.ContainsAny(k, "\n\x00") || strings.ContainsAny(v, "\n\x00") {
-			add(value(value(root, "metadata"), "labels"), "metadata.labels", "invalid label %q", k)
+			add(driver.ValueNode(driver.ValueNode(root, "metadata"), "labels"), "metadata.labels", "invalid label %q", k)
 		}
 	}
 	dir := filepath.Dir(file)
@@ -277,19 +277,6 @@ func key(m *yaml.Node, k string) *yaml.Node {
 		}
 	}
 	return nil
-}
-
-// value returns the value node of k in mapping m, or m itself (for a position) if absent.
-func value(m *yaml.Node, k string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return m
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == k {
-			return m.Content[i+1]
-		}
-	}
-	return m
 }
 
 var (

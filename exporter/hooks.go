@@ -65,13 +65,13 @@ func decodeHooks(file string, n *yaml.Node, errs driver.ConfigErrors) (Hooks, dr
 		if x.h == nil {
 			continue
 		}
-		hn := value(n, x.name)
+		hn := driver.ValueNode(n, x.name)
 		path := "hooks." + x.name
 		if strings.TrimSpace(x.h.Script) == "" && key(hn, "script") != nil {
-			errs = append(errs, configErr(file, value(hn, "script"), path+".script", "empty script"))
+			errs = append(errs, configErr(file, driver.ValueNode(hn, "script"), path+".script", "empty script"))
 		}
 		if x.h.Timeout < 0 {
-			errs = append(errs, configErr(file, value(hn, "timeout"), path+".timeout", "timeout must not be negative"))
+			errs = append(errs, configErr(file, driver.ValueNode(hn, "timeout"), path+".timeout", "timeout must not be negative"))
 		}
 		if x.h.Timeout == 0 {
 			x.h.Timeout = DefaultHookTimeout
@@ -81,7 +81,7 @@ func decodeHooks(file string, n *yaml.Node, errs driver.ConfigErrors) (Hooks, dr
 			x.h.OnFailure = OnFailureWarn
 		case OnFailureWarn, OnFailureEndLease:
 		default:
-			errs = append(errs, configErr(file, value(hn, "onFailure"), path+".onFailure",
+			errs = append(errs, configErr(file, driver.ValueNode(hn, "onFailure"), path+".onFailure",
 				fmt.Sprintf("onFailure is %q; want %q or %q", x.h.OnFailure, OnFailureWarn, OnFailureEndLease)))
 		}
 	}

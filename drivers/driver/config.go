@@ -702,3 +702,17 @@ func valueOf(m, k *yaml.Node) *yaml.Node {
 	}
 	return k
 }
+
+// ValueNode returns the value node of key k in mapping m, or m itself (a position for errors
+// about a missing key) when m has no key k or is not a mapping.
+func ValueNode(m *yaml.Node, k string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return m
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == k {
+			return m.Content[i+1]
+		}
+	}
+	return m
+}
