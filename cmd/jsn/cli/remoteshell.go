@@ -100,18 +100,10 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	}
 	close(ready)
 
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o700); err != nil {
-		return fmt.Errorf("create session bin: %w", err)
-	}
-	exe, err := os.Executable()
+	path, err := sessionPath(dir)
 	if err != nil {
-		return fmt.Errorf("find jsn executable: %w", err)
+		return err
 	}
-	if err := os.Symlink(exe, filepath.Join(bin, "jsn")); err != nil {
-		return fmt.Errorf("link jsn into session: %w", err)
-	}
-	path := bin + string(os.PathListSeparator) + os.Getenv("PATH")
 	env := sessionEnv(os.Environ(), map[string]string{
 		client.EnvHost:     o.Host,
 		client.EnvExporter: lease.Exporter,

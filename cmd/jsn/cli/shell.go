@@ -135,18 +135,10 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		}
 	}()
 
-	bin := filepath.Join(dir, "bin")
-	if err := os.Mkdir(bin, 0o700); err != nil {
-		return fmt.Errorf("create session bin: %w", err)
-	}
-	exe, err := os.Executable()
+	path, err := sessionPath(dir)
 	if err != nil {
-		return fmt.Errorf("find jsn executable: %w", err)
+		return err
 	}
-	if err := os.Symlink(exe, filepath.Join(bin, "jsn")); err != nil {
-		return fmt.Errorf("link jsn into session: %w", err)
-	}
-	path := bin + string(os.PathListSeparator) + os.Getenv("PATH")
 	env := sessionEnv(os.Environ(), map[string]string{
 		client.EnvHost:     l.URL,
 		client.EnvExporter: l.Exporter,
@@ -183,6 +175,23 @@ func sessionLogger(file, stderr io.Writer, verbose bool) *slog.Logger {
 			return a
 		}})
 	return slog.New(slog.NewMultiHandler(toFile, toErr))
+}
+
+// sessionPath makes dir/bin holding a link to this jsn executable and returns the session's
+// PATH: that directory first, so jsn commands inside the session run this same jsn.
+func sessionPath(dir string) (string, error) {
+	bin := filepath.Join(dir, "bin")
+	if err := os.Mkdir(bin, 0o700); err != nil {
+		return "", fmt.Errorf("create session bin: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find jsn executable: %w", err)
+	}
+	if err := os.Symlink(exe, filepath.Join(bin, "jsn")); err != nil {
+		return "", fmt.Errorf("link jsn into session: %w", err)
+	}
+	return bin + string(os.PathListSeparator) + os.Getenv("PATH"), nil
 }
 
 // sessionEnv returns base with the keys of set replaced.
