@@ -10,6 +10,11 @@
 //	go run . -run stream     # only benchmarks whose name contains "stream"
 //	go run . -cpuprofile cpu.prof -run flash
 //	go run . -run stream -stream-paths jsn -stream-mib 256   # A/B runs of one path
+//	go run . -run flash -flash-mib 512 -transport tcp        # one transport, a smaller image
+//
+// Call, byte stream and flash run over both transports: local (the client on the session's Unix
+// socket, the exporter in process) and distributed mode (a NATS server on loopback TCP with the
+// exporter and the client connected over TCP), each with its own raw-NATS baseline.
 //
 // Results are printed as a table and written to results.json; docs/performance.md records them.
 package main
