@@ -165,6 +165,7 @@ func (s *Server) acceptUnix() {
 		if err != nil {
 			return
 		}
+		bigSocketBuffers(c)
 		p, err := s.ns.InProcessConn()
 		if err != nil {
 			c.Close()
