@@ -184,6 +184,9 @@ func watchLease(ctx context.Context, ctl *client.Controller, l api.Lease, credsF
 		case ctx.Err() != nil:
 			return "", false
 		case errors.Is(err, client.ErrNotFound):
+			if !l.End.IsZero() && !time.Now().Before(l.End) {
+				return "expired", true // the record is gone because the lease ran out
+			}
 			return "ended", true
 		case err != nil:
 			continue // the controller is unreachable: ask again; the exporter enforces the end anyway
