@@ -187,12 +187,19 @@ func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []b
 	if hdr != nil {
 		m.Header = nats.Header(hdr)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
+	var r *nats.Msg
+	var err error
+	if _, ok := ctx.Deadline(); !ok && ctx.Done() == nil {
+		// A context that can never end: the plain timeout form saves a context and its timer.
+		r, err = c.nc.RequestMsg(m, 30*time.Second)
+	} else {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+		}
+		r, err = c.nc.RequestMsgWithContext(ctx, m)
 	}
-	r, err := c.nc.RequestMsgWithContext(ctx, m)
 	if err != nil {
 		return nil, requestError(subject, err)
 	}

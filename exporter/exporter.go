@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/drivers/driver"
@@ -28,6 +29,7 @@ type Exporter struct {
 	subs    []*bus.Subscription
 	tapConn atomic.Pointer[bus.Conn] // where taps are published; nil until Start
 	calls   sync.WaitGroup
+	pool    *workers      // runs calls; idle workers are reused
 	extra   []*attachment // further connections (Attach); guarded by mu
 
 	// waitLease, if set before Start, is called (in its own goroutine) for describe requests
@@ -51,7 +53,8 @@ func New(cfg *Config, log *slog.Logger) (*Exporter, error) {
 	if err := bus.CheckName("exporter name", cfg.Metadata.Name); err != nil {
 		return nil, fmt.Errorf("%s: metadata.name: %w", cfg.File, err)
 	}
-	e := &Exporter{name: cfg.Metadata.Name, labels: cfg.Metadata.Labels, log: log.With("exporter", cfg.Metadata.Name)}
+	e := &Exporter{name: cfg.Metadata.Name, labels: cfg.Metadata.Labels, log: log.With("exporter", cfg.Metadata.Name),
+		pool: newWorkers(10 * time.Second)}
 	tree, err := cfg.BuildWith(driver.BuildOptions{Log: log, Tap: e.tapper})
 	if err != nil {
 		return nil, err
@@ -169,6 +172,7 @@ func (e *Exporter) Stop(ctx context.Context) {
 		a.streams.Close()
 	}
 	e.calls.Wait()
+	e.pool.close()
 }
 
 // attachment is a further connection the tree is served on, with its own lease rule.
@@ -308,10 +312,10 @@ func (e *Exporter) Lease() string {
 // dispatch runs each call in its own goroutine: a slow driver never holds up another.
 func (e *Exporter) dispatch(m *bus.Msg) {
 	e.calls.Add(1)
-	go func() {
+	e.pool.run(func() {
 		defer e.calls.Done()
 		e.serve(m)
-	}()
+	})
 }
 
 func (e *Exporter) serve(m *bus.Msg) { e.serveOn(nil, m) }
@@ -379,7 +383,10 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 			_ = m.RespondError(err)
 			return
 		}
-		body, err := bus.Marshal(res)
+		var body []byte // nil result: empty body
+		if res != nil {
+			body, err = bus.Marshal(res)
+		}
 		if err != nil {
 			_ = m.RespondError(bus.Errorf(bus.Internal, "%s.%s: %v", path, method, err))
 			return
