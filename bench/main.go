@@ -94,6 +94,7 @@ func main() {
 		{"cli", benchCLI},
 		{"rss", benchRSS},
 		{"lease", benchLease},
+		{"presence", benchPresence},
 	}
 	fmt.Fprintf(os.Stderr, "jsn benchmarks (%s, %d CPUs, quick=%v)\n", runtime.Version(), runtime.NumCPU(), *quick)
 	failed := false

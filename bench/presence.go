@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/controller"
+)
+
+// benchPresence times how long the controller takes to show a real exporter process as offline
+// after it is killed with SIGKILL (no goodbye, no more heartbeats), with the controller's
+// production settings. Target: ≤ 15 s.
+func benchPresence(ctx context.Context, s *suite) error {
+	dir, err := os.MkdirTemp("", "jsn-bench-presence-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	jsn := filepath.Join(dir, "jsn")
+	if out, err := exec.Command("go", "build", "-o", jsn, "jsn.dev/jsn/cmd/jsn").CombinedOutput(); err != nil {
+		return fmt.Errorf("build jsn: %v\n%s", err, out)
+	}
+	data := filepath.Join(dir, "data")
+	adminCfg, err := controller.Init(data, controller.InitOptions{})
+	if err != nil {
+		return err
+	}
+	c, err := controller.Start(ctx, controller.Options{Data: data, Listen: "127.0.0.1:0", MaxDuration: time.Hour,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	acfg, err := client.ParseConfig("", adminCfg)
+	if err != nil {
+		return err
+	}
+	acfg.Endpoint = c.URL()
+	adm, err := controller.DialAdmin(ctx, acfg)
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	ctl, err := client.DialController(ctx, acfg)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	expCfg, err := adm.CreateExporter(ctx, "kill9", map[string]string{"board": "kill9"})
+	if err != nil {
+		return err
+	}
+	cfgFile := filepath.Join(dir, "kill9.yaml")
+	if err := os.WriteFile(cfgFile, expCfg, 0o600); err != nil {
+		return err
+	}
+	online := func(want bool, within time.Duration) (time.Duration, error) {
+		t0 := time.Now()
+		for time.Since(t0) < within {
+			es, err := ctl.ListExporters(ctx, "board=kill9")
+			if err == nil && len(es) == 1 && es[0].Online == want {
+				return time.Since(t0), nil
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		return 0, fmt.Errorf("exporter online=%v not seen within %s", !want, within)
+	}
+	runs := 3
+	if s.quick {
+		runs = 1
+	}
+	var worst, total time.Duration
+	for i := 0; i < runs; i++ {
+		cmd := exec.Command(jsn, "exporter", "run", "-c", cfgFile)
+		cmd.Env = append(os.Environ(), "JSN_ENDPOINT="+c.URL())
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		if _, err := online(true, 30*time.Second); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return err
+		}
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		d, err := online(false, 60*time.Second)
+		if err != nil {
+			return err
+		}
+		total += d
+		worst = max(worst, d)
+	}
+	s.add(Result{Name: fmt.Sprintf("exporter kill -9 → offline in `jsn get exporters` (worst of %d)", runs), Unit: "s",
+		Value: worst.Seconds(), Baseline: map[string]float64{"mean": total.Seconds() / float64(runs)}, Target: "≤ 15 s"})
+	return nil
+}
