@@ -1,0 +1,10 @@
+// Package client is the Go API of jsn: it connects to a bus (a local session's Unix socket or a
+// lab's NATS endpoint), describes exporters, calls their drivers, opens byte streams, observes
+// taps, and in distributed mode talks to the controller (leases, client configs).
+//
+// The CLI and every other program reach exporters and the controller only through this package.
+// Typed clients per interface (power.NewClient, serial.NewClient, …) live beside their drivers
+// and build on Driver. Errors that crossed the bus match the sentinels here with errors.Is.
+//
+// It must not write to stdout or the global logger.
+package client
