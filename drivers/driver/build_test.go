@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -379,7 +380,9 @@ func TestEnvChildGivesOwnPathAndTap(t *testing.T) {
 		return func(b []byte) { got = append(got, path+":"+string(b)) }
 	}}
 	var env Env
-	MustRegister(Info{Type: "test.EnvChild", New: func(e Env) Driver { env = e; return new(noConfig) }})
+	envChildOnce.Do(func() {
+		MustRegister(Info{Type: "test.EnvChild", New: func(e Env) Driver { envChild <- e; return new(noConfig) }})
+	})
 	export, err := exportNode("export:\n  board: {type: test.EnvChild}\n")
 	if err != nil {
 		t.Fatal(err)
@@ -387,6 +390,7 @@ func TestEnvChildGivesOwnPathAndTap(t *testing.T) {
 	if _, err := Build("x.yaml", export, opts); err != nil {
 		t.Fatal(err)
 	}
+	env = <-envChild
 	child := env.Child("console")
 	if child.Path != "board.console" {
 		t.Fatalf("got child path %q, want board.console", child.Path)
@@ -397,3 +401,8 @@ func TestEnvChildGivesOwnPathAndTap(t *testing.T) {
 		t.Fatalf("got taps %v, want %v", got, want)
 	}
 }
+
+var (
+	envChildOnce sync.Once
+	envChild     = make(chan Env, 1)
+)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/drivers/driver"
@@ -212,9 +213,11 @@ func TestUDPResetAndCancel(t *testing.T) {
 	if err := d.Reset(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Reset returns once the driver's handler has returned; the test harness closes Done just
+	// after that, so allow it a moment.
 	select {
 	case <-a.Done():
-	default:
+	case <-time.After(10 * time.Second):
 		t.Fatalf("handler still running after Reset returned")
 	}
 	if err := a.Wait(); !errors.Is(err, bus.ErrUnavailable) {
