@@ -292,6 +292,7 @@ func runPipe(ctx context.Context, in io.Reader, out io.Writer, linger time.Durat
 	if err != nil {
 		return err
 	}
+	outer := ctx // ends on Ctrl-C; the connection is closed right after, which may error first
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var once sync.Once
@@ -323,7 +324,7 @@ func runPipe(ctx context.Context, in io.Reader, out io.Writer, linger time.Durat
 		}
 	}()
 	_, err = io.Copy(out, s)
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || outer.Err() != nil {
 		return nil
 	}
 	return err
