@@ -20,13 +20,14 @@ import (
 
 // startController initialises a data directory and starts a controller on a loopback port with n
 // simulated exporters labelled board=rpi4.
-func startController(ctx context.Context, dir string, n int) (*controller.Controller, []byte, error) {
+// offlineAfter 0 keeps the controller's production setting.
+func startController(ctx context.Context, dir string, n int, offlineAfter time.Duration) (*controller.Controller, []byte, error) {
 	adminCfg, err := controller.Init(dir, controller.InitOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
 	c, err := controller.Start(ctx, controller.Options{Data: dir, Listen: "127.0.0.1:0", MaxDuration: time.Hour,
-		OfflineAfter: time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		OfflineAfter: offlineAfter, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -35,6 +36,17 @@ func startController(ctx context.Context, dir string, n int) (*controller.Contro
 		return nil, nil, err
 	}
 	return c, adminCfg, nil
+}
+
+// dialAdmin connects to c with the admin client config that controller.Init wrote.
+func dialAdmin(ctx context.Context, c *controller.Controller, adminCfg []byte) (*client.Config, *controller.Admin, error) {
+	acfg, err := client.ParseConfig("", adminCfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	acfg.Endpoint = c.URL()
+	adm, err := controller.DialAdmin(ctx, acfg)
+	return acfg, adm, err
 }
 
 // benchLease times lease grants (request by selector, then release) through the controller API
@@ -47,17 +59,12 @@ func benchLease(ctx context.Context, s *suite) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	c, adminCfg, err := startController(ctx, dir, 1000)
+	c, adminCfg, err := startController(ctx, dir, 1000, time.Hour)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	acfg, err := client.ParseConfig("", adminCfg)
-	if err != nil {
-		return err
-	}
-	acfg.Endpoint = c.URL()
-	adm, err := controller.DialAdmin(ctx, acfg)
+	_, adm, err := dialAdmin(ctx, c, adminCfg)
 	if err != nil {
 		return err
 	}
@@ -192,7 +199,7 @@ func runHelper() bool {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		c, _, err := startController(ctx, dir, n)
+		c, _, err := startController(ctx, dir, n, time.Hour)
 		if err != nil {
 			return err
 		}

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/controller"
 )
 
 // benchPresence times how long the controller takes to show a real exporter process as offline
@@ -28,23 +25,12 @@ func benchPresence(ctx context.Context, s *suite) error {
 	if out, err := exec.Command("go", "build", "-o", jsn, "jsn.dev/jsn/cmd/jsn").CombinedOutput(); err != nil {
 		return fmt.Errorf("build jsn: %v\n%s", err, out)
 	}
-	data := filepath.Join(dir, "data")
-	adminCfg, err := controller.Init(data, controller.InitOptions{})
-	if err != nil {
-		return err
-	}
-	c, err := controller.Start(ctx, controller.Options{Data: data, Listen: "127.0.0.1:0", MaxDuration: time.Hour,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c, adminCfg, err := startController(ctx, filepath.Join(dir, "data"), 0, 0)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	acfg, err := client.ParseConfig("", adminCfg)
-	if err != nil {
-		return err
-	}
-	acfg.Endpoint = c.URL()
-	adm, err := controller.DialAdmin(ctx, acfg)
+	acfg, adm, err := dialAdmin(ctx, c, adminCfg)
 	if err != nil {
 		return err
 	}
