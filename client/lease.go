@@ -185,6 +185,13 @@ func (c *Controller) DescribeExporter(ctx context.Context, name string) (*driver
 // LeaseOptions returns the Options that reach the exporter of an active lease with its lease
 // credential: Dial(ctx, c.LeaseOptions(r)) works like a local session.
 func (c *Controller) LeaseOptions(r *api.LeaseReply) (Options, error) {
+	if r != nil && r.Lease != nil && r.Lease.Status == api.StatusEnded {
+		why := r.Lease.Reason
+		if why == "" {
+			why = "its credential is no longer valid"
+		}
+		return Options{}, bus.Errorf(bus.PermissionDenied, "%s", why)
+	}
 	if r == nil || r.Lease == nil || r.Credential == nil || r.Lease.Status != api.StatusActive {
 		return Options{}, bus.Errorf(bus.FailedPrecondition, "lease is not active")
 	}
