@@ -18,7 +18,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
+	"jsn.dev/jsn/drivers/driver"
 )
 
 func init() {
@@ -149,24 +151,36 @@ func parseLocal(s string) (localAddr, error) {
 	return bad("not an address")
 }
 
+// selectNetwork connects to the session's exporter, picks its network driver (the only one, or
+// the one at path) and asks its transport kind. The caller closes ex.
+func selectNetwork(ctx context.Context, f *cmdutil.Factory, path string) (*client.Exporter, *driver.NodeDesc, *Client, string, error) {
+	ex, err := f.Exporter(ctx)
+	if err != nil {
+		return nil, nil, nil, "", err
+	}
+	node, err := cmdutil.SelectDriver(ctx, ex, Interface, path)
+	if err != nil {
+		ex.Close()
+		return nil, nil, nil, "", err
+	}
+	c := NewClient(ex.Driver(node.Path))
+	c.Log = slog.New(newLineHandler(f.ErrOut))
+	kind, err := c.Kind(ctx)
+	if err != nil {
+		ex.Close()
+		return nil, nil, nil, "", err
+	}
+	return ex, node, c, kind, nil
+}
+
 func runForward(ctx context.Context, opts *forwardOptions) error {
 	ctx, stop := cmdutil.Interruptible(ctx)
 	defer stop()
-	ex, err := opts.f.Exporter(ctx)
+	ex, node, c, kind, err := selectNetwork(ctx, opts.f, opts.Driver)
 	if err != nil {
 		return err
 	}
 	defer ex.Close()
-	node, err := cmdutil.SelectDriver(ctx, ex, Interface, opts.Driver)
-	if err != nil {
-		return err
-	}
-	c := NewClient(ex.Driver(node.Path))
-	c.Log = slog.New(newLineHandler(opts.f.ErrOut))
-	kind, err := c.Kind(ctx)
-	if err != nil {
-		return err
-	}
 	if kind != KindTCP && kind != KindUDP && kind != KindUnix {
 		return fmt.Errorf("forward: driver %s has unknown kind %q", node.Path, kind)
 	}
@@ -434,21 +448,11 @@ func setsOption(args []string, key string) bool {
 }
 
 func runSSH(ctx context.Context, opts *sshOptions) error {
-	ex, err := opts.f.Exporter(ctx)
+	ex, node, c, kind, err := selectNetwork(ctx, opts.f, opts.Driver)
 	if err != nil {
 		return err
 	}
 	defer ex.Close()
-	node, err := cmdutil.SelectDriver(ctx, ex, Interface, opts.Driver)
-	if err != nil {
-		return err
-	}
-	c := NewClient(ex.Driver(node.Path))
-	c.Log = slog.New(newLineHandler(opts.f.ErrOut))
-	kind, err := c.Kind(ctx)
-	if err != nil {
-		return err
-	}
 	if kind != KindTCP {
 		return cmdutil.InvalidArgf("ssh: driver %s is %s, want a tcp network driver", node.Path, kind)
 	}
