@@ -183,22 +183,10 @@ hooks:
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := alice.RequestLease(ctx, api.LeaseRequest{Selector: "board=x", Duration: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep, ex := leaseDial(ctx, t, alice, api.LeaseRequest{Selector: "board=x", Duration: time.Minute})
 	if rep.Lease.Status != api.StatusActive || rep.Lease.Exporter != "bench1" {
 		t.Fatalf("got lease %+v, want active on bench1", rep.Lease)
 	}
-	o, err := alice.LeaseOptions(rep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex, err := client.Dial(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ex.Close()
 
 	// While beforeLease runs, the lease is refused on the controller's bus and accepted on the
 	// hook bus.
@@ -282,22 +270,13 @@ hooks:
 	l.online(alice, "bench2", true)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := alice.RequestLease(ctx, api.LeaseRequest{Exporter: "bench2", Duration: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := alice.LeaseOptions(rep)
-	ex, err := client.Dial(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ex.Close()
+	rep, ex := leaseDial(ctx, t, alice, api.LeaseRequest{Exporter: "bench2", Duration: time.Minute})
 	// The hook fails once the client is connected (else its credential may be revoked first).
 	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	err = ex.WaitReady(ctx, func(h api.HookOutput) { out = append(out, string(h.Data)) })
+	err := ex.WaitReady(ctx, func(h api.HookOutput) { out = append(out, string(h.Data)) })
 	if !errors.Is(err, client.ErrPermissionDenied) {
 		t.Fatalf("got %v, want PermissionDenied", err)
 	}
@@ -333,16 +312,7 @@ hooks:
 	l.online(alice, "bench3", true)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	rep, err := alice.RequestLease(ctx, api.LeaseRequest{Exporter: "bench3", Duration: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, _ := alice.LeaseOptions(rep)
-	ex, err := client.Dial(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ex.Close()
+	_, ex := leaseDial(ctx, t, alice, api.LeaseRequest{Exporter: "bench3", Duration: time.Minute})
 	if err := ex.WaitReady(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -440,3 +410,23 @@ func TestAllowed(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// leaseDial requests a lease for c and connects to its exporter with the lease credential; the
+// connection is closed when the test ends.
+func leaseDial(ctx context.Context, t *testing.T, c *client.Controller, req api.LeaseRequest) (*api.LeaseReply, *client.Exporter) {
+	t.Helper()
+	rep, err := c.RequestLease(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := c.LeaseOptions(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ex.Close() })
+	return rep, ex
+}
