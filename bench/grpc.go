@@ -117,18 +117,8 @@ func serveTunnel(ss grpc.ServerStream, addr string) error {
 			}
 		}
 	}()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			b := buf[:n]
-			if err := ss.SendMsg(&b); err != nil {
-				return err
-			}
-		}
-		if err != nil {
-			break
-		}
+	if err := sendAll(c, ss); err != nil {
+		return err
 	}
 	return <-errc
 }
@@ -178,18 +168,8 @@ func (g *grpcLab) tunnel(ctx context.Context, c *net.TCPConn) error {
 			}
 		}
 	}()
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := c.Read(buf)
-		if n > 0 {
-			b := buf[:n]
-			if err := st.SendMsg(&b); err != nil {
-				return err
-			}
-		}
-		if err != nil {
-			break
-		}
+	if err := sendAll(c, st); err != nil {
+		return err
 	}
 	if err := st.CloseSend(); err != nil {
 		return err
@@ -202,5 +182,22 @@ func (g *grpcLab) tunnel(ctx context.Context, c *net.TCPConn) error {
 		return err
 	case <-time.After(5 * time.Minute):
 		return errors.New("grpc tunnel: no end of stream")
+	}
+}
+
+// sendAll sends what c yields, in messages of up to 64 KiB, until c's read side ends.
+func sendAll(c net.Conn, s interface{ SendMsg(any) error }) error {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			b := buf[:n]
+			if err := s.SendMsg(&b); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			return nil
+		}
 	}
 }
