@@ -15,6 +15,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"jsn.dev/jsn/drivers/drivertest"
 )
 
 // sshServer is a real SSH server on loopback, built with x/crypto/ssh: it accepts one client
@@ -64,38 +66,7 @@ func startSSHServer(t *testing.T) *sshServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				serveSSH(c, cfg)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	drivertest.Serve(t, ln, func(c net.Conn) { serveSSH(c, cfg) })
 	return &sshServer{port: ln.Addr().(*net.TCPAddr).Port, keyFile: keyFile}
 }
 

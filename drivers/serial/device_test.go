@@ -19,6 +19,7 @@ import (
 
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/drivers/drivertest"
 	"jsn.dev/jsn/exporter"
 )
 
@@ -146,37 +147,7 @@ func ser2net(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				runBoard(c, c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	drivertest.Serve(t, ln, func(c net.Conn) { runBoard(c, c) })
 	return ln.Addr().String()
 }
 
