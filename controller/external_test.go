@@ -1,13 +1,9 @@
 package controller
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -19,22 +15,7 @@ func TestExternalNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snippet, err := NatsConfig(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	full := "listen: 127.0.0.1:-1\nserver_name: ext\njetstream: {store_dir: \"" + filepath.Join(t.TempDir(), "js") + "\"}\n" + snippet
-	if err := os.WriteFile(conf, []byte(full), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	srv, err := bus.StartServerFromConfig(ctx, conf, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := startExternal(t, dir)
 	o := testOptions(dir)
 	o.NatsURL = srv.TCPURL()
 	l := &lab{t: t, dir: dir}
