@@ -205,13 +205,7 @@ func (e *Exporter) Attach(ctx context.Context, conn *bus.Conn, accept func(lease
 		ss.Close()
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}
-	c, err := conn.Subscribe(bus.CallWildcard(e.name), "", func(m *bus.Msg) {
-		e.calls.Add(1)
-		go func() {
-			defer e.calls.Done()
-			e.serveOn(a, m)
-		}()
-	})
+	c, err := conn.Subscribe(bus.CallWildcard(e.name), "", func(m *bus.Msg) { e.dispatchOn(a, m) })
 	if err != nil {
 		_ = d.Unsubscribe()
 		ss.Close()
@@ -310,15 +304,16 @@ func (e *Exporter) Lease() string {
 }
 
 // dispatch runs each call in its own goroutine: a slow driver never holds up another.
-func (e *Exporter) dispatch(m *bus.Msg) {
+func (e *Exporter) dispatch(m *bus.Msg) { e.dispatchOn(nil, m) }
+
+// dispatchOn is dispatch for a call received on attachment a (nil: the main connection).
+func (e *Exporter) dispatchOn(a *attachment, m *bus.Msg) {
 	e.calls.Add(1)
 	e.pool.run(func() {
 		defer e.calls.Done()
-		e.serve(m)
+		e.serveOn(a, m)
 	})
 }
-
-func (e *Exporter) serve(m *bus.Msg) { e.serveOn(nil, m) }
 
 // serveOn serves call m received on attachment a (nil: the main connection).
 func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
