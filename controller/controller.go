@@ -237,6 +237,11 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	if err := c.serveAPI(); err != nil {
 		return nil, err
 	}
+	// The API's subscriptions must reach the server before Start returns: a client that
+	// connects right after would otherwise be told that nobody serves it.
+	if err := c.conn.Flush(sctx); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
 	if o.HTTP != "" {
 		if err := c.serveHTTP(); err != nil {
 			return nil, err
