@@ -259,7 +259,7 @@ func benchStream(ctx context.Context, s *suite) error {
 	// (sender, transport, receiver, sink: everything is in process) spent per GiB is recorded:
 	// it is much less sensitive to other load than wall time.
 	type path struct {
-		name string // jsn, raw-nats-pubsub (per transport), grpc-tunnel, direct-tcp
+		name string // jsn, jsn-bus, raw-nats-pubsub (per transport), grpc-tunnel, direct-tcp
 		t    transport
 		run  func() error
 		secs float64 // wall
@@ -268,10 +268,17 @@ func benchStream(ctx context.Context, s *suite) error {
 	var paths []path
 	for _, b := range labs {
 		paths = append(paths,
-			// jsn forward through network.TCP to the sink.
+			// jsn forward through network.TCP to the sink, the stream going direct (the default
+			// in local mode; directStreams.listen in distributed mode).
 			path{name: "jsn", t: b.t, run: func() error {
 				return viaListener(ctx, func(ctx context.Context, ln net.Listener) error {
 					return network.NewClient(b.driver("network")).Forward(ctx, ln)
+				}, size/2, chunk)
+			}},
+			// The same with the stream's frames through the broker (JSN_DIRECT_STREAMS=off).
+			path{name: "jsn-bus", t: b.t, run: func() error {
+				return viaListener(ctx, func(ctx context.Context, ln net.Listener) error {
+					return network.NewClient(b.driverBus("network")).Forward(ctx, ln)
 				}, size/2, chunk)
 			}},
 			// Raw NATS publish → subscribe of the same bytes on the same server, the publisher
@@ -312,11 +319,13 @@ func benchStream(ctx context.Context, s *suite) error {
 	}
 	reported := false
 	for _, t := range s.transports() {
-		var jsnP, rawP *path
+		var jsnP, busP, rawP *path
 		for i := range paths {
 			switch {
 			case paths[i].t == t && paths[i].name == "jsn":
 				jsnP = &paths[i]
+			case paths[i].t == t && paths[i].name == "jsn-bus":
+				busP = &paths[i]
 			case paths[i].t == t:
 				rawP = &paths[i]
 			}
@@ -337,6 +346,10 @@ func benchStream(ctx context.Context, s *suite) error {
 			Baseline: bl, RatioTo: "raw-nats-pubsub", Target: "≥ 0.7×, > grpc"})
 		s.add(Result{Name: "byte stream CPU per GiB (whole process)" + tag, Unit: "cpu-s/GiB", Value: cpu(*jsnP),
 			Baseline: blCPU, RatioTo: "raw-nats-pubsub", Note: "lower is better"})
+		if busP != nil {
+			s.add(Result{Name: "byte stream, frames through the broker (JSN_DIRECT_STREAMS=off)" + tag, Unit: "MB/s", Value: rate(*busP),
+				Baseline: bl, RatioTo: "raw-nats-pubsub"})
+		}
 		reported = true
 	}
 	if !reported {

@@ -51,12 +51,14 @@ type session struct {
 	url      string // what clients dial (unix:// or nats://)
 	exporter string
 	lease    string
-	c        *client.Client
+	c        *client.Client // byte streams go direct where the exporter offers it (the default)
+	cBus     *client.Client // byte streams stay on the bus (JSN_DIRECT_STREAMS=off)
 
 	l     *exporter.Local // local mode
 	srv   *bus.Server     // distributed mode
 	econn *bus.Conn       // distributed mode: the exporter's TCP connection
 	ex    *exporter.Exporter
+	dl    *bus.DirectListener // distributed mode: directStreams {listen: tcp:127.0.0.1:0}
 }
 
 func startSession(ctx context.Context, t transport, cfg *exporter.Config) (s *session, err error) {
@@ -88,6 +90,11 @@ func startSession(ctx context.Context, t transport, cfg *exporter.Config) (s *se
 		if s.econn, err = bus.Connect(ctx, s.url, "exporter-"+s.ex.Name()); err != nil {
 			return s, err
 		}
+		// As an exporter configured with directStreams: {listen: tcp:…} offers.
+		if s.dl, err = bus.ListenDirect("tcp:127.0.0.1:0", ""); err != nil {
+			return s, err
+		}
+		s.ex.OfferDirect(s.dl)
 		if err = s.ex.Start(ctx, s.econn); err != nil {
 			return s, err
 		}
@@ -98,8 +105,19 @@ func startSession(ctx context.Context, t transport, cfg *exporter.Config) (s *se
 	default:
 		return s, fmt.Errorf("unknown transport %q", t)
 	}
-	s.c, err = client.Connect(ctx, s.url, "bench")
-	return s, err
+	if s.c, err = client.Connect(ctx, s.url, "bench"); err != nil {
+		return s, err
+	}
+	if s.cBus, err = client.Connect(ctx, s.url, "bench-bus"); err != nil {
+		return s, err
+	}
+	s.cBus.DisableDirectStreams()
+	return s, nil
+}
+
+// driverBus is driver with byte streams kept on the bus.
+func (s *session) driverBus(path string) *client.Driver {
+	return s.cBus.Exporter(s.exporter, s.lease).Driver(path)
 }
 
 func (s *session) driver(path string) *client.Driver {
@@ -109,6 +127,9 @@ func (s *session) driver(path string) *client.Driver {
 func (s *session) close() {
 	if s.c != nil {
 		s.c.Close()
+	}
+	if s.cBus != nil {
+		s.cBus.Close()
 	}
 	if s.l != nil {
 		s.l.Close()
@@ -121,6 +142,9 @@ func (s *session) close() {
 	}
 	if s.econn != nil {
 		s.econn.Close()
+	}
+	if s.dl != nil {
+		_ = s.dl.Close()
 	}
 	if s.srv != nil {
 		s.srv.Shutdown()

@@ -157,11 +157,23 @@ func TestRequestErrors(t *testing.T) {
 
 // streamPair opens a stream from a client conn to an exporter conn and returns both ends.
 func streamPair(t *testing.T, s *Server) (client, exporter *Stream, ss *StreamServer) {
+	return streamPairWith(t, s, nil, nil)
+}
+
+// streamPairWith is streamPair with the exporter offering direct connections through d (if not
+// nil) and setup applied to the client's connection.
+func streamPairWith(t *testing.T, s *Server, d *DirectListener, setup func(*Conn)) (client, exporter *Stream, ss *StreamServer) {
 	t.Helper()
 	exp, cli := dial(t, s, "exp"), dial(t, s, "cli")
+	if setup != nil {
+		setup(cli)
+	}
 	ss, err := exp.ServeStreams("e1")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if d != nil {
+		ss.OfferDirect(d)
 	}
 	t.Cleanup(ss.Close)
 	accepted := make(chan *Stream, 1)
@@ -189,6 +201,13 @@ func streamPair(t *testing.T, s *Server) (client, exporter *Stream, ss *StreamSe
 func TestStreamCopiesBothWaysWithHalfClose(t *testing.T) {
 	s := runServer(t)
 	cs, es, _ := streamPair(t, s)
+	checkEcho(t, cs, es)
+}
+
+// checkEcho sends 24 MiB through the client end cs, echoed by the exporter end es, and checks
+// every byte comes back and both half-closes arrive.
+func checkEcho(t *testing.T, cs, es *Stream) {
+	t.Helper()
 	defer cs.Close()
 	defer es.Close()
 	const size = 24 << 20 // well over the window, so credit must flow

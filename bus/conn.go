@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -54,6 +55,8 @@ type Conn struct {
 
 	muxMu sync.Mutex
 	muxes map[string]*streamMux // client-side streams by exporter; guarded by muxMu
+
+	noDirect atomic.Bool // streams stay on the bus (DisableDirectStreams)
 }
 
 // ConnectOptions are optional settings for Connect.

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +17,7 @@ import (
 var (
 	DefaultWindow   uint64 = 8 << 20
 	maxChunk               = 128 << 10
+	directChunk            = 256 << 10
 	keepaliveEvery         = 10 * time.Second
 	keepaliveMisses        = 3
 )
@@ -55,6 +58,13 @@ type Stream struct {
 	heard     time.Time // last frame from the peer
 	done      bool      // unregistered
 	peerReset bool
+	isDecided bool // the path is known (see decided)
+
+	// Direct path (direct.go). dc is set at most once; frames then go over it instead of the bus.
+	dc        atomic.Pointer[directConn]
+	decided   chan struct{}   // exporter side with a pending offer: closed once the path is known
+	offeredBy *DirectListener // the listener holding our token while it is pending
+	token     string
 }
 
 func newStream(m *streamMux, id, out, group string, window uint64) *Stream {
@@ -105,7 +115,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			}
 			s.mu.Unlock()
 			if grant != 0 {
-				s.sendControl(Frame{Type: FrameCredit, Offset: grant})
+				s.sendControl(Frame{Type: FrameCredit, Offset: grant}, false)
 			}
 			return n, nil
 		}
@@ -131,6 +141,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 func (s *Stream) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	d := s.path()
 	written := 0
 	for written < len(p) {
 		s.mu.Lock()
@@ -149,12 +160,26 @@ func (s *Stream) Write(p []byte) (int, error) {
 			<-s.writable
 			continue
 		}
-		n := min(uint64(len(p)-written), avail, uint64(maxChunk))
+		chunk := maxChunk
+		if d != nil {
+			chunk = directChunk
+		}
+		n := min(uint64(len(p)-written), avail, uint64(chunk))
 		off := s.sent
 		s.sent += n
 		s.mu.Unlock()
-		s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off, Data: p[written : written+int(n)]})
-		if err := s.conn.Publish(s.out, nil, s.wbuf); err != nil {
+		var err error
+		if d != nil {
+			// The data goes to the socket straight from p (writev), without a copy.
+			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off})
+			d.mu.Lock()
+			err = d.write(s.wbuf, p[written:written+int(n)])
+			d.mu.Unlock()
+		} else {
+			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off, Data: p[written : written+int(n)]})
+			err = s.conn.Publish(s.out, nil, s.wbuf)
+		}
+		if err != nil {
 			err = &Error{Code: Unavailable, Message: fmt.Sprintf("stream %s: send: %v", s.id, err)}
 			s.fail(err, false)
 			return written, err
@@ -168,6 +193,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 func (s *Stream) CloseWrite() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	d := s.path()
 	s.mu.Lock()
 	if s.finSent {
 		s.mu.Unlock()
@@ -181,7 +207,54 @@ func (s *Stream) CloseWrite() error {
 	s.finSent = true
 	off := s.sent
 	s.mu.Unlock()
-	return s.conn.Publish(s.out, nil, AppendFrame(nil, Frame{Type: FrameFin, Offset: off}))
+	fin := AppendFrame(nil, Frame{Type: FrameFin, Offset: off})
+	if d != nil {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.write(fin, nil)
+	}
+	return s.conn.Publish(s.out, nil, fin)
+}
+
+// path waits until the path of the stream's frames is known (an exporter that offered a direct
+// connection waits for the client's choice) and returns the direct connection, or nil for the bus.
+func (s *Stream) path() *directConn {
+	if s.decided != nil {
+		select {
+		case <-s.decided:
+		case <-s.ctx.Done():
+		}
+	}
+	return s.dc.Load()
+}
+
+// decide ends a pending direct offer: c is the client's connection, or nil for the bus.
+func (s *Stream) decide(c net.Conn) {
+	s.mu.Lock()
+	if s.decided == nil || s.isDecided {
+		s.mu.Unlock()
+		if c != nil {
+			c.Close()
+		}
+		return
+	}
+	s.isDecided = true
+	done := s.done
+	if c != nil && !done {
+		s.attach(c)
+	}
+	s.mu.Unlock()
+	if c != nil && done {
+		c.Close()
+	}
+	close(s.decided)
+}
+
+// attach makes c the stream's path and starts reading frames from it.
+func (s *Stream) attach(c net.Conn) {
+	d := &directConn{c: c}
+	s.dc.Store(d)
+	go s.readDirect(d)
 }
 
 // Close ends the stream. If either direction is unfinished the peer sees a reset.
@@ -210,7 +283,7 @@ func (s *Stream) Reset(err error) {
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		s.sendControl(Frame{Type: FrameReset, Code: CodeOf(err), Message: msg})
+		s.sendControl(Frame{Type: FrameReset, Code: CodeOf(err), Message: msg}, true)
 	}
 	s.fail(err, false)
 }
@@ -234,17 +307,42 @@ func (s *Stream) fail(err error, fromPeer bool) {
 	}
 	s.mu.Unlock()
 	s.mux.remove(s.id)
+	if s.offeredBy != nil {
+		s.offeredBy.take(s.token)
+	}
+	if d := s.dc.Load(); d != nil {
+		d.shut()
+	}
 	s.cancel(err)
 	signal(s.readable)
 	signal(s.writable)
 }
 
-func (s *Stream) sendControl(f Frame) {
-	_ = s.conn.Publish(s.out, nil, AppendFrame(make([]byte, 0, 16+len(f.Message)), f))
+// sendControl sends a control frame on the stream's path. With try, a frame that would wait for
+// a data frame being written to the direct connection goes on the bus instead (the peer reads
+// both).
+func (s *Stream) sendControl(f Frame, try bool) {
+	b := AppendFrame(make([]byte, 0, 16+len(f.Message)), f)
+	if d := s.dc.Load(); d != nil {
+		if !try {
+			d.mu.Lock()
+		} else if !d.mu.TryLock() {
+			_ = s.conn.Publish(s.out, nil, b)
+			return
+		}
+		_ = d.write(b, nil)
+		d.mu.Unlock()
+		return
+	}
+	_ = s.conn.Publish(s.out, nil, b)
 }
 
-// handle applies a frame from the peer. It never blocks.
-func (s *Stream) handle(f Frame) {
+// handle applies a frame from the peer, received on the direct connection or on the bus. It
+// never blocks. A frame on the bus while a direct offer is pending means the client chose the bus.
+func (s *Stream) handle(f Frame, direct bool) {
+	if !direct && s.decided != nil {
+		s.decide(nil)
+	}
 	s.mu.Lock()
 	s.heard = time.Now()
 	switch f.Type {
@@ -308,7 +406,7 @@ func (s *Stream) keepalive(now time.Time) (silent bool) {
 	g := s.granted
 	silent = now.Sub(s.heard) > time.Duration(keepaliveMisses)*keepaliveEvery+keepaliveEvery/2
 	s.mu.Unlock()
-	s.sendControl(Frame{Type: FrameCredit, Offset: g})
+	s.sendControl(Frame{Type: FrameCredit, Offset: g}, true)
 	return silent
 }
 
@@ -348,7 +446,7 @@ func (m *streamMux) dispatch(msg *Msg) {
 		s.Reset(err)
 		return
 	}
-	s.handle(f)
+	s.handle(f, false)
 }
 
 func (m *streamMux) add(s *Stream) error {
@@ -436,6 +534,9 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 	}
 	h.Set(HeaderStream, id)
 	h.Set(HeaderStreamWindow, strconv.FormatUint(DefaultWindow, 10))
+	if !c.noDirect.Load() {
+		h.Set(HeaderStreamDirect, "1")
+	}
 	reply, err := c.Request(ctx, subject, h, body)
 	if err != nil {
 		s.fail(err, false)
@@ -447,9 +548,23 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 		s.Reset(err)
 		return nil, err
 	}
-	s.handle(Frame{Type: FrameCredit, Offset: w})
+	s.handle(Frame{Type: FrameCredit, Offset: w}, true)
+	if addr := reply.Header.Get(HeaderStreamDirect); addr != "" {
+		if dc, err := dialDirect(ctx, addr, reply.Header.Get(HeaderStreamToken)); err == nil {
+			s.mu.Lock()
+			s.attach(dc)
+			s.mu.Unlock()
+		} else {
+			// Tell the exporter to use the bus: any frame of ours there does.
+			s.sendControl(Frame{Type: FrameCredit, Offset: DefaultWindow}, false)
+		}
+	}
 	return s, nil
 }
+
+// DisableDirectStreams makes streams opened from now on stay on the bus even where the exporter
+// offers a direct connection.
+func (c *Conn) DisableDirectStreams() { c.noDirect.Store(true) }
 
 // clientMux returns the mux receiving exporter's stream frames, subscribing on first use.
 func (c *Conn) clientMux(exporter string) (*streamMux, error) {
@@ -480,7 +595,11 @@ func (c *Conn) clientMux(exporter string) (*streamMux, error) {
 type StreamServer struct {
 	mux      *streamMux
 	exporter string
+	direct   atomic.Pointer[DirectListener]
 }
+
+// OfferDirect makes the server offer direct connections through d to clients that can use them.
+func (ss *StreamServer) OfferDirect(d *DirectListener) { ss.direct.Store(d) }
 
 // ServeStreams starts receiving client → exporter frames for exporter.
 func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
@@ -507,10 +626,24 @@ func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 	}
 	s := newStream(ss.mux, id, StreamOutSubject(ss.exporter, id), group, DefaultWindow)
 	s.limit = w
+	d := ss.direct.Load()
+	if d != nil && m.Header.Get(HeaderStreamDirect) == "1" {
+		s.decided = make(chan struct{})
+		s.offeredBy, s.token = d, randomToken(directTokenLen/2)
+	}
 	if err := ss.mux.add(s); err != nil {
 		return nil, nil, err
 	}
-	return s, Header{HeaderStreamWindow: {strconv.FormatUint(DefaultWindow, 10)}}, nil
+	h := Header{HeaderStreamWindow: {strconv.FormatUint(DefaultWindow, 10)}}
+	if s.offeredBy != nil {
+		if d.offer(s) {
+			h.Set(HeaderStreamDirect, d.Address())
+			h.Set(HeaderStreamToken, s.token)
+		} else {
+			s.decide(nil)
+		}
+	}
+	return s, h, nil
 }
 
 // ResetGroup resets every stream of group (a lease) with err.

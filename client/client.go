@@ -32,6 +32,9 @@ const (
 	EnvHost     = "JSN_HOST"     // bus address: unix:///path/to/socket or nats://host:port
 	EnvExporter = "JSN_EXPORTER" // exporter name
 	EnvLease    = "JSN_LEASE"    // lease id
+	// EnvDirectStreams set to "off" keeps byte streams on the bus even where the exporter offers
+	// a direct connection (to compare, or to debug).
+	EnvDirectStreams = "JSN_DIRECT_STREAMS"
 )
 
 // Options say where an exporter is and which lease to present.
@@ -46,12 +49,14 @@ type Options struct {
 	Creds string
 	// CredsData is the content of a .creds file; it takes precedence over Creds.
 	CredsData []byte
+	// NoDirectStreams keeps byte streams on the bus (see EnvDirectStreams).
+	NoDirectStreams bool
 }
 
 // OptionsFromEnv reads JSN_HOST, JSN_EXPORTER, JSN_LEASE and JSN_CREDS.
 func OptionsFromEnv() Options {
 	return Options{Host: os.Getenv(EnvHost), Exporter: os.Getenv(EnvExporter), Lease: os.Getenv(EnvLease),
-		Creds: os.Getenv(EnvCreds)}
+		Creds: os.Getenv(EnvCreds), NoDirectStreams: os.Getenv(EnvDirectStreams) == "off"}
 }
 
 // Validate reports ErrNoSession when Host or Exporter is missing.
@@ -110,8 +115,15 @@ func ConnectWith(ctx context.Context, o Options) (*Client, error) {
 	if err != nil {
 		return nil, authError(err)
 	}
+	if o.NoDirectStreams {
+		conn.DisableDirectStreams()
+	}
 	return &Client{conn: conn}, nil
 }
+
+// DisableDirectStreams keeps byte streams opened from now on on the bus, even where the exporter
+// offers a direct connection.
+func (c *Client) DisableDirectStreams() { c.conn.DisableDirectStreams() }
 
 // Close closes the connection; every stream on it is reset.
 func (c *Client) Close() error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,9 +47,23 @@ type Config struct {
 	Credentials string
 	// LeaseHooks are the decoded hooks: scripts run before and after each lease (remote mode).
 	LeaseHooks Hooks
-	File       string // path the config was loaded from (for error positions)
-	Dir        string // directory of File, for relative paths in driver configs
+	// DirectStreams is where byte streams may bypass the broker (see bus.ListenDirect).
+	DirectStreams DirectStreams
+	File          string // path the config was loaded from (for error positions)
+	Dir           string // directory of File, for relative paths in driver configs
 }
+
+// DirectStreams configures direct stream connections: "listen" is "unix:/path", "tcp:host:port"
+// or "off"; "advertise" is the address clients dial when it differs from the one listened on.
+// Empty Listen means the mode's default: a Unix socket in the session directory in local mode,
+// off in distributed mode.
+type DirectStreams struct {
+	Listen    string `yaml:"listen"`
+	Advertise string `yaml:"advertise"`
+}
+
+// Off reports whether direct streams are switched off explicitly.
+func (d DirectStreams) Off() bool { return d.Listen == "off" }
 
 // rawConfig is the file's shape, decoded strictly.
 type rawConfig struct {
@@ -60,7 +75,8 @@ type rawConfig struct {
 	Export     *yaml.Node  `yaml:"export"`
 	Hooks      *yaml.Node  `yaml:"hooks"`
 	// Credentials is the exporter identity's .creds content (jsn files only).
-	Credentials string `yaml:"credentials"`
+	Credentials   string         `yaml:"credentials"`
+	DirectStreams *DirectStreams `yaml:"directStreams"`
 
 	// Jumpstarter keys jsn accepts in jumpstarter.dev files and ignores.
 	TLS         *jumpstarterTLS `yaml:"tls"`
@@ -205,6 +221,20 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 	if raw.Credentials != "" && raw.APIVersion == JumpstarterAPIVersion {
 		add(key(root, "credentials"), "", "field \"credentials\" is only accepted in %s files", APIVersion)
 	}
+	var direct DirectStreams
+	if raw.DirectStreams != nil {
+		direct = *raw.DirectStreams
+		n := driver.ValueNode(root, "directStreams")
+		if direct.Listen != "" && !direct.Off() && !validStreamAddress(direct.Listen) {
+			add(driver.ValueNode(n, "listen"), "directStreams.listen", "invalid address %q: want unix:/path/to.sock, tcp:host:port or off", direct.Listen)
+		}
+		if direct.Advertise != "" && !validStreamAddress(direct.Advertise) {
+			add(driver.ValueNode(n, "advertise"), "directStreams.advertise", "invalid address %q: want unix:/path/to.sock or tcp:host:port", direct.Advertise)
+		}
+		if direct.Advertise != "" && (direct.Listen == "" || direct.Off()) {
+			add(driver.ValueNode(n, "advertise"), "directStreams.advertise", "advertise needs listen")
+		}
+	}
 	var hooks Hooks
 	if raw.Hooks != nil {
 		hooks, errs = decodeHooks(file, raw.Hooks, errs)
@@ -238,11 +268,26 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 		Hooks:      raw.Hooks,
 		File:       file,
 
-		Credentials: raw.Credentials,
-		LeaseHooks:  hooks,
-		Dir:         dir,
+		Credentials:   raw.Credentials,
+		LeaseHooks:    hooks,
+		DirectStreams: direct,
+		Dir:           dir,
 	}
 	return cfg, errs
+}
+
+// validStreamAddress reports whether a is "unix:/absolute/path" or "tcp:host:port".
+func validStreamAddress(a string) bool {
+	network, addr, _ := strings.Cut(a, ":")
+	switch network {
+	case "unix":
+		return filepath.IsAbs(addr)
+	case "tcp":
+		host, port, err := net.SplitHostPort(addr)
+		n, perr := strconv.Atoi(port)
+		return err == nil && perr == nil && n >= 0 && n < 65536 && !strings.ContainsAny(host, " /")
+	}
+	return false
 }
 
 // DefaultName derives an exporter name from a config file name: the base name without

@@ -129,6 +129,11 @@ var parseErrorTests = []struct {
 	want []string
 }{
 	{"empty", "", []string{"c.yaml: empty config"}},
+	{"bad direct streams", "apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\ndirectStreams: {listen: 0.0.0.0:7400, advertise: tcp:host}\n", []string{
+		`c.yaml:3:25: directStreams.listen: invalid address "0.0.0.0:7400": want unix:/path/to.sock, tcp:host:port or off`,
+		`c.yaml:3:50: directStreams.advertise: invalid address "tcp:host": want unix:/path/to.sock or tcp:host:port`}},
+	{"direct streams advertise without listen", "apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\ndirectStreams: {listen: off, advertise: tcp:h:1}\n", []string{
+		`c.yaml:3:41: directStreams.advertise: advertise needs listen`}},
 	{"only comments", "# nothing\n", []string{"c.yaml: empty config"}},
 	{"null document", "---\n", []string{"c.yaml: empty config"}},
 	{"not a mapping", "- a\n- b\n", []string{"c.yaml:1:1: want a mapping (apiVersion, kind, metadata, export…)"}},

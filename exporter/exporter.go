@@ -31,6 +31,7 @@ type Exporter struct {
 	calls   sync.WaitGroup
 	pool    *workers      // runs calls; idle workers are reused
 	extra   []*attachment // further connections (Attach); guarded by mu
+	direct  *bus.DirectListener
 
 	// waitLease, if set before Start, is called (in its own goroutine) for describe requests
 	// carrying a Jsn-Lease header: it may wait until that lease is served, and its error is the
@@ -116,6 +117,23 @@ func (e *Exporter) Open(ctx context.Context) error { return e.tree.Open(ctx) }
 // Close closes every driver. Call Stop first.
 func (e *Exporter) Close() error { return e.tree.Close() }
 
+// OfferDirect lets clients move byte streams off the broker onto connections accepted by d (see
+// bus.ListenDirect). Call it before Start; the caller closes d after Stop.
+func (e *Exporter) OfferDirect(d *bus.DirectListener) { e.direct = d }
+
+// ListenDirect starts the direct stream listener cfg asks for, or the default address def when it
+// names none ("" for none); nil when off.
+func ListenDirect(cfg DirectStreams, def string) (*bus.DirectListener, error) {
+	addr := cfg.Listen
+	if addr == "" {
+		addr = def
+	}
+	if addr == "" || cfg.Off() {
+		return nil, nil
+	}
+	return bus.ListenDirect(addr, cfg.Advertise)
+}
+
 // Start begins serving on conn. Calls are refused until BeginLease.
 func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
 	ss, err := conn.ServeStreams(e.name)
@@ -123,6 +141,9 @@ func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}
 	e.conn, e.streams = conn, ss
+	if e.direct != nil {
+		ss.OfferDirect(e.direct)
+	}
 	e.tapConn.Store(conn)
 	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", e.describe)
 	if err != nil {
@@ -198,6 +219,9 @@ func (e *Exporter) Attach(ctx context.Context, conn *bus.Conn, accept func(lease
 	ss, err := conn.ServeStreams(e.name)
 	if err != nil {
 		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	if e.direct != nil {
+		ss.OfferDirect(e.direct)
 	}
 	a := &attachment{conn: conn, streams: ss, accept: accept}
 	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", e.describeNow)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 
 	"jsn.dev/jsn/bus"
 )
@@ -29,6 +30,7 @@ type Local struct {
 
 	srv     *bus.Server
 	conn    *bus.Conn
+	direct  *bus.DirectListener
 	ex      *Exporter
 	ownsDir bool
 }
@@ -63,6 +65,13 @@ func StartLocal(ctx context.Context, cfg *Config, opts LocalOptions) (l *Local, 
 	if l.conn, err = l.srv.Connect(ctx, "exporter-"+ex.Name()); err != nil {
 		return l, err
 	}
+	// Byte streams of the session go over a Unix socket beside the bus's, with the same privacy.
+	if l.direct, err = ListenDirect(cfg.DirectStreams, "unix:"+filepath.Join(l.Dir, "streams.sock")); err != nil {
+		return l, err
+	}
+	if l.direct != nil {
+		ex.OfferDirect(l.direct)
+	}
 	if err = ex.Start(ctx, l.conn); err != nil {
 		return l, err
 	}
@@ -87,6 +96,10 @@ func (l *Local) Close() error {
 	var errs []error
 	if l.conn != nil {
 		l.ex.Stop(ctx)
+	}
+	if l.direct != nil {
+		_ = l.direct.Close()
+		l.direct = nil
 	}
 	if l.ex != nil {
 		errs = append(errs, l.ex.Close())

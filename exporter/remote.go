@@ -137,6 +137,15 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		return err
 	}
 	defer r.conn.Close()
+	direct, err := ListenDirect(cfg.DirectStreams, "")
+	if err != nil {
+		return err
+	}
+	if direct != nil {
+		defer direct.Close() // after ex.Stop (deferred below)
+		ex.OfferDirect(direct)
+		r.log.Info("direct streams", "listen", direct.Address())
+	}
 	if err := ex.Start(ctx, r.conn); err != nil {
 		return err
 	}

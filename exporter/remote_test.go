@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -429,4 +432,79 @@ func leaseDial(ctx context.Context, t *testing.T, c *client.Controller, req api.
 	}
 	t.Cleanup(func() { _ = ex.Close() })
 	return rep, ex
+}
+
+// TestRemoteDirectStreams configures a distributed-mode exporter to offer direct stream
+// connections at an advertised address (a counting TCP relay stands in for a NAT or a load
+// balancer): a lease holder's stream goes through it, and the lease's end still resets it.
+func TestRemoteDirectStreams(t *testing.T) {
+	l := startLab(t)
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := free.Addr().String()
+	free.Close()
+	relay, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	var relayed atomic.Int64
+	go func() {
+		for {
+			c, err := relay.Accept()
+			if err != nil {
+				return
+			}
+			relayed.Add(1)
+			go func() {
+				defer c.Close()
+				u, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer u.Close()
+				go func() { _, _ = io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
+				_, _ = io.Copy(c, u)
+			}()
+		}
+	}()
+	cfg := l.exporterConfig("bench5", nil, fmt.Sprintf(`directStreams:
+  listen: tcp:%s
+  advertise: tcp:%s
+export:
+  probe: {type: extest.Probe}
+`, target, relay.Addr()))
+	runRemote(t, cfg)
+	alice := l.client("alice")
+	l.online(alice, "bench5", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, ex := leaseDial(ctx, t, alice, api.LeaseRequest{Exporter: "bench5", Duration: time.Minute})
+	if err := ex.WaitReady(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	items, err := ex.Driver("probe").Stream(ctx, "ticks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int64
+	if err := items.Next(&v); err != nil {
+		t.Fatal(err)
+	}
+	if n := relayed.Load(); n != 1 {
+		t.Fatalf("%d connections through the advertised address, want 1", n)
+	}
+	if err := alice.Release(ctx, rep.Lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if err := items.Next(&v); err != nil {
+			if !errors.Is(err, client.ErrPermissionDenied) && !errors.Is(err, client.ErrUnavailable) {
+				t.Fatalf("after release: got %v, want the stream ended by the lease", err)
+			}
+			break
+		}
+	}
 }

@@ -384,3 +384,47 @@ func TestStreamFollowsContext(t *testing.T) {
 	}
 	waitFor(t, func() bool { return l.ex.streams.Count() == 0 })
 }
+
+// TestLocalStreamsGoDirect checks that local-mode byte streams bypass the broker through the
+// session's Unix socket, and stay on the bus when the config switches that off.
+func TestLocalStreamsGoDirect(t *testing.T) {
+	for _, tc := range []struct {
+		extra string
+		want  int64
+	}{{"", 1}, {"directStreams: {listen: \"off\"}\n", 0}} {
+		cfg, err := ParseConfig("lab1.yaml", []byte(probeConfig+tc.extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		l, err := StartLocal(ctx, cfg, LocalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		c, err := client.Connect(ctx, l.URL, "tester")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		items, err := c.Exporter(l.Exporter, l.Lease).Driver("a").Stream(ctx, "ticks")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := int64(0); i < 3; i++ {
+			var v int64
+			if err := items.Next(&v); err != nil || v != i {
+				t.Fatalf("item %d: got %d, %v", i, v, err)
+			}
+		}
+		items.Close()
+		var got int64
+		if l.direct != nil {
+			got = l.direct.Accepted()
+		}
+		if got != tc.want {
+			t.Errorf("config %q: %d streams went direct, want %d", tc.extra, got, tc.want)
+		}
+	}
+}

@@ -73,6 +73,8 @@ func (f *Factory) Options() (client.Options, error) {
 		Lease:    firstNonEmpty(f.Lease, f.getenv(client.EnvLease)),
 		Name:     "cli",
 		Creds:    f.getenv(client.EnvCreds),
+
+		NoDirectStreams: f.getenv(client.EnvDirectStreams) == "off",
 	}
 	if err := o.Validate(); err != nil {
 		return o, err

@@ -1,0 +1,277 @@
+package bus
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Direct streams. The broker copies every frame twice more than a socket would (publisher →
+// server → subscriber), which makes bulk streams CPU-bound on small machines. An exporter that
+// has a DirectListener offers, in its reply to a stream-opening call, an address and a one-time
+// token; the client dials the address, presents the token, and from then on both ends send that
+// stream's frames over the connection, in the same format as on the bus, each prefixed by its
+// length. The token only travels in the reply to the lease holder's call, so the direct
+// connection is authorised by the lease like the bus path. A client that cannot reach the
+// address (another network, a firewall) says so by sending its frames on the bus: the stream
+// then works as if no direct path had been offered. docs/protocol.md describes the exchange.
+
+// Header names of the direct stream offer.
+const (
+	HeaderStreamDirect = "Jsn-Stream-Direct"       // client: "1" if it can use a direct path; exporter: where to dial
+	HeaderStreamToken  = "Jsn-Stream-Direct-Token" // exporter: the one-time token to present there
+)
+
+const (
+	directTokenLen  = 64 // hex characters
+	directAck       = 'K'
+	maxDirectFrame  = frameHeaderLen + 1<<20 // larger than any frame a peer of ours sends
+	directHandshake = 5 * time.Second        // dial, token and acknowledgement
+	directDrain     = 5 * time.Second        // how long a finished stream waits for the peer's end
+)
+
+// directPendingTTL is how long an offer waits for the client before the exporter assumes the bus
+// path (a client that vanished between its call and its choice).
+var directPendingTTL = 10 * time.Second
+
+// DirectListener accepts direct stream connections for the streams its StreamServers offer.
+type DirectListener struct {
+	ln        net.Listener
+	advertise string // "unix:/path" or "tcp:host:port"
+
+	mu      sync.Mutex
+	pending map[string]*Stream // token → stream awaiting its client; guarded by mu
+	closed  bool
+	wg      sync.WaitGroup
+	taken   atomic.Int64 // streams that went direct
+}
+
+// Accepted is how many streams have gone direct through d.
+func (d *DirectListener) Accepted() int64 { return d.taken.Load() }
+
+// ListenDirect listens for direct stream connections. address is "unix:/path/to.sock" or
+// "tcp:host:port"; advertise is what clients dial ("" means the address listened on, which for
+// a TCP wildcard address such as 0.0.0.0:7400 is not dialable from elsewhere).
+func ListenDirect(address, advertise string) (*DirectListener, error) {
+	network, addr, ok := strings.Cut(address, ":")
+	if !ok || (network != "unix" && network != "tcp") || addr == "" {
+		return nil, fmt.Errorf("direct streams: address %q: want unix:/path or tcp:host:port", address)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("direct streams: %w", err)
+	}
+	if advertise == "" {
+		advertise = network + ":" + ln.Addr().String()
+	} else if n, a, ok := strings.Cut(advertise, ":"); !ok || (n != "unix" && n != "tcp") || a == "" {
+		ln.Close()
+		return nil, fmt.Errorf("direct streams: advertise %q: want unix:/path or tcp:host:port", advertise)
+	}
+	d := &DirectListener{ln: ln, advertise: advertise, pending: map[string]*Stream{}}
+	d.wg.Add(1)
+	go d.accept()
+	return d, nil
+}
+
+// Address is what clients are told to dial.
+func (d *DirectListener) Address() string { return d.advertise }
+
+// Close stops accepting; streams already direct keep their connections.
+func (d *DirectListener) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	pend := d.pending
+	d.pending = map[string]*Stream{}
+	d.mu.Unlock()
+	err := d.ln.Close()
+	for _, s := range pend {
+		s.decide(nil)
+	}
+	d.wg.Wait()
+	return err
+}
+
+// offer registers s, whose token is set, as waiting for a direct connection. The stream falls back
+// to the bus if nobody presents the token within directPendingTTL.
+func (d *DirectListener) offer(s *Stream) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return false
+	}
+	d.pending[s.token] = s
+	token := s.token
+	time.AfterFunc(directPendingTTL, func() {
+		if d.take(token) != nil {
+			s.decide(nil)
+		}
+	})
+	return true
+}
+
+// take removes and returns the stream waiting for token.
+func (d *DirectListener) take(token string) *Stream {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.pending[token]
+	delete(d.pending, token)
+	return s
+}
+
+func (d *DirectListener) accept() {
+	defer d.wg.Done()
+	for {
+		c, err := d.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // e.g. out of file descriptors
+			continue
+		}
+		go d.handshake(c)
+	}
+}
+
+// handshake reads the token and attaches c to the stream it names, or closes c.
+func (d *DirectListener) handshake(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(directHandshake))
+	var tok [directTokenLen]byte
+	if _, err := io.ReadFull(c, tok[:]); err != nil {
+		c.Close()
+		return
+	}
+	s := d.take(string(tok[:]))
+	if s == nil {
+		c.Close() // unknown, used or expired token: the client falls back to the bus
+		return
+	}
+	if _, err := c.Write([]byte{directAck}); err != nil {
+		c.Close()
+		s.decide(nil)
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	bigSocketBuffers(c)
+	d.taken.Add(1)
+	s.decide(c)
+}
+
+// dialDirect connects to an exporter's direct address and presents token.
+func dialDirect(ctx context.Context, address, token string) (net.Conn, error) {
+	network, addr, ok := strings.Cut(address, ":")
+	if !ok || (network != "unix" && network != "tcp") || len(token) != directTokenLen {
+		return nil, fmt.Errorf("direct stream offer %q is malformed", address)
+	}
+	ctx, cancel := context.WithTimeout(ctx, directHandshake)
+	defer cancel()
+	var dl net.Dialer
+	c, err := dl.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	var ack [1]byte
+	if _, err := io.WriteString(c, token); err == nil {
+		_, err = io.ReadFull(c, ack[:])
+	}
+	if err != nil || ack[0] != directAck {
+		c.Close()
+		if err == nil {
+			err = errors.New("bad acknowledgement")
+		}
+		return nil, fmt.Errorf("direct stream %s: %w", address, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	bigSocketBuffers(c)
+	return c, nil
+}
+
+// directConn is a stream's direct connection. Writes of whole frames are serialized by mu.
+type directConn struct {
+	c  net.Conn
+	mu sync.Mutex
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// write sends one frame, whose encoding is head followed by data (which may be nil).
+func (d *directConn) write(head, data []byte) error {
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], uint32(len(head)+len(data)))
+	bufs := net.Buffers{l[:], head}
+	if len(data) > 0 {
+		bufs = append(bufs, data)
+	}
+	_, err := bufs.WriteTo(d.c)
+	return err
+}
+
+// shut ends our side of the connection: blocked writes fail, the peer reads EOF after the frames
+// already sent, and the reader gets directDrain to see the peer's end before the connection closes
+// (closing with unread data would make the kernel discard what the peer has not read yet).
+func (d *directConn) shut() {
+	now := time.Now()
+	_ = d.c.SetWriteDeadline(now)
+	if cw, ok := d.c.(closeWriter); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = d.c.SetReadDeadline(now.Add(directDrain))
+}
+
+// readDirect reads frames from the direct connection until it ends, then closes it.
+func (s *Stream) readDirect(d *directConn) {
+	defer d.c.Close()
+	br := bufio.NewReaderSize(d.c, 64<<10)
+	var l [4]byte
+	for {
+		if _, err := io.ReadFull(br, l[:]); err != nil {
+			s.directEnded(err)
+			return
+		}
+		n := binary.BigEndian.Uint32(l[:])
+		if n > maxDirectFrame {
+			s.Reset(&Error{Code: InvalidArgument, Message: fmt.Sprintf("stream %s: direct frame of %d bytes exceeds %d", s.id, n, maxDirectFrame)})
+			_, _ = io.Copy(io.Discard, br)
+			return
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(br, buf); err != nil {
+			s.directEnded(err)
+			return
+		}
+		f, err := DecodeFrame(buf)
+		if err != nil {
+			s.Reset(err)
+			_, _ = io.Copy(io.Discard, br)
+			return
+		}
+		s.handle(f, true)
+	}
+}
+
+// directEnded handles the end of the direct connection: after a clean exchange of FINs it is the
+// peer closing; otherwise the connection was lost.
+func (s *Stream) directEnded(err error) {
+	s.mu.Lock()
+	clean := s.finSent && s.finRecv
+	s.mu.Unlock()
+	if clean {
+		s.fail(ErrStreamClosed, true)
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		err = errors.New("closed by the peer")
+	}
+	s.fail(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s: direct connection lost: %v", s.id, err)}, true)
+}

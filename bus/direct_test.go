@@ -1,0 +1,251 @@
+package bus
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func listenDirect(t *testing.T, address, advertise string) *DirectListener {
+	t.Helper()
+	d, err := ListenDirect(address, advertise)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
+}
+
+func unixDirect(t *testing.T) *DirectListener {
+	return listenDirect(t, "unix:"+filepath.Join(t.TempDir(), "streams.sock"), "")
+}
+
+// waitDecided waits until the exporter end knows its path and returns the direct connection.
+func waitDecided(t *testing.T, es *Stream) *directConn {
+	t.Helper()
+	select {
+	case <-es.decided:
+	case <-time.After(10 * time.Second):
+		t.Fatal("exporter end never learned which path the client chose")
+	}
+	return es.dc.Load()
+}
+
+func TestDirectStreamCopiesBothWays(t *testing.T) {
+	for _, tc := range []struct{ name, addr string }{
+		{"unix", ""},
+		{"tcp", "tcp:127.0.0.1:0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := unixDirect(t)
+			if tc.addr != "" {
+				d = listenDirect(t, tc.addr, "")
+			}
+			cs, es, _ := streamPairWith(t, runServer(t), d, nil)
+			if cs.dc.Load() == nil || waitDecided(t, es) == nil {
+				t.Fatal("stream stayed on the bus although the exporter offered a direct connection")
+			}
+			checkEcho(t, cs, es)
+		})
+	}
+}
+
+func TestDirectStreamFallsBackToTheBus(t *testing.T) {
+	// A closed port stands for an address the client cannot reach.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unreachable := "tcp:" + ln.Addr().String()
+	ln.Close()
+	d := listenDirect(t, "tcp:127.0.0.1:0", unreachable)
+	cs, es, _ := streamPairWith(t, runServer(t), d, nil)
+	if cs.dc.Load() != nil || waitDecided(t, es) != nil {
+		t.Fatal("stream went direct through an unreachable address")
+	}
+	checkEcho(t, cs, es)
+}
+
+func TestDirectStreamsDisabledByClient(t *testing.T) {
+	d := unixDirect(t)
+	cs, es, _ := streamPairWith(t, runServer(t), d, (*Conn).DisableDirectStreams)
+	if cs.dc.Load() != nil || es.decided != nil {
+		t.Fatal("a client that disabled direct streams was offered or used one")
+	}
+	checkEcho(t, cs, es)
+}
+
+func TestDirectStreamResetReachesPeer(t *testing.T) {
+	cs, es, _ := streamPairWith(t, runServer(t), unixDirect(t), nil)
+	waitDecided(t, es)
+	es.Reset(Errorf(FailedPrecondition, "lease ended"))
+	_, err := cs.Read(make([]byte, 10))
+	if !errors.Is(err, ErrFailedPrecondition) || !strings.Contains(err.Error(), "lease ended") {
+		t.Fatalf("got %v, want FAILED_PRECONDITION lease ended", err)
+	}
+}
+
+func TestDirectStreamClientCloseCancelsExporterSide(t *testing.T) {
+	cs, es, _ := streamPairWith(t, runServer(t), unixDirect(t), nil)
+	waitDecided(t, es)
+	cs.Close()
+	select {
+	case <-es.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("exporter side not cancelled after client Close")
+	}
+}
+
+func TestDirectStreamLostConnectionIsUnavailable(t *testing.T) {
+	cs, es, _ := streamPairWith(t, runServer(t), unixDirect(t), nil)
+	d := waitDecided(t, es)
+	d.c.Close() // as if the exporter host vanished
+	_, err := cs.Read(make([]byte, 10))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "direct connection lost") {
+		t.Fatalf("got %v, want UNAVAILABLE direct connection lost", err)
+	}
+}
+
+func TestDirectListenerRejectsUnknownToken(t *testing.T) {
+	d := unixDirect(t)
+	_, err := dialDirect(context.Background(), d.Address(), strings.Repeat("ab", directTokenLen/2))
+	if err == nil {
+		t.Fatal("a made-up token was accepted")
+	}
+}
+
+func TestDirectStreamOversizedFrameResets(t *testing.T) {
+	cs, es, _ := streamPairWith(t, runServer(t), unixDirect(t), nil)
+	waitDecided(t, es)
+	// The client end sends a length prefix far beyond any real frame.
+	var l [4]byte
+	binary.BigEndian.PutUint32(l[:], 1<<31)
+	d := cs.dc.Load()
+	d.mu.Lock()
+	_, _ = d.c.Write(l[:])
+	d.mu.Unlock()
+	select {
+	case <-es.Context().Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("oversized frame did not reset the stream")
+	}
+	if err := context.Cause(es.Context()); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("got %v, want INVALID_ARGUMENT", err)
+	}
+}
+
+func TestListenDirectBadAddress(t *testing.T) {
+	for _, a := range []string{"", "udp:1.2.3.4:5", "unix:", "tcp:127.0.0.1:99999"} {
+		if _, err := ListenDirect(a, ""); err == nil {
+			t.Errorf("ListenDirect(%q) succeeded", a)
+		}
+	}
+	if _, err := ListenDirect("tcp:127.0.0.1:0", "http://x"); err == nil || !strings.Contains(err.Error(), "advertise") {
+		t.Errorf("bad advertise address: got %v", err)
+	}
+}
+
+// FuzzDirectFrames feeds arbitrary bytes to a stream's direct connection reader: it must end
+// (never hang) without a panic, having reset the stream or applied valid frames.
+func FuzzDirectFrames(f *testing.F) {
+	frame := func(fr Frame) []byte {
+		b := AppendFrame(nil, fr)
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+	}
+	f.Add(frame(Frame{Type: FrameData, Offset: 0, Data: []byte("hello")}))
+	f.Add(append(frame(Frame{Type: FrameData, Data: []byte("x")}), frame(Frame{Type: FrameFin, Offset: 1})...))
+	f.Add(frame(Frame{Type: FrameReset, Code: Unavailable, Message: "gone"}))
+	f.Add([]byte{0, 0, 0, 3, 1, 2, 3})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, b := net.Pipe()
+		m := &streamMux{m: map[string]*Stream{}}
+		s := newStream(m, "fuzz", "", "", DefaultWindow)
+		d := &directConn{c: a}
+		s.dc.Store(d)
+		done := make(chan struct{})
+		go func() { s.readDirect(d); close(done) }()
+		go func() {
+			_, _ = b.Write(data)
+			b.Close()
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("reader did not end")
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, b := range s.bufs {
+			if !bytes.Contains(data, b) {
+				t.Fatalf("buffered %q that was never sent", b)
+			}
+		}
+		if s.recvd > uint64(len(data)) {
+			t.Fatalf("received %d bytes from %d of input", s.recvd, len(data))
+		}
+	})
+}
+
+func TestDirectOfferIgnoredFallsBackAfterTTL(t *testing.T) {
+	old := directPendingTTL
+	directPendingTTL = 200 * time.Millisecond
+	t.Cleanup(func() { directPendingTTL = old })
+	s := runServer(t)
+	exp, cli := dial(t, s, "exp"), dial(t, s, "cli")
+	ss, err := exp.ServeStreams("e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ss.Close)
+	ss.OfferDirect(unixDirect(t))
+	accepted := make(chan *Stream, 1)
+	sub, err := exp.Subscribe(CallWildcard("e1"), "", func(m *Msg) {
+		st, hdr, err := ss.Accept(m, "lease1")
+		if err != nil {
+			_ = m.RespondError(err)
+			return
+		}
+		_ = m.Respond(hdr, nil)
+		accepted <- st
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	_ = exp.Flush(context.Background())
+	// A client that asks for a direct path and then never takes it up nor says otherwise.
+	h := Header{}
+	h.Set(HeaderStream, "abc123")
+	h.Set(HeaderStreamWindow, "65536")
+	h.Set(HeaderStreamDirect, "1")
+	reply, err := cli.Request(context.Background(), CallSubject("e1", "net", "connect"), h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Header.Get(HeaderStreamDirect) == "" || len(reply.Header.Get(HeaderStreamToken)) != directTokenLen {
+		t.Fatalf("no direct offer in reply header %v", reply.Header)
+	}
+	es := <-accepted
+	defer es.Close()
+	// The exporter's write waits for the choice, then goes on the bus.
+	done := make(chan error, 1)
+	go func() { _, err := es.Write([]byte("hi")); done <- err }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("write still waiting after the offer expired")
+	}
+	if es.dc.Load() != nil {
+		t.Fatal("expired offer left a direct path")
+	}
+}
