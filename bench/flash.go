@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -85,6 +86,7 @@ export:
 		if err != nil {
 			return 0, err
 		}
+		settle()
 		c0 := cpuTime()
 		t0 := time.Now()
 		res, err := disk.Write(ctx, f, storage.WriteOptions{Size: st.Size()})
@@ -100,6 +102,7 @@ export:
 	dst := filepath.Join(dir, "copy.img")
 	local := func(argv ...string) (float64, error) {
 		os.Remove(dst)
+		settle()
 		t0 := time.Now()
 		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("%s: %v: %s", argv[0], err, out)
@@ -115,6 +118,7 @@ export:
 		zname = "zstd-go-decoder"
 		zstdLocal = func() (float64, error) {
 			os.Remove(dst)
+			settle()
 			t0 := time.Now()
 			if err := decompressZstd(zst, dst); err != nil {
 				return 0, err
@@ -178,6 +182,15 @@ export:
 			Note: fmt.Sprintf("MB/s of image (decompressed) bytes; median of %d; jsn %s, %s %s", rounds, fmtRates(tg.zstR), zname, fmtRates(zR))})
 	}
 	return nil
+}
+
+// settle lets the previous path's I/O finish (writeback, and the discards this machine's ext4
+// issues for freed blocks) before the next one is timed: without it, whichever path ran after a
+// 1 GiB write paid for part of it (seen as a flash at half speed right after cp, whichever
+// transport came first).
+func settle() {
+	syscall.Sync()
+	time.Sleep(300 * time.Millisecond)
 }
 
 // median returns the median of xs (0 for none).

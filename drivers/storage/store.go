@@ -163,39 +163,146 @@ func (s *store) targetSize() (int64, error) {
 
 // source is the received side of a flash: it hashes and counts every byte read, copies them to
 // tee (the cache) when set, and records read errors so they can be told from decoding errors.
+//
+// Receiving, hashing (and caching) and decompressing/writing each run on their own goroutine,
+// connected by a few buffers, so a flash uses more than one core: SHA-256 alone costs about as
+// much CPU as moving the bytes (docs/performance.md). start must be called before Read, and
+// stop once the flash is over.
 type source struct {
 	r        io.Reader
 	h        hash
 	tee      io.Writer
 	n        int64
 	err      error // first error of r other than io.EOF
-	teeErr   error
+	teeErr   error // written by the hashing goroutine; read after the end
 	progress func(n int64) // called after each read; may be nil
+
+	free   chan []byte // empty buffers
+	hashed chan chunk  // received and hashed, in order
+	done   chan struct{}
+	cur    chunk // being read by Read
+	off    int
 }
+
+// chunk is a buffer of received bytes, or the end of the input (err set).
+type chunk struct {
+	b   []byte
+	err error
+}
+
+const (
+	sourceBufs    = 6
+	sourceBufSize = 256 << 10
+)
 
 type hash interface {
 	io.Writer
 	Sum([]byte) []byte
 }
 
-func (s *source) Read(p []byte) (int, error) {
-	n, err := s.r.Read(p)
-	if n > 0 {
-		s.h.Write(p[:n])
-		s.n += int64(n)
-		if s.tee != nil && s.teeErr == nil {
-			if _, werr := s.tee.Write(p[:n]); werr != nil {
-				s.teeErr = werr
+func (s *source) start() {
+	s.free = make(chan []byte, sourceBufs)
+	for range sourceBufs {
+		s.free <- make([]byte, sourceBufSize)
+	}
+	received := make(chan chunk, sourceBufs)
+	s.hashed = make(chan chunk, sourceBufs)
+	s.done = make(chan struct{})
+	go s.receive(received)
+	go s.hash(received)
+}
+
+// stop releases the goroutines; a receive blocked in r ends when r does (the stream is closed
+// when the method returns).
+func (s *source) stop() {
+	select {
+	case <-s.done:
+	default:
+		close(s.done)
+	}
+}
+
+// receive reads r into free buffers until it ends.
+func (s *source) receive(out chan<- chunk) {
+	for {
+		var b []byte
+		select {
+		case b = <-s.free:
+		case <-s.done:
+			return
+		}
+		n, err := io.ReadFull(s.r, b)
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF
+		}
+		if n > 0 {
+			select {
+			case out <- chunk{b: b[:n]}:
+			case <-s.done:
+				return
 			}
 		}
-		if s.progress != nil {
-			s.progress(s.n)
+		if err != nil {
+			select {
+			case out <- chunk{err: err}:
+			case <-s.done:
+			}
+			return
 		}
 	}
-	if err != nil && err != io.EOF && s.err == nil {
-		s.err = err
+}
+
+// hash hashes (and caches) each received buffer and passes it on.
+func (s *source) hash(in <-chan chunk) {
+	for {
+		var c chunk
+		select {
+		case c = <-in:
+		case <-s.done:
+			return
+		}
+		if c.err == nil {
+			s.h.Write(c.b)
+			if s.tee != nil && s.teeErr == nil {
+				if _, werr := s.tee.Write(c.b); werr != nil {
+					s.teeErr = werr
+				}
+			}
+		}
+		select {
+		case s.hashed <- c:
+		case <-s.done:
+			return
+		}
+		if c.err != nil {
+			return
+		}
 	}
-	return n, err
+}
+
+func (s *source) Read(p []byte) (int, error) {
+	for s.cur.b == nil || s.off == len(s.cur.b) {
+		if s.cur.err != nil {
+			return 0, s.cur.err
+		}
+		if s.cur.b != nil {
+			s.free <- s.cur.b[:cap(s.cur.b)]
+		}
+		s.cur, s.off = <-s.hashed, 0
+		if s.cur.err != nil {
+			if s.cur.err != io.EOF && s.err == nil {
+				s.err = s.cur.err
+			}
+			return 0, s.cur.err
+		}
+	}
+	n := copy(p, s.cur.b[s.off:])
+	s.off += n
+	s.n += int64(n)
+	if s.progress != nil {
+		s.progress(s.n)
+	}
+	return n, nil
 }
 
 // sink records write errors of the target.
@@ -241,6 +348,7 @@ type flashOptions struct {
 func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Result, err error) {
 	op := o.op
 	src := &source{r: ctxReader{ctx, r}, h: sha256.New(), progress: o.progress}
+	defer src.stop()
 	var cacheTmp *os.File
 	if o.cache {
 		if cacheTmp, err = s.cache.create(); err != nil {
@@ -267,6 +375,7 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 		}
 	}()
 
+	src.start()
 	br := bufio.NewReaderSize(src, 64<<10)
 	buf := make([]byte, bufSize)
 	dec, format, release, err := Decompress(br)
