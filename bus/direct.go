@@ -233,31 +233,71 @@ func (d *directConn) shut() {
 func (s *Stream) readDirect(d *directConn) {
 	defer d.c.Close()
 	br := bufio.NewReaderSize(d.c, 64<<10)
-	var l [4]byte
+	var hdr [4 + frameHeaderLen]byte
 	for {
-		if _, err := io.ReadFull(br, l[:]); err != nil {
+		if _, err := io.ReadFull(br, hdr[:4]); err != nil {
 			s.directEnded(err)
 			return
 		}
-		n := binary.BigEndian.Uint32(l[:])
+		n := binary.BigEndian.Uint32(hdr[:4])
 		if n > maxDirectFrame {
 			s.Reset(&Error{Code: InvalidArgument, Message: fmt.Sprintf("stream %s: direct frame of %d bytes exceeds %d", s.id, n, maxDirectFrame)})
 			_, _ = io.Copy(io.Discard, br)
 			return
 		}
-		buf := make([]byte, n)
-		if _, err := io.ReadFull(br, buf); err != nil {
-			s.directEnded(err)
-			return
+		var f Frame
+		var err error
+		if n >= frameHeaderLen {
+			if _, err := io.ReadFull(br, hdr[4:]); err != nil {
+				s.directEnded(err)
+				return
+			}
 		}
-		f, err := DecodeFrame(buf)
-		if err != nil {
-			s.Reset(err)
-			_, _ = io.Copy(io.Discard, br)
-			return
+		if n >= frameHeaderLen && FrameType(hdr[4]) == FrameData && n-frameHeaderLen <= uint32(directChunk) {
+			// Data is read straight into a pooled buffer that Read gives back once consumed.
+			data := directBuf(int(n - frameHeaderLen))
+			if _, err := io.ReadFull(br, data); err != nil {
+				s.directEnded(err)
+				return
+			}
+			f = Frame{Type: FrameData, Offset: binary.BigEndian.Uint64(hdr[5:]), Data: data}
+		} else {
+			buf := make([]byte, n)
+			copy(buf, hdr[4:4+min(n, frameHeaderLen)])
+			if n > frameHeaderLen {
+				if _, err := io.ReadFull(br, buf[frameHeaderLen:]); err != nil {
+					s.directEnded(err)
+					return
+				}
+			}
+			if f, err = DecodeFrame(buf); err != nil {
+				s.Reset(err)
+				_, _ = io.Copy(io.Discard, br)
+				return
+			}
 		}
 		s.handle(f, true)
 	}
+}
+
+// directBufs holds buffers (of directChunk bytes) that direct data frames are read into.
+var directBufs sync.Pool
+
+// directBuf returns a buffer of n bytes (n ≤ directChunk), pooled when possible.
+func directBuf(n int) []byte {
+	if p, ok := directBufs.Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, directChunk)
+}
+
+// releaseDirectBuf gives a fully read buffer back to the pool if it came from it.
+func releaseDirectBuf(b []byte) {
+	if cap(b) != directChunk {
+		return
+	}
+	b = b[:directChunk]
+	directBufs.Put(&b)
 }
 
 // directEnded handles the end of the direct connection: after a clean exchange of FINs it is the

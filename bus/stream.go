@@ -46,6 +46,7 @@ type Stream struct {
 
 	mu        sync.Mutex
 	bufs      [][]byte  // received, unread payloads
+	roff      int       // bytes of bufs[0] already read
 	recvd     uint64    // offset of the next byte expected from the peer
 	consumed  uint64    // bytes handed to Read
 	granted   uint64    // credit limit we granted the peer
@@ -98,13 +99,15 @@ func (s *Stream) Read(p []byte) (int, error) {
 		if len(s.bufs) > 0 {
 			n := 0
 			for n < len(p) && len(s.bufs) > 0 {
-				c := copy(p[n:], s.bufs[0])
+				b := s.bufs[0]
+				c := copy(p[n:], b[s.roff:])
 				n += c
-				if c == len(s.bufs[0]) {
+				s.roff += c
+				if s.roff == len(b) {
 					s.bufs[0] = nil
 					s.bufs = s.bufs[1:]
-				} else {
-					s.bufs[0] = s.bufs[0][c:]
+					s.roff = 0
+					releaseDirectBuf(b)
 				}
 			}
 			s.consumed += uint64(n)
