@@ -60,7 +60,7 @@ func main() {
 	only := flag.String("run", "", "run only the benchmarks whose name contains this")
 	out := flag.String("o", "results.json", "where to write the results")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	streamPaths := flag.String("stream-paths", "", "byte stream: measure only these paths (comma-separated: jsn,raw-nats-pubsub,grpc-tunnel,direct-tcp)")
+	streamPaths := flag.String("stream-paths", "", "byte stream: measure only these paths (comma-separated: jsn,jsn-bus,raw-nats-pubsub,grpc-tunnel,direct-tcp)")
 	streamMiB := flag.Int64("stream-mib", 0, "byte stream: MiB to move per path (default 1024, 64 with -quick)")
 	flashMiB := flag.Int64("flash-mib", 0, "flash: image size in MiB (default 1024, 128 with -quick)")
 	transport := flag.String("transport", "", "call, stream and flash: measure only this transport (local or tcp; default both)")
