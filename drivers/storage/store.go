@@ -173,8 +173,8 @@ type source struct {
 	h        hash
 	tee      io.Writer
 	n        int64
-	err      error // first error of r other than io.EOF
-	teeErr   error // written by the hashing goroutine; read after the end
+	err      error         // first error of r other than io.EOF
+	teeErr   error         // written by the hashing goroutine; read after the end
 	progress func(n int64) // called after each read; may be nil
 
 	free   chan []byte // empty buffers
