@@ -3,10 +3,19 @@ package bus
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"strings"
 	"sync"
@@ -28,6 +37,7 @@ import (
 const (
 	HeaderStreamDirect = "Jsn-Stream-Direct"       // client: "1" if it can use a direct path; exporter: where to dial
 	HeaderStreamToken  = "Jsn-Stream-Direct-Token" // exporter: the one-time token to present there
+	HeaderStreamPin    = "Jsn-Stream-Direct-Pin"   // exporter, TCP: SHA-256 of its TLS certificate
 )
 
 const (
@@ -45,7 +55,9 @@ var directPendingTTL = 10 * time.Second
 // DirectListener accepts direct stream connections for the streams its StreamServers offer.
 type DirectListener struct {
 	ln        net.Listener
-	advertise string // "unix:/path" or "tcp:host:port"
+	advertise string      // "unix:/path" or "tcp:host:port"
+	tls       *tls.Config // TCP: the listener's TLS, with a certificate made at start
+	pin       string      // TCP: hex SHA-256 of that certificate
 
 	mu      sync.Mutex
 	pending map[string]*Stream // token → stream awaiting its client; guarded by mu
@@ -60,6 +72,11 @@ func (d *DirectListener) Accepted() int64 { return d.taken.Load() }
 // ListenDirect listens for direct stream connections. address is "unix:/path/to.sock" or
 // "tcp:host:port"; advertise is what clients dial ("" means the address listened on, which for
 // a TCP wildcard address such as 0.0.0.0:7400 is not dialable from elsewhere).
+//
+// TCP connections are TLS 1.3 with a self-signed certificate made here; its SHA-256 travels in
+// the offer (on the caller's private inbox), and the client accepts that certificate only. So a
+// direct TCP stream is as private as the bus, with no certificate to issue or renew. A Unix
+// socket is plain: its directory's permissions are what protect it.
 func ListenDirect(address, advertise string) (*DirectListener, error) {
 	network, addr, ok := strings.Cut(address, ":")
 	if !ok || (network != "unix" && network != "tcp") || addr == "" {
@@ -76,6 +93,12 @@ func ListenDirect(address, advertise string) (*DirectListener, error) {
 		return nil, fmt.Errorf("direct streams: advertise %q: want unix:/path or tcp:host:port", advertise)
 	}
 	d := &DirectListener{ln: ln, advertise: advertise, pending: map[string]*Stream{}}
+	if network == "tcp" {
+		if d.tls, d.pin, err = selfSigned(); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("direct streams: %w", err)
+		}
+	}
 	d.wg.Add(1)
 	go d.accept()
 	return d, nil
@@ -144,6 +167,9 @@ func (d *DirectListener) accept() {
 // handshake reads the token and attaches c to the stream it names, or closes c.
 func (d *DirectListener) handshake(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(directHandshake))
+	if d.tls != nil {
+		c = tls.Server(c, d.tls)
+	}
 	var tok [directTokenLen]byte
 	if _, err := io.ReadFull(c, tok[:]); err != nil {
 		c.Close()
@@ -165,11 +191,15 @@ func (d *DirectListener) handshake(c net.Conn) {
 	s.decide(c)
 }
 
-// dialDirect connects to an exporter's direct address and presents token.
-func dialDirect(ctx context.Context, address, token string) (net.Conn, error) {
+// dialDirect connects to an exporter's direct address and presents token. A TCP address needs
+// pin, the SHA-256 of the certificate the exporter's TLS must show.
+func dialDirect(ctx context.Context, address, token, pin string) (net.Conn, error) {
 	network, addr, ok := strings.Cut(address, ":")
 	if !ok || (network != "unix" && network != "tcp") || len(token) != directTokenLen {
 		return nil, fmt.Errorf("direct stream offer %q is malformed", address)
+	}
+	if network == "tcp" && len(pin) != 2*sha256.Size {
+		return nil, fmt.Errorf("direct stream offer %q has no certificate pin", address)
 	}
 	ctx, cancel := context.WithTimeout(ctx, directHandshake)
 	defer cancel()
@@ -181,8 +211,25 @@ func dialDirect(ctx context.Context, address, token string) (net.Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = c.SetDeadline(dl)
 	}
+	if network == "tcp" {
+		c = tls.Client(c, &tls.Config{
+			MinVersion: tls.VersionTLS13,
+			// The certificate is self-signed: what vouches for it is the pin from the offer.
+			InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				if len(cs.PeerCertificates) == 0 {
+					return errors.New("no certificate")
+				}
+				sum := sha256.Sum256(cs.PeerCertificates[0].Raw)
+				if hex.EncodeToString(sum[:]) != pin {
+					return errors.New("certificate does not match the offer's pin")
+				}
+				return nil
+			},
+		})
+	}
 	var ack [1]byte
-	if _, err := io.WriteString(c, token); err == nil {
+	if _, err = io.WriteString(c, token); err == nil {
 		_, err = io.ReadFull(c, ack[:])
 	}
 	if err != nil || ack[0] != directAck {
@@ -197,10 +244,38 @@ func dialDirect(ctx context.Context, address, token string) (net.Conn, error) {
 	return c, nil
 }
 
+// selfSigned makes the TLS configuration of a TCP direct listener: an ECDSA P-256 key and a
+// certificate for it, and the certificate's hex SHA-256.
+func selfSigned() (*tls.Config, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "jsn direct streams"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(10, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(der)
+	cfg := &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+	}
+	return cfg, hex.EncodeToString(sum[:]), nil
+}
+
 // directConn is a stream's direct connection. Writes of whole frames are serialized by mu.
 type directConn struct {
-	c  net.Conn
-	mu sync.Mutex
+	c   net.Conn
+	mu  sync.Mutex
+	buf []byte // TLS: the frame being written, in one piece; guarded by mu
 }
 
 type closeWriter interface{ CloseWrite() error }
@@ -209,6 +284,12 @@ type closeWriter interface{ CloseWrite() error }
 func (d *directConn) write(head, data []byte) error {
 	var l [4]byte
 	binary.BigEndian.PutUint32(l[:], uint32(len(head)+len(data)))
+	if _, ok := d.c.(*tls.Conn); ok {
+		// Three writes would be three TLS records: send one.
+		d.buf = append(append(append(d.buf[:0], l[:]...), head...), data...)
+		_, err := d.c.Write(d.buf)
+		return err
+	}
 	bufs := net.Buffers{l[:], head}
 	if len(data) > 0 {
 		bufs = append(bufs, data)

@@ -114,7 +114,7 @@ func TestDirectStreamLostConnectionIsUnavailable(t *testing.T) {
 
 func TestDirectListenerRejectsUnknownToken(t *testing.T) {
 	d := unixDirect(t)
-	_, err := dialDirect(context.Background(), d.Address(), strings.Repeat("ab", directTokenLen/2))
+	_, err := dialDirect(context.Background(), d.Address(), strings.Repeat("ab", directTokenLen/2), "")
 	if err == nil {
 		t.Fatal("a made-up token was accepted")
 	}
@@ -247,5 +247,71 @@ func TestDirectOfferIgnoredFallsBackAfterTTL(t *testing.T) {
 	}
 	if es.dc.Load() != nil {
 		t.Fatal("expired offer left a direct path")
+	}
+}
+
+func TestDirectTCPIsTLSPinnedByTheOffer(t *testing.T) {
+	d := listenDirect(t, "tcp:127.0.0.1:0", "")
+	if len(d.pin) != 64 {
+		t.Fatalf("TCP listener has pin %q, want a hex SHA-256", d.pin)
+	}
+	// A listener whose certificate is not the one the offer names (an impostor on the
+	// advertised address, say): the client refuses it and the stream stays on the bus.
+	d.pin = strings.Repeat("00", 32)
+	cs, es, _ := streamPairWith(t, runServer(t), d, nil)
+	if cs.dc.Load() != nil || waitDecided(t, es) != nil {
+		t.Fatal("client accepted a certificate that does not match the pin")
+	}
+	checkEcho(t, cs, es)
+}
+
+func TestDirectTCPRefusesPlaintext(t *testing.T) {
+	d := listenDirect(t, "tcp:127.0.0.1:0", "")
+	s := runServer(t)
+	exp, cli := dial(t, s, "exp"), dial(t, s, "cli")
+	ss, err := exp.ServeStreams("e1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ss.Close)
+	ss.OfferDirect(d)
+	sub, err := exp.Subscribe(CallWildcard("e1"), "", func(m *Msg) {
+		st, hdr, err := ss.Accept(m, "lease1")
+		if err != nil {
+			_ = m.RespondError(err)
+			return
+		}
+		_ = m.Respond(hdr, nil)
+		t.Cleanup(func() { st.Close() })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	_ = exp.Flush(context.Background())
+	h := Header{}
+	h.Set(HeaderStream, "abc123")
+	h.Set(HeaderStreamWindow, "65536")
+	h.Set(HeaderStreamDirect, "1")
+	reply, err := cli.Request(context.Background(), CallSubject("e1", "net", "connect"), h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The right token, in the clear: no acknowledgement, the connection is closed.
+	c, err := net.Dial("tcp", strings.TrimPrefix(reply.Header.Get(HeaderStreamDirect), "tcp:"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write([]byte(reply.Header.Get(HeaderStreamToken))); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if n, _ := c.Read(b[:]); n == 1 && b[0] == directAck {
+		t.Fatal("a plaintext connection was acknowledged on a TLS listener")
+	}
+	if d.Accepted() != 0 {
+		t.Fatalf("%d streams went direct, want 0", d.Accepted())
 	}
 }

@@ -553,7 +553,7 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 	}
 	s.handle(Frame{Type: FrameCredit, Offset: w}, true)
 	if addr := reply.Header.Get(HeaderStreamDirect); addr != "" {
-		if dc, err := dialDirect(ctx, addr, reply.Header.Get(HeaderStreamToken)); err == nil {
+		if dc, err := dialDirect(ctx, addr, reply.Header.Get(HeaderStreamToken), reply.Header.Get(HeaderStreamPin)); err == nil {
 			s.mu.Lock()
 			s.attach(dc)
 			s.mu.Unlock()
@@ -642,6 +642,9 @@ func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 		if d.offer(s) {
 			h.Set(HeaderStreamDirect, d.Address())
 			h.Set(HeaderStreamToken, s.token)
+			if d.pin != "" {
+				h.Set(HeaderStreamPin, d.pin)
+			}
 		} else {
 			s.decide(nil)
 		}
