@@ -478,7 +478,61 @@ func (c *Controller) bootstrap(ctx context.Context) error {
 	if err := c.pushAccount(ctx, ar.JWT); err != nil {
 		return err
 	}
+	if err := c.applyAdminReset(ctx); err != nil {
+		return err
+	}
 	return c.reviveRevocations(ctx, &ar)
+}
+
+// applyAdminReset installs the admin identity ResetAdmin left in the data directory, replacing
+// the current one, and revokes the previous admin key.
+func (c *Controller) applyAdminReset(ctx context.Context) error {
+	file := filepath.Join(c.o.Data, fileAdminReset)
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("controller: admin reset: %w", err)
+	}
+	var reset adminReset
+	if err := bus.Unmarshal(b, &reset); err != nil || reset.Identity.PublicKey == "" || !reset.Identity.Admin {
+		return fmt.Errorf("controller: admin reset: %s is not an admin identity (write it again with jsn controller reset-admin)", file)
+	}
+	id := reset.Identity
+	if b, err = bus.Marshal(id); err != nil {
+		return fmt.Errorf("controller: admin reset: %w", err)
+	}
+	key := api.KindClient + "." + AdminName
+	var old api.Identity
+	if e, err := c.identities.Get(ctx, key); err == nil {
+		_ = bus.Unmarshal(e.Value, &old)
+	} else if !errors.Is(err, bus.ErrKeyNotFound) {
+		return fmt.Errorf("controller: admin reset: %w", err)
+	}
+	rev, err := c.identities.Put(ctx, key, b)
+	if err != nil {
+		return fmt.Errorf("controller: admin reset: %w", err)
+	}
+	c.mu.Lock()
+	if c.fresh("i/"+key, rev) {
+		c.ids[key] = &id
+	}
+	c.mu.Unlock()
+	revoke := map[string]time.Time{}
+	for _, k := range append(reset.Revoke, old.PublicKey) {
+		if k != "" && k != id.PublicKey {
+			revoke[k] = time.Time{}
+		}
+	}
+	if err := c.revokeNow(ctx, revoke); err != nil {
+		return fmt.Errorf("controller: admin reset: revoke the previous admin key: %w", err)
+	}
+	if err := os.Remove(file); err != nil {
+		return fmt.Errorf("controller: admin reset: %w", err)
+	}
+	c.log.Warn("admin credentials reset: the previous admin key is revoked", "key", id.PublicKey)
+	return nil
 }
 
 func randomID() string {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/controller/api"
@@ -28,6 +29,7 @@ const (
 	fileCtlCreds      = "controller.creds"
 	fileAdminConfig   = "admin.yaml"
 	fileAdminIdentity = "admin.identity" // removed once the first start imported it
+	fileAdminReset    = "admin.reset"    // ResetAdmin's new admin identity, applied at the next start
 	dirJetStream      = "jetstream"
 )
 
@@ -164,6 +166,75 @@ func Init(dir string, o InitOptions) (adminConfig []byte, err error) {
 		}
 	}
 	return adminConfig, nil
+}
+
+// ResetAdmin issues a new admin credential for the controller data directory dir, for when the
+// admin config was lost (or the JetStream store with the admin's identity was). It writes
+// DIR/admin.yaml and returns it; the controller applies it at its next start, replacing the
+// admin identity and revoking the previous admin key. endpoint "" keeps the one of the existing
+// admin.yaml (or nats://127.0.0.1:4222).
+func ResetAdmin(dir, endpoint string) (adminConfig []byte, err error) {
+	a, err := LoadAuthority(dir)
+	if err != nil {
+		return nil, fmt.Errorf("reset admin: %w", err)
+	}
+	// The current admin.yaml, if still there, names the endpoint and the key to revoke (the
+	// store may have lost the identity that records it).
+	var revoke []string
+	if b, err := os.ReadFile(filepath.Join(dir, fileAdminConfig)); err == nil {
+		var old struct {
+			Endpoint    string `yaml:"endpoint"`
+			Credentials string `yaml:"credentials"`
+		}
+		if yaml.Unmarshal(b, &old) == nil {
+			if endpoint == "" {
+				endpoint = old.Endpoint
+			}
+			if j, err := jwt.ParseDecoratedJWT([]byte(old.Credentials)); err == nil {
+				if uc, err := jwt.DecodeUserClaims(j); err == nil {
+					revoke = append(revoke, uc.Subject)
+				}
+			}
+		}
+	}
+	if endpoint == "" {
+		endpoint = "nats://127.0.0.1:4222"
+	}
+	creds, pub, err := a.newUser(AdminName, ClientPermissions(AdminName, true), time.Time{}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reset admin: %w", err)
+	}
+	if adminConfig, err = ClientConfigYAML(AdminName, endpoint, creds, true, nil); err != nil {
+		return nil, fmt.Errorf("reset admin: %w", err)
+	}
+	id, err := bus.Marshal(adminReset{Identity: api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: pub, Admin: true, Created: time.Now().UTC()},
+		Revoke: revoke})
+	if err != nil {
+		return nil, fmt.Errorf("reset admin: %w", err)
+	}
+	// The identity first: an admin.yaml whose key the controller never learns would be useless.
+	if err := writeFileAtomic(filepath.Join(dir, fileAdminReset), id); err != nil {
+		return nil, fmt.Errorf("reset admin: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, fileAdminConfig), adminConfig); err != nil {
+		return nil, fmt.Errorf("reset admin: %w", err)
+	}
+	return adminConfig, nil
+}
+
+// adminReset is the content of DIR/admin.reset.
+type adminReset struct {
+	Identity api.Identity `msgpack:"identity"`
+	Revoke   []string     `msgpack:"revoke"` // previous admin keys known to ResetAdmin
+}
+
+// writeFileAtomic writes data to path (mode 0600) through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // LoadAuthority reads the keys Init wrote to dir.

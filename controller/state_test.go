@@ -5,11 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.yaml.in/yaml/v3"
 
+	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -160,5 +163,70 @@ func TestDataDirLockAndReplicas(t *testing.T) {
 	if c, err := Start(ctx, o); err == nil {
 		c.Close()
 		t.Fatal("3 bucket replicas on the embedded server: got no error")
+	}
+}
+
+// TestResetAdmin issues a new admin config with the controller stopped: at the next start the
+// new key administers the lab and the old one is revoked, whether the store survived or not.
+func TestResetAdmin(t *testing.T) {
+	for _, lost := range []bool{false, true} {
+		name := "store kept"
+		if lost {
+			name = "store lost"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			oldCfg, err := Init(dir, InitOptions{Endpoint: "nats://lab.example:4222"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &lab{t: t, dir: dir}
+			l.start(testOptions(dir))
+			l.admin = l.connectConfig(oldCfg)
+			l.client("alice", api.CreateClientRequest{})
+			l.ctl.Close()
+			if lost {
+				if err := os.RemoveAll(filepath.Join(dir, dirJetStream)); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			newCfg, err := ResetAdmin(dir, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(newCfg), "nats://lab.example:4222") {
+				t.Errorf("new admin config does not keep the endpoint:\n%s", newCfg)
+			}
+			if b, _ := os.ReadFile(filepath.Join(dir, fileAdminConfig)); string(b) != string(newCfg) {
+				t.Error("admin.yaml was not replaced by the new config")
+			}
+			l.start(testOptions(dir))
+			if _, err := os.Stat(filepath.Join(dir, fileAdminReset)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("admin.reset after the start: got %v, want it applied and removed", err)
+			}
+			admin := l.connectConfig(newCfg)
+			callOK[api.ConfigReply](t, admin, api.AdminSubject(AdminName, api.VerbCreateClient), api.CreateClientRequest{Name: "bob"})
+
+			// The old admin key is revoked: it can no longer connect.
+			var c struct {
+				Credentials string `yaml:"credentials"`
+			}
+			if err := yaml.Unmarshal(oldCfg, &c); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if old, err := bus.ConnectWith(ctx, l.ctl.URL(), bus.ConnectOptions{Name: AdminName, Creds: []byte(c.Credentials)}); err == nil {
+				old.Close()
+				t.Fatal("the previous admin credential still connects")
+			}
+		})
+	}
+}
+
+func TestResetAdminNeedsKeys(t *testing.T) {
+	if _, err := ResetAdmin(t.TempDir(), ""); err == nil || !strings.Contains(err.Error(), "controller init") {
+		t.Fatalf("got %v, want an error pointing to jsn controller init", err)
 	}
 }

@@ -89,6 +89,37 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(initCmd, runCmd, natsCmd)
+	resetCmd := &cobra.Command{
+		Use:   "reset-admin",
+		Short: "Issue a new admin client config, revoking the old one (lost admin config or store)",
+		Long: `Issue a new admin client config from the keys in the data directory, for when the admin
+config is lost or leaked, or the JetStream store holding the admin identity was lost. It writes
+DATA/admin.yaml (and imports it as the current client config unless --no-import); the controller
+applies it when it next starts: the new key becomes the admin and the previous admin key is
+revoked, closing its connections.`,
+		Example: `  $ sudo systemctl stop jsn-controller
+  $ jsn controller reset-admin --data /var/lib/jsn
+  $ sudo systemctl start jsn-controller
+  $ jsn admin list client`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := controller.ResetAdmin(o.data, o.endpoint)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "new admin client config in %s; it takes effect when the controller (re)starts\n", o.data+"/admin.yaml")
+			if !o.noImport {
+				_, path, err := client.ImportConfig(o.data+"/admin.yaml", cfg, true)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "imported as the current client config: %s\n", path)
+			}
+			return nil
+		},
+	}
+	resetCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL written into the config (default the one of the existing admin.yaml)")
+	resetCmd.Flags().BoolVar(&o.noImport, "no-import", false, "do not import the admin config as the current client config")
+	cmd.AddCommand(initCmd, runCmd, natsCmd, resetCmd)
 	return cmd
 }

@@ -203,3 +203,43 @@ func TestControllerProcess(t *testing.T) {
 		t.Fatalf("controller still running 15s after SIGTERM\n%s", runErr.String())
 	}
 }
+
+// TestControllerResetAdminProcess: an operator who lost the admin config stops the controller,
+// runs `jsn controller reset-admin`, starts it again, and administers the lab with the new one.
+func TestControllerResetAdminProcess(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	work := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + filepath.Join(work, "config")}
+	port := freePort(t)
+	r := jsnEnv(t, env, "controller", "reset-admin", "--data", data)
+	if r.Code == 0 || !strings.Contains(r.Stderr, "controller init") {
+		t.Errorf("reset-admin before init: got exit %d, stderr %q; want a failure pointing to init", r.Code, r.Stderr)
+	}
+	jsnEnv(t, env, "controller", "init", "--data", data, "--endpoint", "nats://127.0.0.1:"+port).Want(t, 0)
+	imported := filepath.Join(work, "config", "jsn", "clients", "admin.yaml")
+	before, _ := os.ReadFile(imported)
+	if err := os.Remove(imported); err != nil { // lost
+		t.Fatal(err)
+	}
+	r = jsnEnv(t, env, "controller", "reset-admin", "--data", data)
+	r.Want(t, 0)
+	if !strings.Contains(r.Stdout, "takes effect when the controller (re)starts") {
+		t.Errorf("reset-admin: got %q, want it to say when the config takes effect", r.Stdout)
+	}
+	after, err := os.ReadFile(imported)
+	if err != nil || bytes.Equal(after, before) || !strings.Contains(string(after), "nats://127.0.0.1:"+port) {
+		t.Fatalf("imported admin config after reset: %v\n%s\nwant a new config with the same endpoint", err, after)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run := jsntest.Command(ctx, t, "controller", "run", "--data", data, "--listen", "127.0.0.1:"+port)
+	run.Env = append(run.Env, env...)
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = run.Process.Kill(); _ = run.Wait() }()
+	poll(t, "the admin to list clients", func() bool {
+		return jsnEnv(t, env, "admin", "list", "client").Code == 0
+	})
+}
