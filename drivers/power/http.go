@@ -10,11 +10,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/drivers/driver"
@@ -50,9 +54,10 @@ type HTTPExpect struct {
 	Body   string `yaml:"body"`   // RE2 regular expression searched in the body; "" = anything
 }
 
-// HTTPAuth is Jumpstarter's auth block.
+// HTTPAuth is Jumpstarter's auth block (`auth: {basic: {user, password}}`); jsn's `auth` key
+// also takes a mode instead: basic, digest or auto.
 type HTTPAuth struct {
-	Basic *HTTPBasicAuth `yaml:"basic"`
+	Basic *HTTPBasicAuth `yaml:"basic" jsn:"required"`
 }
 
 // HTTPBasicAuth is Jumpstarter's basic auth credentials.
@@ -77,40 +82,52 @@ type HTTPBasicAuth struct {
 //	read: {url: ..., voltage_path: a.b, current_path: a.c}  # optional measurement
 //	timeout: 10s
 //	insecure_tls: false
-//	username / password   # basic auth (Tasmota preset: its user/password query parameters)
+//	username / password   # HTTP auth (Tasmota preset: its user/password query parameters);
+//	                      # shelly generation 2: username defaults to admin
+//	password_file: path   # the password, trimmed, from a file (relative to the config's dir)
+//	auth: auto            # basic | digest | auto: basic up front (shelly generation 2:
+//	                      # nothing), digest when a 401 asks for it
 //	cycle_wait: 1s
 //	reset: off            # off | on | leave
 //
 // Jumpstarter's HttpPower keys load too: name, power_on, power_off, power_read (with data,
 // voltage_path, current_path) and auth.basic.{user,password}.
 type HTTP struct {
-	Preset      string        `yaml:"preset"`
-	Host        string        `yaml:"host"`
-	Relay       *int          `yaml:"relay"`
-	Generation  int           `yaml:"generation"`
-	OnReq       *HTTPRequest  `yaml:"on"`
-	OffReq      *HTTPRequest  `yaml:"off"`
-	StatusReq   *HTTPRequest  `yaml:"status"`
-	StatusOn    string        `yaml:"status_on"`
-	ReadReq     *HTTPRequest  `yaml:"read"`
-	Timeout     time.Duration `yaml:"timeout"`
-	InsecureTLS bool          `yaml:"insecure_tls"`
-	Username    string        `yaml:"username"`
-	Password    string        `yaml:"password"`
-	CycleWait   time.Duration `yaml:"cycle_wait"`
-	ResetMode   string        `yaml:"reset"`
+	Preset       string        `yaml:"preset"`
+	Host         string        `yaml:"host"`
+	Relay        *int          `yaml:"relay"`
+	Generation   int           `yaml:"generation"`
+	OnReq        *HTTPRequest  `yaml:"on"`
+	OffReq       *HTTPRequest  `yaml:"off"`
+	StatusReq    *HTTPRequest  `yaml:"status"`
+	StatusOn     string        `yaml:"status_on"`
+	ReadReq      *HTTPRequest  `yaml:"read"`
+	Timeout      time.Duration `yaml:"timeout"`
+	InsecureTLS  bool          `yaml:"insecure_tls"`
+	Username     string        `yaml:"username"`
+	Password     string        `yaml:"password"`
+	PasswordFile string        `yaml:"password_file"`
+	// Auth is a mode (auto, basic, digest) or Jumpstarter's {basic: {user, password}}.
+	Auth      *yaml.Node    `yaml:"auth"`
+	CycleWait time.Duration `yaml:"cycle_wait"`
+	ResetMode string        `yaml:"reset"`
 
 	// Jumpstarter's jumpstarter_driver_http_power.driver.HttpPower keys.
 	Name      string       `yaml:"name"`
 	PowerOn   *HTTPRequest `yaml:"power_on"`
 	PowerOff  *HTTPRequest `yaml:"power_off"`
 	PowerRead *HTTPRequest `yaml:"power_read"`
-	Auth      *HTTPAuth    `yaml:"auth"`
 
-	log     *slog.Logger
-	client  *http.Client // set by Open
-	mu      sync.Mutex
-	assumed State // last state switched to, for status without a status request; guarded by mu
+	log  *slog.Logger
+	dir  string // of the config file, for password_file
+	mode string // auth mode, set by Validate: authAuto, authBasic or authDigest
+	// digestFirst: in auto mode, send no basic credentials up front (the device speaks digest)
+	digestFirst bool
+	authMu      sync.Mutex
+	digest      map[string]*digestSession // by origin (scheme://host); guarded by authMu
+	client      *http.Client              // set by Open
+	mu          sync.Mutex
+	assumed     State // last state switched to, for status without a status request; guarded by mu
 	// calls by action, built by Validate; status and read may be nil
 	on, off, status, read *httpCall
 }
@@ -135,7 +152,8 @@ func NewHTTP(env driver.Env) driver.Driver {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &HTTP{Timeout: 10 * time.Second, CycleWait: DefaultCycleWait, ResetMode: resetOff, log: log, assumed: Off}
+	return &HTTP{Timeout: 10 * time.Second, CycleWait: DefaultCycleWait, ResetMode: resetOff, log: log, assumed: Off,
+		dir: env.Dir, mode: authAuto}
 }
 
 // Validate checks the config and prepares the requests.
@@ -165,12 +183,7 @@ func (h *HTTP) Validate() error {
 			*p.ours = p.theirs
 		}
 	}
-	if h.Auth != nil && h.Auth.Basic != nil {
-		if h.Username != "" || h.Password != "" {
-			add(driver.FieldErrorf("auth", "give either auth or username/password, not both"))
-		}
-		h.Username, h.Password = h.Auth.Basic.User, h.Auth.Basic.Password
-	}
+	add(h.validateAuth())
 	if h.Timeout <= 0 {
 		add(driver.FieldErrorf("timeout", "must be positive, got %s", h.Timeout))
 	}
@@ -188,6 +201,106 @@ func (h *HTTP) Validate() error {
 		add(driver.FieldErrorf("preset", `want "tasmota" or "shelly", got %q`, h.Preset))
 	}
 	return errors.Join(errs...)
+}
+
+// Auth modes.
+const (
+	authAuto   = "auto"   // basic up front, digest when a 401 asks for it
+	authBasic  = "basic"  // basic only
+	authDigest = "digest" // digest only
+)
+
+// maxPasswordFile bounds what is read of password_file.
+const maxPasswordFile = 4096
+
+// validateAuth reads auth (a mode or Jumpstarter's block) and password_file.
+func (h *HTTP) validateAuth() error {
+	var errs []error
+	if n := h.Auth; n != nil {
+		for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+			n = n.Alias
+		}
+		switch {
+		case n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str":
+			switch n.Value {
+			case authAuto, authBasic, authDigest:
+				h.mode = n.Value
+			default:
+				errs = append(errs, driver.FieldErrorf("auth", "want basic, digest or auto, got %q", n.Value))
+			}
+		case n.Kind == yaml.MappingNode:
+			var a HTTPAuth
+			if err := driver.DecodeConfig("", n, "", &a); err != nil {
+				var ces driver.ConfigErrors
+				if errors.As(err, &ces) {
+					for _, ce := range ces {
+						field := "auth"
+						if ce.Path != "" {
+							field += "." + ce.Path
+						}
+						errs = append(errs, driver.FieldErrorf(field, "%s", ce.Msg))
+					}
+				} else {
+					errs = append(errs, driver.FieldErrorf("auth", "%v", err))
+				}
+				break
+			}
+			if h.Username != "" || h.Password != "" || h.PasswordFile != "" {
+				errs = append(errs, driver.FieldErrorf("auth", "give either auth.basic or username/password, not both"))
+			}
+			h.Username, h.Password = a.Basic.User, a.Basic.Password
+		default:
+			errs = append(errs, driver.FieldErrorf("auth", "want basic, digest, auto or {basic: {user: …, password: …}}"))
+		}
+	}
+	if h.PasswordFile != "" {
+		if h.Password != "" {
+			errs = append(errs, driver.FieldErrorf("password_file", "give either password or password_file, not both"))
+		} else if pw, err := readPasswordFile(h.dir, h.PasswordFile); err != nil {
+			errs = append(errs, driver.FieldErrorf("password_file", "%v", err))
+		} else {
+			h.Password = pw
+		}
+	}
+	switch {
+	case h.Preset == "tasmota" && h.mode != authAuto:
+		errs = append(errs, driver.FieldErrorf("auth", "does not apply with preset tasmota (its password goes in the query)"))
+	case h.Preset == "shelly" && h.Generation == 2 && h.mode == authBasic:
+		errs = append(errs, driver.FieldErrorf("auth", "shelly generation 2 devices speak digest auth, not basic"))
+	case h.mode == authDigest && h.Password == "":
+		errs = append(errs, driver.FieldErrorf("auth", "digest needs password or password_file"))
+	case h.mode == authDigest && h.Username == "" && h.Preset != "shelly":
+		errs = append(errs, driver.FieldErrorf("username", "required with auth: digest"))
+	}
+	return errors.Join(errs...)
+}
+
+// readPasswordFile reads the password in file path (relative to dir), trimmed of surrounding
+// white space.
+func readPasswordFile(dir, path string) (string, error) {
+	if !filepath.IsAbs(path) && dir != "" {
+		path = filepath.Join(dir, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxPasswordFile+1))
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > maxPasswordFile {
+		return "", fmt.Errorf("%s: longer than %d bytes; is it the right file?", path, maxPasswordFile)
+	}
+	pw := strings.TrimSpace(string(b))
+	if pw == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	if strings.ContainsAny(pw, "\r\n\x00") {
+		return "", fmt.Errorf("%s: want the password on one line", path)
+	}
+	return pw, nil
 }
 
 func (h *HTTP) validateGeneric() error {
@@ -356,6 +469,11 @@ func (h *HTTP) validatePreset() error {
 			h.shelly1Calls(base, relay)
 		case 2:
 			h.shelly2Calls(base, relay)
+			// Gen2+ devices speak digest only, as user admin.
+			h.digestFirst = true
+			if h.Username == "" && h.Password != "" {
+				h.Username = "admin"
+			}
 		default:
 			errs = append(errs, driver.FieldErrorf("generation", "want 1 or 2, got %d", h.Generation))
 		}
@@ -624,42 +742,10 @@ func (h *HTTP) do(ctx context.Context, c *httpCall) (any, error) {
 	shown := shownURL(c.url)
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()
-	var body io.Reader
-	if c.body != "" {
-		body = strings.NewReader(c.body)
-	}
-	req, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
+	resp, b, err := h.send(ctx, c, shown)
 	if err != nil {
-		return nil, bus.Errorf(bus.Internal, "%s: %s %s: %v", c.action, c.method, shown, err)
+		return nil, err
 	}
-	for k, v := range c.headers {
-		req.Header.Set(k, v)
-	}
-	if c.body != "" && req.Header.Get("Content-Type") == "" {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	if (h.Username != "" || h.Password != "") && h.Preset != "tasmota" {
-		req.SetBasicAuth(h.Username, h.Password)
-	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		switch {
-		case ctx.Err() == context.DeadlineExceeded:
-			return nil, bus.Errorf(bus.DeadlineExceeded, "%s: %s %s: no answer within %s", c.action, c.method, shown, h.Timeout)
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("%s: %s %s: %w", c.action, c.method, shown, ctx.Err())
-		}
-		return nil, bus.Errorf(bus.Unavailable, "%s: %s %s: %s", c.action, c.method, shown, redact(err.Error(), c.url))
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody))
-	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return nil, bus.Errorf(bus.DeadlineExceeded, "%s: %s %s: no full answer within %s", c.action, c.method, shown, h.Timeout)
-		}
-		return nil, bus.Errorf(bus.Unavailable, "%s: %s %s: read response: %s", c.action, c.method, shown, redact(err.Error(), c.url))
-	}
-	h.log.Debug("http power request", "action", c.action, "method", c.method, "url", shown, "status", resp.StatusCode)
 	switch {
 	case c.status != 0 && resp.StatusCode != c.status:
 		return nil, bus.Errorf(bus.FailedPrecondition, "%s: %s %s: got status %d, want %d; body %s", c.action, c.method, shown, resp.StatusCode, c.status, snippet(b))
@@ -676,6 +762,200 @@ func (h *HTTP) do(ctx context.Context, c *httpCall) (any, error) {
 		return nil, bus.Errorf(bus.FailedPrecondition, "%s: %s %s: %v", c.action, c.method, shown, err)
 	}
 	return v, nil
+}
+
+// send sends c and answers the device's auth challenges: basic credentials up front (auth
+// basic, or auto unless the device is known to speak digest), digest credentials up front once
+// a challenge of the origin is known, and on a 401 with a Digest challenge one more round with
+// the new nonce (two when the first answer was a cached nonce and the next says stale). A 401
+// after credentials were sent is a wrong username or password: UNAVAILABLE, like a device
+// that refuses the command (PERMISSION_DENIED is the lease's).
+func (h *HTTP) send(ctx context.Context, c *httpCall, shown string) (*http.Response, []byte, error) {
+	creds := h.Preset != "tasmota" && (h.Username != "" || h.Password != "")
+	origin := originOf(c.url)
+	basic := creds && (h.mode == authBasic || h.mode == authAuto && !h.digestFirst && !h.hasDigest(origin))
+	fail := func(code bus.Code, format string, args ...any) error {
+		return bus.Errorf(code, "%s: %s %s: 401 Unauthorized: %s", c.action, c.method, shown, fmt.Sprintf(format, args...))
+	}
+	staleRetried := false
+	for attempt := 0; ; attempt++ {
+		req, err := h.newRequest(ctx, c)
+		if err != nil {
+			return nil, nil, bus.Errorf(bus.Internal, "%s: %s %s: %v", c.action, c.method, shown, err)
+		}
+		sent := "" // the credentials sent: "", "basic" or "digest"
+		if creds && h.mode != authBasic {
+			if auth := h.digestAuthorization(origin, req, c.body); auth != "" {
+				req.Header.Set("Authorization", auth)
+				sent = "digest"
+			}
+		}
+		if sent == "" && basic {
+			req.SetBasicAuth(h.Username, h.Password)
+			sent = "basic"
+		}
+		resp, b, err := h.roundTrip(ctx, c, req, shown)
+		if err != nil {
+			return nil, nil, err
+		}
+		h.log.Debug("http power request", "action", c.action, "method", c.method, "url", shown, "status", resp.StatusCode, "auth", sent)
+		if resp.StatusCode != http.StatusUnauthorized || c.status == http.StatusUnauthorized || h.Preset == "tasmota" {
+			if sent == "digest" {
+				h.nextNonce(origin, resp.Header.Get("Authentication-Info"))
+			}
+			return resp, b, nil
+		}
+		cs, perr := parseChallenges(resp.Header.Values("WWW-Authenticate"))
+		dc, found, derr := digestFrom(cs)
+		switch {
+		case found && derr != nil:
+			if perr != nil {
+				derr = perr // the cause
+			}
+			return nil, nil, fail(bus.FailedPrecondition, "bad digest challenge: %v", derr)
+		case found && !creds:
+			return nil, nil, fail(bus.Unavailable, "the device asks for digest auth (realm %q); set password or password_file", dc.realm)
+		case found && h.mode == authBasic:
+			return nil, nil, fail(bus.Unavailable, "the device asks for digest auth, not basic (auth: basic)")
+		case found:
+			h.log.Debug("digest challenge", "realm", dc.realm, "algorithm", dc.algorithm, "qop", dc.qop, "stale", dc.stale)
+			h.setDigest(origin, dc)
+			switch {
+			case attempt == 0:
+				staleRetried = dc.stale
+			case dc.stale && !staleRetried:
+				staleRetried = true
+			default:
+				return nil, nil, fail(bus.Unavailable, "wrong username or password (digest auth)")
+			}
+			continue
+		case sent == "basic":
+			return nil, nil, fail(bus.Unavailable, "wrong username or password (basic auth)")
+		case creds && sent == "" && attempt == 0 && h.mode == authAuto && hasScheme(cs, "Basic"):
+			basic = true // a device that said digest first, then basic: answer what it asks
+			continue
+		case h.mode == authDigest && len(cs) == 0:
+			return nil, nil, fail(bus.Unavailable, "the device sent no digest challenge%s (auth: digest)", unreadable(perr))
+		case h.mode == authDigest:
+			return nil, nil, fail(bus.Unavailable, "the device asks for %s auth, not digest (auth: digest)", schemes(cs))
+		case !creds && len(cs) > 0:
+			return nil, nil, fail(bus.Unavailable, "the device asks for %s auth; set username and password", schemes(cs))
+		}
+		return resp, b, nil
+	}
+}
+
+// newRequest builds the request of c (again for each auth round: the body is read each time).
+func (h *HTTP) newRequest(ctx context.Context, c *httpCall) (*http.Request, error) {
+	var body io.Reader
+	if c.body != "" {
+		body = strings.NewReader(c.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, c.url, body)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range c.headers {
+		req.Header.Set(k, v)
+	}
+	if c.body != "" && req.Header.Get("Content-Type") == "" {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	return req, nil
+}
+
+// roundTrip sends req and reads the whole (bounded) response body.
+func (h *HTTP) roundTrip(ctx context.Context, c *httpCall, req *http.Request, shown string) (*http.Response, []byte, error) {
+	resp, err := h.client.Do(req)
+	if err != nil {
+		switch {
+		case ctx.Err() == context.DeadlineExceeded:
+			return nil, nil, bus.Errorf(bus.DeadlineExceeded, "%s: %s %s: no answer within %s", c.action, c.method, shown, h.Timeout)
+		case ctx.Err() != nil:
+			return nil, nil, fmt.Errorf("%s: %s %s: %w", c.action, c.method, shown, ctx.Err())
+		}
+		return nil, nil, bus.Errorf(bus.Unavailable, "%s: %s %s: %s", c.action, c.method, shown, redact(err.Error(), c.url))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody))
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return nil, nil, bus.Errorf(bus.DeadlineExceeded, "%s: %s %s: no full answer within %s", c.action, c.method, shown, h.Timeout)
+		}
+		return nil, nil, bus.Errorf(bus.Unavailable, "%s: %s %s: read response: %s", c.action, c.method, shown, redact(err.Error(), c.url))
+	}
+	return resp, b, nil
+}
+
+// originOf is scheme://host of u, the scope of a cached digest challenge.
+func originOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return u
+	}
+	return p.Scheme + "://" + p.Host
+}
+
+func (h *HTTP) hasDigest(origin string) bool {
+	h.authMu.Lock()
+	defer h.authMu.Unlock()
+	return h.digest[origin] != nil
+}
+
+// digestAuthorization is the Authorization header for req with the cached challenge of origin
+// (nonce count incremented), or "" when there is none.
+func (h *HTTP) digestAuthorization(origin string, req *http.Request, body string) string {
+	h.authMu.Lock()
+	defer h.authMu.Unlock()
+	s := h.digest[origin]
+	if s == nil {
+		return ""
+	}
+	return s.authorize(h.Username, h.Password, req.Method, req.URL.RequestURI(), body)
+}
+
+// setDigest caches the challenge dc of origin, with a fresh nonce count.
+func (h *HTTP) setDigest(origin string, dc digestChallenge) {
+	h.authMu.Lock()
+	defer h.authMu.Unlock()
+	if h.digest == nil {
+		h.digest = map[string]*digestSession{}
+	}
+	h.digest[origin] = &digestSession{dc: dc}
+}
+
+func (h *HTTP) nextNonce(origin, info string) {
+	h.authMu.Lock()
+	defer h.authMu.Unlock()
+	if s := h.digest[origin]; s != nil {
+		s.nextNonce(info)
+	}
+}
+
+func hasScheme(cs []authChallenge, scheme string) bool {
+	for _, c := range cs {
+		if strings.EqualFold(c.scheme, scheme) {
+			return true
+		}
+	}
+	return false
+}
+
+// schemes names the auth schemes of cs for an error message ("Bearer or NTLM").
+func schemes(cs []authChallenge) string {
+	names := make([]string, len(cs))
+	for i, c := range cs {
+		names[i] = c.scheme
+	}
+	return strings.Join(names, " or ")
+}
+
+// unreadable explains a WWW-Authenticate header that did not parse, for an error message.
+func unreadable(perr error) string {
+	if perr == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (unreadable WWW-Authenticate: %v)", perr)
 }
 
 // shownURL is u without credentials: no userinfo password, no Tasmota password parameter.

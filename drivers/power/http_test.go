@@ -22,7 +22,8 @@ import (
 // recording every request as "METHOD /path?query body".
 type relayEmulator struct {
 	*httptest.Server
-	user, password string // if set, every request needs them (Tasmota: query; Shelly: basic auth)
+	user, password string        // if set, every request needs them (Tasmota: query; Shelly: basic auth)
+	digest         *shellyDigest // if set, /rpc/ requests need digest auth (a Shelly Gen2+ with a password)
 
 	mu      sync.Mutex
 	reqs    []string
@@ -92,7 +93,11 @@ func (e *relayEmulator) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		e.tasmotaCommand(q.Get("cmnd"), js)
 	case strings.HasPrefix(r.URL.Path, "/relay/") || strings.HasPrefix(r.URL.Path, "/rpc/"):
-		if u, p, _ := r.BasicAuth(); e.password != "" && (u != e.user || p != e.password) {
+		if e.digest != nil && strings.HasPrefix(r.URL.Path, "/rpc/") {
+			if !e.digest.check(w, r) {
+				return
+			}
+		} else if u, p, _ := r.BasicAuth(); e.password != "" && (u != e.user || p != e.password) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
