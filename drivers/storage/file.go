@@ -28,11 +28,13 @@ func init() {
 //
 //	path: /var/lib/jsn/disk.img  # required: a file (replaced atomically) or a block device (written in place)
 //	cache_dir: /var/cache/jsn    # image cache (default DefaultCacheDir())
+//	cache_max: 10GiB             # most bytes the cache keeps, least recently used evicted; 0 = unlimited
 //	size: 8GiB                   # optional: create a sparse file this big if path is absent,
 //	                             # and keep a flashed file at least this big
 type File struct {
 	Path     string `yaml:"path" jsn:"required"`
 	CacheDir string `yaml:"cache_dir"`
+	CacheMax string `yaml:"cache_max"`
 	Size     string `yaml:"size"`
 
 	dir string // config file directory, for relative paths
@@ -51,8 +53,8 @@ func logOf(env driver.Env) *slog.Logger {
 	return env.Log
 }
 
-// configure checks path, cache_dir and size and sets up st; shared by the drivers here.
-func configure(st *store, dir, path, cacheDir, size string) error {
+// configure checks path, cache_dir, cache_max and size and sets up st; shared by the drivers here.
+func configure(st *store, dir, path, cacheDir, cacheMax, size string) error {
 	var errs []error
 	if path == "" {
 		errs = append(errs, driver.FieldErrorf("path", "must not be empty"))
@@ -62,6 +64,15 @@ func configure(st *store, dir, path, cacheDir, size string) error {
 		cacheDir = DefaultCacheDir()
 	}
 	st.cache.dir = absIn(dir, cacheDir)
+	st.cache.log = st.log
+	if cacheMax == "" {
+		cacheMax = DefaultCacheMax
+	}
+	n, err := parseSizeLimit(cacheMax)
+	if err != nil {
+		errs = append(errs, driver.FieldErrorf("cache_max", "%v", err))
+	}
+	st.cache.max = n
 	if size != "" {
 		n, err := ParseSize(size)
 		if err != nil {
@@ -80,15 +91,19 @@ func absIn(dir, p string) string {
 }
 
 // Validate checks the config.
-func (f *File) Validate() error { return configure(&f.st, f.dir, f.Path, f.CacheDir, f.Size) }
+func (f *File) Validate() error {
+	return configure(&f.st, f.dir, f.Path, f.CacheDir, f.CacheMax, f.Size)
+}
 
-// Open creates the file, sparse, when size is set and it does not exist.
+// Open creates the file, sparse, when size is set and it does not exist, and trims the image
+// cache to cache_max.
 func (f *File) Open(ctx context.Context) error {
 	if f.st.path == "" { // Validate not run (direct use)
 		if err := f.Validate(); err != nil {
 			return err
 		}
 	}
+	f.st.trimCache()
 	if f.st.size > 0 {
 		if err := f.st.ensure(); err != nil {
 			return fmt.Errorf("open %s: %w", f.st.path, err)

@@ -72,7 +72,11 @@ func (s *store) methods() []driver.Method {
 				if err != nil {
 					return nil, err
 				}
-				return s.cache.has(sha), nil
+				has := s.cache.has(sha)
+				if has {
+					s.cache.touch(sha) // the client is about to use it: keep it through eviction
+				}
+				return has, nil
 			},
 		},
 		{
@@ -230,6 +234,8 @@ func (s *store) writeFromCache(ctx context.Context, op, sha string, send func(an
 	defer end()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	release := s.cache.acquire(sha)
+	defer release()
 	f, err := os.Open(s.cache.path(sha))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -238,6 +244,7 @@ func (s *store) writeFromCache(ctx context.Context, op, sha string, send func(an
 		return bus.Errorf(bus.Unavailable, "%s: %v", op, err)
 	}
 	defer f.Close()
+	s.cache.touch(sha)
 	total := int64(-1)
 	if st, err := f.Stat(); err == nil {
 		total = st.Size()

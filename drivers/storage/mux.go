@@ -89,9 +89,11 @@ func init() {
 //	path: card.img     # the card (default: a file in a fresh temporary directory, removed on close)
 //	size: 64MiB        # create the card sparse with this size if absent
 //	cache_dir: ...     # image cache (default DefaultCacheDir())
+//	cache_max: 10GiB   # most bytes the cache keeps, least recently used evicted; 0 = unlimited
 type MockMux struct {
 	Path     string `yaml:"path"`
 	CacheDir string `yaml:"cache_dir"`
+	CacheMax string `yaml:"cache_max"`
 	Size     string `yaml:"size"`
 
 	dir    string
@@ -115,14 +117,15 @@ func (m *MockMux) Validate() error {
 	if path == "" {
 		path = "-" // placeholder until Open makes the temporary card
 	}
-	return configure(&m.st, m.dir, path, m.CacheDir, m.Size)
+	return configure(&m.st, m.dir, path, m.CacheDir, m.CacheMax, m.Size)
 }
 
-// Open makes the card file.
+// Open makes the card file and trims the image cache to cache_max.
 func (m *MockMux) Open(ctx context.Context) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
+	m.st.trimCache()
 	if m.Path == "" {
 		d, err := os.MkdirTemp("", "jsn-mockmux-")
 		if err != nil {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -28,7 +29,7 @@ func init() {
 // switches an SD card between the exporter, where it shows up as storage_device, and the DUT.
 // Switching runs `sd-mux-ctrl --device-serial=SERIAL --ts|--dut|--status`.
 //
-// Config (Jumpstarter's SDWire keys, plus sd_mux_ctrl and cache_dir):
+// Config (Jumpstarter's SDWire keys, plus sd_mux_ctrl, cache_dir and cache_max):
 //
 //	serial: sdw-00001             # --device-serial; empty: sd-mux-ctrl's first device
 //	storage_device: /dev/sdb      # required: the card's block device on the exporter
@@ -37,6 +38,7 @@ func init() {
 //	storage_fsync_timeout: 900    # accepted for compatibility; jsn fsyncs without a timeout
 //	sd_mux_ctrl: sd-mux-ctrl      # the tool, a name in PATH or a path
 //	cache_dir: ...                # image cache (default DefaultCacheDir())
+//	cache_max: 10GiB              # most bytes the cache keeps, least recently used evicted; 0 = unlimited
 //
 // The SDWire cannot disconnect the card from both sides: off switches it to the host, as
 // Jumpstarter's does, and so does Reset.
@@ -48,6 +50,7 @@ type SDWire struct {
 	StorageFsyncTimeout int    `yaml:"storage_fsync_timeout"`
 	SDMuxCtrl           string `yaml:"sd_mux_ctrl"`
 	CacheDir            string `yaml:"cache_dir"`
+	CacheMax            string `yaml:"cache_max"`
 
 	dir string
 	st  store
@@ -63,9 +66,10 @@ func NewSDWire(env driver.Env) driver.Driver {
 
 // Validate checks the config.
 func (w *SDWire) Validate() error {
-	errs := []error{configure(&w.st, w.dir, w.StorageDevice, w.CacheDir, "")}
+	// configure's error for an empty path would name the wrong key: give it a placeholder.
+	errs := []error{configure(&w.st, w.dir, cmp.Or(w.StorageDevice, "-"), w.CacheDir, w.CacheMax, "")}
 	if w.StorageDevice == "" {
-		errs = []error{driver.FieldErrorf("storage_device", "must not be empty")}
+		errs = append(errs, driver.FieldErrorf("storage_device", "must not be empty"))
 	}
 	if w.StorageTimeout < 0 {
 		errs = append(errs, driver.FieldErrorf("storage_timeout", "must not be negative, got %d", w.StorageTimeout))
@@ -94,8 +98,11 @@ func (w *SDWire) tool() string {
 	return w.SDMuxCtrl
 }
 
-// Open does nothing: the tool and the card are looked for on use.
-func (w *SDWire) Open(ctx context.Context) error { return nil }
+// Open trims the image cache to cache_max; the tool and the card are looked for on use.
+func (w *SDWire) Open(ctx context.Context) error {
+	w.st.trimCache()
+	return nil
+}
 
 // Reset stops a running transfer and switches the card to the host (the SDWire's off).
 func (w *SDWire) Reset(ctx context.Context) error {

@@ -122,6 +122,17 @@ func (s *store) cancel(ctx context.Context) error {
 	}
 }
 
+// trimCache evicts cache entries down to cache_max and removes stale temporaries, logging what
+// fails: the cache is an optimisation, never a reason to refuse service.
+func (s *store) trimCache() {
+	if s.cache.dir == "" {
+		return
+	}
+	if err := s.cache.evict(""); err != nil {
+		s.log.Warn("image cache: evict", "err", err)
+	}
+}
+
 // isDevice reports whether the target is a device node (written in place) rather than a file.
 func (s *store) isDevice() bool {
 	st, err := os.Stat(s.path)
@@ -350,6 +361,7 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	src := &source{r: ctxReader{ctx, r}, h: sha256.New(), progress: o.progress}
 	defer src.stop()
 	var cacheTmp *os.File
+	var capped *capWriter // the cache's side of the tee
 	if o.cache {
 		if cacheTmp, err = s.cache.create(); err != nil {
 			return res, bus.Errorf(bus.Unavailable, "%s: %v", op, err)
@@ -359,7 +371,8 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 				discard(cacheTmp)
 			}
 		}()
-		src.tee = cacheTmp
+		capped = &capWriter{w: cacheTmp, max: s.cache.max}
+		src.tee = capped
 	}
 
 	out, commit, abort, err := s.openTarget(op)
@@ -418,7 +431,11 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	if err := commit(res.Written); err != nil {
 		return res, writeError(op, s.path, err)
 	}
-	if cacheTmp != nil {
+	switch {
+	case cacheTmp != nil && capped.over:
+		s.log.Info("image not cached: larger than cache_max", "sha256", res.SHA256,
+			"bytes", res.Uploaded, "cache_max", s.cache.max)
+	case cacheTmp != nil:
 		tmp := cacheTmp
 		cacheTmp = nil
 		if cerr := s.cache.commit(tmp, res.SHA256); cerr != nil {
@@ -430,6 +447,11 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	}
 	s.log.Info("image written", "op", op, "bytes", res.Written, "uploaded", res.Uploaded,
 		"format", string(res.Format), "sha256", res.SHA256)
+	if o.cache && res.Cached {
+		if eerr := s.cache.evict(res.SHA256); eerr != nil {
+			s.log.Warn("image cache: evict", "err", eerr)
+		}
+	}
 	return res, nil
 }
 
