@@ -4,12 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"compress/bzip2"
+	"errors"
 	"fmt"
 	"io"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/ulikunitz/xz"
+	"github.com/therootcompany/xz"
 )
 
 // Format is the compression of an image, as recognised by its first bytes.
@@ -75,12 +76,13 @@ func Decompress(br *bufio.Reader) (io.Reader, Format, func(), error) {
 		if err := checkXZDict(br); err != nil {
 			return nil, f, nil, err
 		}
-		cfg := xz.ReaderConfig{SingleStream: false}
-		xr, err := cfg.NewReader(br)
+		// The decoder checks every block's dictionary against the limit, not only the first
+		// (which checkXZDict already refused with a precise message).
+		xr, err := xz.NewReader(br, xzMaxDict)
 		if err != nil {
 			return nil, f, nil, fmt.Errorf("xz header: %w", err)
 		}
-		return xr, f, nop, nil
+		return xzReader{xr}, f, nop, nil
 	case Zstd:
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1),
 			zstd.WithDecoderMaxWindow(zstdMaxWindow), zstd.WithDecoderMaxMemory(1<<40))
@@ -97,6 +99,17 @@ func Decompress(br *bufio.Reader) (io.Reader, Format, func(), error) {
 // xzMaxDict bounds the LZMA2 dictionary an xz image may ask for (xz -9 uses 64 MiB): the decoder
 // allocates it up front, and a crafted header could ask for 4 GiB.
 const xzMaxDict = 256 << 20
+
+// xzReader names the memory limit in the decoder's error for an oversized dictionary.
+type xzReader struct{ r *xz.Reader }
+
+func (x xzReader) Read(p []byte) (int, error) {
+	n, err := x.r.Read(p)
+	if errors.Is(err, xz.ErrMemlimit) {
+		err = fmt.Errorf("a block needs an LZMA2 dictionary larger than the %d MiB allowed", xzMaxDict>>20)
+	}
+	return n, err
+}
 
 // checkXZDict reads the first block header of an xz stream (without consuming it) and refuses an
 // LZMA2 dictionary larger than xzMaxDict. Headers it cannot parse are left to the decoder.
