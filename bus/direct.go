@@ -63,8 +63,12 @@ type DirectListener struct {
 	pending map[string]*Stream // token → stream awaiting its client; guarded by mu
 	closed  bool
 	wg      sync.WaitGroup
-	taken   atomic.Int64 // streams that went direct
+	taken   atomic.Int64  // streams that went direct
+	slots   chan struct{} // handshakes in progress
 }
+
+// maxHandshakes bounds the direct connections a listener authenticates at once.
+const maxHandshakes = 64
 
 // Accepted is how many streams have gone direct through d.
 func (d *DirectListener) Accepted() int64 { return d.taken.Load() }
@@ -92,7 +96,7 @@ func ListenDirect(address, advertise string) (*DirectListener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("direct streams: advertise %q: want unix:/path or tcp:host:port", advertise)
 	}
-	d := &DirectListener{ln: ln, advertise: advertise, pending: map[string]*Stream{}}
+	d := &DirectListener{ln: ln, advertise: advertise, pending: map[string]*Stream{}, slots: make(chan struct{}, maxHandshakes)}
 	if network == "tcp" {
 		if d.tls, d.pin, err = selfSigned(); err != nil {
 			ln.Close()
@@ -160,7 +164,17 @@ func (d *DirectListener) accept() {
 			time.Sleep(10 * time.Millisecond) // e.g. out of file descriptors
 			continue
 		}
-		go d.handshake(c)
+		// Handshakes are bounded: a peer that opens connections and sends nothing holds a slot
+		// for at most directHandshake.
+		select {
+		case d.slots <- struct{}{}:
+			go func() {
+				defer func() { <-d.slots }()
+				d.handshake(c)
+			}()
+		default:
+			c.Close()
+		}
 	}
 }
 

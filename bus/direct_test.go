@@ -315,3 +315,40 @@ func TestDirectTCPRefusesPlaintext(t *testing.T) {
 		t.Fatalf("%d streams went direct, want 0", d.Accepted())
 	}
 }
+
+func TestDirectListenerBoundsHandshakes(t *testing.T) {
+	d := unixDirect(t)
+	addr := strings.TrimPrefix(d.Address(), "unix:")
+	// Connections that never send a token take every handshake slot.
+	var idle []net.Conn
+	for range maxHandshakes {
+		c, err := net.Dial("unix", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	s := runServer(t)
+	cs, es, _ := streamPairWith(t, s, d, nil)
+	if cs.dc.Load() != nil || waitDecided(t, es) != nil {
+		t.Fatal("a stream went direct while every handshake slot was taken")
+	}
+	checkEcho(t, cs, es) // and works on the bus
+	for _, c := range idle {
+		c.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cs, es, _ := streamPairWith(t, s, d, nil)
+		direct := cs.dc.Load() != nil
+		cs.Close()
+		es.Close()
+		if direct {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("streams never went direct again after the idle connections closed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
