@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -40,6 +41,10 @@ func init() {
 //	host: broker.lab          # MQTT broker; required (the socket path for transport unix)
 //	port: 1883
 //	tls: true                 # Jumpstarter's default; set false for a plain broker
+//	tls_ca: ca.pem            # CAs to trust instead of the system's (PEM; relative to the config's dir)
+//	tls_cert / tls_key        # client certificate and its key (PEM), for mutual TLS
+//	tls_server_name: mqtt.lab # the name to check in the broker's certificate (default host)
+//	tls_insecure: false       # do not check the broker's certificate
 //	transport: tcp            # tcp | websockets | unix
 //	client_id: ""             # default jsn-<random>
 //	username / password
@@ -66,7 +71,17 @@ type Tasmota struct {
 	CycleWait time.Duration `yaml:"cycle_wait"`
 	ResetMode string        `yaml:"reset"`
 
-	log *slog.Logger
+	TLSCA         string `yaml:"tls_ca"`
+	TLSCert       string `yaml:"tls_cert"`
+	TLSKey        string `yaml:"tls_key"`
+	TLSServerName string `yaml:"tls_server_name"`
+	TLSInsecure   bool   `yaml:"tls_insecure"`
+
+	log     *slog.Logger
+	dir     string      // of the config file, for the tls_* paths
+	tlsConf *tls.Config // built by Validate from the tls_* keys when TLS is on
+
+	certAsked atomic.Bool // the broker asked for a client certificate in the last connection attempt
 
 	client mqtt.Client        // set by Open
 	broker string             // broker URL, for messages
@@ -96,6 +111,7 @@ func NewTasmota(env driver.Env) driver.Driver {
 		CycleWait: DefaultCycleWait,
 		ResetMode: resetOff,
 		log:       log,
+		dir:       env.Dir,
 		changed:   make(chan struct{}),
 	}
 }
@@ -128,6 +144,9 @@ func (t *Tasmota) Validate() error {
 	if err := validReset("reset", t.ResetMode); err != nil {
 		errs = append(errs, err)
 	}
+	if err := t.validateTLS(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -154,6 +173,14 @@ func (t *Tasmota) brokerURL() string {
 // down.
 func (t *Tasmota) Open(ctx context.Context) error {
 	t.broker = t.brokerURL()
+	if t.TLS && t.tlsConf == nil {
+		if err := t.validateTLS(); err != nil {
+			return fmt.Errorf("open: %w", err)
+		}
+	}
+	if t.TLSInsecure {
+		t.log.Warn("tls_insecure: the broker's certificate is not verified, so its identity is not checked", "broker", t.broker)
+	}
 	id := t.ClientID
 	if id == "" {
 		var b [6]byte
@@ -183,8 +210,8 @@ func (t *Tasmota) Open(ctx context.Context) error {
 	if t.Username != "" || t.Password != "" {
 		o.SetUsername(t.Username).SetPassword(t.Password)
 	}
-	if t.TLS {
-		o.SetTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12})
+	if t.tlsConf != nil {
+		o.SetTLSConfig(t.clientTLSConfig())
 	}
 	t.client = mqtt.NewClient(o)
 	loopCtx, cancel := context.WithCancel(context.Background())
@@ -226,9 +253,15 @@ func (t *Tasmota) loop(ctx context.Context, lost <-chan struct{}) {
 // connect connects and subscribes once. Paho's tokens complete within the connect and write
 // timeouts, so waiting for them after ctx ends is bounded.
 func (t *Tasmota) connect(ctx context.Context) error {
+	t.certAsked.Store(false)
 	tok := t.client.Connect()
 	<-tok.Done()
 	if err := tok.Error(); err != nil {
+		if t.tlsConf != nil {
+			if hint := t.tlsHint(err, t.certAsked.Load()); hint != "" {
+				return fmt.Errorf("%w (%s)", err, hint)
+			}
+		}
 		return err
 	}
 	sub := t.client.Subscribe(t.StatTopic, 1, t.onMessage)

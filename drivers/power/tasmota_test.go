@@ -49,10 +49,7 @@ func startMosquitto(t *testing.T, user, password string) int {
 	bin := mosquittoBin(t)
 	dir := t.TempDir()
 	port := freePort(t)
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous %v\npersistence false\n", port, user == "")
-	if os.Getuid() == 0 {
-		conf += "user root\n" // else mosquitto drops to user mosquitto and cannot read our files
-	}
+	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous %v\n", port, user == "")
 	if user != "" {
 		pw := filepath.Join(dir, "passwd")
 		if out, err := exec.Command("mosquitto_passwd", "-c", "-b", pw, user, password).CombinedOutput(); err != nil {
@@ -60,12 +57,24 @@ func startMosquitto(t *testing.T, user, password string) int {
 		}
 		conf += "password_file " + pw + "\n"
 	}
+	runMosquitto(t, bin, dir, conf, port)
+	return port
+}
+
+// runMosquitto runs mosquitto with the config conf (written to dir) until the test ends, and
+// waits until it accepts connections on every port of ports.
+func runMosquitto(t *testing.T, bin, dir, conf string, ports ...int) {
+	t.Helper()
+	conf = "persistence false\n" + conf
+	if os.Getuid() == 0 {
+		conf = "user root\n" + conf // else mosquitto drops to user mosquitto and cannot read our files
+	}
 	cf := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-c", cf)
-	var log strings.Builder
+	var log syncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -77,21 +86,23 @@ func startMosquitto(t *testing.T, user, password string) int {
 		<-done
 	})
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err == nil {
-			c.Close()
-			return port
+	for _, port := range ports {
+		for {
+			c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err == nil {
+				c.Close()
+				break
+			}
+			select {
+			case <-done:
+				t.Fatalf("mosquitto exited: %s", log.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("mosquitto did not listen on %d: %s", port, log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		select {
-		case <-done:
-			t.Fatalf("mosquitto exited: %s", log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("mosquitto did not listen on %d", port)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
