@@ -46,7 +46,13 @@ Exit codes:
   N  for methods that run a command, that command's own exit code; for jsn shell, the
      child's exit code (128+signal if it was killed)
   124  jsn shell -l/--exporter: the lease ended (expired, or released elsewhere) while the
-     shell ran; jsn ended it (SIGHUP, then SIGTERM)`
+     shell ran; jsn ended it (SIGHUP, then SIGTERM)
+
+Environment (set by jsn shell unless noted):
+  JSN_HOST, JSN_EXPORTER, JSN_LEASE   the bus address, exporter and lease the commands use
+  JSN_CREDS                           the lease credential (distributed mode)
+  JSN_DIRECT_STREAMS=off              (yours to set) keep byte streams on the bus instead of
+                                      the exporter's direct connection`
 
 // Main runs jsn with os.Args and returns the exit code.
 func Main() int {

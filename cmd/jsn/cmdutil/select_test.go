@@ -95,8 +95,12 @@ func TestOptionsFallBackToEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Host != "unix:///s" || o.Exporter != "lab" || o.Lease != "L1" {
+	if o.Host != "unix:///s" || o.Exporter != "lab" || o.Lease != "L1" || o.NoDirectStreams {
 		t.Errorf("got %+v, want the environment's values", o)
+	}
+	env[client.EnvDirectStreams] = "off"
+	if o, _ = f.Options(); !o.NoDirectStreams {
+		t.Errorf("with %s=off: got NoDirectStreams false", client.EnvDirectStreams)
 	}
 	f.Host, f.ExporterName, f.Lease = "nats://h:1", "other", "L2"
 	o, err = f.Options()
