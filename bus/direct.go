@@ -285,11 +285,45 @@ func selfSigned() (*tls.Config, string, error) {
 	return cfg, hex.EncodeToString(sum[:]), nil
 }
 
-// directConn is a stream's direct connection. Writes of whole frames are serialized by mu.
+// directConn is a stream's direct connection. Writes of whole frames are serialized by holding
+// its write slot (lock/unlock), which a reset can also wait for with a bound (lockWithin).
 type directConn struct {
-	c   net.Conn
-	mu  sync.Mutex
-	buf []byte // TLS: the frame being written, in one piece; guarded by mu
+	c    net.Conn
+	slot chan struct{} // capacity 1: full while a frame is being written
+	buf  []byte        // TLS: the frame being written, in one piece; guarded by the slot
+}
+
+func newDirectConn(c net.Conn) *directConn {
+	return &directConn{c: c, slot: make(chan struct{}, 1)}
+}
+
+func (d *directConn) lock()   { d.slot <- struct{}{} }
+func (d *directConn) unlock() { <-d.slot }
+
+// tryLock takes the write slot if it is free.
+func (d *directConn) tryLock() bool {
+	select {
+	case d.slot <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// lockWithin waits at most max for the write slot: a data frame being written ends when the peer
+// reads, and a peer that stopped reading must not hold a reset forever.
+func (d *directConn) lockWithin(max time.Duration) bool {
+	if d.tryLock() {
+		return true
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case d.slot <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 type closeWriter interface{ CloseWrite() error }

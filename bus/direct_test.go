@@ -127,9 +127,9 @@ func TestDirectStreamOversizedFrameResets(t *testing.T) {
 	var l [4]byte
 	binary.BigEndian.PutUint32(l[:], 1<<31)
 	d := cs.dc.Load()
-	d.mu.Lock()
+	d.lock()
 	_, _ = d.c.Write(l[:])
-	d.mu.Unlock()
+	d.unlock()
 	select {
 	case <-es.Context().Done():
 	case <-time.After(5 * time.Second):
@@ -167,7 +167,7 @@ func FuzzDirectFrames(f *testing.F) {
 		a, b := net.Pipe()
 		m := &streamMux{m: map[string]*Stream{}}
 		s := newStream(m, "fuzz", "", "", DefaultWindow)
-		d := &directConn{c: a}
+		d := newDirectConn(a)
 		s.dc.Store(d)
 		done := make(chan struct{})
 		go func() { s.readDirect(d); close(done) }()
@@ -339,7 +339,7 @@ func TestDirectListenerBoundsHandshakes(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		cs, es, _ := streamPairWith(t, s, d, nil)
+		cs, es, _ := streamPairWith(t, runServer(t), d, nil)
 		direct := cs.dc.Load() != nil
 		cs.Close()
 		es.Close()
@@ -350,5 +350,66 @@ func TestDirectListenerBoundsHandshakes(t *testing.T) {
 			t.Fatal("streams never went direct again after the idle connections closed")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDirectResetWhileWriting resets a direct stream while its other goroutine writes small
+// frames as fast as it can (like a server-streaming call) and the client reads them: the client
+// must see the reset (code and message), not "connection lost", which it would if the reset went
+// on the bus while a frame was being written and the connection's end overtook it.
+func TestDirectResetWhileWriting(t *testing.T) {
+	d := unixDirect(t)
+	item := make([]byte, 512)
+	for i := range 30 {
+		// A server per round: exporters of earlier rounds would answer the call too.
+		cs, es, _ := streamPairWith(t, runServer(t), d, nil)
+		waitDecided(t, es)
+		go func() {
+			for {
+				if _, err := es.Write(item); err != nil {
+					return
+				}
+			}
+		}()
+		got := make(chan error, 1)
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				if _, err := cs.Read(buf); err != nil {
+					got <- err
+					return
+				}
+			}
+		}()
+		time.Sleep(time.Duration(i%5) * time.Millisecond)
+		es.Reset(Errorf(PermissionDenied, "lease ended"))
+		if err := <-got; !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
+			t.Fatalf("round %d: got %v, want PERMISSION_DENIED lease ended", i, err)
+		}
+		cs.Close()
+	}
+}
+
+// TestDirectResetWaitsForFrameInFlight: a reset waits for the data frame being written on the
+// direct connection and follows it there, instead of racing it on the bus.
+func TestDirectResetWaitsForFrameInFlight(t *testing.T) {
+	cs, es, _ := streamPairWith(t, runServer(t), unixDirect(t), nil)
+	d := waitDecided(t, es)
+	d.lock() // as if a data frame were being written
+	done := make(chan struct{})
+	go func() {
+		es.Reset(Errorf(PermissionDenied, "lease ended"))
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("reset did not wait for the frame in flight")
+	case <-time.After(100 * time.Millisecond):
+	}
+	d.unlock()
+	<-done
+	_, err := cs.Read(make([]byte, 10))
+	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
+		t.Fatalf("got %v, want PERMISSION_DENIED lease ended", err)
 	}
 }

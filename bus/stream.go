@@ -118,7 +118,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			}
 			s.mu.Unlock()
 			if grant != 0 {
-				s.sendControl(Frame{Type: FrameCredit, Offset: grant}, false)
+				s.sendControl(Frame{Type: FrameCredit, Offset: grant}, waitSlot)
 			}
 			return n, nil
 		}
@@ -175,9 +175,9 @@ func (s *Stream) Write(p []byte) (int, error) {
 		if d != nil {
 			// The data goes to the socket straight from p (writev), without a copy.
 			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off})
-			d.mu.Lock()
+			d.lock()
 			err = d.write(s.wbuf, p[written:written+int(n)])
-			d.mu.Unlock()
+			d.unlock()
 		} else {
 			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off, Data: p[written : written+int(n)]})
 			err = s.conn.Publish(s.out, nil, s.wbuf)
@@ -212,8 +212,8 @@ func (s *Stream) CloseWrite() error {
 	s.mu.Unlock()
 	fin := AppendFrame(nil, Frame{Type: FrameFin, Offset: off})
 	if d != nil {
-		d.mu.Lock()
-		defer d.mu.Unlock()
+		d.lock()
+		defer d.unlock()
 		return d.write(fin, nil)
 	}
 	return s.conn.Publish(s.out, nil, fin)
@@ -255,7 +255,7 @@ func (s *Stream) decide(c net.Conn) {
 
 // attach makes c the stream's path and starts reading frames from it.
 func (s *Stream) attach(c net.Conn) {
-	d := &directConn{c: c}
+	d := newDirectConn(c)
 	s.dc.Store(d)
 	go s.readDirect(d)
 }
@@ -286,7 +286,7 @@ func (s *Stream) Reset(err error) {
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		s.sendControl(Frame{Type: FrameReset, Code: CodeOf(err), Message: msg}, true)
+		s.sendControl(Frame{Type: FrameReset, Code: CodeOf(err), Message: msg}, resetWait)
 	}
 	s.fail(err, false)
 }
@@ -321,21 +321,38 @@ func (s *Stream) fail(err error, fromPeer bool) {
 	signal(s.writable)
 }
 
-// sendControl sends a control frame on the stream's path. With try, a frame that would wait for
-// a data frame being written to the direct connection goes on the bus instead (the peer reads
-// both).
-func (s *Stream) sendControl(f Frame, try bool) {
+// How sendControl waits for the direct connection's write slot.
+type controlWait int
+
+const (
+	waitSlot   controlWait = iota // as long as it takes (credit: the peer needs it)
+	skipIfBusy                    // not at all: keepalives, which data in flight makes moot
+	// resetWait bounds the wait of a reset: it must follow the data frame being written on the
+	// same connection (sent on the bus, it could overtake the connection's end and the peer would
+	// report the connection lost instead of the reset), but not wait on a peer that stopped reading.
+	resetWait
+)
+
+// sendControl sends a control frame on the stream's path. A frame that cannot get the direct
+// connection's write slot goes on the bus instead (the peer reads both).
+func (s *Stream) sendControl(f Frame, w controlWait) {
 	b := AppendFrame(make([]byte, 0, 16+len(f.Message)), f)
 	if d := s.dc.Load(); d != nil {
-		if !try {
-			d.mu.Lock()
-		} else if !d.mu.TryLock() {
-			_ = s.conn.Publish(s.out, nil, b)
+		var ok bool
+		switch w {
+		case waitSlot:
+			d.lock()
+			ok = true
+		case skipIfBusy:
+			ok = d.tryLock()
+		case resetWait:
+			ok = d.lockWithin(2 * time.Second)
+		}
+		if ok {
+			_ = d.write(b, nil)
+			d.unlock()
 			return
 		}
-		_ = d.write(b, nil)
-		d.mu.Unlock()
-		return
 	}
 	_ = s.conn.Publish(s.out, nil, b)
 }
@@ -409,7 +426,7 @@ func (s *Stream) keepalive(now time.Time) (silent bool) {
 	g := s.granted
 	silent = now.Sub(s.heard) > time.Duration(keepaliveMisses)*keepaliveEvery+keepaliveEvery/2
 	s.mu.Unlock()
-	s.sendControl(Frame{Type: FrameCredit, Offset: g}, true)
+	s.sendControl(Frame{Type: FrameCredit, Offset: g}, skipIfBusy)
 	return silent
 }
 
@@ -559,7 +576,7 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 			s.mu.Unlock()
 		} else {
 			// Tell the exporter to use the bus: any frame of ours there does.
-			s.sendControl(Frame{Type: FrameCredit, Offset: DefaultWindow}, false)
+			s.sendControl(Frame{Type: FrameCredit, Offset: DefaultWindow}, waitSlot)
 		}
 	}
 	return s, nil
