@@ -669,11 +669,14 @@ func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 	return s, h, nil
 }
 
-// ResetGroup resets every stream of group (a lease) with err.
+// ResetGroup resets every stream of group (a lease) with err, concurrently: a reset may wait a
+// little for a frame in flight on a direct connection.
 func (ss *StreamServer) ResetGroup(group string, err error) {
+	var wg sync.WaitGroup
 	for _, s := range ss.mux.snapshot(group) {
-		s.Reset(err)
+		wg.Go(func() { s.Reset(err) })
 	}
+	wg.Wait()
 }
 
 // Count returns how many streams are open.
