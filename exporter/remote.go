@@ -221,6 +221,9 @@ func (r *remote) control(ctx context.Context) {
 	wait := 250 * time.Millisecond
 	for ctx.Err() == nil {
 		if !registered {
+			r.mu.Lock()
+			seq := r.pushSeq
+			r.mu.Unlock()
 			var rep api.RegisterReply
 			err := r.request(ctx, api.VerbRegister, api.RegisterRequest{Labels: r.cfg.Metadata.Labels, Describe: r.ex.Describe(), Version: Version}, &rep)
 			if err != nil {
@@ -244,7 +247,9 @@ func (r *remote) control(ctx context.Context) {
 			}
 			r.registered = true
 			r.mu.Unlock()
-			r.setTarget(rep.Lease, 0, false)
+			// Like a heartbeat reply, the register reply is stale if a lease was pushed meanwhile
+			// (granted right after the registration; the push may be handled first).
+			r.setTarget(rep.Lease, seq, true)
 		}
 		sleep(ctx, every)
 		if ctx.Err() != nil {
