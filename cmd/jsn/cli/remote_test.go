@@ -228,8 +228,10 @@ func TestRemoteEndToEnd(t *testing.T) {
 	})
 
 	t.Run("expiry ends the session", func(t *testing.T) {
-		r := l.jsn("shell", "--exporter", "bench", "--duration", "3s", "--", "sh", "-c",
-			"jsn power on || exit 9; sleep 6; jsn power on")
+		// The lease's time includes bench's ~2 s beforeLease hook (longer on a loaded machine):
+		// leave the first call a few seconds.
+		r := l.jsn("shell", "--exporter", "bench", "--duration", "6s", "--", "sh", "-c",
+			"jsn power on || exit 9; sleep 10; jsn power on")
 		r.Want(t, exitLeaseEnded)
 		if !strings.Contains(r.Stderr, " expired\n") {
 			t.Errorf("got stderr %q, want jsn: lease L expired", r.Stderr)
