@@ -335,8 +335,8 @@ func TestRemoteLeases(t *testing.T) {
 	})
 
 	t.Run("extend from inside the shell renews its credential", func(t *testing.T) {
-		r := l.jsn("shell", "--exporter", "qa", "--duration", "3s", "--", "sh", "-c",
-			`jsn lease extend "$JSN_LEASE" 1m >/dev/null && sleep 5 && jsn power on && jsn power status`)
+		r := l.jsn("shell", "--exporter", "qa", "--duration", "5s", "--", "sh", "-c",
+			`jsn lease extend "$JSN_LEASE" 1m >/dev/null && sleep 7 && jsn power on && jsn power status`)
 		r.Want(t, 0)
 		if r.Stdout != "on\n" {
 			t.Errorf("got stdout %q, want on (calls after the original end work)", r.Stdout)
