@@ -164,6 +164,19 @@ func streamPair(t *testing.T, s *Server) (client, exporter *Stream, ss *StreamSe
 // nil) and setup applied to the client's connection.
 func streamPairWith(t *testing.T, s *Server, d *DirectListener, setup func(*Conn)) (client, exporter *Stream, ss *StreamServer) {
 	t.Helper()
+	cli, accepted, ss := serveStreams(t, s, d, setup)
+	cs, err := cli.OpenStream(context.Background(), "e1", CallSubject("e1", "net", "connect"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, <-accepted, ss
+}
+
+// serveStreams connects an exporter "e1" that accepts every call as a stream (offering direct
+// connections through d if not nil) and a client (setup applied to its connection). The
+// exporter's ends arrive on accepted.
+func serveStreams(t *testing.T, s *Server, d *DirectListener, setup func(*Conn)) (cli *Conn, accepted <-chan *Stream, ss *StreamServer) {
+	t.Helper()
 	exp, cli := dial(t, s, "exp"), dial(t, s, "cli")
 	if setup != nil {
 		setup(cli)
@@ -176,7 +189,7 @@ func streamPairWith(t *testing.T, s *Server, d *DirectListener, setup func(*Conn
 		ss.OfferDirect(d)
 	}
 	t.Cleanup(ss.Close)
-	accepted := make(chan *Stream, 1)
+	acc := make(chan *Stream, 1)
 	sub, err := exp.Subscribe(CallWildcard("e1"), "", func(m *Msg) {
 		st, hdr, err := ss.Accept(m, "lease1")
 		if err != nil {
@@ -184,18 +197,14 @@ func streamPairWith(t *testing.T, s *Server, d *DirectListener, setup func(*Conn
 			return
 		}
 		_ = m.Respond(hdr, nil)
-		accepted <- st
+		acc <- st
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	_ = exp.Flush(context.Background())
-	cs, err := cli.OpenStream(context.Background(), "e1", CallSubject("e1", "net", "connect"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs, <-accepted, ss
+	return cli, acc, ss
 }
 
 func TestStreamCopiesBothWaysWithHalfClose(t *testing.T) {

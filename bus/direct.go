@@ -328,6 +328,13 @@ func (d *directConn) lockWithin(max time.Duration) bool {
 
 type closeWriter interface{ CloseWrite() error }
 
+// send writes one frame (see write) holding the write slot.
+func (d *directConn) send(head, data []byte) error {
+	d.lock()
+	defer d.unlock()
+	return d.write(head, data)
+}
+
 // write sends one frame, whose encoding is head followed by data (which may be nil).
 func (d *directConn) write(head, data []byte) error {
 	var l [4]byte

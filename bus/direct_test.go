@@ -197,38 +197,9 @@ func TestDirectOfferIgnoredFallsBackAfterTTL(t *testing.T) {
 	old := directPendingTTL
 	directPendingTTL = 200 * time.Millisecond
 	t.Cleanup(func() { directPendingTTL = old })
-	s := runServer(t)
-	exp, cli := dial(t, s, "exp"), dial(t, s, "cli")
-	ss, err := exp.ServeStreams("e1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ss.Close)
-	ss.OfferDirect(unixDirect(t))
-	accepted := make(chan *Stream, 1)
-	sub, err := exp.Subscribe(CallWildcard("e1"), "", func(m *Msg) {
-		st, hdr, err := ss.Accept(m, "lease1")
-		if err != nil {
-			_ = m.RespondError(err)
-			return
-		}
-		_ = m.Respond(hdr, nil)
-		accepted <- st
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	_ = exp.Flush(context.Background())
+	cli, accepted, _ := serveStreams(t, runServer(t), unixDirect(t), nil)
 	// A client that asks for a direct path and then never takes it up nor says otherwise.
-	h := Header{}
-	h.Set(HeaderStream, "abc123")
-	h.Set(HeaderStreamWindow, "65536")
-	h.Set(HeaderStreamDirect, "1")
-	reply, err := cli.Request(context.Background(), CallSubject("e1", "net", "connect"), h, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reply := requestDirect(t, cli)
 	if reply.Header.Get(HeaderStreamDirect) == "" || len(reply.Header.Get(HeaderStreamToken)) != directTokenLen {
 		t.Fatalf("no direct offer in reply header %v", reply.Header)
 	}
@@ -267,36 +238,9 @@ func TestDirectTCPIsTLSPinnedByTheOffer(t *testing.T) {
 
 func TestDirectTCPRefusesPlaintext(t *testing.T) {
 	d := listenDirect(t, "tcp:127.0.0.1:0", "")
-	s := runServer(t)
-	exp, cli := dial(t, s, "exp"), dial(t, s, "cli")
-	ss, err := exp.ServeStreams("e1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ss.Close)
-	ss.OfferDirect(d)
-	sub, err := exp.Subscribe(CallWildcard("e1"), "", func(m *Msg) {
-		st, hdr, err := ss.Accept(m, "lease1")
-		if err != nil {
-			_ = m.RespondError(err)
-			return
-		}
-		_ = m.Respond(hdr, nil)
-		t.Cleanup(func() { st.Close() })
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	_ = exp.Flush(context.Background())
-	h := Header{}
-	h.Set(HeaderStream, "abc123")
-	h.Set(HeaderStreamWindow, "65536")
-	h.Set(HeaderStreamDirect, "1")
-	reply, err := cli.Request(context.Background(), CallSubject("e1", "net", "connect"), h, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cli, accepted, _ := serveStreams(t, runServer(t), d, nil)
+	reply := requestDirect(t, cli)
+	defer (<-accepted).Close()
 	// The right token, in the clear: no acknowledgement, the connection is closed.
 	c, err := net.Dial("tcp", strings.TrimPrefix(reply.Header.Get(HeaderStreamDirect), "tcp:"))
 	if err != nil {
@@ -412,4 +356,19 @@ func TestDirectResetWaitsForFrameInFlight(t *testing.T) {
 	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
 		t.Fatalf("got %v, want PERMISSION_DENIED lease ended", err)
 	}
+}
+
+// requestDirect opens a stream on e1 by hand, asking for a direct path, and returns the reply
+// without acting on it.
+func requestDirect(t *testing.T, cli *Conn) *Msg {
+	t.Helper()
+	h := Header{}
+	h.Set(HeaderStream, "abc123")
+	h.Set(HeaderStreamWindow, "65536")
+	h.Set(HeaderStreamDirect, "1")
+	reply, err := cli.Request(context.Background(), CallSubject("e1", "net", "connect"), h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reply
 }

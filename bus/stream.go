@@ -175,9 +175,7 @@ func (s *Stream) Write(p []byte) (int, error) {
 		if d != nil {
 			// The data goes to the socket straight from p (writev), without a copy.
 			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off})
-			d.lock()
-			err = d.write(s.wbuf, p[written:written+int(n)])
-			d.unlock()
+			err = d.send(s.wbuf, p[written:written+int(n)])
 		} else {
 			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off, Data: p[written : written+int(n)]})
 			err = s.conn.Publish(s.out, nil, s.wbuf)
@@ -212,9 +210,7 @@ func (s *Stream) CloseWrite() error {
 	s.mu.Unlock()
 	fin := AppendFrame(nil, Frame{Type: FrameFin, Offset: off})
 	if d != nil {
-		d.lock()
-		defer d.unlock()
-		return d.write(fin, nil)
+		return d.send(fin, nil)
 	}
 	return s.conn.Publish(s.out, nil, fin)
 }
@@ -341,8 +337,8 @@ func (s *Stream) sendControl(f Frame, w controlWait) {
 		var ok bool
 		switch w {
 		case waitSlot:
-			d.lock()
-			ok = true
+			_ = d.send(b, nil)
+			return
 		case skipIfBusy:
 			ok = d.tryLock()
 		case resetWait:
@@ -358,7 +354,8 @@ func (s *Stream) sendControl(f Frame, w controlWait) {
 }
 
 // handle applies a frame from the peer, received on the direct connection or on the bus. It
-// never blocks. A frame on the bus while a direct offer is pending means the client chose the bus.
+// blocks only to send a reset of a broken stream (at most 2 s, see resetWait). A frame on the bus
+// while a direct offer is pending means the client chose the bus.
 func (s *Stream) handle(f Frame, direct bool) {
 	if !direct && s.decided != nil {
 		s.decide(nil)

@@ -450,11 +450,7 @@ func (c *Controller) bootstrap(ctx context.Context) error {
 		}
 		var id api.Identity
 		if err == nil && bus.Unmarshal(b, &id) == nil {
-			c.mu.Lock()
-			if c.fresh("i/"+key, rev) {
-				c.ids[key] = &id
-			}
-			c.mu.Unlock()
+			c.cacheIdentity(key, rev, &id)
 		}
 		if err := os.Remove(idFile); err != nil {
 			c.log.Warn("remove imported admin identity", "file", idFile, "err", err)
@@ -514,11 +510,7 @@ func (c *Controller) applyAdminReset(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("controller: admin reset: %w", err)
 	}
-	c.mu.Lock()
-	if c.fresh("i/"+key, rev) {
-		c.ids[key] = &id
-	}
-	c.mu.Unlock()
+	c.cacheIdentity(key, rev, &id)
 	revoke := map[string]time.Time{}
 	for _, k := range append(reset.Revoke, old.PublicKey) {
 		if k != "" && k != id.PublicKey {

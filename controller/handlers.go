@@ -747,12 +747,18 @@ func (c *Controller) storeIdentity(ctx context.Context, id *api.Identity) error 
 	if err != nil {
 		return err
 	}
+	c.cacheIdentity(key, rev, id)
+	return nil
+}
+
+// cacheIdentity records an identity this replica just wrote at rev, unless the cache already has
+// a newer revision of it.
+func (c *Controller) cacheIdentity(key string, rev uint64, id *api.Identity) {
 	c.mu.Lock()
 	if c.fresh("i/"+key, rev) {
 		c.ids[key] = id
 	}
 	c.mu.Unlock()
-	return nil
 }
 
 func (c *Controller) lister(kind string) func(context.Context, string, []byte) (any, error) {

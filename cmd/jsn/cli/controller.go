@@ -20,6 +20,20 @@ type controllerOptions struct {
 	noImport                                     bool
 }
 
+// importAdmin makes the admin config written to the data directory the current client config,
+// unless --no-import.
+func (o *controllerOptions) importAdmin(cmd *cobra.Command, cfg []byte) error {
+	if o.noImport {
+		return nil
+	}
+	_, path, err := client.ImportConfig(o.data+"/admin.yaml", cfg, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "imported as the current client config: %s\n", path)
+	return nil
+}
+
 func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	o := &controllerOptions{}
 	cmd := &cobra.Command{Use: "controller", Short: "Run the lab controller (distributed mode)",
@@ -38,14 +52,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "initialised %s; admin client config in %s\n", o.data, o.data+"/admin.yaml")
-			if !o.noImport {
-				_, path, err := client.ImportConfig(o.data+"/admin.yaml", cfg, true)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "imported as the current client config: %s\n", path)
-			}
-			return nil
+			return o.importAdmin(cmd, cfg)
 		},
 	}
 	initCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL clients and exporters connect to (default nats://127.0.0.1:4222)")
@@ -108,14 +115,7 @@ revoked, closing its connections.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "new admin client config in %s; it takes effect when the controller (re)starts\n", o.data+"/admin.yaml")
-			if !o.noImport {
-				_, path, err := client.ImportConfig(o.data+"/admin.yaml", cfg, true)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(cmd.OutOrStdout(), "imported as the current client config: %s\n", path)
-			}
-			return nil
+			return o.importAdmin(cmd, cfg)
 		},
 	}
 	resetCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL written into the config (default the one of the existing admin.yaml)")
