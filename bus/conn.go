@@ -13,30 +13,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"jsn.dev/jsn/bus/wire"
 )
-
-// Header names used on the wire.
-const (
-	HeaderLease        = "Jsn-Lease"               // the lease id the caller holds
-	HeaderErrorCode    = "Nats-Service-Error-Code" // error code from the catalogue
-	HeaderError        = "Nats-Service-Error"      // human error message
-	HeaderStream       = "Jsn-Stream"              // id of the stream a call opens
-	HeaderStreamWindow = "Jsn-Stream-Window"       // initial credit in bytes granted to the peer
-)
-
-// Header is a message's header map.
-type Header map[string][]string
-
-// Get returns the first value of key.
-func (h Header) Get(key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}
-
-// Set replaces key's values with v.
-func (h Header) Set(key, v string) { h[key] = []string{v} }
 
 // Msg is a received message.
 type Msg struct {
@@ -111,7 +90,7 @@ func connect(ctx context.Context, url, name string, ip inProcess, extra ...nats.
 	if name == "" {
 		name = "client"
 	}
-	if !validToken(name) {
+	if !wire.ValidName(name) {
 		return nil, fmt.Errorf("connect: name %q must be a single subject token (letters, digits, - and _)", name)
 	}
 	prefix := "_INBOX_" + name + "." + randomToken(8)
@@ -206,7 +185,7 @@ func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []b
 	if err != nil {
 		return nil, requestError(subject, err)
 	}
-	if err := ReplyError(Header(r.Header)); err != nil {
+	if err := wire.ReplyError(Header(r.Header)); err != nil {
 		return nil, err
 	}
 	return &Msg{Subject: r.Subject, Header: Header(r.Header), Data: r.Data, conn: c}, nil
@@ -217,7 +196,7 @@ func requestError(subject string, err error) error {
 	case errors.Is(err, nats.ErrNoResponders):
 		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject)}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return &Error{Code: DeadlineExceeded, Message: fmt.Sprintf("%s: no reply in time", subject), cause: context.DeadlineExceeded}
+		return wire.NewError(DeadlineExceeded, fmt.Sprintf("%s: no reply in time", subject), context.DeadlineExceeded)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %w", subject, err)
 	case errors.Is(err, nats.ErrMaxPayload):
@@ -226,30 +205,6 @@ func requestError(subject string, err error) error {
 		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: connection closed", subject)}
 	}
 	return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: %v", subject, err)}
-}
-
-// ReplyError returns the *Error a reply's headers carry, or nil.
-func ReplyError(h Header) error {
-	code := h.Get(HeaderErrorCode)
-	if code == "" {
-		return nil
-	}
-	c := Code(code)
-	if !ValidCode(c) {
-		c = Internal
-	}
-	return &Error{Code: c, Message: h.Get(HeaderError)}
-}
-
-// ErrorHeader encodes err as reply headers.
-func ErrorHeader(err error) Header {
-	msg := err.Error()
-	if len(msg) > 4096 {
-		msg = msg[:4096] + "…"
-	}
-	// Header values cannot hold line breaks.
-	msg = strings.NewReplacer("\r\n", " | ", "\n", " | ", "\r", " ").Replace(msg)
-	return Header{HeaderErrorCode: {string(CodeOf(err))}, HeaderError: {msg}}
 }
 
 // Respond replies to m.
@@ -262,7 +217,7 @@ func (m *Msg) Respond(hdr Header, data []byte) error {
 
 // RespondError replies to m with err's code and message.
 func (m *Msg) RespondError(err error) error {
-	return m.Respond(ErrorHeader(err), nil)
+	return m.Respond(wire.ErrorHeader(err), nil)
 }
 
 // Subscription is an active subscription.

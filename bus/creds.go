@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/jwt/v2"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 // CredsName returns the user name in the JWT of a NATS .creds file: the identity whose inbox
@@ -17,7 +19,7 @@ func CredsName(creds []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("credentials: %w", err)
 	}
-	if !validToken(uc.Name) {
+	if !wire.ValidName(uc.Name) {
 		return "", fmt.Errorf("credentials: user name %q is not a single subject token", uc.Name)
 	}
 	return uc.Name, nil

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 // Direct streams. The broker copies every frame twice more than a socket would (publisher →
@@ -43,9 +45,9 @@ const (
 const (
 	directTokenLen  = 64 // hex characters
 	directAck       = 'K'
-	maxDirectFrame  = frameHeaderLen + 1<<20 // larger than any frame a peer of ours sends
-	directHandshake = 5 * time.Second        // dial, token and acknowledgement
-	directDrain     = 5 * time.Second        // how long a finished stream waits for the peer's end
+	maxDirectFrame  = wire.FrameHeaderLen + 1<<20 // larger than any frame a peer of ours sends
+	directHandshake = 5 * time.Second             // dial, token and acknowledgement
+	directDrain     = 5 * time.Second             // how long a finished stream waits for the peer's end
 )
 
 // directPendingTTL is how long an offer waits for the client before the exporter assumes the bus
@@ -369,7 +371,7 @@ func (d *directConn) shut() {
 func (s *Stream) readDirect(d *directConn) {
 	defer d.c.Close()
 	br := bufio.NewReaderSize(d.c, 64<<10)
-	var hdr [4 + frameHeaderLen]byte
+	var hdr [4 + wire.FrameHeaderLen]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:4]); err != nil {
 			s.directEnded(err)
@@ -383,30 +385,30 @@ func (s *Stream) readDirect(d *directConn) {
 		}
 		var f Frame
 		var err error
-		if n >= frameHeaderLen {
+		if n >= wire.FrameHeaderLen {
 			if _, err := io.ReadFull(br, hdr[4:]); err != nil {
 				s.directEnded(err)
 				return
 			}
 		}
-		if n >= frameHeaderLen && FrameType(hdr[4]) == FrameData && n-frameHeaderLen <= uint32(directChunk) {
+		if n >= wire.FrameHeaderLen && FrameType(hdr[4]) == wire.FrameData && n-wire.FrameHeaderLen <= uint32(directChunk) {
 			// Data is read straight into a pooled buffer that Read gives back once consumed.
-			data := directBuf(int(n - frameHeaderLen))
+			data := directBuf(int(n - wire.FrameHeaderLen))
 			if _, err := io.ReadFull(br, data); err != nil {
 				s.directEnded(err)
 				return
 			}
-			f = Frame{Type: FrameData, Offset: binary.BigEndian.Uint64(hdr[5:]), Data: data}
+			f = Frame{Type: wire.FrameData, Offset: binary.BigEndian.Uint64(hdr[5:]), Data: data}
 		} else {
 			buf := make([]byte, n)
-			copy(buf, hdr[4:4+min(n, frameHeaderLen)])
-			if n > frameHeaderLen {
-				if _, err := io.ReadFull(br, buf[frameHeaderLen:]); err != nil {
+			copy(buf, hdr[4:4+min(n, wire.FrameHeaderLen)])
+			if n > wire.FrameHeaderLen {
+				if _, err := io.ReadFull(br, buf[wire.FrameHeaderLen:]); err != nil {
 					s.directEnded(err)
 					return
 				}
 			}
-			if f, err = DecodeFrame(buf); err != nil {
+			if f, err = wire.DecodeFrame(buf); err != nil {
 				s.Reset(err)
 				_, _ = io.Copy(io.Discard, br)
 				return

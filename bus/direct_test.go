@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 func listenDirect(t *testing.T, address, advertise string) *DirectListener {
@@ -155,12 +157,12 @@ func TestListenDirectBadAddress(t *testing.T) {
 // (never hang) without a panic, having reset the stream or applied valid frames.
 func FuzzDirectFrames(f *testing.F) {
 	frame := func(fr Frame) []byte {
-		b := AppendFrame(nil, fr)
+		b := wire.AppendFrame(nil, fr)
 		return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
 	}
-	f.Add(frame(Frame{Type: FrameData, Offset: 0, Data: []byte("hello")}))
-	f.Add(append(frame(Frame{Type: FrameData, Data: []byte("x")}), frame(Frame{Type: FrameFin, Offset: 1})...))
-	f.Add(frame(Frame{Type: FrameReset, Code: Unavailable, Message: "gone"}))
+	f.Add(frame(Frame{Type: wire.FrameData, Offset: 0, Data: []byte("hello")}))
+	f.Add(append(frame(Frame{Type: wire.FrameData, Data: []byte("x")}), frame(Frame{Type: wire.FrameFin, Offset: 1})...))
+	f.Add(frame(Frame{Type: wire.FrameReset, Code: Unavailable, Message: "gone"}))
 	f.Add([]byte{0, 0, 0, 3, 1, 2, 3})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -1,9 +1,11 @@
 // Package bus owns everything that touches NATS: the embedded server (in-process, a Unix socket in
 // a private directory for local mode, loopback TCP), connections with private inbox prefixes,
-// subject names, the msgpack codec, the wire error catalogue, and flow-controlled byte streams over
-// core NATS subjects.
+// requests and subscriptions, the key-value store, and flow-controlled byte streams over core NATS
+// subjects (or the direct connection beside the bus).
 //
-// It is the only package of jsn that imports nats.go or nats-server. It knows nothing of drivers,
-// leases or exporters beyond the subject layout: callers above it speak in subjects, headers and
-// bytes.
+// It is the only package of jsn that imports nats.go or nats-server. What the bytes mean — error
+// codes, the codec, subject names, stream frames — is the NATS-free package wire; the few wire
+// names still re-exported here (bus.Errorf, bus.Marshal, …) are for code not yet moved to wire.
+// It knows nothing of drivers, leases or exporters beyond the subject layout: callers above it
+// speak in subjects, headers and bytes.
 package bus

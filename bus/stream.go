@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 // Stream tuning. The window bounds what a receiver buffers per stream; the chunk bounds a frame.
@@ -118,7 +120,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			}
 			s.mu.Unlock()
 			if grant != 0 {
-				s.sendControl(Frame{Type: FrameCredit, Offset: grant}, waitSlot)
+				s.sendControl(Frame{Type: wire.FrameCredit, Offset: grant}, waitSlot)
 			}
 			return n, nil
 		}
@@ -174,10 +176,10 @@ func (s *Stream) Write(p []byte) (int, error) {
 		var err error
 		if d != nil {
 			// The data goes to the socket straight from p (writev), without a copy.
-			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off})
+			s.wbuf = wire.AppendFrame(s.wbuf[:0], Frame{Type: wire.FrameData, Offset: off})
 			err = d.send(s.wbuf, p[written:written+int(n)])
 		} else {
-			s.wbuf = AppendFrame(s.wbuf[:0], Frame{Type: FrameData, Offset: off, Data: p[written : written+int(n)]})
+			s.wbuf = wire.AppendFrame(s.wbuf[:0], Frame{Type: wire.FrameData, Offset: off, Data: p[written : written+int(n)]})
 			err = s.conn.Publish(s.out, nil, s.wbuf)
 		}
 		if err != nil {
@@ -208,7 +210,7 @@ func (s *Stream) CloseWrite() error {
 	s.finSent = true
 	off := s.sent
 	s.mu.Unlock()
-	fin := AppendFrame(nil, Frame{Type: FrameFin, Offset: off})
+	fin := wire.AppendFrame(nil, Frame{Type: wire.FrameFin, Offset: off})
 	if d != nil {
 		return d.send(fin, nil)
 	}
@@ -282,7 +284,7 @@ func (s *Stream) Reset(err error) {
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		s.sendControl(Frame{Type: FrameReset, Code: CodeOf(err), Message: msg}, resetWait)
+		s.sendControl(Frame{Type: wire.FrameReset, Code: CodeOf(err), Message: msg}, resetWait)
 	}
 	s.fail(err, false)
 }
@@ -332,7 +334,7 @@ const (
 // sendControl sends a control frame on the stream's path. A frame that cannot get the direct
 // connection's write slot goes on the bus instead (the peer reads both).
 func (s *Stream) sendControl(f Frame, w controlWait) {
-	b := AppendFrame(make([]byte, 0, 16+len(f.Message)), f)
+	b := wire.AppendFrame(make([]byte, 0, 16+len(f.Message)), f)
 	if d := s.dc.Load(); d != nil {
 		var ok bool
 		switch w {
@@ -363,7 +365,7 @@ func (s *Stream) handle(f Frame, direct bool) {
 	s.mu.Lock()
 	s.heard = time.Now()
 	switch f.Type {
-	case FrameData:
+	case wire.FrameData:
 		if s.finRecv || s.rerr != nil {
 			s.mu.Unlock()
 			return
@@ -385,7 +387,7 @@ func (s *Stream) handle(f Frame, direct bool) {
 		}
 		s.mu.Unlock()
 		signal(s.readable)
-	case FrameCredit:
+	case wire.FrameCredit:
 		if f.Offset > s.limit {
 			s.limit = f.Offset
 			s.mu.Unlock()
@@ -393,7 +395,7 @@ func (s *Stream) handle(f Frame, direct bool) {
 			return
 		}
 		s.mu.Unlock()
-	case FrameFin:
+	case wire.FrameFin:
 		if s.finRecv {
 			s.mu.Unlock()
 			return
@@ -407,7 +409,7 @@ func (s *Stream) handle(f Frame, direct bool) {
 		s.finRecv = true
 		s.mu.Unlock()
 		signal(s.readable)
-	case FrameReset:
+	case wire.FrameReset:
 		err := &Error{Code: f.Code, Message: f.Message}
 		s.mu.Unlock()
 		s.fail(err, true)
@@ -423,7 +425,7 @@ func (s *Stream) keepalive(now time.Time) (silent bool) {
 	g := s.granted
 	silent = now.Sub(s.heard) > time.Duration(keepaliveMisses)*keepaliveEvery+keepaliveEvery/2
 	s.mu.Unlock()
-	s.sendControl(Frame{Type: FrameCredit, Offset: g}, skipIfBusy)
+	s.sendControl(Frame{Type: wire.FrameCredit, Offset: g}, skipIfBusy)
 	return silent
 }
 
@@ -458,7 +460,7 @@ func (m *streamMux) dispatch(msg *Msg) {
 	if s == nil {
 		return
 	}
-	f, err := DecodeFrame(msg.Data)
+	f, err := wire.DecodeFrame(msg.Data)
 	if err != nil {
 		s.Reset(err)
 		return
@@ -541,7 +543,7 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 		return nil, err
 	}
 	id := randomToken(12)
-	s := newStream(mux, id, StreamSubject(exporter, id), "", DefaultWindow)
+	s := newStream(mux, id, wire.StreamSubject(exporter, id), "", DefaultWindow)
 	if err := mux.add(s); err != nil {
 		return nil, err
 	}
@@ -565,7 +567,7 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 		s.Reset(err)
 		return nil, err
 	}
-	s.handle(Frame{Type: FrameCredit, Offset: w}, true)
+	s.handle(Frame{Type: wire.FrameCredit, Offset: w}, true)
 	if addr := reply.Header.Get(HeaderStreamDirect); addr != "" {
 		if dc, err := dialDirect(ctx, addr, reply.Header.Get(HeaderStreamToken), reply.Header.Get(HeaderStreamPin)); err == nil {
 			s.mu.Lock()
@@ -573,7 +575,7 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 			s.mu.Unlock()
 		} else {
 			// Tell the exporter to use the bus: any frame of ours there does.
-			s.sendControl(Frame{Type: FrameCredit, Offset: DefaultWindow}, waitSlot)
+			s.sendControl(Frame{Type: wire.FrameCredit, Offset: DefaultWindow}, waitSlot)
 		}
 	}
 	return s, nil
@@ -593,7 +595,7 @@ func (c *Conn) clientMux(exporter string) (*streamMux, error) {
 	if c.nc.IsClosed() {
 		return nil, &Error{Code: Unavailable, Message: "connection closed"}
 	}
-	m, err := newStreamMux(c, StreamOutWildcard(exporter))
+	m, err := newStreamMux(c, wire.StreamOutWildcard(exporter))
 	if err != nil {
 		return nil, err
 	}
@@ -620,7 +622,7 @@ func (ss *StreamServer) OfferDirect(d *DirectListener) { ss.direct.Store(d) }
 
 // ServeStreams starts receiving client → exporter frames for exporter.
 func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
-	m, err := newStreamMux(c, StreamWildcard(exporter))
+	m, err := newStreamMux(c, wire.StreamWildcard(exporter))
 	if err != nil {
 		return nil, err
 	}
@@ -634,14 +636,14 @@ func Opens(m *Msg) bool { return m.Header.Get(HeaderStream) != "" }
 // m with the returned header to tell the client the stream is open.
 func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 	id := m.Header.Get(HeaderStream)
-	if !validToken(id) {
+	if !wire.ValidName(id) {
 		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q is not a valid stream id", HeaderStream, id)}
 	}
 	w, err := strconv.ParseUint(m.Header.Get(HeaderStreamWindow), 10, 64)
 	if err != nil || w == 0 {
 		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q must be a positive number of bytes", HeaderStreamWindow, m.Header.Get(HeaderStreamWindow))}
 	}
-	s := newStream(ss.mux, id, StreamOutSubject(ss.exporter, id), group, DefaultWindow)
+	s := newStream(ss.mux, id, wire.StreamOutSubject(ss.exporter, id), group, DefaultWindow)
 	s.limit = w
 	d := ss.direct.Load()
 	if d != nil && m.Header.Get(HeaderStreamDirect) == "1" {

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 // qualified names the method in errors: "power.on" when the method came from a Tree.
@@ -31,7 +31,7 @@ func (m *Method) Convert(raw []any) (Args, error) {
 	}
 	maxN := len(m.Args)
 	if len(raw) < minN || len(raw) > maxN {
-		return nil, bus.Errorf(bus.InvalidArgument, "%s takes %s, got %d", m.qualified(), m.arity(minN, maxN), len(raw))
+		return nil, wire.Errorf(wire.InvalidArgument, "%s takes %s, got %d", m.qualified(), m.arity(minN, maxN), len(raw))
 	}
 	out := make(Args, len(raw))
 	for i, v := range raw {
@@ -40,11 +40,11 @@ func (m *Method) Convert(raw []any) (Args, error) {
 			if a.Optional {
 				continue
 			}
-			return nil, bus.Errorf(bus.InvalidArgument, "%s: argument %d (%s): want %s, got nil", m.qualified(), i+1, a.Name, a.Type)
+			return nil, wire.Errorf(wire.InvalidArgument, "%s: argument %d (%s): want %s, got nil", m.qualified(), i+1, a.Name, a.Type)
 		}
 		c, ok := convert(a.Type, v)
 		if !ok {
-			return nil, bus.Errorf(bus.InvalidArgument, "%s: argument %d (%s): want %s, got %T", m.qualified(), i+1, a.Name, a.Type, v)
+			return nil, wire.Errorf(wire.InvalidArgument, "%s: argument %d (%s): want %s, got %T", m.qualified(), i+1, a.Name, a.Type, v)
 		}
 		out[i] = c
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 var runMethod = Method{Name: "run", Kind: KindCall, path: "shell",
@@ -62,7 +62,7 @@ func TestConvertTypes(t *testing.T) {
 				if err == nil {
 					t.Fatalf("got %#v, want an error", got)
 				}
-				if !errors.Is(err, bus.ErrInvalidArgument) {
+				if !errors.Is(err, wire.ErrInvalidArgument) {
 					t.Errorf("got error %v, want INVALID_ARGUMENT", err)
 				}
 				return
@@ -101,8 +101,8 @@ func TestConvertErrors(t *testing.T) {
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("got %v, want %s", err, tt.want)
 		}
-		if !errors.Is(err, bus.ErrInvalidArgument) {
-			t.Errorf("%s: got code %s, want INVALID_ARGUMENT", tt.want, bus.CodeOf(err))
+		if !errors.Is(err, wire.ErrInvalidArgument) {
+			t.Errorf("%s: got code %s, want INVALID_ARGUMENT", tt.want, wire.CodeOf(err))
 		}
 	}
 }
@@ -214,7 +214,7 @@ func FuzzConvertArgs(f *testing.F) {
 		m := Method{Name: "m", Args: []Arg{{Name: "x", Type: Type(typ)}, {Name: "y", Type: TypeAny, Optional: true}}}
 		args, err := m.Convert([]any{v})
 		if err != nil {
-			if !errors.Is(err, bus.ErrInvalidArgument) {
+			if !errors.Is(err, wire.ErrInvalidArgument) {
 				t.Fatalf("got %v, want INVALID_ARGUMENT", err)
 			}
 			return

@@ -1,83 +1,12 @@
 package driver
 
-// Description is the reply to an exporter's describe request: the whole driver tree. It is
-// msgpack on the wire; the same field names are used for the CLI's JSON and YAML output.
-type Description struct {
-	Exporter string            `msgpack:"exporter" json:"exporter" yaml:"exporter"`
-	Labels   map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"`
-	Drivers  []*NodeDesc       `msgpack:"drivers" json:"drivers" yaml:"drivers"`
-}
+import "jsn.dev/jsn/bus/wire"
 
-// NodeDesc describes one node of the tree.
-type NodeDesc struct {
-	Name      string `msgpack:"name" json:"name" yaml:"name"`
-	Path      string `msgpack:"path" json:"path" yaml:"path"` // dotted, "harness.power"
-	Type      string `msgpack:"type" json:"type" yaml:"type"` // "power.Mock"
-	Interface string `msgpack:"interface,omitempty" json:"interface,omitempty" yaml:"interface,omitempty"`
-	Doc       string `msgpack:"doc,omitempty" json:"doc,omitempty" yaml:"doc,omitempty"`
-	Ref       string `msgpack:"ref,omitempty" json:"ref,omitempty" yaml:"ref,omitempty"` // path this node proxies to
-	// Unavailable is set, with the reason, when the device is absent (its calls fail UNAVAILABLE).
-	Unavailable string        `msgpack:"unavailable,omitempty" json:"unavailable,omitempty" yaml:"unavailable,omitempty"`
-	Methods     []*MethodDesc `msgpack:"methods,omitempty" json:"methods,omitempty" yaml:"methods,omitempty"`
-	Children    []*NodeDesc   `msgpack:"children,omitempty" json:"children,omitempty" yaml:"children,omitempty"`
-}
-
-// MethodDesc describes one method.
-type MethodDesc struct {
-	Name    string     `msgpack:"name" json:"name" yaml:"name"`
-	Doc     string     `msgpack:"doc,omitempty" json:"doc,omitempty" yaml:"doc,omitempty"`
-	Kind    Kind       `msgpack:"kind" json:"kind" yaml:"kind"`
-	Args    []*ArgDesc `msgpack:"args,omitempty" json:"args,omitempty" yaml:"args,omitempty"`
-	Returns Type       `msgpack:"returns,omitempty" json:"returns,omitempty" yaml:"returns,omitempty"`
-}
-
-// ArgDesc describes one positional argument.
-type ArgDesc struct {
-	Name     string `msgpack:"name" json:"name" yaml:"name"`
-	Type     Type   `msgpack:"type" json:"type" yaml:"type"`
-	Doc      string `msgpack:"doc,omitempty" json:"doc,omitempty" yaml:"doc,omitempty"`
-	Optional bool   `msgpack:"optional,omitempty" json:"optional,omitempty" yaml:"optional,omitempty"`
-}
-
-// Find returns the node at the dotted path, or nil.
-func (d *Description) Find(path string) *NodeDesc {
-	var walk func(ns []*NodeDesc) *NodeDesc
-	walk = func(ns []*NodeDesc) *NodeDesc {
-		for _, n := range ns {
-			if n.Path == path {
-				return n
-			}
-			if m := walk(n.Children); m != nil {
-				return m
-			}
-		}
-		return nil
-	}
-	return walk(d.Drivers)
-}
-
-// WithInterface returns every node implementing iface ("jsn.power.v1"), in tree order.
-func (d *Description) WithInterface(iface string) []*NodeDesc {
-	var out []*NodeDesc
-	var walk func(ns []*NodeDesc)
-	walk = func(ns []*NodeDesc) {
-		for _, n := range ns {
-			if n.Interface == iface {
-				out = append(out, n)
-			}
-			walk(n.Children)
-		}
-	}
-	walk(d.Drivers)
-	return out
-}
-
-// Method returns the named method of n, or nil.
-func (n *NodeDesc) Method(name string) *MethodDesc {
-	for _, m := range n.Methods {
-		if m.Name == name {
-			return m
-		}
-	}
-	return nil
-}
+// The describe types are part of the wire contract (package wire); these names keep the
+// framework's callers reading as before.
+type (
+	Description = wire.Description
+	NodeDesc    = wire.NodeDesc
+	MethodDesc  = wire.MethodDesc
+	ArgDesc     = wire.ArgDesc
+)

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 // Driver is one node of an exporter's driver tree: the server side of one device interface.
@@ -87,33 +89,29 @@ type Info struct {
 	Ref bool
 }
 
-// Kind says how a method is invoked.
-type Kind string
+// Kind says how a method is invoked (see wire.Kind).
+type Kind = wire.Kind
 
 const (
-	KindCall         Kind = "call"          // one request, one reply
-	KindServerStream Kind = "server-stream" // one request, many msgpack values, then end
-	KindByteStream   Kind = "byte-stream"   // one request opens a bidirectional byte stream
+	KindCall         = wire.KindCall
+	KindServerStream = wire.KindServerStream
+	KindByteStream   = wire.KindByteStream
 )
 
-// Type names an argument or result type in describe. The CLI converts string arguments with it.
-type Type string
+// Type names an argument or result type in describe (see wire.Type).
+type Type = wire.Type
 
 const (
-	TypeNone     Type = ""         // no result
-	TypeString   Type = "string"   // Go string
-	TypeInt      Type = "int"      // int64
-	TypeFloat    Type = "float"    // float64
-	TypeBool     Type = "bool"     // bool
-	TypeBytes    Type = "bytes"    // []byte
-	TypeDuration Type = "duration" // time.Duration; on the wire int64 nanoseconds or a Go duration string
-	TypeAny      Type = "any"      // any msgpack value
-	// TypeOutput is a process-output item: map{"stream": "stdout"|"stderr", "data": bytes} or
-	// map{"exit_code": int}. The CLI writes such items raw to its own stdout/stderr and exits with
-	// exit_code.
-	TypeOutput Type = "output"
-	// TypeReading is a power reading: map{"voltage": float volts, "current": float amperes}.
-	TypeReading Type = "reading"
+	TypeNone     = wire.TypeNone
+	TypeString   = wire.TypeString
+	TypeInt      = wire.TypeInt
+	TypeFloat    = wire.TypeFloat
+	TypeBool     = wire.TypeBool
+	TypeBytes    = wire.TypeBytes
+	TypeDuration = wire.TypeDuration
+	TypeAny      = wire.TypeAny
+	TypeOutput   = wire.TypeOutput
+	TypeReading  = wire.TypeReading
 )
 
 // Arg is one positional argument of a method.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"sync"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -14,7 +14,7 @@ import (
 func Method(d driver.Driver, name string) (*driver.Method, error) {
 	m, ok := d.(driver.Methoder)
 	if !ok {
-		return nil, bus.Errorf(bus.NotFound, "%T has no methods", d)
+		return nil, wire.Errorf(wire.NotFound, "%T has no methods", d)
 	}
 	var names []string
 	for _, meth := range m.Methods() {
@@ -23,7 +23,7 @@ func Method(d driver.Driver, name string) (*driver.Method, error) {
 		}
 		names = append(names, meth.Name)
 	}
-	return nil, bus.Errorf(bus.NotFound, "%T has no method %q; it has %v", d, name, names)
+	return nil, wire.Errorf(wire.NotFound, "%T has no method %q; it has %v", d, name, names)
 }
 
 func method(d driver.Driver, name string, kind driver.Kind) (*driver.Method, error) {

@@ -5,13 +5,13 @@ import (
 	"io"
 	"sync"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
 // ErrReset is what Read and Write return on one end of a Pipe after the other end was closed
-// before finishing cleanly. It matches bus.ErrUnavailable, as a reset stream does in the client.
-var ErrReset = &bus.Error{Code: bus.Unavailable, Message: "stream reset by peer"}
+// before finishing cleanly. It matches wire.ErrUnavailable, as a reset stream does in the client.
+var ErrReset = &wire.Error{Code: wire.Unavailable, Message: "stream reset by peer"}
 
 // errWriteAfterFIN is returned by Write after CloseWrite on the same end.
 var errWriteAfterFIN = errors.New("drivertest: write after CloseWrite")

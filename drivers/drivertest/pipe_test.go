@@ -10,7 +10,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -76,8 +76,8 @@ func TestPipeClose(t *testing.T) {
 			if _, err := srv.Write([]byte("x")); !errors.Is(err, ErrReset) {
 				t.Fatalf("peer write: got %v, want %v", err, ErrReset)
 			}
-			if !errors.Is(ErrReset, bus.ErrUnavailable) {
-				t.Fatalf("ErrReset does not match bus.ErrUnavailable")
+			if !errors.Is(ErrReset, wire.ErrUnavailable) {
+				t.Fatalf("ErrReset does not match wire.ErrUnavailable")
 			}
 			if _, err := cli.Read(make([]byte, 1)); err != io.ErrClosedPipe {
 				t.Fatalf("own read after Close: got %v, want %v", err, io.ErrClosedPipe)

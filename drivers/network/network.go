@@ -3,7 +3,7 @@ package network
 import (
 	"context"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -30,7 +30,7 @@ func methods(kind, addr string, enableAddress bool, connectDoc string, connect f
 			Returns: driver.TypeString,
 			Call: func(ctx context.Context, _ driver.Args) (any, error) {
 				if !enableAddress {
-					return nil, bus.Errorf(bus.FailedPrecondition, "address: disabled by enable_address: false")
+					return nil, wire.Errorf(wire.FailedPrecondition, "address: disabled by enable_address: false")
 				}
 				return addr, nil
 			},

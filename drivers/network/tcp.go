@@ -8,7 +8,7 @@ import (
 	"net"
 	"strconv"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -87,7 +87,7 @@ func (t *TCP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 	t.log.Debug("connected", "addr", addr, "local", conn.LocalAddr().String())
 	if err := splice(ctx, "stream", s, addr, conn); err != nil {
 		if errors.Is(err, errReset) {
-			return bus.Errorf(bus.Unavailable, "connect %s: %w", addr, err)
+			return wire.Errorf(wire.Unavailable, "connect %s: %w", addr, err)
 		}
 		return fmt.Errorf("connect %s: %w", addr, err)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
@@ -218,10 +218,10 @@ func TestConnectRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = c.Wait()
-	if !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "connect 127.0.0.1:") {
+	if !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "connect 127.0.0.1:") {
 		t.Fatalf("handler: got %v, want UNAVAILABLE naming the address", err)
 	}
-	if _, err := io.ReadAll(c); !errors.Is(err, bus.ErrUnavailable) {
+	if _, err := io.ReadAll(c); !errors.Is(err, wire.ErrUnavailable) {
 		t.Fatalf("client read: got %v, want a reset", err)
 	}
 	c.Close()
@@ -311,7 +311,7 @@ func TestResetClosesConnections(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("conn %d: handler still running after Reset returned", i)
 		}
-		if err := c.Wait(); !errors.Is(err, bus.ErrUnavailable) {
+		if err := c.Wait(); !errors.Is(err, wire.ErrUnavailable) {
 			t.Fatalf("conn %d: handler: got %v, want UNAVAILABLE", i, err)
 		}
 		if _, err := io.ReadAll(c); err == nil {
@@ -355,7 +355,7 @@ func TestAddress(t *testing.T) {
 		t.Fatalf("address: got %v, %v, want %q, nil", got, err, "127.0.0.1:2222")
 	}
 	d.EnableAddress = false
-	if _, err := drivertest.CallMethod(context.Background(), d, "address"); !errors.Is(err, bus.ErrFailedPrecondition) {
+	if _, err := drivertest.CallMethod(context.Background(), d, "address"); !errors.Is(err, wire.ErrFailedPrecondition) {
 		t.Fatalf("address disabled: got %v, want FAILED_PRECONDITION", err)
 	}
 	d6 := NewTCP(driver.Env{}).(*TCP)

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 // errReset is the cause given to the connections Reset and Close end.
@@ -81,9 +81,9 @@ func (t *tracker) closeAll() []*tracked {
 func dialError(ctx context.Context, addr string, err error) error {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errReset):
-		return bus.Errorf(bus.Unavailable, "connect %s: %w", addr, cause)
+		return wire.Errorf(wire.Unavailable, "connect %s: %w", addr, cause)
 	case cause != nil:
 		return fmt.Errorf("connect %s: %w", addr, cause)
 	}
-	return bus.Errorf(bus.Unavailable, "connect %s: %w", addr, err)
+	return wire.Errorf(wire.Unavailable, "connect %s: %w", addr, err)
 }

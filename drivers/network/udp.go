@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"sync"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -120,7 +120,7 @@ func (u *UDP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 	stop := context.AfterFunc(ctx, func() {
 		cause := context.Cause(ctx)
 		if errors.Is(cause, errReset) {
-			cause = bus.Errorf(bus.Unavailable, "connect %s: %w", addr, cause)
+			cause = wire.Errorf(wire.Unavailable, "connect %s: %w", addr, cause)
 		}
 		fail(cause)
 	})
@@ -130,15 +130,15 @@ func (u *UDP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 	go func() {
 		defer close(repliesDone)
 		if err := replies(conn, s); err != nil && !errors.Is(err, net.ErrClosed) {
-			fail(bus.Errorf(bus.Unavailable, "connect %s: %w", addr, err))
+			fail(wire.Errorf(wire.Unavailable, "connect %s: %w", addr, err))
 		}
 	}()
 	err = requests(s, conn)
 	if err != nil {
 		if errors.Is(err, ErrDatagramTooLarge) || errors.Is(err, io.ErrUnexpectedEOF) {
-			err = bus.Errorf(bus.InvalidArgument, "connect %s: %w", addr, err)
+			err = wire.Errorf(wire.InvalidArgument, "connect %s: %w", addr, err)
 		} else {
-			err = bus.Errorf(bus.Unavailable, "connect %s: %w", addr, err)
+			err = wire.Errorf(wire.Unavailable, "connect %s: %w", addr, err)
 		}
 		fail(err)
 	}

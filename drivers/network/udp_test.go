@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
@@ -128,9 +128,9 @@ func TestUDPBadFrames(t *testing.T) {
 		send []byte
 		want error
 	}{
-		{"too large", []byte{0xff, 0xe4}, bus.ErrInvalidArgument}, // announces 65508 bytes
-		{"largest length", []byte{0xff, 0xff, 1, 2, 3}, bus.ErrInvalidArgument},
-		{"truncated", []byte{0, 10, 'a'}, bus.ErrInvalidArgument},
+		{"too large", []byte{0xff, 0xe4}, wire.ErrInvalidArgument}, // announces 65508 bytes
+		{"largest length", []byte{0xff, 0xff, 1, 2, 3}, wire.ErrInvalidArgument},
+		{"truncated", []byte{0, 10, 'a'}, wire.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,7 +178,7 @@ func TestUDPClosedPort(t *testing.T) {
 			waitOrDone(c.Done())
 		}
 	}()
-	if err := c.Wait(); !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "refused") {
+	if err := c.Wait(); !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("handler: got %v, want UNAVAILABLE connection refused", err)
 	}
 }
@@ -220,7 +220,7 @@ func TestUDPResetAndCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("handler still running after Reset returned")
 	}
-	if err := a.Wait(); !errors.Is(err, bus.ErrUnavailable) {
+	if err := a.Wait(); !errors.Is(err, wire.ErrUnavailable) {
 		t.Fatalf("after reset: got %v, want UNAVAILABLE", err)
 	}
 }

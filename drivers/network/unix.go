@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -109,7 +109,7 @@ func (u *Unix) connect(ctx context.Context, _ driver.Args, s driver.Stream) erro
 	u.log.Debug("connected", "path", path)
 	if err := splice(ctx, "stream", s, path, conn); err != nil {
 		if errors.Is(err, errReset) {
-			return bus.Errorf(bus.Unavailable, "connect %s: %w", path, err)
+			return wire.Errorf(wire.Unavailable, "connect %s: %w", path, err)
 		}
 		return fmt.Errorf("connect %s: %w", path, err)
 	}

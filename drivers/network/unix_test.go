@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
@@ -84,7 +84,7 @@ func TestUnixNoSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if err := c.Wait(); !errors.Is(err, bus.ErrUnavailable) || !strings.Contains(err.Error(), "absent.sock") {
+	if err := c.Wait(); !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "absent.sock") {
 		t.Fatalf("handler: got %v, want UNAVAILABLE naming the socket", err)
 	}
 }
@@ -106,7 +106,7 @@ func TestUnixReset(t *testing.T) {
 	if err := d.Reset(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Wait(); !errors.Is(err, bus.ErrUnavailable) {
+	if err := c.Wait(); !errors.Is(err, wire.ErrUnavailable) {
 		t.Fatalf("after reset: got %v, want UNAVAILABLE", err)
 	}
 }

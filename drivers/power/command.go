@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -263,7 +263,7 @@ func (r *runner) Status(ctx context.Context) (State, error) {
 
 // Read fails UNIMPLEMENTED.
 func (r *runner) Read(ctx context.Context) (Reading, error) {
-	return Reading{}, bus.Errorf(bus.Unimplemented, "this %s power switch cannot measure voltage or current", r.kind)
+	return Reading{}, wire.Errorf(wire.Unimplemented, "this %s power switch cannot measure voltage or current", r.kind)
 }
 
 // maxOutput bounds what is kept of a command's stdout and stderr.
@@ -303,15 +303,15 @@ func (r *runner) exec(ctx context.Context, action string, argv []string, extra [
 	case err == nil:
 		return stdout.String(), nil
 	case ctx.Err() == context.DeadlineExceeded:
-		return "", bus.Errorf(bus.DeadlineExceeded, "%s: %s did not finish within %s; killed it", action, name, r.timeout)
+		return "", wire.Errorf(wire.DeadlineExceeded, "%s: %s did not finish within %s; killed it", action, name, r.timeout)
 	case ctx.Err() != nil:
 		return "", fmt.Errorf("%s: %s: %w", action, name, ctx.Err())
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return "", bus.Errorf(bus.Unavailable, "%s: %s %s%s", action, name, exitText(ee), tail(stderr.String()))
+		return "", wire.Errorf(wire.Unavailable, "%s: %s %s%s", action, name, exitText(ee), tail(stderr.String()))
 	}
-	return "", bus.Errorf(bus.Unavailable, "%s: %s: %w", action, name, err)
+	return "", wire.Errorf(wire.Unavailable, "%s: %s: %w", action, name, err)
 }
 
 func exitText(ee *exec.ExitError) string {

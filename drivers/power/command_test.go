@@ -13,7 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
@@ -62,9 +62,9 @@ func call(t *testing.T, d driver.Driver, method string, args ...any) {
 	}
 }
 
-func wantCode(t *testing.T, err error, code bus.Code, msg string) {
+func wantCode(t *testing.T, err error, code wire.Code, msg string) {
 	t.Helper()
-	if got := bus.CodeOf(err); got != code || !strings.Contains(err.Error(), msg) {
+	if got := wire.CodeOf(err); got != code || !strings.Contains(err.Error(), msg) {
 		t.Fatalf("got %v (%v), want %s containing %q", got, err, code, msg)
 	}
 }
@@ -188,11 +188,11 @@ config:
   timeout: 300ms`, "")
 	ctx := context.Background()
 	_, err := drivertest.CallMethod(ctx, d, "on")
-	wantCode(t, err, bus.Unavailable, "exited with status 3: hub 1-1 not found")
+	wantCode(t, err, wire.Unavailable, "exited with status 3: hub 1-1 not found")
 	_, err = drivertest.CallMethod(ctx, d, "off")
-	wantCode(t, err, bus.Unavailable, "exited with status 127")
+	wantCode(t, err, wire.Unavailable, "exited with status 127")
 	_, err = drivertest.CallMethod(ctx, d, "status")
-	wantCode(t, err, bus.DeadlineExceeded, "did not finish within 300ms")
+	wantCode(t, err, wire.DeadlineExceeded, "did not finish within 300ms")
 	// The grandchild (the backgrounded sleep) died with the group.
 	pid, err := strconv.Atoi(strings.TrimSpace(readFile(t, pidFile)))
 	if err != nil {
@@ -206,12 +206,12 @@ config:
 		time.Sleep(10 * time.Millisecond)
 	}
 	_, err = drivertest.CollectStream(ctx, d, "read", int64(1))
-	wantCode(t, err, bus.Unimplemented, "cannot measure")
+	wantCode(t, err, wire.Unimplemented, "cannot measure")
 
 	// A shell that does not exist.
 	d = buildOne(t, "type: power.Command\nconfig: {on: x, off: y, shell: [/no/such/shell, -c]}", "")
 	_, err = drivertest.CallMethod(ctx, d, "on")
-	wantCode(t, err, bus.Unavailable, "no such file")
+	wantCode(t, err, wire.Unavailable, "no such file")
 
 	// A caller that goes away cancels the command.
 	d = buildOne(t, "type: power.Command\nconfig: {on: sleep 600, off: y}", "")

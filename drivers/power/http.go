@@ -20,7 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -693,7 +693,7 @@ func (h *HTTP) switchTo(ctx context.Context, c *httpCall, want State) error {
 		return err
 	}
 	if s, ok := got.(State); ok && s != want {
-		return bus.Errorf(bus.FailedPrecondition, "%s: %s %s: the relay reports %s, want %s", c.action, c.method, shownURL(c.url), s, want)
+		return wire.Errorf(wire.FailedPrecondition, "%s: %s %s: the relay reports %s, want %s", c.action, c.method, shownURL(c.url), s, want)
 	}
 	h.mu.Lock()
 	if h.assumed != want {
@@ -721,7 +721,7 @@ func (h *HTTP) Status(ctx context.Context) (State, error) {
 // Read asks the device for voltage and current; without a read request it is UNIMPLEMENTED.
 func (h *HTTP) Read(ctx context.Context) (Reading, error) {
 	if h.read == nil {
-		return Reading{}, bus.Errorf(bus.Unimplemented, "read: no read request configured; this relay cannot measure")
+		return Reading{}, wire.Errorf(wire.Unimplemented, "read: no read request configured; this relay cannot measure")
 	}
 	got, err := h.do(ctx, h.read)
 	if err != nil {
@@ -737,7 +737,7 @@ const maxHTTPBody = 1 << 20
 // DEADLINE_EXCEEDED, an unexpected status or body FAILED_PRECONDITION.
 func (h *HTTP) do(ctx context.Context, c *httpCall) (any, error) {
 	if h.client == nil {
-		return nil, bus.Errorf(bus.Unavailable, "%s: driver not open", c.action)
+		return nil, wire.Errorf(wire.Unavailable, "%s: driver not open", c.action)
 	}
 	shown := shownURL(c.url)
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
@@ -748,18 +748,18 @@ func (h *HTTP) do(ctx context.Context, c *httpCall) (any, error) {
 	}
 	switch {
 	case c.status != 0 && resp.StatusCode != c.status:
-		return nil, bus.Errorf(bus.FailedPrecondition, "%s: %s %s: got status %d, want %d; body %s", c.action, c.method, shown, resp.StatusCode, c.status, snippet(b))
+		return nil, wire.Errorf(wire.FailedPrecondition, "%s: %s %s: got status %d, want %d; body %s", c.action, c.method, shown, resp.StatusCode, c.status, snippet(b))
 	case c.status == 0 && (resp.StatusCode < 200 || resp.StatusCode > 299):
-		return nil, bus.Errorf(bus.FailedPrecondition, "%s: %s %s: got status %d, want 2xx; body %s", c.action, c.method, shown, resp.StatusCode, snippet(b))
+		return nil, wire.Errorf(wire.FailedPrecondition, "%s: %s %s: got status %d, want 2xx; body %s", c.action, c.method, shown, resp.StatusCode, snippet(b))
 	case c.bodyRe != nil && !c.bodyRe.Match(b):
-		return nil, bus.Errorf(bus.FailedPrecondition, "%s: %s %s: got body %s, want a match of %q", c.action, c.method, shown, snippet(b), c.bodyRe.String())
+		return nil, wire.Errorf(wire.FailedPrecondition, "%s: %s %s: got body %s, want a match of %q", c.action, c.method, shown, snippet(b), c.bodyRe.String())
 	}
 	if c.parse == nil {
 		return nil, nil
 	}
 	v, err := c.parse(b)
 	if err != nil {
-		return nil, bus.Errorf(bus.FailedPrecondition, "%s: %s %s: %v", c.action, c.method, shown, err)
+		return nil, wire.Errorf(wire.FailedPrecondition, "%s: %s %s: %v", c.action, c.method, shown, err)
 	}
 	return v, nil
 }
@@ -774,14 +774,14 @@ func (h *HTTP) send(ctx context.Context, c *httpCall, shown string) (*http.Respo
 	creds := h.Preset != "tasmota" && (h.Username != "" || h.Password != "")
 	origin := originOf(c.url)
 	basic := creds && (h.mode == authBasic || h.mode == authAuto && !h.digestFirst && !h.hasDigest(origin))
-	fail := func(code bus.Code, format string, args ...any) error {
-		return bus.Errorf(code, "%s: %s %s: 401 Unauthorized: %s", c.action, c.method, shown, fmt.Sprintf(format, args...))
+	fail := func(code wire.Code, format string, args ...any) error {
+		return wire.Errorf(code, "%s: %s %s: 401 Unauthorized: %s", c.action, c.method, shown, fmt.Sprintf(format, args...))
 	}
 	staleRetried := false
 	for attempt := 0; ; attempt++ {
 		req, err := h.newRequest(ctx, c)
 		if err != nil {
-			return nil, nil, bus.Errorf(bus.Internal, "%s: %s %s: %v", c.action, c.method, shown, err)
+			return nil, nil, wire.Errorf(wire.Internal, "%s: %s %s: %v", c.action, c.method, shown, err)
 		}
 		sent := "" // the credentials sent: "", "basic" or "digest"
 		if creds && h.mode != authBasic {
@@ -812,11 +812,11 @@ func (h *HTTP) send(ctx context.Context, c *httpCall, shown string) (*http.Respo
 			if perr != nil {
 				derr = perr // the cause
 			}
-			return nil, nil, fail(bus.FailedPrecondition, "bad digest challenge: %v", derr)
+			return nil, nil, fail(wire.FailedPrecondition, "bad digest challenge: %v", derr)
 		case found && !creds:
-			return nil, nil, fail(bus.Unavailable, "the device asks for digest auth (realm %q); set password or password_file", dc.realm)
+			return nil, nil, fail(wire.Unavailable, "the device asks for digest auth (realm %q); set password or password_file", dc.realm)
 		case found && h.mode == authBasic:
-			return nil, nil, fail(bus.Unavailable, "the device asks for digest auth, not basic (auth: basic)")
+			return nil, nil, fail(wire.Unavailable, "the device asks for digest auth, not basic (auth: basic)")
 		case found:
 			h.log.Debug("digest challenge", "realm", dc.realm, "algorithm", dc.algorithm, "qop", dc.qop, "stale", dc.stale)
 			h.setDigest(origin, dc)
@@ -826,20 +826,20 @@ func (h *HTTP) send(ctx context.Context, c *httpCall, shown string) (*http.Respo
 			case dc.stale && !staleRetried:
 				staleRetried = true
 			default:
-				return nil, nil, fail(bus.Unavailable, "wrong username or password (digest auth)")
+				return nil, nil, fail(wire.Unavailable, "wrong username or password (digest auth)")
 			}
 			continue
 		case sent == "basic":
-			return nil, nil, fail(bus.Unavailable, "wrong username or password (basic auth)")
+			return nil, nil, fail(wire.Unavailable, "wrong username or password (basic auth)")
 		case creds && sent == "" && attempt == 0 && h.mode == authAuto && hasScheme(cs, "Basic"):
 			basic = true // a device that said digest first, then basic: answer what it asks
 			continue
 		case h.mode == authDigest && len(cs) == 0:
-			return nil, nil, fail(bus.Unavailable, "the device sent no digest challenge%s (auth: digest)", unreadable(perr))
+			return nil, nil, fail(wire.Unavailable, "the device sent no digest challenge%s (auth: digest)", unreadable(perr))
 		case h.mode == authDigest:
-			return nil, nil, fail(bus.Unavailable, "the device asks for %s auth, not digest (auth: digest)", schemes(cs))
+			return nil, nil, fail(wire.Unavailable, "the device asks for %s auth, not digest (auth: digest)", schemes(cs))
 		case !creds && len(cs) > 0:
-			return nil, nil, fail(bus.Unavailable, "the device asks for %s auth; set username and password", schemes(cs))
+			return nil, nil, fail(wire.Unavailable, "the device asks for %s auth; set username and password", schemes(cs))
 		}
 		return resp, b, nil
 	}
@@ -870,19 +870,19 @@ func (h *HTTP) roundTrip(ctx context.Context, c *httpCall, req *http.Request, sh
 	if err != nil {
 		switch {
 		case ctx.Err() == context.DeadlineExceeded:
-			return nil, nil, bus.Errorf(bus.DeadlineExceeded, "%s: %s %s: no answer within %s", c.action, c.method, shown, h.Timeout)
+			return nil, nil, wire.Errorf(wire.DeadlineExceeded, "%s: %s %s: no answer within %s", c.action, c.method, shown, h.Timeout)
 		case ctx.Err() != nil:
 			return nil, nil, fmt.Errorf("%s: %s %s: %w", c.action, c.method, shown, ctx.Err())
 		}
-		return nil, nil, bus.Errorf(bus.Unavailable, "%s: %s %s: %s", c.action, c.method, shown, redact(err.Error(), c.url))
+		return nil, nil, wire.Errorf(wire.Unavailable, "%s: %s %s: %s", c.action, c.method, shown, redact(err.Error(), c.url))
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody))
 	if err != nil {
 		if ctx.Err() == context.DeadlineExceeded {
-			return nil, nil, bus.Errorf(bus.DeadlineExceeded, "%s: %s %s: no full answer within %s", c.action, c.method, shown, h.Timeout)
+			return nil, nil, wire.Errorf(wire.DeadlineExceeded, "%s: %s %s: no full answer within %s", c.action, c.method, shown, h.Timeout)
 		}
-		return nil, nil, bus.Errorf(bus.Unavailable, "%s: %s %s: read response: %s", c.action, c.method, shown, redact(err.Error(), c.url))
+		return nil, nil, wire.Errorf(wire.Unavailable, "%s: %s %s: read response: %s", c.action, c.method, shown, redact(err.Error(), c.url))
 	}
 	return resp, b, nil
 }

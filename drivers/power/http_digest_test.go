@@ -18,7 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
@@ -347,7 +347,7 @@ func TestHTTPDigestFailures(t *testing.T) {
 
 	wrong := buildOne(t, "type: power.HTTP\nconfig: {preset: shelly, generation: 2, host: "+host+", password: guess}", "")
 	_, err := drivertest.CallMethod(ctx, wrong, "on")
-	wantCode(t, err, bus.Unavailable, "on: GET "+e.URL+"/rpc/Switch.Set?id=0&on=true: 401 Unauthorized: wrong username or password (digest auth)")
+	wantCode(t, err, wire.Unavailable, "on: GET "+e.URL+"/rpc/Switch.Set?id=0&on=true: 401 Unauthorized: wrong username or password (digest auth)")
 	if strings.Contains(err.Error(), "guess") {
 		t.Fatalf("error shows the password: %v", err)
 	}
@@ -356,15 +356,15 @@ func TestHTTPDigestFailures(t *testing.T) {
 	}
 	// Later calls answer the cached challenge up front and fail the same way.
 	_, err = drivertest.CallMethod(ctx, wrong, "status")
-	wantCode(t, err, bus.Unavailable, "wrong username or password (digest auth)")
+	wantCode(t, err, wire.Unavailable, "wrong username or password (digest auth)")
 
 	none := buildOne(t, "type: power.HTTP\nconfig: {preset: shelly, generation: 2, host: "+host+"}", "")
 	_, err = drivertest.CallMethod(ctx, none, "status")
-	wantCode(t, err, bus.Unavailable, `401 Unauthorized: the device asks for digest auth (realm "`+shellyRealm+`"); set password or password_file`)
+	wantCode(t, err, wire.Unavailable, `401 Unauthorized: the device asks for digest auth (realm "`+shellyRealm+`"); set password or password_file`)
 
 	generic := buildOne(t, "type: power.HTTP\nconfig: {on: {url: '"+e.URL+"/rpc/Switch.Set?id=0&on=true'}, off: {url: '"+e.URL+"/rpc/Switch.Set?id=0&on=false'}, username: admin, password: s3cret, auth: basic}", "")
 	_, err = drivertest.CallMethod(ctx, generic, "on")
-	wantCode(t, err, bus.Unavailable, "the device asks for digest auth, not basic (auth: basic)")
+	wantCode(t, err, wire.Unavailable, "the device asks for digest auth, not basic (auth: basic)")
 
 	// A generic config in auto mode sends basic first, then answers the digest challenge, and
 	// sends digest up front from then on.
@@ -385,10 +385,10 @@ func TestHTTPDigestFailures(t *testing.T) {
 	basicOnly := buildOne(t, "type: power.HTTP\nconfig: {preset: shelly, host: "+host+", username: admin, password: pw, auth: digest}", "")
 	e.set(func(e *relayEmulator) { e.fail = 0 })
 	_, err = drivertest.CallMethod(ctx, basicOnly, "on")
-	wantCode(t, err, bus.Unavailable, "401 Unauthorized: the device sent no digest challenge (auth: digest)")
+	wantCode(t, err, wire.Unavailable, "401 Unauthorized: the device sent no digest challenge (auth: digest)")
 	shellyBasic := buildOne(t, "type: power.HTTP\nconfig: {preset: shelly, host: "+host+", username: admin, password: nope}", "")
 	_, err = drivertest.CallMethod(ctx, shellyBasic, "on")
-	wantCode(t, err, bus.Unavailable, "401 Unauthorized: wrong username or password (basic auth)")
+	wantCode(t, err, wire.Unavailable, "401 Unauthorized: wrong username or password (basic auth)")
 }
 
 // TestHTTPDigestChallengeErrors covers 401s whose challenges cannot be answered.
@@ -398,17 +398,17 @@ func TestHTTPDigestChallengeErrors(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		challenge, auth string
-		code            bus.Code
+		code            wire.Code
 		want            string
 	}{
-		{`Digest realm="r", qop="auth"`, "digest", bus.FailedPrecondition, "bad digest challenge: digest challenge has no nonce"},
-		{`Digest realm="r", nonce="n", algorithm=SHA-512`, "digest", bus.FailedPrecondition, `digest algorithm "SHA-512" not supported`},
-		{`Basic realm="r"`, "digest", bus.Unavailable, "the device asks for Basic auth, not digest (auth: digest)"},
-		{`Bearer, Negotiate`, "auto", bus.Unavailable, "wrong username or password (basic auth)"},
-		{`Digest realm="r`, "digest", bus.FailedPrecondition, "bad digest challenge: Digest challenge: parameter realm: unterminated quoted string"},
-		{`Basic realm="r`, "digest", bus.Unavailable, "the device asks for Basic auth, not digest (auth: digest)"},
-		{`"`, "digest", bus.Unavailable, "the device sent no digest challenge (unreadable WWW-Authenticate: want an auth scheme at byte 0"},
-		{``, "auto", bus.Unavailable, "wrong username or password (basic auth)"},
+		{`Digest realm="r", qop="auth"`, "digest", wire.FailedPrecondition, "bad digest challenge: digest challenge has no nonce"},
+		{`Digest realm="r", nonce="n", algorithm=SHA-512`, "digest", wire.FailedPrecondition, `digest algorithm "SHA-512" not supported`},
+		{`Basic realm="r"`, "digest", wire.Unavailable, "the device asks for Basic auth, not digest (auth: digest)"},
+		{`Bearer, Negotiate`, "auto", wire.Unavailable, "wrong username or password (basic auth)"},
+		{`Digest realm="r`, "digest", wire.FailedPrecondition, "bad digest challenge: Digest challenge: parameter realm: unterminated quoted string"},
+		{`Basic realm="r`, "digest", wire.Unavailable, "the device asks for Basic auth, not digest (auth: digest)"},
+		{`"`, "digest", wire.Unavailable, "the device sent no digest challenge (unreadable WWW-Authenticate: want an auth scheme at byte 0"},
+		{``, "auto", wire.Unavailable, "wrong username or password (basic auth)"},
 	}
 	for _, tt := range tests {
 		challenge = tt.challenge

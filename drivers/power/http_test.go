@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
@@ -274,7 +274,7 @@ func TestHTTPPresets(t *testing.T) {
 			}
 			items, err := drivertest.CollectStream(context.Background(), d, "read", int64(1))
 			if tt.readWant == nil {
-				wantCode(t, err, bus.Unimplemented, "cannot measure")
+				wantCode(t, err, wire.Unimplemented, "cannot measure")
 				return
 			}
 			if err != nil || len(items) != 1 {
@@ -325,21 +325,21 @@ func TestHTTPFailures(t *testing.T) {
 
 	e.set(func(e *relayEmulator) { e.fail = 500 })
 	_, err := drivertest.CallMethod(ctx, tasmota, "on")
-	wantCode(t, err, bus.FailedPrecondition, "on: GET "+e.URL+"/cm?cmnd=Power1%20On: got status 500, want 2xx; body \"relay on fire\\n\"")
+	wantCode(t, err, wire.FailedPrecondition, "on: GET "+e.URL+"/cm?cmnd=Power1%20On: got status 500, want 2xx; body \"relay on fire\\n\"")
 	e.set(func(e *relayEmulator) { e.fail, e.garbage = 0, "<html>login</html>" })
 	_, err = drivertest.CallMethod(ctx, shelly, "status")
-	wantCode(t, err, bus.FailedPrecondition, `status: GET `+e.URL+`/relay/0: want {"ison": true|false, ...}, got "<html>login</html>"`)
+	wantCode(t, err, wire.FailedPrecondition, `status: GET `+e.URL+`/relay/0: want {"ison": true|false, ...}, got "<html>login</html>"`)
 	_, err = drivertest.CallMethod(ctx, generic, "on")
-	wantCode(t, err, bus.FailedPrecondition, `got body "<html>login</html>", want a match of "^OK$"`)
+	wantCode(t, err, wire.FailedPrecondition, `got body "<html>login</html>", want a match of "^OK$"`)
 	e.set(func(e *relayEmulator) { e.garbage = "" })
 	_, err = drivertest.CallMethod(ctx, generic, "off")
-	wantCode(t, err, bus.FailedPrecondition, "got status 404, want 2xx")
+	wantCode(t, err, wire.FailedPrecondition, "got status 404, want 2xx")
 	_, err = drivertest.CallMethod(ctx, wrongRelay, "on")
-	wantCode(t, err, bus.FailedPrecondition, `tasmota answered Command "Unknown" (no relay 5?)`)
+	wantCode(t, err, wire.FailedPrecondition, `tasmota answered Command "Unknown" (no relay 5?)`)
 
 	e.set(func(e *relayEmulator) { e.hang = true })
 	_, err = drivertest.CallMethod(ctx, tasmota, "off")
-	wantCode(t, err, bus.DeadlineExceeded, "no answer within 300ms")
+	wantCode(t, err, wire.DeadlineExceeded, "no answer within 300ms")
 	e.set(func(e *relayEmulator) { e.hang = false })
 
 	// Nobody listening.
@@ -351,7 +351,7 @@ func TestHTTPFailures(t *testing.T) {
 	l.Close()
 	gone := buildOne(t, "type: power.HTTP\nconfig: {preset: tasmota, host: "+addr+", password: hunter2}", "")
 	_, err = drivertest.CallMethod(ctx, gone, "on")
-	wantCode(t, err, bus.Unavailable, "connection refused")
+	wantCode(t, err, wire.Unavailable, "connection refused")
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error shows the password: %v", err)
 	}

@@ -14,7 +14,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
@@ -160,14 +160,14 @@ func TestCycle(t *testing.T) {
 		args     []any
 		cancel   bool // ctx cancelled before the call
 		want     []string
-		wantCode bus.Code
+		wantCode wire.Code
 	}{
 		{name: "default wait", args: nil, want: []string{"off", "on"}},
 		{name: "explicit wait", args: []any{time.Millisecond}, want: []string{"off", "on"}},
 		{name: "zero wait", args: []any{time.Duration(0)}, want: []string{"off", "on"}},
-		{name: "negative wait", args: []any{-time.Second}, want: nil, wantCode: bus.InvalidArgument},
+		{name: "negative wait", args: []any{-time.Second}, want: nil, wantCode: wire.InvalidArgument},
 		{name: "cancelled during wait", args: []any{time.Hour}, cancel: true, want: []string{"off"},
-			wantCode: bus.Internal},
+			wantCode: wire.Internal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,7 +179,7 @@ func TestCycle(t *testing.T) {
 			r := &recorder{}
 			d := devDriver{Device: r, o: Options{CycleWait: time.Millisecond}}
 			_, err := drivertest.CallMethod(ctx, d, "cycle", tt.args...)
-			if got := bus.CodeOf(err); got != tt.wantCode {
+			if got := wire.CodeOf(err); got != tt.wantCode {
 				t.Fatalf("cycle error: got %v (%v), want code %q", got, err, tt.wantCode)
 			}
 			if tt.cancel && !errors.Is(err, context.Canceled) {
@@ -283,7 +283,7 @@ func TestMockReadUntilCancel(t *testing.T) {
 func TestMockReadBadCount(t *testing.T) {
 	m, _ := newMock(t)
 	_, err := drivertest.CollectStream(context.Background(), m, "read", int64(-1))
-	if !errors.Is(err, bus.ErrInvalidArgument) {
+	if !errors.Is(err, wire.ErrInvalidArgument) {
 		t.Fatalf("read -1: got %v, want INVALID_ARGUMENT", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -156,7 +156,7 @@ func Methods(p Device, o Options) []driver.Method {
 					wait = args.Duration(0)
 				}
 				if wait < 0 {
-					return nil, bus.Errorf(bus.InvalidArgument, "cycle: wait must not be negative, got %s", wait)
+					return nil, wire.Errorf(wire.InvalidArgument, "cycle: wait must not be negative, got %s", wait)
 				}
 				return nil, cycle(ctx, p, wait)
 			},
@@ -177,7 +177,7 @@ func Methods(p Device, o Options) []driver.Method {
 			Stream: func(ctx context.Context, args driver.Args, send func(any) error) error {
 				count := args.Int(0)
 				if count < 0 {
-					return bus.Errorf(bus.InvalidArgument, "read: count must not be negative, got %d", count)
+					return wire.Errorf(wire.InvalidArgument, "read: count must not be negative, got %d", count)
 				}
 				return stream(ctx, p, count, o.ReadInterval, send)
 			},

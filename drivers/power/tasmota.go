@@ -18,7 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -400,12 +400,12 @@ func (t *Tasmota) Status(ctx context.Context) (State, error) {
 	case "OFF":
 		return Off, nil
 	}
-	return "", bus.Errorf(bus.FailedPrecondition, "status: %s reports %q, want ON or OFF", t.StatTopic, s)
+	return "", wire.Errorf(wire.FailedPrecondition, "status: %s reports %q, want ON or OFF", t.StatTopic, s)
 }
 
 // Read fails UNIMPLEMENTED, as in Jumpstarter.
 func (t *Tasmota) Read(ctx context.Context) (Reading, error) {
-	return Reading{}, bus.Errorf(bus.Unimplemented, "read: the Tasmota MQTT driver does not measure; use power.HTTP with preset tasmota for its energy sensor")
+	return Reading{}, wire.Errorf(wire.Unimplemented, "read: the Tasmota MQTT driver does not measure; use power.HTTP with preset tasmota for its energy sensor")
 }
 
 // command publishes payload on the command topic and waits for a report on the stat topic
@@ -414,7 +414,7 @@ func (t *Tasmota) command(ctx context.Context, action, payload, want string) (st
 	t.switchLock.Lock()
 	defer t.switchLock.Unlock()
 	if why := t.Unavailable(); why != "" {
-		return "", bus.Errorf(bus.Unavailable, "%s: %s", action, why)
+		return "", wire.Errorf(wire.Unavailable, "%s: %s", action, why)
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.Timeout)
 	defer cancel()
@@ -428,7 +428,7 @@ func (t *Tasmota) command(ctx context.Context, action, payload, want string) (st
 		return "", t.ctxErr(ctx, action, fmt.Sprintf("publish on %s", t.CmndTopic))
 	}
 	if err := tok.Error(); err != nil {
-		return "", bus.Errorf(bus.Unavailable, "%s: publish %q on %s: %v", action, payload, t.CmndTopic, err)
+		return "", wire.Errorf(wire.Unavailable, "%s: publish %q on %s: %v", action, payload, t.CmndTopic, err)
 	}
 	for {
 		t.mu.Lock()
@@ -458,7 +458,7 @@ func (t *Tasmota) command(ctx context.Context, action, payload, want string) (st
 
 func (t *Tasmota) ctxErr(ctx context.Context, action, what string) error {
 	if ctx.Err() == context.DeadlineExceeded {
-		return bus.Errorf(bus.DeadlineExceeded, "%s: %s within %s", action, what, t.Timeout)
+		return wire.Errorf(wire.DeadlineExceeded, "%s: %s within %s", action, what, t.Timeout)
 	}
 	return fmt.Errorf("%s: %s: %w", action, what, ctx.Err())
 }

@@ -15,7 +15,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
@@ -248,7 +248,7 @@ func TestTasmota(t *testing.T) {
 				t.Fatalf("commands: got %q, want %q", got, want)
 			}
 			_, err := drivertest.CollectStream(context.Background(), d, "read", int64(1))
-			wantCode(t, err, bus.Unimplemented, "does not measure")
+			wantCode(t, err, wire.Unimplemented, "does not measure")
 		})
 	}
 }
@@ -263,15 +263,15 @@ func TestTasmotaFailures(t *testing.T) {
 	relay.mute = true
 	relay.mu.Unlock()
 	_, err := drivertest.CallMethod(ctx, d, "on")
-	wantCode(t, err, bus.DeadlineExceeded, `on: no "ON" on stat/t1/POWER after publishing "ON" on cmnd/t1/POWER within 300ms`)
+	wantCode(t, err, wire.DeadlineExceeded, `on: no "ON" on stat/t1/POWER after publishing "ON" on cmnd/t1/POWER within 300ms`)
 
 	relay.mu.Lock()
 	relay.mute, relay.reply = false, "BLINK"
 	relay.mu.Unlock()
 	_, err = drivertest.CallMethod(ctx, d, "status")
-	wantCode(t, err, bus.FailedPrecondition, `status: stat/t1/POWER reports "BLINK"`)
+	wantCode(t, err, wire.FailedPrecondition, `status: stat/t1/POWER reports "BLINK"`)
 	_, err = drivertest.CallMethod(ctx, d, "off")
-	wantCode(t, err, bus.DeadlineExceeded, `(last report "BLINK")`)
+	wantCode(t, err, wire.DeadlineExceeded, `(last report "BLINK")`)
 
 	// Wrong password: the broker refuses; Open still succeeds, the driver is unavailable.
 	aport := startMosquitto(t, "lab", "right")
@@ -280,7 +280,7 @@ func TestTasmotaFailures(t *testing.T) {
 		t.Fatalf("Unavailable with a wrong password: got %q, want not connected", why)
 	}
 	_, err = drivertest.CallMethod(ctx, bad, "on")
-	wantCode(t, err, bus.Unavailable, "not connected")
+	wantCode(t, err, wire.Unavailable, "not connected")
 
 	// No broker at all: Open succeeds and the driver reports why it is unavailable.
 	down := freePort(t)
@@ -290,7 +290,7 @@ func TestTasmotaFailures(t *testing.T) {
 		t.Fatalf("Unavailable with no broker: got %q", why)
 	}
 	_, err = drivertest.CallMethod(ctx, late, "on")
-	wantCode(t, err, bus.Unavailable, "not connected")
+	wantCode(t, err, wire.Unavailable, "not connected")
 }
 
 func TestParseTasmotaPayload(t *testing.T) {

@@ -19,7 +19,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
@@ -288,7 +288,7 @@ func TestTasmotaTLS(t *testing.T) {
 				}
 			}
 			_, err := drivertest.CallMethod(ctx, d, "on")
-			wantCode(t, err, bus.Unavailable, tt.want[len(tt.want)-1])
+			wantCode(t, err, wire.Unavailable, tt.want[len(tt.want)-1])
 		})
 	}
 }

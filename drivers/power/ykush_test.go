@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
@@ -81,11 +81,11 @@ func TestYkushFailures(t *testing.T) {
 	d := buildOne(t, "type: power.Ykush\nconfig: {port: 1, ykushcmd: ./ykushcmd}", "")
 	ctx := context.Background()
 	_, err := drivertest.CallMethod(ctx, d, "on")
-	wantCode(t, err, bus.Unavailable, `on: "./ykushcmd -u 1" exited with status 1: Could not open YKUSH board`)
+	wantCode(t, err, wire.Unavailable, `on: "./ykushcmd -u 1" exited with status 1: Could not open YKUSH board`)
 	_, err = drivertest.CollectStream(ctx, d, "read")
-	wantCode(t, err, bus.Unimplemented, "YKUSH power switch cannot measure")
+	wantCode(t, err, wire.Unimplemented, "YKUSH power switch cannot measure")
 
 	d = buildOne(t, "type: power.Ykush\nconfig: {port: 1, ykushcmd: /no/such/ykushcmd}", "")
 	_, err = drivertest.CallMethod(ctx, d, "off")
-	wantCode(t, err, bus.Unavailable, "/no/such/ykushcmd")
+	wantCode(t, err, wire.Unavailable, "/no/such/ykushcmd")
 }

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/power"
 	"jsn.dev/jsn/drivers/serial"
@@ -59,7 +59,7 @@ func (p *powerChild) Status(ctx context.Context) (power.State, error) {
 
 // Read is UNIMPLEMENTED: a virtual board has no power meter.
 func (p *powerChild) Read(ctx context.Context) (power.Reading, error) {
-	return power.Reading{}, bus.Errorf(bus.Unimplemented, "a QEMU board has no power meter")
+	return power.Reading{}, wire.Errorf(wire.Unimplemented, "a QEMU board has no power meter")
 }
 
 // Cycle resets the guest (paused for wait first), or powers an off board on.
@@ -129,9 +129,9 @@ func (c *console) Methods() []driver.Method {
 			stopping := p.stopping
 			c.q.mu.Unlock()
 			if stopping {
-				return bus.Errorf(bus.Unavailable, "console: the board was powered off")
+				return wire.Errorf(wire.Unavailable, "console: the board was powered off")
 			}
-			return bus.Errorf(bus.Unavailable, "console: the board stopped: %s", p.exitReason())
+			return wire.Errorf(wire.Unavailable, "console: the board stopped: %s", p.exitReason())
 		}
 	}
 	return ms
@@ -195,7 +195,7 @@ func (q *QEMU) beginFlash(op string) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.proc != nil {
-		return bus.Errorf(bus.FailedPrecondition, "%s: the board is on: power the board off first", op)
+		return wire.Errorf(wire.FailedPrecondition, "%s: the board is on: power the board off first", op)
 	}
 	q.flashing++
 	return nil

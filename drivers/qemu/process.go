@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 const (
@@ -83,7 +83,7 @@ func (q *QEMU) binary() (string, error) {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", bus.Errorf(bus.FailedPrecondition, "%s not found: install the Debian package %s (or set qemu: to the binary)",
+		return "", wire.Errorf(wire.FailedPrecondition, "%s not found: install the Debian package %s (or set qemu: to the binary)",
 			name, debianPackage[q.Arch])
 	}
 	return p, nil
@@ -98,7 +98,7 @@ func (q *QEMU) glob(field, pattern string) (string, error) {
 	p := q.abs(pattern)
 	matches, err := filepath.Glob(p)
 	if err != nil {
-		return "", bus.Errorf(bus.FailedPrecondition, "%s %s: %v", field, p, err)
+		return "", wire.Errorf(wire.FailedPrecondition, "%s %s: %v", field, p, err)
 	}
 	sort.Strings(matches)
 	if len(matches) == 0 {
@@ -106,7 +106,7 @@ func (q *QEMU) glob(field, pattern string) (string, error) {
 		if field == "kernel" && q.Arch == "x86_64" {
 			hint = ": install a kernel, e.g. the Debian package linux-image-cloud-amd64"
 		}
-		return "", bus.Errorf(bus.FailedPrecondition, "%s %s: no such file%s", field, p, hint)
+		return "", wire.Errorf(wire.FailedPrecondition, "%s %s: no such file%s", field, p, hint)
 	}
 	return matches[len(matches)-1], nil
 }
@@ -121,7 +121,7 @@ func (q *QEMU) bootFiles() (kernel, initrd string, err error) {
 	}
 	if q.Firmware != "" {
 		if _, err := os.Stat(q.abs(q.Firmware)); err != nil {
-			return "", "", bus.Errorf(bus.FailedPrecondition, "firmware %s: no such file", q.abs(q.Firmware))
+			return "", "", wire.Errorf(wire.FailedPrecondition, "firmware %s: no such file", q.abs(q.Firmware))
 		}
 	}
 	return kernel, initrd, nil
@@ -224,7 +224,7 @@ func (q *QEMU) on(ctx context.Context) error {
 		return fmt.Errorf("on: %w", err)
 	}
 	if _, err := q.prepare(); err != nil {
-		return bus.Errorf(bus.Internal, "on: %v", err)
+		return wire.Errorf(wire.Internal, "on: %v", err)
 	}
 	disk := ""
 	if q.ImagePath != "" {
@@ -240,13 +240,13 @@ func (q *QEMU) on(ctx context.Context) error {
 	switch {
 	case q.closed:
 		q.mu.Unlock()
-		return bus.Errorf(bus.Unavailable, "on: driver closed")
+		return wire.Errorf(wire.Unavailable, "on: driver closed")
 	case q.proc != nil:
 		q.mu.Unlock()
-		return bus.Errorf(bus.FailedPrecondition, "on: the board is already on")
+		return wire.Errorf(wire.FailedPrecondition, "on: the board is already on")
 	case q.flashing > 0:
 		q.mu.Unlock()
-		return bus.Errorf(bus.FailedPrecondition, "on: the storage is being flashed; wait for it to finish")
+		return wire.Errorf(wire.FailedPrecondition, "on: the storage is being flashed; wait for it to finish")
 	}
 	os.Remove(q.consoleSock())
 	os.Remove(q.qmpSock())
@@ -257,7 +257,7 @@ func (q *QEMU) on(ctx context.Context) error {
 	p.cmd.SysProcAttr = sysProcAttr()
 	if err := p.cmd.Start(); err != nil {
 		q.mu.Unlock()
-		return bus.Errorf(bus.FailedPrecondition, "on: start %s: %v", bin, err)
+		return wire.Errorf(wire.FailedPrecondition, "on: start %s: %v", bin, err)
 	}
 	q.proc, q.lastExit = p, ""
 	q.mu.Unlock()
@@ -301,9 +301,9 @@ func (q *QEMU) awaitStart(ctx context.Context, p *process) error {
 	for !consoleUp || !qmpUp {
 		select {
 		case <-p.done:
-			return bus.Errorf(bus.FailedPrecondition, "on: %s", p.exitReason())
+			return wire.Errorf(wire.FailedPrecondition, "on: %s", p.exitReason())
 		case <-ctx.Done():
-			return bus.Errorf(bus.DeadlineExceeded, "on: qemu did not come up within %s (console attached: %t, qmp: %t)",
+			return wire.Errorf(wire.DeadlineExceeded, "on: qemu did not come up within %s (console attached: %t, qmp: %t)",
 				startTimeout, consoleUp, qmpUp)
 		case <-tick.C:
 		}
@@ -365,7 +365,7 @@ func (q *QEMU) stop(ctx context.Context, p *process, graceful bool) error {
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
-			return bus.Errorf(bus.Internal, "off: qemu pid %d did not exit after SIGKILL", p.cmd.Process.Pid)
+			return wire.Errorf(wire.Internal, "off: qemu pid %d did not exit after SIGKILL", p.cmd.Process.Pid)
 		}
 	}
 	q.mu.Lock()
@@ -398,7 +398,7 @@ func (q *QEMU) cycle(ctx context.Context, wait time.Duration) error {
 	}
 	if wait > 0 {
 		if _, err := q.qmp(ctx, "stop", nil); err != nil {
-			return bus.Errorf(bus.Unavailable, "cycle: %v", err)
+			return wire.Errorf(wire.Unavailable, "cycle: %v", err)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -410,11 +410,11 @@ func (q *QEMU) cycle(ctx context.Context, wait time.Duration) error {
 		}
 	}
 	if _, err := q.qmp(ctx, "system_reset", nil); err != nil {
-		return bus.Errorf(bus.Unavailable, "cycle: %v", err)
+		return wire.Errorf(wire.Unavailable, "cycle: %v", err)
 	}
 	if wait > 0 {
 		if _, err := q.qmp(ctx, "cont", nil); err != nil {
-			return bus.Errorf(bus.Unavailable, "cycle: %v", err)
+			return wire.Errorf(wire.Unavailable, "cycle: %v", err)
 		}
 	}
 	return nil
@@ -422,7 +422,7 @@ func (q *QEMU) cycle(ctx context.Context, wait time.Duration) error {
 
 // errOff is returned by operations that need a running guest.
 func errOff(op string) error {
-	return bus.Errorf(bus.FailedPrecondition, "%s: the board is off: run `jsn power on` first", op)
+	return wire.Errorf(wire.FailedPrecondition, "%s: the board is off: run `jsn power on` first", op)
 }
 
 var _ = errors.New

@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"strings"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -68,14 +68,14 @@ func (q *QEMU) snapshot(ctx context.Context) ([]byte, error) {
 		if q.running() == nil {
 			return nil, errOff("snapshot")
 		}
-		return nil, bus.Errorf(bus.Unavailable, "snapshot: %v", err)
+		return nil, wire.Errorf(wire.Unavailable, "snapshot: %v", err)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return nil, bus.Errorf(bus.Internal, "snapshot: %v", err)
+		return nil, wire.Errorf(wire.Internal, "snapshot: %v", err)
 	}
 	if len(b) > maxSnapshot {
-		return nil, bus.Errorf(bus.Internal, "snapshot: %d bytes of PNG, more than the %d a message carries", len(b), maxSnapshot)
+		return nil, wire.Errorf(wire.Internal, "snapshot: %d bytes of PNG, more than the %d a message carries", len(b), maxSnapshot)
 	}
 	return b, nil
 }
@@ -83,16 +83,16 @@ func (q *QEMU) snapshot(ctx context.Context) ([]byte, error) {
 func ppmFileToPNG(file string) ([]byte, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, bus.Errorf(bus.Internal, "snapshot: %v", err)
+		return nil, wire.Errorf(wire.Internal, "snapshot: %v", err)
 	}
 	defer f.Close()
 	img, err := decodePPM(f)
 	if err != nil {
-		return nil, bus.Errorf(bus.Internal, "snapshot: %v", err)
+		return nil, wire.Errorf(wire.Internal, "snapshot: %v", err)
 	}
 	var buf bytes.Buffer
 	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, img); err != nil {
-		return nil, bus.Errorf(bus.Internal, "snapshot: encode png: %v", err)
+		return nil, wire.Errorf(wire.Internal, "snapshot: encode png: %v", err)
 	}
 	return buf.Bytes(), nil
 }

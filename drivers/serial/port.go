@@ -13,7 +13,7 @@ import (
 
 	bugserial "go.bug.st/serial"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -325,7 +325,7 @@ func (p *Port) publish(t time.Time, b []byte) {
 			}
 		}
 		delete(p.conns, c)
-		c.cancel(bus.Errorf(bus.Unavailable, "serial %s: console stream dropped: the client fell more than %d bytes behind the device", p.target, MaxBacklog))
+		c.cancel(wire.Errorf(wire.Unavailable, "serial %s: console stream dropped: the client fell more than %d bytes behind the device", p.target, MaxBacklog))
 	}
 }
 
@@ -345,7 +345,7 @@ func (p *Port) detach(dev io.ReadWriteCloser, err error) {
 		p.dev, p.sp = nil, nil
 	}
 	p.why = why
-	p.dropAll(bus.Errorf(bus.Unavailable, "%s", why))
+	p.dropAll(wire.Errorf(wire.Unavailable, "%s", why))
 }
 
 // dropAll ends every stream with cause and returns them. Call with mu held.
@@ -370,7 +370,7 @@ func (p *Port) Unavailable() string {
 // again. The device stays open and the ring buffer keeps its history.
 func (p *Port) Reset(ctx context.Context) error {
 	p.mu.Lock()
-	conns := p.dropAll(bus.Errorf(bus.Unavailable, "serial %s: console closed by driver reset", p.target))
+	conns := p.dropAll(wire.Errorf(wire.Unavailable, "serial %s: console closed by driver reset", p.target))
 	p.baud = p.Baudrate
 	sp, noModem := p.sp, p.noModem
 	p.mu.Unlock()
@@ -409,7 +409,7 @@ func (p *Port) Close() error {
 	p.closed = true
 	dev := p.dev
 	p.dev, p.sp, p.why = nil, nil, "closed"
-	conns := p.dropAll(bus.Errorf(bus.Unavailable, "serial %s: driver closed", p.target))
+	conns := p.dropAll(wire.Errorf(wire.Unavailable, "serial %s: driver closed", p.target))
 	p.mu.Unlock()
 	if p.cancel != nil {
 		p.cancel()
@@ -433,7 +433,7 @@ func (p *Port) device(op string) (io.ReadWriteCloser, bugserial.Port, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.dev == nil {
-		return nil, nil, bus.Errorf(bus.Unavailable, "%s: %s", op, p.why)
+		return nil, nil, wire.Errorf(wire.Unavailable, "%s: %s", op, p.why)
 	}
 	return p.dev, p.sp, nil
 }
@@ -449,7 +449,7 @@ func (p *Port) write(b []byte) error {
 	for len(b) > 0 {
 		n, err := dev.Write(b)
 		if err != nil {
-			return bus.Errorf(bus.Unavailable, "write %s: %w", p.target, err)
+			return wire.Errorf(wire.Unavailable, "write %s: %w", p.target, err)
 		}
 		b = b[n:]
 	}
@@ -460,7 +460,7 @@ func (p *Port) write(b []byte) error {
 // devices without modem lines.
 func (p *Port) modem(op string, fn func(sp bugserial.Port) error) error {
 	if p.target.isSocket() {
-		return bus.Errorf(bus.Unimplemented, "%s: not possible on %s (a raw TCP port carries only data)", op, p.target)
+		return wire.Errorf(wire.Unimplemented, "%s: not possible on %s (a raw TCP port carries only data)", op, p.target)
 	}
 	_, sp, err := p.device(op)
 	if err != nil {
@@ -471,9 +471,9 @@ func (p *Port) modem(op string, fn func(sp bugserial.Port) error) error {
 			p.mu.Lock()
 			p.noModem = true
 			p.mu.Unlock()
-			return bus.Errorf(bus.Unimplemented, "%s: %s has no modem control lines: %v", op, p.target, err)
+			return wire.Errorf(wire.Unimplemented, "%s: %s has no modem control lines: %v", op, p.target, err)
 		}
-		return bus.Errorf(bus.Unavailable, "%s %s: %w", op, p.target, err)
+		return wire.Errorf(wire.Unavailable, "%s %s: %w", op, p.target, err)
 	}
 	return nil
 }
@@ -481,17 +481,17 @@ func (p *Port) modem(op string, fn func(sp bugserial.Port) error) error {
 // setBaudrate changes the baud rate until the next reset.
 func (p *Port) setBaudrate(rate int64) error {
 	if !ValidBaudrate(rate) {
-		return bus.Errorf(bus.InvalidArgument, "set_baudrate: rate must be 1..%d, got %d", MaxBaudrate, rate)
+		return wire.Errorf(wire.InvalidArgument, "set_baudrate: rate must be 1..%d, got %d", MaxBaudrate, rate)
 	}
 	if p.target.isSocket() {
-		return bus.Errorf(bus.Unimplemented, "set_baudrate: not possible on %s: set the rate on the serial server", p.target)
+		return wire.Errorf(wire.Unimplemented, "set_baudrate: not possible on %s: set the rate on the serial server", p.target)
 	}
 	_, sp, err := p.device("set_baudrate")
 	if err != nil {
 		return err
 	}
 	if err := sp.SetMode(p.mode(int(rate))); err != nil {
-		return bus.Errorf(bus.InvalidArgument, "set_baudrate %d on %s: %w", rate, p.target, err)
+		return wire.Errorf(wire.InvalidArgument, "set_baudrate %d on %s: %w", rate, p.target, err)
 	}
 	p.mu.Lock()
 	p.baud = int(rate)
@@ -523,7 +523,7 @@ func (p *Port) connect(ctx context.Context, _ driver.Args, s driver.Stream) erro
 	if p.dev == nil {
 		why := p.why
 		p.mu.Unlock()
-		return bus.Errorf(bus.Unavailable, "connect: %s", why)
+		return wire.Errorf(wire.Unavailable, "connect: %s", why)
 	}
 	p.conns[c] = struct{}{}
 	p.mu.Unlock()
@@ -566,7 +566,7 @@ func (p *Port) connect(ctx context.Context, _ driver.Args, s driver.Stream) erro
 			}
 		case <-ctx.Done():
 			cause := context.Cause(ctx)
-			if code := bus.CodeOf(cause); code != bus.Internal && code != bus.DeadlineExceeded {
+			if code := wire.CodeOf(cause); code != wire.Internal && code != wire.DeadlineExceeded {
 				return cause
 			}
 			return fmt.Errorf("connect: %w", cause)
@@ -617,7 +617,7 @@ func (p *Port) Methods() []driver.Method {
 					d = a.Duration(0)
 				}
 				if d <= 0 || d > MaxBreak {
-					return nil, bus.Errorf(bus.InvalidArgument, "send_break: duration must be more than 0 and at most %s, got %s", MaxBreak, d)
+					return nil, wire.Errorf(wire.InvalidArgument, "send_break: duration must be more than 0 and at most %s, got %s", MaxBreak, d)
 				}
 				return none(p.modem("send_break", func(sp bugserial.Port) error { return sp.Break(d) }))
 			},
@@ -631,7 +631,7 @@ func (p *Port) Methods() []driver.Method {
 				if a.Has(0) {
 					d := a.Duration(0)
 					if d < 0 {
-						return nil, bus.Errorf(bus.InvalidArgument, "log: since must not be negative, got %s", d)
+						return nil, wire.Errorf(wire.InvalidArgument, "log: since must not be negative, got %s", d)
 					}
 					if d > 0 {
 						since = time.Now().Add(-d)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
@@ -98,7 +98,7 @@ func TestUnixSocket(t *testing.T) {
 	if _, err := s.Read(buf); err != nil || string(buf) != "pong" {
 		t.Fatalf("client got %q, %v, want pong", buf, err)
 	}
-	if err := p.setBaudrate(9600); bus.CodeOf(err) != bus.Unimplemented {
+	if err := p.setBaudrate(9600); wire.CodeOf(err) != wire.Unimplemented {
 		t.Fatalf("set_baudrate on unix://: got %v, want UNIMPLEMENTED", err)
 	}
 	srv.Close()

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -227,13 +227,13 @@ func positional(method string, v any) ([]string, error) {
 		for i, a := range v {
 			s, ok := a.(string)
 			if !ok {
-				return nil, bus.Errorf(bus.InvalidArgument, "%s: args[%d]: want a string, got %T", method, i, a)
+				return nil, wire.Errorf(wire.InvalidArgument, "%s: args[%d]: want a string, got %T", method, i, a)
 			}
 			out[i] = s
 		}
 		return out, nil
 	default:
-		return nil, bus.Errorf(bus.InvalidArgument, "%s: args: want a string or a list of strings, got %T", method, v)
+		return nil, wire.Errorf(wire.InvalidArgument, "%s: args: want a string or a list of strings, got %T", method, v)
 	}
 }
 
@@ -284,7 +284,7 @@ func (s *Shell) run(parent context.Context, c command, args []string, send func(
 	outW.Close()
 	errW.Close()
 	if err != nil {
-		return bus.Errorf(bus.FailedPrecondition, "%s: start %s: %w", c.name, argv[0], err)
+		return wire.Errorf(wire.FailedPrecondition, "%s: start %s: %w", c.name, argv[0], err)
 	}
 	pid := cmd.Process.Pid
 	// The group's id stays ours until cmd.Wait reaps the shell, so killing -pid before then
@@ -361,10 +361,10 @@ func (s *Shell) run(parent context.Context, c command, args []string, send func(
 			switch cause := context.Cause(ctx); {
 			case errors.Is(cause, errTimedOut):
 				s.log.Info("command timed out, killed", "method", c.name, "timeout", c.timeout)
-				return abort(bus.Errorf(bus.DeadlineExceeded, "%s: timed out after %s", c.name, c.timeout))
+				return abort(wire.Errorf(wire.DeadlineExceeded, "%s: timed out after %s", c.name, c.timeout))
 			case errors.Is(cause, errReset):
 				s.log.Info("command killed by reset", "method", c.name)
-				return abort(bus.Errorf(bus.Unavailable, "%s: %w", c.name, errReset))
+				return abort(wire.Errorf(wire.Unavailable, "%s: %w", c.name, errReset))
 			default:
 				s.log.Info("command cancelled, killed", "method", c.name)
 				return abort(fmt.Errorf("%s: %w", c.name, cause))

@@ -16,7 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
@@ -109,7 +109,7 @@ func TestRun(t *testing.T) {
 		wantOut    string
 		wantErr    string
 		wantCode   int
-		wantBusErr bus.Code
+		wantBusErr wire.Code
 	}{
 		{method: "both", wantOut: "out\nout2\n", wantErr: "err\n", wantCode: 0},
 		{method: "fail", wantErr: "failing\n", wantCode: 3},
@@ -119,8 +119,8 @@ func TestRun(t *testing.T) {
 		{method: "args", args: []any{[]any{"a b", "c", ""}}, wantOut: "args|a b|c||"},
 		{method: "args", args: []any{"one string, not split"}, wantOut: "args|one string, not split|"},
 		{method: "args", args: []any{[]string{"x"}}, wantOut: "args|x|"},
-		{method: "args", args: []any{[]any{"x", int64(1)}}, wantCode: -1, wantBusErr: bus.InvalidArgument},
-		{method: "args", args: []any{int64(1)}, wantCode: -1, wantBusErr: bus.InvalidArgument},
+		{method: "args", args: []any{[]any{"x", int64(1)}}, wantCode: -1, wantBusErr: wire.InvalidArgument},
+		{method: "args", args: []any{int64(1)}, wantCode: -1, wantBusErr: wire.InvalidArgument},
 		{method: "signaled", wantCode: 128 + 9},
 		{method: "pwd", wantOut: workDir + "\n"},
 		{method: "stdin", wantOut: "done\n"}, // stdin is empty, not the exporter's
@@ -129,7 +129,7 @@ func TestRun(t *testing.T) {
 		t.Run(fmt.Sprintf("%s%v", tt.method, tt.args), func(t *testing.T) {
 			r := call(t, context.Background(), s, tt.method, tt.args...)
 			if tt.wantBusErr != "" {
-				if got := bus.CodeOf(r.err); got != tt.wantBusErr {
+				if got := wire.CodeOf(r.err); got != tt.wantBusErr {
 					t.Fatalf("error: got %v (%v), want %s", got, r.err, tt.wantBusErr)
 				}
 				return
@@ -246,7 +246,7 @@ func TestTimeoutKillsGroup(t *testing.T) {
 	}, nil)
 	pids, wait := runSpawner(t, context.Background(), s, "hang")
 	err := wait()
-	if !errors.Is(err, bus.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "hang: timed out after 1s") {
+	if !errors.Is(err, wire.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "hang: timed out after 1s") {
 		t.Fatalf("got %v, want DEADLINE_EXCEEDED \"hang: timed out after 1s\"", err)
 	}
 	waitGone(t, pids)
@@ -270,7 +270,7 @@ func TestResetKillsRunning(t *testing.T) {
 	if err := s.Reset(context.Background()); err != nil {
 		t.Fatalf("Reset: %v", err)
 	}
-	if err := wait(); !errors.Is(err, bus.ErrUnavailable) {
+	if err := wait(); !errors.Is(err, wire.ErrUnavailable) {
 		t.Fatalf("got %v, want UNAVAILABLE", err)
 	}
 	waitGone(t, pids)
@@ -318,7 +318,7 @@ func TestSendFailureKills(t *testing.T) {
 func TestStartFailure(t *testing.T) {
 	s := newShell(t, map[string]any{"x": "true"}, func(s *Shell) { s.Shell = []string{"/nonexistent/sh", "-c"} })
 	r := call(t, context.Background(), s, "x")
-	if !errors.Is(r.err, bus.ErrFailedPrecondition) {
+	if !errors.Is(r.err, wire.ErrFailedPrecondition) {
 		t.Fatalf("got %v, want FAILED_PRECONDITION", r.err)
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 // DefaultCacheDir returns where exporters keep cached images when cache_dir is not set:
@@ -58,7 +58,7 @@ var inUse = struct {
 func normSHA(op, s string) (string, error) {
 	s = strings.ToLower(strings.TrimSpace(s))
 	if b, err := hex.DecodeString(s); err != nil || len(b) != 32 {
-		return "", bus.Errorf(bus.InvalidArgument, "%s: sha256 %q is not 64 hex digits", op, s)
+		return "", wire.Errorf(wire.InvalidArgument, "%s: sha256 %q is not 64 hex digits", op, s)
 	}
 	return s, nil
 }

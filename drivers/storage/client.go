@@ -10,7 +10,7 @@ import (
 	"os"
 	"reflect"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 )
 
@@ -80,7 +80,7 @@ func (c *Client) Write(ctx context.Context, r io.Reader, o WriteOptions) (Result
 		return Result{}, c.streamErr(ctx, "write", err)
 	}
 	var m map[string]any
-	if err := bus.Unmarshal(b, &m); err != nil {
+	if err := wire.Unmarshal(b, &m); err != nil {
 		return Result{}, fmt.Errorf("write: bad reply from the exporter: %w", err)
 	}
 	return ParseResult(m)

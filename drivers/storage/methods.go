@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -111,7 +111,7 @@ func (s *store) write(ctx context.Context, args driver.Args, st driver.Stream) e
 	}
 	if args.Has(1) {
 		if o.size = args.Int(1); o.size < 0 {
-			return bus.Errorf(bus.InvalidArgument, "write: size must not be negative, got %d", o.size)
+			return wire.Errorf(wire.InvalidArgument, "write: size must not be negative, got %d", o.size)
 		}
 	}
 	ctx, end, err := s.begin(ctx, "write")
@@ -123,9 +123,9 @@ func (s *store) write(ctx context.Context, args driver.Args, st driver.Stream) e
 	if err != nil {
 		return err
 	}
-	b, err := bus.Marshal(res.Map())
+	b, err := wire.Marshal(res.Map())
 	if err != nil {
-		return bus.Errorf(bus.Internal, "write: %v", err)
+		return wire.Errorf(wire.Internal, "write: %v", err)
 	}
 	_, err = st.Write(b)
 	return err
@@ -163,7 +163,7 @@ func (s *store) writeURL(ctx context.Context, args driver.Args, send func(any) e
 	raw := args.String(0)
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return bus.Errorf(bus.InvalidArgument, "write_url: %q is not an http:// or https:// URL", raw)
+		return wire.Errorf(wire.InvalidArgument, "write_url: %q is not an http:// or https:// URL", raw)
 	}
 	var want string
 	if args.Has(1) && args.String(1) != "" {
@@ -185,23 +185,23 @@ func (s *store) writeURL(ctx context.Context, args driver.Args, send func(any) e
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return bus.Errorf(bus.InvalidArgument, "write_url: %v", err)
+		return wire.Errorf(wire.InvalidArgument, "write_url: %v", err)
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("write_url: %w", context.Cause(ctx))
 		}
-		return bus.Errorf(bus.Unavailable, "write_url: GET %s: %v", u.Redacted(), errors.Unwrap(err))
+		return wire.Errorf(wire.Unavailable, "write_url: GET %s: %v", u.Redacted(), errors.Unwrap(err))
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		return bus.Errorf(bus.NotFound, "write_url: GET %s: %s", u.Redacted(), resp.Status)
+		return wire.Errorf(wire.NotFound, "write_url: GET %s: %s", u.Redacted(), resp.Status)
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return bus.Errorf(bus.PermissionDenied, "write_url: GET %s: %s", u.Redacted(), resp.Status)
+		return wire.Errorf(wire.PermissionDenied, "write_url: GET %s: %s", u.Redacted(), resp.Status)
 	case resp.StatusCode/100 != 2:
-		return bus.Errorf(bus.Unavailable, "write_url: GET %s: %s", u.Redacted(), resp.Status)
+		return wire.Errorf(wire.Unavailable, "write_url: GET %s: %s", u.Redacted(), resp.Status)
 	}
 	tick, final := progressFunc(resp.ContentLength, send, cancel)
 	res, err := s.flash(ctx, resp.Body, flashOptions{op: "write_url", want: want, size: resp.ContentLength,
@@ -239,9 +239,9 @@ func (s *store) writeFromCache(ctx context.Context, op, sha string, send func(an
 	f, err := os.Open(s.cache.path(sha))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return bus.Errorf(bus.NotFound, "%s: no cached image with sha256 %s", op, sha)
+			return wire.Errorf(wire.NotFound, "%s: no cached image with sha256 %s", op, sha)
 		}
-		return bus.Errorf(bus.Unavailable, "%s: %v", op, err)
+		return wire.Errorf(wire.Unavailable, "%s: %v", op, err)
 	}
 	defer f.Close()
 	s.cache.touch(sha)

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -42,9 +42,9 @@ func muxGate(m Mux) func(ctx context.Context) error {
 		case Host:
 			return nil
 		case DUT:
-			return bus.Errorf(bus.FailedPrecondition, "storage is switched to the DUT; run `jsn storage host` first")
+			return wire.Errorf(wire.FailedPrecondition, "storage is switched to the DUT; run `jsn storage host` first")
 		}
-		return bus.Errorf(bus.FailedPrecondition, "storage is switched %s; run `jsn storage host` first", side)
+		return wire.Errorf(wire.FailedPrecondition, "storage is switched %s; run `jsn storage host` first", side)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -138,11 +138,11 @@ func (w *SDWire) run(ctx context.Context, action string) (string, error) {
 		if len(msg) > 512 {
 			msg = msg[:512] + "…"
 		}
-		code := bus.Unavailable
+		code := wire.Unavailable
 		if ctx.Err() != nil {
-			code = bus.DeadlineExceeded
+			code = wire.DeadlineExceeded
 		}
-		return "", bus.Errorf(code, "%s %s: %v: %s", w.SDMuxCtrl, strings.Join(args, " "), err, msg)
+		return "", wire.Errorf(code, "%s %s: %v: %s", w.SDMuxCtrl, strings.Join(args, " "), err, msg)
 	}
 	return out.String(), nil
 }
@@ -159,7 +159,7 @@ func (w *SDWire) Host(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return bus.Errorf(bus.Unavailable, "host: %s did not appear within %ds", w.st.path, w.StorageTimeout)
+			return wire.Errorf(wire.Unavailable, "host: %s did not appear within %ds", w.st.path, w.StorageTimeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -201,7 +201,7 @@ func parseStatus(out string) (Side, error) {
 			return Host, nil
 		}
 	}
-	return "", bus.Errorf(bus.Internal, "status: cannot parse sd-mux-ctrl output %q", strings.TrimSpace(out))
+	return "", wire.Errorf(wire.Internal, "status: cannot parse sd-mux-ctrl output %q", strings.TrimSpace(out))
 }
 
 // gate refuses storage access unless the card is on the host side and its device is there.
@@ -210,7 +210,7 @@ func (w *SDWire) gate(ctx context.Context) error {
 		return err
 	}
 	if _, err := os.Stat(w.st.path); err != nil {
-		return bus.Errorf(bus.Unavailable, "storage device %s: %v", w.st.path, err)
+		return wire.Errorf(wire.Unavailable, "storage device %s: %v", w.st.path, err)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 // Interface names.
@@ -72,7 +72,7 @@ func (s *store) begin(ctx context.Context, op string) (context.Context, func(), 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.busy != "" {
-		return nil, nil, bus.Errorf(bus.FailedPrecondition, "%s: storage busy: %s in progress", op, s.busy)
+		return nil, nil, wire.Errorf(wire.FailedPrecondition, "%s: storage busy: %s in progress", op, s.busy)
 	}
 	if s.gate != nil {
 		if err := s.gate(ctx); err != nil {
@@ -100,7 +100,7 @@ func (s *store) exclusive(op string, fn func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.busy != "" {
-		return bus.Errorf(bus.FailedPrecondition, "%s: storage busy: %s in progress", op, s.busy)
+		return wire.Errorf(wire.FailedPrecondition, "%s: storage busy: %s in progress", op, s.busy)
 	}
 	return fn()
 }
@@ -160,14 +160,14 @@ func (s *store) targetSize() (int64, error) {
 	f, err := os.Open(s.path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return 0, bus.Errorf(bus.NotFound, "size: %s does not exist", s.path)
+			return 0, wire.Errorf(wire.NotFound, "size: %s does not exist", s.path)
 		}
-		return 0, bus.Errorf(bus.Unavailable, "size: %v", err)
+		return 0, wire.Errorf(wire.Unavailable, "size: %v", err)
 	}
 	defer f.Close()
 	n, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
-		return 0, bus.Errorf(bus.Internal, "size: %v", err)
+		return 0, wire.Errorf(wire.Internal, "size: %v", err)
 	}
 	return n, nil
 }
@@ -364,7 +364,7 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	var capped *capWriter // the cache's side of the tee
 	if o.cache {
 		if cacheTmp, err = s.cache.create(); err != nil {
-			return res, bus.Errorf(bus.Unavailable, "%s: %v", op, err)
+			return res, wire.Errorf(wire.Unavailable, "%s: %v", op, err)
 		}
 		defer func() {
 			if cacheTmp != nil {
@@ -415,18 +415,18 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 		case errors.Is(err, io.EOF):
 			err = io.ErrUnexpectedEOF
 		}
-		return res, bus.Errorf(bus.InvalidArgument, "%s: image is not valid %s (truncated or corrupt): %v", op, format, err)
+		return res, wire.Errorf(wire.InvalidArgument, "%s: image is not valid %s (truncated or corrupt): %v", op, format, err)
 	}
 	res.Uploaded = src.n
 	res.SHA256 = hex.EncodeToString(src.h.Sum(nil))
 	if o.size >= 0 && src.n != o.size {
-		return res, bus.Errorf(bus.InvalidArgument, "%s: received %d bytes, want %d (upload truncated)", op, src.n, o.size)
+		return res, wire.Errorf(wire.InvalidArgument, "%s: received %d bytes, want %d (upload truncated)", op, src.n, o.size)
 	}
 	if o.want != "" && res.SHA256 != o.want {
-		return res, bus.Errorf(bus.InvalidArgument, "%s: sha256 mismatch: got %s, want %s", op, res.SHA256, o.want)
+		return res, wire.Errorf(wire.InvalidArgument, "%s: sha256 mismatch: got %s, want %s", op, res.SHA256, o.want)
 	}
 	if src.teeErr != nil {
-		return res, bus.Errorf(bus.Unavailable, "%s: cache: %v", op, src.teeErr)
+		return res, wire.Errorf(wire.Unavailable, "%s: cache: %v", op, src.teeErr)
 	}
 	if err := commit(res.Written); err != nil {
 		return res, writeError(op, s.path, err)
@@ -459,11 +459,11 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 func writeError(op, path string, err error) error {
 	switch {
 	case errors.Is(err, syscall.ENOSPC):
-		return bus.Errorf(bus.FailedPrecondition, "%s: %s: no space left (image larger than the storage?): %v", op, path, err)
+		return wire.Errorf(wire.FailedPrecondition, "%s: %s: no space left (image larger than the storage?): %v", op, path, err)
 	case errors.Is(err, os.ErrPermission):
-		return bus.Errorf(bus.PermissionDenied, "%s: %v", op, err)
+		return wire.Errorf(wire.PermissionDenied, "%s: %v", op, err)
 	}
-	return bus.Errorf(bus.Unavailable, "%s: write %s: %v", op, path, err)
+	return wire.Errorf(wire.Unavailable, "%s: write %s: %v", op, path, err)
 }
 
 // openTarget opens the target for a flash. A device (or an existing device path) is written in
@@ -526,9 +526,9 @@ func (s *store) openTarget(op string) (w io.Writer, commit func(written int64) e
 
 func openError(op string, err error) error {
 	if errors.Is(err, os.ErrPermission) {
-		return bus.Errorf(bus.PermissionDenied, "%s: %v", op, err)
+		return wire.Errorf(wire.PermissionDenied, "%s: %v", op, err)
 	}
-	return bus.Errorf(bus.Unavailable, "%s: %v", op, err)
+	return wire.Errorf(wire.Unavailable, "%s: %v", op, err)
 }
 
 // syncDir fsyncs a directory so a rename in it is durable.
@@ -552,7 +552,7 @@ func (s *store) dump(ctx context.Context, w io.Writer) error {
 	f, err := os.Open(s.path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return bus.Errorf(bus.NotFound, "read: %s does not exist", s.path)
+			return wire.Errorf(wire.NotFound, "read: %s does not exist", s.path)
 		}
 		return openError("read", err)
 	}

@@ -1,4 +1,4 @@
-package bus
+package wire
 
 import (
 	"bytes"
@@ -24,7 +24,8 @@ const (
 	FrameReset FrameType = 4
 )
 
-const frameHeaderLen = 9
+// FrameHeaderLen is the size of a frame's type byte and offset.
+const FrameHeaderLen = 9
 
 // Frame is a decoded stream frame.
 type Frame struct {
@@ -37,11 +38,11 @@ type Frame struct {
 
 // DecodeFrame parses a stream frame. Errors are InvalidArgument *Errors.
 func DecodeFrame(b []byte) (Frame, error) {
-	if len(b) < frameHeaderLen {
-		return Frame{}, &Error{Code: InvalidArgument, Message: fmt.Sprintf("stream frame of %d bytes is shorter than its %d byte header", len(b), frameHeaderLen)}
+	if len(b) < FrameHeaderLen {
+		return Frame{}, &Error{Code: InvalidArgument, Message: fmt.Sprintf("stream frame of %d bytes is shorter than its %d byte header", len(b), FrameHeaderLen)}
 	}
 	f := Frame{Type: FrameType(b[0]), Offset: binary.BigEndian.Uint64(b[1:9])}
-	rest := b[frameHeaderLen:]
+	rest := b[FrameHeaderLen:]
 	switch f.Type {
 	case FrameData:
 		f.Data = rest

@@ -1,4 +1,4 @@
-package bus
+package wire
 
 import (
 	"context"
@@ -43,7 +43,7 @@ func (e *Error) Error() string {
 	return e.Message
 }
 
-// Is makes errors.Is(err, bus.ErrNotFound) true for every *Error with the same code.
+// Is makes errors.Is(err, wire.ErrNotFound) true for every *Error with the same code.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Message == "" && t.Code == e.Code
@@ -66,6 +66,12 @@ var (
 func Errorf(code Code, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
 	return &Error{Code: code, Message: err.Error(), cause: errors.Unwrap(err)}
+}
+
+// NewError returns an *Error with code and message whose Unwrap gives cause (nil for none): the
+// cause stays reachable with errors.Is/As on this side of the bus and is never sent.
+func NewError(code Code, message string, cause error) *Error {
+	return &Error{Code: code, Message: message, cause: cause}
 }
 
 // CodeOf returns the code of err: its own if it (or anything it wraps) is an *Error, otherwise
