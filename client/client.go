@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -67,15 +67,12 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// ByteStream is the client's end of a byte stream (a TCP tunnel, a console).
-// CloseWrite half-closes: the driver reads EOF. Read returns io.EOF when the driver half-closes,
-// and an error matching ErrUnavailable/ErrFailedPrecondition/... when the stream is reset.
-type ByteStream interface {
-	io.Reader
-	io.Writer
-	CloseWrite() error
-	Close() error
-}
+// ByteStream is the client's end of a byte stream (a TCP tunnel, a console); see
+// remote.ByteStream.
+type ByteStream = remote.ByteStream
+
+// Items is the client's end of a server-streaming call; see remote.Items.
+type Items = remote.Items
 
 // Client is a connection to a jsn bus.
 type Client struct {
@@ -250,7 +247,7 @@ func (d *Driver) CallInto(ctx context.Context, method string, out any, args ...a
 }
 
 // Stream invokes a server-streaming method. Read items with Next until it returns io.EOF.
-func (d *Driver) Stream(ctx context.Context, method string, args ...any) (*Items, error) {
+func (d *Driver) Stream(ctx context.Context, method string, args ...any) (Items, error) {
 	s, err := d.open(ctx, method, args)
 	if err != nil {
 		return nil, err
@@ -259,11 +256,11 @@ func (d *Driver) Stream(ctx context.Context, method string, args ...any) (*Items
 	_ = s.CloseWrite()
 	// The stream lives as long as ctx: cancelling it stops the driver and unblocks Next.
 	stop := context.AfterFunc(ctx, func() { s.Reset(context.Cause(ctx)) })
-	return &Items{s: s, dec: bus.NewDecoder(s), stop: stop}, nil
+	return &items{s: s, dec: bus.NewDecoder(s), stop: stop}, nil
 }
 
-// Items is the client's end of a server-streaming call.
-type Items struct {
+// items reads the items of a server-streaming call from its stream.
+type items struct {
 	s    *bus.Stream
 	dec  *bus.Decoder
 	stop func() bool
@@ -272,10 +269,10 @@ type Items struct {
 // Next decodes the next item into out (a pointer). It returns io.EOF after the last item, the
 // error the driver ended the stream with (matching the sentinels above), or the context's error
 // once the context given to Stream is done.
-func (it *Items) Next(out any) error { return it.dec.Decode(out) }
+func (it *items) Next(out any) error { return it.dec.Decode(out) }
 
 // Close stops the stream early.
-func (it *Items) Close() error {
+func (it *items) Close() error {
 	it.stop()
 	return it.s.Close()
 }
@@ -314,3 +311,5 @@ func (c *Client) Tap(ctx context.Context, exporter, path string, fn func(data []
 	<-ctx.Done()
 	return nil
 }
+
+var _ remote.Driver = (*Driver)(nil)

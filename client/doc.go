@@ -4,7 +4,8 @@
 //
 // The CLI and every other program reach exporters and the controller only through this package.
 // Typed clients per interface (power.NewClient, serial.NewClient, …) live beside their drivers
-// and build on Driver. Errors that crossed the bus match the sentinels here with errors.Is.
+// and build on remote.Driver (package client/remote, NATS-free), which *Driver implements.
+// Errors that crossed the bus match the sentinels here (those of package wire) with errors.Is.
 //
 // It must not write to stdout or the global logger.
 package client

@@ -11,12 +11,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/client/remote"
 )
 
 // Client is the typed client of a jsn.network.v1 driver.
 type Client struct {
-	d *client.Driver
+	d remote.Driver
 	// Log receives one line per connection Forward could not tunnel or that ended with an
 	// error; nil discards them.
 	Log *slog.Logger
@@ -26,10 +27,10 @@ type Client struct {
 }
 
 // NewClient returns a network client calling the driver d.
-func NewClient(d *client.Driver) *Client { return &Client{d: d} }
+func NewClient(d remote.Driver) *Client { return &Client{d: d} }
 
 // Dial opens a byte stream tunnelled by the driver to its service.
-func (c *Client) Dial(ctx context.Context) (client.ByteStream, error) {
+func (c *Client) Dial(ctx context.Context) (remote.ByteStream, error) {
 	return c.d.Open(ctx, "connect")
 }
 
@@ -103,7 +104,7 @@ func tunnel(ctx context.Context, conn net.Conn, dial func(context.Context) (dupl
 func (c *Client) Kind(ctx context.Context) (string, error) {
 	var s string
 	err := c.d.CallInto(ctx, "kind", &s)
-	if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrUnimplemented) {
+	if errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrUnimplemented) {
 		return KindTCP, nil
 	}
 	return s, err
@@ -112,7 +113,7 @@ func (c *Client) Kind(ctx context.Context) (string, error) {
 // Datagrams is the client's end of a udp driver's connect stream: each Send goes out as one
 // datagram, each Receive returns one datagram that came back.
 type Datagrams struct {
-	s    client.ByteStream
+	s    remote.ByteStream
 	rbuf []byte // frame being read; only Receive uses it
 	wmu  sync.Mutex
 }

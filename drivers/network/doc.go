@@ -11,5 +11,6 @@
 // TCP and Unix listeners, ForwardPacket for a UDP socket with one stream per local peer. The
 // package also holds the `jsn forward` and `jsn ssh` commands.
 //
-// It must not import the bus or NATS, write to stdout, or log through the global logger.
+// Nothing here reaches the bus or NATS (drivers speak package wire, the client and commands
+// client/remote; internal/layering checks), writes to stdout, or logs through the global logger.
 package network

@@ -7,16 +7,16 @@ import (
 	"io"
 	"time"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 )
 
 // Client is the typed client of a jsn.power.v1 driver.
 type Client struct {
-	d *client.Driver
+	d remote.Driver
 }
 
 // NewClient returns a power client calling the driver d.
-func NewClient(d *client.Driver) *Client { return &Client{d: d} }
+func NewClient(d remote.Driver) *Client { return &Client{d: d} }
 
 // On switches the power on.
 func (c *Client) On(ctx context.Context) error {

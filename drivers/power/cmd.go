@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
@@ -64,7 +64,7 @@ The exporter's only power driver is used; when it has several, choose one with -
 
 // withClient connects, selects the power driver and runs fn with its client.
 func withClient(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client) error) error {
-	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
 		return fn(ctx, NewClient(d))
 	})
 }

@@ -4,6 +4,7 @@
 // for real switches (Command, Ykush, HTTP with Tasmota and Shelly presets, Tasmota over MQTT),
 // and the typed client (Client).
 //
-// Drivers here must not import the bus or NATS, write to stdout, or log through the global
-// logger; the wire carries plain float64 SI units, while Go code uses Volts and Amperes.
+// Nothing here reaches the bus or NATS (drivers speak package wire, the client and verbs
+// client/remote; internal/layering checks), writes to stdout, or logs through the global logger.
+// The wire carries plain float64 SI units, while Go code uses Volts and Amperes.
 package power

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
@@ -50,7 +50,7 @@ func runSnapshot(ctx context.Context, opts *videoOptions, file string) error {
 		return cmdutil.Usagef("snapshot: refusing to write a PNG to a terminal: give a file name or redirect stdout")
 	}
 	var b []byte
-	err := cmdutil.WithDriver(ctx, opts.f, VideoInterface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+	err := cmdutil.WithDriver(ctx, opts.f, VideoInterface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
 		var err error
 		b, err = NewVideoClient(d).Snapshot(ctx)
 		return err

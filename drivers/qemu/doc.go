@@ -9,6 +9,6 @@
 // It also holds the typed video client and the `jsn video snapshot` verb.
 //
 // The QEMU process never outlives the driver: Reset and Close power the board off, and on Linux
-// the process gets SIGKILL if the exporter dies. Code here must not import NATS, write to stdout,
-// or log through the global logger.
+// the process gets SIGKILL if the exporter dies. Nothing here reaches the bus or NATS
+// (internal/layering checks), writes to stdout, or logs through the global logger.
 package qemu

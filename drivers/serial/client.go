@@ -8,21 +8,21 @@ import (
 	"regexp"
 	"time"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 )
 
 // Client is the typed client of a jsn.serial.v1 driver.
 type Client struct {
-	d *client.Driver
+	d remote.Driver
 }
 
 // NewClient returns a serial client calling the driver d.
-func NewClient(d *client.Driver) *Client { return &Client{d: d} }
+func NewClient(d remote.Driver) *Client { return &Client{d: d} }
 
 // Connect opens the console: what the device prints from now on arrives on the stream, what is
 // written to it goes to the device. Several consoles may be open at once; each sees all output.
 // CloseWrite stops input but keeps the output coming.
-func (c *Client) Connect(ctx context.Context) (client.ByteStream, error) {
+func (c *Client) Connect(ctx context.Context) (remote.ByteStream, error) {
 	return c.d.Open(ctx, "connect")
 }
 

@@ -14,14 +14,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
-func init() {
-	cmdutil.AddGroup(newCmd)
-	cmdutil.AddGroup(newTapCmd)
-}
+func init() { cmdutil.AddGroup(newCmd) }
 
 // cmdOptions are the options shared by the `jsn serial` verbs.
 type cmdOptions struct {
@@ -54,7 +52,7 @@ The exporter's only serial driver is used; when it has several, choose one with 
 
 // withClient connects, selects the serial driver and runs fn with its client and path.
 func withClient(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client, path string) error) error {
-	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
 		return fn(ctx, NewClient(d), d.Path())
 	})
 }
@@ -172,7 +170,7 @@ func runExpect(ctx context.Context, opts *expectOptions, c *Client, re *regexp.R
 	match, tail, err := c.Expect(ectx, rw, re, send)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return cmdutil.Errorf(client.ErrDeadlineExceeded, "expect %q: no match within %s; last output:\n%s", opts.Regex, opts.Timeout, lastLines(tail, 20))
+			return cmdutil.Errorf(wire.ErrDeadlineExceeded, "expect %q: no match within %s; last output:\n%s", opts.Regex, opts.Timeout, lastLines(tail, 20))
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("expect %q: interrupted", opts.Regex)

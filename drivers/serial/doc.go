@@ -6,7 +6,9 @@
 // when it comes back.
 //
 // The package also holds the typed client (Client, with Expect for scripts) and the CLI verbs
-// `jsn serial console|pipe|expect|log` and the generic `jsn tap`.
+// `jsn serial console|pipe|expect|log` (`jsn tap`, which works for any tapping driver, is the
+// CLI's).
 //
-// Driver code here must not import NATS, write to stdout, or log through the global logger.
+// Nothing here reaches the bus or NATS (the driver speaks package wire, the client and verbs
+// client/remote; internal/layering checks), writes to stdout, or logs through the global logger.
 package serial

@@ -7,7 +7,7 @@ import (
 	"io"
 	"reflect"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 )
 
 // Output is one decoded item of a shell method's stream (driver.TypeOutput).
@@ -60,15 +60,15 @@ func DecodeOutput(item any) (Output, error) {
 
 // Client is the typed client of a jsn.shell.v1 driver.
 type Client struct {
-	d *client.Driver
+	d remote.Driver
 }
 
 // NewClient returns a shell client calling the driver d.
-func NewClient(d *client.Driver) *Client { return &Client{d: d} }
+func NewClient(d remote.Driver) *Client { return &Client{d: d} }
 
 // Run calls the configured method with args as $1…, writes the command's output to stdout and
 // stderr as it arrives (nil discards), and returns its exit code. A non-zero exit code is not an
-// error; a timeout is (matching client.ErrDeadlineExceeded).
+// error; a timeout is (matching wire.ErrDeadlineExceeded).
 func (c *Client) Run(ctx context.Context, method string, stdout, stderr io.Writer, args ...string) (exitCode int, err error) {
 	var callArgs []any
 	if len(args) > 0 {

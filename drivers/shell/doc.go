@@ -4,6 +4,7 @@
 // The package holds the driver (Shell) and the typed client (Client).
 //
 // No process it starts outlives its call: timeouts, cancelled calls and Reset kill the whole
-// process group, and whatever is left in the group when the shell exits is killed too. It must
-// not import the bus or NATS, write to stdout, or log through the global logger.
+// process group, and whatever is left in the group when the shell exits is killed too. Nothing
+// here reaches the bus or NATS (internal/layering checks), writes to stdout, or logs through the
+// global logger.
 package shell

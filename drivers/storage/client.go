@@ -11,16 +11,16 @@ import (
 	"reflect"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 )
 
 // Client is the typed client of a jsn.storage.v1 or jsn.storagemux.v1 driver.
 type Client struct {
-	d *client.Driver
+	d remote.Driver
 }
 
 // NewClient returns a storage client calling the driver d.
-func NewClient(d *client.Driver) *Client { return &Client{d: d} }
+func NewClient(d remote.Driver) *Client { return &Client{d: d} }
 
 // WriteOptions tune Write.
 type WriteOptions struct {
@@ -262,7 +262,7 @@ func (c *Client) FlashFile(ctx context.Context, path string, o FlashOptions) (Re
 	}
 	if has, err := c.HasImage(ctx, sha); err == nil && has {
 		return c.WriteCached(ctx, sha, ProgressFunc(report(PhaseCached)))
-	} else if err != nil && !errors.Is(err, client.ErrInvalidArgument) {
+	} else if err != nil && !errors.Is(err, wire.ErrInvalidArgument) {
 		return Result{}, err
 	}
 	up := report(PhaseUpload)

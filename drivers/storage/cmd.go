@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
@@ -114,7 +114,7 @@ func withStorage(ctx context.Context, opts *cmdOptions, fn func(ctx context.Cont
 
 // withMux connects and runs fn with the client of the selected mux driver.
 func withMux(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client) error) error {
-	return cmdutil.WithDriver(ctx, opts.f, MuxInterface, opts.Driver, func(ctx context.Context, d *client.Driver) error {
+	return cmdutil.WithDriver(ctx, opts.f, MuxInterface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
 		return fn(ctx, NewClient(d))
 	})
 }

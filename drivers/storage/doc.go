@@ -11,6 +11,7 @@
 // bytes, decompresses gzip, xz, zstd and bzip2 by magic number, verifies the SHA-256 of the
 // uploaded (compressed) bytes, writes, fsyncs, and only then reports success. Regular files are
 // written to a temporary file next to the target and renamed into place, so a failed flash leaves
-// them unchanged. Drivers here must not import the bus or NATS, write to stdout or log through the
-// global logger.
+// them unchanged. Nothing here reaches the bus or NATS (drivers speak package wire, the client and
+// verbs client/remote; internal/layering checks), writes to stdout or logs through the global
+// logger.
 package storage

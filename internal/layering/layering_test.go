@@ -83,15 +83,14 @@ var rules = []struct {
 		notReach: []string{"github.com/nats-io/...", module + "/..."},
 	},
 	{
-		why:       "drivers speak the wire contract, not the bus",
-		pkgs:      []string{module + "/drivers/..."},
-		notImport: []string{module + "/bus"},
-		notReach:  []string{module + "/exporter", module + "/controller"},
+		why:      "drivers, their typed clients and CLI verbs link no NATS: they speak wire and client/remote",
+		pkgs:     []string{module + "/drivers/..."},
+		notReach: []string{"github.com/nats-io/...", module + "/bus", module + "/client", module + "/exporter", module + "/controller"},
 	},
 	{
-		why:      "the driver framework and the test kit for drivers link no NATS",
-		pkgs:     []string{module + "/drivers/driver", module + "/drivers/composite", module + "/drivers/drivertest"},
-		notReach: []string{"github.com/nats-io/...", module + "/bus", module + "/client/..."},
+		why:      "client/remote is the NATS-free face of client",
+		pkgs:     []string{module + "/client/remote"},
+		notReach: []string{"github.com/nats-io/...", module + "/bus", module + "/client"},
 	},
 	{
 		why:       "the CLI reaches exporters and the controller through client",
@@ -99,9 +98,9 @@ var rules = []struct {
 		notImport: []string{module + "/bus"},
 	},
 	{
-		why:      "the CLI toolkit shared with driver verbs runs no exporter or controller",
+		why:      "the CLI toolkit shared with driver verbs is NATS-free too",
 		pkgs:     []string{module + "/cmd/jsn/cmdutil"},
-		notReach: []string{module + "/exporter", module + "/controller"},
+		notReach: []string{"github.com/nats-io/...", module + "/bus", module + "/client", module + "/exporter", module + "/controller"},
 	},
 }
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/drivers/driver"
 )
@@ -186,7 +186,7 @@ func arity(name string, md *driver.MethodDesc, required int) string {
 
 // runCallStream prints a server stream's items as they arrive. Output items go raw to stdout
 // and stderr and the last exit_code becomes jsn's exit code.
-func runCallStream(ctx context.Context, opts *callOptions, d *client.Driver, md *driver.MethodDesc, args []any) error {
+func runCallStream(ctx context.Context, opts *callOptions, d remote.Driver, md *driver.MethodDesc, args []any) error {
 	ctx, stop := cmdutil.Interruptible(ctx)
 	defer stop()
 	items, err := d.Stream(ctx, md.Name, args...)
@@ -295,7 +295,7 @@ func toInt(v any) (int, bool) {
 
 // runCallBytes connects stdin and stdout to a byte stream, like nc: stdin EOF half-closes the
 // stream; the stream's EOF ends the command.
-func runCallBytes(ctx context.Context, opts *callOptions, d *client.Driver, md *driver.MethodDesc, args []any) error {
+func runCallBytes(ctx context.Context, opts *callOptions, d remote.Driver, md *driver.MethodDesc, args []any) error {
 	bs, err := d.Open(ctx, md.Name, args...)
 	if err != nil {
 		return err

@@ -1,9 +1,12 @@
 // Package cli is the jsn command line: the cobra command tree, one file per command, and the one
 // function that maps errors to exit codes.
 //
-// Commands reach exporters only through package client and run local mode only through
-// exporter.StartLocal; this package must not import bus or NATS. Driver packages add their own
-// verb groups (`jsn power …`) through cmdutil.AddGroup; drivers/all links them in.
+// Commands reach exporters only through package client (connect.go binds the connection flags
+// and gives driver verbs their remote.Exporter) and run local mode only through
+// exporter.StartLocal; this package must not import bus or NATS, and only the files of the
+// commands that run an exporter or a controller import those packages (internal/layering
+// checks). Driver packages add their own verb groups (`jsn power …`) through cmdutil.AddGroup;
+// drivers/all links them in.
 //
 // Exit codes:
 //

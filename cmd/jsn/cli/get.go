@@ -48,7 +48,7 @@ func newGetCmd(f *cmdutil.Factory) *cobra.Command {
 }
 
 func runGetExporters(cmd *cobra.Command, opts *getExportersOptions) error {
-	ctl, err := opts.f.Controller(cmd.Context())
+	ctl, err := connectController(cmd.Context(), opts.f)
 	if err != nil {
 		return err
 	}

@@ -76,7 +76,7 @@ func runLeaseRequest(ctx context.Context, opts *leaseRequestOptions) error {
 	req.Duration, req.Priority = opts.Duration, opts.Priority
 	ctx, stop := cmdutil.Interruptible(ctx)
 	defer stop()
-	ctl, err := opts.f.Controller(ctx)
+	ctl, err := connectController(ctx, opts.f)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func newLeaseListCmd(f *cmdutil.Factory) *cobra.Command {
   3f2a9c0d1e7b6a55  rack1-rpi4  alice   active  14:05:00  -`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctl, err := f.Controller(cmd.Context())
+			ctl, err := connectController(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
@@ -188,7 +188,7 @@ func newLeaseExtendCmd(f *cmdutil.Factory) *cobra.Command {
 			if err != nil || d <= 0 {
 				return cmdutil.Usagef("duration %q: want a positive duration like 15m", args[1])
 			}
-			ctl, err := f.Controller(cmd.Context())
+			ctl, err := connectController(cmd.Context(), f)
 			if err != nil {
 				return err
 			}
@@ -214,7 +214,7 @@ func newLeaseReleaseCmd(f *cmdutil.Factory) *cobra.Command {
 		Example: `  $ jsn lease release 3f2a9c0d1e7b6a55`,
 		Args:    cmdutil.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctl, err := f.Controller(cmd.Context())
+			ctl, err := connectController(cmd.Context(), f)
 			if err != nil {
 				return err
 			}

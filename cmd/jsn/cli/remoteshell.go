@@ -32,7 +32,7 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	// signals go to the child (runChild) and the lease is released when it exits.
 	wctx, stop := cmdutil.Interruptible(ctx)
 	defer stop()
-	ctl, err := f.Controller(wctx)
+	ctl, err := connectController(wctx, f)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/drivers/driver"
 
@@ -99,7 +100,16 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
 		return &cmdutil.UsageError{Err: err, ShowHelp: true}
 	})
-	f.AddConnectionFlags(root)
+	addConnectionFlags(f, root)
+	if f.Exporter == nil {
+		f.Exporter = func(ctx context.Context) (remote.Exporter, error) {
+			ex, err := connectExporter(ctx, f)
+			if err != nil {
+				return nil, err
+			}
+			return remoteExporter{ex}, nil
+		}
+	}
 
 	root.AddCommand(
 		newShellCmd(f),
@@ -112,6 +122,7 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newConfigCmd(f),
 		newGetCmd(f),
 		newLeaseCmd(f),
+		newTapCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root
@@ -127,7 +138,7 @@ func ExitCode(err error) int {
 		return ee.Code
 	}
 	var ce driver.ConfigErrors
-	if cmdutil.IsUsage(err) || errors.As(err, &ce) || isCobraUsage(err) {
+	if cmdutil.IsUsage(err) || errors.Is(err, client.ErrNoSession) || errors.As(err, &ce) || isCobraUsage(err) {
 		return exitUsage
 	}
 	switch {

@@ -292,3 +292,38 @@ func TestHelpHasExamples(t *testing.T) {
 		}
 	}
 }
+
+func TestOptionsFallBackToEnv(t *testing.T) {
+	env := map[string]string{client.EnvHost: "unix:///s", client.EnvExporter: "lab", client.EnvLease: "L1"}
+	f := &cmdutil.Factory{Getenv: func(k string) string { return env[k] }}
+	o, err := options(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Host != "unix:///s" || o.Exporter != "lab" || o.Lease != "L1" || o.NoDirectStreams {
+		t.Errorf("got %+v, want the environment's values", o)
+	}
+	env[client.EnvDirectStreams] = "off"
+	if o, _ = options(f); !o.NoDirectStreams {
+		t.Errorf("with %s=off: got NoDirectStreams false", client.EnvDirectStreams)
+	}
+	f.Host, f.ExporterName, f.Lease = "nats://h:1", "other", "L2"
+	o, err = options(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Host != "nats://h:1" || o.Exporter != "other" || o.Lease != "L2" {
+		t.Errorf("got %+v, want the flags' values", o)
+	}
+}
+
+func TestOptionsNoSession(t *testing.T) {
+	f := &cmdutil.Factory{Getenv: func(string) string { return "" }}
+	_, err := options(f)
+	if !errors.Is(err, client.ErrNoSession) {
+		t.Fatalf("got %v, want ErrNoSession", err)
+	}
+	if !cmdutil.IsUsage(err) {
+		t.Errorf("got IsUsage false, want true")
+	}
+}

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/bus/wire"
 )
 
 // UsageError is a mistake in how jsn was invoked: bad flags or arguments, no session, a bad
@@ -36,7 +36,7 @@ func (e *ExitError) Error() string {
 	return fmt.Sprintf("exit status %d", e.Code)
 }
 
-// codedError is a locally made error that matches one of the client sentinels with errors.Is,
+// codedError is a locally made error that matches one of the wire sentinels with errors.Is,
 // without rendering the sentinel's bare code in its message.
 type codedError struct {
 	sentinel error
@@ -47,24 +47,25 @@ func (e *codedError) Error() string        { return e.err.Error() }
 func (e *codedError) Unwrap() error        { return e.err }
 func (e *codedError) Is(target error) bool { return target == e.sentinel }
 
-// Errorf returns an error that matches sentinel (client.ErrNotFound, client.ErrInvalidArgument…)
+// Errorf returns an error that matches sentinel (wire.ErrNotFound, wire.ErrInvalidArgument…)
 // with errors.Is and reads as the formatted message.
 func Errorf(sentinel error, format string, args ...any) error {
 	return &codedError{sentinel: sentinel, err: fmt.Errorf(format, args...)}
 }
 
-// NotFoundf returns an error matching client.ErrNotFound.
+// NotFoundf returns an error matching wire.ErrNotFound.
 func NotFoundf(format string, args ...any) error {
-	return Errorf(client.ErrNotFound, format, args...)
+	return Errorf(wire.ErrNotFound, format, args...)
 }
 
-// InvalidArgf returns an error matching client.ErrInvalidArgument.
+// InvalidArgf returns an error matching wire.ErrInvalidArgument.
 func InvalidArgf(format string, args ...any) error {
-	return Errorf(client.ErrInvalidArgument, format, args...)
+	return Errorf(wire.ErrInvalidArgument, format, args...)
 }
 
-// IsUsage reports whether err is a usage error (a UsageError or client.ErrNoSession).
+// IsUsage reports whether err is a usage error (a UsageError; the CLI reports a missing session as
+// one).
 func IsUsage(err error) bool {
 	var u *UsageError
-	return errors.As(err, &u) || errors.Is(err, client.ErrNoSession)
+	return errors.As(err, &u)
 }

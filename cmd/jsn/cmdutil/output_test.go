@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/bus/wire"
 )
 
 func TestPrintValue(t *testing.T) {
@@ -49,10 +49,10 @@ func TestErrorKinds(t *testing.T) {
 	if err.Error() != `no driver "x"` {
 		t.Errorf("got %q, want %q", err, `no driver "x"`)
 	}
-	if !errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrInvalidArgument) {
+	if !errors.Is(err, wire.ErrNotFound) || errors.Is(err, wire.ErrInvalidArgument) {
 		t.Errorf("got a mismatch of sentinels for %v", err)
 	}
-	if !errors.Is(InvalidArgf("x"), client.ErrInvalidArgument) {
+	if !errors.Is(InvalidArgf("x"), wire.ErrInvalidArgument) {
 		t.Errorf("InvalidArgf does not match ErrInvalidArgument")
 	}
 	if IsUsage(err) {

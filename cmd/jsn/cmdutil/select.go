@@ -6,13 +6,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/client/remote"
 )
 
 // SelectDriver describes ex and picks the driver implementing iface ("jsn.power.v1"): the one
 // at path if path is not empty, else the only one. See Select.
-func SelectDriver(ctx context.Context, ex *client.Exporter, iface, path string) (*driver.NodeDesc, error) {
+func SelectDriver(ctx context.Context, ex remote.Exporter, iface, path string) (*wire.NodeDesc, error) {
 	desc, err := ex.Describe(ctx)
 	if err != nil {
 		return nil, err
@@ -24,7 +24,7 @@ func SelectDriver(ctx context.Context, ex *client.Exporter, iface, path string) 
 // (it must implement iface), else the only such node. Several and no path → an invalid-argument
 // error listing them; none → a not-found error. Ref nodes count only when no real driver does,
 // so an alias does not make the choice ambiguous.
-func Select(desc *driver.Description, iface, path string) (*driver.NodeDesc, error) {
+func Select(desc *wire.Description, iface, path string) (*wire.NodeDesc, error) {
 	noun := InterfaceNoun(iface)
 	if path != "" {
 		n := desc.Find(path)
@@ -51,8 +51,8 @@ func Select(desc *driver.Description, iface, path string) (*driver.NodeDesc, err
 	return nil, InvalidArgf("several %s drivers: %s; choose one with -d PATH", noun, strings.Join(paths(ns), ", "))
 }
 
-func candidates(desc *driver.Description, iface string) []*driver.NodeDesc {
-	var real, refs []*driver.NodeDesc
+func candidates(desc *wire.Description, iface string) []*wire.NodeDesc {
+	var real, refs []*wire.NodeDesc
 	for _, n := range desc.WithInterface(iface) {
 		if n.Ref != "" {
 			refs = append(refs, n)
@@ -66,7 +66,7 @@ func candidates(desc *driver.Description, iface string) []*driver.NodeDesc {
 	return refs
 }
 
-func paths(ns []*driver.NodeDesc) []string {
+func paths(ns []*wire.NodeDesc) []string {
 	out := make([]string, len(ns))
 	for i, n := range ns {
 		out[i] = n.Path
@@ -91,10 +91,10 @@ func InterfaceNoun(iface string) string {
 }
 
 // AllPaths lists the path of every node of desc in tree order.
-func AllPaths(desc *driver.Description) []string {
+func AllPaths(desc *wire.Description) []string {
 	var out []string
-	var walk func([]*driver.NodeDesc)
-	walk = func(ns []*driver.NodeDesc) {
+	var walk func([]*wire.NodeDesc)
+	walk = func(ns []*wire.NodeDesc) {
 		for _, n := range ns {
 			out = append(out, n.Path)
 			walk(n.Children)
@@ -112,7 +112,7 @@ func AddDriverFlag(cmd *cobra.Command, path *string, noun string) {
 
 // WithDriver connects to f's exporter, selects the driver implementing iface (the one at path, or
 // the only one: see SelectDriver) and runs fn with it. The connection ends when fn returns.
-func WithDriver(ctx context.Context, f *Factory, iface, path string, fn func(ctx context.Context, d *client.Driver) error) error {
+func WithDriver(ctx context.Context, f *Factory, iface, path string, fn func(ctx context.Context, d remote.Driver) error) error {
 	ex, err := f.Exporter(ctx)
 	if err != nil {
 		return err

@@ -4,13 +4,12 @@ import (
 	"errors"
 	"testing"
 
-	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/bus/wire"
 )
 
 const powerIface = "jsn.power.v1"
 
-func node(path, iface string, children ...*driver.NodeDesc) *driver.NodeDesc {
+func node(path, iface string, children ...*wire.NodeDesc) *wire.NodeDesc {
 	name := path
 	for i := len(path) - 1; i >= 0; i-- {
 		if path[i] == '.' {
@@ -18,25 +17,25 @@ func node(path, iface string, children ...*driver.NodeDesc) *driver.NodeDesc {
 			break
 		}
 	}
-	return &driver.NodeDesc{Name: name, Path: path, Type: "t", Interface: iface, Children: children}
+	return &wire.NodeDesc{Name: name, Path: path, Type: "t", Interface: iface, Children: children}
 }
 
 func TestSelect(t *testing.T) {
-	one := &driver.Description{Exporter: "lab", Drivers: []*driver.NodeDesc{
+	one := &wire.Description{Exporter: "lab", Drivers: []*wire.NodeDesc{
 		node("power", powerIface), node("network", "jsn.network.v1"),
 	}}
-	two := &driver.Description{Exporter: "lab", Drivers: []*driver.NodeDesc{
+	two := &wire.Description{Exporter: "lab", Drivers: []*wire.NodeDesc{
 		node("harness", "", node("harness.power", powerIface)),
 		node("dut", "", node("dut.power", powerIface)),
 	}}
-	alias := &driver.NodeDesc{Name: "alias", Path: "alias", Type: "ref", Interface: powerIface, Ref: "power"}
-	withRef := &driver.Description{Exporter: "lab", Drivers: []*driver.NodeDesc{node("power", powerIface), alias}}
-	onlyRef := &driver.Description{Exporter: "lab", Drivers: []*driver.NodeDesc{alias}}
-	none := &driver.Description{Exporter: "lab", Drivers: []*driver.NodeDesc{node("network", "jsn.network.v1")}}
+	alias := &wire.NodeDesc{Name: "alias", Path: "alias", Type: "ref", Interface: powerIface, Ref: "power"}
+	withRef := &wire.Description{Exporter: "lab", Drivers: []*wire.NodeDesc{node("power", powerIface), alias}}
+	onlyRef := &wire.Description{Exporter: "lab", Drivers: []*wire.NodeDesc{alias}}
+	none := &wire.Description{Exporter: "lab", Drivers: []*wire.NodeDesc{node("network", "jsn.network.v1")}}
 
 	tests := []struct {
 		name     string
-		desc     *driver.Description
+		desc     *wire.Description
 		path     string
 		want     string // selected path
 		wantErr  string
@@ -44,14 +43,14 @@ func TestSelect(t *testing.T) {
 	}{
 		{name: "only one", desc: one, want: "power"},
 		{name: "named", desc: two, path: "dut.power", want: "dut.power"},
-		{name: "several", desc: two, wantErr: "several power drivers: harness.power, dut.power; choose one with -d PATH", sentinel: client.ErrInvalidArgument},
+		{name: "several", desc: two, wantErr: "several power drivers: harness.power, dut.power; choose one with -d PATH", sentinel: wire.ErrInvalidArgument},
 		{name: "ref does not make it ambiguous", desc: withRef, want: "power"},
 		{name: "ref when nothing else", desc: onlyRef, want: "alias"},
 		{name: "ref by name", desc: withRef, path: "alias", want: "alias"},
-		{name: "none", desc: none, wantErr: `no power driver on exporter "lab"`, sentinel: client.ErrNotFound},
-		{name: "unknown path", desc: two, path: "x.power", wantErr: `no driver "x.power"; power drivers: harness.power, dut.power`, sentinel: client.ErrNotFound},
-		{name: "wrong interface", desc: one, path: "network", wantErr: `driver "network" is not a power driver (it has jsn.network.v1); power drivers: power`, sentinel: client.ErrInvalidArgument},
-		{name: "composite", desc: two, path: "dut", wantErr: `driver "dut" is not a power driver (it has no interface); power drivers: harness.power, dut.power`, sentinel: client.ErrInvalidArgument},
+		{name: "none", desc: none, wantErr: `no power driver on exporter "lab"`, sentinel: wire.ErrNotFound},
+		{name: "unknown path", desc: two, path: "x.power", wantErr: `no driver "x.power"; power drivers: harness.power, dut.power`, sentinel: wire.ErrNotFound},
+		{name: "wrong interface", desc: one, path: "network", wantErr: `driver "network" is not a power driver (it has jsn.network.v1); power drivers: power`, sentinel: wire.ErrInvalidArgument},
+		{name: "composite", desc: two, path: "dut", wantErr: `driver "dut" is not a power driver (it has no interface); power drivers: harness.power, dut.power`, sentinel: wire.ErrInvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,40 +84,5 @@ func TestInterfaceNoun(t *testing.T) {
 		if got := InterfaceNoun(in); got != want {
 			t.Errorf("InterfaceNoun(%q): got %q, want %q", in, got, want)
 		}
-	}
-}
-
-func TestOptionsFallBackToEnv(t *testing.T) {
-	env := map[string]string{client.EnvHost: "unix:///s", client.EnvExporter: "lab", client.EnvLease: "L1"}
-	f := &Factory{Getenv: func(k string) string { return env[k] }}
-	o, err := f.Options()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Host != "unix:///s" || o.Exporter != "lab" || o.Lease != "L1" || o.NoDirectStreams {
-		t.Errorf("got %+v, want the environment's values", o)
-	}
-	env[client.EnvDirectStreams] = "off"
-	if o, _ = f.Options(); !o.NoDirectStreams {
-		t.Errorf("with %s=off: got NoDirectStreams false", client.EnvDirectStreams)
-	}
-	f.Host, f.ExporterName, f.Lease = "nats://h:1", "other", "L2"
-	o, err = f.Options()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Host != "nats://h:1" || o.Exporter != "other" || o.Lease != "L2" {
-		t.Errorf("got %+v, want the flags' values", o)
-	}
-}
-
-func TestOptionsNoSession(t *testing.T) {
-	f := &Factory{Getenv: func(string) string { return "" }}
-	_, err := f.Options()
-	if !errors.Is(err, client.ErrNoSession) {
-		t.Fatalf("got %v, want ErrNoSession", err)
-	}
-	if !IsUsage(err) {
-		t.Errorf("got IsUsage false, want true")
 	}
 }

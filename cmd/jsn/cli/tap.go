@@ -1,4 +1,4 @@
-package serial
+package cli
 
 import (
 	"context"
@@ -49,7 +49,7 @@ EXPORTER/DRIVER names another exporter on the same bus.`,
 }
 
 func runTap(ctx context.Context, opts *tapOptions) error {
-	o, err := opts.f.Options()
+	o, err := options(opts.f)
 	if opts.Exporter != "" {
 		o.Exporter = opts.Exporter
 		if o.Host != "" {
