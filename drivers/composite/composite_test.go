@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
 	"jsn.dev/jsn/drivers/driver"
 )
 

@@ -50,17 +50,19 @@ type Child struct {
 	Driver Driver
 }
 
-// Env is what a constructor receives: the driver's place in the tree and its logger.
+// Env is what a constructor receives: the driver's place in the tree, its logger and its tap.
+// Log, Tap and Child are never nil: Build makes every Env (Child too), and tests that call a
+// constructor directly use drivertest.Env. Constructors use them without checking.
 type Env struct {
 	Path string       // dotted driver path, "harness.power"
 	Log  *slog.Logger // already carries "driver"=Path
 	Dir  string       // directory of the config file, to resolve relative paths
 	// Tap broadcasts device output (console bytes, readings) on the driver's read-only tap
-	// subject, for observers and dashboards. Never nil; it drops data while the exporter is not
-	// connected and never blocks.
+	// subject, for observers and dashboards. It drops data while the exporter is not connected
+	// and never blocks.
 	Tap func(data []byte)
 	// Child returns the Env of a built-in child called name (see Parent): its own path, logger
-	// and tap subject. Nil outside a tree built by Build.
+	// and tap subject.
 	Child func(name string) Env
 }
 

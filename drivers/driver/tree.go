@@ -380,7 +380,9 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 func (b *builder) env(path string) Env {
 	tap := func([]byte) {}
 	if b.opts.Tap != nil {
-		tap = b.opts.Tap(path)
+		if t := b.opts.Tap(path); t != nil {
+			tap = t
+		}
 	}
 	return Env{Path: path, Log: b.opts.Log.With("driver", path), Dir: b.opts.Dir, Tap: tap,
 		Child: func(name string) Env { return b.env(path + "." + name) }}

@@ -41,11 +41,7 @@ type TCP struct {
 
 // NewTCP is the network.TCP constructor: defaults only, no side effects.
 func NewTCP(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &TCP{EnableAddress: true, log: log}
+	return &TCP{EnableAddress: true, log: env.Log}
 }
 
 // Validate checks the config.

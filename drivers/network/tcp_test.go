@@ -111,7 +111,7 @@ func replyAtEOF(c *net.TCPConn) {
 
 func newTCP(t *testing.T, port int) *TCP {
 	t.Helper()
-	d := NewTCP(driver.Env{Path: "net"}).(*TCP)
+	d := NewTCP(drivertest.Env("net")).(*TCP)
 	d.Host, d.Port = "127.0.0.1", port
 	if err := d.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -358,7 +358,7 @@ func TestAddress(t *testing.T) {
 	if _, err := drivertest.CallMethod(context.Background(), d, "address"); !errors.Is(err, wire.ErrFailedPrecondition) {
 		t.Fatalf("address disabled: got %v, want FAILED_PRECONDITION", err)
 	}
-	d6 := NewTCP(driver.Env{}).(*TCP)
+	d6 := NewTCP(drivertest.Env("")).(*TCP)
 	d6.Host, d6.Port = "::1", 80
 	if got := d6.Addr(); got != "[::1]:80" {
 		t.Fatalf("IPv6 Addr: got %q, want %q", got, "[::1]:80")
@@ -381,7 +381,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.host+":"+strconv.Itoa(tt.port), func(t *testing.T) {
-			d := NewTCP(driver.Env{}).(*TCP)
+			d := NewTCP(drivertest.Env("")).(*TCP)
 			d.Host, d.Port = tt.host, tt.port
 			err := d.Validate()
 			if tt.wantErr == "" {

@@ -50,11 +50,7 @@ type UDP struct {
 
 // NewUDP is the network.UDP constructor: defaults only, no side effects.
 func NewUDP(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &UDP{EnableAddress: true, log: log}
+	return &UDP{EnableAddress: true, log: env.Log}
 }
 
 // Validate checks the config.

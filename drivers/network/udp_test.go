@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
@@ -62,7 +61,7 @@ func (s *udpServer) peerCount() int {
 
 func newUDP(t *testing.T, port int) *UDP {
 	t.Helper()
-	d := NewUDP(driver.Env{Path: "dns"}).(*UDP)
+	d := NewUDP(drivertest.Env("dns")).(*UDP)
 	d.Host, d.Port = "127.0.0.1", port
 	if err := d.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -226,7 +225,7 @@ func TestUDPResetAndCancel(t *testing.T) {
 }
 
 func TestUDPValidateAndMethods(t *testing.T) {
-	d := NewUDP(driver.Env{}).(*UDP)
+	d := NewUDP(drivertest.Env("")).(*UDP)
 	d.Host, d.Port = "", 0
 	err := d.Validate()
 	if err == nil || !strings.Contains(err.Error(), "host") || !strings.Contains(err.Error(), "port") {

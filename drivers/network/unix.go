@@ -47,11 +47,7 @@ type Unix struct {
 
 // NewUnix is the network.Unix constructor: defaults only, no side effects.
 func NewUnix(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &Unix{EnableAddress: true, dir: env.Dir, log: log}
+	return &Unix{EnableAddress: true, dir: env.Dir, log: env.Log}
 }
 
 // SocketPath returns the socket path, made absolute against the config file's directory.

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
@@ -36,7 +35,9 @@ func unixReplyAtEOF(c *net.UnixConn) {
 
 func newUnix(t *testing.T, dir, path string) *Unix {
 	t.Helper()
-	d := NewUnix(driver.Env{Path: "qmp", Dir: dir}).(*Unix)
+	env := drivertest.Env("qmp")
+	env.Dir = dir
+	d := NewUnix(env).(*Unix)
 	d.Path = path
 	if err := d.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -124,7 +125,9 @@ func TestUnixValidate(t *testing.T) {
 		{"/" + strings.Repeat("d", 100), "qmp.sock", "longer than the 107"},
 	}
 	for _, tt := range tests {
-		d := NewUnix(driver.Env{Dir: tt.dir}).(*Unix)
+		env := drivertest.Env("")
+		env.Dir = tt.dir
+		d := NewUnix(env).(*Unix)
 		d.Path = tt.path
 		err := d.Validate()
 		if tt.wantErr == "" {

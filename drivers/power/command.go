@@ -188,11 +188,7 @@ type runner struct {
 }
 
 func newRunner(env driver.Env) *runner {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &runner{log: log, dir: env.Dir, assumed: Off, kind: "command"}
+	return &runner{log: env.Log, dir: env.Dir, assumed: Off, kind: "command"}
 }
 
 func (r *runner) validate(timeout, cycleWait time.Duration, env map[string]string) []error {

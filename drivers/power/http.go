@@ -148,11 +148,7 @@ type httpCall struct {
 
 // NewHTTP is the power.HTTP constructor: defaults only, no side effects.
 func NewHTTP(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &HTTP{Timeout: 10 * time.Second, CycleWait: DefaultCycleWait, ResetMode: resetOff, log: log, assumed: Off,
+	return &HTTP{Timeout: 10 * time.Second, CycleWait: DefaultCycleWait, ResetMode: resetOff, log: env.Log, assumed: Off,
 		dir: env.Dir, mode: authAuto}
 }
 

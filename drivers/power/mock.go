@@ -45,16 +45,12 @@ type Mock struct {
 
 // NewMock is the power.Mock constructor: defaults only, no side effects.
 func NewMock(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &Mock{
 		Voltage:   5.0,
 		Current:   2.0,
 		Interval:  100 * time.Millisecond,
 		CycleWait: time.Second,
-		log:       log,
+		log:       env.Log,
 		state:     Off,
 	}
 }

@@ -49,7 +49,9 @@ func newMock(t *testing.T) (*Mock, *syncBuffer) {
 	t.Helper()
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	m := NewMock(driver.Env{Path: "power", Log: log}).(*Mock)
+	env := drivertest.Env("power")
+	env.Log = log
+	m := NewMock(env).(*Mock)
 	m.Interval = time.Millisecond
 	if err := m.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
@@ -289,7 +291,7 @@ func TestMockReadBadCount(t *testing.T) {
 }
 
 func TestMockConfig(t *testing.T) {
-	m := NewMock(driver.Env{}).(*Mock)
+	m := NewMock(drivertest.Env("")).(*Mock)
 	if m.Voltage != 5 || m.Current != 2 || m.Interval != 100*time.Millisecond || m.CycleWait != time.Second {
 		t.Fatalf("defaults: got %v V %v A %v %v, want 5 V 2 A 100ms 1s", m.Voltage, m.Current, m.Interval, m.CycleWait)
 	}
@@ -308,7 +310,7 @@ func TestMockConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := NewMock(driver.Env{}).(*Mock)
+			m := NewMock(drivertest.Env("")).(*Mock)
 			tt.mod(m)
 			err := m.Validate()
 			if tt.wantErr == "" {

@@ -99,10 +99,6 @@ type Tasmota struct {
 
 // NewTasmota is the power.Tasmota constructor: defaults only, no side effects.
 func NewTasmota(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &Tasmota{
 		Port:      1883,
 		TLS:       true,
@@ -110,7 +106,7 @@ func NewTasmota(env driver.Env) driver.Driver {
 		Timeout:   5 * time.Second,
 		CycleWait: DefaultCycleWait,
 		ResetMode: resetOff,
-		log:       log,
+		log:       env.Log,
 		dir:       env.Dir,
 		changed:   make(chan struct{}),
 	}

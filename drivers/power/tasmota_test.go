@@ -16,7 +16,6 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
@@ -197,7 +196,7 @@ func TestTasmotaConfig(t *testing.T) {
 		}
 		buildOne(t, tt.src, tt.wantErr)
 	}
-	d := NewTasmota(driver.Env{}).(*Tasmota)
+	d := NewTasmota(drivertest.Env("")).(*Tasmota)
 	if d.Port != 1883 || !d.TLS || d.Transport != "tcp" || d.Timeout != 5*time.Second {
 		t.Fatalf("defaults: got port %d tls %v transport %s timeout %s, want 1883 true tcp 5s", d.Port, d.TLS, d.Transport, d.Timeout)
 	}

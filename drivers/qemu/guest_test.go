@@ -18,6 +18,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/drivers/drivertest"
 )
 
 // The end-to-end tests boot a real Linux guest under QEMU (TCG): Debian's cloud kernel and a tiny
@@ -228,4 +229,4 @@ func (c *cpioWriter) pad(n int) {
 	}
 }
 
-func testEnv(path string) driver.Env { return driver.Env{Path: path} }
+func testEnv(path string) driver.Env { return drivertest.Env(path) }

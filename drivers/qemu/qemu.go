@@ -136,12 +136,6 @@ var builtin = []string{"power", "console", "storage", "video"}
 
 // New is the qemu.QEMU constructor: defaults only, no side effects.
 func New(env driver.Env) driver.Driver {
-	if env.Log == nil {
-		env.Log = slog.New(slog.DiscardHandler)
-	}
-	if env.Tap == nil {
-		env.Tap = func([]byte) {}
-	}
 	return &QEMU{Arch: hostArch(), Memory: "512MiB", CPUCores: 1, Accel: "tcg", DiskFormat: "raw",
 		StopTimeout: defaultStopTimeout, env: env, log: env.Log}
 }
@@ -298,19 +292,7 @@ func (q *QEMU) Children() []driver.Child {
 	if q.kids != nil {
 		return q.kids
 	}
-	if q.log == nil { // an explicit `config:` null zeroes the whole value while decoding
-		q.log = slog.New(slog.DiscardHandler)
-	}
-	if q.env.Tap == nil {
-		q.env.Tap = func([]byte) {}
-	}
-	childEnv := func(name string) driver.Env {
-		if q.env.Child != nil {
-			return q.env.Child(name) // own path, logger and tap subject (`jsn tap board.console`)
-		}
-		return driver.Env{Path: q.env.Path + "." + name, Log: q.log.With("child", name), Dir: q.env.Dir,
-			Tap: func([]byte) {}}
-	}
+	childEnv := q.env.Child // own path, logger and tap subject (`jsn tap board.console`)
 	q.pw = &powerChild{q: q}
 	port := serial.NewPort(childEnv("console")).(*serial.Port)
 	q.con = &console{q: q, port: port}

@@ -114,18 +114,10 @@ type conn struct {
 
 // NewPort is the serial.Port constructor: defaults only, no side effects.
 func NewPort(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	tap := env.Tap
-	if tap == nil {
-		tap = func([]byte) {}
-	}
 	return &Port{
 		Baudrate: DefaultBaudrate, Parity: "none", StopBits: 1, DataBits: 8, Flow: "none",
 		Buffer: DefaultBuffer, Reconnect: DefaultReconnect, CheckPresent: true,
-		path: env.Path, log: log, tap: tap,
+		path: env.Path, log: env.Log, tap: env.Tap,
 		why: "not open", conns: map[*conn]struct{}{},
 	}
 }

@@ -158,7 +158,7 @@ func TestSetBaudrate(t *testing.T) {
 // the port open and its history.
 func TestResetRestores(t *testing.T) {
 	dev := newDevice(t, "board")
-	p := NewPort(driver.Env{Path: "console"}).(*Port)
+	p := NewPort(drivertest.Env("console")).(*Port)
 	p.URL, p.Baudrate, p.Reconnect = dev.Path, 9600, 20*time.Millisecond
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
@@ -44,7 +43,7 @@ func TestUnixSocket(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	path := filepath.Join(t.TempDir(), "console.sock")
-	p := NewPort(driver.Env{Path: "console"}).(*Port)
+	p := NewPort(drivertest.Env("console")).(*Port)
 	p.URL, p.Reconnect = "unix://"+path, 20*time.Millisecond
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)

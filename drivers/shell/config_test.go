@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/drivers/drivertest"
 )
 
 var validateTests = []struct {
@@ -39,7 +40,7 @@ var validateTests = []struct {
 func TestValidate(t *testing.T) {
 	for _, tt := range validateTests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := New(driver.Env{}).(*Shell)
+			s := New(drivertest.Env("")).(*Shell)
 			s.Commands = tt.methods
 			if tt.mod != nil {
 				tt.mod(s)
@@ -66,7 +67,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestMethodTable(t *testing.T) {
-	s := New(driver.Env{}).(*Shell)
+	s := New(drivertest.Env("")).(*Shell)
 	s.Commands = map[string]any{
 		"zeta":  "echo z",
 		"alpha": map[string]any{"command": "echo a\necho b", "timeout": 5},

@@ -86,15 +86,11 @@ type run struct {
 
 // New is the shell constructor: defaults only, no side effects.
 func New(env driver.Env) driver.Driver {
-	log := env.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	return &Shell{
 		Shell:   []string{"sh", "-c"},
 		Timeout: DefaultTimeout,
 		env:     env,
-		log:     log,
+		log:     env.Log,
 		running: map[*run]struct{}{},
 	}
 }

@@ -25,7 +25,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newShell(t *testing.T, methods map[string]any, mod func(*Shell)) *Shell {
 	t.Helper()
-	s := New(driver.Env{Path: "shell", Dir: t.TempDir()}).(*Shell)
+	env := drivertest.Env("shell")
+	env.Dir = t.TempDir()
+	s := New(env).(*Shell)
 	s.Commands = methods
 	if mod != nil {
 		mod(s)

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/drivers/drivertest"
 	"jsn.dev/jsn/exporter"
 )
 
@@ -313,7 +313,9 @@ func TestCacheKeepsEntryInUse(t *testing.T) {
 	age(t, dir, sum(b), time.Hour)
 
 	// A second driver on the same cache flashes image a and stalls mid-flash.
-	other := NewFile(driver.Env{Dir: s.dir}).(*File)
+	env := drivertest.Env("")
+	env.Dir = s.dir
+	other := NewFile(env).(*File)
 	other.Path, other.CacheDir, other.CacheMax = "other.img", "cache", "8KiB"
 	if err := other.Validate(); err != nil {
 		t.Fatal(err)

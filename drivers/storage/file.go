@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,14 +42,7 @@ type File struct {
 
 // NewFile is the storage.File constructor: defaults only, no side effects.
 func NewFile(env driver.Env) driver.Driver {
-	return &File{dir: env.Dir, st: store{log: logOf(env)}}
-}
-
-func logOf(env driver.Env) *slog.Logger {
-	if env.Log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return env.Log
+	return &File{dir: env.Dir, st: store{log: env.Log}}
 }
 
 // configure checks path, cache_dir, cache_max and size and sets up st; shared by the drivers here.

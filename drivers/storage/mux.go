@@ -106,7 +106,7 @@ type MockMux struct {
 
 // NewMockMux is the storage.MockMux constructor: defaults only, no side effects.
 func NewMockMux(env driver.Env) driver.Driver {
-	m := &MockMux{dir: env.Dir, st: store{log: logOf(env)}, side: Off}
+	m := &MockMux{dir: env.Dir, st: store{log: env.Log}, side: Off}
 	m.st.gate = muxGate(m)
 	return m
 }

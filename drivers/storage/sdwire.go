@@ -59,7 +59,7 @@ type SDWire struct {
 // NewSDWire is the storage.SDWire constructor: defaults only, no side effects.
 func NewSDWire(env driver.Env) driver.Driver {
 	w := &SDWire{StorageTimeout: 10, StorageLeeway: 6, StorageFsyncTimeout: 900,
-		SDMuxCtrl: "sd-mux-ctrl", dir: env.Dir, st: store{log: logOf(env)}}
+		SDMuxCtrl: "sd-mux-ctrl", dir: env.Dir, st: store{log: env.Log}}
 	w.st.gate = w.gate
 	return w
 }
