@@ -8,21 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
 func init() { cmdutil.AddGroup(newCmd) }
 
-// cmdOptions are the options shared by the `jsn power` verbs.
-type cmdOptions struct {
-	f      *cmdutil.Factory
-	Driver string // -d PATH; "" = the only power driver
-}
-
 // newCmd builds `jsn power on|off|cycle|status|read`.
 func newCmd(f *cmdutil.Factory) *cobra.Command {
-	opts := &cmdOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "power <command>",
 		Short: "Switch and measure power (" + Interface + ")",
@@ -39,55 +31,47 @@ The exporter's only power driver is used; when it has several, choose one with -
 
   # a board with two supplies
   $ jsn power on -d harness.power`,
-		Args: cmdutil.NoArgs,
 	}
-	cmdutil.AddDriverFlag(cmd, &opts.Driver, "power")
+	g := cmdutil.NewDriverGroup(f, Interface, cmd)
 
 	simple := func(use, short, example string, run func(ctx context.Context, c *Client) error) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Example: example, Args: cmdutil.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return withClient(cmd.Context(), opts, run)
+				return cmdutil.WithClient(cmd.Context(), g, NewClient, run)
 			},
 		}
 	}
 	cmd.AddCommand(
 		simple("on", "Switch the power on", "  $ jsn power on", runOn),
 		simple("off", "Switch the power off", "  $ jsn power off", runOff),
-		newCycleCmd(opts),
+		newCycleCmd(g),
 		simple("status", "Print the power state: on or off", "  $ jsn power status\n  off",
-			func(ctx context.Context, c *Client) error { return runStatus(ctx, opts, c) }),
-		newReadCmd(opts),
+			func(ctx context.Context, c *Client) error { return runStatus(ctx, g, c) }),
+		newReadCmd(g),
 	)
 	return cmd
-}
-
-// withClient connects, selects the power driver and runs fn with its client.
-func withClient(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client) error) error {
-	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
-		return fn(ctx, NewClient(d))
-	})
 }
 
 func runOn(ctx context.Context, c *Client) error  { return c.On(ctx) }
 func runOff(ctx context.Context, c *Client) error { return c.Off(ctx) }
 
-func runStatus(ctx context.Context, opts *cmdOptions, c *Client) error {
+func runStatus(ctx context.Context, g *cmdutil.DriverGroup, c *Client) error {
 	s, err := c.Status(ctx)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintln(opts.f.Out, s)
+	_, err = fmt.Fprintln(g.Out, s)
 	return err
 }
 
 type cycleOptions struct {
-	*cmdOptions
+	*cmdutil.DriverGroup
 	Wait time.Duration // 0 = the driver's default
 }
 
-func newCycleCmd(parent *cmdOptions) *cobra.Command {
-	opts := &cycleOptions{cmdOptions: parent}
+func newCycleCmd(g *cmdutil.DriverGroup) *cobra.Command {
+	opts := &cycleOptions{DriverGroup: g}
 	cmd := &cobra.Command{
 		Use:   "cycle",
 		Short: "Switch the power off, wait, and switch it on",
@@ -100,7 +84,7 @@ func newCycleCmd(parent *cmdOptions) *cobra.Command {
 			if opts.Wait < 0 {
 				return &cmdutil.UsageError{Err: fmt.Errorf("--wait must not be negative, got %s", opts.Wait), ShowHelp: true}
 			}
-			return withClient(cmd.Context(), opts.cmdOptions, func(ctx context.Context, c *Client) error {
+			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
 				return runCycle(ctx, opts, c)
 			})
 		},
@@ -114,13 +98,13 @@ func runCycle(ctx context.Context, opts *cycleOptions, c *Client) error {
 }
 
 type readOptions struct {
-	*cmdOptions
+	*cmdutil.DriverGroup
 	Count  int
 	Format string // text or json
 }
 
-func newReadCmd(parent *cmdOptions) *cobra.Command {
-	opts := &readOptions{cmdOptions: parent}
+func newReadCmd(g *cmdutil.DriverGroup) *cobra.Command {
+	opts := &readOptions{DriverGroup: g}
 	cmd := &cobra.Command{
 		Use:   "read",
 		Short: "Print voltage and current readings until Ctrl-C",
@@ -138,7 +122,7 @@ func newReadCmd(parent *cmdOptions) *cobra.Command {
 			}
 			ctx, stop := cmdutil.Interruptible(cmd.Context())
 			defer stop()
-			return withClient(ctx, opts.cmdOptions, func(ctx context.Context, c *Client) error {
+			return cmdutil.WithClient(ctx, g, NewClient, func(ctx context.Context, c *Client) error {
 				return runRead(ctx, opts, c)
 			})
 		},
@@ -158,10 +142,10 @@ func runRead(ctx context.Context, opts *readOptions, c *Client) error {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(opts.f.Out, "%s\n", b)
+			_, err = fmt.Fprintf(opts.Out, "%s\n", b)
 			return err
 		}
-		_, err := fmt.Fprintln(opts.f.Out, r)
+		_, err := fmt.Fprintln(opts.Out, r)
 		return err
 	})
 	if ctx.Err() != nil {

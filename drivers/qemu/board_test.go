@@ -24,6 +24,7 @@ import (
 	"jsn.dev/jsn/drivers/power"
 	"jsn.dev/jsn/drivers/serial"
 	"jsn.dev/jsn/drivers/storage"
+	"jsn.dev/jsn/drivers/video"
 	"jsn.dev/jsn/exporter"
 )
 
@@ -170,7 +171,7 @@ func TestBoard(t *testing.T) {
 		ifaces[n.Name] = n.Interface
 	}
 	want := map[string]string{"power": power.Interface, "console": serial.Interface, "storage": storage.Interface,
-		"video": VideoInterface, "ssh": "jsn.network.v1"}
+		"video": video.Interface, "ssh": "jsn.network.v1"}
 	for name, iface := range want {
 		if ifaces[name] != iface {
 			t.Errorf("child %s: got interface %q, want %q", name, ifaces[name], iface)
@@ -178,7 +179,7 @@ func TestBoard(t *testing.T) {
 	}
 
 	pw := power.NewClient(lb.ex.Driver("vm1.power"))
-	video := NewVideoClient(lb.ex.Driver("vm1.video"))
+	video := video.NewClient(lb.ex.Driver("vm1.video"))
 	st := storage.NewClient(lb.ex.Driver("vm1.storage"))
 
 	// Off: the console is unavailable, snapshots need a running board.

@@ -16,8 +16,10 @@ import (
 
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/network"
+	"jsn.dev/jsn/drivers/power"
 	"jsn.dev/jsn/drivers/serial"
 	"jsn.dev/jsn/drivers/storage"
+	"jsn.dev/jsn/drivers/video"
 )
 
 // Registered types: the board, and its built-in power and video children (registered so that
@@ -39,11 +41,11 @@ func init() {
 		},
 	})
 	driver.MustRegister(driver.Info{
-		Type: PowerType, Interface: "jsn.power.v1", New: func(driver.Env) driver.Driver { return &powerChild{} },
+		Type: PowerType, Interface: power.Interface, New: func(driver.Env) driver.Driver { return &powerChild{} },
 		Doc: "power of a QEMU board: on starts the guest, off quits it, cycle resets it",
 	})
 	driver.MustRegister(driver.Info{
-		Type: VideoType, Interface: VideoInterface, New: func(driver.Env) driver.Driver { return &videoChild{} },
+		Type: VideoType, Interface: video.Interface, New: func(driver.Env) driver.Driver { return &videoChild{} },
 		Doc: "screen of a QEMU board: snapshot returns a PNG",
 	})
 }

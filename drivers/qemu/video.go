@@ -17,13 +17,8 @@ import (
 
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/drivers/video"
 )
-
-// VideoInterface is the interface of screen drivers.
-const VideoInterface = "jsn.video.v1"
-
-// maxSnapshot bounds a snapshot so that it fits in one bus message.
-const maxSnapshot = 896 << 10
 
 // videoChild is the board's `video`.
 type videoChild struct {
@@ -39,15 +34,11 @@ func (v *videoChild) Open(ctx context.Context) error {
 func (v *videoChild) Reset(ctx context.Context) error { return nil }
 func (v *videoChild) Close() error                    { return nil }
 
-// Methods returns the jsn.video.v1 method table:
-//
-//	snapshot() -> bytes    a PNG of the guest's screen
-func (v *videoChild) Methods() []driver.Method {
-	return []driver.Method{{
-		Name: "snapshot", Doc: "a PNG image of the guest's screen", Kind: driver.KindCall, Returns: driver.TypeBytes,
-		Call: func(ctx context.Context, _ driver.Args) (any, error) { return v.q.snapshot(ctx) },
-	}}
-}
+// Snapshot returns a PNG of the guest's screen.
+func (v *videoChild) Snapshot(ctx context.Context) ([]byte, error) { return v.q.snapshot(ctx) }
+
+// Methods returns the jsn.video.v1 method table.
+func (v *videoChild) Methods() []driver.Method { return video.Methods(v, video.Options{}) }
 
 // snapshot takes a screendump as PNG (QEMU 7.1+), or as PPM converted to PNG.
 func (q *QEMU) snapshot(ctx context.Context) ([]byte, error) {
@@ -74,8 +65,8 @@ func (q *QEMU) snapshot(ctx context.Context) ([]byte, error) {
 	if err != nil {
 		return nil, wire.Errorf(wire.Internal, "snapshot: %v", err)
 	}
-	if len(b) > maxSnapshot {
-		return nil, wire.Errorf(wire.Internal, "snapshot: %d bytes of PNG, more than the %d a message carries", len(b), maxSnapshot)
+	if len(b) > video.MaxSnapshot {
+		return nil, wire.Errorf(wire.Internal, "snapshot: %d bytes of PNG, more than the %d a message carries", len(b), video.MaxSnapshot)
 	}
 	return b, nil
 }
@@ -166,4 +157,7 @@ func ppmToken(br *bufio.Reader) (string, error) {
 	}
 }
 
-var _ driver.Methoder = (*videoChild)(nil)
+var (
+	_ video.Device    = (*videoChild)(nil)
+	_ driver.Methoder = (*videoChild)(nil)
+)

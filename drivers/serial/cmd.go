@@ -21,15 +21,8 @@ import (
 
 func init() { cmdutil.AddGroup(newCmd) }
 
-// cmdOptions are the options shared by the `jsn serial` verbs.
-type cmdOptions struct {
-	f      *cmdutil.Factory
-	Driver string // -d PATH; "" = the only serial driver
-}
-
 // newCmd builds `jsn serial console|pipe|expect|log`.
 func newCmd(f *cmdutil.Factory) *cobra.Command {
-	opts := &cmdOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "serial <command>",
 		Short: "Use serial consoles (" + Interface + ")",
@@ -43,27 +36,26 @@ The exporter's only serial driver is used; when it has several, choose one with 
   $ jsn serial expect 'login:' --send '\r' --timeout 2m
   $ echo uname | jsn serial pipe --linger 1s
   $ jsn serial log --since 10m`,
-		Args: cmdutil.NoArgs,
 	}
-	cmdutil.AddDriverFlag(cmd, &opts.Driver, "serial")
-	cmd.AddCommand(newConsoleCmd(opts), newPipeCmd(opts), newExpectCmd(opts), newLogCmd(opts))
+	g := cmdutil.NewDriverGroup(f, Interface, cmd)
+	cmd.AddCommand(newConsoleCmd(g), newPipeCmd(g), newExpectCmd(g), newLogCmd(g))
 	return cmd
 }
 
 // withClient connects, selects the serial driver and runs fn with its client and path.
-func withClient(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client, path string) error) error {
-	return cmdutil.WithDriver(ctx, opts.f, Interface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
+func withClient(ctx context.Context, g *cmdutil.DriverGroup, fn func(ctx context.Context, c *Client, path string) error) error {
+	return g.WithDriver(ctx, func(ctx context.Context, d remote.Driver) error {
 		return fn(ctx, NewClient(d), d.Path())
 	})
 }
 
 type logOptions struct {
-	*cmdOptions
+	*cmdutil.DriverGroup
 	Since time.Duration
 }
 
-func newLogCmd(parent *cmdOptions) *cobra.Command {
-	opts := &logOptions{cmdOptions: parent}
+func newLogCmd(g *cmdutil.DriverGroup) *cobra.Command {
+	opts := &logOptions{DriverGroup: g}
 	cmd := &cobra.Command{
 		Use:   "log",
 		Short: "Print what the console recorded",
@@ -76,7 +68,7 @@ that of the last --since. At most the newest 896 KiB are printed.`,
 			if opts.Since < 0 {
 				return &cmdutil.UsageError{Err: fmt.Errorf("--since must not be negative, got %s", opts.Since), ShowHelp: true}
 			}
-			return withClient(cmd.Context(), opts.cmdOptions, func(ctx context.Context, c *Client, _ string) error {
+			return withClient(cmd.Context(), g, func(ctx context.Context, c *Client, _ string) error {
 				return runLog(ctx, opts, c)
 			})
 		},
@@ -90,12 +82,12 @@ func runLog(ctx context.Context, opts *logOptions, c *Client) error {
 	if err != nil {
 		return err
 	}
-	_, err = opts.f.Out.Write(b)
+	_, err = opts.Out.Write(b)
 	return err
 }
 
 type expectOptions struct {
-	*cmdOptions
+	*cmdutil.DriverGroup
 	Regex   string
 	Send    string
 	Timeout time.Duration
@@ -103,8 +95,8 @@ type expectOptions struct {
 	Verbose bool
 }
 
-func newExpectCmd(parent *cmdOptions) *cobra.Command {
-	opts := &expectOptions{cmdOptions: parent}
+func newExpectCmd(g *cmdutil.DriverGroup) *cobra.Command {
+	opts := &expectOptions{DriverGroup: g}
 	cmd := &cobra.Command{
 		Use:   "expect REGEX",
 		Short: "Wait until the console prints something matching REGEX",
@@ -137,7 +129,7 @@ When nothing matches within --timeout, exit 1 and print the last 20 lines of out
 			}
 			ctx, stop := cmdutil.Interruptible(cmd.Context())
 			defer stop()
-			return withClient(ctx, opts.cmdOptions, func(ctx context.Context, c *Client, _ string) error {
+			return withClient(ctx, g, func(ctx context.Context, c *Client, _ string) error {
 				return runExpect(ctx, opts, c, re, send)
 			})
 		},
@@ -184,7 +176,7 @@ func runExpect(ctx context.Context, opts *expectOptions, c *Client, re *regexp.R
 	if len(out) == 0 || out[len(out)-1] != '\n' {
 		out = append(out[:len(out):len(out)], '\n')
 	}
-	_, err = opts.f.Out.Write(out)
+	_, err = opts.Out.Write(out)
 	return err
 }
 
@@ -252,12 +244,12 @@ func Unescape(s string) ([]byte, error) {
 }
 
 type pipeOptions struct {
-	*cmdOptions
+	*cmdutil.DriverGroup
 	Linger time.Duration
 }
 
-func newPipeCmd(parent *cmdOptions) *cobra.Command {
-	opts := &pipeOptions{cmdOptions: parent}
+func newPipeCmd(g *cmdutil.DriverGroup) *cobra.Command {
+	opts := &pipeOptions{DriverGroup: g}
 	cmd := &cobra.Command{
 		Use:   "pipe",
 		Short: "Copy stdin to the console and the console to stdout",
@@ -275,8 +267,8 @@ At the end of standard input, jsn stops sending but keeps printing output: until
 			}
 			ctx, stop := cmdutil.Interruptible(cmd.Context())
 			defer stop()
-			return withClient(ctx, opts.cmdOptions, func(ctx context.Context, c *Client, _ string) error {
-				return runPipe(ctx, opts.f.In, opts.f.Out, opts.Linger, c)
+			return withClient(ctx, g, func(ctx context.Context, c *Client, _ string) error {
+				return runPipe(ctx, opts.In, opts.Out, opts.Linger, c)
 			})
 		},
 	}

@@ -18,7 +18,7 @@ import (
 // escapeByte is Ctrl-]: followed by q (or .), it ends `jsn serial console`.
 const escapeByte = 0x1d
 
-func newConsoleCmd(parent *cmdOptions) *cobra.Command {
+func newConsoleCmd(g *cmdutil.DriverGroup) *cobra.Command {
 	return &cobra.Command{
 		Use:   "console",
 		Short: "Open an interactive console (Ctrl-] q quits)",
@@ -35,16 +35,16 @@ When standard input is not a terminal, console behaves like 'jsn serial pipe'.`,
   $ jsn serial console -d harness.uart`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f := parent.f
+			f := g.Factory
 			in, ok := f.In.(*os.File)
 			if !ok || !term.IsTerminal(int(in.Fd())) {
 				ctx, stop := cmdutil.Interruptible(cmd.Context())
 				defer stop()
-				return withClient(ctx, parent, func(ctx context.Context, c *Client, _ string) error {
+				return withClient(ctx, g, func(ctx context.Context, c *Client, _ string) error {
 					return runPipe(ctx, f.In, f.Out, 0, c)
 				})
 			}
-			return withClient(cmd.Context(), parent, func(ctx context.Context, c *Client, path string) error {
+			return withClient(cmd.Context(), g, func(ctx context.Context, c *Client, path string) error {
 				return runConsole(ctx, in, f.Out, f.ErrOut, path, c)
 			})
 		},

@@ -18,15 +18,8 @@ import (
 
 func init() { cmdutil.AddGroup(newCmd) }
 
-// cmdOptions are the options shared by the `jsn storage` verbs.
-type cmdOptions struct {
-	f      *cmdutil.Factory
-	Driver string // -d PATH; "" = the only storage driver
-}
-
 // newCmd builds `jsn storage flash|dump|host|dut|off|status`.
 func newCmd(f *cmdutil.Factory) *cobra.Command {
-	opts := &cmdOptions{f: f}
 	cmd := &cobra.Command{
 		Use:   "storage <command>",
 		Short: "Flash and read disk images, switch storage muxes (" + Interface + ", " + MuxInterface + ")",
@@ -44,21 +37,20 @@ several, choose one with -d PATH.`,
   # let the exporter download the image itself (and cache it by sha256)
   $ jsn storage flash https://example.com/os.img.zst --sha256 9f86d081884c7d65…
   $ jsn storage dump backup.img`,
-		Args: cmdutil.NoArgs,
 	}
-	cmdutil.AddDriverFlag(cmd, &opts.Driver, "storage")
+	g := cmdutil.NewDriverGroup(f, Interface, cmd)
 
 	sw := func(use, short string, run func(ctx context.Context, c *Client) error) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Example: "  $ jsn storage " + use, Args: cmdutil.NoArgs,
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return withMux(cmd.Context(), opts, run)
+				return withMux(cmd.Context(), g, run)
 			},
 		}
 	}
 	cmd.AddCommand(
-		newFlashCmd(opts),
-		newDumpCmd(opts),
+		newFlashCmd(g),
+		newDumpCmd(g),
 		sw("host", "Connect the mux's storage to the exporter", func(ctx context.Context, c *Client) error { return c.Host(ctx) }),
 		sw("dut", "Connect the mux's storage to the device under test", func(ctx context.Context, c *Client) error { return c.DUT(ctx) }),
 		sw("off", "Disconnect the mux's storage from the device under test", func(ctx context.Context, c *Client) error { return c.Off(ctx) }),
@@ -67,7 +59,7 @@ several, choose one with -d PATH.`,
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintln(opts.f.Out, s)
+			_, err = fmt.Fprintln(g.Out, s)
 			return err
 		}),
 	)
@@ -75,8 +67,8 @@ several, choose one with -d PATH.`,
 }
 
 // withStorage connects and runs fn with the client of the selected storage or mux driver.
-func withStorage(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, path string, c *Client) error) error {
-	ex, err := opts.f.Exporter(ctx)
+func withStorage(ctx context.Context, g *cmdutil.DriverGroup, fn func(ctx context.Context, path string, c *Client) error) error {
+	ex, err := g.Exporter(ctx)
 	if err != nil {
 		return err
 	}
@@ -86,7 +78,7 @@ func withStorage(ctx context.Context, opts *cmdOptions, fn func(ctx context.Cont
 		return err
 	}
 	// Muxes offer every storage method: pick among both interfaces.
-	path := opts.Driver
+	path := g.Driver
 	if path == "" {
 		var found []string
 		for _, iface := range []string{Interface, MuxInterface} {
@@ -113,20 +105,20 @@ func withStorage(ctx context.Context, opts *cmdOptions, fn func(ctx context.Cont
 }
 
 // withMux connects and runs fn with the client of the selected mux driver.
-func withMux(ctx context.Context, opts *cmdOptions, fn func(ctx context.Context, c *Client) error) error {
-	return cmdutil.WithDriver(ctx, opts.f, MuxInterface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
+func withMux(ctx context.Context, g *cmdutil.DriverGroup, fn func(ctx context.Context, c *Client) error) error {
+	return cmdutil.WithDriver(ctx, g.Factory, MuxInterface, g.Driver, func(ctx context.Context, d remote.Driver) error {
 		return fn(ctx, NewClient(d))
 	})
 }
 
 type flashCmdOptions struct {
-	*cmdOptions
+	*cmdutil.DriverGroup
 	SHA256 string
 	Cache  bool
 }
 
-func newFlashCmd(parent *cmdOptions) *cobra.Command {
-	opts := &flashCmdOptions{cmdOptions: parent}
+func newFlashCmd(g *cmdutil.DriverGroup) *cobra.Command {
+	opts := &flashCmdOptions{DriverGroup: g}
 	cmd := &cobra.Command{
 		Use:   "flash IMAGE|URL",
 		Short: "Write a disk image (raw, .gz, .xz, .zst, .bz2) to the storage",
@@ -144,7 +136,7 @@ the flash and the exporter discards it (a disk image file is left as it was).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := cmdutil.Interruptible(cmd.Context())
 			defer stop()
-			err := withStorage(ctx, opts.cmdOptions, func(ctx context.Context, path string, c *Client) error {
+			err := withStorage(ctx, g, func(ctx context.Context, path string, c *Client) error {
 				return runFlash(ctx, opts, path, c, args[0])
 			})
 			if err != nil && ctx.Err() != nil && cmd.Context().Err() == nil {
@@ -164,7 +156,7 @@ func isURL(s string) bool {
 }
 
 func runFlash(ctx context.Context, opts *flashCmdOptions, path string, c *Client, image string) error {
-	errOut := opts.f.ErrOut
+	errOut := opts.ErrOut
 	tty := cmdutil.IsTerminal(errOut)
 	start := time.Now()
 	var res Result
@@ -218,13 +210,13 @@ func runFlash(ctx context.Context, opts *flashCmdOptions, path string, c *Client
 	if res.Format != Raw && res.Format != "" {
 		how = " from " + string(res.Format)
 	}
-	_, err = fmt.Fprintf(opts.f.Out, "flashed %s%s to %s (sha256 %s) in %s\n", Bytes(res.Written), how, path, sha,
+	_, err = fmt.Fprintf(opts.Out, "flashed %s%s to %s (sha256 %s) in %s\n", Bytes(res.Written), how, path, sha,
 		time.Since(start).Round(100*time.Millisecond))
 	return err
 }
 
-func newDumpCmd(parent *cmdOptions) *cobra.Command {
-	opts := parent
+func newDumpCmd(g *cmdutil.DriverGroup) *cobra.Command {
+	opts := g
 	cmd := &cobra.Command{
 		Use:   "dump FILE",
 		Short: "Read the whole storage into FILE (- for stdout)",
@@ -247,7 +239,7 @@ func newDumpCmd(parent *cmdOptions) *cobra.Command {
 	return cmd
 }
 
-func runDump(ctx context.Context, opts *cmdOptions, path string, c *Client, file string) (err error) {
+func runDump(ctx context.Context, opts *cmdutil.DriverGroup, path string, c *Client, file string) (err error) {
 	start := time.Now()
 	size, err := c.Size(ctx)
 	if err != nil {
@@ -256,7 +248,7 @@ func runDump(ctx context.Context, opts *cmdOptions, path string, c *Client, file
 	var w io.Writer
 	var f *os.File
 	if file == "-" {
-		w = opts.f.Out
+		w = opts.Out
 	} else {
 		// Write next to the destination and rename, so an interrupted dump leaves no partial file.
 		f, err = os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".jsn-*")
@@ -271,7 +263,7 @@ func runDump(ctx context.Context, opts *cmdOptions, path string, c *Client, file
 		}()
 		w = f
 	}
-	p := newProgress(opts.f.ErrOut, cmdutil.IsTerminal(opts.f.ErrOut), "dump", size)
+	p := newProgress(opts.ErrOut, cmdutil.IsTerminal(opts.ErrOut), "dump", size)
 	n, err := c.Read(ctx, w, p.set)
 	if err != nil {
 		p.abort()
@@ -286,7 +278,7 @@ func runDump(ctx context.Context, opts *cmdOptions, path string, c *Client, file
 		if err = os.Rename(f.Name(), file); err != nil {
 			return fmt.Errorf("dump: %w", err)
 		}
-		_, err = fmt.Fprintf(opts.f.Out, "dumped %s from %s to %s in %s\n", Bytes(n), path, file,
+		_, err = fmt.Fprintf(opts.Out, "dumped %s from %s to %s in %s\n", Bytes(n), path, file,
 			time.Since(start).Round(100*time.Millisecond))
 	}
 	return err

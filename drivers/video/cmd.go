@@ -1,4 +1,4 @@
-package qemu
+package video
 
 import (
 	"context"
@@ -7,31 +7,22 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
-func init() { cmdutil.AddGroup(newVideoCmd) }
+func init() { cmdutil.AddGroup(newCmd) }
 
-// videoOptions are the options of `jsn video`.
-type videoOptions struct {
-	f      *cmdutil.Factory
-	Driver string // -d PATH; "" = the only video driver
-}
-
-// newVideoCmd builds `jsn video snapshot`.
-func newVideoCmd(f *cmdutil.Factory) *cobra.Command {
-	opts := &videoOptions{f: f}
+// newCmd builds `jsn video snapshot`.
+func newCmd(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "video <command>",
-		Short: "Look at a board's screen (" + VideoInterface + ")",
+		Short: "Look at a board's screen (" + Interface + ")",
 		Long: `Take pictures of a board's screen.
 
 The exporter's only video driver is used; when it has several, choose one with -d PATH.`,
 		Example: `  $ jsn video snapshot screen.png`,
-		Args:    cmdutil.NoArgs,
 	}
-	cmdutil.AddDriverFlag(cmd, &opts.Driver, "video")
+	g := cmdutil.NewDriverGroup(f, Interface, cmd)
 	cmd.AddCommand(&cobra.Command{
 		Use:   "snapshot FILE",
 		Short: "Save a PNG of the screen to FILE (- for stdout)",
@@ -39,27 +30,27 @@ The exporter's only video driver is used; when it has several, choose one with -
   $ jsn video snapshot - > screen.png`,
 		Args: cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runSnapshot(cmd.Context(), opts, args[0])
+			return runSnapshot(cmd.Context(), g, args[0])
 		},
 	})
 	return cmd
 }
 
-func runSnapshot(ctx context.Context, opts *videoOptions, file string) error {
-	if file == "-" && opts.f.IsTerminal() {
+func runSnapshot(ctx context.Context, g *cmdutil.DriverGroup, file string) error {
+	if file == "-" && g.IsTerminal() {
 		return cmdutil.Usagef("snapshot: refusing to write a PNG to a terminal: give a file name or redirect stdout")
 	}
 	var b []byte
-	err := cmdutil.WithDriver(ctx, opts.f, VideoInterface, opts.Driver, func(ctx context.Context, d remote.Driver) error {
+	err := cmdutil.WithClient(ctx, g, NewClient, func(ctx context.Context, c *Client) error {
 		var err error
-		b, err = NewVideoClient(d).Snapshot(ctx)
+		b, err = c.Snapshot(ctx)
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	if file == "-" {
-		_, err = opts.f.Out.Write(b)
+		_, err = g.Out.Write(b)
 		return err
 	}
 	if err := os.WriteFile(file, b, 0o644); err != nil {
