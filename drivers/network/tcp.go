@@ -63,12 +63,16 @@ func (t *TCP) Close() error {
 	return nil
 }
 
-// Methods returns the jsn.network.v1 method table (see methods); kind is "tcp".
+// Kind returns "tcp".
+func (t *TCP) Kind() string { return KindTCP }
+
+// Methods returns the jsn.network.v1 method table.
 func (t *TCP) Methods() []driver.Method {
-	return methods(KindTCP, t.Addr(), t.EnableAddress, "open a byte stream to "+t.Addr(), t.connect)
+	return Methods(t, Options{HideAddress: !t.EnableAddress})
 }
 
-func (t *TCP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error {
+// Connect carries the client stream s to a new connection to host:port.
+func (t *TCP) Connect(ctx context.Context, s driver.Stream) error {
 	ctx, done := t.conns.track(ctx)
 	defer done()
 
@@ -91,6 +95,7 @@ func (t *TCP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error
 }
 
 var (
+	_ Device           = (*TCP)(nil)
 	_ driver.Driver    = (*TCP)(nil)
 	_ driver.Validator = (*TCP)(nil)
 	_ driver.Methoder  = (*TCP)(nil)

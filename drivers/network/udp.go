@@ -83,12 +83,16 @@ func (u *UDP) Close() error {
 	return nil
 }
 
-// Methods returns the jsn.network.v1 method table (see methods); kind is "udp".
+// Kind returns "udp".
+func (u *UDP) Kind() string { return KindUDP }
+
+// Methods returns the jsn.network.v1 method table.
 func (u *UDP) Methods() []driver.Method {
-	return methods(KindUDP, u.Addr(), u.EnableAddress, "open a datagram stream to "+u.Addr()+" (udp, length-framed)", u.connect)
+	return Methods(u, Options{HideAddress: !u.EnableAddress})
 }
 
-func (u *UDP) connect(ctx context.Context, _ driver.Args, s driver.Stream) error {
+// Connect carries the client stream s to a new connection to host:port.
+func (u *UDP) Connect(ctx context.Context, s driver.Stream) error {
 	ctx, done := u.conns.track(ctx)
 	defer done()
 
@@ -203,6 +207,7 @@ func replies(conn *net.UDPConn, s io.Writer) error {
 }
 
 var (
+	_ Device           = (*UDP)(nil)
 	_ driver.Driver    = (*UDP)(nil)
 	_ driver.Validator = (*UDP)(nil)
 	_ driver.Methoder  = (*UDP)(nil)

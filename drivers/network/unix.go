@@ -83,14 +83,19 @@ func (u *Unix) Close() error {
 	return nil
 }
 
-// Methods returns the jsn.network.v1 method table (see methods); kind is "unix" and address
-// the socket path.
+// Addr returns the socket path (SocketPath).
+func (u *Unix) Addr() string { return u.SocketPath() }
+
+// Kind returns "unix".
+func (u *Unix) Kind() string { return KindUnix }
+
+// Methods returns the jsn.network.v1 method table.
 func (u *Unix) Methods() []driver.Method {
-	p := u.SocketPath()
-	return methods(KindUnix, p, u.EnableAddress, "open a byte stream to the Unix socket "+p, u.connect)
+	return Methods(u, Options{HideAddress: !u.EnableAddress})
 }
 
-func (u *Unix) connect(ctx context.Context, _ driver.Args, s driver.Stream) error {
+// Connect carries the client stream s to a new connection to the socket.
+func (u *Unix) Connect(ctx context.Context, s driver.Stream) error {
 	ctx, done := u.conns.track(ctx)
 	defer done()
 
@@ -113,6 +118,7 @@ func (u *Unix) connect(ctx context.Context, _ driver.Args, s driver.Stream) erro
 }
 
 var (
+	_ Device           = (*Unix)(nil)
 	_ driver.Driver    = (*Unix)(nil)
 	_ driver.Validator = (*Unix)(nil)
 	_ driver.Methoder  = (*Unix)(nil)
