@@ -70,72 +70,60 @@ func (p *powerChild) Cycle(ctx context.Context, wait time.Duration) error {
 // Methods returns the jsn.power.v1 method table; cycle pauses the guest for 1s by default.
 func (p *powerChild) Methods() []driver.Method { return power.Methods(p, power.Options{}) }
 
-// console is the board's `console`: a serial.Port on QEMU's console socket.
+// console is the board's `console`: a serial.Port on QEMU's console socket, whose Connect says why
+// the board stopped when QEMU's end closes.
 type console struct {
-	q    *QEMU
-	port *serial.Port
+	*serial.Port
+	q *QEMU
 }
 
 // Open points the port at the board's console socket and starts it; it attaches whenever QEMU
 // runs.
 func (c *console) Open(ctx context.Context) error {
-	dir, err := c.q.prepare()
-	if err != nil {
+	if _, err := c.q.prepare(); err != nil {
 		return err
 	}
-	_ = dir
-	c.port.URL = "unix://" + c.q.consoleSock()
-	c.port.Reconnect = 50 * time.Millisecond
-	if err := c.port.Validate(); err != nil {
+	c.Port.URL = "unix://" + c.q.consoleSock()
+	c.Port.Reconnect = 50 * time.Millisecond
+	if err := c.Port.Validate(); err != nil {
 		return err
 	}
-	return c.port.Open(ctx)
+	return c.Port.Open(ctx)
 }
-
-func (c *console) Reset(ctx context.Context) error { return c.port.Reset(ctx) }
-func (c *console) Close() error                    { return c.port.Close() }
 
 // Unavailable says the board is off, or why the console is not attached yet.
 func (c *console) Unavailable() string {
 	if c.q.running() == nil {
 		return "the board is off: run `jsn power on` first"
 	}
-	return c.port.Unavailable()
+	return c.Port.Unavailable()
 }
 
-// Methods returns the port's jsn.serial.v1 methods; a console stream that QEMU's end closes
-// says why the board stopped.
-func (c *console) Methods() []driver.Method {
-	ms := c.port.Methods()
-	for i := range ms {
-		if ms[i].Name != "connect" {
-			continue
-		}
-		inner := ms[i].Bytes
-		ms[i].Bytes = func(ctx context.Context, args driver.Args, s driver.Stream) error {
-			p := c.q.running()
-			err := inner(ctx, args, s)
-			if err == nil || p == nil || ctx.Err() != nil {
-				return err
-			}
-			t := time.NewTimer(2 * time.Second)
-			defer t.Stop()
-			select {
-			case <-p.done:
-			case <-t.C:
-				return err
-			}
-			c.q.mu.Lock()
-			stopping := p.stopping
-			c.q.mu.Unlock()
-			if stopping {
-				return wire.Errorf(wire.Unavailable, "console: the board was powered off")
-			}
-			return wire.Errorf(wire.Unavailable, "console: the board stopped: %s", p.exitReason())
-		}
+// Connect serves a console stream; one that QEMU's end closes fails saying why the board stopped.
+func (c *console) Connect(ctx context.Context, s driver.Stream) error {
+	p := c.q.running()
+	err := c.Port.Connect(ctx, s)
+	if err == nil || p == nil || ctx.Err() != nil {
+		return err
 	}
-	return ms
+	t := time.NewTimer(2 * time.Second)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		return err
+	}
+	c.q.mu.Lock()
+	stopping := p.stopping
+	c.q.mu.Unlock()
+	if stopping {
+		return wire.Errorf(wire.Unavailable, "console: the board was powered off")
+	}
+	return wire.Errorf(wire.Unavailable, "console: the board stopped: %s", p.exitReason())
 }
+
+// Methods returns the jsn.serial.v1 method table.
+func (c *console) Methods() []driver.Method { return serial.Methods(c, serial.Options{}) }
 
 // diskChild is the board's `storage`: the disk image as a storage.File that refuses writes while
 // the board runs.
@@ -211,6 +199,7 @@ var (
 	_ power.Device        = (*powerChild)(nil)
 	_ power.Cycler        = (*powerChild)(nil)
 	_ driver.Methoder     = (*powerChild)(nil)
+	_ serial.Device       = (*console)(nil)
 	_ driver.Availability = (*console)(nil)
 	_ driver.Methoder     = (*console)(nil)
 	_ driver.Methoder     = (*diskChild)(nil)

@@ -308,7 +308,7 @@ func (q *QEMU) awaitStart(ctx context.Context, p *process) error {
 		case <-tick.C:
 		}
 		if !consoleUp {
-			consoleUp = q.con.port.Unavailable() == ""
+			consoleUp = q.con.Port.Unavailable() == ""
 			continue
 		}
 		if _, err := q.qmp(ctx, "query-status", nil); err == nil {

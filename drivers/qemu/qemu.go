@@ -297,7 +297,7 @@ func (q *QEMU) Children() []driver.Child {
 	childEnv := q.env.Child // own path, logger and tap subject (`jsn tap board.console`)
 	q.pw = &powerChild{q: q}
 	port := serial.NewPort(childEnv("console")).(*serial.Port)
-	q.con = &console{q: q, port: port}
+	q.con = &console{Port: port, q: q}
 	q.kids = []driver.Child{
 		{Name: "power", Type: PowerType, Driver: q.pw},
 		{Name: "console", Type: "serial.Port", Driver: q.con},

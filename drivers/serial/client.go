@@ -68,17 +68,6 @@ func (c *Client) Log(ctx context.Context, since time.Duration) ([]byte, error) {
 	return b, err
 }
 
-// Status is what Info reports.
-type Status struct {
-	URL         string `msgpack:"url"`
-	Baudrate    int    `msgpack:"baudrate"`
-	State       string `msgpack:"state"`  // "open" or "absent"
-	Reason      string `msgpack:"reason"` // why absent; "" when open
-	Buffered    int    `msgpack:"buffered"`
-	Received    int64  `msgpack:"received"` // bytes ever received
-	Connections int    `msgpack:"connections"`
-}
-
 // Info returns the port's state.
 func (c *Client) Info(ctx context.Context) (Status, error) {
 	var s Status

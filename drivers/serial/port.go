@@ -17,9 +17,6 @@ import (
 	"jsn.dev/jsn/drivers/driver"
 )
 
-// Interface is the name of the interface serial drivers implement.
-const Interface = "jsn.serial.v1"
-
 func init() {
 	driver.MustRegister(driver.Info{
 		Type:      "serial.Port",
@@ -29,26 +26,6 @@ func init() {
 		Aliases:   []string{"jumpstarter_driver_pyserial.driver.PySerial"},
 	})
 }
-
-// Defaults and limits of the config.
-const (
-	DefaultBaudrate  = 115200
-	MaxBaudrate      = 4_000_000
-	DefaultBuffer    = 1 << 20
-	MaxBuffer        = 64 << 20
-	MinBuffer        = 4 << 10
-	DefaultReconnect = time.Second
-	DefaultBreak     = 250 * time.Millisecond
-	MaxBreak         = 10 * time.Second
-)
-
-// MaxLog is the most `log` returns: the newest bytes of the ring buffer that fit in one bus
-// message (the default maximum payload is 1 MiB).
-const MaxLog = 896 << 10
-
-// MaxBacklog is how many bytes of output a console stream may fall behind (beyond the bus
-// stream's own window) before it is dropped rather than let it stall the port.
-const MaxBacklog = 1 << 20
 
 // StandardBaudrates are the usual rates; any other positive rate up to MaxBaudrate is accepted
 // too (Linux sets it exactly).
@@ -470,8 +447,8 @@ func (p *Port) modem(op string, fn func(sp bugserial.Port) error) error {
 	return nil
 }
 
-// setBaudrate changes the baud rate until the next reset.
-func (p *Port) setBaudrate(rate int64) error {
+// SetBaudrate changes the baud rate until the next reset.
+func (p *Port) SetBaudrate(ctx context.Context, rate int64) error {
 	if !ValidBaudrate(rate) {
 		return wire.Errorf(wire.InvalidArgument, "set_baudrate: rate must be 1..%d, got %d", MaxBaudrate, rate)
 	}
@@ -491,7 +468,27 @@ func (p *Port) setBaudrate(rate int64) error {
 	return nil
 }
 
-func (p *Port) info() map[string]any {
+// SetDTR sets the DTR line.
+func (p *Port) SetDTR(ctx context.Context, on bool) error {
+	return p.modem("set_dtr", func(sp bugserial.Port) error { return sp.SetDTR(on) })
+}
+
+// SetRTS sets the RTS line.
+func (p *Port) SetRTS(ctx context.Context, on bool) error {
+	return p.modem("set_rts", func(sp bugserial.Port) error { return sp.SetRTS(on) })
+}
+
+// SendBreak holds the line in break for d.
+func (p *Port) SendBreak(ctx context.Context, d time.Duration) error {
+	return p.modem("send_break", func(sp bugserial.Port) error { return sp.Break(d) })
+}
+
+// Log returns the recorded output newer than since (everything for the zero time), at most the
+// newest MaxLog bytes.
+func (p *Port) Log(since time.Time) []byte { return p.ring.read(since, MaxLog) }
+
+// Info reports the port's state.
+func (p *Port) Info() Status {
 	held, total := p.ring.stats()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -499,14 +496,12 @@ func (p *Port) info() map[string]any {
 	if p.dev == nil {
 		state = "absent"
 	}
-	return map[string]any{
-		"url": p.target.String(), "baudrate": int64(p.baud), "state": state, "reason": p.why,
-		"buffered": int64(held), "received": total, "connections": int64(len(p.conns)),
-	}
+	return Status{URL: p.target.String(), Baudrate: p.baud, State: state, Reason: p.why,
+		Buffered: held, Received: total, Connections: len(p.conns)}
 }
 
-// connect serves one console stream: output fans out to it, input goes to the device.
-func (p *Port) connect(ctx context.Context, _ driver.Args, s driver.Stream) error {
+// Connect serves one console stream: output fans out to it, input goes to the device.
+func (p *Port) Connect(ctx context.Context, s driver.Stream) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	c := &conn{out: make(chan []byte, MaxBacklog/64), cancel: cancel, done: make(chan struct{})}
@@ -566,81 +561,11 @@ func (p *Port) connect(ctx context.Context, _ driver.Args, s driver.Stream) erro
 	}
 }
 
-// Methods returns the jsn.serial.v1 method table:
-//
-//	connect() <=> bytes              the console: device output to every stream, input to the device
-//	set_baudrate(rate int)           until the next reset; INVALID_ARGUMENT outside 1..4000000
-//	set_dtr(on bool), set_rts(on bool)
-//	send_break([duration])           default 250ms, at most 10s; UNIMPLEMENTED for socket://
-//	log([since duration]) -> bytes   recorded output newer than since (all of it when omitted)
-//	info() -> any                    url, baudrate, state, reason, buffered, received, connections
-func (p *Port) Methods() []driver.Method {
-	none := func(err error) (any, error) { return nil, err }
-	return []driver.Method{
-		{
-			Name: "connect", Doc: "open the console: output of the device, input to it", Kind: driver.KindByteStream,
-			Bytes: p.connect,
-		},
-		{
-			Name: "set_baudrate", Doc: fmt.Sprintf("set the baud rate (1..%d) until the next reset", MaxBaudrate), Kind: driver.KindCall,
-			Args: []driver.Arg{{Name: "rate", Type: driver.TypeInt, Doc: "bits per second"}},
-			Call: func(ctx context.Context, a driver.Args) (any, error) { return none(p.setBaudrate(a.Int(0))) },
-		},
-		{
-			Name: "set_dtr", Doc: "set the DTR line", Kind: driver.KindCall,
-			Args: []driver.Arg{{Name: "on", Type: driver.TypeBool}},
-			Call: func(ctx context.Context, a driver.Args) (any, error) {
-				return none(p.modem("set_dtr", func(sp bugserial.Port) error { return sp.SetDTR(a.Bool(0)) }))
-			},
-		},
-		{
-			Name: "set_rts", Doc: "set the RTS line", Kind: driver.KindCall,
-			Args: []driver.Arg{{Name: "on", Type: driver.TypeBool}},
-			Call: func(ctx context.Context, a driver.Args) (any, error) {
-				return none(p.modem("set_rts", func(sp bugserial.Port) error { return sp.SetRTS(a.Bool(0)) }))
-			},
-		},
-		{
-			Name: "send_break", Doc: "hold the line in break (default 250ms, at most 10s)", Kind: driver.KindCall,
-			Args: []driver.Arg{{Name: "duration", Type: driver.TypeDuration, Optional: true}},
-			Call: func(ctx context.Context, a driver.Args) (any, error) {
-				d := DefaultBreak
-				if a.Has(0) {
-					d = a.Duration(0)
-				}
-				if d <= 0 || d > MaxBreak {
-					return nil, wire.Errorf(wire.InvalidArgument, "send_break: duration must be more than 0 and at most %s, got %s", MaxBreak, d)
-				}
-				return none(p.modem("send_break", func(sp bugserial.Port) error { return sp.Break(d) }))
-			},
-		},
-		{
-			Name: "log", Doc: "recorded output newer than since (all of it when omitted), at most the newest 896 KiB",
-			Kind: driver.KindCall, Returns: driver.TypeBytes,
-			Args: []driver.Arg{{Name: "since", Type: driver.TypeDuration, Optional: true}},
-			Call: func(ctx context.Context, a driver.Args) (any, error) {
-				var since time.Time
-				if a.Has(0) {
-					d := a.Duration(0)
-					if d < 0 {
-						return nil, wire.Errorf(wire.InvalidArgument, "log: since must not be negative, got %s", d)
-					}
-					if d > 0 {
-						since = time.Now().Add(-d)
-					}
-				}
-				return p.ring.read(since, MaxLog), nil
-			},
-		},
-		{
-			Name: "info", Doc: "url, baudrate, state (open|absent), reason, buffered, received, connections",
-			Kind: driver.KindCall, Returns: driver.TypeAny,
-			Call: func(ctx context.Context, _ driver.Args) (any, error) { return p.info(), nil },
-		},
-	}
-}
+// Methods returns the jsn.serial.v1 method table.
+func (p *Port) Methods() []driver.Method { return Methods(p, Options{}) }
 
 var (
+	_ Device              = (*Port)(nil)
 	_ driver.Driver       = (*Port)(nil)
 	_ driver.Validator    = (*Port)(nil)
 	_ driver.Methoder     = (*Port)(nil)

@@ -176,14 +176,14 @@ func TestResetRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	waitFor(t, "the console", func() bool { return p.info()["connections"] == int64(1) })
+	waitFor(t, "the console", func() bool { return p.Info().Map()["connections"] == int64(1) })
 	if err := p.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Wait(); !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("console after reset: got %v, want UNAVAILABLE closed by reset", err)
 	}
-	info := p.info()
+	info := p.Info().Map()
 	if info["baudrate"] != int64(9600) || info["state"] != "open" || info["buffered"] == int64(0) {
 		t.Fatalf("info after reset: got %v, want baudrate 9600, open, history kept", info)
 	}

@@ -97,7 +97,7 @@ func TestUnixSocket(t *testing.T) {
 	if _, err := s.Read(buf); err != nil || string(buf) != "pong" {
 		t.Fatalf("client got %q, %v, want pong", buf, err)
 	}
-	if err := p.setBaudrate(9600); wire.CodeOf(err) != wire.Unimplemented {
+	if err := p.SetBaudrate(ctx, 9600); wire.CodeOf(err) != wire.Unimplemented {
 		t.Fatalf("set_baudrate on unix://: got %v, want UNIMPLEMENTED", err)
 	}
 	srv.Close()
