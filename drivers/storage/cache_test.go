@@ -329,7 +329,10 @@ func TestCacheKeepsEntryInUse(t *testing.T) {
 	defer unblock() // before other.Close, which waits for the flash
 	done := make(chan error, 1)
 	go func() {
-		done <- other.st.writeFromCache(context.Background(), "write_cached", sum(a), bs.send)
+		_, err := other.st.WriteCached(context.Background(), sum(a), func(n, total int64) {
+			_ = bs.send(map[string]any{"bytes": n, "total": total})
+		})
+		done <- err
 	}()
 	select {
 	case <-bs.entered:

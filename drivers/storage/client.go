@@ -94,9 +94,6 @@ func (c *Client) streamErr(ctx context.Context, op string, err error) error {
 	return err
 }
 
-// ProgressFunc receives the bytes done so far and the total (-1 if unknown).
-type ProgressFunc func(done, total int64)
-
 // WriteURL makes the exporter download the image at url and write it. With sha256 the download is
 // verified, and skipped when the exporter's cache already holds that image.
 func (c *Client) WriteURL(ctx context.Context, url, sha256 string, progress ProgressFunc) (Result, error) {

@@ -111,7 +111,7 @@ func (f *File) Reset(ctx context.Context) error { return f.st.cancel(ctx) }
 func (f *File) Close() error { return f.st.cancel(context.Background()) }
 
 // Methods returns the jsn.storage.v1 method table.
-func (f *File) Methods() []driver.Method { return f.st.methods() }
+func (f *File) Methods() []driver.Method { return Methods(&f.st, Options{}) }
 
 // ParseSize parses a byte count: a plain number of bytes, or a number with a unit K, M, G, T
 // (powers of 1024, also written KiB, MiB…, or KB, MB… which jsn reads as powers of 1024 too).

@@ -12,25 +12,6 @@ import (
 	"jsn.dev/jsn/drivers/driver"
 )
 
-// Side is where a mux connects its storage.
-type Side string
-
-// Mux sides. Off is reported only by muxes that can disconnect the card from both.
-const (
-	Host Side = "host"
-	DUT  Side = "dut"
-	Off  Side = "off"
-)
-
-// Mux is what a storage mux implements; muxMethods turns it into the jsn.storagemux.v1 switch
-// methods.
-type Mux interface {
-	Host(ctx context.Context) error
-	DUT(ctx context.Context) error
-	Off(ctx context.Context) error
-	Status(ctx context.Context) (Side, error)
-}
-
 // muxGate refuses storage access unless m is switched to the host.
 func muxGate(m Mux) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
@@ -45,29 +26,6 @@ func muxGate(m Mux) func(ctx context.Context) error {
 			return wire.Errorf(wire.FailedPrecondition, "storage is switched to the DUT; run `jsn storage host` first")
 		}
 		return wire.Errorf(wire.FailedPrecondition, "storage is switched %s; run `jsn storage host` first", side)
-	}
-}
-
-// muxMethods returns the switch methods of jsn.storagemux.v1; each waits for no transfer to run.
-func muxMethods(st *store, m Mux) []driver.Method {
-	sw := func(name, doc string, fn func(context.Context) error) driver.Method {
-		return driver.Method{Name: name, Doc: doc, Kind: driver.KindCall,
-			Call: func(ctx context.Context, _ driver.Args) (any, error) {
-				return nil, st.exclusive(name, func() error { return fn(ctx) })
-			}}
-	}
-	return []driver.Method{
-		sw("host", "connect the storage to the exporter (needed to write or read it)", m.Host),
-		sw("dut", "connect the storage to the device under test", m.DUT),
-		sw("off", "disconnect the storage from the DUT", m.Off),
-		{
-			Name: "status", Kind: driver.KindCall, Returns: driver.TypeString,
-			Doc: `where the storage is connected: "host", "dut" or "off"`,
-			Call: func(ctx context.Context, _ driver.Args) (any, error) {
-				s, err := m.Status(ctx)
-				return string(s), err
-			},
-		},
 	}
 }
 
@@ -143,7 +101,7 @@ func (m *MockMux) Open(ctx context.Context) error {
 // Reset stops a running transfer and switches the mux off.
 func (m *MockMux) Reset(ctx context.Context) error {
 	err := m.st.cancel(ctx)
-	return errors.Join(err, m.Off(ctx))
+	return errors.Join(err, m.set(Off))
 }
 
 // Close stops a running transfer and removes a temporary card.
@@ -157,7 +115,7 @@ func (m *MockMux) Close() error {
 
 // Methods returns the jsn.storagemux.v1 method table.
 func (m *MockMux) Methods() []driver.Method {
-	return append(muxMethods(&m.st, m), m.st.methods()...)
+	return append(MuxMethods(m, Options{}), Methods(&m.st, Options{})...)
 }
 
 func (m *MockMux) set(s Side) error {
@@ -172,13 +130,18 @@ func (m *MockMux) set(s Side) error {
 }
 
 // Host connects the card to the exporter.
-func (m *MockMux) Host(ctx context.Context) error { return m.set(Host) }
+func (m *MockMux) Host(ctx context.Context) error { return m.switchTo("host", Host) }
 
 // DUT connects the card to the device under test.
-func (m *MockMux) DUT(ctx context.Context) error { return m.set(DUT) }
+func (m *MockMux) DUT(ctx context.Context) error { return m.switchTo("dut", DUT) }
 
 // Off disconnects the card.
-func (m *MockMux) Off(ctx context.Context) error { return m.set(Off) }
+func (m *MockMux) Off(ctx context.Context) error { return m.switchTo("off", Off) }
+
+// switchTo switches the card to side unless a transfer runs.
+func (m *MockMux) switchTo(op string, side Side) error {
+	return m.st.exclusive(op, func() error { return m.set(side) })
+}
 
 // Status returns the side the card is on.
 func (m *MockMux) Status(ctx context.Context) (Side, error) {
@@ -188,6 +151,7 @@ func (m *MockMux) Status(ctx context.Context) (Side, error) {
 }
 
 var (
+	_ Device           = (*store)(nil)
 	_ Mux              = (*MockMux)(nil)
 	_ driver.Driver    = (*MockMux)(nil)
 	_ driver.Validator = (*MockMux)(nil)

@@ -110,7 +110,7 @@ func (w *SDWire) Reset(ctx context.Context) error {
 	if w.Unavailable() != "" {
 		return err
 	}
-	return errors.Join(err, w.st.exclusive("reset", func() error { return w.Off(ctx) }))
+	return errors.Join(err, w.st.exclusive("reset", func() error { return w.host(ctx) }))
 }
 
 // Close stops a running transfer.
@@ -118,7 +118,7 @@ func (w *SDWire) Close() error { return w.st.cancel(context.Background()) }
 
 // Methods returns the jsn.storagemux.v1 method table.
 func (w *SDWire) Methods() []driver.Method {
-	return append(muxMethods(&w.st, w), w.st.methods()...)
+	return append(MuxMethods(w, Options{}), Methods(&w.st, Options{})...)
 }
 
 // run runs sd-mux-ctrl with the device selection and one action flag and returns its output.
@@ -149,6 +149,20 @@ func (w *SDWire) run(ctx context.Context, action string) (string, error) {
 
 // Host switches the card to the exporter and waits up to storage_timeout for its block device.
 func (w *SDWire) Host(ctx context.Context) error {
+	return w.st.exclusive("host", func() error { return w.host(ctx) })
+}
+
+// DUT switches the card to the device under test.
+func (w *SDWire) DUT(ctx context.Context) error {
+	return w.st.exclusive("dut", func() error { return w.dut(ctx) })
+}
+
+// Off switches the card to the host: the SDWire has no position where neither side sees it.
+func (w *SDWire) Off(ctx context.Context) error {
+	return w.st.exclusive("off", func() error { return w.host(ctx) })
+}
+
+func (w *SDWire) host(ctx context.Context) error {
 	if _, err := w.run(ctx, "--ts"); err != nil {
 		return err
 	}
@@ -169,17 +183,13 @@ func (w *SDWire) Host(ctx context.Context) error {
 	}
 }
 
-// DUT switches the card to the device under test.
-func (w *SDWire) DUT(ctx context.Context) error {
+func (w *SDWire) dut(ctx context.Context) error {
 	if _, err := w.run(ctx, "--dut"); err != nil {
 		return err
 	}
 	w.st.log.Info("storage switched", "to", string(DUT))
 	return nil
 }
-
-// Off switches the card to the host: the SDWire has no position where neither side sees it.
-func (w *SDWire) Off(ctx context.Context) error { return w.Host(ctx) }
 
 // Status asks sd-mux-ctrl where the card is ("SD connected to: TS" or "...: DUT").
 func (w *SDWire) Status(ctx context.Context) (Side, error) {

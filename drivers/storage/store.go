@@ -18,36 +18,12 @@ import (
 	"jsn.dev/jsn/bus/wire"
 )
 
-// Interface names.
-const (
-	// Interface is implemented by every storage driver.
-	Interface = "jsn.storage.v1"
-	// MuxInterface is implemented by storage muxes: every jsn.storage.v1 method plus host, dut,
-	// off and status.
-	MuxInterface = "jsn.storagemux.v1"
-)
-
 // bufSize is the copy buffer of every transfer; with the decoders' own state it bounds the
 // memory a flash uses, whatever the image size.
 const bufSize = 1 << 20
 
 // progressEvery is the least time between two progress items of write_url and write_cached.
 var progressEvery = 250 * time.Millisecond
-
-// Result is what a successful write reports.
-type Result struct {
-	Written  int64  // bytes written to the storage (decompressed)
-	Uploaded int64  // bytes received (as uploaded or downloaded, compressed)
-	SHA256   string // hex SHA-256 of the received bytes
-	Format   Format // compression found by magic number
-	Cached   bool   // the received bytes are in the exporter's image cache
-}
-
-// Map returns the result as it travels on the wire.
-func (r Result) Map() map[string]any {
-	return map[string]any{"written": r.Written, "uploaded": r.Uploaded, "sha256": r.SHA256,
-		"format": string(r.Format), "cached": r.Cached}
-}
 
 // store is the storage engine shared by every driver of this package: one target path (a
 // regular file or a block device), an image cache, and at most one operation at a time.
