@@ -1,5 +1,6 @@
 // Package driver is the driver framework: the Driver API every device driver implements, the
-// registry of driver types, strict decoding of a node's `config:` with file:line:col errors, the
+// registry of driver types, strict decoding of a node's `config:` with file:line:col errors (with
+// package yamlconf, whose error and FieldErrorf names it re-exports for drivers), the
 // driver tree built from an exporter config's `export:` mapping (children, built-in children,
 // refs), its life cycle (Open, Reset, Close), method tables, argument conversion and the
 // describe output.

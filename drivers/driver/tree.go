@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"go.yaml.in/yaml/v3"
+
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 // BuildOptions configure Build.
@@ -74,8 +76,8 @@ type pendingRef struct {
 }
 
 type builder struct {
-	c     *collector
-	d     *decoder
+	c     *yamlconf.Collector
+	d     *yamlconf.Decoder
 	opts  BuildOptions
 	refs  []pendingRef
 	stack map[*yaml.Node]bool // node mappings being built, against alias cycles
@@ -100,20 +102,20 @@ func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c := &collector{file: file}
-	b := &builder{c: c, d: &decoder{c: c}, opts: opts, stack: map[*yaml.Node]bool{}}
+	c := &yamlconf.Collector{File: file}
+	b := &builder{c: c, d: yamlconf.NewDecoder(c), opts: opts, stack: map[*yaml.Node]bool{}}
 	t := &Tree{index: map[string]*Node{}, closed: map[*Node]bool{}}
-	export = resolveAlias(export)
+	export = yamlconf.ResolveAlias(export)
 	switch {
-	case isNull(export):
+	case yamlconf.IsNull(export):
 	case export.Kind != yaml.MappingNode:
-		c.add(export, "export", "want a mapping of driver names to nodes, got %s", describe(export))
+		c.Add(export, "export", "want a mapping of driver names to nodes, got %s", yamlconf.Describe(export))
 	default:
 		t.Roots = b.nodes(export, "", "export")
 	}
 	t.Walk(func(n *Node) { t.index[n.Path] = n })
 	b.resolveRefs(t)
-	if err := c.err(); err != nil {
+	if err := c.Err(); err != nil {
 		return nil, err
 	}
 	var post func(ns []*Node)
@@ -129,23 +131,16 @@ func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
 	return t, nil
 }
 
-func joinPath(parent, name string) string {
-	if parent == "" {
-		return name
-	}
-	return parent + "." + name
-}
-
 // nodes builds the nodes of a mapping name → node.
 func (b *builder) nodes(m *yaml.Node, parent, ypath string) []*Node {
 	var out []*Node
-	keys, keyNodes, vals := b.d.pairs(m, ypath)
+	keys, keyNodes, vals := b.d.Pairs(m, ypath)
 	for i, name := range keys {
 		if !nameRE.MatchString(name) {
-			b.c.add(keyNodes[i], ypath, "invalid driver name %q: use letters, digits, - and _ (no dots)", name)
+			b.c.Add(keyNodes[i], ypath, "invalid driver name %q: use letters, digits, - and _ (no dots)", name)
 			continue
 		}
-		if n := b.node(name, joinPath(parent, name), keyNodes[i], vals[i], ypath+"."+name); n != nil {
+		if n := b.node(name, yamlconf.JoinPath(parent, name), keyNodes[i], vals[i], ypath+"."+name); n != nil {
 			out = append(out, n)
 		}
 	}
@@ -154,22 +149,22 @@ func (b *builder) nodes(m *yaml.Node, parent, ypath string) []*Node {
 
 // node builds one node; key is its name's node (position), v its mapping.
 func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node {
-	v = resolveAlias(v)
+	v = yamlconf.ResolveAlias(v)
 	if v == nil || v.Kind != yaml.MappingNode {
 		at := v
-		if isNull(v) {
+		if yamlconf.IsNull(v) {
 			at = key
 		}
-		b.c.add(at, ypath, "want a mapping with type or ref, got %s", describeOrNull(v))
+		b.c.Add(at, ypath, "want a mapping with type or ref, got %s", describeOrNull(v))
 		return nil
 	}
 	if b.stack[v] {
-		b.c.add(key, ypath, "node contains itself (through a YAML alias)")
+		b.c.Add(key, ypath, "node contains itself (through a YAML alias)")
 		return nil
 	}
 	if b.count++; b.count > maxNodes {
 		if b.count == maxNodes+1 {
-			b.c.add(key, ypath, "too many driver nodes (more than %d)", maxNodes)
+			b.c.Add(key, ypath, "too many driver nodes (more than %d)", maxNodes)
 		}
 		return nil
 	}
@@ -177,36 +172,36 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	defer delete(b.stack, v)
 	fields := map[string]*yaml.Node{} // value nodes
 	keyAt := map[string]*yaml.Node{}
-	keys, keyNodes, vals := b.d.pairs(v, ypath)
+	keys, keyNodes, vals := b.d.Pairs(v, ypath)
 	for i, k := range keys {
 		if !contains(nodeKeys, k) {
-			b.c.add(keyNodes[i], ypath, "unknown field %q%s", k, suggest(k, nodeKeys))
+			b.c.Add(keyNodes[i], ypath, "unknown field %q%s", k, yamlconf.Suggest(k, nodeKeys))
 			continue
 		}
 		fields[k], keyAt[k] = vals[i], keyNodes[i]
 	}
 	n := &Node{Name: name, Path: path}
 	if d := fields["description"]; d != nil {
-		b.d.decode(d, reflect.ValueOf(&n.Doc).Elem(), ypath+".description")
+		b.d.Decode(d, reflect.ValueOf(&n.Doc).Elem(), ypath+".description")
 	}
 	var typ, ref string
 	if x := fields["type"]; x != nil {
-		b.d.decode(x, reflect.ValueOf(&typ).Elem(), ypath+".type")
+		b.d.Decode(x, reflect.ValueOf(&typ).Elem(), ypath+".type")
 	}
 	if x := fields["ref"]; x != nil {
-		b.d.decode(x, reflect.ValueOf(&ref).Elem(), ypath+".ref")
+		b.d.Decode(x, reflect.ValueOf(&ref).Elem(), ypath+".ref")
 	}
 	hasType, hasRef := fields["type"] != nil, fields["ref"] != nil
 	switch {
 	case hasType && hasRef:
-		b.c.add(keyAt["ref"], ypath, "a node has either type or ref, not both")
+		b.c.Add(keyAt["ref"], ypath, "a node has either type or ref, not both")
 		return nil
 	case !hasType && !hasRef:
-		b.c.add(key, ypath, "missing \"type\" (or \"ref\")")
+		b.c.Add(key, ypath, "missing \"type\" (or \"ref\")")
 		return nil
 	case hasRef:
 		if ref == "" {
-			b.c.add(fields["ref"], ypath+".ref", "empty ref")
+			b.c.Add(fields["ref"], ypath+".ref", "empty ref")
 			return nil
 		}
 		n.Info = RefInfo
@@ -215,12 +210,12 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 		return n
 	}
 	if typ == "" {
-		b.c.add(fields["type"], ypath+".type", "empty type")
+		b.c.Add(fields["type"], ypath+".type", "empty type")
 		return nil
 	}
 	info, ok := Lookup(typ)
 	if !ok {
-		b.c.add(fields["type"], ypath+".type", "%s", unknownType(typ))
+		b.c.Add(fields["type"], ypath+".type", "%s", unknownType(typ))
 		return nil
 	}
 	n.Info = info
@@ -228,39 +223,39 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	cfgPath := ypath + ".config"
 	if info.Ref {
 		var rc refConfig
-		before := len(b.c.errs)
-		b.d.decodeTop(cfg, key, reflect.ValueOf(&rc).Elem(), cfgPath)
-		if len(b.c.errs) > before {
+		before := b.c.Len()
+		b.d.DecodeTop(cfg, key, reflect.ValueOf(&rc).Elem(), cfgPath)
+		if b.c.Len() > before {
 			return nil
 		}
 		if ch := keyAt["children"]; ch != nil {
-			b.c.add(ch, ypath, "a proxy node has no children")
+			b.c.Add(ch, ypath, "a proxy node has no children")
 		}
 		at := cfg
-		if k := findKey(cfg, "ref"); k != nil {
-			at = valueOf(cfg, k)
+		if k := yamlconf.FindKey(cfg, "ref"); k != nil {
+			at = yamlconf.ValueOf(cfg, k)
 		}
 		b.refs = append(b.refs, pendingRef{node: n, target: rc.Ref, pos: at, path: cfgPath + ".ref"})
 		return n
 	}
 	drv := info.New(b.env(path))
 	if drv == nil {
-		b.c.add(key, ypath, "driver type %q: constructor returned nil", info.Type)
+		b.c.Add(key, ypath, "driver type %q: constructor returned nil", info.Type)
 		return nil
 	}
 	n.Driver = drv
 	b.configure(drv, cfg, key, cfgPath)
 	builtin := b.real(n, key, ypath)
 	if ch := fields["children"]; ch != nil {
-		ch = resolveAlias(ch)
+		ch = yamlconf.ResolveAlias(ch)
 		switch {
-		case isNull(ch):
+		case yamlconf.IsNull(ch):
 		case ch.Kind != yaml.MappingNode:
-			b.c.add(ch, ypath+".children", "want a mapping of driver names to nodes, got %s", describe(ch))
+			b.c.Add(ch, ypath+".children", "want a mapping of driver names to nodes, got %s", yamlconf.Describe(ch))
 		default:
 			for _, c := range b.nodes(ch, path, ypath+".children") {
 				if builtin[c.Name] {
-					b.c.add(findKey(ch, c.Name), ypath+".children", "child %q clashes with a built-in child of %s", c.Name, info.Type)
+					b.c.Add(yamlconf.FindKey(ch, c.Name), ypath+".children", "child %q clashes with a built-in child of %s", c.Name, info.Type)
 					continue
 				}
 				n.Children = append(n.Children, c)
@@ -271,10 +266,10 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 }
 
 func describeOrNull(n *yaml.Node) string {
-	if isNull(n) {
+	if yamlconf.IsNull(n) {
 		return "nothing"
 	}
-	return describe(n)
+	return yamlconf.Describe(n)
 }
 
 func contains(list []string, s string) bool {
@@ -290,7 +285,7 @@ func contains(list []string, s string) bool {
 func (b *builder) refOnly(fields, keyAt map[string]*yaml.Node, ypath string) {
 	for _, k := range []string{"config", "children"} {
 		if keyAt[k] != nil {
-			b.c.add(keyAt[k], ypath, "a ref node has no %s", k)
+			b.c.Add(keyAt[k], ypath, "a ref node has no %s", k)
 		}
 	}
 }
@@ -308,19 +303,19 @@ func unknownType(typ string) string {
 	for _, info := range Registered() {
 		jsn = append(jsn, info.Type)
 	}
-	return fmt.Sprintf("unknown driver type %q%s", typ, suggest(typ, jsn))
+	return fmt.Sprintf("unknown driver type %q%s", typ, yamlconf.Suggest(typ, jsn))
 }
 
 // configure decodes cfg into drv and validates it.
 func (b *builder) configure(drv Driver, cfg, key *yaml.Node, cfgPath string) {
-	before := len(b.c.errs)
+	before := b.c.Len()
 	v := reflect.ValueOf(drv)
 	if v.Kind() == reflect.Pointer && !v.IsNil() && v.Elem().Kind() == reflect.Struct {
-		b.d.decodeTop(cfg, key, v.Elem(), cfgPath)
-	} else if c := resolveAlias(cfg); !isNull(c) && !(c.Kind == yaml.MappingNode && len(c.Content) == 0) {
-		b.c.add(cfg, cfgPath, "this driver takes no config")
+		b.d.DecodeTop(cfg, key, v.Elem(), cfgPath)
+	} else if c := yamlconf.ResolveAlias(cfg); !yamlconf.IsNull(c) && !(c.Kind == yaml.MappingNode && len(c.Content) == 0) {
+		b.c.Add(cfg, cfgPath, "this driver takes no config")
 	}
-	if len(b.c.errs) > before {
+	if b.c.Len() > before {
 		return // do not validate a half-decoded config
 	}
 	if val, ok := drv.(Validator); ok {
@@ -329,7 +324,7 @@ func (b *builder) configure(drv Driver, cfg, key *yaml.Node, cfgPath string) {
 			if pos == nil {
 				pos = key
 			}
-			b.c.reportValidate(err, cfg, pos, cfgPath)
+			b.c.ReportValidate(err, cfg, pos, cfgPath)
 		}
 	}
 }
@@ -342,11 +337,11 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 		for _, meth := range m.Methods() {
 			meth.path = n.Path
 			if msg := checkMethod(&meth); msg != "" {
-				b.c.add(key, ypath, "driver type %s: method %q: %s", n.Info.Type, meth.Name, msg)
+				b.c.Add(key, ypath, "driver type %s: method %q: %s", n.Info.Type, meth.Name, msg)
 				continue
 			}
 			if n.methods[meth.Name] != nil {
-				b.c.add(key, ypath, "driver type %s: method %q declared twice", n.Info.Type, meth.Name)
+				b.c.Add(key, ypath, "driver type %s: method %q declared twice", n.Info.Type, meth.Name)
 				continue
 			}
 			mp := &meth
@@ -361,7 +356,7 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 	}
 	for _, ch := range p.Children() {
 		if !nameRE.MatchString(ch.Name) || names[ch.Name] || ch.Driver == nil {
-			b.c.add(key, ypath, "driver type %s: invalid built-in child %q", n.Info.Type, ch.Name)
+			b.c.Add(key, ypath, "driver type %s: invalid built-in child %q", n.Info.Type, ch.Name)
 			continue
 		}
 		names[ch.Name] = true
@@ -425,7 +420,7 @@ func (b *builder) resolveRefs(t *Tree) {
 	for _, r := range b.refs {
 		target := t.index[r.target]
 		if target == nil {
-			b.c.add(r.pos, r.path, "ref to unknown driver %q%s", r.target, suggest(r.target, paths))
+			b.c.Add(r.pos, r.path, "ref to unknown driver %q%s", r.target, yamlconf.Suggest(r.target, paths))
 			continue
 		}
 		r.node.Target = target
@@ -445,7 +440,7 @@ func (b *builder) resolveRefs(t *Tree) {
 						names = append(names, c.Path)
 						inCycle[c] = true
 					}
-					b.c.add(r.pos, r.path, "ref cycle: %s", strings.Join(names, " -> "))
+					b.c.Add(r.pos, r.path, "ref cycle: %s", strings.Join(names, " -> "))
 				}
 				break
 			}

@@ -78,6 +78,11 @@ var rules = []struct {
 		notImport: []string{"github.com/nats-io/nats.go/...", "github.com/nats-io/nats-server/..."},
 	},
 	{
+		why:      "the strict YAML decoder is a leaf",
+		pkgs:     []string{module + "/internal/yamlconf"},
+		notReach: []string{module + "/..."},
+	},
+	{
 		why:      "the wire contract is a NATS-free leaf",
 		pkgs:     []string{module + "/bus/wire"},
 		notReach: []string{"github.com/nats-io/...", module + "/..."},
