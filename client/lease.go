@@ -25,11 +25,30 @@ type Controller struct {
 
 // DialController connects to cfg's endpoint with its credentials.
 func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
+	if err := CheckCredentials(cfg); err != nil {
+		return nil, err
+	}
 	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
 	if err != nil {
 		return nil, authError(fmt.Errorf("connect to controller: %w", err))
 	}
 	return &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint}, nil
+}
+
+// CheckCredentials checks that cfg's credentials are a client identity's of the current
+// scheme: they receive on the client's own inbox prefix (_INBOX_c.<name>), where the controller
+// answers. Credentials issued by an older controller are refused with a hint to re-issue them.
+func CheckCredentials(cfg *Config) error {
+	in, err := bus.CredsInbox([]byte(cfg.Credentials))
+	if err != nil {
+		return fmt.Errorf("client config %s: %w", cfg.File, err)
+	}
+	if want := bus.InboxPrefix(bus.KindClient, cfg.Metadata.Name); in != want {
+		return bus.Errorf(bus.PermissionDenied, "client config %s: its credentials receive on %s.>, not %s.> as credentials of client %s do now "+
+			"(issued by an older jsn?): ask an admin to issue them again (jsn admin delete client %s; jsn admin create client %s)",
+			cfg.File, in, want, cfg.Metadata.Name, cfg.Metadata.Name, cfg.Metadata.Name)
+	}
+	return nil
 }
 
 // authError gives a refused connection the PermissionDenied code.

@@ -12,8 +12,11 @@ import (
 	"jsn.dev/jsn/controller/api"
 )
 
-// serveAPI adds the micro service "jsn-controller" with one endpoint per verb.
+// serveAPI adds the micro service "jsn-controller" with one endpoint per verb. Replies go only
+// into the requester's own inbox (apiRequester): a request naming any other reply subject is
+// dropped unanswered.
 func (c *Controller) serveAPI() error {
+	c.conn.GuardReplies(apiRequester, c.refusedReply)
 	svc, err := c.conn.AddService(bus.ServiceConfig{Name: "jsn-controller", Version: "0.1.0",
 		Description: "jsn lab controller", QueueGroup: "jsn-controller"})
 	if err != nil {
@@ -72,6 +75,43 @@ func (c *Controller) serveAPI() error {
 	}
 	return nil
 }
+
+// apiRequester is the inbox prefix of whoever sent API request m: the identity named by the
+// subject's fourth token, which NATS permissions let only that identity publish
+// (jsn.ctl.c.<client>, jsn.ctl.a.<admin client>, jsn.ctl.e.<exporter>).
+func apiRequester(m *bus.Msg) string {
+	parts := strings.SplitN(m.Subject, ".", 5)
+	if len(parts) < 5 || parts[0] != "jsn" || parts[1] != "ctl" || !bus.ValidName(parts[3]) {
+		return ""
+	}
+	switch parts[2] {
+	case "c", "a":
+		return bus.InboxPrefix(bus.KindClient, parts[3])
+	case "e":
+		return bus.InboxPrefix(bus.KindExporter, parts[3])
+	}
+	return ""
+}
+
+// refusedReply logs requests dropped for naming a reply outside their requester's inbox, at most
+// one line per refusalLogEvery (they are an attack or a broken client, and must not flood the log).
+func (c *Controller) refusedReply(m *bus.Msg, inbox string) {
+	now := time.Now()
+	c.refusedMu.Lock()
+	c.refusedN++
+	if now.Sub(c.refusedAt) < refusalLogEvery {
+		c.refusedMu.Unlock()
+		return
+	}
+	n := c.refusedN
+	c.refusedN, c.refusedAt = 0, now
+	c.refusedMu.Unlock()
+	c.log.Warn("controller api: request dropped: its reply subject is not the requester's inbox",
+		"subject", m.Subject, "reply", m.Reply, "inbox", inbox, "dropped", n)
+}
+
+// refusalLogEvery bounds how often dropped requests are logged.
+const refusalLogEvery = 10 * time.Second
 
 func decode(data []byte, v any) error {
 	if len(data) == 0 {
@@ -331,7 +371,7 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (boo
 	now := time.Now().UTC()
 	l := rec.Lease
 	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
-	cred, pub, err := c.auth.MintLease(l.Client, e, l.Allow, l.End)
+	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, l.End)
 	if err != nil {
 		return false, bus.Errorf(bus.InvalidArgument, "lease: %v", err)
 	}
@@ -477,7 +517,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	nr := *a.rec
 	nr.Lease.End = time.Now().UTC().Add(req.Duration)
 	nr.Lease.Duration = nr.Lease.End.Sub(nr.Lease.Begin)
-	cred, pub, err := c.auth.MintLease(nr.Lease.Client, e, nr.Lease.Allow, nr.Lease.End)
+	cred, pub, err := c.auth.MintLease(nr.Lease.Client, e, nr.Lease.ID, nr.Lease.Allow, nr.Lease.End)
 	if err != nil {
 		return nil, err
 	}
@@ -667,6 +707,17 @@ func validWord(s string) bool {
 	return true
 }
 
+// reserved refuses names kept for the lab's own principals, whatever the kind: "jsn-…" (the
+// controller's users) and "admin" (the first admin). Inbox prefixes are kind-qualified, so a
+// name of one kind never reaches another kind's replies; reserving these keeps logs and lists
+// unambiguous too.
+func reserved(name string) error {
+	if strings.HasPrefix(name, "jsn-") || name == AdminName {
+		return fmt.Errorf("the name %s is reserved (jsn-… and %s are the lab's own)", name, AdminName)
+	}
+	return nil
+}
+
 func (c *Controller) createExporter(ctx context.Context, who string, data []byte) (any, error) {
 	if err := c.isAdmin(who); err != nil {
 		return nil, err
@@ -678,6 +729,9 @@ func (c *Controller) createExporter(ctx context.Context, who string, data []byte
 	if err := bus.CheckName("exporter name", req.Name); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "create exporter: %v", err)
 	}
+	if err := reserved(req.Name); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "create exporter %s: %v", req.Name, err)
+	}
 	if err := checkLabels(req.Labels); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "create exporter %s: %v", req.Name, err)
 	}
@@ -685,7 +739,8 @@ func (c *Controller) createExporter(ctx context.Context, who string, data []byte
 	if err != nil {
 		return nil, err
 	}
-	id := api.Identity{Name: req.Name, Kind: api.KindExporter, PublicKey: pub, Labels: req.Labels, Created: time.Now().UTC()}
+	id := api.Identity{Name: req.Name, Kind: api.KindExporter, PublicKey: pub, Labels: req.Labels, Created: time.Now().UTC(),
+		Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}
@@ -707,8 +762,8 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 	if err := bus.CheckName("client name", req.Name); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "create client: %v", err)
 	}
-	if strings.HasPrefix(req.Name, "jsn-") {
-		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: names starting with jsn- are reserved", req.Name)
+	if err := reserved(req.Name); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: %v", req.Name, err)
 	}
 	for _, a := range req.Allow {
 		if err := CheckAllow(a); err != nil {
@@ -723,7 +778,7 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 		return nil, err
 	}
 	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
-		Admin: req.Admin, Created: time.Now().UTC()}
+		Admin: req.Admin, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}

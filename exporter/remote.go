@@ -146,6 +146,7 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		ex.OfferDirect(direct)
 		r.log.Info("direct streams", "listen", direct.Address())
 	}
+	ex.GuardReplies()
 	if err := ex.Start(ctx, r.conn); err != nil {
 		return err
 	}
@@ -158,13 +159,6 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		return err
 	}
 	defer func() { _ = push.Unsubscribe() }()
-	if svc, err := r.conn.AddService(bus.ServiceConfig{Name: "jsn-exporter", Version: "0.1.0",
-		Description: "jsn exporter " + r.name, QueueGroup: r.name}); err == nil {
-		_ = svc.Handle("status", "jsn.x."+r.name+".status", r.status)
-		defer func() { _ = svc.Stop() }()
-	} else {
-		r.log.Warn("micro service", "err", err)
-	}
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -574,21 +568,4 @@ func (r *remote) sendReplay(token, id string, replay []api.HookOutput) {
 			_ = r.conn.Publish(subject, nil, b)
 		}
 	}
-}
-
-// status answers the micro service's status endpoint: the lease served now.
-func (r *remote) status(m *bus.Msg) {
-	r.mu.Lock()
-	var l *api.Lease
-	if r.serving != nil {
-		c := *r.serving
-		l = &c
-	}
-	r.mu.Unlock()
-	b, err := bus.Marshal(api.HeartbeatReply{Lease: l})
-	if err != nil {
-		_ = m.RespondError(err)
-		return
-	}
-	_ = m.Respond(nil, b)
 }

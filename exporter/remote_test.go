@@ -358,7 +358,7 @@ func TestRemoteAllowChecked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	broad, _, err := auth.MintLease("bob", "bench4", nil, rep.Lease.End)
+	broad, _, err := auth.MintLease("bob", "bench4", rep.Lease.ID, nil, rep.Lease.End)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,7 +85,15 @@ type Identity struct {
 	MaxDuration time.Duration     `msgpack:"max_duration,omitempty" json:"max_duration,omitempty" yaml:"max_duration,omitempty"`
 	Admin       bool              `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
 	Created     time.Time         `msgpack:"created" json:"created" yaml:"created"`
+	// Scheme is the permission scheme its credentials were issued under (IdentityScheme); a
+	// controller revokes identities issued under an older one at start.
+	Scheme int `msgpack:"scheme,omitempty" json:"scheme,omitempty" yaml:"scheme,omitempty"`
 }
+
+// IdentityScheme is the permission scheme of the credentials issued now: kind-qualified inbox
+// prefixes, no allow_responses, lease credentials reaching only their own lease's subjects.
+// Credentials of an older scheme could subscribe to other principals' replies.
+const IdentityScheme = 2
 
 // Empty is the body of requests and replies that carry nothing ({}).
 type Empty struct{}
