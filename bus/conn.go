@@ -34,7 +34,7 @@ type Conn struct {
 	guardState
 
 	muxMu sync.Mutex
-	muxes map[string]*streamMux // client-side streams by exporter; guarded by muxMu
+	muxes map[string]*streamMux // client-side streams by exporter.lease; guarded by muxMu
 
 	noDirect atomic.Bool // streams stay on the bus (DisableDirectStreams)
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 func TestInInbox(t *testing.T) {
@@ -193,4 +195,47 @@ func TestGuardReplies(t *testing.T) {
 		t.Errorf("Respond outside the inbox: got %v, want ErrReplyRefused", err)
 	}
 	<-refused
+}
+
+// TestStreamSubjectsCarryTheLease checks that a stream's subjects carry the lease that opened it
+// and that the exporter's end takes frames only from its own lease's subject: a frame published
+// on another lease's stream subject (all that another lease's credential may publish) never
+// reaches it.
+func TestStreamSubjectsCarryTheLease(t *testing.T) {
+	s := runServer(t)
+	cli, accepted, _ := serveStreams(t, s, nil, nil)
+	out := dial(t, s, "watcher")
+	seen := make(chan string, 16)
+	sub, err := out.Subscribe("jsn.x.e1.out.>", "", func(m *Msg) { seen <- m.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	_ = out.Flush(context.Background())
+	cs, err := cli.OpenStream(context.Background(), "e1", CallSubject("e1", "net", "connect"), Header{HeaderLease: {"L1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	es := <-accepted
+	if _, err := es.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := <-seen, wire.StreamOutSubject("e1", "L1", es.ID()); got != want {
+		t.Errorf("exporter → client frames on %s, want %s", got, want)
+	}
+	raw := dial(t, s, "attacker")
+	for _, f := range []struct {
+		lease string
+		off   uint64
+	}{{"L2", 200}, {wire.NoLease, 300}, {"L1", 100}} {
+		if err := raw.Publish(wire.StreamSubject("e1", f.lease, es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: f.off, Data: []byte("x")})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the frame on L1's subject arrived: its gap resets the stream.
+	_, err = es.Read(make([]byte, 1))
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "expected offset 0, got 100") {
+		t.Fatalf("got %v, want the reset of the frame on the stream's own lease subject", err)
+	}
+	_ = cs.Close()
 }

@@ -428,7 +428,7 @@ func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) 
 		return p, fmt.Errorf("lease id %q is not a subject token", lease)
 	}
 	x := "jsn.x." + e + "."
-	p.Pub.Allow.Add(x+"describe", x+"stream.*")
+	p.Pub.Allow.Add(x+"describe", x+"stream."+lease+".*")
 	if len(allow) == 0 {
 		p.Pub.Allow.Add(x + "call.>")
 	}
@@ -439,7 +439,7 @@ func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) 
 		}
 		p.Pub.Allow.Add(s)
 	}
-	p.Sub.Allow.Add(bus.LeaseInbox(e, lease)+".>", x+"out.*", x+"ev.>")
+	p.Sub.Allow.Add(bus.LeaseInbox(e, lease)+".>", x+"out."+lease+".*", x+"ev.>")
 	return p, nil
 }
 

@@ -106,4 +106,16 @@ func TestLeaseCredentialScope(t *testing.T) {
 	}
 	quiet(t, "the e1 lease credential", lc.nc, sub)
 	quiet(t, "the e1 lease credential on its owner's inbox", lc.nc, ownerSub)
+
+	// Streams: only its own lease's stream subjects on its exporter.
+	for _, s := range []string{"jsn.x.e1.out.*", "jsn.x.e1.out.other-lease.*", "jsn.x.e1.out.>"} {
+		if _, err := lc.nc.SubscribeSync(s); err != nil {
+			t.Fatal(err)
+		}
+		lc.denied(t, "lease credential subscribing to streams of other leases", s)
+	}
+	for _, s := range []string{"jsn.x.e1.stream.other-lease.x", "jsn.x.e1.stream.x"} {
+		_ = lc.nc.Publish(s, nil)
+		lc.denied(t, "lease credential writing to streams of other leases", s)
+	}
 }
