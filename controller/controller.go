@@ -111,11 +111,19 @@ type exporterRecord struct {
 	Version    string              `msgpack:"version"`
 	Registered time.Time           `msgpack:"registered"`
 	LastSeen   time.Time           `msgpack:"last_seen"`
+	// AfterLease is the exporter's afterLease hook timeout (0: none): how long an ended lease may
+	// keep it from being granted again while it finishes (see leaseRecord.Finishing).
+	AfterLease time.Duration `msgpack:"after_lease,omitempty"`
 }
 
 // leaseRecord is the value of jsn-leases (active) and jsn-queue (queued or ended).
 type leaseRecord struct {
-	Lease      api.Lease            `msgpack:"lease"`
+	Lease api.Lease `msgpack:"lease"`
+	// Finishing marks, in jsn-leases, a lease that has ended while its exporter finishes it
+	// (runs its afterLease hook): the key stays, so the exporter is not granted again, until the
+	// exporter says it is done (lease.done, or a heartbeat no longer busy with it) or the key's
+	// TTL (the hook's timeout plus finishMargin) runs out. It is not a lease any more.
+	Finishing  bool                 `msgpack:"finishing,omitempty"`
 	Credential *api.Credential      `msgpack:"credential,omitempty"` // current one (the KV is readable only by the controller)
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
 }
@@ -124,6 +132,9 @@ type leaseEntry struct {
 	rec *leaseRecord
 	rev uint64
 }
+
+// live reports whether the entry is an active lease (not an ended one being finished).
+func (le *leaseEntry) live() bool { return le != nil && !le.rec.Finishing }
 
 // accountRecord is the live LAB account.
 type accountRecord struct {
@@ -391,6 +402,12 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 				delete(c.ending, old.rec.Lease.ID)
 				old = nil
 			}
+			if old != nil && old.rec.Finishing {
+				old = nil // the exporter finished an ended lease: nothing more to do
+			}
+			if leader {
+				c.kickScheduler() // the exporter may be free
+			}
 			c.mu.Unlock()
 			if old != nil && leader {
 				// A TTL expiry (or another replica's delete): make sure the credentials are revoked.
@@ -632,7 +649,12 @@ type Metrics struct {
 func (c *Controller) Metrics() Metrics {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := Metrics{Registered: len(c.exps), Active: len(c.active)}
+	m := Metrics{Registered: len(c.exps)}
+	for _, le := range c.active {
+		if le.live() {
+			m.Active++
+		}
+	}
 	now := time.Now()
 	for _, e := range c.exps {
 		if now.Sub(e.LastSeen) < c.o.OfflineAfter {

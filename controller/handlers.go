@@ -31,6 +31,7 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixExporter, api.VerbRegister, c.register},
 		{api.PrefixExporter, api.VerbHeartbeat, c.heartbeat},
 		{api.PrefixExporter, api.VerbLeaseEnded, c.leaseEnded},
+		{api.PrefixExporter, api.VerbLeaseDone, c.leaseDone},
 		{api.PrefixClient, api.VerbLeaseRequest, c.leaseRequest},
 		{api.PrefixClient, api.VerbLeaseGet, c.leaseGet},
 		{api.PrefixClient, api.VerbLeaseExtend, c.leaseExtend},
@@ -147,12 +148,74 @@ func (c *Controller) register(ctx context.Context, e string, data []byte) (any, 
 	for k, v := range id.Labels { // the admin's labels win
 		labels[k] = v
 	}
+	if req.AfterLease < 0 {
+		return nil, bus.Errorf(bus.InvalidArgument, "register %s: negative afterLease timeout", e)
+	}
 	now := time.Now().UTC()
-	rec := &exporterRecord{Name: e, Labels: labels, Describe: req.Describe, Version: req.Version, Registered: now, LastSeen: now}
+	rec := &exporterRecord{Name: e, Labels: labels, Describe: req.Describe, Version: req.Version, Registered: now, LastSeen: now,
+		AfterLease: min(req.AfterLease, maxAfterLease)}
 	if err := c.putExporter(ctx, rec); err != nil {
 		return nil, err
 	}
+	c.notBusy(ctx, e, req.Busy)
 	return api.RegisterReply{Lease: c.currentLease(e), Heartbeat: c.o.Heartbeat}, nil
+}
+
+// Bounds of how long an ended lease keeps its exporter while it finishes (leaseRecord.Finishing).
+const (
+	maxAfterLease = time.Hour        // longest afterLease timeout an exporter may declare
+	finishMargin  = 30 * time.Second // added to it: the reset after the hook, messages in flight
+)
+
+// finishAllowance is how long exporter e may take to finish a lease after its end: its
+// afterLease timeout plus finishMargin, 0 if it has no afterLease hook.
+func (c *Controller) finishAllowance(e string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x := c.exps[e]; x != nil && x.AfterLease > 0 {
+		return x.AfterLease + finishMargin
+	}
+	return 0
+}
+
+// notBusy clears the finishing record of exporter e (see leaseRecord.Finishing) when e reports
+// it is busy with no lease or another one: it is done with the ended one (or restarted).
+func (c *Controller) notBusy(ctx context.Context, e, busy string) {
+	c.mu.Lock()
+	le := c.active[e]
+	c.mu.Unlock()
+	if le == nil || !le.rec.Finishing || le.rec.Lease.ID == busy {
+		return
+	}
+	c.finished(ctx, e, le)
+}
+
+// finished deletes the finishing record le of exporter e: it may be granted again.
+func (c *Controller) finished(ctx context.Context, e string, le *leaseEntry) {
+	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+		c.log.Warn("clear finished lease", "exporter", e, "lease", le.rec.Lease.ID, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cur := c.active[e]; cur != nil && cur.rev == le.rev {
+		delete(c.active, e)
+	}
+	c.mu.Unlock()
+	c.kickScheduler()
+}
+
+func (c *Controller) leaseDone(ctx context.Context, e string, data []byte) (any, error) {
+	var req api.LeaseDoneRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	le := c.active[e]
+	c.mu.Unlock()
+	if le != nil && le.rec.Finishing && le.rec.Lease.ID == req.Lease {
+		c.finished(ctx, e, le)
+	}
+	return api.Empty{}, nil
 }
 
 func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error {
@@ -175,7 +238,7 @@ func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error
 func (c *Controller) currentLease(e string) *api.Lease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if le := c.active[e]; le != nil && le.rec.Lease.End.After(time.Now()) {
+	if le := c.active[e]; le.live() && le.rec.Lease.End.After(time.Now()) {
 		l := le.rec.Lease
 		return &l
 	}
@@ -201,6 +264,7 @@ func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any,
 	if err := c.putExporter(ctx, &rec); err != nil {
 		return nil, err
 	}
+	c.notBusy(ctx, e, req.Busy)
 	return api.HeartbeatReply{Lease: c.currentLease(e)}, nil
 }
 
@@ -212,7 +276,7 @@ func (c *Controller) leaseEnded(ctx context.Context, e string, data []byte) (any
 	c.mu.Lock()
 	le := c.active[e]
 	c.mu.Unlock()
-	if le == nil || le.rec.Lease.ID != req.Lease {
+	if !le.live() || le.rec.Lease.ID != req.Lease {
 		return api.Empty{}, nil // already over
 	}
 	reason := "ended by the exporter"
@@ -346,7 +410,9 @@ func (c *Controller) waitReason(l *api.Lease) string {
 	var leased, offline []string
 	now := time.Now()
 	for _, n := range names {
-		if a := c.active[n]; a != nil {
+		if a := c.active[n]; a != nil && !a.live() {
+			leased = append(leased, fmt.Sprintf("%s finishing the previous lease (afterLease hook)", n))
+		} else if a != nil {
 			leased = append(leased, fmt.Sprintf("%s by %s until %s", n, a.rec.Lease.Client, a.rec.Lease.End.Local().Format("15:04:05")))
 		} else if e := c.exps[n]; e != nil && now.Sub(e.LastSeen) >= c.o.OfflineAfter {
 			offline = append(offline, n)
@@ -381,7 +447,9 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (boo
 	if err != nil {
 		return false, err
 	}
-	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End))
+	// The key outlives the lease by the exporter's finishing allowance: if no scheduler ends the
+	// lease on time, the exporter still gets to finish it before it can be granted again.
+	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e))
 	if errors.Is(err, bus.ErrKeyExists) {
 		return false, nil
 	}
@@ -444,7 +512,7 @@ func (c *Controller) findLease(id string) (active *leaseEntry, exporter string, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for e, le := range c.active {
-		if le.rec.Lease.ID == id {
+		if le.live() && le.rec.Lease.ID == id {
 			return le, e, nil
 		}
 	}
@@ -531,7 +599,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	if err != nil {
 		return nil, err
 	}
-	rev, err := c.leases.Update(ctx, e, b, a.rev, ttlUntil(nr.Lease.End))
+	rev, err := c.leases.Update(ctx, e, b, a.rev, ttlUntil(nr.Lease.End)+c.finishAllowance(e))
 	if err != nil {
 		if errors.Is(err, bus.ErrKeyChanged) || errors.Is(err, bus.ErrKeyNotFound) {
 			return nil, bus.Errorf(bus.FailedPrecondition, "extend %s: the lease changed meanwhile (ended?); try again", req.ID)
@@ -565,18 +633,38 @@ func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) 
 	return api.Empty{}, nil
 }
 
-// endLease ends an active lease: deletes its key (CAS), revokes its credentials, tells the
-// exporter and keeps an ended record for lease.get.
+// endLease ends an active lease: deletes its key (CAS) or, if the exporter has an afterLease
+// hook, replaces it with a finishing record (leaseRecord.Finishing) that keeps the exporter from
+// being granted until it has finished; revokes its credentials, tells the exporter and keeps an
+// ended record for lease.get.
 func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
 	c.mu.Lock()
 	c.ending[le.rec.Lease.ID] = true
 	c.mu.Unlock()
-	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+	var fin *leaseEntry
+	if allow := c.finishAllowance(e); allow > 0 {
+		f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
+		f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
+		b, err := bus.Marshal(f)
+		if err != nil {
+			return err
+		}
+		rev, err := c.leases.Update(ctx, e, b, le.rev, allow)
+		switch {
+		case err == nil:
+			fin = &leaseEntry{rec: f, rev: rev}
+		case !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound):
+			return err
+		}
+	} else if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
 		return err
 	}
 	c.mu.Lock()
-	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID {
+	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID && cur.live() {
 		delete(c.active, e)
+		if fin != nil && c.fresh("l/"+e, fin.rev) {
+			c.active[e] = fin
+		}
 	}
 	if len(c.ending) > 10000 { // watch events lost (e.g. a replica that is not watching): start over
 		clear(c.ending)
@@ -621,7 +709,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 	defer c.mu.Unlock()
 	out := api.ListLeasesReply{Leases: []api.Lease{}}
 	for _, a := range c.active {
-		if req.All || a.rec.Lease.Client == who {
+		if a.live() && (req.All || a.rec.Lease.Client == who) {
 			out.Leases = append(out.Leases, a.rec.Lease)
 		}
 	}
@@ -653,7 +741,7 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 		}
 		info := api.ExporterInfo{Name: name, Labels: e.Labels, LastSeen: e.LastSeen, Version: e.Version,
 			Online: now.Sub(e.LastSeen) < c.o.OfflineAfter}
-		if a := c.active[name]; a != nil {
+		if a := c.active[name]; a.live() {
 			l := a.rec.Lease
 			info.Lease = &l
 		}
@@ -860,6 +948,9 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 		var exps []string
 		var pend []*leaseEntry
 		for e, a := range c.active {
+			if !a.live() {
+				continue
+			}
 			if kind == api.KindExporter && e == req.Name || kind == api.KindClient && a.rec.Lease.Client == req.Name {
 				ends = append(ends, a)
 				exps = append(exps, e)
@@ -881,6 +972,13 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			_ = c.endPending(ctx, p, "client deleted")
 		}
 		if kind == api.KindExporter {
+			// A deleted exporter finishes nothing: free its name at once.
+			c.mu.Lock()
+			fin := c.active[req.Name]
+			c.mu.Unlock()
+			if fin != nil && !fin.live() {
+				c.finished(ctx, req.Name, fin)
+			}
 			_ = c.exporters.Delete(ctx, req.Name, 0)
 		}
 		return api.Empty{}, nil

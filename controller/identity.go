@@ -439,7 +439,7 @@ func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) 
 		}
 		p.Pub.Allow.Add(s)
 	}
-	p.Sub.Allow.Add(bus.LeaseInbox(e, lease)+".>", x+"out."+lease+".*", x+"ev.>")
+	p.Sub.Allow.Add(bus.LeaseInbox(e, lease)+".>", x+"out."+lease+".*", api.EventPrefix(e, lease)+".>")
 	return p, nil
 }
 

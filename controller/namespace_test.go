@@ -119,3 +119,49 @@ func TestLeaseCredentialScope(t *testing.T) {
 		lc.denied(t, "lease credential writing to streams of other leases", s)
 	}
 }
+
+// TestFinishingExporter checks that an exporter with an afterLease hook is granted again only
+// once it reports it finished the ended lease: busy with it in heartbeats keeps it, lease.done
+// or a heartbeat busy with nothing frees it.
+func TestFinishingExporter(t *testing.T) {
+	l := startLab(t)
+	rep := callOK[api.ConfigReply](t, l.admin, api.AdminSubject(AdminName, api.VerbCreateExporter), api.CreateExporterRequest{Name: "e1"})
+	e := l.connectConfig(rep.Config)
+	callOK[api.RegisterReply](t, e, api.ExporterSubject("e1", api.VerbRegister), api.RegisterRequest{AfterLease: time.Minute})
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	req := func() api.LeaseReply {
+		return callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Exporter: "e1", Duration: time.Minute})
+	}
+	get := func(id string) api.LeaseReply {
+		return callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: id})
+	}
+	beat := func(busy string) {
+		callOK[api.HeartbeatReply](t, e, api.ExporterSubject("e1", api.VerbHeartbeat), api.HeartbeatRequest{Busy: busy})
+	}
+	for _, free := range []func(id string){
+		func(id string) { callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: id}) },
+		func(string) { beat("") },
+	} {
+		first := req()
+		if first.Lease.Status != api.StatusActive {
+			t.Fatalf("first: got %s (%s)", first.Lease.Status, first.Lease.Reason)
+		}
+		callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: first.Lease.ID})
+		next := req()
+		if next.Lease.Status != api.StatusQueued || !strings.Contains(next.Lease.Reason, "finishing") {
+			t.Fatalf("next while e1 finishes: got %s (%s), want queued, finishing", next.Lease.Status, next.Lease.Reason)
+		}
+		if got := get(first.Lease.ID).Lease.Status; got != api.StatusEnded {
+			t.Errorf("the finished lease: got %s, want ended", got)
+		}
+		beat(first.Lease.ID)
+		callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: "another"})
+		if got := get(next.Lease.ID).Lease.Status; got != api.StatusQueued {
+			t.Fatalf("next while e1 says it is busy with the ended lease: got %s, want queued", got)
+		}
+		free(first.Lease.ID)
+		eventually(t, "the next lease granted", func() bool { return get(next.Lease.ID).Lease.Status == api.StatusActive })
+		callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: next.Lease.ID})
+		callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: next.Lease.ID})
+	}
+}

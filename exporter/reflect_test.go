@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -180,5 +182,110 @@ func TestReplyReflectionThroughExporter(t *testing.T) {
 	}
 	if _, err := js.Stream(ctx, "KV_jsn-identities"); err != nil {
 		t.Errorf("identities bucket after the attack: %v", err)
+	}
+}
+
+// TestNextLeaseAfterHooks is the red team's hole 4: the next lease holder must not receive the
+// previous lease's hook output. The next grant waits for the afterLease hook to finish, hook
+// output goes on the lease's own event subjects, and an ended lease's beforeLease output is not
+// replayed to anyone naming its (public) id.
+func TestNextLeaseAfterHooks(t *testing.T) {
+	l := startLab(t)
+	dir := t.TempDir()
+	cfg := l.exporterConfig("hooked", nil, fmt.Sprintf(`export:
+  probe: {type: extest.Probe}
+hooks:
+  beforeLease:
+    script: echo "before-secret-$JSN_LEASE"
+  afterLease:
+    script: |
+      touch %[1]s/after-started
+      while [ ! -f %[1]s/go ]; do sleep 0.05; done
+      echo "after-secret-$JSN_LEASE"
+    timeout: 60s
+`, dir))
+	runRemote(t, cfg)
+	alice, bob := l.client("alice"), l.client("bob")
+	l.online(alice, "hooked", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ra, exa := leaseDial(ctx, t, alice, api.LeaseRequest{Exporter: "hooked", Duration: time.Minute})
+	if err := exa.WaitReady(ctx, func(api.HookOutput) {}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.Release(ctx, ra.Lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the afterLease hook to start", func() bool {
+		_, err := os.Stat(filepath.Join(dir, "after-started"))
+		return err == nil
+	})
+
+	// While alice's afterLease hook runs, bob's request waits.
+	rb, err := bob.RequestLease(ctx, api.LeaseRequest{Exporter: "hooked", Duration: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var early *nats.Conn
+	var earlySub *nats.Subscription
+	if rb.Lease.Status != api.StatusQueued {
+		t.Errorf("bob's request while alice's afterLease hook runs: got %s, want queued", rb.Lease.Status)
+		if rb.Credential != nil {
+			early = l.raw(rb.Credential.Creds())
+			earlySub = watch(t, early, "jsn.x.hooked.ev.>")
+		}
+	} else if !strings.Contains(rb.Lease.Reason, "finishing") {
+		t.Errorf("bob's wait reason: got %q, want it to say the exporter is finishing", rb.Lease.Reason)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rb, err = bob.WaitLease(ctx, rb.Lease.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := bob.LeaseOptions(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exb, err := client.Dial(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exb.Close()
+	// The exporter serves bob's lease only once alice's is finished (after her afterLease hook).
+	if err := exb.WaitReady(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Bob's credential cannot subscribe to any event of another lease.
+	bc := l.raw(rb.Credential.Creds())
+	errs := make(chan error, 16)
+	bc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err })
+	var subs []*nats.Subscription
+	for _, s := range []string{"jsn.x.hooked.ev.>", "jsn.x.hooked.ev." + ra.Lease.ID + ".>", "jsn.x.hooked.ev.hook"} {
+		subs = append(subs, watch(t, bc, s))
+	}
+	// Nor have an ended lease's beforeLease output replayed by naming its id.
+	m := &nats.Msg{Subject: bus.DescribeSubject("hooked"), Header: nats.Header{}}
+	m.Header.Set(bus.HeaderLease, ra.Lease.ID)
+	m.Header.Set(HeaderHookReplay, "tok")
+	if r, err := bc.RequestMsg(m, 10*time.Second); err == nil && r.Header.Get(bus.HeaderErrorCode) == "" {
+		t.Errorf("describe naming alice's ended lease: got a describe, want an error or nothing")
+	}
+	if early != nil {
+		quiet(t, "bob's early credential on every event", early, earlySub)
+	}
+	for _, s := range subs {
+		quiet(t, "bob's credential on "+s.Subject, bc, s)
+	}
+	denied := 0
+	for len(errs) > 0 {
+		if err := <-errs; strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			denied++
+		}
+	}
+	if denied < len(subs) {
+		t.Errorf("%d of %d subscriptions to other leases' events refused", denied, len(subs))
 	}
 }
