@@ -289,7 +289,7 @@ func TestStreamGapResets(t *testing.T) {
 	cs, es, _ := streamPair(t, s)
 	// Forge a data frame with a wrong offset on the exporter's incoming subject.
 	raw := dial(t, s, "attacker")
-	if err := raw.Publish(wire.StreamSubject("e1", es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: 100, Data: []byte("x")})); err != nil {
+	if err := raw.Publish(wire.StreamSubject("e1", wire.NoLease, es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: 100, Data: []byte("x")})); err != nil {
 		t.Fatal(err)
 	}
 	_, err := es.Read(make([]byte, 1))
@@ -309,7 +309,7 @@ func TestStreamCreditViolationResets(t *testing.T) {
 	big := make([]byte, 64<<10)
 	var err error
 	for off := uint64(0); off <= DefaultWindow; off += uint64(len(big)) {
-		if err = raw.Publish(wire.StreamSubject("e1", es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: off, Data: big})); err != nil {
+		if err = raw.Publish(wire.StreamSubject("e1", wire.NoLease, es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: off, Data: big})); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,20 +29,24 @@ type Msg struct {
 // Conn is a connection to the bus with a private inbox prefix.
 type Conn struct {
 	nc     *nats.Conn
-	prefix string // inbox prefix, "_INBOX_<name>.<random>"
+	prefix string // inbox prefix: the principal's (see InboxPrefix) plus "." and a random token
 	name   string
+	guardState
 
 	muxMu sync.Mutex
-	muxes map[string]*streamMux // client-side streams by exporter; guarded by muxMu
+	muxes map[string]*streamMux // client-side streams by exporter.lease; guarded by muxMu
 
 	noDirect atomic.Bool // streams stay on the bus (DisableDirectStreams)
 }
 
 // ConnectOptions are optional settings for Connect.
 type ConnectOptions struct {
-	Name string // identity; appears in the inbox prefix and the server's connection list
+	Name string // identity; appears in the server's connection list
 	// Creds is the content of a NATS .creds file (user JWT and nkey seed); nil means none.
 	Creds []byte
+	// Inbox is the inbox prefix replies come to (the connection adds a random token). The
+	// default is the one Creds may subscribe to (CredsInbox), else "_INBOX_<Name>".
+	Inbox string
 }
 
 // Connect dials the bus at url: "unix:///path/bus.sock" for a local session, or
@@ -51,7 +55,7 @@ func Connect(ctx context.Context, url, name string) (*Conn, error) {
 	if url == "" {
 		return nil, errors.New("connect: no bus address")
 	}
-	return connect(ctx, url, name, nil)
+	return connect(ctx, url, name, "", nil)
 }
 
 type unixDialer struct{ path string }
@@ -86,14 +90,21 @@ func randomToken(n int) string {
 	return hex.EncodeToString(b)
 }
 
-func connect(ctx context.Context, url, name string, ip inProcess, extra ...nats.Option) (*Conn, error) {
+// connect dials url (or ip, in process) as name; inbox "" means "_INBOX_<name>".
+func connect(ctx context.Context, url, name, inbox string, ip inProcess, extra ...nats.Option) (*Conn, error) {
 	if name == "" {
 		name = "client"
 	}
 	if !wire.ValidName(name) {
 		return nil, fmt.Errorf("connect: name %q must be a single subject token (letters, digits, - and _)", name)
 	}
-	prefix := "_INBOX_" + name + "." + randomToken(8)
+	if inbox == "" {
+		inbox = "_INBOX_" + name
+	}
+	if !wire.ValidPath(inbox) {
+		return nil, fmt.Errorf("connect: inbox prefix %q is not a dotted list of subject tokens", inbox)
+	}
+	prefix := inbox + "." + randomToken(8)
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.CustomInboxPrefix(prefix),
@@ -207,10 +218,14 @@ func requestError(subject string, err error) error {
 	return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: %v", subject, err)}
 }
 
-// Respond replies to m.
+// Respond replies to m. On a connection that guards its replies (GuardReplies), a reply subject
+// outside the requester's inbox is refused with ErrReplyRefused.
 func (m *Msg) Respond(hdr Header, data []byte) error {
 	if m.Reply == "" {
 		return nil
+	}
+	if !m.conn.replyAllowed(m) {
+		return ErrReplyRefused
 	}
 	return m.conn.Publish(m.Reply, hdr, data)
 }
@@ -230,10 +245,15 @@ func (s *Subscription) Unsubscribe() error { return s.sub.Unsubscribe() }
 func (s *Subscription) Drain() error { return s.sub.Drain() }
 
 // Subscribe calls h for each message on subject (wildcards allowed), one at a time in a goroutine
-// of the subscription. queue, if not "", makes it a queue subscription.
+// of the subscription. queue, if not "", makes it a queue subscription. On a connection that
+// guards its replies (GuardReplies), requests whose reply subject is outside their requester's
+// inbox never reach h.
 func (c *Conn) Subscribe(subject, queue string, h func(*Msg)) (*Subscription, error) {
 	cb := func(m *nats.Msg) {
-		h(&Msg{Subject: m.Subject, Reply: m.Reply, Header: Header(m.Header), Data: m.Data, conn: c})
+		msg := &Msg{Subject: m.Subject, Reply: m.Reply, Header: Header(m.Header), Data: m.Data, conn: c}
+		if c.replyAllowed(msg) {
+			h(msg)
+		}
 	}
 	var sub *nats.Subscription
 	var err error

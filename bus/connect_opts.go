@@ -19,7 +19,11 @@ func ConnectWith(ctx context.Context, url string, o ConnectOptions) (*Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	return connect(ctx, url, o.Name, nil, extra...)
+	inbox, err := o.inbox()
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, url, o.Name, inbox, nil, extra...)
 }
 
 // ConnectWith opens an in-process connection authenticating with o.Creds when set.
@@ -28,7 +32,23 @@ func (s *Server) ConnectWith(ctx context.Context, o ConnectOptions) (*Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	return connect(ctx, "", o.Name, s.ns, extra...)
+	inbox, err := o.inbox()
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, "", o.Name, inbox, s.ns, extra...)
+}
+
+// inbox is the connection's inbox prefix: o.Inbox, else the one o.Creds may subscribe to.
+func (o ConnectOptions) inbox() (string, error) {
+	if o.Inbox != "" || len(o.Creds) == 0 {
+		return o.Inbox, nil
+	}
+	in, err := CredsInbox(o.Creds)
+	if err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	return in, nil
 }
 
 func (o ConnectOptions) natsOptions() ([]nats.Option, error) {

@@ -233,7 +233,7 @@ func (s *Server) TCPURL() string {
 
 // Connect opens an in-process connection (no socket) named name.
 func (s *Server) Connect(ctx context.Context, name string) (*Conn, error) {
-	return connect(ctx, "", name, s.ns)
+	return connect(ctx, "", name, "", s.ns)
 }
 
 // Shutdown closes the Unix socket and every bridged connection, then stops the server.

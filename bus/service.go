@@ -39,10 +39,15 @@ func (c *Conn) AddService(cfg ServiceConfig) (*Service, error) {
 }
 
 // Handle adds an endpoint named name serving subject (wildcards allowed). h is called for each
-// request, one at a time per endpoint; it answers with m.Respond or m.RespondError.
+// request, one at a time per endpoint; it answers with m.Respond or m.RespondError. On a
+// connection that guards its replies (GuardReplies), requests whose reply subject is outside
+// their requester's inbox never reach h.
 func (s *Service) Handle(name, subject string, h func(*Msg)) error {
 	err := s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
-		h(&Msg{Subject: r.Subject(), Reply: r.Reply(), Header: Header(r.Headers()), Data: r.Data(), conn: s.conn})
+		m := &Msg{Subject: r.Subject(), Reply: r.Reply(), Header: Header(r.Headers()), Data: r.Data(), conn: s.conn}
+		if s.conn.replyAllowed(m) {
+			h(m)
+		}
 	}), micro.WithEndpointSubject(subject))
 	if err != nil {
 		return fmt.Errorf("add endpoint %s: %w", subject, err)

@@ -31,7 +31,8 @@ var ErrStreamClosed = errors.New("stream closed")
 // Writes; concurrent Writes are serialized.
 type Stream struct {
 	id     string
-	group  string // lease the stream belongs to (exporter side)
+	group  string // group the stream belongs to (exporter side: its lease, for ResetGroup)
+	lease  string // lease token of its subjects (exporter side: frames naming another are dropped)
 	out    string // subject frames are published to
 	conn   *Conn
 	mux    *streamMux
@@ -453,12 +454,21 @@ func newStreamMux(c *Conn, subject string) (*streamMux, error) {
 }
 
 func (m *streamMux) dispatch(msg *Msg) {
-	id := msg.Subject[strings.LastIndexByte(msg.Subject, '.')+1:]
+	i := strings.LastIndexByte(msg.Subject, '.')
+	id := msg.Subject[i+1:]
 	m.mu.Lock()
 	s := m.m[id]
 	m.mu.Unlock()
 	if s == nil {
 		return
+	}
+	if s.lease != "" {
+		// Exporter side: the subject's lease token must be the stream's own, so that only the
+		// credential of the lease that opened it may write to it.
+		j := strings.LastIndexByte(msg.Subject[:i], '.')
+		if j < 0 || msg.Subject[j+1:i] != s.lease {
+			return
+		}
 	}
 	f, err := wire.DecodeFrame(msg.Data)
 	if err != nil {
@@ -538,12 +548,13 @@ func (m *streamMux) close(err error) {
 // returns the client's end once the exporter accepted it. The exporter's error reply is returned
 // as an *Error.
 func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Header, body []byte) (*Stream, error) {
-	mux, err := c.clientMux(exporter)
+	lease := hdr.Get(HeaderLease)
+	mux, err := c.clientMux(exporter, lease)
 	if err != nil {
 		return nil, err
 	}
 	id := randomToken(12)
-	s := newStream(mux, id, wire.StreamSubject(exporter, id), "", DefaultWindow)
+	s := newStream(mux, id, wire.StreamSubject(exporter, lease, id), "", DefaultWindow)
 	if err := mux.add(s); err != nil {
 		return nil, err
 	}
@@ -585,17 +596,19 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 // offers a direct connection.
 func (c *Conn) DisableDirectStreams() { c.noDirect.Store(true) }
 
-// clientMux returns the mux receiving exporter's stream frames, subscribing on first use.
-func (c *Conn) clientMux(exporter string) (*streamMux, error) {
+// clientMux returns the mux receiving the stream frames of lease on exporter, subscribing on
+// first use.
+func (c *Conn) clientMux(exporter, lease string) (*streamMux, error) {
+	key := exporter + "." + wire.LeaseToken(lease)
 	c.muxMu.Lock()
 	defer c.muxMu.Unlock()
-	if m := c.muxes[exporter]; m != nil {
+	if m := c.muxes[key]; m != nil {
 		return m, nil
 	}
 	if c.nc.IsClosed() {
 		return nil, &Error{Code: Unavailable, Message: "connection closed"}
 	}
-	m, err := newStreamMux(c, wire.StreamOutWildcard(exporter))
+	m, err := newStreamMux(c, wire.StreamOutWildcard(exporter, lease))
 	if err != nil {
 		return nil, err
 	}
@@ -606,7 +619,7 @@ func (c *Conn) clientMux(exporter string) (*streamMux, error) {
 	if c.muxes == nil {
 		c.muxes = map[string]*streamMux{}
 	}
-	c.muxes[exporter] = m
+	c.muxes[key] = m
 	return m, nil
 }
 
@@ -632,8 +645,10 @@ func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
 // Opens reports whether call message m asks to open a stream.
 func Opens(m *Msg) bool { return m.Header.Get(HeaderStream) != "" }
 
-// Accept creates the exporter's end of the stream that call m opens, in group (the lease). Reply to
-// m with the returned header to tell the client the stream is open.
+// Accept creates the exporter's end of the stream that call m opens, in group (the lease, for
+// ResetGroup). Its subjects carry the lease m presents (Jsn-Lease; wire.NoLease if none): only frames
+// on its own lease's stream subject reach it. Reply to m with the returned header to tell the client the
+// stream is open.
 func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 	id := m.Header.Get(HeaderStream)
 	if !wire.ValidName(id) {
@@ -643,7 +658,9 @@ func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 	if err != nil || w == 0 {
 		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q must be a positive number of bytes", HeaderStreamWindow, m.Header.Get(HeaderStreamWindow))}
 	}
-	s := newStream(ss.mux, id, wire.StreamOutSubject(ss.exporter, id), group, DefaultWindow)
+	lease := wire.LeaseToken(m.Header.Get(HeaderLease))
+	s := newStream(ss.mux, id, wire.StreamOutSubject(ss.exporter, lease, id), group, DefaultWindow)
+	s.lease = lease
 	s.limit = w
 	d := ss.direct.Load()
 	if d != nil && m.Header.Get(HeaderStreamDirect) == "1" {

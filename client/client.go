@@ -100,15 +100,17 @@ func ConnectWith(ctx context.Context, o Options) (*Client, error) {
 		}
 		creds = b
 	}
-	name := o.Name
+	name, inbox := o.Name, ""
 	if creds != nil {
 		n, err := bus.CredsName(creds)
 		if err != nil {
 			return nil, fmt.Errorf("connect: %w", err)
 		}
-		name = n
+		name = n // the inbox is the one the credential may subscribe to
+	} else if o.Lease != "" && bus.ValidName(o.Lease) && bus.ValidName(o.Exporter) {
+		inbox = bus.LeaseInbox(o.Exporter, o.Lease) // what a lease credential would have
 	}
-	conn, err := bus.ConnectWith(ctx, o.Host, bus.ConnectOptions{Name: name, Creds: creds})
+	conn, err := bus.ConnectWith(ctx, o.Host, bus.ConnectOptions{Name: name, Creds: creds, Inbox: inbox})
 	if err != nil {
 		return nil, authError(err)
 	}

@@ -25,11 +25,30 @@ type Controller struct {
 
 // DialController connects to cfg's endpoint with its credentials.
 func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
+	if err := CheckCredentials(cfg); err != nil {
+		return nil, err
+	}
 	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
 	if err != nil {
 		return nil, authError(fmt.Errorf("connect to controller: %w", err))
 	}
 	return &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint}, nil
+}
+
+// CheckCredentials checks that cfg's credentials are a client identity's of the current
+// scheme: they receive on the client's own inbox prefix (_INBOX_c.<name>), where the controller
+// answers. Credentials issued by an older controller are refused with a hint to re-issue them.
+func CheckCredentials(cfg *Config) error {
+	in, err := bus.CredsInbox([]byte(cfg.Credentials))
+	if err != nil {
+		return fmt.Errorf("client config %s: %w", cfg.File, err)
+	}
+	if want := bus.InboxPrefix(bus.KindClient, cfg.Metadata.Name); in != want {
+		return bus.Errorf(bus.PermissionDenied, "client config %s: its credentials receive on %s.>, not %s.> as credentials of client %s do now "+
+			"(issued by an older jsn?): ask an admin to issue them again (jsn admin delete client %s; jsn admin create client %s)",
+			cfg.File, in, want, cfg.Metadata.Name, cfg.Metadata.Name, cfg.Metadata.Name)
+	}
+	return nil
 }
 
 // authError gives a refused connection the PermissionDenied code.
@@ -202,13 +221,17 @@ func (c *Controller) LeaseOptions(r *api.LeaseReply) (Options, error) {
 	return Options{Host: host, Exporter: r.Lease.Exporter, Lease: r.Lease.ID, Name: c.name, CredsData: r.Credential.Creds()}, nil
 }
 
-// Hooks calls fn with each chunk of lease hook output exporter publishes (beforeLease and
-// afterLease output of the lease the connection's credential holds), until ctx ends.
-func (c *Client) Hooks(ctx context.Context, exporter string, fn func(api.HookOutput)) error {
+// Hooks calls fn with each chunk of lease hook output exporter publishes for lease (its
+// beforeLease and afterLease output; only that lease's credential may receive it), until ctx
+// ends.
+func (c *Client) Hooks(ctx context.Context, exporter, lease string, fn func(api.HookOutput)) error {
 	if err := bus.CheckName("exporter", exporter); err != nil {
 		return bus.Errorf(bus.InvalidArgument, "hooks: %v", err)
 	}
-	sub, err := c.conn.Subscribe(api.HookSubject(exporter), "", func(m *bus.Msg) {
+	if err := bus.CheckName("lease", lease); err != nil {
+		return bus.Errorf(bus.InvalidArgument, "hooks: %v", err)
+	}
+	sub, err := c.conn.Subscribe(api.HookSubject(exporter, lease), "", func(m *bus.Msg) {
 		var h api.HookOutput
 		if bus.Unmarshal(m.Data, &h) == nil {
 			fn(h)
@@ -247,7 +270,7 @@ func (e *Exporter) WaitReady(ctx context.Context, replay func(api.HookOutput)) e
 	if replay != nil {
 		token := randomToken()
 		got = make(chan api.HookOutput, 1024)
-		sub, err := e.c.conn.Subscribe(api.HookSubject(e.name)+".replay."+token, "", func(m *bus.Msg) {
+		sub, err := e.c.conn.Subscribe(api.ReplaySubject(e.name, e.lease, token), "", func(m *bus.Msg) {
 			var h api.HookOutput
 			if bus.Unmarshal(m.Data, &h) == nil {
 				select {
@@ -307,9 +330,10 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-// Hooks calls fn with each chunk of lease hook output the exporter publishes, until ctx ends.
+// Hooks calls fn with each chunk of hook output the exporter publishes for the handle's lease,
+// until ctx ends.
 func (e *Exporter) Hooks(ctx context.Context, fn func(api.HookOutput)) error {
-	return e.c.Hooks(ctx, e.name, fn)
+	return e.c.Hooks(ctx, e.name, e.lease, fn)
 }
 
 // IsNotFoundOrEnded reports whether err says a lease is unknown or already over: nothing to

@@ -18,6 +18,9 @@ type Admin struct {
 
 // DialAdmin connects with cfg (its role must be admin).
 func DialAdmin(ctx context.Context, cfg *client.Config) (*Admin, error) {
+	if err := client.CheckCredentials(cfg); err != nil {
+		return nil, err
+	}
 	c, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
 	if err != nil {
 		return nil, err

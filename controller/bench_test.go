@@ -107,7 +107,7 @@ func BenchmarkMemory10k(b *testing.B) {
 	for range b.N {
 		for i := range n {
 			name := "sim-" + strconv.Itoa(i)
-			id := api.Identity{Name: name, Kind: api.KindExporter, PublicKey: "UABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUV", Labels: labels, Created: now}
+			id := api.Identity{Name: name, Kind: api.KindExporter, PublicKey: "UABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUV", Labels: labels, Created: now, Scheme: api.IdentityScheme}
 			if err := c.storeIdentity(ctx, &id); err != nil && !errors.Is(err, bus.ErrFailedPrecondition) { // exists: a second round
 				b.Fatal(err)
 			}

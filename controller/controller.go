@@ -39,11 +39,13 @@ const (
 
 // Options configure a controller.
 type Options struct {
-	Data        string        // data directory written by Init
-	Listen      string        // embedded server's client address (default "127.0.0.1:4222")
-	HTTP        string        // /healthz and /metrics address; "" = none
-	NatsURL     string        // external NATS instead of the embedded server
-	CredsFile   string        // controller user creds for NatsURL (default DATA/controller.creds)
+	Data    string // data directory written by Init
+	Listen  string // embedded server's client address (default "127.0.0.1:4222")
+	HTTP    string // /healthz and /metrics address; "" = none
+	NatsURL string // external NATS instead of the embedded server
+	// CredsFile is no longer used: the controller mints its own users (with the least rights
+	// each part needs) from the signing key at every start. Kept so that old callers compile.
+	CredsFile   string
 	Endpoint    string        // URL written into issued configs (default the server's URL)
 	MaxDuration time.Duration // longest lease (default 24h)
 	Replicas    int           // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
@@ -62,7 +64,8 @@ type Controller struct {
 	auth   *Authority
 	srv    *bus.Server // nil with NatsURL
 	lock   *os.File    // DATA/controller.lock, held with the embedded server
-	conn   *bus.Conn   // controller user in LAB
+	conn   *bus.Conn   // API user in LAB: serves jsn.ctl.>, publishes replies and lease pushes
+	state  *bus.Conn   // state user in LAB: the KV buckets, nothing else
 	sys    *bus.Conn   // system user: pushes account updates
 	svc    *bus.Service
 	httpS  *http.Server
@@ -81,6 +84,9 @@ type Controller struct {
 	revWake    chan struct{}
 	revokes    atomic.Int64 // batches applied
 	served     atomic.Int64 // API requests this replica answered
+	refusedMu  sync.Mutex
+	refusedAt  time.Time // last log line about dropped requests; guarded by refusedMu
+	refusedN   int       // dropped since then; guarded by refusedMu
 	acctMu     sync.Mutex
 	acct       *accountCache // guarded by acctMu
 
@@ -105,11 +111,19 @@ type exporterRecord struct {
 	Version    string              `msgpack:"version"`
 	Registered time.Time           `msgpack:"registered"`
 	LastSeen   time.Time           `msgpack:"last_seen"`
+	// AfterLease is the exporter's afterLease hook timeout (0: none): how long an ended lease may
+	// keep it from being granted again while it finishes (see leaseRecord.Finishing).
+	AfterLease time.Duration `msgpack:"after_lease,omitempty"`
 }
 
 // leaseRecord is the value of jsn-leases (active) and jsn-queue (queued or ended).
 type leaseRecord struct {
-	Lease      api.Lease            `msgpack:"lease"`
+	Lease api.Lease `msgpack:"lease"`
+	// Finishing marks, in jsn-leases, a lease that has ended while its exporter finishes it
+	// (runs its afterLease hook): the key stays, so the exporter is not granted again, until the
+	// exporter says it is done (lease.done, or a heartbeat no longer busy with it) or the key's
+	// TTL (the hook's timeout plus finishMargin) runs out. It is not a lease any more.
+	Finishing  bool                 `msgpack:"finishing,omitempty"`
 	Credential *api.Credential      `msgpack:"credential,omitempty"` // current one (the KV is readable only by the controller)
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
 }
@@ -118,6 +132,9 @@ type leaseEntry struct {
 	rec *leaseRecord
 	rev uint64
 }
+
+// live reports whether the entry is an active lease (not an ended one being finished).
+func (le *leaseEntry) live() bool { return le != nil && !le.rec.Finishing }
 
 // accountRecord is the live LAB account.
 type accountRecord struct {
@@ -185,6 +202,16 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	apiCreds, stateCreds, err := auth.controllerUsers()
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	dial := func(o bus.ConnectOptions) (*bus.Conn, error) {
+		if c.srv != nil {
+			return c.srv.ConnectWith(sctx, o)
+		}
+		return bus.ConnectWith(sctx, c.o.NatsURL, o)
+	}
 	if o.NatsURL == "" {
 		// One embedded server per data directory: two would share (and corrupt) the store.
 		if c.lock, err = lockDir(o.Data); err != nil {
@@ -199,26 +226,20 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 			return nil, fmt.Errorf("controller: %w", err)
 		}
 		c.endpoint = c.srv.TCPURL()
-		if c.conn, err = c.srv.ConnectWith(sctx, bus.ConnectOptions{Name: ControllerName, Creds: auth.CtlCreds}); err != nil {
-			return nil, fmt.Errorf("controller: %w", err)
-		}
-		if c.sys, err = c.srv.ConnectWith(sctx, bus.ConnectOptions{Name: "jsn-sys", Creds: auth.SysCreds}); err != nil {
-			return nil, fmt.Errorf("controller: %w", err)
-		}
 	} else {
-		creds := auth.CtlCreds
 		if o.CredsFile != "" {
-			if creds, err = os.ReadFile(o.CredsFile); err != nil {
-				return nil, fmt.Errorf("controller: %w", err)
-			}
+			c.log.Warn("--creds is no longer used: the controller mints its own users from the signing key", "creds", o.CredsFile)
 		}
 		c.endpoint = o.NatsURL
-		if c.conn, err = bus.ConnectWith(sctx, o.NatsURL, bus.ConnectOptions{Name: ControllerName, Creds: creds}); err != nil {
-			return nil, fmt.Errorf("controller: %w", err)
-		}
-		if c.sys, err = bus.ConnectWith(sctx, o.NatsURL, bus.ConnectOptions{Name: "jsn-sys", Creds: auth.SysCreds}); err != nil {
-			return nil, fmt.Errorf("controller: %w", err)
-		}
+	}
+	if c.conn, err = dial(bus.ConnectOptions{Name: ControllerName, Creds: apiCreds}); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	if c.state, err = dial(bus.ConnectOptions{Name: stateName, Creds: stateCreds}); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	if c.sys, err = dial(bus.ConnectOptions{Name: "jsn-sys", Creds: auth.SysCreds}); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
 	}
 	if o.Endpoint != "" {
 		c.endpoint = o.Endpoint
@@ -275,6 +296,9 @@ func (c *Controller) Close() {
 	if c.conn != nil {
 		c.conn.Close()
 	}
+	if c.state != nil {
+		c.state.Close()
+	}
 	if c.sys != nil {
 		c.sys.Close()
 	}
@@ -289,19 +313,19 @@ func (c *Controller) Close() {
 func (c *Controller) openBuckets(ctx context.Context) error {
 	var err error
 	r := c.o.Replicas
-	if c.exporters, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketExporters, Replicas: r}); err != nil {
+	if c.exporters, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketExporters, Replicas: r}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.leases, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeases, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.leases, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeases, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.queue, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketQueue, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.queue, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketQueue, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.identities, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketIdentities, Replicas: r}); err != nil {
+	if c.identities, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketIdentities, Replicas: r}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.leader, err = c.conn.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	return nil
@@ -377,6 +401,12 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			if old != nil && c.ending[old.rec.Lease.ID] {
 				delete(c.ending, old.rec.Lease.ID)
 				old = nil
+			}
+			if old != nil && old.rec.Finishing {
+				old = nil // the exporter finished an ended lease: nothing more to do
+			}
+			if leader {
+				c.kickScheduler() // the exporter may be free
 			}
 			c.mu.Unlock()
 			if old != nil && leader {
@@ -477,7 +507,51 @@ func (c *Controller) bootstrap(ctx context.Context) error {
 	if err := c.applyAdminReset(ctx); err != nil {
 		return err
 	}
+	if err := c.retireOldIdentities(ctx); err != nil {
+		return err
+	}
 	return c.reviveRevocations(ctx, &ar)
+}
+
+// retireOldIdentities revokes and deletes the identities issued under an older permission
+// scheme (api.IdentityScheme): their credentials may subscribe to inboxes that now belong to
+// other principals, so they must not stay valid. Each is logged; the admin re-issues them.
+func (c *Controller) retireOldIdentities(ctx context.Context) error {
+	c.mu.Lock()
+	old := map[string]*api.Identity{}
+	for key, id := range c.ids {
+		if id.Scheme < api.IdentityScheme {
+			old[key] = id
+		}
+	}
+	c.mu.Unlock()
+	if len(old) == 0 {
+		return nil
+	}
+	keys := map[string]time.Time{}
+	for _, id := range old {
+		if id.PublicKey != "" {
+			keys[id.PublicKey] = time.Time{}
+		}
+	}
+	if err := c.revokeNow(ctx, keys); err != nil {
+		return fmt.Errorf("controller: revoke identities of an older scheme: %w", err)
+	}
+	for key, id := range old {
+		if err := c.identities.Delete(ctx, key, 0); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
+			return fmt.Errorf("controller: delete identity of an older scheme: %w", err)
+		}
+		c.mu.Lock()
+		delete(c.ids, key)
+		c.mu.Unlock()
+		hint := "issue it again with jsn admin create " + id.Kind + " " + id.Name
+		if id.Kind == api.KindClient && id.Name == AdminName {
+			hint = "run jsn controller reset-admin and restart the controller"
+		}
+		c.log.Warn("identity issued by an older jsn revoked and deleted: its credentials could reach other principals' replies",
+			"kind", id.Kind, "name", id.Name, "fix", hint)
+	}
+	return nil
 }
 
 // applyAdminReset installs the admin identity ResetAdmin left in the data directory, replacing
@@ -575,7 +649,12 @@ type Metrics struct {
 func (c *Controller) Metrics() Metrics {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := Metrics{Registered: len(c.exps), Active: len(c.active)}
+	m := Metrics{Registered: len(c.exps)}
+	for _, le := range c.active {
+		if le.live() {
+			m.Active++
+		}
+	}
 	now := time.Now()
 	for _, e := range c.exps {
 		if now.Sub(e.LastSeen) < c.o.OfflineAfter {

@@ -12,8 +12,11 @@ import (
 	"jsn.dev/jsn/controller/api"
 )
 
-// serveAPI adds the micro service "jsn-controller" with one endpoint per verb.
+// serveAPI adds the micro service "jsn-controller" with one endpoint per verb. Replies go only
+// into the requester's own inbox (apiRequester): a request naming any other reply subject is
+// dropped unanswered.
 func (c *Controller) serveAPI() error {
+	c.conn.GuardReplies(apiRequester, c.refusedReply)
 	svc, err := c.conn.AddService(bus.ServiceConfig{Name: "jsn-controller", Version: "0.1.0",
 		Description: "jsn lab controller", QueueGroup: "jsn-controller"})
 	if err != nil {
@@ -28,6 +31,7 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixExporter, api.VerbRegister, c.register},
 		{api.PrefixExporter, api.VerbHeartbeat, c.heartbeat},
 		{api.PrefixExporter, api.VerbLeaseEnded, c.leaseEnded},
+		{api.PrefixExporter, api.VerbLeaseDone, c.leaseDone},
 		{api.PrefixClient, api.VerbLeaseRequest, c.leaseRequest},
 		{api.PrefixClient, api.VerbLeaseGet, c.leaseGet},
 		{api.PrefixClient, api.VerbLeaseExtend, c.leaseExtend},
@@ -73,6 +77,43 @@ func (c *Controller) serveAPI() error {
 	return nil
 }
 
+// apiRequester is the inbox prefix of whoever sent API request m: the identity named by the
+// subject's fourth token, which NATS permissions let only that identity publish
+// (jsn.ctl.c.<client>, jsn.ctl.a.<admin client>, jsn.ctl.e.<exporter>).
+func apiRequester(m *bus.Msg) string {
+	parts := strings.SplitN(m.Subject, ".", 5)
+	if len(parts) < 5 || parts[0] != "jsn" || parts[1] != "ctl" || !bus.ValidName(parts[3]) {
+		return ""
+	}
+	switch parts[2] {
+	case "c", "a":
+		return bus.InboxPrefix(bus.KindClient, parts[3])
+	case "e":
+		return bus.InboxPrefix(bus.KindExporter, parts[3])
+	}
+	return ""
+}
+
+// refusedReply logs requests dropped for naming a reply outside their requester's inbox, at most
+// one line per refusalLogEvery (they are an attack or a broken client, and must not flood the log).
+func (c *Controller) refusedReply(m *bus.Msg, inbox string) {
+	now := time.Now()
+	c.refusedMu.Lock()
+	c.refusedN++
+	if now.Sub(c.refusedAt) < refusalLogEvery {
+		c.refusedMu.Unlock()
+		return
+	}
+	n := c.refusedN
+	c.refusedN, c.refusedAt = 0, now
+	c.refusedMu.Unlock()
+	c.log.Warn("controller api: request dropped: its reply subject is not the requester's inbox",
+		"subject", m.Subject, "reply", m.Reply, "inbox", inbox, "dropped", n)
+}
+
+// refusalLogEvery bounds how often dropped requests are logged.
+const refusalLogEvery = 10 * time.Second
+
 func decode(data []byte, v any) error {
 	if len(data) == 0 {
 		return nil // an empty body is the zero request
@@ -107,12 +148,74 @@ func (c *Controller) register(ctx context.Context, e string, data []byte) (any, 
 	for k, v := range id.Labels { // the admin's labels win
 		labels[k] = v
 	}
+	if req.AfterLease < 0 {
+		return nil, bus.Errorf(bus.InvalidArgument, "register %s: negative afterLease timeout", e)
+	}
 	now := time.Now().UTC()
-	rec := &exporterRecord{Name: e, Labels: labels, Describe: req.Describe, Version: req.Version, Registered: now, LastSeen: now}
+	rec := &exporterRecord{Name: e, Labels: labels, Describe: req.Describe, Version: req.Version, Registered: now, LastSeen: now,
+		AfterLease: min(req.AfterLease, maxAfterLease)}
 	if err := c.putExporter(ctx, rec); err != nil {
 		return nil, err
 	}
+	c.notBusy(ctx, e, req.Busy)
 	return api.RegisterReply{Lease: c.currentLease(e), Heartbeat: c.o.Heartbeat}, nil
+}
+
+// Bounds of how long an ended lease keeps its exporter while it finishes (leaseRecord.Finishing).
+const (
+	maxAfterLease = time.Hour        // longest afterLease timeout an exporter may declare
+	finishMargin  = 30 * time.Second // added to it: the reset after the hook, messages in flight
+)
+
+// finishAllowance is how long exporter e may take to finish a lease after its end: its
+// afterLease timeout plus finishMargin, 0 if it has no afterLease hook.
+func (c *Controller) finishAllowance(e string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x := c.exps[e]; x != nil && x.AfterLease > 0 {
+		return x.AfterLease + finishMargin
+	}
+	return 0
+}
+
+// notBusy clears the finishing record of exporter e (see leaseRecord.Finishing) when e reports
+// it is busy with no lease or another one: it is done with the ended one (or restarted).
+func (c *Controller) notBusy(ctx context.Context, e, busy string) {
+	c.mu.Lock()
+	le := c.active[e]
+	c.mu.Unlock()
+	if le == nil || !le.rec.Finishing || le.rec.Lease.ID == busy {
+		return
+	}
+	c.finished(ctx, e, le)
+}
+
+// finished deletes the finishing record le of exporter e: it may be granted again.
+func (c *Controller) finished(ctx context.Context, e string, le *leaseEntry) {
+	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+		c.log.Warn("clear finished lease", "exporter", e, "lease", le.rec.Lease.ID, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cur := c.active[e]; cur != nil && cur.rev == le.rev {
+		delete(c.active, e)
+	}
+	c.mu.Unlock()
+	c.kickScheduler()
+}
+
+func (c *Controller) leaseDone(ctx context.Context, e string, data []byte) (any, error) {
+	var req api.LeaseDoneRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	le := c.active[e]
+	c.mu.Unlock()
+	if le != nil && le.rec.Finishing && le.rec.Lease.ID == req.Lease {
+		c.finished(ctx, e, le)
+	}
+	return api.Empty{}, nil
 }
 
 func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error {
@@ -135,7 +238,7 @@ func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error
 func (c *Controller) currentLease(e string) *api.Lease {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if le := c.active[e]; le != nil && le.rec.Lease.End.After(time.Now()) {
+	if le := c.active[e]; le.live() && le.rec.Lease.End.After(time.Now()) {
 		l := le.rec.Lease
 		return &l
 	}
@@ -161,6 +264,7 @@ func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any,
 	if err := c.putExporter(ctx, &rec); err != nil {
 		return nil, err
 	}
+	c.notBusy(ctx, e, req.Busy)
 	return api.HeartbeatReply{Lease: c.currentLease(e)}, nil
 }
 
@@ -172,7 +276,7 @@ func (c *Controller) leaseEnded(ctx context.Context, e string, data []byte) (any
 	c.mu.Lock()
 	le := c.active[e]
 	c.mu.Unlock()
-	if le == nil || le.rec.Lease.ID != req.Lease {
+	if !le.live() || le.rec.Lease.ID != req.Lease {
 		return api.Empty{}, nil // already over
 	}
 	reason := "ended by the exporter"
@@ -306,7 +410,9 @@ func (c *Controller) waitReason(l *api.Lease) string {
 	var leased, offline []string
 	now := time.Now()
 	for _, n := range names {
-		if a := c.active[n]; a != nil {
+		if a := c.active[n]; a != nil && !a.live() {
+			leased = append(leased, fmt.Sprintf("%s finishing the previous lease (afterLease hook)", n))
+		} else if a != nil {
 			leased = append(leased, fmt.Sprintf("%s by %s until %s", n, a.rec.Lease.Client, a.rec.Lease.End.Local().Format("15:04:05")))
 		} else if e := c.exps[n]; e != nil && now.Sub(e.LastSeen) >= c.o.OfflineAfter {
 			offline = append(offline, n)
@@ -331,7 +437,7 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (boo
 	now := time.Now().UTC()
 	l := rec.Lease
 	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
-	cred, pub, err := c.auth.MintLease(l.Client, e, l.Allow, l.End)
+	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, l.End)
 	if err != nil {
 		return false, bus.Errorf(bus.InvalidArgument, "lease: %v", err)
 	}
@@ -341,7 +447,9 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (boo
 	if err != nil {
 		return false, err
 	}
-	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End))
+	// The key outlives the lease by the exporter's finishing allowance: if no scheduler ends the
+	// lease on time, the exporter still gets to finish it before it can be granted again.
+	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e))
 	if errors.Is(err, bus.ErrKeyExists) {
 		return false, nil
 	}
@@ -404,7 +512,7 @@ func (c *Controller) findLease(id string) (active *leaseEntry, exporter string, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for e, le := range c.active {
-		if le.rec.Lease.ID == id {
+		if le.live() && le.rec.Lease.ID == id {
 			return le, e, nil
 		}
 	}
@@ -477,7 +585,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	nr := *a.rec
 	nr.Lease.End = time.Now().UTC().Add(req.Duration)
 	nr.Lease.Duration = nr.Lease.End.Sub(nr.Lease.Begin)
-	cred, pub, err := c.auth.MintLease(nr.Lease.Client, e, nr.Lease.Allow, nr.Lease.End)
+	cred, pub, err := c.auth.MintLease(nr.Lease.Client, e, nr.Lease.ID, nr.Lease.Allow, nr.Lease.End)
 	if err != nil {
 		return nil, err
 	}
@@ -491,7 +599,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	if err != nil {
 		return nil, err
 	}
-	rev, err := c.leases.Update(ctx, e, b, a.rev, ttlUntil(nr.Lease.End))
+	rev, err := c.leases.Update(ctx, e, b, a.rev, ttlUntil(nr.Lease.End)+c.finishAllowance(e))
 	if err != nil {
 		if errors.Is(err, bus.ErrKeyChanged) || errors.Is(err, bus.ErrKeyNotFound) {
 			return nil, bus.Errorf(bus.FailedPrecondition, "extend %s: the lease changed meanwhile (ended?); try again", req.ID)
@@ -525,18 +633,38 @@ func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) 
 	return api.Empty{}, nil
 }
 
-// endLease ends an active lease: deletes its key (CAS), revokes its credentials, tells the
-// exporter and keeps an ended record for lease.get.
+// endLease ends an active lease: deletes its key (CAS) or, if the exporter has an afterLease
+// hook, replaces it with a finishing record (leaseRecord.Finishing) that keeps the exporter from
+// being granted until it has finished; revokes its credentials, tells the exporter and keeps an
+// ended record for lease.get.
 func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
 	c.mu.Lock()
 	c.ending[le.rec.Lease.ID] = true
 	c.mu.Unlock()
-	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+	var fin *leaseEntry
+	if allow := c.finishAllowance(e); allow > 0 {
+		f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
+		f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
+		b, err := bus.Marshal(f)
+		if err != nil {
+			return err
+		}
+		rev, err := c.leases.Update(ctx, e, b, le.rev, allow)
+		switch {
+		case err == nil:
+			fin = &leaseEntry{rec: f, rev: rev}
+		case !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound):
+			return err
+		}
+	} else if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
 		return err
 	}
 	c.mu.Lock()
-	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID {
+	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID && cur.live() {
 		delete(c.active, e)
+		if fin != nil && c.fresh("l/"+e, fin.rev) {
+			c.active[e] = fin
+		}
 	}
 	if len(c.ending) > 10000 { // watch events lost (e.g. a replica that is not watching): start over
 		clear(c.ending)
@@ -581,7 +709,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 	defer c.mu.Unlock()
 	out := api.ListLeasesReply{Leases: []api.Lease{}}
 	for _, a := range c.active {
-		if req.All || a.rec.Lease.Client == who {
+		if a.live() && (req.All || a.rec.Lease.Client == who) {
 			out.Leases = append(out.Leases, a.rec.Lease)
 		}
 	}
@@ -613,7 +741,7 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 		}
 		info := api.ExporterInfo{Name: name, Labels: e.Labels, LastSeen: e.LastSeen, Version: e.Version,
 			Online: now.Sub(e.LastSeen) < c.o.OfflineAfter}
-		if a := c.active[name]; a != nil {
+		if a := c.active[name]; a.live() {
 			l := a.rec.Lease
 			info.Lease = &l
 		}
@@ -667,6 +795,17 @@ func validWord(s string) bool {
 	return true
 }
 
+// reserved refuses names kept for the lab's own principals, whatever the kind: "jsn-…" (the
+// controller's users) and "admin" (the first admin). Inbox prefixes are kind-qualified, so a
+// name of one kind never reaches another kind's replies; reserving these keeps logs and lists
+// unambiguous too.
+func reserved(name string) error {
+	if strings.HasPrefix(name, "jsn-") || name == AdminName {
+		return fmt.Errorf("the name %s is reserved (jsn-… and %s are the lab's own)", name, AdminName)
+	}
+	return nil
+}
+
 func (c *Controller) createExporter(ctx context.Context, who string, data []byte) (any, error) {
 	if err := c.isAdmin(who); err != nil {
 		return nil, err
@@ -678,6 +817,9 @@ func (c *Controller) createExporter(ctx context.Context, who string, data []byte
 	if err := bus.CheckName("exporter name", req.Name); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "create exporter: %v", err)
 	}
+	if err := reserved(req.Name); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "create exporter %s: %v", req.Name, err)
+	}
 	if err := checkLabels(req.Labels); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "create exporter %s: %v", req.Name, err)
 	}
@@ -685,7 +827,8 @@ func (c *Controller) createExporter(ctx context.Context, who string, data []byte
 	if err != nil {
 		return nil, err
 	}
-	id := api.Identity{Name: req.Name, Kind: api.KindExporter, PublicKey: pub, Labels: req.Labels, Created: time.Now().UTC()}
+	id := api.Identity{Name: req.Name, Kind: api.KindExporter, PublicKey: pub, Labels: req.Labels, Created: time.Now().UTC(),
+		Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}
@@ -707,8 +850,8 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 	if err := bus.CheckName("client name", req.Name); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "create client: %v", err)
 	}
-	if strings.HasPrefix(req.Name, "jsn-") {
-		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: names starting with jsn- are reserved", req.Name)
+	if err := reserved(req.Name); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: %v", req.Name, err)
 	}
 	for _, a := range req.Allow {
 		if err := CheckAllow(a); err != nil {
@@ -723,7 +866,7 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 		return nil, err
 	}
 	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
-		Admin: req.Admin, Created: time.Now().UTC()}
+		Admin: req.Admin, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}
@@ -805,6 +948,9 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 		var exps []string
 		var pend []*leaseEntry
 		for e, a := range c.active {
+			if !a.live() {
+				continue
+			}
 			if kind == api.KindExporter && e == req.Name || kind == api.KindClient && a.rec.Lease.Client == req.Name {
 				ends = append(ends, a)
 				exps = append(exps, e)
@@ -826,6 +972,13 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			_ = c.endPending(ctx, p, "client deleted")
 		}
 		if kind == api.KindExporter {
+			// A deleted exporter finishes nothing: free its name at once.
+			c.mu.Lock()
+			fin := c.active[req.Name]
+			c.mu.Unlock()
+			if fin != nil && !fin.live() {
+				c.finished(ctx, req.Name, fin)
+			}
 			_ = c.exporters.Delete(ctx, req.Name, 0)
 		}
 		return api.Empty{}, nil

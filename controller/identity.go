@@ -36,8 +36,11 @@ const (
 // AdminName is the identity name of the admin client Init creates.
 const AdminName = "admin"
 
-// ControllerName is the identity name of the controller's own LAB user.
+// ControllerName is the name of the controller's API user (and of its micro service).
 const ControllerName = "jsn-controller"
+
+// stateName is the name of the controller's user for its KV buckets.
+const stateName = "jsn-controller-state"
 
 // Authority holds the keys of a controller data directory: it signs account and user JWTs.
 type Authority struct {
@@ -136,7 +139,7 @@ func Init(dir string, o InitOptions) (adminConfig []byte, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	adminID, err := bus.Marshal(api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: adminPub, Admin: true, Created: time.Now().UTC()})
+	adminID, err := bus.Marshal(api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: adminPub, Admin: true, Created: time.Now().UTC(), Scheme: api.IdentityScheme})
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
@@ -207,7 +210,7 @@ func ResetAdmin(dir, endpoint string) (adminConfig []byte, err error) {
 	if adminConfig, err = ClientConfigYAML(AdminName, endpoint, creds, true, nil); err != nil {
 		return nil, fmt.Errorf("reset admin: %w", err)
 	}
-	id, err := bus.Marshal(adminReset{Identity: api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: pub, Admin: true, Created: time.Now().UTC()},
+	id, err := bus.Marshal(adminReset{Identity: api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: pub, Admin: true, Created: time.Now().UTC(), Scheme: api.IdentityScheme},
 		Revoke: revoke})
 	if err != nil {
 		return nil, fmt.Errorf("reset admin: %w", err)
@@ -328,10 +331,10 @@ func (a *Authority) userJWT(name, pub string, perms jwt.Permissions, expires tim
 	return j, nil
 }
 
-// MintLease mints a lease credential: a fresh nkey whose JWT expires at expires and allows
-// exactly exporter's describe, stream and (narrowed by allow) call subjects.
-func (a *Authority) MintLease(client, exporter string, allow []string, expires time.Time) (*api.Credential, string, error) {
-	perms, err := LeasePermissions(client, exporter, allow)
+// MintLease mints the credential of lease on exporter for client: a fresh nkey whose JWT expires
+// at expires and allows exactly the lease's own subjects (LeasePermissions).
+func (a *Authority) MintLease(client, exporter, lease string, allow []string, expires time.Time) (*api.Credential, string, error) {
+	perms, err := LeasePermissions(exporter, lease, allow)
 	if err != nil {
 		return nil, "", err
 	}
@@ -340,7 +343,7 @@ func (a *Authority) MintLease(client, exporter string, allow []string, expires t
 		return nil, "", fmt.Errorf("mint lease credential: %w", err)
 	}
 	pub, _ := kp.PublicKey()
-	j, err := a.userJWT(client, pub, perms, expires, nil)
+	j, err := a.userJWT(client, pub, perms, expires, []string{"jsn-lease"})
 	if err != nil {
 		return nil, "", err
 	}
@@ -387,31 +390,45 @@ func (a *Authority) NewClient(name string, admin bool) (creds []byte, pub string
 	return a.newUser(name, ClientPermissions(name, admin), time.Time{}, []string{"jsn-client"})
 }
 
-// ExporterPermissions are the NATS permissions of exporter e's own identity.
+// No permission below uses allow_responses: NATS lets a responder publish to the reply subject
+// of any request it received, whatever its publish permissions deny, so a requester could name
+// JetStream's API or another principal's inbox as its reply. Each principal may instead publish
+// replies only into the inboxes of those it serves, and answers only into the requester's own
+// (bus.GuardReplies).
+
+// ExporterPermissions are the NATS permissions of exporter e's own identity: its controller API
+// subjects and its own jsn.x.<e> and jsn.tap.<e> subjects; replies only into the inboxes of its
+// own leases' credentials; its own inbox.
 func ExporterPermissions(e string) jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add("jsn.ctl.e."+e+".>", "jsn.x."+e+".>", "jsn.tap."+e+".>")
-	p.Sub.Allow.Add("jsn.x."+e+".>", "_INBOX_"+e+".>", "$SRV.>")
-	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
+	p.Pub.Allow.Add("jsn.ctl.e."+e+".>", "jsn.x."+e+".>", "jsn.tap."+e+".>", bus.InboxPrefix(bus.KindLease, e)+".>")
+	p.Sub.Allow.Add("jsn.x."+e+".>", bus.InboxPrefix(bus.KindExporter, e)+".>")
 	return p
 }
 
-// ClientPermissions are the NATS permissions of client c's own identity.
+// ClientPermissions are the NATS permissions of client c's own identity: its own controller API
+// subjects (admin adds the admin API) and its own inbox.
 func ClientPermissions(c string, admin bool) jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add("jsn.ctl.c." + c + ".>")
 	if admin {
 		p.Pub.Allow.Add("jsn.ctl.a." + c + ".>")
 	}
-	p.Sub.Allow.Add("_INBOX_" + c + ".>")
+	p.Sub.Allow.Add(bus.InboxPrefix(bus.KindClient, c) + ".>")
 	return p
 }
 
-// LeasePermissions are the NATS permissions of client c's lease credential on exporter e.
-func LeasePermissions(c, e string, allow []string) (jwt.Permissions, error) {
+// LeasePermissions are the NATS permissions of the credential of lease on exporter e: it may
+// publish only e's describe, stream and (narrowed by allow) call subjects, and subscribe only to
+// its own inbox and its own lease's stream and event subjects. It reaches nothing of the client
+// that holds it (its inbox, its other leases).
+func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) {
 	var p jwt.Permissions
+	if !bus.ValidName(lease) {
+		return p, fmt.Errorf("lease id %q is not a subject token", lease)
+	}
 	x := "jsn.x." + e + "."
-	p.Pub.Allow.Add(x+"describe", x+"stream.*")
+	p.Pub.Allow.Add(x+"describe", x+"stream."+lease+".*")
 	if len(allow) == 0 {
 		p.Pub.Allow.Add(x + "call.>")
 	}
@@ -422,8 +439,48 @@ func LeasePermissions(c, e string, allow []string) (jwt.Permissions, error) {
 		}
 		p.Pub.Allow.Add(s)
 	}
-	p.Sub.Allow.Add("_INBOX_"+c+".>", x+"out.*", x+"ev.>")
+	p.Sub.Allow.Add(bus.LeaseInbox(e, lease)+".>", x+"out."+lease+".*", api.EventPrefix(e, lease)+".>")
 	return p, nil
+}
+
+// controllerUsers mints the controller's own two LAB users, each allowed only what it needs (so
+// that a bug in one part cannot reach what the other guards):
+//   - the API user serves jsn.ctl.> (and micro's $SRV.>) and may publish only replies into
+//     client and exporter inboxes (and the _INBOX. prefix NATS tools use) and lease pushes on
+//     jsn.x.*.lease: no JetStream, no KV;
+//   - the state user reads and writes the controller's KV buckets through JetStream's API and
+//     nothing else: it subscribes only to its own inbox, so no request ever reaches it, and it
+//     may not delete or purge a stream.
+//
+// They are minted at every start from the signing key and live only in memory.
+func (a *Authority) controllerUsers() (apiCreds, stateCreds []byte, err error) {
+	var p jwt.Permissions
+	p.Pub.Allow.Add(bus.InboxPrefix(bus.KindClient)+">", bus.InboxPrefix(bus.KindExporter)+">", "_INBOX.>",
+		api.LeasePushSubject("*"))
+	p.Sub.Allow.Add("jsn.ctl.>", "$SRV.>", bus.InboxPrefix(bus.KindController, ControllerName)+".>")
+	if apiCreds, _, err = a.newUser(ControllerName, p, time.Time{}, []string{"jsn-controller"}); err != nil {
+		return nil, nil, err
+	}
+	if stateCreds, _, err = a.newUser(stateName, StatePermissions(), time.Time{}, []string{"jsn-controller"}); err != nil {
+		return nil, nil, err
+	}
+	return apiCreds, stateCreds, nil
+}
+
+// StatePermissions are the NATS permissions of the controller's state user: JetStream's API to
+// create or update its own buckets, write them, and delete their consumers; reads (stream info,
+// message gets, consumers for watches) of any stream; nothing else. It may not delete or purge a
+// stream. (Reads are not narrowed per bucket to keep the JWT under NATS's control line limit.)
+func StatePermissions() jwt.Permissions {
+	var p jwt.Permissions
+	p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
+		"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.FC.>")
+	for _, b := range []string{BucketExporters, BucketLeases, BucketQueue, BucketIdentities, BucketLeader} {
+		p.Pub.Allow.Add("$JS.API.STREAM.CREATE.KV_"+b, "$JS.API.STREAM.UPDATE.KV_"+b,
+			"$JS.API.CONSUMER.DELETE.KV_"+b+".>", "$KV."+b+".>")
+	}
+	p.Sub.Allow.Add(bus.InboxPrefix(bus.KindController, stateName) + ".>")
+	return p
 }
 
 // AllowSubject converts an --allow pattern to the call subject it permits on exporter e:

@@ -77,7 +77,7 @@ func (c *Controller) reconcile(ctx context.Context) {
 	}
 	var expired []exp
 	for e, le := range c.active {
-		if !le.rec.Lease.End.After(now) {
+		if le.live() && !le.rec.Lease.End.After(now) {
 			expired = append(expired, exp{e, le})
 		}
 	}

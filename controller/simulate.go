@@ -16,7 +16,7 @@ func (c *Controller) RegisterSimulated(ctx context.Context, prefix string, n int
 	now := time.Now().UTC()
 	for i := range n {
 		name := fmt.Sprintf("%s-%d", prefix, i)
-		id := api.Identity{Name: name, Kind: api.KindExporter, PublicKey: "simulated", Labels: labels, Created: now}
+		id := api.Identity{Name: name, Kind: api.KindExporter, PublicKey: "simulated", Labels: labels, Created: now, Scheme: api.IdentityScheme}
 		if err := c.storeIdentity(ctx, &id); err != nil {
 			return err
 		}

@@ -37,6 +37,13 @@ type Exporter struct {
 	// carrying a Jsn-Lease header: it may wait until that lease is served, and its error is the
 	// reply. Remote mode uses it as the "lease ready" barrier.
 	waitLease func(m *bus.Msg) error
+	// guard, if set before Start, makes the main connection answer only into the inbox of the
+	// lease a request presents (see GuardReplies).
+	guard bool
+
+	refusedMu sync.Mutex
+	refusedAt time.Time // last log line about dropped requests; guarded by refusedMu
+	refusedN  int       // dropped since then; guarded by refusedMu
 
 	mu          sync.Mutex
 	lease       string                  // current lease id, "" when none; guarded by mu
@@ -134,8 +141,51 @@ func ListenDirect(cfg DirectStreams, def string) (*bus.DirectListener, error) {
 	return bus.ListenDirect(addr, cfg.Advertise)
 }
 
+// GuardReplies makes the exporter, once started, answer requests on its main connection only
+// into the inbox of the lease credential that sent them (bus.LeaseInbox): the lease the request
+// presents in Jsn-Lease, or for a describe without one the current lease. A request naming any
+// other reply subject is dropped unserved, so a lease holder cannot make the exporter publish
+// where its own credential may not (another exporter's control subject, JetStream's API,
+// another principal's inbox). Distributed mode turns it on; in a local session anyone who can
+// open the socket may publish anywhere anyway. Call it before Start.
+func (e *Exporter) GuardReplies() { e.guard = true }
+
+// requester is the inbox a request to the exporter may be answered in (see GuardReplies).
+func (e *Exporter) requester(m *bus.Msg) string {
+	lease := m.Header.Get(bus.HeaderLease)
+	if lease == "" {
+		lease = e.Lease()
+	}
+	if !bus.ValidName(lease) {
+		return ""
+	}
+	return bus.LeaseInbox(e.name, lease)
+}
+
+// refusedReply logs requests dropped by the guard, at most one line per refusalLogEvery.
+func (e *Exporter) refusedReply(m *bus.Msg, inbox string) {
+	now := time.Now()
+	e.refusedMu.Lock()
+	e.refusedN++
+	if now.Sub(e.refusedAt) < refusalLogEvery {
+		e.refusedMu.Unlock()
+		return
+	}
+	n := e.refusedN
+	e.refusedN, e.refusedAt = 0, now
+	e.refusedMu.Unlock()
+	e.log.Warn("request dropped: its reply subject is not the inbox of the lease it presents",
+		"subject", m.Subject, "reply", m.Reply, "inbox", inbox, "dropped", n)
+}
+
+// refusalLogEvery bounds how often dropped requests are logged.
+const refusalLogEvery = 10 * time.Second
+
 // Start begins serving on conn. Calls are refused until BeginLease.
 func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
+	if e.guard {
+		conn.GuardReplies(e.requester, e.refusedReply)
+	}
 	ss, err := conn.ServeStreams(e.name)
 	if err != nil {
 		return fmt.Errorf("serve %s: %w", e.name, err)

@@ -16,9 +16,10 @@ import (
 
 // Headers of the "lease ready" barrier: a describe request carrying Jsn-Lease waits until the
 // exporter serves that lease (its beforeLease hook done). With Jsn-Hook-Replay: TOKEN the
-// exporter first publishes the lease's beforeLease output on ReplaySubject(exporter, TOKEN),
-// ending with a HookOutput{Hook: HookReplayEnd, Done: true}. client.(*Exporter).WaitReady is the
-// other side; the values must match.
+// exporter first publishes the lease's beforeLease output on api.ReplaySubject(exporter, lease,
+// TOKEN), which only that lease's credential may subscribe to, ending with a
+// HookOutput{Hook: HookReplayEnd, Done: true}. A lease that has ended is not replayed.
+// client.(*Exporter).WaitReady is the other side; the values must match.
 const (
 	HeaderHookReplay = "Jsn-Hook-Replay"
 	HookReplayEnd    = "replay"
@@ -26,11 +27,6 @@ const (
 	// lease is not served yet after ReadyWait: ask again.
 	NotReady = "not ready yet"
 )
-
-// ReplaySubject is where exporter replays a lease's beforeLease output for token.
-func ReplaySubject(exporter, token string) string {
-	return api.HookSubject(exporter) + ".replay." + token
-}
 
 // Remote mode tuning.
 const (
@@ -63,6 +59,7 @@ type remote struct {
 	registered bool                 // the first register succeeded; guarded by mu
 	serving    *api.Lease           // the lease served now; guarded by mu
 	starting   string               // the lease whose beforeLease hook runs; guarded by mu
+	finishing  string               // the ended lease whose afterLease hook runs; guarded by mu
 	ended      map[string]string    // lease id → why it ended here; guarded by mu
 	endedOrder []string             // ended ids, oldest first; guarded by mu
 	replay     []api.HookOutput     // beforeLease output of starting/serving; guarded by mu
@@ -146,6 +143,7 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		ex.OfferDirect(direct)
 		r.log.Info("direct streams", "listen", direct.Address())
 	}
+	ex.GuardReplies()
 	if err := ex.Start(ctx, r.conn); err != nil {
 		return err
 	}
@@ -158,13 +156,6 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		return err
 	}
 	defer func() { _ = push.Unsubscribe() }()
-	if svc, err := r.conn.AddService(bus.ServiceConfig{Name: "jsn-exporter", Version: "0.1.0",
-		Description: "jsn exporter " + r.name, QueueGroup: r.name}); err == nil {
-		_ = svc.Handle("status", "jsn.x."+r.name+".status", r.status)
-		defer func() { _ = svc.Stop() }()
-	} else {
-		r.log.Warn("micro service", "err", err)
-	}
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -225,7 +216,8 @@ func (r *remote) control(ctx context.Context) {
 			seq := r.pushSeq
 			r.mu.Unlock()
 			var rep api.RegisterReply
-			err := r.request(ctx, api.VerbRegister, api.RegisterRequest{Labels: r.cfg.Metadata.Labels, Describe: r.ex.Describe(), Version: Version}, &rep)
+			err := r.request(ctx, api.VerbRegister, api.RegisterRequest{Labels: r.cfg.Metadata.Labels, Describe: r.ex.Describe(),
+				Version: Version, AfterLease: r.afterLeaseTimeout(), Busy: r.busy()}, &rep)
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -263,7 +255,7 @@ func (r *remote) control(ctx context.Context) {
 		}
 		r.mu.Unlock()
 		var rep api.HeartbeatReply
-		if err := r.request(ctx, api.VerbHeartbeat, api.HeartbeatRequest{Lease: cur}, &rep); err != nil {
+		if err := r.request(ctx, api.VerbHeartbeat, api.HeartbeatRequest{Lease: cur, Busy: r.busy()}, &rep); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -274,6 +266,35 @@ func (r *remote) control(ctx context.Context) {
 			continue
 		}
 		r.setTarget(rep.Lease, seq, true)
+	}
+}
+
+// afterLeaseTimeout is the afterLease hook's timeout, 0 without one (api.RegisterRequest).
+func (r *remote) afterLeaseTimeout() time.Duration {
+	if h := r.cfg.LeaseHooks.AfterLease; h != nil {
+		return h.Timeout
+	}
+	return 0
+}
+
+// busy is the lease the exporter is starting, serving or finishing, "" if none.
+func (r *remote) busy() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.finishing != "":
+		return r.finishing
+	case r.serving != nil:
+		return r.serving.ID
+	}
+	return r.starting
+}
+
+// done tells the controller the exporter has finished lease id (after its afterLease hook): it
+// may be granted again. A lost message only delays that until the next heartbeat.
+func (r *remote) done(ctx context.Context, id string) {
+	if err := r.request(ctx, api.VerbLeaseDone, api.LeaseDoneRequest{Lease: id}, nil); err != nil && ctx.Err() == nil {
+		r.log.Warn("tell the controller the lease is finished", "lease", id, "err", err)
 	}
 }
 
@@ -393,9 +414,13 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 			r.mu.Unlock()
 			log.Warn("ending lease: beforeLease hook failed", "err", err)
 			why := err.Error() + r.outputTail(l.ID)
+			r.mu.Lock()
+			r.replay, r.replaySize = nil, 0 // no replay for an ended lease
+			r.mu.Unlock()
 			if rerr := r.request(ctx, api.VerbLeaseEnded, api.LeaseEndedRequest{Lease: l.ID, Reason: why}, nil); rerr != nil {
 				log.Warn("tell the controller the lease ended", "err", rerr)
 			}
+			r.done(ctx, l.ID)
 			return
 		}
 	}
@@ -415,12 +440,17 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 	r.mu.Unlock()
 }
 
-// endServing ends the lease served now: closes its session, runs afterLease, resets drivers.
+// endServing ends the lease served now: closes its session, runs afterLease, resets drivers,
+// and tells the controller it may grant the exporter again.
 func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 	_ = r.ex.EndLease(ctx, l.ID)
 	r.mu.Lock()
 	r.serving = nil
+	r.finishing = l.ID
 	r.markEndedLocked(l.ID, "ended")
+	if r.replayFor == l.ID {
+		r.replay, r.replaySize = nil, 0 // no replay for an ended lease
+	}
 	r.changedLocked()
 	r.mu.Unlock()
 	if h := r.cfg.LeaseHooks.AfterLease; h != nil {
@@ -429,6 +459,12 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 				r.log.Warn("reset drivers after afterLease hook", "lease", l.ID, "err", err)
 			}
 		}
+	}
+	r.mu.Lock()
+	r.finishing = ""
+	r.mu.Unlock()
+	if ctx.Err() == nil {
+		r.done(ctx, l.ID)
 	}
 }
 
@@ -489,7 +525,7 @@ func (r *remote) runHook(ctx context.Context, name string, h *Hook, l *api.Lease
 		}),
 		out: func(o api.HookOutput) {
 			if b, err := bus.Marshal(o); err == nil {
-				_ = r.conn.Publish(api.HookSubject(r.name), nil, b)
+				_ = r.conn.Publish(api.HookSubject(r.name, l.ID), nil, b)
 			}
 			if name == HookBeforeLease {
 				r.mu.Lock()
@@ -541,7 +577,7 @@ func (r *remote) waitLease(m *bus.Msg) error {
 			delete(r.pending, id)
 		}
 		var replay []api.HookOutput
-		if (served || ended) && r.replayFor == id {
+		if served && r.replayFor == id {
 			replay = append(replay, r.replay...)
 		}
 		r.mu.Unlock()
@@ -550,7 +586,6 @@ func (r *remote) waitLease(m *bus.Msg) error {
 			r.sendReplay(token, id, replay)
 			return nil
 		case ended:
-			r.sendReplay(token, id, replay)
 			return bus.Errorf(bus.PermissionDenied, "lease %s ended on exporter %s: %s", id, r.name, why)
 		case !known && time.Since(first) > unknownLeaseWait:
 			return bus.Errorf(bus.PermissionDenied, "lease %q is not a lease of exporter %s", id, r.name)
@@ -568,27 +603,10 @@ func (r *remote) sendReplay(token, id string, replay []api.HookOutput) {
 	if token == "" {
 		return
 	}
-	subject := ReplaySubject(r.name, token)
+	subject := api.ReplaySubject(r.name, id, token)
 	for _, o := range append(replay, api.HookOutput{Lease: id, Hook: HookReplayEnd, Done: true}) {
 		if b, err := bus.Marshal(o); err == nil {
 			_ = r.conn.Publish(subject, nil, b)
 		}
 	}
-}
-
-// status answers the micro service's status endpoint: the lease served now.
-func (r *remote) status(m *bus.Msg) {
-	r.mu.Lock()
-	var l *api.Lease
-	if r.serving != nil {
-		c := *r.serving
-		l = &c
-	}
-	r.mu.Unlock()
-	b, err := bus.Marshal(api.HeartbeatReply{Lease: l})
-	if err != nil {
-		_ = m.RespondError(err)
-		return
-	}
-	_ = m.Respond(nil, b)
 }

@@ -9,8 +9,8 @@ import (
 //
 //	jsn.x.<exporter>.describe                     request: driver tree
 //	jsn.x.<exporter>.call.<driver path…>.<method> request: a driver call
-//	jsn.x.<exporter>.stream.<id>                  client → exporter stream frames
-//	jsn.x.<exporter>.out.<id>                     exporter → client stream frames
+//	jsn.x.<exporter>.stream.<lease>.<id>          client → exporter stream frames
+//	jsn.x.<exporter>.out.<lease>.<id>             exporter → client stream frames
 //	jsn.tap.<exporter>.<driver path…>             read-only broadcast of device output
 const (
 	prefixExporter = "jsn.x."
@@ -80,19 +80,40 @@ func ParseCall(exporter, subject string) (path, method string, ok bool) {
 	return rest[:i], rest[i+1:], true
 }
 
-// StreamSubject carries client → exporter frames of stream id.
-func StreamSubject(exporter, id string) string { return prefixExporter + exporter + ".stream." + id }
+// Stream subjects carry the lease the stream belongs to, so that a lease credential may publish
+// and subscribe to its own lease's streams only (NoLease stands for a stream opened without one,
+// which the exporter refuses).
+
+// NoLease is the lease token of stream subjects of calls that present no lease.
+const NoLease = "-"
+
+// LeaseToken is lease as the lease token of stream subjects: NoLease if it is not a token.
+func LeaseToken(lease string) string {
+	if !validToken(lease) {
+		return NoLease
+	}
+	return lease
+}
+
+// StreamSubject carries client → exporter frames of stream id of lease.
+func StreamSubject(exporter, lease, id string) string {
+	return prefixExporter + exporter + ".stream." + LeaseToken(lease) + "." + id
+}
 
 // StreamWildcard matches every client → exporter stream subject of exporter.
-func StreamWildcard(exporter string) string { return prefixExporter + exporter + ".stream.*" }
+func StreamWildcard(exporter string) string { return prefixExporter + exporter + ".stream.*.*" }
 
-// StreamOutSubject carries exporter → client frames of stream id. Exporters publish only under
-// their own jsn.x.<exporter> prefix (never into client inboxes), and only the lease holder's
-// credential may subscribe to it.
-func StreamOutSubject(exporter, id string) string { return prefixExporter + exporter + ".out." + id }
+// StreamOutSubject carries exporter → client frames of stream id of lease. Exporters publish only
+// under their own jsn.x.<exporter> prefix (never into client inboxes), and only the credential of
+// that lease may subscribe to it.
+func StreamOutSubject(exporter, lease, id string) string {
+	return prefixExporter + exporter + ".out." + LeaseToken(lease) + "." + id
+}
 
-// StreamOutWildcard matches every exporter → client stream subject of exporter.
-func StreamOutWildcard(exporter string) string { return prefixExporter + exporter + ".out.*" }
+// StreamOutWildcard matches every exporter → client stream subject of lease on exporter.
+func StreamOutWildcard(exporter, lease string) string {
+	return prefixExporter + exporter + ".out." + LeaseToken(lease) + ".*"
+}
 
 // TapSubject is where the driver at path broadcasts its output.
 func TapSubject(exporter, path string) string { return prefixTap + exporter + "." + path }

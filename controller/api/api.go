@@ -85,7 +85,15 @@ type Identity struct {
 	MaxDuration time.Duration     `msgpack:"max_duration,omitempty" json:"max_duration,omitempty" yaml:"max_duration,omitempty"`
 	Admin       bool              `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
 	Created     time.Time         `msgpack:"created" json:"created" yaml:"created"`
+	// Scheme is the permission scheme its credentials were issued under (IdentityScheme); a
+	// controller revokes identities issued under an older one at start.
+	Scheme int `msgpack:"scheme,omitempty" json:"scheme,omitempty" yaml:"scheme,omitempty"`
 }
+
+// IdentityScheme is the permission scheme of the credentials issued now: kind-qualified inbox
+// prefixes, no allow_responses, lease credentials reaching only their own lease's subjects.
+// Credentials of an older scheme could subscribe to other principals' replies.
+const IdentityScheme = 2
 
 // Empty is the body of requests and replies that carry nothing ({}).
 type Empty struct{}
@@ -97,6 +105,13 @@ type RegisterRequest struct {
 	Labels   map[string]string   `msgpack:"labels,omitempty"`
 	Describe *driver.Description `msgpack:"describe,omitempty"`
 	Version  string              `msgpack:"version,omitempty"`
+	// AfterLease is the timeout of the exporter's afterLease hook, 0 if it has none. With one,
+	// the controller grants the exporter again only once the exporter says it finished the
+	// previous lease (lease.done, or Busy no longer naming it), or AfterLease (plus a margin)
+	// after the lease ended.
+	AfterLease time.Duration `msgpack:"after_lease,omitempty"`
+	// Busy is the lease the exporter is starting, serving or finishing ("" if none).
+	Busy string `msgpack:"busy,omitempty"`
 }
 
 // RegisterReply tells the exporter the lease it should serve now (nil if none) and how often to
@@ -109,6 +124,7 @@ type RegisterReply struct {
 // HeartbeatRequest is sent on jsn.ctl.e.<E>.heartbeat every RegisterReply.Heartbeat.
 type HeartbeatRequest struct {
 	Lease string `msgpack:"lease,omitempty"` // the lease id the exporter serves now, "" if none
+	Busy  string `msgpack:"busy,omitempty"`  // the lease it is starting, serving or finishing, "" if none
 }
 
 // HeartbeatReply carries the lease the exporter should be serving now, nil if none.
@@ -122,7 +138,14 @@ type LeaseEndedRequest struct {
 	Reason string `msgpack:"reason,omitempty"`
 }
 
-// HookOutput is one chunk of lease hook output, published by the exporter on jsn.x.<E>.ev.hook.
+// LeaseDoneRequest is sent on jsn.ctl.e.<E>.lease.done when the exporter has finished a lease
+// that ended (its afterLease hook ran and its drivers were reset): it may be granted again.
+type LeaseDoneRequest struct {
+	Lease string `msgpack:"lease"`
+}
+
+// HookOutput is one chunk of lease hook output, published by the exporter on
+// jsn.x.<E>.ev.<lease>.hook.
 type HookOutput struct {
 	Lease    string `msgpack:"lease"`
 	Hook     string `msgpack:"hook"`             // "beforeLease" or "afterLease"
@@ -225,6 +248,7 @@ const (
 	VerbRegister       = "register"
 	VerbHeartbeat      = "heartbeat"
 	VerbLeaseEnded     = "lease.ended"
+	VerbLeaseDone      = "lease.done"
 	VerbLeaseRequest   = "lease.request"
 	VerbLeaseGet       = "lease.get"
 	VerbLeaseExtend    = "lease.extend"
@@ -253,5 +277,16 @@ func AdminSubject(name, verb string) string { return PrefixAdmin + name + "." + 
 // for none) whenever it changes.
 func LeasePushSubject(exporter string) string { return "jsn.x." + exporter + ".lease" }
 
-// HookSubject is where exporter publishes HookOutput for the lease holder.
-func HookSubject(exporter string) string { return "jsn.x." + exporter + ".ev.hook" }
+// HookSubject is where exporter publishes the HookOutput of lease, for its holder only: the
+// lease's credential may subscribe to its own lease's events (jsn.x.<E>.ev.<lease>.>) and no
+// other's.
+func HookSubject(exporter, lease string) string { return EventPrefix(exporter, lease) + ".hook" }
+
+// ReplaySubject is where exporter replays lease's beforeLease output for token (see
+// client.(*Exporter).WaitReady).
+func ReplaySubject(exporter, lease, token string) string {
+	return EventPrefix(exporter, lease) + ".replay." + token
+}
+
+// EventPrefix is the prefix of the event subjects of lease on exporter.
+func EventPrefix(exporter, lease string) string { return "jsn.x." + exporter + ".ev." + lease }
