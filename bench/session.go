@@ -95,6 +95,8 @@ func startSession(ctx context.Context, t transport, cfg *exporter.Config) (s *se
 			return s, err
 		}
 		s.ex.OfferDirect(s.dl)
+		// As in distributed mode: replies only into the inbox of the lease a request presents.
+		s.ex.GuardReplies()
 		if err = s.ex.Start(ctx, s.econn); err != nil {
 			return s, err
 		}
@@ -105,10 +107,13 @@ func startSession(ctx context.Context, t transport, cfg *exporter.Config) (s *se
 	default:
 		return s, fmt.Errorf("unknown transport %q", t)
 	}
-	if s.c, err = client.Connect(ctx, s.url, "bench"); err != nil {
+	// Clients use the lease's inbox, as a lease credential does.
+	o := client.Options{Host: s.url, Exporter: s.exporter, Lease: s.lease, Name: "bench"}
+	if s.c, err = client.ConnectWith(ctx, o); err != nil {
 		return s, err
 	}
-	if s.cBus, err = client.Connect(ctx, s.url, "bench-bus"); err != nil {
+	o.Name = "bench-bus"
+	if s.cBus, err = client.ConnectWith(ctx, o); err != nil {
 		return s, err
 	}
 	s.cBus.DisableDirectStreams()
