@@ -77,7 +77,7 @@ func benchLease(ctx context.Context, s *suite) error {
 	if err != nil {
 		return err
 	}
-	cl, err := bus.ConnectWith(ctx, c.URL(), bus.ConnectOptions{Name: "bench", Creds: []byte(ccfg.Credentials)})
+	cl, err := bus.ConnectWith(ctx, c.URL(), bus.ConnectOptions{Name: "bench", Creds: []byte(ccfg.Credentials), CA: c.CA()})
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,7 @@ func benchLease(ctx context.Context, s *suite) error {
 	if err != nil {
 		return err
 	}
-	kvc, err := bus.ConnectWith(ctx, c.URL(), bus.ConnectOptions{Name: "bench-kv", Creds: auth.CtlCreds})
+	kvc, err := bus.ConnectWith(ctx, c.URL(), bus.ConnectOptions{Name: "bench-kv", Creds: auth.CtlCreds, CA: c.CA()})
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,10 @@ type ConnectOptions struct {
 	// Inbox is the inbox prefix replies come to (the connection adds a random token). The
 	// default is the one Creds may subscribe to (CredsInbox), else "_INBOX_<Name>".
 	Inbox string
+	// CA is the PEM of the certificate authority the server's TLS certificate must chain to; nil
+	// means the system's roots (and plain connections to servers that require no TLS). With a CA
+	// the connection requires TLS. In-process connections ignore it.
+	CA []byte
 }
 
 // Connect dials the bus at url: "unix:///path/bus.sock" for a local session, or

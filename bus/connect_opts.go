@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
@@ -28,6 +30,7 @@ func ConnectWith(ctx context.Context, url string, o ConnectOptions) (*Conn, erro
 
 // ConnectWith opens an in-process connection authenticating with o.Creds when set.
 func (s *Server) ConnectWith(ctx context.Context, o ConnectOptions) (*Conn, error) {
+	o.CA = nil // nothing crosses a network
 	extra, err := o.natsOptions()
 	if err != nil {
 		return nil, err
@@ -52,8 +55,16 @@ func (o ConnectOptions) inbox() (string, error) {
 }
 
 func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if len(o.CA) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(o.CA) {
+			return nil, errors.New("connect: the CA is not a PEM certificate")
+		}
+		opts = append(opts, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
 	if len(o.Creds) == 0 {
-		return nil, nil
+		return opts, nil
 	}
 	userJWT, err := jwt.ParseDecoratedJWT(o.Creds)
 	if err != nil {
@@ -68,7 +79,7 @@ func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
 		return nil, fmt.Errorf("connect: credentials: %w", err)
 	}
 	seed = append([]byte(nil), seed...)
-	return []nats.Option{nats.UserJWT(
+	return append(opts, nats.UserJWT(
 		func() (string, error) { return userJWT, nil },
 		func(nonce []byte) ([]byte, error) {
 			kp, err := nkeys.FromSeed(seed)
@@ -78,7 +89,7 @@ func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
 			defer kp.Wipe()
 			return kp.Sign(nonce)
 		},
-	)}, nil
+	)), nil
 }
 
 // ConnectedURL is the URL of the server the connection is connected to.

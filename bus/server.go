@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +41,9 @@ type ServerOptions struct {
 	JetStreamDir string
 	// Name is the server's name (default "jsn"); servers of one cluster need distinct names.
 	Name string
+	// TLS, if set, makes the TCP listener require TLS with this configuration (its certificate).
+	// In-process connections need none.
+	TLS *tls.Config
 }
 
 // Server is an embedded NATS server.
@@ -78,6 +82,10 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		}
 		opts.DontListen = false
 		opts.Host, opts.Port = host, port
+		if o.TLS != nil {
+			opts.TLSConfig = o.TLS.Clone()
+			opts.TLSTimeout = 5 // seconds to complete the handshake
+		}
 	}
 	if err := o.apply(opts); err != nil {
 		return nil, fmt.Errorf("start bus: %w", err)

@@ -32,6 +32,7 @@ const (
 	EnvHost     = "JSN_HOST"     // bus address: unix:///path/to/socket or nats://host:port
 	EnvExporter = "JSN_EXPORTER" // exporter name
 	EnvLease    = "JSN_LEASE"    // lease id
+	EnvCA       = "JSN_CA"       // path of the PEM CA the bus's TLS certificate must chain to
 	// EnvDirectStreams set to "off" keeps byte streams on the bus even where the exporter offers
 	// a direct connection (to compare, or to debug).
 	EnvDirectStreams = "JSN_DIRECT_STREAMS"
@@ -51,12 +52,16 @@ type Options struct {
 	CredsData []byte
 	// NoDirectStreams keeps byte streams on the bus (see EnvDirectStreams).
 	NoDirectStreams bool
+	// CAFile is the path of the PEM certificate authority the bus's TLS certificate must chain
+	// to (see EnvCA); "" means the system's roots. CA, the PEM itself, takes precedence.
+	CAFile string
+	CA     []byte
 }
 
 // OptionsFromEnv reads JSN_HOST, JSN_EXPORTER, JSN_LEASE and JSN_CREDS.
 func OptionsFromEnv() Options {
 	return Options{Host: os.Getenv(EnvHost), Exporter: os.Getenv(EnvExporter), Lease: os.Getenv(EnvLease),
-		Creds: os.Getenv(EnvCreds), NoDirectStreams: os.Getenv(EnvDirectStreams) == "off"}
+		Creds: os.Getenv(EnvCreds), CAFile: os.Getenv(EnvCA), NoDirectStreams: os.Getenv(EnvDirectStreams) == "off"}
 }
 
 // Validate reports ErrNoSession when Host or Exporter is missing.
@@ -110,7 +115,15 @@ func ConnectWith(ctx context.Context, o Options) (*Client, error) {
 	} else if o.Lease != "" && bus.ValidName(o.Lease) && bus.ValidName(o.Exporter) {
 		inbox = bus.LeaseInbox(o.Exporter, o.Lease) // what a lease credential would have
 	}
-	conn, err := bus.ConnectWith(ctx, o.Host, bus.ConnectOptions{Name: name, Creds: creds, Inbox: inbox})
+	ca := o.CA
+	if ca == nil && o.CAFile != "" {
+		b, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("connect: CA: %w", err)
+		}
+		ca = b
+	}
+	conn, err := bus.ConnectWith(ctx, o.Host, bus.ConnectOptions{Name: name, Creds: creds, Inbox: inbox, CA: ca})
 	if err != nil {
 		return nil, authError(err)
 	}

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +37,9 @@ type Config struct {
 	Kind       string         `yaml:"kind" jsn:"required"`
 	Metadata   ConfigMetadata `yaml:"metadata" jsn:"required"`
 	Endpoint   string         `yaml:"endpoint" jsn:"required"`
+	// CA is the PEM of the certificate authority the endpoint's TLS certificate must chain to;
+	// "" means the system's roots.
+	CA string `yaml:"ca,omitempty"`
 	// Credentials is the content of a NATS .creds file (user JWT and nkey seed).
 	Credentials string   `yaml:"credentials" jsn:"required"`
 	Role        string   `yaml:"role"`            // RoleClient (default) or RoleAdmin
@@ -109,6 +113,9 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	if c.Endpoint != "" && !validEndpoint(c.Endpoint) {
 		add(driver.ValueNode(root, "endpoint"), "endpoint", "endpoint %q: want nats://host:port (comma-separated for several)", c.Endpoint)
 	}
+	if c.CA != "" && !validCA(c.CA) {
+		add(driver.ValueNode(root, "ca"), "ca", "want a PEM certificate (-----BEGIN CERTIFICATE-----)")
+	}
 	if c.Credentials != "" && !strings.Contains(c.Credentials, "BEGIN NATS USER JWT") {
 		add(driver.ValueNode(root, "credentials"), "credentials", "want the content of a NATS .creds file (a user JWT and an nkey seed)")
 	}
@@ -118,6 +125,11 @@ func ParseConfig(file string, data []byte) (*Config, error) {
 	}
 	c.File = file
 	return &c, nil
+}
+
+// validCA reports whether s holds at least one PEM certificate.
+func validCA(s string) bool {
+	return x509.NewCertPool().AppendCertsFromPEM([]byte(s))
 }
 
 func validEndpoint(s string) bool {

@@ -21,6 +21,7 @@ type Controller struct {
 	conn     *bus.Conn
 	name     string // the client identity
 	endpoint string
+	ca       []byte // PEM CA of the endpoint's TLS certificate; nil for the system's roots
 }
 
 // DialController connects to cfg's endpoint with its credentials.
@@ -28,11 +29,15 @@ func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
 	if err := CheckCredentials(cfg); err != nil {
 		return nil, err
 	}
-	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
+	var ca []byte
+	if cfg.CA != "" {
+		ca = []byte(cfg.CA)
+	}
+	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials), CA: ca})
 	if err != nil {
 		return nil, authError(fmt.Errorf("connect to controller: %w", err))
 	}
-	return &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint}, nil
+	return &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint, ca: ca}, nil
 }
 
 // CheckCredentials checks that cfg's credentials are a client identity's of the current
@@ -67,6 +72,10 @@ func (c *Controller) Name() string { return c.name }
 
 // Endpoint returns the controller's address.
 func (c *Controller) Endpoint() string { return c.endpoint }
+
+// CA returns the PEM of the CA the controller's TLS certificate chains to, nil if the client
+// config names none.
+func (c *Controller) CA() []byte { return c.ca }
 
 // Close closes the connection.
 func (c *Controller) Close() error {
@@ -218,7 +227,7 @@ func (c *Controller) LeaseOptions(r *api.LeaseReply) (Options, error) {
 	if host == "" {
 		host = c.endpoint
 	}
-	return Options{Host: host, Exporter: r.Lease.Exporter, Lease: r.Lease.ID, Name: c.name, CredsData: r.Credential.Creds()}, nil
+	return Options{Host: host, Exporter: r.Lease.Exporter, Lease: r.Lease.ID, Name: c.name, CredsData: r.Credential.Creds(), CA: c.ca}, nil
 }
 
 // Hooks calls fn with each chunk of lease hook output exporter publishes for lease (its

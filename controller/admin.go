@@ -21,7 +21,11 @@ func DialAdmin(ctx context.Context, cfg *client.Config) (*Admin, error) {
 	if err := client.CheckCredentials(cfg); err != nil {
 		return nil, err
 	}
-	c, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
+	var ca []byte
+	if cfg.CA != "" {
+		ca = []byte(cfg.CA)
+	}
+	c, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials), CA: ca})
 	if err != nil {
 		return nil, err
 	}

@@ -12,10 +12,11 @@ import (
 // APIVersion is the apiVersion of jsn's config files.
 const APIVersion = client.ConfigAPIVersion
 
-// ClientConfigYAML renders a client config (parsed, imported and loaded by package client).
-func ClientConfigYAML(name, endpoint string, creds []byte, admin bool, allow []string) ([]byte, error) {
+// ClientConfigYAML renders a client config (parsed, imported and loaded by package client). ca
+// is the PEM of the CA the controller's TLS certificate chains to (nil for none).
+func ClientConfigYAML(name, endpoint string, creds []byte, admin bool, allow []string, ca []byte) ([]byte, error) {
 	c := client.Config{APIVersion: APIVersion, Kind: client.ConfigKind, Endpoint: endpoint,
-		Credentials: string(creds), Role: client.RoleClient, Allow: allow}
+		Credentials: string(creds), Role: client.RoleClient, Allow: allow, CA: string(ca)}
 	c.Metadata.Name = name
 	if admin {
 		c.Role = client.RoleAdmin
@@ -42,12 +43,14 @@ type exporterConfig struct {
 		Labels map[string]string `yaml:"labels,omitempty"`
 	} `yaml:"metadata"`
 	Endpoint    string `yaml:"endpoint"`
+	CA          string `yaml:"ca,omitempty"`
 	Credentials string `yaml:"credentials"`
 }
 
-// ExporterConfigYAML renders a complete exporter config with a starter export section.
-func ExporterConfigYAML(name, endpoint string, labels map[string]string, creds []byte) ([]byte, error) {
-	c := exporterConfig{APIVersion: APIVersion, Kind: "ExporterConfig", Endpoint: endpoint, Credentials: string(creds)}
+// ExporterConfigYAML renders a complete exporter config with a starter export section; ca as
+// for ClientConfigYAML.
+func ExporterConfigYAML(name, endpoint string, labels map[string]string, creds, ca []byte) ([]byte, error) {
+	c := exporterConfig{APIVersion: APIVersion, Kind: "ExporterConfig", Endpoint: endpoint, Credentials: string(creds), CA: string(ca)}
 	c.Metadata.Name = name
 	c.Metadata.Labels = labels
 	b, err := marshalYAML(c)

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,7 +50,16 @@ type Options struct {
 	Endpoint    string        // URL written into issued configs (default the server's URL)
 	MaxDuration time.Duration // longest lease (default 24h)
 	Replicas    int           // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
-	Log         *slog.Logger
+	// TLS of the embedded server's listener. By default the controller signs its own server
+	// certificate with the data directory's CA (made on first use) for the names it is reached by
+	// (Listen, Endpoint, the init endpoint, the host name, loopback, TLSHosts); issued configs
+	// carry that CA. TLSCert and TLSKey give a certificate instead, and TLSCA the CA configs
+	// carry then ("" for none: clients use their system's roots). With NatsURL, TLSCA is what the
+	// NATS servers' certificates chain to (for the controller's own connections too).
+	TLSCert, TLSKey, TLSCA string
+	TLSHosts               []string // further names for the controller's own certificate
+	NoTLS                  bool     // a plain listener: credentials cross the network in clear
+	Log                    *slog.Logger
 
 	// Tuning, mainly for tests: zero means the documented default.
 	Reconcile    time.Duration // scheduler period (1s)
@@ -101,6 +111,7 @@ type Controller struct {
 	isLeader bool
 	kick     chan struct{}
 	endpoint string
+	ca       []byte // PEM of the CA issued configs carry; nil for none
 }
 
 // exporterRecord is the value of jsn-exporters.
@@ -210,6 +221,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 		if c.srv != nil {
 			return c.srv.ConnectWith(sctx, o)
 		}
+		o.CA = c.ca
 		return bus.ConnectWith(sctx, c.o.NatsURL, o)
 	}
 	if o.NatsURL == "" {
@@ -217,16 +229,27 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 		if c.lock, err = lockDir(o.Data); err != nil {
 			return nil, err
 		}
+		var tlsCfg *tls.Config
+		if !o.NoTLS {
+			if tlsCfg, c.ca, err = listenerTLS(&o); err != nil {
+				return nil, fmt.Errorf("controller: %w", err)
+			}
+		}
 		c.srv, err = bus.StartServer(sctx, bus.ServerOptions{
 			TCP: o.Listen, Log: o.Log, Operator: auth.OperatorJWT, SystemAccount: auth.SysPub,
 			Accounts:     map[string]string{auth.SysPub: auth.SysJWT, auth.LabPub: auth.LabJWT},
-			JetStreamDir: filepath.Join(o.Data, dirJetStream),
+			JetStreamDir: filepath.Join(o.Data, dirJetStream), TLS: tlsCfg,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("controller: %w", err)
 		}
 		c.endpoint = c.srv.TCPURL()
 	} else {
+		if o.TLSCA != "" {
+			if c.ca, err = os.ReadFile(o.TLSCA); err != nil {
+				return nil, fmt.Errorf("controller: tls: %w", err)
+			}
+		}
 		if o.CredsFile != "" {
 			c.log.Warn("--creds is no longer used: the controller mints its own users from the signing key", "creds", o.CredsFile)
 		}
@@ -277,6 +300,10 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 
 // URL is the endpoint written into issued configs.
 func (c *Controller) URL() string { return c.endpoint }
+
+// CA is the PEM of the certificate authority the controller's TLS certificate chains to, as its
+// issued configs carry it; nil if they carry none.
+func (c *Controller) CA() []byte { return c.ca }
 
 // Server is the embedded server, nil with an external NATS.
 func (c *Controller) Server() *bus.Server { return c.srv }

@@ -74,7 +74,7 @@ func (l *lab) connect(name string, creds []byte) *bus.Conn {
 	l.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := bus.ConnectWith(ctx, l.ctl.URL(), bus.ConnectOptions{Name: name, Creds: creds})
+	c, err := bus.ConnectWith(ctx, l.ctl.URL(), bus.ConnectOptions{Name: name, Creds: creds, CA: l.ctl.CA()})
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -686,8 +686,17 @@ func (c *Controller) afterEnd(ctx context.Context, rec *leaseRecord, reason stri
 	if merr == nil {
 		// Ended records stay visible to lease.get for endedKeepFor (a queued request granted from
 		// the queue left a delete marker, on which Create succeeds too).
-		if _, err := c.queue.Create(ctx, rec.Lease.ID, b, endedKeepFor); errors.Is(err, bus.ErrKeyExists) {
-			_, _ = c.queue.Put(ctx, rec.Lease.ID, b)
+		rev, err := c.queue.Create(ctx, rec.Lease.ID, b, endedKeepFor)
+		if errors.Is(err, bus.ErrKeyExists) {
+			rev, err = c.queue.Put(ctx, rec.Lease.ID, b)
+		}
+		if err == nil {
+			// Visible to this replica's lease.get at once, not only once the watch brings it.
+			c.mu.Lock()
+			if c.fresh("q/"+rec.Lease.ID, rev) {
+				c.pending[rec.Lease.ID] = &leaseEntry{rec: &ended, rev: rev}
+			}
+			c.mu.Unlock()
 		}
 	}
 	c.kickScheduler()
@@ -832,7 +841,7 @@ func (c *Controller) createExporter(ctx context.Context, who string, data []byte
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}
-	cfg, err := ExporterConfigYAML(req.Name, c.endpoint, req.Labels, creds)
+	cfg, err := ExporterConfigYAML(req.Name, c.endpoint, req.Labels, creds, c.ca)
 	if err != nil {
 		return nil, err
 	}
@@ -870,7 +879,7 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}
-	cfg, err := ClientConfigYAML(req.Name, c.endpoint, creds, req.Admin, req.Allow)
+	cfg, err := ClientConfigYAML(req.Name, c.endpoint, creds, req.Admin, req.Allow, c.ca)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,12 @@ type InitOptions struct {
 	// Endpoint is the URL clients and exporters connect to, written into the admin config
 	// (default "nats://127.0.0.1:4222").
 	Endpoint string
+	// CA, if set, is the PEM of the CA written into the admin config, for a controller run with
+	// a certificate of its own (Options.TLSCert); otherwise init makes the data directory's CA.
+	CA []byte
+	// NoTLS makes no CA and writes none: for a controller run with NoTLS, or with a certificate
+	// from a CA the clients' systems trust.
+	NoTLS bool
 }
 
 // ErrAlreadyInitialised is returned by Init for a directory that already holds keys.
@@ -135,7 +141,13 @@ func Init(dir string, o InitOptions) (adminConfig []byte, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	adminConfig, err = ClientConfigYAML(AdminName, o.Endpoint, adminCreds, true, nil)
+	ca := o.CA
+	if ca == nil && !o.NoTLS {
+		if ca, _, _, err = loadOrCreateCA(dir); err != nil {
+			return nil, fmt.Errorf("init: %w", err)
+		}
+	}
+	adminConfig, err = ClientConfigYAML(AdminName, o.Endpoint, adminCreds, true, nil, ca)
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
@@ -207,7 +219,9 @@ func ResetAdmin(dir, endpoint string) (adminConfig []byte, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("reset admin: %w", err)
 	}
-	if adminConfig, err = ClientConfigYAML(AdminName, endpoint, creds, true, nil); err != nil {
+	// The data directory's CA, if the controller has one (it makes it at its first start).
+	ca, _ := os.ReadFile(filepath.Join(dir, fileCACert))
+	if adminConfig, err = ClientConfigYAML(AdminName, endpoint, creds, true, nil, ca); err != nil {
 		return nil, fmt.Errorf("reset admin: %w", err)
 	}
 	id, err := bus.Marshal(adminReset{Identity: api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: pub, Admin: true, Created: time.Now().UTC(), Scheme: api.IdentityScheme},

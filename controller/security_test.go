@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,13 @@ func (l *lab) attack(t *testing.T, creds []byte, inbox string) *attacker {
 		default:
 		}
 	}), nats.MaxReconnects(0), nats.CustomInboxPrefix(inbox)}
+	if ca := l.ctl.CA(); ca != nil {
+		opts = append(opts, nats.ClientTLSConfig(nil, func() (*x509.CertPool, error) {
+			p := x509.NewCertPool()
+			p.AppendCertsFromPEM(ca)
+			return p, nil
+		}))
+	}
 	if creds != nil {
 		j, s := splitCreds(t, creds)
 		opts = append(opts, nats.UserJWTAndSeed(j, s))

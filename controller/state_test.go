@@ -217,7 +217,7 @@ func TestResetAdmin(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			if old, err := bus.ConnectWith(ctx, l.ctl.URL(), bus.ConnectOptions{Name: AdminName, Creds: []byte(c.Credentials)}); err == nil {
+			if old, err := bus.ConnectWith(ctx, l.ctl.URL(), bus.ConnectOptions{Name: AdminName, Creds: []byte(c.Credentials), CA: l.ctl.CA()}); err == nil {
 				old.Close()
 				t.Fatal("the previous admin credential still connects")
 			}

@@ -227,7 +227,7 @@ func TestCluster(t *testing.T) {
 		t.Skip("starts a three-node NATS cluster")
 	}
 	data := filepath.Join(t.TempDir(), "data")
-	adminCfg, err := controller.Init(data, controller.InitOptions{})
+	adminCfg, err := controller.Init(data, controller.InitOptions{NoTLS: true}) // the test cluster serves plain NATS
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +357,7 @@ func TestLeafNode(t *testing.T) {
 		t.Skip("starts a three-node NATS cluster and a leaf node")
 	}
 	data := filepath.Join(t.TempDir(), "data")
-	adminCfg, err := controller.Init(data, controller.InitOptions{})
+	adminCfg, err := controller.Init(data, controller.InitOptions{NoTLS: true}) // the test cluster serves plain NATS
 	if err != nil {
 		t.Fatal(err)
 	}

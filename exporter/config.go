@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -45,6 +46,9 @@ type Config struct {
 	Hooks      *yaml.Node // the hooks: mapping, as in the file
 	// Credentials is the content of the exporter identity's NATS .creds file (distributed mode).
 	Credentials string
+	// CA is the PEM of the CA the endpoint's TLS certificate must chain to (distributed mode);
+	// "" means the system's roots.
+	CA string
 	// LeaseHooks are the decoded hooks: scripts run before and after each lease (remote mode).
 	LeaseHooks Hooks
 	// DirectStreams is where byte streams may bypass the broker (see bus.ListenDirect).
@@ -76,6 +80,7 @@ type rawConfig struct {
 	Hooks      *yaml.Node  `yaml:"hooks"`
 	// Credentials is the exporter identity's .creds content (jsn files only).
 	Credentials   string         `yaml:"credentials"`
+	CA            string         `yaml:"ca"` // PEM (jsn files only)
 	DirectStreams *DirectStreams `yaml:"directStreams"`
 
 	// Jumpstarter keys jsn accepts in jumpstarter.dev files and ignores.
@@ -221,6 +226,11 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 	if raw.Credentials != "" && raw.APIVersion == JumpstarterAPIVersion {
 		add(key(root, "credentials"), "", "field \"credentials\" is only accepted in %s files", APIVersion)
 	}
+	if raw.CA != "" && raw.APIVersion == JumpstarterAPIVersion {
+		add(key(root, "ca"), "", "field \"ca\" is only accepted in %s files (Jumpstarter's is tls.ca)", APIVersion)
+	} else if raw.CA != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(raw.CA)) {
+		add(driver.ValueNode(root, "ca"), "ca", "want a PEM certificate (-----BEGIN CERTIFICATE-----)")
+	}
 	var direct DirectStreams
 	if raw.DirectStreams != nil {
 		direct = *raw.DirectStreams
@@ -269,6 +279,7 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 		File:       file,
 
 		Credentials:   raw.Credentials,
+		CA:            raw.CA,
 		LeaseHooks:    hooks,
 		DirectStreams: direct,
 		Dir:           dir,

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -33,12 +34,22 @@ func (l *lab) raw(creds []byte) *nats.Conn {
 	}
 	seed, _ := kp.Seed()
 	nc, err := nats.Connect(l.ctl.URL(), nats.UserJWTAndSeed(j, string(seed)), nats.MaxReconnects(0),
-		nats.CustomInboxPrefix(inboxOf(l.t, creds)), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		nats.CustomInboxPrefix(inboxOf(l.t, creds)), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}), l.tls())
 	if err != nil {
 		l.t.Fatal(err)
 	}
 	l.t.Cleanup(nc.Close)
 	return nc
+}
+
+// tls makes a raw connection verify the controller's certificate with its CA.
+func (l *lab) tls() nats.Option {
+	ca := l.ctl.CA()
+	return nats.ClientTLSConfig(nil, func() (*x509.CertPool, error) {
+		p := x509.NewCertPool()
+		p.AppendCertsFromPEM(ca)
+		return p, nil
+	})
 }
 
 // inboxOf returns the inbox prefix a .creds file may subscribe to (its _INBOX….> permission).
@@ -171,7 +182,7 @@ func TestReplyReflectionThroughExporter(t *testing.T) {
 	j, _ := jwt.ParseDecoratedJWT(full)
 	kp, _ := jwt.ParseDecoratedNKey(full)
 	seed, _ := kp.Seed()
-	nc, err := nats.Connect(l.ctl.URL(), nats.UserJWTAndSeed(j, string(seed)))
+	nc, err := nats.Connect(l.ctl.URL(), nats.UserJWTAndSeed(j, string(seed)), l.tls())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -171,7 +171,11 @@ func (r *remote) dial(ctx context.Context) (*bus.Conn, error) {
 	wait := 250 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c, err := bus.ConnectWith(cctx, r.cfg.Endpoint, bus.ConnectOptions{Name: r.name, Creds: []byte(r.cfg.Credentials)})
+		var ca []byte
+		if r.cfg.CA != "" {
+			ca = []byte(r.cfg.CA)
+		}
+		c, err := bus.ConnectWith(cctx, r.cfg.Endpoint, bus.ConnectOptions{Name: r.name, Creds: []byte(r.cfg.Credentials), CA: ca})
 		cancel()
 		if err == nil {
 			r.log.Info("connected", "endpoint", c.ConnectedURL())

@@ -28,6 +28,7 @@ func options(f *cmdutil.Factory) (client.Options, error) {
 		Lease:    firstNonEmpty(f.Lease, f.Env(client.EnvLease)),
 		Name:     "cli",
 		Creds:    f.Env(client.EnvCreds),
+		CAFile:   f.Env(client.EnvCA),
 
 		NoDirectStreams: f.Env(client.EnvDirectStreams) == "off",
 	}

@@ -15,6 +15,9 @@ import (
 
 type controllerOptions struct {
 	data, listen, http, natsURL, creds, endpoint string
+	tlsCert, tlsKey, tlsCA                       string
+	tlsHosts                                     []string
+	noTLS                                        bool
 	maxDuration                                  time.Duration
 	replicas                                     int
 	noImport                                     bool
@@ -47,7 +50,15 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
   $ jsn controller init --data /var/lib/jsn --endpoint nats://lab.example:4222`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := controller.Init(o.data, controller.InitOptions{Endpoint: o.endpoint})
+			io := controller.InitOptions{Endpoint: o.endpoint, NoTLS: o.noTLS}
+			if o.tlsCA != "" {
+				b, err := os.ReadFile(o.tlsCA)
+				if err != nil {
+					return err
+				}
+				io.CA = b
+			}
+			cfg, err := controller.Init(o.data, io)
 			if err != nil {
 				return err
 			}
@@ -57,12 +68,17 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	}
 	initCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL clients and exporters connect to (default nats://127.0.0.1:4222)")
 	initCmd.Flags().BoolVar(&o.noImport, "no-import", false, "do not import the admin config as the current client config")
+	initCmd.Flags().StringVar(&o.tlsCA, "tls-ca", "", "PEM CA to write into the admin config, for a controller run with --tls-cert (default: make the data directory's own CA)")
+	initCmd.Flags().BoolVar(&o.noTLS, "no-tls", false, "make no CA and write none (a controller run with --no-tls, or with a certificate clients' systems trust)")
 	runCmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the controller (embedded NATS with JetStream, or --nats-url)",
-		Example: `  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 127.0.0.1:8080
+		Example: `  # TLS with the data directory's own CA, which every issued config carries
+  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 127.0.0.1:8080
+  # TLS with a certificate of your own (--tls-ca: the CA issued configs carry, if not a public one)
+  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --tls-cert lab.pem --tls-key lab.key --tls-ca ca.pem
   # against an existing NATS cluster configured with 'jsn controller nats-config'
-  $ jsn controller run --data /var/lib/jsn --nats-url nats://n1:4222,nats://n2:4222 --creds /var/lib/jsn/controller.creds --replicas 3`,
+  $ jsn controller run --data /var/lib/jsn --nats-url tls://n1:4222,tls://n2:4222 --tls-ca nats-ca.pem --replicas 3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := cmdutil.Interruptible(cmd.Context())
@@ -70,13 +86,20 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			return controller.Run(ctx, controller.Options{Data: o.data, Listen: o.listen, HTTP: o.http,
 				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration,
-				Replicas: o.replicas, Log: log})
+				Replicas: o.replicas, Log: log, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSCA: o.tlsCA,
+				TLSHosts: o.tlsHosts, NoTLS: o.noTLS})
 		},
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
 	runCmd.Flags().StringVar(&o.http, "http", "", "address for /healthz and /metrics (e.g. 127.0.0.1:8080)")
 	runCmd.Flags().StringVar(&o.natsURL, "nats-url", "", "use an existing NATS deployment (see nats-config) instead of the embedded server")
-	runCmd.Flags().StringVar(&o.creds, "creds", "", "controller user credentials for --nats-url (default DATA/controller.creds)")
+	runCmd.Flags().StringVar(&o.creds, "creds", "", "no longer used: the controller mints its own users")
+	_ = runCmd.Flags().MarkDeprecated("creds", "the controller mints its own users from the signing key")
+	runCmd.Flags().StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate of the NATS listener (default: one signed at start by the data directory's CA)")
+	runCmd.Flags().StringVar(&o.tlsKey, "tls-key", "", "PEM key of --tls-cert")
+	runCmd.Flags().StringVar(&o.tlsCA, "tls-ca", "", "PEM CA written into issued configs with --tls-cert; with --nats-url, the CA of the NATS servers' certificates")
+	runCmd.Flags().StringArrayVar(&o.tlsHosts, "tls-host", nil, "further name or address the controller is reached by, for its own certificate (repeatable)")
+	runCmd.Flags().BoolVar(&o.noTLS, "no-tls", false, "plain NATS listener: credentials and lease data cross the network in clear (not recommended)")
 	runCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL written into issued configs (default the server's URL)")
 	runCmd.Flags().DurationVar(&o.maxDuration, "max-duration", 24*time.Hour, "longest lease")
 	runCmd.Flags().IntVar(&o.replicas, "replicas", 1, "JetStream replicas of the controller's KV buckets (3 on a 3-node --nats-url cluster); "+

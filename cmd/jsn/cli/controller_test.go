@@ -154,7 +154,7 @@ func TestControllerProcess(t *testing.T) {
 	}
 	cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
 	defer ccancel()
-	conn, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials)})
+	conn, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials), CA: []byte(cfg.CA)})
 	if err != nil {
 		t.Fatalf("alice connect: %v", err)
 	}
@@ -171,7 +171,7 @@ func TestControllerProcess(t *testing.T) {
 	}
 	jsnEnv(t, env, "admin", "delete", "client", "alice").Want(t, 0)
 	poll(t, "alice's connection refused", func() bool { return list() != nil })
-	if c, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials)}); err == nil {
+	if c, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials), CA: []byte(cfg.CA)}); err == nil {
 		c.Close()
 		t.Error("deleted client alice: new connection accepted")
 	}

@@ -59,6 +59,13 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	if err := os.WriteFile(credsFile, rep.Credential.Creds(), 0o600); err != nil {
 		return fmt.Errorf("write lease credential: %w", err)
 	}
+	caFile := ""
+	if ca := ctl.CA(); ca != nil {
+		caFile = filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(caFile, ca, 0o600); err != nil {
+			return fmt.Errorf("write the controller's CA: %w", err)
+		}
+	}
 	o, err := ctl.LeaseOptions(rep)
 	if err != nil {
 		return err
@@ -109,6 +116,7 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 		client.EnvExporter: lease.Exporter,
 		client.EnvLease:    lease.ID,
 		client.EnvCreds:    credsFile,
+		client.EnvCA:       caFile,
 		"PATH":             path,
 	})
 	argv := opts.Command

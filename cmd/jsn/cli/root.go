@@ -52,6 +52,8 @@ Exit codes:
 Environment (set by jsn shell unless noted):
   JSN_HOST, JSN_EXPORTER, JSN_LEASE   the bus address, exporter and lease the commands use
   JSN_CREDS                           the lease credential (distributed mode)
+  JSN_CA                              the CA the controller's TLS certificate chains to
+                                      (distributed mode)
   JSN_DIRECT_STREAMS=off              (yours to set) keep byte streams on the bus instead of
                                       the exporter's direct connection`
 

@@ -144,6 +144,7 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		client.EnvExporter: l.Exporter,
 		client.EnvLease:    l.Lease,
 		client.EnvCreds:    "",
+		client.EnvCA:       "",
 		"PATH":             path,
 	})
 
@@ -203,7 +204,7 @@ func sessionEnv(base []string, set map[string]string) []string {
 			out = append(out, kv)
 		}
 	}
-	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, "PATH"} {
+	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, client.EnvCA, "PATH"} {
 		if v, ok := set[k]; ok && v != "" {
 			out = append(out, k+"="+v)
 		}
