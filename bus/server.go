@@ -28,6 +28,11 @@ type ServerOptions struct {
 	Log *slog.Logger
 	// MaxPayload overrides the server's maximum message size (default 1 MiB).
 	MaxPayload int32
+	// MaxPending is how many bytes the server buffers for one connection that does not read
+	// before dropping it as a slow consumer (default 256 MiB: bulk streams of a local session).
+	MaxPending int64
+	// MaxConnections bounds the server's client connections (default: nats-server's).
+	MaxConnections int
 
 	// Operator mode and JetStream (see auth.go); all empty means no auth and no JetStream.
 
@@ -72,8 +77,12 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		NoLog:                 false,
 		MaxPayload:            o.MaxPayload,
 		MaxPending:            256 << 20,
+		MaxConn:               o.MaxConnections,
 		WriteDeadline:         10 * time.Second,
 		DisableShortFirstPing: true,
+	}
+	if o.MaxPending > 0 {
+		opts.MaxPending = o.MaxPending
 	}
 	if o.TCP != "" {
 		host, port, err := splitHostPort(o.TCP)
@@ -280,6 +289,9 @@ func (l *serverLogger) Fatalf(format string, v ...any) {
 	}
 	l.mu.Unlock()
 }
+
+// SlowConsumers counts the client connections the server dropped for not reading fast enough.
+func (s *Server) SlowConsumers() uint64 { return s.ns.NumSlowConsumersClients() }
 
 // InProcessConn returns a raw in-process connection to the server (what Connect uses), for
 // benchmarks that measure a plain NATS client on the same server as a baseline.

@@ -183,22 +183,49 @@ func (c *Controller) Release(ctx context.Context, id string) error {
 	return c.call(ctx, api.VerbLeaseRelease, api.LeaseID{ID: id}, nil)
 }
 
-// ListLeases lists the client's own leases, or everybody's with all.
+// ListLeases lists the client's own leases, or everybody's with all (without the ids of other
+// clients' leases, unless the client is an admin).
 func (c *Controller) ListLeases(ctx context.Context, all bool) ([]api.Lease, error) {
-	var r api.ListLeasesReply
-	if err := c.call(ctx, api.VerbLeaseList, api.ListLeasesRequest{All: all}, &r); err != nil {
-		return nil, err
-	}
-	return r.Leases, nil
+	var out []api.Lease
+	err := Pages(func(p api.Page) (string, error) {
+		var r api.ListLeasesReply
+		if err := c.call(ctx, api.VerbLeaseList, api.ListLeasesRequest{All: all, Page: p}, &r); err != nil {
+			return "", err
+		}
+		out = append(out, r.Leases...)
+		return r.Next, nil
+	})
+	return out, err
 }
 
 // ListExporters lists the registered exporters matching selector ("" for all).
 func (c *Controller) ListExporters(ctx context.Context, selector string) ([]api.ExporterInfo, error) {
-	var r api.ListExportersReply
-	if err := c.call(ctx, api.VerbExportersList, api.ListExportersRequest{Selector: selector}, &r); err != nil {
-		return nil, err
+	var out []api.ExporterInfo
+	err := Pages(func(p api.Page) (string, error) {
+		var r api.ListExportersReply
+		if err := c.call(ctx, api.VerbExportersList, api.ListExportersRequest{Selector: selector, Page: p}, &r); err != nil {
+			return "", err
+		}
+		out = append(out, r.Exporters...)
+		return r.Next, nil
+	})
+	return out, err
+}
+
+// Pages calls get for each page of a paginated list (api.Page), the first with no cursor and
+// each next one with the cursor the previous returned, until a page returns none.
+func Pages(get func(api.Page) (next string, err error)) error {
+	var p api.Page
+	for {
+		next, err := get(p)
+		if err != nil || next == "" {
+			return err
+		}
+		if next <= p.After {
+			return bus.Errorf(bus.Internal, "list: the cursor went back from %q to %q", p.After, next)
+		}
+		p.After = next
 	}
-	return r.Exporters, nil
 }
 
 // DescribeExporter returns the driver tree exporter name registered with.

@@ -59,20 +59,32 @@ func (a *Admin) CreateExporter(ctx context.Context, name string, labels map[stri
 
 // CreateClient issues a client identity and returns its config file.
 func (a *Admin) CreateClient(ctx context.Context, name string, allow []string, maxDuration time.Duration, admin bool) ([]byte, error) {
+	return a.CreateClientWith(ctx, api.CreateClientRequest{Name: name, Allow: allow, MaxDuration: maxDuration, Admin: admin})
+}
+
+// CreateClientWith issues the client identity req describes and returns its config file.
+func (a *Admin) CreateClientWith(ctx context.Context, req api.CreateClientRequest) ([]byte, error) {
 	var r api.ConfigReply
-	err := a.call(ctx, api.VerbCreateClient, api.CreateClientRequest{Name: name, Allow: allow, MaxDuration: maxDuration, Admin: admin}, &r)
+	err := a.call(ctx, api.VerbCreateClient, req, &r)
 	return r.Config, err
 }
 
 // List lists identities of kind (api.KindExporter or api.KindClient).
 func (a *Admin) List(ctx context.Context, kind string) ([]api.Identity, error) {
-	var r api.ListIdentitiesReply
 	verb := api.VerbListClient
 	if kind == api.KindExporter {
 		verb = api.VerbListExporter
 	}
-	err := a.call(ctx, verb, api.Empty{}, &r)
-	return r.Identities, err
+	var out []api.Identity
+	err := client.Pages(func(p api.Page) (string, error) {
+		var r api.ListIdentitiesReply
+		if err := a.call(ctx, verb, api.ListIdentitiesRequest{Page: p}, &r); err != nil {
+			return "", err
+		}
+		out = append(out, r.Identities...)
+		return r.Next, nil
+	})
+	return out, err
 }
 
 // Delete deletes and revokes an identity of kind.

@@ -49,6 +49,14 @@ type Options struct {
 	CredsFile   string
 	Endpoint    string        // URL written into issued configs (default the server's URL)
 	MaxDuration time.Duration // longest lease (default 24h)
+	MaxQueued   int           // most queued requests per client (default 16)
+	// NATS limits. MaxConnections bounds the connections of the whole LAB account (default
+	// 10000); MaxSubscriptions the subscriptions of one connection of every identity and lease
+	// credential issued (default DefaultMaxSubscriptions); MaxPending the bytes the embedded
+	// server buffers for a connection that does not read before dropping it (default 64 MiB).
+	MaxConnections   int
+	MaxSubscriptions int64
+	MaxPending       int64
 	Replicas    int           // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
 	// TLS of the embedded server's listener. By default the controller signs its own server
 	// certificate with the data directory's CA (made on first use) for the names it is reached by
@@ -160,6 +168,18 @@ func (o *Options) defaults() {
 	if o.MaxDuration == 0 {
 		o.MaxDuration = 24 * time.Hour
 	}
+	if o.MaxQueued == 0 {
+		o.MaxQueued = 16
+	}
+	if o.MaxConnections == 0 {
+		o.MaxConnections = 10000
+	}
+	if o.MaxSubscriptions == 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.MaxPending == 0 {
+		o.MaxPending = 64 << 20
+	}
 	if o.Reconcile == 0 {
 		o.Reconcile = time.Second
 	}
@@ -202,6 +222,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	if err != nil {
 		return nil, err
 	}
+	auth.MaxSubs = o.MaxSubscriptions
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
 		ids: map[string]*api.Identity{}, ending: map[string]bool{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1),
@@ -239,6 +260,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 			TCP: o.Listen, Log: o.Log, Operator: auth.OperatorJWT, SystemAccount: auth.SysPub,
 			Accounts:     map[string]string{auth.SysPub: auth.SysJWT, auth.LabPub: auth.LabJWT},
 			JetStreamDir: filepath.Join(o.Data, dirJetStream), TLS: tlsCfg,
+			MaxPending: o.MaxPending, MaxConnections: o.MaxConnections + 100, // + the controller's own, tools
 		})
 		if err != nil {
 			return nil, fmt.Errorf("controller: %w", err)
@@ -530,6 +552,9 @@ func (c *Controller) bootstrap(ctx context.Context) error {
 	}
 	if err := c.pushAccount(ctx, ar.JWT); err != nil {
 		return err
+	}
+	if err := c.applyAccountLimits(ctx); err != nil {
+		return fmt.Errorf("controller: %w", err)
 	}
 	if err := c.applyAdminReset(ctx); err != nil {
 		return err

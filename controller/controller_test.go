@@ -204,7 +204,7 @@ func TestLeaseGrantRace(t *testing.T) {
 func TestQueueOrderAndExpiry(t *testing.T) {
 	l := startLab(t)
 	l.exporter("e1", map[string]string{"board": "rpi4"})
-	a, _ := l.client("alice", api.CreateClientRequest{})
+	a, _ := l.client("alice", api.CreateClientRequest{MaxPriority: 5})
 	req := func(prio int, d time.Duration) api.LeaseReply {
 		return callOK[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseRequest),
 			api.LeaseRequest{Exporter: "e1", Duration: d, Priority: prio})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -308,6 +307,11 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		return nil, bus.Errorf(bus.InvalidArgument, "lease request: give either a selector or an exporter name")
 	case req.Exporter != "" && !bus.ValidName(req.Exporter):
 		return nil, bus.Errorf(bus.InvalidArgument, "lease request: bad exporter name %q", req.Exporter)
+	case !id.Admin && req.Priority > id.MaxPriority:
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: priority %d exceeds client %s's maximum of %d (jsn admin create client --max-priority)",
+			req.Priority, who, id.MaxPriority)
+	case req.Priority < MinPriority:
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: priority %d is below the minimum of %d", req.Priority, MinPriority)
 	}
 	if _, err := ParseSelector(req.Selector); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "lease request: %v", err)
@@ -333,6 +337,10 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 			}
 		}
 	}
+	if n := c.queuedBy(who); n >= c.o.MaxQueued {
+		return nil, bus.Errorf(bus.FailedPrecondition, "lease request: client %s already has %d queued requests, the most the controller queues per client "+
+			"(--max-queued); withdraw one (jsn lease release ID) or wait for a grant", who, n)
+	}
 	rec.Lease.Exporter = req.Exporter
 	rec.Lease.Reason = c.waitReason(&rec.Lease)
 	if err := c.putPending(ctx, rec, 0, 0); err != nil {
@@ -340,6 +348,23 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	}
 	c.kickScheduler()
 	return api.LeaseReply{Lease: &rec.Lease}, nil
+}
+
+// MinPriority is the lowest lease request priority; the highest is each client's MaxPriority
+// (admins are not bounded).
+const MinPriority = -1000
+
+// queuedBy counts the queued requests of client who.
+func (c *Controller) queuedBy(who string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, p := range c.pending {
+		if p.rec.Lease.Status == api.StatusQueued && p.rec.Lease.Client == who {
+			n++
+		}
+	}
+	return n
 }
 
 // candidates lists the registered exporters a request may use, sorted by name, with how many of
@@ -714,21 +739,34 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
+	admin := c.isAdmin(who) == nil
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := api.ListLeasesReply{Leases: []api.Lease{}}
+	leases := []api.Lease{}
 	for _, a := range c.active {
 		if a.live() && (req.All || a.rec.Lease.Client == who) {
-			out.Leases = append(out.Leases, a.rec.Lease)
+			leases = append(leases, a.rec.Lease)
 		}
 	}
 	for _, p := range c.pending {
 		if p.rec.Lease.Status == api.StatusQueued && (req.All || p.rec.Lease.Client == who) {
-			out.Leases = append(out.Leases, p.rec.Lease)
+			leases = append(leases, p.rec.Lease)
 		}
 	}
-	sort.Slice(out.Leases, func(i, j int) bool { return out.Leases[i].Created.Before(out.Leases[j].Created) })
+	c.mu.Unlock()
+	out := api.ListLeasesReply{}
+	out.Leases, out.Next = page(leases, leaseKey, req.Page)
+	for i := range out.Leases {
+		hideID(&out.Leases[i], who, admin)
+	}
 	return out, nil
+}
+
+// hideID blanks the id of a lease that is not who's own, unless who is an admin: ids are the
+// handles of the lease API, and nobody else needs them.
+func hideID(l *api.Lease, who string, admin bool) {
+	if l.Client != who && !admin {
+		l.ID = ""
+	}
 }
 
 func (c *Controller) exportersList(ctx context.Context, who string, data []byte) (any, error) {
@@ -740,10 +778,10 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 	if err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "list exporters: %v", err)
 	}
+	admin := c.isAdmin(who) == nil
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	now := time.Now()
-	out := api.ListExportersReply{Exporters: []api.ExporterInfo{}}
+	exps := []api.ExporterInfo{}
 	for name, e := range c.exps {
 		if !sel.Matches(e.Labels) {
 			continue
@@ -752,11 +790,14 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 			Online: now.Sub(e.LastSeen) < c.o.OfflineAfter}
 		if a := c.active[name]; a.live() {
 			l := a.rec.Lease
+			hideID(&l, who, admin)
 			info.Lease = &l
 		}
-		out.Exporters = append(out.Exporters, info)
+		exps = append(exps, info)
 	}
-	sort.Slice(out.Exporters, func(i, j int) bool { return out.Exporters[i].Name < out.Exporters[j].Name })
+	c.mu.Unlock()
+	out := api.ListExportersReply{}
+	out.Exporters, out.Next = page(exps, func(e *api.ExporterInfo) string { return e.Name }, req.Page)
 	return out, nil
 }
 
@@ -870,12 +911,15 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 	if req.MaxDuration < 0 {
 		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: negative max duration", req.Name)
 	}
+	if req.MaxPriority < MinPriority {
+		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: max priority %d is below the minimum of %d", req.Name, req.MaxPriority, MinPriority)
+	}
 	creds, pub, err := c.auth.NewClient(req.Name, req.Admin)
 	if err != nil {
 		return nil, err
 	}
 	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
-		Admin: req.Admin, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
+		MaxPriority: req.MaxPriority, Admin: req.Admin, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}
@@ -918,15 +962,20 @@ func (c *Controller) lister(kind string) func(context.Context, string, []byte) (
 		if err := c.isAdmin(who); err != nil {
 			return nil, err
 		}
+		var req api.ListIdentitiesRequest
+		if err := decode(data, &req); err != nil {
+			return nil, err
+		}
 		c.mu.Lock()
-		defer c.mu.Unlock()
-		out := api.ListIdentitiesReply{Identities: []api.Identity{}}
+		ids := []api.Identity{}
 		for _, id := range c.ids {
 			if id.Kind == kind {
-				out.Identities = append(out.Identities, *id)
+				ids = append(ids, *id)
 			}
 		}
-		sort.Slice(out.Identities, func(i, j int) bool { return out.Identities[i].Name < out.Identities[j].Name })
+		c.mu.Unlock()
+		out := api.ListIdentitiesReply{}
+		out.Identities, out.Next = page(ids, func(id *api.Identity) string { return id.Name }, req.Page)
 		return out, nil
 	}
 }

@@ -42,8 +42,20 @@ const ControllerName = "jsn-controller"
 // stateName is the name of the controller's user for its KV buckets.
 const stateName = "jsn-controller-state"
 
+// Limits of every user the controller issues (identities and lease credentials; not its own).
+const (
+	// DefaultMaxSubscriptions bounds a user's subscriptions on each connection unless
+	// Authority.MaxSubs says otherwise. jsn itself needs a handful per connection.
+	DefaultMaxSubscriptions = 1000
+	// MaxPayload bounds a user's messages: the server's default maximum message size.
+	MaxPayload = 1 << 20
+)
+
 // Authority holds the keys of a controller data directory: it signs account and user JWTs.
 type Authority struct {
+	// MaxSubs bounds the subscriptions of each user it issues (0: DefaultMaxSubscriptions).
+	MaxSubs int64
+
 	Dir         string
 	operator    nkeys.KeyPair
 	OperatorJWT string
@@ -335,6 +347,11 @@ func (a *Authority) userJWT(name, pub string, perms jwt.Permissions, expires tim
 	uc.IssuerAccount = a.LabPub
 	uc.Permissions = perms
 	uc.Tags.Add(tags...)
+	// Every user but the controller's own is bounded: subscriptions and message size.
+	if !uc.Tags.Contains("jsn-controller") {
+		uc.Limits.Subs = a.maxSubs()
+		uc.Limits.Payload = MaxPayload
+	}
 	if !expires.IsZero() {
 		uc.Expires = expires.Unix()
 	}
@@ -392,6 +409,13 @@ func (a *Authority) revokeClaims(ac *jwt.AccountClaims, pubs []string, prune map
 		return "", fmt.Errorf("revoke: sign account: %w", err)
 	}
 	return j, nil
+}
+
+func (a *Authority) maxSubs() int64 {
+	if a.MaxSubs > 0 {
+		return a.MaxSubs
+	}
+	return DefaultMaxSubscriptions
 }
 
 // NewExporter mints exporter name's identity.

@@ -263,3 +263,45 @@ func (c *Controller) pushAccount(ctx context.Context, accountJWT string) error {
 	}
 	return nil
 }
+
+// applyAccountLimits makes the live LAB account carry the controller's account limits (today:
+// how many connections the whole account may hold), re-signing and pushing it if they differ.
+func (c *Controller) applyAccountLimits(ctx context.Context) error {
+	c.acctMu.Lock()
+	defer c.acctMu.Unlock()
+	c.acct = nil // read it afresh below, and let revokeNow do so after
+	for attempt := 0; ; attempt++ {
+		e, err := c.identities.Get(ctx, accountKey)
+		if err != nil {
+			return fmt.Errorf("account limits: %w", err)
+		}
+		var ar accountRecord
+		if err := bus.Unmarshal(e.Value, &ar); err != nil {
+			return fmt.Errorf("account limits: %w", err)
+		}
+		ac, err := jwt.DecodeAccountClaims(ar.JWT)
+		if err != nil {
+			return fmt.Errorf("account limits: %w", err)
+		}
+		want := int64(c.o.MaxConnections)
+		if ac.Limits.Conn == want {
+			return nil
+		}
+		ac.Limits.Conn = want
+		if ar.JWT, err = ac.Encode(c.auth.operator); err != nil {
+			return fmt.Errorf("account limits: sign account: %w", err)
+		}
+		b, err := bus.Marshal(ar)
+		if err != nil {
+			return err
+		}
+		if _, err := c.identities.Update(ctx, accountKey, b, e.Revision, 0); err != nil {
+			if errors.Is(err, bus.ErrKeyChanged) && attempt < 20 {
+				continue
+			}
+			return fmt.Errorf("account limits: %w", err)
+		}
+		c.log.Info("account limits applied", "max_connections", want)
+		return c.pushAccount(ctx, ar.JWT)
+	}
+}

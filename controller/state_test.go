@@ -36,7 +36,7 @@ func TestRestartKeepsQueuedRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice, aliceCfg := l.client("alice", api.CreateClientRequest{})
-	bob, bobCfg := l.client("bob", api.CreateClientRequest{})
+	bob, bobCfg := l.client("bob", api.CreateClientRequest{MaxPriority: 3})
 	held := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Selector: "board=rpi4", Duration: time.Minute})
 	queued := callOK[api.LeaseReply](t, bob, api.ClientSubject("bob", api.VerbLeaseRequest), api.LeaseRequest{Selector: "board=rpi4", Duration: time.Minute, Priority: 3})
 	if held.Lease.Status != api.StatusActive || queued.Lease.Status != api.StatusQueued {

@@ -83,8 +83,10 @@ type Identity struct {
 	Labels      map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"`
 	Allow       []string          `msgpack:"allow,omitempty" json:"allow,omitempty" yaml:"allow,omitempty"`
 	MaxDuration time.Duration     `msgpack:"max_duration,omitempty" json:"max_duration,omitempty" yaml:"max_duration,omitempty"`
-	Admin       bool              `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
-	Created     time.Time         `msgpack:"created" json:"created" yaml:"created"`
+	// MaxPriority is the highest lease request priority the client may ask for (admins: any).
+	MaxPriority int       `msgpack:"max_priority,omitempty" json:"max_priority,omitempty" yaml:"max_priority,omitempty"`
+	Admin       bool      `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
+	Created     time.Time `msgpack:"created" json:"created" yaml:"created"`
 	// Scheme is the permission scheme its credentials were issued under (IdentityScheme); a
 	// controller revokes identities issued under an older one at start.
 	Scheme int `msgpack:"scheme,omitempty" json:"scheme,omitempty" yaml:"scheme,omitempty"`
@@ -183,24 +185,41 @@ type ExtendRequest struct {
 	Duration time.Duration `msgpack:"duration"`
 }
 
+// Lists are paginated: a reply holds at most Limit items (at most MaxPage, and few enough to
+// stay far below the server's maximum message size) after the request's After cursor; its Next
+// is the After of the next page, "" after the last one.
+
+// MaxPage is the most items a list reply holds.
+const MaxPage = 1000
+
+// Page selects a page of a list.
+type Page struct {
+	After string `msgpack:"after,omitempty"` // the previous reply's Next; "" for the first page
+	Limit int    `msgpack:"limit,omitempty"` // most items wanted; 0 or more than MaxPage means MaxPage
+}
+
 // ListLeasesRequest is sent on jsn.ctl.c.<C>.lease.list: own leases, or all with All.
 type ListLeasesRequest struct {
 	All bool `msgpack:"all,omitempty"`
+	Page
 }
 
-// ListLeasesReply lists leases (active and queued).
+// ListLeasesReply lists leases (active and queued), oldest first.
 type ListLeasesReply struct {
 	Leases []Lease `msgpack:"leases"`
+	Next   string  `msgpack:"next,omitempty"`
 }
 
 // ListExportersRequest is sent on jsn.ctl.c.<C>.exporters.list.
 type ListExportersRequest struct {
 	Selector string `msgpack:"selector,omitempty"`
+	Page
 }
 
 // ListExportersReply lists exporters sorted by name.
 type ListExportersReply struct {
 	Exporters []ExporterInfo `msgpack:"exporters"`
+	Next      string         `msgpack:"next,omitempty"`
 }
 
 // ExporterName names an exporter or client (exporters.describe, delete.exporter, delete.client).
@@ -221,6 +240,7 @@ type CreateClientRequest struct {
 	Name        string        `msgpack:"name"`
 	Allow       []string      `msgpack:"allow,omitempty"`
 	MaxDuration time.Duration `msgpack:"max_duration,omitempty"`
+	MaxPriority int           `msgpack:"max_priority,omitempty"` // highest priority its lease requests may ask for
 	Admin       bool          `msgpack:"admin,omitempty"`
 }
 
@@ -229,9 +249,15 @@ type ConfigReply struct {
 	Config []byte `msgpack:"config"`
 }
 
-// ListIdentitiesReply answers list.exporter and list.client.
+// ListIdentitiesRequest is sent on jsn.ctl.a.<A>.list.exporter and list.client.
+type ListIdentitiesRequest struct {
+	Page
+}
+
+// ListIdentitiesReply answers list.exporter and list.client, sorted by name.
 type ListIdentitiesReply struct {
 	Identities []Identity `msgpack:"identities"`
+	Next       string     `msgpack:"next,omitempty"`
 }
 
 // --- subjects ---

@@ -19,6 +19,7 @@ type adminOptions struct {
 	config, endpoint, out string
 	labels, allow         []string
 	maxDuration           time.Duration
+	maxPriority           int
 	admin                 bool
 }
 
@@ -98,6 +99,8 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 		Use: "client NAME", Short: "Issue a client identity (client config with credentials)", Args: cobra.ExactArgs(1),
 		Example: `  # alice may only touch power and serial drivers, for at most 2h per lease
   $ jsn admin create client alice --allow 'power.*' --allow 'serial.*' --max-duration 2h --out alice.yaml
+  # the CI robot may jump the queue (jsn lease request --priority up to 10)
+  $ jsn admin create client ci --max-priority 10 --out ci.yaml
   # on alice's machine
   $ jsn config client import alice.yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -106,7 +109,8 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 				return err
 			}
 			defer a.Close()
-			cfg, err := a.CreateClient(cmd.Context(), args[0], o.allow, o.maxDuration, o.admin)
+			cfg, err := a.CreateClientWith(cmd.Context(), api.CreateClientRequest{Name: args[0], Allow: o.allow,
+				MaxDuration: o.maxDuration, MaxPriority: o.maxPriority, Admin: o.admin})
 			if err != nil {
 				return err
 			}
@@ -115,6 +119,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 	}
 	createClient.Flags().StringArrayVar(&o.allow, "allow", nil, "driver or method the client may call (power.*, serial.write); repeatable; none = all")
 	createClient.Flags().DurationVar(&o.maxDuration, "max-duration", 0, "cap on this client's lease durations")
+	createClient.Flags().IntVar(&o.maxPriority, "max-priority", 0, "highest queue priority this client's lease requests may ask for (admins: any)")
 	createClient.Flags().BoolVar(&o.admin, "admin", false, "the client may use the admin API")
 	createClient.Flags().StringVar(&o.out, "out", "", "write the config here (0600) instead of stdout")
 	create.AddCommand(createExporter, createClient)

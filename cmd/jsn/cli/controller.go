@@ -19,7 +19,8 @@ type controllerOptions struct {
 	tlsHosts                                     []string
 	noTLS                                        bool
 	maxDuration                                  time.Duration
-	replicas                                     int
+	replicas, maxQueued, maxConns, maxPendingMiB int
+	maxSubs                                      int64
 	noImport                                     bool
 }
 
@@ -87,7 +88,8 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 			return controller.Run(ctx, controller.Options{Data: o.data, Listen: o.listen, HTTP: o.http,
 				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration,
 				Replicas: o.replicas, Log: log, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSCA: o.tlsCA,
-				TLSHosts: o.tlsHosts, NoTLS: o.noTLS})
+				TLSHosts: o.tlsHosts, NoTLS: o.noTLS, MaxQueued: o.maxQueued,
+				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20})
 		},
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
@@ -102,6 +104,11 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	runCmd.Flags().BoolVar(&o.noTLS, "no-tls", false, "plain NATS listener: credentials and lease data cross the network in clear (not recommended)")
 	runCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL written into issued configs (default the server's URL)")
 	runCmd.Flags().DurationVar(&o.maxDuration, "max-duration", 24*time.Hour, "longest lease")
+	runCmd.Flags().IntVar(&o.maxQueued, "max-queued", 16, "most queued lease requests per client")
+	runCmd.Flags().IntVar(&o.maxConns, "max-connections", 10000, "most connections of all users of the lab together")
+	runCmd.Flags().Int64Var(&o.maxSubs, "max-subscriptions", controller.DefaultMaxSubscriptions,
+		"most subscriptions of one connection of each identity and lease credential issued from now on")
+	runCmd.Flags().IntVar(&o.maxPendingMiB, "max-pending-mib", 64, "MiB the server buffers for a connection that does not read before dropping it")
 	runCmd.Flags().IntVar(&o.replicas, "replicas", 1, "JetStream replicas of the controller's KV buckets (3 on a 3-node --nats-url cluster); "+
 		"any number of controller processes may run against one --nats-url deployment")
 	natsCmd := &cobra.Command{

@@ -167,7 +167,11 @@ func newLeaseListCmd(f *cmdutil.Factory) *cobra.Command {
 				if reason == "" {
 					reason = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", l.ID, exp, l.Client, l.Status, formatTime(l.End), reason)
+				id := l.ID
+				if id == "" {
+					id = "-" // another client's lease: only its holder and admins see its id
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, exp, l.Client, l.Status, formatTime(l.End), reason)
 			}
 			return tw.Flush()
 		},
