@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +166,40 @@ func TestFinishingExporter(t *testing.T) {
 		eventually(t, "the next lease granted", func() bool { return get(next.Lease.ID).Lease.Status == api.StatusActive })
 		callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: next.Lease.ID})
 		callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: next.Lease.ID})
+	}
+}
+
+// TestLeaseIDsGiveNoPower is the red team's "lease ids are public through lease list --all and
+// exporters.list": another client's lists do not show them, and knowing one gives no power.
+func TestLeaseIDsGiveNoPower(t *testing.T) {
+	l := startLab(t)
+	l.exporter("e1", nil)
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	r := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Exporter: "e1", Duration: time.Minute})
+	bob, _ := l.client("bob", api.CreateClientRequest{})
+	all := callOK[api.ListLeasesReply](t, bob, api.ClientSubject("bob", api.VerbLeaseList), api.ListLeasesRequest{All: true})
+	if len(all.Leases) != 1 || all.Leases[0].Client != "alice" {
+		t.Fatalf("bob's lease list --all: got %+v, want alice's lease", all.Leases)
+	}
+	if all.Leases[0].ID != "" {
+		t.Errorf("bob sees the id of alice's lease in lease.list")
+	}
+	exps := callOK[api.ListExportersReply](t, bob, api.ClientSubject("bob", api.VerbExportersList), api.ListExportersRequest{})
+	if len(exps.Exporters) != 1 || exps.Exporters[0].Lease == nil || exps.Exporters[0].Lease.ID != "" {
+		t.Errorf("bob's exporters.list: got %+v, want e1 leased, without the lease id", exps.Exporters)
+	}
+	// The admin sees it; alice sees her own.
+	if all := callOK[api.ListLeasesReply](t, l.admin, api.ClientSubject(AdminName, api.VerbLeaseList), api.ListLeasesRequest{All: true}); all.Leases[0].ID != r.Lease.ID {
+		t.Errorf("the admin does not see the lease id")
+	}
+	// Knowing it anyway gives bob nothing.
+	for _, verb := range []string{api.VerbLeaseGet, api.VerbLeaseRelease, api.VerbLeaseExtend} {
+		_, err := call[api.LeaseReply](t, bob, api.ClientSubject("bob", verb), api.ExtendRequest{ID: r.Lease.ID, Duration: time.Minute})
+		if !errors.Is(err, bus.ErrNotFound) {
+			t.Errorf("bob's %s of alice's lease: got %v, want NOT_FOUND", verb, err)
+		}
+	}
+	if got := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: r.Lease.ID}); got.Lease.Status != api.StatusActive {
+		t.Errorf("alice's lease after bob's attempts: %s", got.Lease.Status)
 	}
 }
