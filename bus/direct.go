@@ -65,12 +65,31 @@ type DirectListener struct {
 	pending map[string]*Stream // token → stream awaiting its client; guarded by mu
 	closed  bool
 	wg      sync.WaitGroup
-	taken   atomic.Int64  // streams that went direct
-	slots   chan struct{} // handshakes in progress
+	taken   atomic.Int64   // streams that went direct
+	slots   chan struct{}  // handshakes in progress
+	sources map[string]int // TCP: handshakes in progress per source (sourceKey); guarded by mu
 }
 
-// maxHandshakes bounds the direct connections a listener authenticates at once.
-const maxHandshakes = 64
+// Handshake bounds: a listener authenticates at most maxHandshakes connections at once, and at
+// most maxHandshakesPerSource of them from one TCP source (an address; an IPv6 /64), so that one
+// machine opening idle connections cannot take every slot from the lease holders.
+const (
+	maxHandshakes          = 64
+	maxHandshakesPerSource = 8
+)
+
+// sourceKey names the source of a TCP connection for maxHandshakesPerSource: its IPv4 address,
+// or the /64 of its IPv6 address (one host's share of addresses); "" for other connections.
+func sourceKey(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	if v4 := ta.IP.To4(); v4 != nil {
+		return v4.String()
+	}
+	return ta.IP.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
 
 // Accepted is how many streams have gone direct through d.
 func (d *DirectListener) Accepted() int64 { return d.taken.Load() }
@@ -98,7 +117,8 @@ func ListenDirect(address, advertise string) (*DirectListener, error) {
 		ln.Close()
 		return nil, fmt.Errorf("direct streams: advertise %q: want unix:/path or tcp:host:port", advertise)
 	}
-	d := &DirectListener{ln: ln, advertise: advertise, pending: map[string]*Stream{}, slots: make(chan struct{}, maxHandshakes)}
+	d := &DirectListener{ln: ln, advertise: advertise, pending: map[string]*Stream{}, slots: make(chan struct{}, maxHandshakes),
+		sources: map[string]int{}}
 	if network == "tcp" {
 		if d.tls, d.pin, err = selfSigned(); err != nil {
 			ln.Close()
@@ -167,16 +187,48 @@ func (d *DirectListener) accept() {
 			continue
 		}
 		// Handshakes are bounded: a peer that opens connections and sends nothing holds a slot
-		// for at most directHandshake.
+		// for at most directHandshake, and one source holds at most maxHandshakesPerSource.
+		src := sourceKey(c.RemoteAddr())
+		if !d.enter(src) {
+			c.Close()
+			continue
+		}
 		select {
 		case d.slots <- struct{}{}:
 			go func() {
-				defer func() { <-d.slots }()
+				defer func() { <-d.slots; d.leave(src) }()
 				d.handshake(c)
 			}()
 		default:
+			d.leave(src)
 			c.Close()
 		}
+	}
+}
+
+// enter counts a handshake from src, unless src has maxHandshakesPerSource in progress.
+func (d *DirectListener) enter(src string) bool {
+	if src == "" {
+		return true
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sources[src] >= maxHandshakesPerSource {
+		return false
+	}
+	d.sources[src]++
+	return true
+}
+
+// leave ends a handshake from src.
+func (d *DirectListener) leave(src string) {
+	if src == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sources[src]--; d.sources[src] <= 0 {
+		delete(d.sources, src)
 	}
 }
 

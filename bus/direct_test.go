@@ -374,3 +374,33 @@ func requestDirect(t *testing.T, cli *Conn) *Msg {
 	}
 	return reply
 }
+
+// TestDirectHandshakesPerSource is the red team's "70 idle unauthenticated TCP connections fill
+// the 64 direct-stream handshake slots (then the lease holder falls back to the bus)": idle
+// connections from one source take only that source's share of the slots, and a lease holder
+// elsewhere still goes direct.
+func TestDirectHandshakesPerSource(t *testing.T) {
+	d := listenDirect(t, "tcp:127.0.0.1:0", "")
+	addr := strings.TrimPrefix(d.Address(), "tcp:")
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	var idle []net.Conn
+	for range 70 {
+		c, err := dialer.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	// The listener takes connections in the order they came: the lease holder's (127.0.0.1)
+	// comes after every idle one.
+	cs, es, _ := streamPairWith(t, runServer(t), d, nil)
+	if cs.dc.Load() == nil || waitDecided(t, es) == nil {
+		t.Fatal("the lease holder's stream fell back to the bus: idle connections of another source took every slot")
+	}
+	checkEcho(t, cs, es)
+}
