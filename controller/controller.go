@@ -57,7 +57,7 @@ type Options struct {
 	MaxConnections   int
 	MaxSubscriptions int64
 	MaxPending       int64
-	Replicas    int           // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
+	Replicas         int // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
 	// TLS of the embedded server's listener. By default the controller signs its own server
 	// certificate with the data directory's CA (made on first use) for the names it is reached by
 	// (Listen, Endpoint, the init endpoint, the host name, loopback, TLSHosts); issued configs
@@ -125,7 +125,8 @@ type Controller struct {
 // exporterRecord is the value of jsn-exporters.
 type exporterRecord struct {
 	Name       string              `msgpack:"name"`
-	Labels     map[string]string   `msgpack:"labels"`
+	Labels     map[string]string   `msgpack:"labels"`   // the admin's: what selectors match
+	Reported   map[string]string   `msgpack:"reported"` // the exporter's own, checked, for display only
 	Describe   *driver.Description `msgpack:"describe"`
 	Version    string              `msgpack:"version"`
 	Registered time.Time           `msgpack:"registered"`

@@ -140,19 +140,25 @@ func (c *Controller) register(ctx context.Context, e string, data []byte) (any, 
 	if id == nil {
 		return nil, bus.Errorf(bus.PermissionDenied, "register %s: no such exporter identity", e)
 	}
-	labels := map[string]string{}
-	for k, v := range req.Labels {
-		labels[k] = v
+	// Only the labels the admin gave the identity select the exporter: the lab host's own
+	// (from its config file) are checked like the admin's and kept for display only, so an
+	// exporter cannot steer selector leases towards itself.
+	if err := checkLabels(req.Labels); err != nil {
+		return nil, bus.Errorf(bus.InvalidArgument, "register %s: %v", e, err)
 	}
-	for k, v := range id.Labels { // the admin's labels win
+	if !validVersion(req.Version) {
+		return nil, bus.Errorf(bus.InvalidArgument, "register %s: version %q: use at most 64 printable ASCII characters, no spaces", e, req.Version)
+	}
+	labels := map[string]string{}
+	for k, v := range id.Labels {
 		labels[k] = v
 	}
 	if req.AfterLease < 0 {
 		return nil, bus.Errorf(bus.InvalidArgument, "register %s: negative afterLease timeout", e)
 	}
 	now := time.Now().UTC()
-	rec := &exporterRecord{Name: e, Labels: labels, Describe: req.Describe, Version: req.Version, Registered: now, LastSeen: now,
-		AfterLease: min(req.AfterLease, maxAfterLease)}
+	rec := &exporterRecord{Name: e, Labels: labels, Reported: req.Labels, Describe: req.Describe, Version: req.Version,
+		Registered: now, LastSeen: now, AfterLease: min(req.AfterLease, maxAfterLease)}
 	if err := c.putExporter(ctx, rec); err != nil {
 		return nil, err
 	}
@@ -786,7 +792,7 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 		if !sel.Matches(e.Labels) {
 			continue
 		}
-		info := api.ExporterInfo{Name: name, Labels: e.Labels, LastSeen: e.LastSeen, Version: e.Version,
+		info := api.ExporterInfo{Name: name, Labels: e.Labels, ReportedLabels: e.Reported, LastSeen: e.LastSeen, Version: e.Version,
 			Online: now.Sub(e.LastSeen) < c.o.OfflineAfter}
 		if a := c.active[name]; a.live() {
 			l := a.rec.Lease
@@ -831,6 +837,20 @@ func checkLabels(labels map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// validVersion reports whether s is an acceptable exporter version: "" or up to 64 printable
+// ASCII characters without spaces.
+func validVersion(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func validWord(s string) bool {

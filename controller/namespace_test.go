@@ -203,3 +203,39 @@ func TestLeaseIDsGiveNoPower(t *testing.T) {
 		t.Errorf("alice's lease after bob's attempts: %s", got.Lease.Status)
 	}
 }
+
+// TestExporterLabels is the red team's "exporter-supplied labels skip the admin's character
+// check and steer selector leases": labels an exporter reports are checked at register, and only
+// the labels the admin gave it select it.
+func TestExporterLabels(t *testing.T) {
+	l := startLab(t)
+	rep := callOK[api.ConfigReply](t, l.admin, api.AdminSubject(AdminName, api.VerbCreateExporter),
+		api.CreateExporterRequest{Name: "e1", Labels: map[string]string{"board": "rpi4"}})
+	e := l.connectConfig(rep.Config)
+	for _, bad := range []api.RegisterRequest{
+		{Labels: map[string]string{"board": "rpi4\x1b[2J\x1b]0;pwned\x07"}},
+		{Labels: map[string]string{"evil\nkey": "x"}},
+		{Version: "1.0\x1b[31m"},
+	} {
+		if _, err := call[api.RegisterReply](t, e, api.ExporterSubject("e1", api.VerbRegister), bad); !errors.Is(err, bus.ErrInvalidArgument) {
+			t.Errorf("register %+v: got %v, want INVALID_ARGUMENT", bad, err)
+		}
+	}
+	callOK[api.RegisterReply](t, e, api.ExporterSubject("e1", api.VerbRegister),
+		api.RegisterRequest{Labels: map[string]string{"board": "rpi5", "pool": "fast"}})
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	for _, sel := range []string{"pool=fast", "board=rpi5"} {
+		_, err := call[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Selector: sel, Duration: time.Minute})
+		if !errors.Is(err, bus.ErrNotFound) {
+			t.Errorf("selector %s, which only the exporter claims: got %v, want NOT_FOUND", sel, err)
+		}
+	}
+	list := callOK[api.ListExportersReply](t, alice, api.ClientSubject("alice", api.VerbExportersList), api.ListExportersRequest{})
+	if len(list.Exporters) != 1 || len(list.Exporters[0].Labels) != 1 || list.Exporters[0].Labels["board"] != "rpi4" {
+		t.Errorf("exporters.list labels: got %+v, want the admin's board=rpi4 only", list.Exporters)
+	}
+	r := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Selector: "board=rpi4", Duration: time.Minute})
+	if r.Lease.Status != api.StatusActive {
+		t.Errorf("selector of the admin's label: got %s", r.Lease.Status)
+	}
+}

@@ -67,12 +67,14 @@ func FormatCreds(jwt, seed string) []byte {
 
 // ExporterInfo is one exporter as the controller sees it.
 type ExporterInfo struct {
-	Name     string            `msgpack:"name" json:"name" yaml:"name"`
-	Labels   map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"`
-	Online   bool              `msgpack:"online" json:"online" yaml:"online"`
-	LastSeen time.Time         `msgpack:"last_seen,omitempty" json:"last_seen,omitempty" yaml:"last_seen,omitempty"`
-	Lease    *Lease            `msgpack:"lease,omitempty" json:"lease,omitempty" yaml:"lease,omitempty"` // active lease, nil if free
-	Version  string            `msgpack:"version,omitempty" json:"version,omitempty" yaml:"version,omitempty"`
+	Name   string            `msgpack:"name" json:"name" yaml:"name"`
+	Labels map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"` // the admin's: selectors match these
+	// ReportedLabels are the labels in the exporter's own config, shown for information only.
+	ReportedLabels map[string]string `msgpack:"reported_labels,omitempty" json:"reported_labels,omitempty" yaml:"reported_labels,omitempty"`
+	Online         bool              `msgpack:"online" json:"online" yaml:"online"`
+	LastSeen       time.Time         `msgpack:"last_seen,omitempty" json:"last_seen,omitempty" yaml:"last_seen,omitempty"`
+	Lease          *Lease            `msgpack:"lease,omitempty" json:"lease,omitempty" yaml:"lease,omitempty"` // active lease, nil if free
+	Version        string            `msgpack:"version,omitempty" json:"version,omitempty" yaml:"version,omitempty"`
 }
 
 // Identity is an exporter or client identity issued by the controller.

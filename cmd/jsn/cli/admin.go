@@ -149,7 +149,8 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 					extra = append(extra, k+"="+v)
 				}
 				extra = append(extra, id.Allow...)
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", id.Name, strings.Join(extra, ","), id.Admin, id.Created.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", cmdutil.Printable(id.Name), cmdutil.Printable(strings.Join(extra, ",")), id.Admin,
+					id.Created.Local().Format(time.DateTime))
 			}
 			return tw.Flush()
 		},

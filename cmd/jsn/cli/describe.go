@@ -88,7 +88,8 @@ func printDescription(w io.Writer, format string, desc *driver.Description) erro
 		_, err = w.Write(b)
 		return err
 	}
-	_, err := io.WriteString(w, renderTree(desc))
+	// Names, docs and labels come from the exporter: nothing in them may drive the terminal.
+	_, err := io.WriteString(w, cmdutil.PrintableText(renderTree(desc)))
 	return err
 }
 

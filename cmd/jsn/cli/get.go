@@ -74,7 +74,8 @@ func runGetExporters(cmd *cobra.Command, opts *getExportersOptions) error {
 		if e.Lease != nil {
 			by, until = e.Lease.Client, formatTime(e.Lease.End)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Name, formatLabels(e.Labels), status, by, until)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cmdutil.Printable(e.Name), cmdutil.Printable(formatLabels(e.Labels)), status,
+			cmdutil.Printable(by), until)
 	}
 	return tw.Flush()
 }

@@ -171,7 +171,8 @@ func newLeaseListCmd(f *cmdutil.Factory) *cobra.Command {
 				if id == "" {
 					id = "-" // another client's lease: only its holder and admins see its id
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", id, exp, l.Client, l.Status, formatTime(l.End), reason)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cmdutil.Printable(id), cmdutil.Printable(exp), cmdutil.Printable(l.Client),
+					cmdutil.Printable(l.Status), formatTime(l.End), cmdutil.Printable(reason))
 			}
 			return tw.Flush()
 		},
