@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -35,6 +37,16 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 	cmd.PersistentFlags().StringVar(&o.config, "config", "", "admin client config (default the current one)")
 	cmd.PersistentFlags().StringVar(&o.endpoint, "endpoint", "", "controller URL (default the config's endpoint)")
 	dial := func(cmd *cobra.Command) (*controller.Admin, error) {
+		if o.out != "" && o.out != "-" {
+			// Before issuing anything: an identity whose config cannot be written is wasted.
+			if fi, err := os.Lstat(o.out); err == nil && !fi.Mode().IsRegular() {
+				what := "not a regular file"
+				if fi.Mode()&os.ModeSymlink != 0 {
+					what = "a symbolic link"
+				}
+				return nil, fmt.Errorf("--out %s: it is %s; refusing to write credentials there", o.out, what)
+			}
+		}
 		cfg, err := client.LoadConfig(o.config)
 		if err != nil {
 			return nil, err
@@ -49,7 +61,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 			_, err := cmd.OutOrStdout().Write(data)
 			return err
 		}
-		if err := os.WriteFile(o.out, data, 0o600); err != nil {
+		if err := writeSecret(o.out, data); err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "wrote %s\n", o.out)
@@ -174,4 +186,38 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 	}
 	cmd.AddCommand(create, list, del)
 	return cmd
+}
+
+// writeSecret writes data (a config with credentials) to path, readable by the user only: it
+// refuses a symbolic link or anything but a regular file there (O_NOFOLLOW: no writing where a
+// link points), and makes an existing file 0600 before writing into it.
+func writeSecret(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return fmt.Errorf("write %s: it is a symbolic link; refusing to write credentials through it", path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("write %s: not a regular file (%s); refusing to write credentials there", path, fi.Mode().Type())
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }

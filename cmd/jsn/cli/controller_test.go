@@ -122,6 +122,28 @@ func TestControllerProcess(t *testing.T) {
 	e1 := filepath.Join(work, "e1.yaml")
 	jsnEnv(t, env, "admin", "create", "exporter", "e1", "-l", "board=x", "--out", e1).Want(t, 0)
 	alice := filepath.Join(work, "alice.yaml")
+	// An existing world-readable file is made private; a symbolic link is refused.
+	if err := os.WriteFile(alice, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(alice, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target, link := filepath.Join(work, "target"), filepath.Join(work, "link.yaml")
+	if err := os.WriteFile(target, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	r = jsnEnv(t, env, "admin", "create", "client", "mallory", "--out", link)
+	r.Want(t, 1)
+	if !strings.Contains(r.Stderr, "symbolic link") {
+		t.Errorf("create --out a symbolic link: got %q, want it refused", r.Stderr)
+	}
+	if b, _ := os.ReadFile(target); len(b) != 0 {
+		t.Errorf("the symbolic link's target got %d bytes of credentials", len(b))
+	}
 	jsnEnv(t, env, "admin", "create", "client", "alice", "--allow", "power.*", "--out", alice).Want(t, 0)
 	for _, f := range []string{e1, alice} {
 		if m := mode(t, f); m != 0o600 {

@@ -156,7 +156,7 @@ func TestRemoteLeases(t *testing.T) {
 	}
 	l := startRemoteLab(t)
 	alice := filepath.Join(l.dir, "alice.yaml")
-	l.jsn("admin", "create", "client", "alice", "--out", alice).Want(t, 0)
+	l.jsn("admin", "create", "client", "alice", "--max-priority", "5", "--out", alice).Want(t, 0)
 	qa := l.exporter("qa", "board=x", remoteExport)
 	qb := l.exporter("qb", "board=y", remoteExport)
 	l.background("exporter-qa", "exporter", "run", "-c", qa)
