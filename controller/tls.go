@@ -66,7 +66,7 @@ func createCA(certFile, keyFile string) ([]byte, *x509.Certificate, *ecdsa.Priva
 		return nil, nil, nil, fmt.Errorf("tls: %w", err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
+		SerialNumber:          certSerial(),
 		Subject:               pkix.Name{CommonName: "jsn lab CA"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(20, 0, 0),
@@ -98,7 +98,7 @@ func createCA(certFile, keyFile string) ([]byte, *x509.Certificate, *ecdsa.Priva
 	return certPEM, cert, key, nil
 }
 
-func serial() *big.Int {
+func certSerial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
 }
@@ -110,7 +110,7 @@ func serverCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (
 		return tls.Certificate{}, fmt.Errorf("tls: %w", err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
+		SerialNumber: certSerial(),
 		Subject:      pkix.Name{CommonName: "jsn controller"},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().AddDate(2, 0, 0),

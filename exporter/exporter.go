@@ -311,6 +311,9 @@ type LeaseOptions struct {
 	// of the lease credential already enforce it; the exporter checks it again (defence in
 	// depth) and refuses other calls with PERMISSION_DENIED naming the list.
 	Allow []string
+	// Holder is the identity of the client the lease is for (distributed mode; "" in a local
+	// session). Drivers find it with driver.Holder in the context of the lease's calls.
+	Holder string
 }
 
 // BeginLease makes id the current lease: it ends the previous one, if any, and resets every driver
@@ -336,7 +339,7 @@ func (e *Exporter) BeginLeaseWith(ctx context.Context, id string, o LeaseOptions
 	if resetErr != nil {
 		e.log.Warn("reset drivers at lease start", "lease", id, "err", resetErr)
 	}
-	lctx, cancel := context.WithCancelCause(context.Background())
+	lctx, cancel := context.WithCancelCause(driver.WithHolder(context.Background(), o.Holder))
 	e.mu.Lock()
 	e.lease, e.leaseCtx, e.leaseCancel = id, lctx, cancel
 	e.allow = append([]string(nil), o.Allow...)
@@ -366,8 +369,22 @@ func (e *Exporter) EndLease(ctx context.Context, id string) error {
 	if err != nil {
 		e.log.Warn("reset drivers at lease end", "lease", id, "err", err)
 	}
+	e.Forget(ctx)
 	e.log.Info("lease ended", "lease", id)
 	return err
+}
+
+// Forget makes every driver that records a session (driver.Forgetter) forget it: nothing of an
+// ended lease is left for the next holder. EndLease calls it; distributed mode calls it again
+// after the afterLease hook.
+func (e *Exporter) Forget(ctx context.Context) {
+	e.tree.Walk(func(n *driver.Node) {
+		if f, ok := n.Driver.(driver.Forgetter); ok {
+			if err := f.Forget(ctx); err != nil {
+				e.log.Warn("forget the ended lease's session", "driver", n.Path, "err", err)
+			}
+		}
+	})
 }
 
 // Lease returns the current lease id, "" if none.
@@ -476,7 +493,8 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		s.Reset(err)
 		return
 	}
-	sctx, cancel := context.WithCancel(s.Context())
+	// The stream's own context, carrying the lease's holder like every call of the lease.
+	sctx, cancel := context.WithCancel(driver.WithHolder(s.Context(), driver.Holder(ctx)))
 	stop := context.AfterFunc(ctx, cancel)
 	defer func() { stop(); cancel() }()
 	_, err = e.invoke(sctx, path, method, func() (any, error) {

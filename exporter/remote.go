@@ -434,7 +434,7 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 	if resume {
 		log.Info("resuming lease after restart")
 	}
-	if err := r.ex.BeginLeaseWith(ctx, l.ID, LeaseOptions{Allow: l.Allow}); err != nil {
+	if err := r.ex.BeginLeaseWith(ctx, l.ID, LeaseOptions{Allow: l.Allow, Holder: l.Client}); err != nil {
 		log.Warn("begin lease", "err", err)
 	}
 	r.mu.Lock()
@@ -462,6 +462,7 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 			if err := r.ex.Tree().Reset(ctx); err != nil {
 				r.log.Warn("reset drivers after afterLease hook", "lease", l.ID, "err", err)
 			}
+			r.ex.Forget(ctx) // what the hook made the devices say belongs to the ended lease
 		}
 	}
 	r.mu.Lock()

@@ -336,7 +336,7 @@ func (p *Port) Unavailable() string {
 }
 
 // Reset ends every console stream, restores the configured baud rate and raises DTR and RTS
-// again. The device stays open and the ring buffer keeps its history.
+// again. The device stays open and the ring buffer keeps its history (see Forget).
 func (p *Port) Reset(ctx context.Context) error {
 	p.mu.Lock()
 	conns := p.dropAll(wire.Errorf(wire.Unavailable, "serial %s: console closed by driver reset", p.target))
@@ -365,6 +365,15 @@ func (p *Port) Reset(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Forget drops the ring buffer's history: the exporter calls it when a lease ends, so that the
+// next holder's log cannot show what the previous one typed or read (driver.Forgetter).
+func (p *Port) Forget(ctx context.Context) error {
+	if p.ring != nil {
+		p.ring.clear()
+	}
+	return nil
 }
 
 // isNoModem reports whether err says the device has no modem control lines (a pty).
@@ -570,4 +579,5 @@ var (
 	_ driver.Validator    = (*Port)(nil)
 	_ driver.Methoder     = (*Port)(nil)
 	_ driver.Availability = (*Port)(nil)
+	_ driver.Forgetter    = (*Port)(nil)
 )

@@ -30,6 +30,13 @@ type ring struct {
 
 func newRing(max int) *ring { return &ring{max: max} }
 
+// clear drops everything recorded (the count of bytes ever written stays).
+func (r *ring) clear() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.chunks, r.size = nil, 0
+}
+
 // write records b, received at t, dropping the oldest bytes beyond capacity.
 func (r *ring) write(t time.Time, b []byte) {
 	if len(b) == 0 {

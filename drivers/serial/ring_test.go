@@ -70,3 +70,21 @@ func TestRingBounded(t *testing.T) {
 		t.Fatalf("got %d chunks for 20 s of output, want about one a second", n)
 	}
 }
+
+func TestRingClear(t *testing.T) {
+	r := newRing(4096)
+	now := time.Now()
+	r.write(now, []byte("the previous holder's password\n"))
+	r.clear()
+	if b := r.read(time.Time{}, MaxLog); len(b) != 0 {
+		t.Fatalf("after clear: got %q, want nothing", b)
+	}
+	held, total := r.stats()
+	if held != 0 || total != 31 {
+		t.Fatalf("after clear: held %d, total %d; want 0 and the 31 bytes ever written", held, total)
+	}
+	r.write(now, []byte("new"))
+	if b := r.read(time.Time{}, MaxLog); string(b) != "new" {
+		t.Fatalf("after clear and a write: got %q", b)
+	}
+}

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -76,8 +77,21 @@ func isEntryName(name string) bool {
 	return true
 }
 
-// path returns the file of the image with the given (normalised) sha256.
-func (c *cache) path(sha string) string { return filepath.Join(c.dir, sha) }
+// key names the cache entry of the image sha (normalised) for holder (driver.Holder): the image's
+// sha itself for "" (a local session, the lab's hooks), else a hash of holder and sha. So one
+// lease holder can neither find (has_image) nor use (write_cached, then read) an image another
+// holder uploaded, even knowing its SHA-256; the same holder finds it again in a later lease.
+// The content is verified against sha whenever an entry is used.
+func key(holder, sha string) string {
+	if holder == "" {
+		return sha
+	}
+	h := sha256.Sum256([]byte("jsn image cache\x00" + holder + "\x00" + sha))
+	return hex.EncodeToString(h[:])
+}
+
+// path returns the file of the entry with the given key.
+func (c *cache) path(key string) string { return filepath.Join(c.dir, key) }
 
 // has reports whether the cache holds a regular file for sha.
 func (c *cache) has(sha string) bool {
@@ -118,11 +132,13 @@ func (c *cache) logger() *slog.Logger {
 	return c.log
 }
 
-// create returns a new temporary file in the cache directory, creating the directory.
+// create returns a new temporary file (0600) in the cache directory, creating the directory
+// (0700: what lease holders upload is theirs).
 func (c *cache) create() (*os.File, error) {
-	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	c.private()
 	f, err := os.CreateTemp(c.dir, tempPrefix+"*")
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
@@ -154,6 +170,15 @@ func discard(tmp *os.File) {
 	}
 }
 
+// private makes the cache directory 0700 if it is not (one made by an older jsn was 0755).
+func (c *cache) private() {
+	if st, err := os.Stat(c.dir); err == nil && st.IsDir() && st.Mode().Perm() != 0o700 {
+		if err := os.Chmod(c.dir, 0o700); err != nil {
+			c.logger().Warn("image cache: make the directory private (0700)", "dir", c.dir, "err", err)
+		}
+	}
+}
+
 // entry is one cache file as eviction sees it.
 type entry struct {
 	name string
@@ -165,6 +190,7 @@ type entry struct {
 // than max bytes, the least recently used entry that is neither keep (the one just written; may
 // be "") nor being read. A missing cache directory is an empty cache. Each removal is logged.
 func (c *cache) evict(keep string) error {
+	c.private()
 	inUse.Lock()
 	defer inUse.Unlock()
 	des, err := os.ReadDir(c.dir)
@@ -194,6 +220,11 @@ func (c *cache) evict(keep string) error {
 		}
 		if !info.Mode().IsRegular() {
 			continue
+		}
+		if info.Mode().Perm() != 0o600 { // made by an older jsn
+			if err := os.Chmod(filepath.Join(c.dir, name), 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("cache: make %s private: %w", name, err))
+			}
 		}
 		if isTemp {
 			if age := now.Sub(info.ModTime()); age > staleTemp {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -309,8 +310,18 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// urlConfig is fileConfig with the test servers' loopback address in url_allow.
+const urlConfig = `apiVersion: jsn.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: lab}
+export:
+  disk:
+    type: storage.File
+    config: {path: $DIR/disk.img, cache_dir: $DIR/cache, url_allow: [127.0.0.1]}
+`
+
 func TestWriteURL(t *testing.T) {
-	s := startLocal(t, fileConfig)
+	s := startLocal(t, urlConfig)
 	c := s.storage("disk")
 	ctx := context.Background()
 	data := image(2 << 20)
@@ -437,5 +448,64 @@ func TestUploadSkippedWhenCached(t *testing.T) {
 	}
 	if _, err := c.WriteCached(ctx, strings.Repeat("0", 64), nil); !errors.Is(err, client.ErrNotFound) {
 		t.Fatalf("write_cached miss: got %v, want NOT_FOUND", err)
+	}
+}
+
+// TestWriteURLAllowList is the red team's "storage.write_url fetches any URL, loopback included
+// (it read the controller's /metrics)": loopback and link-local addresses are refused unless
+// url_allow lists them, a listed name or network is the only way in, and a redirect cannot lead
+// elsewhere.
+func TestWriteURLAllowList(t *testing.T) {
+	secret := []byte("jsn_leases_active 3\n")
+	var hits atomic.Int64
+	metrics := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Write(secret)
+	}))
+	defer metrics.Close()
+	ctx := context.Background()
+
+	// No url_allow: loopback and link-local are refused, before any connection.
+	s := startLocal(t, fileConfig)
+	c := s.storage("disk")
+	for _, u := range []string{metrics.URL + "/metrics", "http://169.254.169.254/latest/meta-data/", "http://[::1]:1/x", "http://0.0.0.0:1/"} {
+		_, err := c.WriteURL(ctx, u, "", nil)
+		if !errors.Is(err, client.ErrPermissionDenied) || !strings.Contains(err.Error(), "url_allow") && !strings.Contains(err.Error(), "cannot be fetched") {
+			t.Errorf("write_url %s without url_allow: got %v, want PERMISSION_DENIED naming url_allow", u, err)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the loopback server was fetched %d times", n)
+	}
+
+	// A name that resolves to loopback is refused where the connection is made.
+	port := metrics.URL[strings.LastIndexByte(metrics.URL, ':')+1:]
+	if _, err := c.WriteURL(ctx, "http://localhost:"+port+"/metrics", "", nil); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Errorf("write_url via localhost: got %v, want PERMISSION_DENIED", err)
+	}
+
+	// A list: only its names and networks; a redirect to an address outside it is refused.
+	s2 := startLocal(t, strings.Replace(fileConfig, "cache_dir: $DIR/cache}", "cache_dir: $DIR/cache, url_allow: [127.0.0.2/32]}", 1))
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	redirect := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, metrics.URL+"/metrics", http.StatusFound)
+	})}
+	go redirect.Serve(ln)
+	defer redirect.Close()
+	c2 := s2.storage("disk")
+	if _, err := c2.WriteURL(ctx, "http://"+ln.Addr().String()+"/img", "", nil); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Errorf("write_url redirected to loopback: got %v, want PERMISSION_DENIED", err)
+	}
+	if _, err := c2.WriteURL(ctx, metrics.URL+"/metrics", "", nil); !errors.Is(err, client.ErrPermissionDenied) {
+		t.Errorf("write_url to an address not in the list: got %v, want PERMISSION_DENIED", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the loopback server was fetched %d times", n)
+	}
+	if b, err := os.ReadFile(filepath.Join(s.dir, "disk.img")); err == nil && bytes.Contains(b, secret) {
+		t.Fatal("the storage holds what the loopback server said")
 	}
 }

@@ -30,11 +30,14 @@ func init() {
 //	cache_max: 10GiB             # most bytes the cache keeps, least recently used evicted; 0 = unlimited
 //	size: 8GiB                   # optional: create a sparse file this big if path is absent,
 //	                             # and keep a flashed file at least this big
+//	url_allow: [images.lab.example, 10.1.0.0/16]  # where write_url may download from (default:
+//	                             # anywhere but loopback and link-local addresses; see urlPolicy)
 type File struct {
-	Path     string `yaml:"path" jsn:"required"`
-	CacheDir string `yaml:"cache_dir"`
-	CacheMax string `yaml:"cache_max"`
-	Size     string `yaml:"size"`
+	Path     string   `yaml:"path" jsn:"required"`
+	CacheDir string   `yaml:"cache_dir"`
+	CacheMax string   `yaml:"cache_max"`
+	Size     string   `yaml:"size"`
+	URLAllow []string `yaml:"url_allow"`
 
 	dir string // config file directory, for relative paths
 	st  store
@@ -45,9 +48,15 @@ func NewFile(env driver.Env) driver.Driver {
 	return &File{dir: env.Dir, st: store{log: env.Log}}
 }
 
-// configure checks path, cache_dir, cache_max and size and sets up st; shared by the drivers here.
-func configure(st *store, dir, path, cacheDir, cacheMax, size string) error {
+// configure checks path, cache_dir, cache_max, size and url_allow and sets up st; shared by the
+// drivers here.
+func configure(st *store, dir, path, cacheDir, cacheMax, size string, urlAllow []string) error {
 	var errs []error
+	urls, err := parseURLAllow(urlAllow)
+	if err != nil {
+		errs = append(errs, driver.FieldErrorf("url_allow", "%v", err))
+	}
+	st.urls = urls
 	if path == "" {
 		errs = append(errs, driver.FieldErrorf("path", "must not be empty"))
 	}
@@ -84,7 +93,7 @@ func absIn(dir, p string) string {
 
 // Validate checks the config.
 func (f *File) Validate() error {
-	return configure(&f.st, f.dir, f.Path, f.CacheDir, f.CacheMax, f.Size)
+	return configure(&f.st, f.dir, f.Path, f.CacheDir, f.CacheMax, f.Size, f.URLAllow)
 }
 
 // Open creates the file, sparse, when size is set and it does not exist, and trims the image

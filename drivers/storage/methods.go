@@ -11,16 +11,8 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/drivers/driver"
 )
-
-// httpClient fetches write_url images. Keep-alives are off so no idle connection (and its
-// goroutines) outlives a download.
-var httpClient = &http.Client{Transport: &http.Transport{
-	Proxy:                 http.ProxyFromEnvironment,
-	DisableKeepAlives:     true,
-	TLSHandshakeTimeout:   30 * time.Second,
-	ResponseHeaderTimeout: time.Minute,
-}}
 
 // Write flashes the image read from r (see Device).
 func (s *store) Write(ctx context.Context, r io.Reader, u Upload) (Result, error) {
@@ -52,11 +44,13 @@ func (s *store) Size(ctx context.Context) (int64, error) {
 	return s.targetSize()
 }
 
-// HasImage reports whether the cache holds sha, and touches it: the client is about to use it.
+// HasImage reports whether the cache holds sha for the caller's lease holder, and touches it:
+// the client is about to use it.
 func (s *store) HasImage(ctx context.Context, sha string) (bool, error) {
-	has := s.cache.has(sha)
+	k := key(driver.Holder(ctx), sha)
+	has := s.cache.has(k)
 	if has {
-		s.cache.touch(sha) // keep it through eviction
+		s.cache.touch(k) // keep it through eviction
 	}
 	return has, nil
 }
@@ -76,7 +70,7 @@ func paced(total int64, progress ProgressFunc) (tick, final func(n int64)) {
 
 // WriteURL downloads the image at u and flashes it, from the cache when it holds sha.
 func (s *store) WriteURL(ctx context.Context, u *url.URL, sha string, progress ProgressFunc) (Result, error) {
-	if sha != "" && s.cache.has(sha) {
+	if sha != "" && s.cache.has(key(driver.Holder(ctx), sha)) {
 		s.log.Info("write_url: image in cache, not downloading", "url", u.Redacted(), "sha256", sha)
 		return s.writeFromCache(ctx, "write_url", sha, progress)
 	}
@@ -86,14 +80,21 @@ func (s *store) WriteURL(ctx context.Context, u *url.URL, sha string, progress P
 	}
 	defer end()
 
+	if err := s.urls.checkHost(u.Hostname()); err != nil {
+		return Result{}, wire.Errorf(wire.PermissionDenied, "write_url: %s: %v", u.Redacted(), err)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return Result{}, wire.Errorf(wire.InvalidArgument, "write_url: %v", err)
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := s.urls.client().Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		var refused *errURLRefused
+		switch {
+		case ctx.Err() != nil:
 			return Result{}, fmt.Errorf("write_url: %w", context.Cause(ctx))
+		case errors.As(err, &refused):
+			return Result{}, wire.Errorf(wire.PermissionDenied, "write_url: GET %s: %v", u.Redacted(), refused)
 		}
 		return Result{}, wire.Errorf(wire.Unavailable, "write_url: GET %s: %v", u.Redacted(), errors.Unwrap(err))
 	}
@@ -128,9 +129,10 @@ func (s *store) writeFromCache(ctx context.Context, op, sha string, progress Pro
 		return Result{}, err
 	}
 	defer end()
-	release := s.cache.acquire(sha)
+	k := key(driver.Holder(ctx), sha)
+	release := s.cache.acquire(k)
 	defer release()
-	f, err := os.Open(s.cache.path(sha))
+	f, err := os.Open(s.cache.path(k))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return Result{}, wire.Errorf(wire.NotFound, "%s: no cached image with sha256 %s", op, sha)
@@ -138,7 +140,7 @@ func (s *store) writeFromCache(ctx context.Context, op, sha string, progress Pro
 		return Result{}, wire.Errorf(wire.Unavailable, "%s: %v", op, err)
 	}
 	defer f.Close()
-	s.cache.touch(sha)
+	s.cache.touch(k)
 	total := int64(-1)
 	if st, err := f.Stat(); err == nil {
 		total = st.Size()

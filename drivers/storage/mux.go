@@ -48,11 +48,13 @@ func init() {
 //	size: 64MiB        # create the card sparse with this size if absent
 //	cache_dir: ...     # image cache (default DefaultCacheDir())
 //	cache_max: 10GiB   # most bytes the cache keeps, least recently used evicted; 0 = unlimited
+//	url_allow: [...]   # where write_url may download from (see storage.File)
 type MockMux struct {
-	Path     string `yaml:"path"`
-	CacheDir string `yaml:"cache_dir"`
-	CacheMax string `yaml:"cache_max"`
-	Size     string `yaml:"size"`
+	Path     string   `yaml:"path"`
+	CacheDir string   `yaml:"cache_dir"`
+	CacheMax string   `yaml:"cache_max"`
+	Size     string   `yaml:"size"`
+	URLAllow []string `yaml:"url_allow"`
 
 	dir    string
 	tmpDir string // made by Open when Path is empty
@@ -75,7 +77,7 @@ func (m *MockMux) Validate() error {
 	if path == "" {
 		path = "-" // placeholder until Open makes the temporary card
 	}
-	return configure(&m.st, m.dir, path, m.CacheDir, m.CacheMax, m.Size)
+	return configure(&m.st, m.dir, path, m.CacheDir, m.CacheMax, m.Size, m.URLAllow)
 }
 
 // Open makes the card file and trims the image cache to cache_max.

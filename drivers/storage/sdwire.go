@@ -39,18 +39,20 @@ func init() {
 //	sd_mux_ctrl: sd-mux-ctrl      # the tool, a name in PATH or a path
 //	cache_dir: ...                # image cache (default DefaultCacheDir())
 //	cache_max: 10GiB              # most bytes the cache keeps, least recently used evicted; 0 = unlimited
+//	url_allow: [...]              # where write_url may download from (see storage.File)
 //
 // The SDWire cannot disconnect the card from both sides: off switches it to the host, as
 // Jumpstarter's does, and so does Reset.
 type SDWire struct {
-	Serial              string `yaml:"serial"`
-	StorageDevice       string `yaml:"storage_device" jsn:"required"`
-	StorageTimeout      int    `yaml:"storage_timeout"`
-	StorageLeeway       int    `yaml:"storage_leeway"`
-	StorageFsyncTimeout int    `yaml:"storage_fsync_timeout"`
-	SDMuxCtrl           string `yaml:"sd_mux_ctrl"`
-	CacheDir            string `yaml:"cache_dir"`
-	CacheMax            string `yaml:"cache_max"`
+	Serial              string   `yaml:"serial"`
+	StorageDevice       string   `yaml:"storage_device" jsn:"required"`
+	StorageTimeout      int      `yaml:"storage_timeout"`
+	StorageLeeway       int      `yaml:"storage_leeway"`
+	StorageFsyncTimeout int      `yaml:"storage_fsync_timeout"`
+	SDMuxCtrl           string   `yaml:"sd_mux_ctrl"`
+	CacheDir            string   `yaml:"cache_dir"`
+	CacheMax            string   `yaml:"cache_max"`
+	URLAllow            []string `yaml:"url_allow"`
 
 	dir string
 	st  store
@@ -67,7 +69,7 @@ func NewSDWire(env driver.Env) driver.Driver {
 // Validate checks the config.
 func (w *SDWire) Validate() error {
 	// configure's error for an empty path would name the wrong key: give it a placeholder.
-	errs := []error{configure(&w.st, w.dir, cmp.Or(w.StorageDevice, "-"), w.CacheDir, w.CacheMax, "")}
+	errs := []error{configure(&w.st, w.dir, cmp.Or(w.StorageDevice, "-"), w.CacheDir, w.CacheMax, "", w.URLAllow)}
 	if w.StorageDevice == "" {
 		errs = append(errs, driver.FieldErrorf("storage_device", "must not be empty"))
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/drivers/driver"
 )
 
 // bufSize is the copy buffer of every transfer; with the decoders' own state it bounds the
@@ -31,6 +32,7 @@ type store struct {
 	path  string // target; absolute
 	size  int64  // configured size of a file target; 0 = none
 	cache cache
+	urls  urlPolicy // where write_url may download from
 	log   *slog.Logger
 	// gate, if set, says why storage access is refused now (a mux switched to the DUT) or "".
 	// It is called with mu held.
@@ -414,7 +416,7 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	case cacheTmp != nil:
 		tmp := cacheTmp
 		cacheTmp = nil
-		if cerr := s.cache.commit(tmp, res.SHA256); cerr != nil {
+		if cerr := s.cache.commit(tmp, key(driver.Holder(ctx), res.SHA256)); cerr != nil {
 			// The image is flashed; only the cache failed. Say so in the log, not as a failure.
 			s.log.Warn("image flashed but not cached", "err", cerr)
 		} else {
@@ -424,7 +426,7 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	s.log.Info("image written", "op", op, "bytes", res.Written, "uploaded", res.Uploaded,
 		"format", string(res.Format), "sha256", res.SHA256)
 	if o.cache && res.Cached {
-		if eerr := s.cache.evict(res.SHA256); eerr != nil {
+		if eerr := s.cache.evict(key(driver.Holder(ctx), res.SHA256)); eerr != nil {
 			s.log.Warn("image cache: evict", "err", eerr)
 		}
 	}
