@@ -177,6 +177,11 @@ func (c *Conn) Publish(subject string, hdr Header, data []byte) error {
 	return c.nc.PublishMsg(&nats.Msg{Subject: subject, Header: nats.Header(hdr), Data: data})
 }
 
+// PublishRequest sends a request whose reply goes to reply, without waiting for it.
+func (c *Conn) PublishRequest(subject, reply string, data []byte) error {
+	return c.nc.PublishRequest(subject, reply, data)
+}
+
 // Request sends a request and waits for its reply. A reply carrying an error code is returned as
 // an *Error with that code. No responders → an *Error with code Unavailable.
 func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []byte) (*Msg, error) {

@@ -57,7 +57,10 @@ type Options struct {
 	MaxConnections   int
 	MaxSubscriptions int64
 	MaxPending       int64
-	Replicas         int // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
+	// MaxConnsPerCredential bounds the connections of one credential (an identity or a lease
+	// credential), which NATS does not: the controller closes the newest beyond it (default 256).
+	MaxConnsPerCredential int
+	Replicas              int // KV bucket replicas on an external cluster (default 1; needs NatsURL when > 1)
 	// TLS of the embedded server's listener. By default the controller signs its own server
 	// certificate with the data directory's CA (made on first use) for the names it is reached by
 	// (Listen, Endpoint, the init endpoint, the host name, loopback, TLSHosts); issued configs
@@ -100,8 +103,13 @@ type Controller struct {
 	revDone    []chan error         // revokeWait callers of the next batch
 	revStopped bool
 	revWake    chan struct{}
-	revokes    atomic.Int64 // batches applied
-	served     atomic.Int64 // API requests this replica answered
+	revokes    atomic.Int64                   // batches applied
+	served     atomic.Int64                   // API requests this replica answered
+	connSub    *bus.Subscription              // LAB's connect and disconnect events
+	connMu     sync.Mutex                     // guards conns, kicked, kickLogAt
+	conns      map[string]map[connID]struct{} // user public key → its connections
+	kicked     int
+	kickLogAt  time.Time
 	refusedMu  sync.Mutex
 	refusedAt  time.Time // last log line about dropped requests; guarded by refusedMu
 	refusedN   int       // dropped since then; guarded by refusedMu
@@ -181,6 +189,9 @@ func (o *Options) defaults() {
 	if o.MaxPending == 0 {
 		o.MaxPending = 64 << 20
 	}
+	if o.MaxConnsPerCredential == 0 {
+		o.MaxConnsPerCredential = 256
+	}
 	if o.Reconcile == 0 {
 		o.Reconcile = time.Second
 	}
@@ -227,6 +238,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
 		ids: map[string]*api.Identity{}, ending: map[string]bool{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1),
+		conns:   map[string]map[connID]struct{}{},
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
@@ -289,6 +301,12 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}
 	if o.Endpoint != "" {
 		c.endpoint = o.Endpoint
+	}
+	if err := c.trackConnections(); err != nil {
+		return nil, err
+	}
+	if err := c.sys.Flush(sctx); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
 	}
 	if err := c.openBuckets(sctx); err != nil {
 		return nil, err
@@ -454,9 +472,9 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			}
 			if old != nil && old.rec.Finishing {
 				old = nil // the exporter finished an ended lease: nothing more to do
-			}
-			if leader {
-				c.kickScheduler() // the exporter may be free
+				if leader {
+					c.kickScheduler() // the exporter is free (other ends kick it in afterEnd)
+				}
 			}
 			c.mu.Unlock()
 			if old != nil && leader {

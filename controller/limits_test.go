@@ -277,3 +277,34 @@ func TestSlowConsumerDropped(t *testing.T) {
 	close(pc.resume)
 	pc.mu.Unlock()
 }
+
+// TestConnectionsPerCredential is the red team's "300 connections accepted" from one client: a
+// credential's connections beyond the per-credential limit (256 by default) are closed.
+func TestConnectionsPerCredential(t *testing.T) {
+	l := startLab(t)
+	_, bobCfg := l.client("bob", api.CreateClientRequest{})
+	var conns []*attacker
+	for range 300 {
+		a := l.attack(t, credsOf(t, bobCfg), inboxOf(t, credsOf(t, bobCfg)))
+		if a.nc == nil {
+			break // refused outright: fine too
+		}
+		conns = append(conns, a)
+	}
+	open := func() int {
+		n := 0
+		for _, a := range conns {
+			if !a.nc.IsClosed() {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, "bob's connections beyond 256 closed", func() bool { return open() <= 256 })
+	if n := open(); n < 200 {
+		t.Errorf("only %d of bob's connections are open, want the first 256", n)
+	}
+	// Alice is not affected.
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	callOK[api.ListLeasesReply](t, alice, api.ClientSubject("alice", api.VerbLeaseList), api.ListLeasesRequest{})
+}

@@ -20,6 +20,7 @@ type controllerOptions struct {
 	noTLS                                        bool
 	maxDuration                                  time.Duration
 	replicas, maxQueued, maxConns, maxPendingMiB int
+	maxConnsPerCred                              int
 	maxSubs                                      int64
 	noImport                                     bool
 }
@@ -89,7 +90,8 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration,
 				Replicas: o.replicas, Log: log, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSCA: o.tlsCA,
 				TLSHosts: o.tlsHosts, NoTLS: o.noTLS, MaxQueued: o.maxQueued,
-				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20})
+				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20,
+				MaxConnsPerCredential: o.maxConnsPerCred})
 		},
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
@@ -106,6 +108,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	runCmd.Flags().DurationVar(&o.maxDuration, "max-duration", 24*time.Hour, "longest lease")
 	runCmd.Flags().IntVar(&o.maxQueued, "max-queued", 16, "most queued lease requests per client")
 	runCmd.Flags().IntVar(&o.maxConns, "max-connections", 10000, "most connections of all users of the lab together")
+	runCmd.Flags().IntVar(&o.maxConnsPerCred, "max-connections-per-credential", 256, "most connections of one identity or lease credential (the newest beyond are closed)")
 	runCmd.Flags().Int64Var(&o.maxSubs, "max-subscriptions", controller.DefaultMaxSubscriptions,
 		"most subscriptions of one connection of each identity and lease credential issued from now on")
 	runCmd.Flags().IntVar(&o.maxPendingMiB, "max-pending-mib", 64, "MiB the server buffers for a connection that does not read before dropping it")
