@@ -230,6 +230,13 @@ func (e *Exporter) Stop(ctx context.Context) {
 	for _, s := range e.subs {
 		_ = s.Unsubscribe()
 	}
+	if e.conn != nil && len(e.subs) > 0 {
+		// Once the server has dropped the subscriptions, a call gets "no responders" at once
+		// instead of reaching a connection about to close and waiting for a reply in vain.
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = e.conn.Flush(fctx)
+		cancel()
+	}
 	for _, a := range extra {
 		a.stop()
 	}
