@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // These tests build the real jsn binary and run `jsn forward` and `jsn ssh` inside
@@ -139,8 +140,11 @@ func TestCLIForwardClosedPort(t *testing.T) {
 			t.Fatalf("connection %d: got %q, want nothing", i, got)
 		}
 	}
-	waitFor(t, "two error lines", func() bool {
-		return strings.Count(f.stderr.String(), "jsn: forward: connection ended with an error") == 2
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if n := strings.Count(f.stderr.String(), "jsn: forward: connection ended with an error"); n != 2 {
+			return fmt.Errorf("got %d error lines on stderr, want 2: %q", n, f.stderr.String())
+		}
+		return nil
 	})
 	if s := f.stderr.String(); !strings.Contains(s, "refused") {
 		t.Fatalf("stderr: got %q, want connection refused", s)

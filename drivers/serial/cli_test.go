@@ -1,6 +1,7 @@
 package serial
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // These tests build the real jsn binary and run it inside `jsn shell -c lab.yaml -- …` sessions
@@ -143,9 +145,15 @@ func TestCLIConsole(t *testing.T) {
 	}()
 	rd := readAll(master)
 	rd.waitContains(t, "Connected to console (Ctrl-] q to quit)")
-	waitFor(t, "raw mode", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-		return err == nil && tio.Lflag&(unix.ICANON|unix.ECHO) == 0
+		if err != nil {
+			return err
+		}
+		if tio.Lflag&(unix.ICANON|unix.ECHO) != 0 {
+			return fmt.Errorf("the terminal is not in raw mode yet (lflag %#x)", tio.Lflag)
+		}
+		return nil
 	})
 	master.Write([]byte("uname\r"))
 	rd.waitContains(t, "Linux\r\n# ")
