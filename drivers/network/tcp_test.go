@@ -18,7 +18,6 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 	"jsn.dev/jsn/internal/testkit"
@@ -26,7 +25,6 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	jsntest.Cleanup() // the jsn binary the CLI tests built
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

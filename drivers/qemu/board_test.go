@@ -19,7 +19,6 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/network"
 	"jsn.dev/jsn/drivers/power"
 	"jsn.dev/jsn/drivers/serial"
@@ -34,7 +33,6 @@ func TestMain(m *testing.M) {
 	if guestDir != "" {
 		os.RemoveAll(guestDir)
 	}
-	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)

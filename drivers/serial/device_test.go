@@ -17,7 +17,6 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/term"
 
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/drivertest"
 	"jsn.dev/jsn/exporter/exportertest"
 	"jsn.dev/jsn/internal/testkit"
@@ -37,7 +36,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

@@ -25,14 +25,12 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/exporter/exportertest"
 	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -13,8 +13,6 @@ import (
 	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/drivers/driver"
-
-	_ "jsn.dev/jsn/drivers/all" // every driver and its CLI verbs
 )
 
 // Exit codes; see the package documentation.
