@@ -6,21 +6,15 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/clientconfig"
 )
 
 // APIVersion is the apiVersion of jsn's config files.
-const APIVersion = client.ConfigAPIVersion
+const APIVersion = clientconfig.APIVersion
 
 // ClientConfigYAML renders a client config (parsed, imported and loaded by package client).
 func ClientConfigYAML(name, endpoint string, creds []byte, admin bool, allow []string) ([]byte, error) {
-	c := client.Config{APIVersion: APIVersion, Kind: client.ConfigKind, Endpoint: endpoint,
-		Credentials: string(creds), Role: client.RoleClient, Allow: allow}
-	c.Metadata.Name = name
-	if admin {
-		c.Role = client.RoleAdmin
-	}
-	return marshalYAML(c)
+	return clientconfig.New(name, endpoint, creds, admin, allow).Marshal()
 }
 
 func marshalYAML(v any) ([]byte, error) {

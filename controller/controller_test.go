@@ -14,6 +14,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -85,7 +86,7 @@ func (l *lab) connect(name string, creds []byte) *bus.Conn {
 func call[T any](t *testing.T, c *bus.Conn, subject string, req any) (T, error) {
 	t.Helper()
 	var out T
-	b, err := bus.Marshal(req)
+	b, err := wire.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func call[T any](t *testing.T, c *bus.Conn, subject string, req any) (T, error) 
 	if err != nil {
 		return out, err
 	}
-	if err := bus.Unmarshal(m.Data, &out); err != nil {
+	if err := wire.Unmarshal(m.Data, &out); err != nil {
 		t.Fatalf("%s: decode reply: %v", subject, err)
 	}
 	return out, nil
@@ -128,7 +129,7 @@ func (l *lab) exporter(name string, labels map[string]string) *bus.Conn {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			b, _ := bus.Marshal(api.HeartbeatRequest{})
+			b, _ := wire.Marshal(api.HeartbeatRequest{})
 			hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
 			_, _ = c.Request(hctx, api.ExporterSubject(name, api.VerbHeartbeat), nil, b)
 			hcancel()
@@ -279,19 +280,19 @@ func TestRequestValidation(t *testing.T) {
 	a, _ := l.client("alice", api.CreateClientRequest{MaxDuration: 10 * time.Minute})
 	tests := []struct {
 		req  api.LeaseRequest
-		code bus.Code
+		code wire.Code
 		msg  string
 	}{
-		{api.LeaseRequest{Selector: "board=rpi5", Duration: time.Minute}, bus.NotFound, "no registered exporter"},
-		{api.LeaseRequest{Exporter: "nope", Duration: time.Minute}, bus.NotFound, "no registered exporter"},
-		{api.LeaseRequest{Selector: "board=", Duration: time.Minute}, bus.InvalidArgument, "position"},
-		{api.LeaseRequest{Selector: "board=rpi4", Duration: 2 * time.Hour}, bus.InvalidArgument, "maximum of 1h0m0s"},
-		{api.LeaseRequest{Selector: "board=rpi4", Duration: 20 * time.Minute}, bus.InvalidArgument, "cap of 10m0s"},
-		{api.LeaseRequest{Selector: "board=rpi4"}, bus.InvalidArgument, "positive"},
+		{api.LeaseRequest{Selector: "board=rpi5", Duration: time.Minute}, wire.NotFound, "no registered exporter"},
+		{api.LeaseRequest{Exporter: "nope", Duration: time.Minute}, wire.NotFound, "no registered exporter"},
+		{api.LeaseRequest{Selector: "board=", Duration: time.Minute}, wire.InvalidArgument, "position"},
+		{api.LeaseRequest{Selector: "board=rpi4", Duration: 2 * time.Hour}, wire.InvalidArgument, "maximum of 1h0m0s"},
+		{api.LeaseRequest{Selector: "board=rpi4", Duration: 20 * time.Minute}, wire.InvalidArgument, "cap of 10m0s"},
+		{api.LeaseRequest{Selector: "board=rpi4"}, wire.InvalidArgument, "positive"},
 	}
 	for _, tt := range tests {
 		_, err := call[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseRequest), tt.req)
-		var be *bus.Error
+		var be *wire.Error
 		if !errors.As(err, &be) || be.Code != tt.code || !strings.Contains(be.Message, tt.msg) {
 			t.Errorf("%+v: got %v, want %s containing %q", tt.req, err, tt.code, tt.msg)
 		}
@@ -320,7 +321,7 @@ func TestGarbageBodies(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				_, err := c.Request(ctx, s, nil, g)
 				cancel()
-				if !errors.Is(err, bus.ErrInvalidArgument) {
+				if !errors.Is(err, wire.ErrInvalidArgument) {
 					t.Errorf("%s %q: got %v, want INVALID_ARGUMENT", s, g, err)
 				}
 			}

@@ -139,7 +139,9 @@ func TestFinishingExporter(t *testing.T) {
 		callOK[api.HeartbeatReply](t, e, api.ExporterSubject("e1", api.VerbHeartbeat), api.HeartbeatRequest{Busy: busy})
 	}
 	for _, free := range []func(id string){
-		func(id string) { callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: id}) },
+		func(id string) {
+			callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: id})
+		},
 		func(string) { beat("") },
 	} {
 		first := req()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -114,7 +115,7 @@ func TestReplicas(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				body, _ := bus.Marshal(api.LeaseRequest{Exporter: e, Duration: time.Minute})
+				body, _ := wire.Marshal(api.LeaseRequest{Exporter: e, Duration: time.Minute})
 				out, err := r[j].leaseRequest(ctx, who, body)
 				if err != nil {
 					t.Error(err)

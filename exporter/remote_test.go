@@ -27,7 +27,7 @@ type lab struct {
 	t     *testing.T
 	dir   string // the controller's data directory
 	ctl   *controller.Controller
-	admin *controller.Admin
+	admin *client.Controller
 }
 
 func startLab(t *testing.T) *lab {
@@ -50,11 +50,11 @@ func startLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	cfg.Endpoint = ctl.URL()
-	admin, err := controller.DialAdmin(ctx, cfg)
+	admin, err := client.DialController(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(admin.Close)
+	t.Cleanup(func() { admin.Close() })
 	return &lab{t: t, dir: dir, ctl: ctl, admin: admin}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/driver"
 )
@@ -51,7 +52,7 @@ func (p *probe) Methods() []driver.Method {
 				case <-p.release:
 					return "released", nil
 				case <-ctx.Done():
-					return nil, bus.Errorf(bus.FailedPrecondition, "slow: %v", ctx.Err())
+					return nil, wire.Errorf(wire.FailedPrecondition, "slow: %v", ctx.Err())
 				}
 			}},
 		{Name: "boom", Kind: driver.KindCall,
@@ -159,26 +160,26 @@ func TestGarbageBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	hdr := bus.Header{bus.HeaderLease: {l.Lease}}
+	hdr := wire.Header{wire.HeaderLease: {l.Lease}}
 	for _, body := range [][]byte{
 		{0xc1},                         // reserved code
 		{0xdd, 0xff, 0xff, 0xff, 0xff}, // array claiming 4 billion items
 		{0x81, 0xa1, 'a', 0x01},        // a map, not an array
 		make([]byte, 2<<20),            // over the max payload
 	} {
-		_, err := raw.Request(context.Background(), bus.CallSubject(l.Exporter, "a", "echo"), hdr, body)
-		if !errors.Is(err, bus.ErrInvalidArgument) {
+		_, err := raw.Request(context.Background(), wire.CallSubject(l.Exporter, "a", "echo"), hdr, body)
+		if !errors.Is(err, wire.ErrInvalidArgument) {
 			t.Errorf("body % x…: got %v, want INVALID_ARGUMENT", body[:min(len(body), 5)], err)
 		}
 	}
 	// A call subject with no method.
 	_, err = raw.Request(context.Background(), "jsn.x."+l.Exporter+".call.a", hdr, nil)
-	if !errors.Is(err, bus.ErrNotFound) {
+	if !errors.Is(err, wire.ErrNotFound) {
 		t.Errorf("got %v, want NOT_FOUND for a subject without a method", err)
 	}
 	// A stream method called as a plain call, and a plain call opened as a stream.
-	_, err = raw.Request(context.Background(), bus.CallSubject(l.Exporter, "a", "ticks"), hdr, nil)
-	if !errors.Is(err, bus.ErrInvalidArgument) || !strings.Contains(err.Error(), "open a stream") {
+	_, err = raw.Request(context.Background(), wire.CallSubject(l.Exporter, "a", "ticks"), hdr, nil)
+	if !errors.Is(err, wire.ErrInvalidArgument) || !strings.Contains(err.Error(), "open a stream") {
 		t.Errorf("got %v, want INVALID_ARGUMENT about streams", err)
 	}
 }
@@ -344,7 +345,7 @@ func TestTapBroadcast(t *testing.T) {
 	}
 	defer obs.Close()
 	got := make(chan string, 1)
-	sub, err := obs.Subscribe(bus.TapSubject(l.Exporter, "b"), "", func(m *bus.Msg) { got <- string(m.Data) })
+	sub, err := obs.Subscribe(wire.TapSubject(l.Exporter, "b"), "", func(m *bus.Msg) { got <- string(m.Data) })
 	if err != nil {
 		t.Fatal(err)
 	}

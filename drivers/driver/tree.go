@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/internal/yamlconf"
 )
 
@@ -492,13 +493,13 @@ func (n *Node) MethodNames() []string {
 // Describe returns the description of every node. A ref node has Type "ref", Ref set to its
 // target's path, and the interface and methods of the node it resolves to, so that clients can
 // call through it.
-func (t *Tree) Describe() []*NodeDesc {
-	var desc func(ns []*Node) []*NodeDesc
-	desc = func(ns []*Node) []*NodeDesc {
-		var out []*NodeDesc
+func (t *Tree) Describe() []*wire.NodeDesc {
+	var desc func(ns []*Node) []*wire.NodeDesc
+	desc = func(ns []*Node) []*wire.NodeDesc {
+		var out []*wire.NodeDesc
 		for _, n := range ns {
 			r := n.Resolve()
-			d := &NodeDesc{Name: n.Name, Path: n.Path, Type: n.Info.Type, Interface: r.Info.Interface, Doc: n.Doc,
+			d := &wire.NodeDesc{Name: n.Name, Path: n.Path, Type: n.Info.Type, Interface: r.Info.Interface, Doc: n.Doc,
 				Unavailable: r.Unavailable()}
 			if d.Doc == "" && n.Target == nil {
 				d.Doc = n.Info.Doc
@@ -507,9 +508,9 @@ func (t *Tree) Describe() []*NodeDesc {
 				d.Type, d.Ref = "ref", n.Target.Path
 			}
 			for _, m := range r.listed {
-				md := &MethodDesc{Name: m.Name, Doc: m.Doc, Kind: m.Kind, Returns: m.Returns}
+				md := &wire.MethodDesc{Name: m.Name, Doc: m.Doc, Kind: m.Kind, Returns: m.Returns}
 				for _, a := range m.Args {
-					md.Args = append(md.Args, &ArgDesc{Name: a.Name, Type: a.Type, Doc: a.Doc, Optional: a.Optional})
+					md.Args = append(md.Args, &wire.ArgDesc{Name: a.Name, Type: a.Type, Doc: a.Doc, Optional: a.Optional})
 				}
 				d.Methods = append(d.Methods, md)
 			}

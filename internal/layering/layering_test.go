@@ -79,6 +79,16 @@ var rules = []struct {
 		notImport: []string{"github.com/nats-io/nats.go/...", "github.com/nats-io/nats-server/..."},
 	},
 	{
+		why:      "the controller does not depend on its clients: the client config schema is clientconfig's",
+		pkgs:     []string{module + "/controller/..."},
+		notReach: []string{module + "/client", module + "/cmd/..."},
+	},
+	{
+		why:      "the client config schema links no NATS",
+		pkgs:     []string{module + "/client/clientconfig"},
+		notReach: []string{"github.com/nats-io/...", module + "/bus", module + "/client"},
+	},
+	{
 		why:      "the strict YAML decoder is a leaf",
 		pkgs:     []string{module + "/internal/yamlconf"},
 		notReach: []string{module + "/..."},
@@ -152,7 +162,6 @@ func TestCLIRunsButDoesNotCallServers(t *testing.T) {
 		"exporter.go":   true, // jsn exporter run
 		"controller.go": true, // jsn controller init|run
 		"shell.go":      true, // jsn shell -c: a local session
-		"admin.go":      true, // jsn admin: the admin API client still lives in controller
 	}
 	p := listModule(t)[module+"/cmd/jsn/cli"]
 	if p == nil {

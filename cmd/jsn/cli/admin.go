@@ -11,7 +11,6 @@ import (
 
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
-	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -33,7 +32,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
   $ jsn admin delete client alice`}
 	cmd.PersistentFlags().StringVar(&o.config, "config", "", "admin client config (default the current one)")
 	cmd.PersistentFlags().StringVar(&o.endpoint, "endpoint", "", "controller URL (default the config's endpoint)")
-	dial := func(cmd *cobra.Command) (*controller.Admin, error) {
+	dial := func(cmd *cobra.Command) (*client.Controller, error) {
 		cfg, err := client.LoadConfig(o.config)
 		if err != nil {
 			return nil, err
@@ -41,7 +40,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 		if o.endpoint != "" {
 			cfg.Endpoint = o.endpoint
 		}
-		return controller.DialAdmin(cmd.Context(), cfg)
+		return client.DialController(cmd.Context(), cfg)
 	}
 	write := func(cmd *cobra.Command, data []byte) error {
 		if o.out == "" || o.out == "-" {
@@ -132,7 +131,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 				return err
 			}
 			defer a.Close()
-			ids, err := a.List(cmd.Context(), k)
+			ids, err := a.ListIdentities(cmd.Context(), k)
 			if err != nil {
 				return err
 			}
@@ -163,7 +162,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 				return err
 			}
 			defer a.Close()
-			return a.Delete(cmd.Context(), k, args[1])
+			return a.DeleteIdentity(cmd.Context(), k, args[1])
 		},
 	}
 	cmd.AddCommand(create, list, del)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/controller/api"
@@ -158,7 +159,7 @@ func TestControllerProcess(t *testing.T) {
 	}
 	defer conn.Close()
 	list := func() error {
-		body, _ := bus.Marshal(api.ListExportersRequest{})
+		body, _ := wire.Marshal(api.ListExportersRequest{})
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
 		defer rcancel()
 		_, err := conn.Request(rctx, api.ClientSubject("alice", api.VerbExportersList), nil, body)
