@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -146,16 +148,6 @@ func (l *lab) client(name string, req api.CreateClientRequest) (*bus.Conn, []byt
 	return l.connectConfig(rep.Config), rep.Config
 }
 
-func eventually(t *testing.T, what string, fn func() bool) {
-	t.Helper()
-	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if fn() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func TestInitRefusesExistingDir(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := Init(dir, InitOptions{}); err != nil {
@@ -242,9 +234,12 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 		t.Fatalf("list: got %d leases, want 3", len(list.Leases))
 	}
 	// The first lease expires; the higher priority request gets the exporter.
-	eventually(t, "high priority grant", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: high.Lease.ID})
-		return r.Lease.Status == api.StatusActive && r.Credential != nil
+		if !(r.Lease.Status == api.StatusActive && r.Credential != nil) {
+			return fmt.Errorf("not yet: high priority grant (lease %s: %s)", r.Lease.Status, r.Lease.Reason)
+		}
+		return nil
 	})
 	r := callOK[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: first.Lease.ID})
 	if r.Lease.Status != api.StatusEnded {
@@ -255,9 +250,12 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 		t.Fatalf("low: got %s, want queued", r.Lease.Status)
 	}
 	callOK[api.Empty](t, a, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: high.Lease.ID})
-	eventually(t, "low priority grant", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: low.Lease.ID})
-		return r.Lease.Status == api.StatusActive
+		if r.Lease.Status != api.StatusActive {
+			return fmt.Errorf("not yet: low priority grant (lease %s: %s)", r.Lease.Status, r.Lease.Reason)
+		}
+		return nil
 	})
 
 	// A restart keeps the lease.
@@ -344,7 +342,12 @@ func TestOfflineDetection(t *testing.T) {
 	if !online() {
 		t.Fatal("registered exporter not online")
 	}
-	eventually(t, "offline", func() bool { return !online() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if online() {
+			return errors.New("not yet: offline")
+		}
+		return nil
+	})
 	callOK[api.HeartbeatReply](t, e, api.ExporterSubject("e1", api.VerbHeartbeat), api.HeartbeatRequest{})
 	if !online() {
 		t.Fatal("not back online after a heartbeat")

@@ -1,12 +1,14 @@
 package controller
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // TestInboxNamespaces is the red team's hole 2: identities of different kinds with the same
@@ -162,7 +164,12 @@ func TestFinishingExporter(t *testing.T) {
 			t.Fatalf("next while e1 says it is busy with the ended lease: got %s, want queued", got)
 		}
 		free(first.Lease.ID)
-		eventually(t, "the next lease granted", func() bool { return get(next.Lease.ID).Lease.Status == api.StatusActive })
+		testkit.CheckFor(t, 30*time.Second, func() error {
+			if get(next.Lease.ID).Lease.Status != api.StatusActive {
+				return errors.New("not yet: the next lease granted")
+			}
+			return nil
+		})
 		callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: next.Lease.ID})
 		callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: next.Lease.ID})
 	}

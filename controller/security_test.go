@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // attacker is a raw nats.go connection, as an attacker would open it.
@@ -119,7 +121,12 @@ func TestSecurity(t *testing.T) {
 	_ = lc.nc.Publish("jsn.x.e2.call.power.on", nil)
 	lc.denied(t, "lease on another exporter", "jsn.x.e2.call.power.on")
 	// It expires with the lease: the server disconnects it and refuses it afterwards.
-	eventually(t, "lease credential disconnected", func() bool { return lc.nc.IsClosed() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !lc.nc.IsClosed() {
+			return errors.New("not yet: lease credential disconnected")
+		}
+		return nil
+	})
 	if a := l.attack(t, r.Credential.Creds(), "_INBOX_alice"); a.nc != nil {
 		t.Fatal("expired lease credential accepted")
 	}
@@ -144,9 +151,19 @@ func TestSecurity(t *testing.T) {
 		t.Fatal("lease credential refused")
 	}
 	callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: r.Lease.ID})
-	eventually(t, "released credential disconnected", func() bool { return lc.nc.IsClosed() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !lc.nc.IsClosed() {
+			return errors.New("not yet: released credential disconnected")
+		}
+		return nil
+	})
 	callOK[api.Empty](t, l.admin, api.AdminSubject(AdminName, api.VerbDeleteClient), api.ExporterName{Name: "alice"})
-	eventually(t, "deleted client disconnected", func() bool { return c.nc.IsClosed() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !c.nc.IsClosed() {
+			return errors.New("not yet: deleted client disconnected")
+		}
+		return nil
+	})
 	if a := l.attack(t, credsOf(t, aliceCfg), "_INBOX_alice"); a.nc != nil {
 		t.Fatal("deleted client accepted")
 	}

@@ -17,6 +17,7 @@ import (
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // raw connects a plain nats.go connection, as an attacker would, with creds; its requests use
@@ -216,9 +217,12 @@ hooks:
 	if err := alice.Release(ctx, ra.Lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the afterLease hook to start", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		_, err := os.Stat(filepath.Join(dir, "after-started"))
-		return err == nil
+		if err != nil {
+			return errors.New("not yet: the afterLease hook to start")
+		}
+		return nil
 	})
 
 	// While alice's afterLease hook runs, bob's request waits.

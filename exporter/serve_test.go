@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // probe is a test driver with a slow method, a blocking stream, a panicking method and a reset
@@ -282,7 +284,7 @@ func TestClientClosingStreamStopsDriver(t *testing.T) {
 		}
 	}
 	_ = items.Close()
-	waitFor(t, func() bool { return l.ex.streams.Count() == 0 })
+	checkNoStreams(t, l)
 }
 
 func TestDescribeOverBus(t *testing.T) {
@@ -297,17 +299,6 @@ func TestDescribeOverBus(t *testing.T) {
 	}
 	if _, err := c.Exporter("ghost", "").Describe(context.Background()); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("got %v, want UNAVAILABLE for a missing exporter", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -383,7 +374,7 @@ func TestStreamFollowsContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	waitFor(t, func() bool { return l.ex.streams.Count() == 0 })
+	checkNoStreams(t, l)
 }
 
 // TestLocalStreamsGoDirect checks that local-mode byte streams bypass the broker through the
@@ -428,4 +419,15 @@ func TestLocalStreamsGoDirect(t *testing.T) {
 			t.Errorf("config %q: %d streams went direct, want %d", tc.extra, got, tc.want)
 		}
 	}
+}
+
+// checkNoStreams waits until the exporter of l has no stream left.
+func checkNoStreams(t *testing.T, l *Local) {
+	t.Helper()
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if n := l.ex.streams.Count(); n != 0 {
+			return fmt.Errorf("the exporter still has %d streams", n)
+		}
+		return nil
+	})
 }
