@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 
@@ -99,7 +100,7 @@ type jumpstarterTLS struct {
 // jumpstarterOnly are the top-level keys accepted only in jumpstarter.dev files.
 var jumpstarterOnly = []string{"tls", "grpcOptions", "grpcConfig", "description"}
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`) })
 
 // LoadConfig reads and parses the exporter config file at path. Config errors are
 // yamlconf.Errors.
@@ -224,7 +225,7 @@ func parse(file string, data []byte) (*Config, yamlconf.Errors) {
 	name := raw.Metadata.Name
 	if name == "" {
 		name = DefaultName(file)
-	} else if !nameRE.MatchString(name) {
+	} else if !nameRE().MatchString(name) {
 		errs.Add(file, yamlconf.ValueNode(yamlconf.ValueNode(root, "metadata"), "name"), "metadata.name",
 			"invalid exporter name %q: use lower-case letters, digits, - and _, starting with a letter or digit", name)
 	}
@@ -284,7 +285,7 @@ func DefaultName(file string) string {
 		}
 	}
 	name := strings.TrimLeft(b.String(), "-_")
-	if name == "" || !nameRE.MatchString(name) {
+	if name == "" || !nameRE().MatchString(name) {
 		return "exporter"
 	}
 	return name

@@ -241,7 +241,7 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if cfg.Metadata.Name == "" || !nameRE.MatchString(cfg.Metadata.Name) {
+		if cfg.Metadata.Name == "" || !nameRE().MatchString(cfg.Metadata.Name) {
 			t.Fatalf("accepted a config with exporter name %q", cfg.Metadata.Name)
 		}
 		if tree, err := cfg.Build(nil); err == nil {

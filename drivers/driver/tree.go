@@ -60,7 +60,7 @@ type Node struct {
 // RefInfo is the Info of nodes written `ref: path`.
 var RefInfo = Info{Type: "ref", Doc: "proxy to another driver", Ref: true}
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+$`) })
 
 // nodeKeys are the keys allowed in a node mapping.
 var nodeKeys = []string{"type", "ref", "description", "config", "children"}
@@ -137,7 +137,7 @@ func (b *builder) nodes(m *yaml.Node, parent, ypath string) []*Node {
 	var out []*Node
 	keys, keyNodes, vals := b.d.Pairs(m, ypath)
 	for i, name := range keys {
-		if !nameRE.MatchString(name) {
+		if !nameRE().MatchString(name) {
 			b.c.Add(keyNodes[i], ypath, "invalid driver name %q: use letters, digits, - and _ (no dots)", name)
 			continue
 		}
@@ -356,7 +356,7 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 		return names
 	}
 	for _, ch := range p.Children() {
-		if !nameRE.MatchString(ch.Name) || names[ch.Name] || ch.Driver == nil {
+		if !nameRE().MatchString(ch.Name) || names[ch.Name] || ch.Driver == nil {
 			b.c.Add(key, ypath, "driver type %s: invalid built-in child %q", n.Info.Type, ch.Name)
 			continue
 		}
@@ -385,7 +385,7 @@ func (b *builder) env(path string) Env {
 }
 
 func checkMethod(m *Method) string {
-	if !nameRE.MatchString(m.Name) {
+	if !nameRE().MatchString(m.Name) {
 		return "invalid method name"
 	}
 	set := 0

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -43,20 +44,20 @@ func Document(file string, data []byte, one string) (root *yaml.Node, empty bool
 }
 
 var (
-	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
+	yamlLineRE   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: line (\d+): (.*)$`) })
+	yamlAnchorRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`) })
 )
 
 // syntaxError turns a yaml.v3 syntax error into an Error with its line. yaml.v3 leaves the
 // line out for problems on the first line, and for unknown anchors, which are found in data.
 func syntaxError(file string, data []byte, err error) Error {
 	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+	if m := yamlLineRE().FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		return Error{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	if m := yamlAnchorRE.FindStringSubmatch(err.Error()); m != nil {
+	if m := yamlAnchorRE().FindStringSubmatch(err.Error()); m != nil {
 		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
 			line := bytes.Count(data[:i], []byte("\n")) + 1
 			col := i - bytes.LastIndexByte(data[:i], '\n')
