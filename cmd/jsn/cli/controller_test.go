@@ -108,6 +108,11 @@ func TestControllerProcess(t *testing.T) {
 		return string(b), resp.StatusCode == http.StatusOK
 	}
 	testkit.CheckFor(t, 30*time.Second, func() error {
+		select {
+		case err := <-exited: // a port taken since freePort, say
+			t.Fatalf("jsn controller run ended before /healthz answered: %v\nstderr:\n%s", err, runErr.String())
+		default:
+		}
 		if _, ok := get("/healthz"); !ok {
 			return errors.New("/healthz does not answer 200 yet")
 		}
