@@ -275,10 +275,21 @@ func (s *Stream) Close() error {
 	return nil
 }
 
-// Reset aborts the stream with err (its code and message reach the peer).
+// Reset aborts the stream with err (its code and message reach the peer). Read and Write return
+// err from then on, whatever the peer's answer to the reset does to the connection meanwhile.
 func (s *Stream) Reset(err error) {
 	s.mu.Lock()
 	already := s.done
+	if !already {
+		// Before the reset goes out: the peer may close a direct connection on receiving it,
+		// and that must not become the error this side reports.
+		if s.rerr == nil {
+			s.rerr = err
+		}
+		if s.werr == nil {
+			s.werr = err
+		}
+	}
 	s.mu.Unlock()
 	if !already {
 		msg := err.Error()
