@@ -2,8 +2,9 @@
 // the same run and printed as a ratio, so the numbers mean the same on any machine: raw nats.go
 // request/reply and pub/sub on the same server, gRPC unary echo and a bidirectional-stream tunnel
 // over loopback TCP, direct loopback TCP, a direct pty round trip, local cp and zstd -d to a file,
-// a JetStream KV create, and the start of a trivial Go binary. Memory figures (exporter and
-// controller RSS) come from separate processes.
+// a JetStream KV create, and the start of a hello-world Go binary and of one linking only nats.go
+// (`-run start`: `jsn version` and `jsn call power.on` as whole processes). Memory figures
+// (exporter and controller RSS) come from separate processes.
 //
 //	go run .                 # the full set (1 GiB streams and flashes, 20,000 calls)
 //	go run . -quick          # a fast pass, as CI runs it (timings printed, never asserted)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
@@ -39,13 +40,13 @@ func startController(ctx context.Context, dir string, n int, offlineAfter time.D
 }
 
 // dialAdmin connects to c with the admin client config that controller.Init wrote.
-func dialAdmin(ctx context.Context, c *controller.Controller, adminCfg []byte) (*client.Config, *controller.Admin, error) {
+func dialAdmin(ctx context.Context, c *controller.Controller, adminCfg []byte) (*client.Config, *client.Controller, error) {
 	acfg, err := client.ParseConfig("", adminCfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	acfg.Endpoint = c.URL()
-	adm, err := controller.DialAdmin(ctx, acfg)
+	adm, err := client.DialController(ctx, acfg)
 	return acfg, adm, err
 }
 
@@ -83,7 +84,7 @@ func benchLease(ctx context.Context, s *suite) error {
 	}
 	defer cl.Close()
 	call := func(verb string, req, out any) error {
-		b, err := bus.Marshal(req)
+		b, err := wire.Marshal(req)
 		if err != nil {
 			return err
 		}
@@ -94,7 +95,7 @@ func benchLease(ctx context.Context, s *suite) error {
 		if out == nil {
 			return nil
 		}
-		return bus.Unmarshal(m.Data, out)
+		return wire.Unmarshal(m.Data, out)
 	}
 	auth, err := controller.LoadAuthority(dir)
 	if err != nil {

@@ -8,9 +8,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -452,67 +449,4 @@ func (b *session) rawPubSub(size int64, chunk []byte) (float64, error) {
 		return 0, errors.New("subscriber did not receive everything (slow consumer?)")
 	}
 	return float64(size) / time.Since(t0).Seconds() / 1e6, nil
-}
-
-// benchCLI times `jsn call power.on` as a whole process inside a session, next to the start of a
-// trivial Go binary.
-func benchCLI(ctx context.Context, s *suite) error {
-	dir, err := os.MkdirTemp("", "jsn-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	jsn, err := buildJSN(dir)
-	if err != nil {
-		return err
-	}
-	trivial := filepath.Join(dir, "true")
-	src := filepath.Join(dir, "true.go")
-	if err := os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o644); err != nil {
-		return err
-	}
-	if out, err := exec.Command("go", "build", "-o", trivial, src).CombinedOutput(); err != nil {
-		return fmt.Errorf("build true: %v\n%s", err, out)
-	}
-	sink, err := startSink()
-	if err != nil {
-		return err
-	}
-	defer sink.Close()
-	b, err := startLab(ctx, local, sink)
-	if err != nil {
-		return err
-	}
-	defer b.close()
-	env := append(os.Environ(), "JSN_HOST="+b.url, "JSN_EXPORTER="+b.exporter, "JSN_LEASE="+b.lease)
-	n := 50
-	if s.quick {
-		n = 10
-	}
-	run := func(argv ...string) ([]time.Duration, error) {
-		var ds []time.Duration
-		for i := 0; i < n+2; i++ {
-			cmd := exec.Command(argv[0], argv[1:]...)
-			cmd.Env = env
-			t0 := time.Now()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				return nil, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, out)
-			}
-			if i >= 2 {
-				ds = append(ds, time.Since(t0))
-			}
-		}
-		return ds, nil
-	}
-	jd, err := run(jsn, "call", "power.on")
-	if err != nil {
-		return err
-	}
-	td, err := run(trivial)
-	if err != nil {
-		return err
-	}
-	s.add(Result{Name: "whole-process `jsn call power.on` p50", Unit: "ms", Value: percentile(jd, 50) / 1000,
-		Baseline: map[string]float64{"go-binary-start": percentile(td, 50) / 1000}, Target: "≤ 30 ms"})
-	return nil
 }

@@ -91,7 +91,7 @@ func main() {
 		{"stream", benchStream},
 		{"console", benchConsole},
 		{"flash", benchFlash},
-		{"cli", benchCLI},
+		{"cli-start", benchStart},
 		{"rss", benchRSS},
 		{"lease", benchLease},
 		{"presence", benchPresence},

@@ -137,7 +137,7 @@ func TestRequestErrors(t *testing.T) {
 	s := runServer(t)
 	a, b := dial(t, s, "a"), dial(t, s, "b")
 	sub, err := a.Subscribe("svc", "", func(m *Msg) {
-		_ = m.RespondError(Errorf(FailedPrecondition, "power is\nbroken"))
+		_ = m.RespondError(wire.Errorf(wire.FailedPrecondition, "power is\nbroken"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -145,11 +145,11 @@ func TestRequestErrors(t *testing.T) {
 	defer sub.Unsubscribe()
 	_ = a.Flush(context.Background())
 	_, err = b.Request(context.Background(), "svc", nil, nil)
-	if !errors.Is(err, ErrFailedPrecondition) || err.Error() != "power is | broken" {
+	if !errors.Is(err, wire.ErrFailedPrecondition) || err.Error() != "power is | broken" {
 		t.Fatalf("got %v, want FAILED_PRECONDITION 'power is | broken'", err)
 	}
 	_, err = b.Request(context.Background(), "nobody", nil, nil)
-	if !errors.Is(err, ErrUnavailable) {
+	if !errors.Is(err, wire.ErrUnavailable) {
 		t.Fatalf("got %v, want UNAVAILABLE for no responders", err)
 	}
 	if !strings.HasPrefix(a.InboxPrefix(), "_INBOX_a.") {
@@ -167,7 +167,7 @@ func streamPair(t *testing.T, s *Server) (client, exporter *Stream, ss *StreamSe
 func streamPairWith(t *testing.T, s *Server, d *DirectListener, setup func(*Conn)) (client, exporter *Stream, ss *StreamServer) {
 	t.Helper()
 	cli, accepted, ss := serveStreams(t, s, d, setup)
-	cs, err := cli.OpenStream(context.Background(), "e1", CallSubject("e1", "net", "connect"), nil, nil)
+	cs, err := cli.OpenStream(context.Background(), "e1", wire.CallSubject("e1", "net", "connect"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func serveStreams(t *testing.T, s *Server, d *DirectListener, setup func(*Conn))
 	}
 	t.Cleanup(ss.Close)
 	acc := make(chan *Stream, 1)
-	sub, err := exp.Subscribe(CallWildcard("e1"), "", func(m *Msg) {
+	sub, err := exp.Subscribe(wire.CallWildcard("e1"), "", func(m *Msg) {
 		st, hdr, err := ss.Accept(m, "lease1")
 		if err != nil {
 			_ = m.RespondError(err)
@@ -258,9 +258,9 @@ func checkEcho(t *testing.T, cs, es *Stream) {
 func TestStreamResetReachesPeer(t *testing.T) {
 	s := runServer(t)
 	cs, es, _ := streamPair(t, s)
-	es.Reset(Errorf(Unavailable, "serial port unplugged"))
+	es.Reset(wire.Errorf(wire.Unavailable, "serial port unplugged"))
 	_, err := cs.Read(make([]byte, 10))
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "unplugged") {
+	if !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "unplugged") {
 		t.Fatalf("got %v, want UNAVAILABLE serial port unplugged", err)
 	}
 	if _, err := cs.Write([]byte("x")); err == nil {
@@ -289,11 +289,11 @@ func TestStreamGapResets(t *testing.T) {
 	cs, es, _ := streamPair(t, s)
 	// Forge a data frame with a wrong offset on the exporter's incoming subject.
 	raw := dial(t, s, "attacker")
-	if err := raw.Publish(wire.StreamSubject("e1", wire.NoLease, es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: 100, Data: []byte("x")})); err != nil {
+	if err := raw.Publish(wire.StreamSubject("e1", wire.NoLease, es.ID()), nil, wire.AppendFrame(nil, wire.Frame{Type: wire.FrameData, Offset: 100, Data: []byte("x")})); err != nil {
 		t.Fatal(err)
 	}
 	_, err := es.Read(make([]byte, 1))
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "expected offset 0, got 100") {
+	if !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "expected offset 0, got 100") {
 		t.Fatalf("got %v, want a lost-data reset", err)
 	}
 	_, err = cs.Read(make([]byte, 1))
@@ -309,7 +309,7 @@ func TestStreamCreditViolationResets(t *testing.T) {
 	big := make([]byte, 64<<10)
 	var err error
 	for off := uint64(0); off <= DefaultWindow; off += uint64(len(big)) {
-		if err = raw.Publish(wire.StreamSubject("e1", wire.NoLease, es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: off, Data: big})); err != nil {
+		if err = raw.Publish(wire.StreamSubject("e1", wire.NoLease, es.ID()), nil, wire.AppendFrame(nil, wire.Frame{Type: wire.FrameData, Offset: off, Data: big})); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -322,9 +322,9 @@ func TestStreamCreditViolationResets(t *testing.T) {
 func TestResetGroup(t *testing.T) {
 	s := runServer(t)
 	cs, _, ss := streamPair(t, s)
-	ss.ResetGroup("lease1", Errorf(PermissionDenied, "lease lease1 ended"))
+	ss.ResetGroup("lease1", wire.Errorf(wire.PermissionDenied, "lease lease1 ended"))
 	_, err := cs.Read(make([]byte, 1))
-	if !errors.Is(err, ErrPermissionDenied) {
+	if !errors.Is(err, wire.ErrPermissionDenied) {
 		t.Fatalf("got %v, want PERMISSION_DENIED", err)
 	}
 	if n := ss.Count(); n != 0 {
@@ -344,8 +344,8 @@ func TestStreamKeepaliveDetectsSilentPeer(t *testing.T) {
 	}
 	defer ss.Close()
 	// A client that asks for a stream and then vanishes: nobody sends frames.
-	m := &Msg{Subject: CallSubject("e2", "a", "b"), Header: Header{
-		HeaderStream: {"abc"}, HeaderStreamWindow: {"1024"}}, conn: exp}
+	m := &Msg{Subject: wire.CallSubject("e2", "a", "b"), Header: wire.Header{
+		wire.HeaderStream: {"abc"}, wire.HeaderStreamWindow: {"1024"}}, conn: exp}
 	st, _, err := ss.Accept(m, "l")
 	if err != nil {
 		t.Fatal(err)
@@ -368,13 +368,13 @@ func TestAcceptRejectsBadHeaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ss.Close()
-	for _, h := range []Header{
-		{HeaderStream: {"a.b"}, HeaderStreamWindow: {"10"}},
-		{HeaderStream: {"*"}, HeaderStreamWindow: {"10"}},
-		{HeaderStream: {"ok"}, HeaderStreamWindow: {"-1"}},
-		{HeaderStream: {"ok"}},
+	for _, h := range []wire.Header{
+		{wire.HeaderStream: {"a.b"}, wire.HeaderStreamWindow: {"10"}},
+		{wire.HeaderStream: {"*"}, wire.HeaderStreamWindow: {"10"}},
+		{wire.HeaderStream: {"ok"}, wire.HeaderStreamWindow: {"-1"}},
+		{wire.HeaderStream: {"ok"}},
 	} {
-		if _, _, err := ss.Accept(&Msg{Header: h, conn: exp}, ""); !errors.Is(err, ErrInvalidArgument) {
+		if _, _, err := ss.Accept(&Msg{Header: h, conn: exp}, ""); !errors.Is(err, wire.ErrInvalidArgument) {
 			t.Errorf("headers %v: got %v, want INVALID_ARGUMENT", h, err)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 type Msg struct {
 	Subject string
 	Reply   string
-	Header  Header
+	Header  wire.Header
 	Data    []byte
 	conn    *Conn
 }
@@ -148,7 +148,7 @@ func (c *Conn) Close() {
 	c.muxes = nil
 	c.muxMu.Unlock()
 	for _, m := range muxes {
-		m.close(&Error{Code: Unavailable, Message: "connection closed"})
+		m.close(&wire.Error{Code: wire.Unavailable, Message: "connection closed"})
 	}
 	c.nc.Close()
 }
@@ -170,7 +170,7 @@ func (c *Conn) Flush(ctx context.Context) error {
 }
 
 // Publish sends a message.
-func (c *Conn) Publish(subject string, hdr Header, data []byte) error {
+func (c *Conn) Publish(subject string, hdr wire.Header, data []byte) error {
 	if hdr == nil {
 		return c.nc.Publish(subject, data)
 	}
@@ -184,7 +184,7 @@ func (c *Conn) PublishRequest(subject, reply string, data []byte) error {
 
 // Request sends a request and waits for its reply. A reply carrying an error code is returned as
 // an *Error with that code. No responders → an *Error with code Unavailable.
-func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []byte) (*Msg, error) {
+func (c *Conn) Request(ctx context.Context, subject string, hdr wire.Header, data []byte) (*Msg, error) {
 	m := &nats.Msg{Subject: subject, Data: data}
 	if hdr != nil {
 		m.Header = nats.Header(hdr)
@@ -205,31 +205,31 @@ func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []b
 	if err != nil {
 		return nil, requestError(subject, err)
 	}
-	if err := wire.ReplyError(Header(r.Header)); err != nil {
+	if err := wire.ReplyError(wire.Header(r.Header)); err != nil {
 		return nil, err
 	}
-	return &Msg{Subject: r.Subject, Header: Header(r.Header), Data: r.Data, conn: c}, nil
+	return &Msg{Subject: r.Subject, Header: wire.Header(r.Header), Data: r.Data, conn: c}, nil
 }
 
 func requestError(subject string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject)}
+		return &wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject)}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return wire.NewError(DeadlineExceeded, fmt.Sprintf("%s: no reply in time", subject), context.DeadlineExceeded)
+		return wire.NewError(wire.DeadlineExceeded, fmt.Sprintf("%s: no reply in time", subject), context.DeadlineExceeded)
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("%s: %w", subject, err)
 	case errors.Is(err, nats.ErrMaxPayload):
-		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s: request larger than the server's maximum message size", subject)}
+		return &wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("%s: request larger than the server's maximum message size", subject)}
 	case errors.Is(err, nats.ErrConnectionClosed):
-		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: connection closed", subject)}
+		return &wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("%s: connection closed", subject)}
 	}
-	return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: %v", subject, err)}
+	return &wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("%s: %v", subject, err)}
 }
 
 // Respond replies to m. On a connection that guards its replies (GuardReplies), a reply subject
 // outside the requester's inbox is refused with ErrReplyRefused.
-func (m *Msg) Respond(hdr Header, data []byte) error {
+func (m *Msg) Respond(hdr wire.Header, data []byte) error {
 	if m.Reply == "" {
 		return nil
 	}
@@ -259,7 +259,7 @@ func (s *Subscription) Drain() error { return s.sub.Drain() }
 // inbox never reach h.
 func (c *Conn) Subscribe(subject, queue string, h func(*Msg)) (*Subscription, error) {
 	cb := func(m *nats.Msg) {
-		msg := &Msg{Subject: m.Subject, Reply: m.Reply, Header: Header(m.Header), Data: m.Data, conn: c}
+		msg := &Msg{Subject: m.Subject, Reply: m.Reply, Header: wire.Header(m.Header), Data: m.Data, conn: c}
 		if c.replyAllowed(msg) {
 			h(msg)
 		}

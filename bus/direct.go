@@ -431,11 +431,11 @@ func (s *Stream) readDirect(d *directConn) {
 		}
 		n := binary.BigEndian.Uint32(hdr[:4])
 		if n > maxDirectFrame {
-			s.Reset(&Error{Code: InvalidArgument, Message: fmt.Sprintf("stream %s: direct frame of %d bytes exceeds %d", s.id, n, maxDirectFrame)})
+			s.Reset(&wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("stream %s: direct frame of %d bytes exceeds %d", s.id, n, maxDirectFrame)})
 			_, _ = io.Copy(io.Discard, br)
 			return
 		}
-		var f Frame
+		var f wire.Frame
 		var err error
 		if n >= wire.FrameHeaderLen {
 			if _, err := io.ReadFull(br, hdr[4:]); err != nil {
@@ -443,14 +443,14 @@ func (s *Stream) readDirect(d *directConn) {
 				return
 			}
 		}
-		if n >= wire.FrameHeaderLen && FrameType(hdr[4]) == wire.FrameData && n-wire.FrameHeaderLen <= uint32(directChunk) {
+		if n >= wire.FrameHeaderLen && wire.FrameType(hdr[4]) == wire.FrameData && n-wire.FrameHeaderLen <= uint32(directChunk) {
 			// Data is read straight into a pooled buffer that Read gives back once consumed.
 			data := directBuf(int(n - wire.FrameHeaderLen))
 			if _, err := io.ReadFull(br, data); err != nil {
 				s.directEnded(err)
 				return
 			}
-			f = Frame{Type: wire.FrameData, Offset: binary.BigEndian.Uint64(hdr[5:]), Data: data}
+			f = wire.Frame{Type: wire.FrameData, Offset: binary.BigEndian.Uint64(hdr[5:]), Data: data}
 		} else {
 			buf := make([]byte, n)
 			copy(buf, hdr[4:4+min(n, wire.FrameHeaderLen)])
@@ -503,5 +503,5 @@ func (s *Stream) directEnded(err error) {
 	if errors.Is(err, io.EOF) {
 		err = errors.New("closed by the peer")
 	}
-	s.fail(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s: direct connection lost: %v", s.id, err)}, true)
+	s.fail(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: direct connection lost: %v", s.id, err)}, true)
 }

@@ -86,9 +86,9 @@ func TestDirectStreamsDisabledByClient(t *testing.T) {
 func TestDirectStreamResetReachesPeer(t *testing.T) {
 	cs, es, _ := streamPairWith(t, runServer(t), unixDirect(t), nil)
 	waitDecided(t, es)
-	es.Reset(Errorf(FailedPrecondition, "lease ended"))
+	es.Reset(wire.Errorf(wire.FailedPrecondition, "lease ended"))
 	_, err := cs.Read(make([]byte, 10))
-	if !errors.Is(err, ErrFailedPrecondition) || !strings.Contains(err.Error(), "lease ended") {
+	if !errors.Is(err, wire.ErrFailedPrecondition) || !strings.Contains(err.Error(), "lease ended") {
 		t.Fatalf("got %v, want FAILED_PRECONDITION lease ended", err)
 	}
 }
@@ -109,7 +109,7 @@ func TestDirectStreamLostConnectionIsUnavailable(t *testing.T) {
 	d := waitDecided(t, es)
 	d.c.Close() // as if the exporter host vanished
 	_, err := cs.Read(make([]byte, 10))
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "direct connection lost") {
+	if !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "direct connection lost") {
 		t.Fatalf("got %v, want UNAVAILABLE direct connection lost", err)
 	}
 }
@@ -137,7 +137,7 @@ func TestDirectStreamOversizedFrameResets(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("oversized frame did not reset the stream")
 	}
-	if err := context.Cause(es.Context()); !errors.Is(err, ErrInvalidArgument) {
+	if err := context.Cause(es.Context()); !errors.Is(err, wire.ErrInvalidArgument) {
 		t.Fatalf("got %v, want INVALID_ARGUMENT", err)
 	}
 }
@@ -156,13 +156,13 @@ func TestListenDirectBadAddress(t *testing.T) {
 // FuzzDirectFrames feeds arbitrary bytes to a stream's direct connection reader: it must end
 // (never hang) without a panic, having reset the stream or applied valid frames.
 func FuzzDirectFrames(f *testing.F) {
-	frame := func(fr Frame) []byte {
+	frame := func(fr wire.Frame) []byte {
 		b := wire.AppendFrame(nil, fr)
 		return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
 	}
-	f.Add(frame(Frame{Type: wire.FrameData, Offset: 0, Data: []byte("hello")}))
-	f.Add(append(frame(Frame{Type: wire.FrameData, Data: []byte("x")}), frame(Frame{Type: wire.FrameFin, Offset: 1})...))
-	f.Add(frame(Frame{Type: wire.FrameReset, Code: Unavailable, Message: "gone"}))
+	f.Add(frame(wire.Frame{Type: wire.FrameData, Offset: 0, Data: []byte("hello")}))
+	f.Add(append(frame(wire.Frame{Type: wire.FrameData, Data: []byte("x")}), frame(wire.Frame{Type: wire.FrameFin, Offset: 1})...))
+	f.Add(frame(wire.Frame{Type: wire.FrameReset, Code: wire.Unavailable, Message: "gone"}))
 	f.Add([]byte{0, 0, 0, 3, 1, 2, 3})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -328,8 +328,8 @@ func TestDirectResetWhileWriting(t *testing.T) {
 			}
 		}()
 		time.Sleep(time.Duration(i%5) * time.Millisecond)
-		es.Reset(Errorf(PermissionDenied, "lease ended"))
-		if err := <-got; !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
+		es.Reset(wire.Errorf(wire.PermissionDenied, "lease ended"))
+		if err := <-got; !errors.Is(err, wire.ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
 			t.Fatalf("round %d: got %v, want PERMISSION_DENIED lease ended", i, err)
 		}
 		cs.Close()
@@ -344,7 +344,7 @@ func TestDirectResetWaitsForFrameInFlight(t *testing.T) {
 	d.lock() // as if a data frame were being written
 	done := make(chan struct{})
 	go func() {
-		es.Reset(Errorf(PermissionDenied, "lease ended"))
+		es.Reset(wire.Errorf(wire.PermissionDenied, "lease ended"))
 		close(done)
 	}()
 	select {
@@ -355,7 +355,7 @@ func TestDirectResetWaitsForFrameInFlight(t *testing.T) {
 	d.unlock()
 	<-done
 	_, err := cs.Read(make([]byte, 10))
-	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
+	if !errors.Is(err, wire.ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
 		t.Fatalf("got %v, want PERMISSION_DENIED lease ended", err)
 	}
 }
@@ -364,11 +364,11 @@ func TestDirectResetWaitsForFrameInFlight(t *testing.T) {
 // without acting on it.
 func requestDirect(t *testing.T, cli *Conn) *Msg {
 	t.Helper()
-	h := Header{}
-	h.Set(HeaderStream, "abc123")
-	h.Set(HeaderStreamWindow, "65536")
+	h := wire.Header{}
+	h.Set(wire.HeaderStream, "abc123")
+	h.Set(wire.HeaderStreamWindow, "65536")
 	h.Set(HeaderStreamDirect, "1")
-	reply, err := cli.Request(context.Background(), CallSubject("e1", "net", "connect"), h, nil)
+	reply, err := cli.Request(context.Background(), wire.CallSubject("e1", "net", "connect"), h, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,7 @@
 // flow-controlled byte streams over core NATS subjects (or the direct connection beside the bus).
 //
 // It is the only package of jsn that imports nats.go or nats-server. What the bytes mean — error
-// codes, the codec, subject names, stream frames — is the NATS-free package wire; the few wire
-// names still re-exported here (bus.Errorf, bus.Marshal, …) are for code not yet moved to wire.
-// It knows nothing of drivers, leases or exporters beyond the subject layout: callers above it
-// speak in subjects, headers and bytes.
+// codes, the codec, subject names, headers, stream frames — is the NATS-free package wire, which
+// every caller uses directly. It knows nothing of drivers, leases or exporters beyond the subject
+// layout: callers above it speak in subjects, headers and bytes.
 package bus

@@ -212,7 +212,7 @@ func TestStreamSubjectsCarryTheLease(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	_ = out.Flush(context.Background())
-	cs, err := cli.OpenStream(context.Background(), "e1", CallSubject("e1", "net", "connect"), Header{HeaderLease: {"L1"}}, nil)
+	cs, err := cli.OpenStream(context.Background(), "e1", wire.CallSubject("e1", "net", "connect"), wire.Header{wire.HeaderLease: {"L1"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,13 +228,13 @@ func TestStreamSubjectsCarryTheLease(t *testing.T) {
 		lease string
 		off   uint64
 	}{{"L2", 200}, {wire.NoLease, 300}, {"L1", 100}} {
-		if err := raw.Publish(wire.StreamSubject("e1", f.lease, es.ID()), nil, wire.AppendFrame(nil, Frame{Type: wire.FrameData, Offset: f.off, Data: []byte("x")})); err != nil {
+		if err := raw.Publish(wire.StreamSubject("e1", f.lease, es.ID()), nil, wire.AppendFrame(nil, wire.Frame{Type: wire.FrameData, Offset: f.off, Data: []byte("x")})); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// Only the frame on L1's subject arrived: its gap resets the stream.
 	_, err = es.Read(make([]byte, 1))
-	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "expected offset 0, got 100") {
+	if !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), "expected offset 0, got 100") {
 		t.Fatalf("got %v, want the reset of the frame on the stream's own lease subject", err)
 	}
 	_ = cs.Close()

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/micro"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 // ServiceConfig describes a nats.go micro service, which standard NATS tooling lists through
@@ -44,7 +46,7 @@ func (c *Conn) AddService(cfg ServiceConfig) (*Service, error) {
 // their requester's inbox never reach h.
 func (s *Service) Handle(name, subject string, h func(*Msg)) error {
 	err := s.svc.AddEndpoint(name, micro.HandlerFunc(func(r micro.Request) {
-		m := &Msg{Subject: r.Subject(), Reply: r.Reply(), Header: Header(r.Headers()), Data: r.Data(), conn: s.conn}
+		m := &Msg{Subject: r.Subject(), Reply: r.Reply(), Header: wire.Header(r.Headers()), Data: r.Data(), conn: s.conn}
 		if s.conn.replyAllowed(m) {
 			h(m)
 		}

@@ -121,7 +121,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 			}
 			s.mu.Unlock()
 			if grant != 0 {
-				s.sendControl(Frame{Type: wire.FrameCredit, Offset: grant}, waitSlot)
+				s.sendControl(wire.Frame{Type: wire.FrameCredit, Offset: grant}, waitSlot)
 			}
 			return n, nil
 		}
@@ -177,14 +177,14 @@ func (s *Stream) Write(p []byte) (int, error) {
 		var err error
 		if d != nil {
 			// The data goes to the socket straight from p (writev), without a copy.
-			s.wbuf = wire.AppendFrame(s.wbuf[:0], Frame{Type: wire.FrameData, Offset: off})
+			s.wbuf = wire.AppendFrame(s.wbuf[:0], wire.Frame{Type: wire.FrameData, Offset: off})
 			err = d.send(s.wbuf, p[written:written+int(n)])
 		} else {
-			s.wbuf = wire.AppendFrame(s.wbuf[:0], Frame{Type: wire.FrameData, Offset: off, Data: p[written : written+int(n)]})
+			s.wbuf = wire.AppendFrame(s.wbuf[:0], wire.Frame{Type: wire.FrameData, Offset: off, Data: p[written : written+int(n)]})
 			err = s.conn.Publish(s.out, nil, s.wbuf)
 		}
 		if err != nil {
-			err = &Error{Code: Unavailable, Message: fmt.Sprintf("stream %s: send: %v", s.id, err)}
+			err = &wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: send: %v", s.id, err)}
 			s.fail(err, false)
 			return written, err
 		}
@@ -211,7 +211,7 @@ func (s *Stream) CloseWrite() error {
 	s.finSent = true
 	off := s.sent
 	s.mu.Unlock()
-	fin := wire.AppendFrame(nil, Frame{Type: wire.FrameFin, Offset: off})
+	fin := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameFin, Offset: off})
 	if d != nil {
 		return d.send(fin, nil)
 	}
@@ -268,24 +268,35 @@ func (s *Stream) Close() error {
 		s.fail(ErrStreamClosed, false)
 		return nil
 	}
-	s.Reset(&Error{Code: Unavailable, Message: "stream closed by the other side"})
+	s.Reset(&wire.Error{Code: wire.Unavailable, Message: "stream closed by the other side"})
 	s.mu.Lock()
 	s.rerr, s.werr = ErrStreamClosed, ErrStreamClosed
 	s.mu.Unlock()
 	return nil
 }
 
-// Reset aborts the stream with err (its code and message reach the peer).
+// Reset aborts the stream with err (its code and message reach the peer). Read and Write return
+// err from then on, whatever the peer's answer to the reset does to the connection meanwhile.
 func (s *Stream) Reset(err error) {
 	s.mu.Lock()
 	already := s.done
+	if !already {
+		// Before the reset goes out: the peer may close a direct connection on receiving it,
+		// and that must not become the error this side reports.
+		if s.rerr == nil {
+			s.rerr = err
+		}
+		if s.werr == nil {
+			s.werr = err
+		}
+	}
 	s.mu.Unlock()
 	if !already {
 		msg := err.Error()
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		s.sendControl(Frame{Type: wire.FrameReset, Code: CodeOf(err), Message: msg}, resetWait)
+		s.sendControl(wire.Frame{Type: wire.FrameReset, Code: wire.CodeOf(err), Message: msg}, resetWait)
 	}
 	s.fail(err, false)
 }
@@ -334,7 +345,7 @@ const (
 
 // sendControl sends a control frame on the stream's path. A frame that cannot get the direct
 // connection's write slot goes on the bus instead (the peer reads both).
-func (s *Stream) sendControl(f Frame, w controlWait) {
+func (s *Stream) sendControl(f wire.Frame, w controlWait) {
 	b := wire.AppendFrame(make([]byte, 0, 16+len(f.Message)), f)
 	if d := s.dc.Load(); d != nil {
 		var ok bool
@@ -359,7 +370,7 @@ func (s *Stream) sendControl(f Frame, w controlWait) {
 // handle applies a frame from the peer, received on the direct connection or on the bus. It
 // blocks only to send a reset of a broken stream (at most 2 s, see resetWait). A frame on the bus
 // while a direct offer is pending means the client chose the bus.
-func (s *Stream) handle(f Frame, direct bool) {
+func (s *Stream) handle(f wire.Frame, direct bool) {
 	if !direct && s.decided != nil {
 		s.decide(nil)
 	}
@@ -374,12 +385,12 @@ func (s *Stream) handle(f Frame, direct bool) {
 		if f.Offset != s.recvd {
 			want := s.recvd
 			s.mu.Unlock()
-			s.Reset(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s lost data: expected offset %d, got %d (slow consumer or reconnect)", s.id, want, f.Offset)})
+			s.Reset(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s lost data: expected offset %d, got %d (slow consumer or reconnect)", s.id, want, f.Offset)})
 			return
 		}
 		if s.recvd+uint64(len(f.Data)) > s.granted {
 			s.mu.Unlock()
-			s.Reset(&Error{Code: InvalidArgument, Message: fmt.Sprintf("stream %s: peer sent beyond its credit of %d bytes", s.id, s.granted)})
+			s.Reset(&wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("stream %s: peer sent beyond its credit of %d bytes", s.id, s.granted)})
 			return
 		}
 		if len(f.Data) > 0 {
@@ -404,14 +415,14 @@ func (s *Stream) handle(f Frame, direct bool) {
 		if f.Offset != s.recvd {
 			want := s.recvd
 			s.mu.Unlock()
-			s.Reset(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s lost data: peer finished at offset %d, received %d", s.id, f.Offset, want)})
+			s.Reset(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s lost data: peer finished at offset %d, received %d", s.id, f.Offset, want)})
 			return
 		}
 		s.finRecv = true
 		s.mu.Unlock()
 		signal(s.readable)
 	case wire.FrameReset:
-		err := &Error{Code: f.Code, Message: f.Message}
+		err := &wire.Error{Code: f.Code, Message: f.Message}
 		s.mu.Unlock()
 		s.fail(err, true)
 	default:
@@ -426,7 +437,7 @@ func (s *Stream) keepalive(now time.Time) (silent bool) {
 	g := s.granted
 	silent = now.Sub(s.heard) > time.Duration(keepaliveMisses)*keepaliveEvery+keepaliveEvery/2
 	s.mu.Unlock()
-	s.sendControl(Frame{Type: wire.FrameCredit, Offset: g}, skipIfBusy)
+	s.sendControl(wire.Frame{Type: wire.FrameCredit, Offset: g}, skipIfBusy)
 	return silent
 }
 
@@ -482,10 +493,10 @@ func (m *streamMux) add(s *Stream) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return &Error{Code: Unavailable, Message: "connection closed"}
+		return &wire.Error{Code: wire.Unavailable, Message: "connection closed"}
 	}
 	if _, dup := m.m[s.id]; dup {
-		return &Error{Code: InvalidArgument, Message: fmt.Sprintf("stream id %q already in use", s.id)}
+		return &wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("stream id %q already in use", s.id)}
 	}
 	m.m[s.id] = s
 	return nil
@@ -520,7 +531,7 @@ func (m *streamMux) keepalives() {
 		case now := <-t.C:
 			for _, s := range m.snapshot("") {
 				if s.keepalive(now) {
-					s.Reset(&Error{Code: Unavailable, Message: fmt.Sprintf("stream %s: peer silent for %s, assumed gone", s.id, time.Duration(keepaliveMisses)*keepaliveEvery)})
+					s.Reset(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: peer silent for %s, assumed gone", s.id, time.Duration(keepaliveMisses)*keepaliveEvery)})
 				}
 			}
 		}
@@ -547,8 +558,8 @@ func (m *streamMux) close(err error) {
 // OpenStream sends a call that opens a stream (subject is the call subject of exporter) and
 // returns the client's end once the exporter accepted it. The exporter's error reply is returned
 // as an *Error.
-func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Header, body []byte) (*Stream, error) {
-	lease := hdr.Get(HeaderLease)
+func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr wire.Header, body []byte) (*Stream, error) {
+	lease := hdr.Get(wire.HeaderLease)
 	mux, err := c.clientMux(exporter, lease)
 	if err != nil {
 		return nil, err
@@ -558,12 +569,12 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 	if err := mux.add(s); err != nil {
 		return nil, err
 	}
-	h := Header{}
+	h := wire.Header{}
 	for k, v := range hdr {
 		h[k] = v
 	}
-	h.Set(HeaderStream, id)
-	h.Set(HeaderStreamWindow, strconv.FormatUint(DefaultWindow, 10))
+	h.Set(wire.HeaderStream, id)
+	h.Set(wire.HeaderStreamWindow, strconv.FormatUint(DefaultWindow, 10))
 	if !c.noDirect.Load() {
 		h.Set(HeaderStreamDirect, "1")
 	}
@@ -572,13 +583,13 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 		s.fail(err, false)
 		return nil, err
 	}
-	w, perr := strconv.ParseUint(reply.Header.Get(HeaderStreamWindow), 10, 64)
+	w, perr := strconv.ParseUint(reply.Header.Get(wire.HeaderStreamWindow), 10, 64)
 	if perr != nil || w == 0 {
-		err := &Error{Code: Internal, Message: fmt.Sprintf("%s: stream accepted without a valid %s header", subject, HeaderStreamWindow)}
+		err := &wire.Error{Code: wire.Internal, Message: fmt.Sprintf("%s: stream accepted without a valid %s header", subject, wire.HeaderStreamWindow)}
 		s.Reset(err)
 		return nil, err
 	}
-	s.handle(Frame{Type: wire.FrameCredit, Offset: w}, true)
+	s.handle(wire.Frame{Type: wire.FrameCredit, Offset: w}, true)
 	if addr := reply.Header.Get(HeaderStreamDirect); addr != "" {
 		if dc, err := dialDirect(ctx, addr, reply.Header.Get(HeaderStreamToken), reply.Header.Get(HeaderStreamPin)); err == nil {
 			s.mu.Lock()
@@ -586,7 +597,7 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr Hea
 			s.mu.Unlock()
 		} else {
 			// Tell the exporter to use the bus: any frame of ours there does.
-			s.sendControl(Frame{Type: wire.FrameCredit, Offset: DefaultWindow}, waitSlot)
+			s.sendControl(wire.Frame{Type: wire.FrameCredit, Offset: DefaultWindow}, waitSlot)
 		}
 	}
 	return s, nil
@@ -606,7 +617,7 @@ func (c *Conn) clientMux(exporter, lease string) (*streamMux, error) {
 		return m, nil
 	}
 	if c.nc.IsClosed() {
-		return nil, &Error{Code: Unavailable, Message: "connection closed"}
+		return nil, &wire.Error{Code: wire.Unavailable, Message: "connection closed"}
 	}
 	m, err := newStreamMux(c, wire.StreamOutWildcard(exporter, lease))
 	if err != nil {
@@ -643,22 +654,22 @@ func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
 }
 
 // Opens reports whether call message m asks to open a stream.
-func Opens(m *Msg) bool { return m.Header.Get(HeaderStream) != "" }
+func Opens(m *Msg) bool { return m.Header.Get(wire.HeaderStream) != "" }
 
 // Accept creates the exporter's end of the stream that call m opens, in group (the lease, for
 // ResetGroup). Its subjects carry the lease m presents (Jsn-Lease; wire.NoLease if none): only frames
 // on its own lease's stream subject reach it. Reply to m with the returned header to tell the client the
 // stream is open.
-func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
-	id := m.Header.Get(HeaderStream)
+func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, wire.Header, error) {
+	id := m.Header.Get(wire.HeaderStream)
 	if !wire.ValidName(id) {
-		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q is not a valid stream id", HeaderStream, id)}
+		return nil, nil, &wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("%s %q is not a valid stream id", wire.HeaderStream, id)}
 	}
-	w, err := strconv.ParseUint(m.Header.Get(HeaderStreamWindow), 10, 64)
+	w, err := strconv.ParseUint(m.Header.Get(wire.HeaderStreamWindow), 10, 64)
 	if err != nil || w == 0 {
-		return nil, nil, &Error{Code: InvalidArgument, Message: fmt.Sprintf("%s %q must be a positive number of bytes", HeaderStreamWindow, m.Header.Get(HeaderStreamWindow))}
+		return nil, nil, &wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("%s %q must be a positive number of bytes", wire.HeaderStreamWindow, m.Header.Get(wire.HeaderStreamWindow))}
 	}
-	lease := wire.LeaseToken(m.Header.Get(HeaderLease))
+	lease := wire.LeaseToken(m.Header.Get(wire.HeaderLease))
 	s := newStream(ss.mux, id, wire.StreamOutSubject(ss.exporter, lease, id), group, DefaultWindow)
 	s.lease = lease
 	s.limit = w
@@ -670,7 +681,7 @@ func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, Header, error) {
 	if err := ss.mux.add(s); err != nil {
 		return nil, nil, err
 	}
-	h := Header{HeaderStreamWindow: {strconv.FormatUint(DefaultWindow, 10)}}
+	h := wire.Header{wire.HeaderStreamWindow: {strconv.FormatUint(DefaultWindow, 10)}}
 	if s.offeredBy != nil {
 		if d.offer(s) {
 			h.Set(HeaderStreamDirect, d.Address())
@@ -704,5 +715,5 @@ func (ss *StreamServer) Count() int {
 
 // Close resets every stream and stops receiving.
 func (ss *StreamServer) Close() {
-	ss.mux.close(&Error{Code: Unavailable, Message: "exporter shutting down"})
+	ss.mux.close(&wire.Error{Code: wire.Unavailable, Message: "exporter shutting down"})
 }

@@ -7,20 +7,20 @@ import (
 	"os"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client/remote"
-	"jsn.dev/jsn/drivers/driver"
 )
 
 // Sentinel errors: every error that crossed the bus matches exactly one of these with errors.Is.
 var (
-	ErrNotFound           = bus.ErrNotFound
-	ErrInvalidArgument    = bus.ErrInvalidArgument
-	ErrFailedPrecondition = bus.ErrFailedPrecondition
-	ErrPermissionDenied   = bus.ErrPermissionDenied
-	ErrDeadlineExceeded   = bus.ErrDeadlineExceeded
-	ErrUnavailable        = bus.ErrUnavailable
-	ErrUnimplemented      = bus.ErrUnimplemented
-	ErrInternal           = bus.ErrInternal
+	ErrNotFound           = wire.ErrNotFound
+	ErrInvalidArgument    = wire.ErrInvalidArgument
+	ErrFailedPrecondition = wire.ErrFailedPrecondition
+	ErrPermissionDenied   = wire.ErrPermissionDenied
+	ErrDeadlineExceeded   = wire.ErrDeadlineExceeded
+	ErrUnavailable        = wire.ErrUnavailable
+	ErrUnimplemented      = wire.ErrUnimplemented
+	ErrInternal           = wire.ErrInternal
 )
 
 // ErrNoSession is returned by OptionsFromEnv().Validate when no lab session is attached.
@@ -112,7 +112,7 @@ func ConnectWith(ctx context.Context, o Options) (*Client, error) {
 			return nil, fmt.Errorf("connect: %w", err)
 		}
 		name = n // the inbox is the one the credential may subscribe to
-	} else if o.Lease != "" && bus.ValidName(o.Lease) && bus.ValidName(o.Exporter) {
+	} else if o.Lease != "" && wire.ValidName(o.Lease) && wire.ValidName(o.Exporter) {
 		inbox = bus.LeaseInbox(o.Exporter, o.Lease) // what a lease credential would have
 	}
 	ca := o.CA
@@ -153,7 +153,7 @@ func Dial(ctx context.Context, o Options) (*Exporter, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	if err := bus.CheckName("exporter", o.Exporter); err != nil {
+	if err := wire.CheckName("exporter", o.Exporter); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
 	c, err := ConnectWith(ctx, o)
@@ -188,16 +188,16 @@ func (e *Exporter) Close() error {
 }
 
 // Describe fetches the driver tree.
-func (e *Exporter) Describe(ctx context.Context) (*driver.Description, error) {
-	m, err := e.c.conn.Request(ctx, bus.DescribeSubject(e.name), nil, nil)
+func (e *Exporter) Describe(ctx context.Context) (*wire.Description, error) {
+	m, err := e.c.conn.Request(ctx, wire.DescribeSubject(e.name), nil, nil)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
-			return nil, bus.Errorf(bus.Unavailable, "exporter %s is not answering (is it running, and is JSN_HOST right?): %v", e.name, err)
+			return nil, wire.Errorf(wire.Unavailable, "exporter %s is not answering (is it running, and is JSN_HOST right?): %v", e.name, err)
 		}
 		return nil, err
 	}
-	var d driver.Description
-	if err := bus.Unmarshal(m.Data, &d); err != nil {
+	var d wire.Description
+	if err := wire.Unmarshal(m.Data, &d); err != nil {
 		return nil, fmt.Errorf("describe %s: %w", e.name, err)
 	}
 	return &d, nil
@@ -215,22 +215,22 @@ type Driver struct {
 // Path returns the driver's dotted path.
 func (d *Driver) Path() string { return d.path }
 
-func (d *Driver) request(method string, args []any) (subject string, hdr bus.Header, body []byte, err error) {
-	if !bus.ValidPath(d.path) {
-		return "", nil, nil, bus.Errorf(bus.NotFound, "driver path %q is not valid (dotted names of letters, digits, - and _)", d.path)
+func (d *Driver) request(method string, args []any) (subject string, hdr wire.Header, body []byte, err error) {
+	if !wire.ValidPath(d.path) {
+		return "", nil, nil, wire.Errorf(wire.NotFound, "driver path %q is not valid (dotted names of letters, digits, - and _)", d.path)
 	}
-	if !bus.ValidName(method) {
-		return "", nil, nil, bus.Errorf(bus.NotFound, "method name %q is not valid", method)
+	if !wire.ValidName(method) {
+		return "", nil, nil, wire.Errorf(wire.NotFound, "method name %q is not valid", method)
 	}
-	body, err = bus.EncodeArgs(args)
+	body, err = wire.EncodeArgs(args)
 	if err != nil {
-		return "", nil, nil, bus.Errorf(bus.InvalidArgument, "%s.%s: %v", d.path, method, err)
+		return "", nil, nil, wire.Errorf(wire.InvalidArgument, "%s.%s: %v", d.path, method, err)
 	}
-	hdr = bus.Header{}
+	hdr = wire.Header{}
 	if d.e.lease != "" {
-		hdr.Set(bus.HeaderLease, d.e.lease)
+		hdr.Set(wire.HeaderLease, d.e.lease)
 	}
-	return bus.CallSubject(d.e.name, d.path, method), hdr, body, nil
+	return wire.CallSubject(d.e.name, d.path, method), hdr, body, nil
 }
 
 // Call invokes a call-kind method and returns its result decoded as a generic msgpack value
@@ -255,7 +255,7 @@ func (d *Driver) CallInto(ctx context.Context, method string, out any, args ...a
 	if out == nil || len(m.Data) == 0 {
 		return nil
 	}
-	if err := bus.Unmarshal(m.Data, out); err != nil {
+	if err := wire.Unmarshal(m.Data, out); err != nil {
 		return fmt.Errorf("%s.%s: result: %w", d.path, method, err)
 	}
 	return nil
@@ -271,13 +271,13 @@ func (d *Driver) Stream(ctx context.Context, method string, args ...any) (Items,
 	_ = s.CloseWrite()
 	// The stream lives as long as ctx: cancelling it stops the driver and unblocks Next.
 	stop := context.AfterFunc(ctx, func() { s.Reset(context.Cause(ctx)) })
-	return &items{s: s, dec: bus.NewDecoder(s), stop: stop}, nil
+	return &items{s: s, dec: wire.NewDecoder(s), stop: stop}, nil
 }
 
 // items reads the items of a server-streaming call from its stream.
 type items struct {
 	s    *bus.Stream
-	dec  *bus.Decoder
+	dec  *wire.Decoder
 	stop func() bool
 }
 
@@ -309,13 +309,13 @@ func (d *Driver) open(ctx context.Context, method string, args []any) (*bus.Stre
 // read-only tap subject (console bytes, readings), until ctx ends. It needs no lease: taps are for
 // observers. fn runs in one goroutine, in order.
 func (c *Client) Tap(ctx context.Context, exporter, path string, fn func(data []byte)) error {
-	if err := bus.CheckName("exporter", exporter); err != nil {
-		return bus.Errorf(bus.InvalidArgument, "tap: %v", err)
+	if err := wire.CheckName("exporter", exporter); err != nil {
+		return wire.Errorf(wire.InvalidArgument, "tap: %v", err)
 	}
-	if !bus.ValidPath(path) {
-		return bus.Errorf(bus.InvalidArgument, "tap: driver path %q is not valid", path)
+	if !wire.ValidPath(path) {
+		return wire.Errorf(wire.InvalidArgument, "tap: driver path %q is not valid", path)
 	}
-	sub, err := c.conn.Subscribe(bus.TapSubject(exporter, path), "", func(m *bus.Msg) { fn(m.Data) })
+	sub, err := c.conn.Subscribe(wire.TapSubject(exporter, path), "", func(m *bus.Msg) { fn(m.Data) })
 	if err != nil {
 		return err
 	}

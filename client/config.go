@@ -1,11 +1,8 @@
 package client
 
 import (
-	"bytes"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,139 +11,33 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"jsn.dev/jsn/bus"
-	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/client/clientconfig"
 )
 
-// Client config files (distributed mode): who the user is on a controller.
+// Client config files (distributed mode): who the user is on a controller. The file's schema is
+// package clientconfig's, which the controller shares.
 const (
-	ConfigAPIVersion = "jsn.dev/v1alpha1"
-	ConfigKind       = "ClientConfig"
+	ConfigAPIVersion = clientconfig.APIVersion
+	ConfigKind       = clientconfig.Kind
 
 	EnvClientConfig = "JSN_CLIENT_CONFIG" // path of the client config file to use
 	EnvEndpoint     = "JSN_ENDPOINT"      // overrides the client config's endpoint
 	EnvCreds        = "JSN_CREDS"         // path of a .creds file the bus connection authenticates with
 
-	RoleClient = "client"
-	RoleAdmin  = "admin"
+	RoleClient = clientconfig.RoleClient
+	RoleAdmin  = clientconfig.RoleAdmin
 )
 
 // Config is a client config file: the controller's endpoint and the user's own credentials.
-type Config struct {
-	APIVersion string         `yaml:"apiVersion" jsn:"required"`
-	Kind       string         `yaml:"kind" jsn:"required"`
-	Metadata   ConfigMetadata `yaml:"metadata" jsn:"required"`
-	Endpoint   string         `yaml:"endpoint" jsn:"required"`
-	// CA is the PEM of the certificate authority the endpoint's TLS certificate must chain to;
-	// "" means the system's roots.
-	CA string `yaml:"ca,omitempty"`
-	// Credentials is the content of a NATS .creds file (user JWT and nkey seed).
-	Credentials string   `yaml:"credentials" jsn:"required"`
-	Role        string   `yaml:"role"`            // RoleClient (default) or RoleAdmin
-	Allow       []string `yaml:"allow,omitempty"` // informational: the controller enforces it
-
-	File string `yaml:"-"` // where it was loaded from; "" if parsed from memory
-}
+type Config = clientconfig.Config
 
 // ConfigMetadata names the client identity.
-type ConfigMetadata struct {
-	Name string `yaml:"name" jsn:"required"`
-}
+type ConfigMetadata = clientconfig.Metadata
 
-// Name returns the client identity's name.
-func (c *Config) Name() string { return c.Metadata.Name }
-
-// ParseConfig strictly decodes a client config read from file (used in error positions). Every
-// problem is reported, as driver.ConfigErrors with file:line:col.
-func ParseConfig(file string, data []byte) (*Config, error) {
-	var errs driver.ConfigErrors
-	add := func(n *yaml.Node, path, format string, args ...any) {
-		e := driver.ConfigError{File: file, Path: path, Msg: fmt.Sprintf(format, args...)}
-		if n != nil {
-			e.Line, e.Col = n.Line, n.Column
-		}
-		errs = append(errs, e)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			add(nil, "", "empty client config")
-		} else {
-			add(nil, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
-		}
-		return nil, errs
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		add(&extra, "", "multiple YAML documents; a client config is one document")
-	}
-	if len(doc.Content) != 1 || doc.Content[0].Kind != yaml.MappingNode {
-		add(&doc, "", "want a mapping (apiVersion, kind, metadata, endpoint, credentials)")
-		return nil, errs
-	}
-	root := doc.Content[0]
-	var c Config
-	var derrs driver.ConfigErrors
-	if err := driver.DecodeConfig(file, root, "", &c); errors.As(err, &derrs) {
-		errs = append(errs, derrs...)
-	} else if err != nil {
-		add(root, "", "%v", err)
-	}
-	if c.APIVersion != "" && c.APIVersion != ConfigAPIVersion {
-		add(driver.ValueNode(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q", c.APIVersion, ConfigAPIVersion)
-	}
-	if c.Kind != "" && c.Kind != ConfigKind {
-		add(driver.ValueNode(root, "kind"), "kind", "kind is %q; want %q", c.Kind, ConfigKind)
-	}
-	if c.Metadata.Name != "" && !bus.ValidName(c.Metadata.Name) {
-		add(driver.ValueNode(driver.ValueNode(root, "metadata"), "name"), "metadata.name",
-			"invalid client name %q: use letters, digits, - and _", c.Metadata.Name)
-	}
-	switch c.Role {
-	case "":
-		c.Role = RoleClient
-	case RoleClient, RoleAdmin:
-	default:
-		add(driver.ValueNode(root, "role"), "role", "role is %q; want %q or %q", c.Role, RoleClient, RoleAdmin)
-	}
-	if c.Endpoint != "" && !validEndpoint(c.Endpoint) {
-		add(driver.ValueNode(root, "endpoint"), "endpoint", "endpoint %q: want nats://host:port (comma-separated for several)", c.Endpoint)
-	}
-	if c.CA != "" && !validCA(c.CA) {
-		add(driver.ValueNode(root, "ca"), "ca", "want a PEM certificate (-----BEGIN CERTIFICATE-----)")
-	}
-	if c.Credentials != "" && !strings.Contains(c.Credentials, "BEGIN NATS USER JWT") {
-		add(driver.ValueNode(root, "credentials"), "credentials", "want the content of a NATS .creds file (a user JWT and an nkey seed)")
-	}
-	if len(errs) > 0 {
-		errs.Sort()
-		return nil, errs
-	}
-	c.File = file
-	return &c, nil
-}
-
-// validCA reports whether s holds at least one PEM certificate.
-func validCA(s string) bool {
-	return x509.NewCertPool().AppendCertsFromPEM([]byte(s))
-}
-
-func validEndpoint(s string) bool {
-	for _, u := range strings.Split(s, ",") {
-		u = strings.TrimSpace(u)
-		scheme, rest, ok := strings.Cut(u, "://")
-		if !ok || rest == "" || strings.ContainsAny(rest, " \t\n") {
-			return false
-		}
-		switch scheme {
-		case "nats", "tls", "ws", "wss", "unix":
-		default:
-			return false
-		}
-	}
-	return true
-}
+// ParseConfig strictly decodes a client config read from file (used in error positions); see
+// clientconfig.Parse.
+func ParseConfig(file string, data []byte) (*Config, error) { return clientconfig.Parse(file, data) }
 
 // ConfigHome is the directory of jsn's user configuration: $XDG_CONFIG_HOME/jsn, by default
 // ~/.config/jsn.
@@ -252,7 +143,7 @@ func ImportConfig(file string, data []byte, makeCurrent bool) (*Config, string, 
 
 // UseConfig makes the imported client config name the current one.
 func UseConfig(name string) error {
-	if !bus.ValidName(name) {
+	if !wire.ValidName(name) {
 		return fmt.Errorf("use client config: %w: invalid name %q", ErrInvalidArgument, name)
 	}
 	home, err := ConfigHome()
@@ -344,7 +235,7 @@ func LoadConfig(file string) (*Config, error) {
 		if uc.CurrentClient == "" {
 			return nil, ErrNoClientConfig
 		}
-		if !bus.ValidName(uc.CurrentClient) {
+		if !wire.ValidName(uc.CurrentClient) {
 			return nil, fmt.Errorf("load client config: %s: invalid currentClient %q", filepath.Join(home, "config.yaml"), uc.CurrentClient)
 		}
 		file = filepath.Join(home, "clients", uc.CurrentClient+".yaml")

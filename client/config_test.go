@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -60,7 +60,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad yaml", "a: [", "invalid YAML"},
 	} {
 		_, err := ParseConfig("a.yaml", []byte(tc.data))
-		var ce driver.ConfigErrors
+		var ce yamlconf.Errors
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want ConfigErrors containing %q", tc.name, err, tc.want)
 		}

@@ -1,6 +1,7 @@
 // Package client is the Go API of jsn: it connects to a bus (a local session's Unix socket or a
 // lab's NATS endpoint), describes exporters, calls their drivers, opens byte streams, observes
-// taps, and in distributed mode talks to the controller (leases, client configs).
+// taps, and in distributed mode talks to the controller (Controller: leases and exporters, and
+// with an admin's client config, identities), reading client configs (clientconfig's schema).
 //
 // The CLI and every other program reach exporters and the controller only through this package.
 // Typed clients per interface (power.NewClient, serial.NewClient, …) live beside their drivers

@@ -10,100 +10,9 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
-	"jsn.dev/jsn/drivers/driver"
 )
-
-// Controller is a connection to the lab controller with a client's own identity: request,
-// extend, release and list leases, list exporters. A granted lease's credential then reaches the
-// exporter through Dial, exactly like a local session.
-type Controller struct {
-	conn     *bus.Conn
-	name     string // the client identity
-	endpoint string
-	ca       []byte // PEM CA of the endpoint's TLS certificate; nil for the system's roots
-}
-
-// DialController connects to cfg's endpoint with its credentials.
-func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
-	if err := CheckCredentials(cfg); err != nil {
-		return nil, err
-	}
-	var ca []byte
-	if cfg.CA != "" {
-		ca = []byte(cfg.CA)
-	}
-	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials), CA: ca})
-	if err != nil {
-		return nil, authError(fmt.Errorf("connect to controller: %w", err))
-	}
-	return &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint, ca: ca}, nil
-}
-
-// CheckCredentials checks that cfg's credentials are a client identity's of the current
-// scheme: they receive on the client's own inbox prefix (_INBOX_c.<name>), where the controller
-// answers. Credentials issued by an older controller are refused with a hint to re-issue them.
-func CheckCredentials(cfg *Config) error {
-	in, err := bus.CredsInbox([]byte(cfg.Credentials))
-	if err != nil {
-		return fmt.Errorf("client config %s: %w", cfg.File, err)
-	}
-	if want := bus.InboxPrefix(bus.KindClient, cfg.Metadata.Name); in != want {
-		return bus.Errorf(bus.PermissionDenied, "client config %s: its credentials receive on %s.>, not %s.> as credentials of client %s do now "+
-			"(issued by an older jsn?): ask an admin to issue them again (jsn admin delete client %s; jsn admin create client %s)",
-			cfg.File, in, want, cfg.Metadata.Name, cfg.Metadata.Name, cfg.Metadata.Name)
-	}
-	return nil
-}
-
-// authError gives a refused connection the PermissionDenied code.
-func authError(err error) error {
-	s := strings.ToLower(err.Error())
-	for _, w := range []string{"authorization violation", "authentication expired", "authentication revoked", "permissions violation", "user authentication"} {
-		if strings.Contains(s, w) {
-			return &bus.Error{Code: bus.PermissionDenied, Message: err.Error()}
-		}
-	}
-	return err
-}
-
-// Name returns the client identity's name.
-func (c *Controller) Name() string { return c.name }
-
-// Endpoint returns the controller's address.
-func (c *Controller) Endpoint() string { return c.endpoint }
-
-// CA returns the PEM of the CA the controller's TLS certificate chains to, nil if the client
-// config names none.
-func (c *Controller) CA() []byte { return c.ca }
-
-// Close closes the connection.
-func (c *Controller) Close() error {
-	c.conn.Close()
-	return nil
-}
-
-func (c *Controller) call(ctx context.Context, verb string, req, out any) error {
-	b, err := bus.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("%s: %w", verb, err)
-	}
-	m, err := c.conn.Request(ctx, api.ClientSubject(c.name, verb), nil, b)
-	if err != nil {
-		var be *bus.Error
-		if errors.As(err, &be) && be.Code == bus.Unavailable && strings.Contains(be.Message, "nobody is serving") {
-			return bus.Errorf(bus.Unavailable, "%s: the controller is not answering (is `jsn controller run` up?)", verb)
-		}
-		return err
-	}
-	if out == nil || len(m.Data) == 0 {
-		return nil
-	}
-	if err := bus.Unmarshal(m.Data, out); err != nil {
-		return fmt.Errorf("%s: reply: %w", verb, err)
-	}
-	return nil
-}
 
 // RequestLease asks for a lease. The reply's lease is active (with a credential) or queued (its
 // Reason says why); see WaitLease.
@@ -113,7 +22,7 @@ func (c *Controller) RequestLease(ctx context.Context, req api.LeaseRequest) (*a
 		return nil, err
 	}
 	if r.Lease == nil {
-		return nil, bus.Errorf(bus.Internal, "lease request: the controller replied without a lease")
+		return nil, wire.Errorf(wire.Internal, "lease request: the controller replied without a lease")
 	}
 	return &r, nil
 }
@@ -125,7 +34,7 @@ func (c *Controller) GetLease(ctx context.Context, id string) (*api.LeaseReply, 
 		return nil, err
 	}
 	if r.Lease == nil {
-		return nil, bus.Errorf(bus.NotFound, "lease %s: not found", id)
+		return nil, wire.Errorf(wire.NotFound, "lease %s: not found", id)
 	}
 	return &r, nil
 }
@@ -222,15 +131,15 @@ func Pages(get func(api.Page) (next string, err error)) error {
 			return err
 		}
 		if next <= p.After {
-			return bus.Errorf(bus.Internal, "list: the cursor went back from %q to %q", p.After, next)
+			return wire.Errorf(wire.Internal, "list: the cursor went back from %q to %q", p.After, next)
 		}
 		p.After = next
 	}
 }
 
 // DescribeExporter returns the driver tree exporter name registered with.
-func (c *Controller) DescribeExporter(ctx context.Context, name string) (*driver.Description, error) {
-	var d driver.Description
+func (c *Controller) DescribeExporter(ctx context.Context, name string) (*wire.Description, error) {
+	var d wire.Description
 	if err := c.call(ctx, api.VerbExportersDesc, api.ExporterName{Name: name}, &d); err != nil {
 		return nil, err
 	}
@@ -245,10 +154,10 @@ func (c *Controller) LeaseOptions(r *api.LeaseReply) (Options, error) {
 		if why == "" {
 			why = "its credential is no longer valid"
 		}
-		return Options{}, bus.Errorf(bus.PermissionDenied, "%s", why)
+		return Options{}, wire.Errorf(wire.PermissionDenied, "%s", why)
 	}
 	if r == nil || r.Lease == nil || r.Credential == nil || r.Lease.Status != api.StatusActive {
-		return Options{}, bus.Errorf(bus.FailedPrecondition, "lease is not active")
+		return Options{}, wire.Errorf(wire.FailedPrecondition, "lease is not active")
 	}
 	host := r.Credential.URL
 	if host == "" {
@@ -261,15 +170,15 @@ func (c *Controller) LeaseOptions(r *api.LeaseReply) (Options, error) {
 // beforeLease and afterLease output; only that lease's credential may receive it), until ctx
 // ends.
 func (c *Client) Hooks(ctx context.Context, exporter, lease string, fn func(api.HookOutput)) error {
-	if err := bus.CheckName("exporter", exporter); err != nil {
-		return bus.Errorf(bus.InvalidArgument, "hooks: %v", err)
+	if err := wire.CheckName("exporter", exporter); err != nil {
+		return wire.Errorf(wire.InvalidArgument, "hooks: %v", err)
 	}
-	if err := bus.CheckName("lease", lease); err != nil {
-		return bus.Errorf(bus.InvalidArgument, "hooks: %v", err)
+	if err := wire.CheckName("lease", lease); err != nil {
+		return wire.Errorf(wire.InvalidArgument, "hooks: %v", err)
 	}
 	sub, err := c.conn.Subscribe(api.HookSubject(exporter, lease), "", func(m *bus.Msg) {
 		var h api.HookOutput
-		if bus.Unmarshal(m.Data, &h) == nil {
+		if wire.Unmarshal(m.Data, &h) == nil {
 			fn(h)
 		}
 	})
@@ -298,17 +207,17 @@ const (
 // not the exporter's. A local exporter answers at once.
 func (e *Exporter) WaitReady(ctx context.Context, replay func(api.HookOutput)) error {
 	if e.lease == "" {
-		return bus.Errorf(bus.FailedPrecondition, "wait for lease: no lease")
+		return wire.Errorf(wire.FailedPrecondition, "wait for lease: no lease")
 	}
-	hdr := bus.Header{}
-	hdr.Set(bus.HeaderLease, e.lease)
+	hdr := wire.Header{}
+	hdr.Set(wire.HeaderLease, e.lease)
 	var got chan api.HookOutput
 	if replay != nil {
 		token := randomToken()
 		got = make(chan api.HookOutput, 1024)
 		sub, err := e.c.conn.Subscribe(api.ReplaySubject(e.name, e.lease, token), "", func(m *bus.Msg) {
 			var h api.HookOutput
-			if bus.Unmarshal(m.Data, &h) == nil {
+			if wire.Unmarshal(m.Data, &h) == nil {
 				select {
 				case got <- h:
 				default:
@@ -327,10 +236,10 @@ func (e *Exporter) WaitReady(ctx context.Context, replay func(api.HookOutput)) e
 	var err error
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-		_, err = e.c.conn.Request(rctx, bus.DescribeSubject(e.name), hdr, nil)
+		_, err = e.c.conn.Request(rctx, wire.DescribeSubject(e.name), hdr, nil)
 		cancel()
-		var be *bus.Error
-		if err != nil && errors.As(err, &be) && be.Code == bus.Unavailable && strings.Contains(be.Message, notReady) && ctx.Err() == nil {
+		var be *wire.Error
+		if err != nil && errors.As(err, &be) && be.Code == wire.Unavailable && strings.Contains(be.Message, notReady) && ctx.Err() == nil {
 			continue
 		}
 		break

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
 	"jsn.dev/jsn/drivers/driver"
@@ -38,7 +38,7 @@ func BenchmarkLeaseGrant(b *testing.B) {
 	}
 	acfg := mustParse(b, adminCfg)
 	acfg.Endpoint = c.URL()
-	adm, err := DialAdmin(ctx, acfg)
+	adm, err := client.DialController(ctx, acfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func BenchmarkLeaseGrant(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cl, err := DialAdmin(ctx, mustParse(b, cfg)) // the same request helper works for the client API
+	cl, err := client.DialController(ctx, mustParse(b, cfg))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -57,12 +57,12 @@ func BenchmarkLeaseGrant(b *testing.B) {
 	start := time.Now()
 	for range b.N {
 		t0 := time.Now()
-		var r api.LeaseReply
-		if err := cl.clientCall(ctx, api.VerbLeaseRequest, api.LeaseRequest{Selector: "board=rpi4", Duration: time.Minute}, &r); err != nil {
+		r, err := cl.RequestLease(ctx, api.LeaseRequest{Selector: "board=rpi4", Duration: time.Minute})
+		if err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(t0))
-		if err := cl.clientCall(ctx, api.VerbLeaseRelease, api.LeaseID{ID: r.Lease.ID}, nil); err != nil {
+		if err := cl.Release(ctx, r.Lease.ID); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -108,7 +108,7 @@ func BenchmarkMemory10k(b *testing.B) {
 		for i := range n {
 			name := "sim-" + strconv.Itoa(i)
 			id := api.Identity{Name: name, Kind: api.KindExporter, PublicKey: "UABCDEFGHIJKLMNOPQRSTUVWXYZ234567ABCDEFGHIJKLMNOPQRSTUV", Labels: labels, Created: now, Scheme: api.IdentityScheme}
-			if err := c.storeIdentity(ctx, &id); err != nil && !errors.Is(err, bus.ErrFailedPrecondition) { // exists: a second round
+			if err := c.storeIdentity(ctx, &id); err != nil && !errors.Is(err, wire.ErrFailedPrecondition) { // exists: a second round
 				b.Fatal(err)
 			}
 			d := *desc
@@ -135,19 +135,19 @@ func BenchmarkMemory10k(b *testing.B) {
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), "heap-MB")
 }
 
-func typicalDescribe() *driver.Description {
-	m := func(name string, kind driver.Kind) *driver.MethodDesc {
-		return &driver.MethodDesc{Name: name, Doc: "does " + name + " on the device", Kind: kind}
+func typicalDescribe() *wire.Description {
+	m := func(name string, kind driver.Kind) *wire.MethodDesc {
+		return &wire.MethodDesc{Name: name, Doc: "does " + name + " on the device", Kind: kind}
 	}
-	return &driver.Description{Labels: map[string]string{"board": "rpi4"}, Drivers: []*driver.NodeDesc{
+	return &wire.Description{Labels: map[string]string{"board": "rpi4"}, Drivers: []*wire.NodeDesc{
 		{Name: "power", Path: "power", Type: "power.Tasmota", Interface: "jsn.power.v1", Doc: "mains switch",
-			Methods: []*driver.MethodDesc{m("on", driver.KindCall), m("off", driver.KindCall), m("cycle", driver.KindCall), m("status", driver.KindCall), m("read", driver.KindServerStream)}},
+			Methods: []*wire.MethodDesc{m("on", driver.KindCall), m("off", driver.KindCall), m("cycle", driver.KindCall), m("status", driver.KindCall), m("read", driver.KindServerStream)}},
 		{Name: "serial", Path: "serial", Type: "serial.Port", Interface: "jsn.serial.v1", Doc: "debug console",
-			Methods: []*driver.MethodDesc{m("connect", driver.KindByteStream), m("write", driver.KindCall), m("expect", driver.KindCall)}},
+			Methods: []*wire.MethodDesc{m("connect", driver.KindByteStream), m("write", driver.KindCall), m("expect", driver.KindCall)}},
 		{Name: "storage", Path: "storage", Type: "storage.SDWire", Interface: "jsn.storage.v1", Doc: "SD card mux",
-			Methods: []*driver.MethodDesc{m("host", driver.KindCall), m("dut", driver.KindCall), m("flash", driver.KindByteStream)}},
+			Methods: []*wire.MethodDesc{m("host", driver.KindCall), m("dut", driver.KindCall), m("flash", driver.KindByteStream)}},
 		{Name: "net", Path: "net", Type: "network.TCP", Interface: "jsn.network.v1", Doc: "ssh",
-			Methods: []*driver.MethodDesc{m("connect", driver.KindByteStream)}},
+			Methods: []*wire.MethodDesc{m("connect", driver.KindByteStream)}},
 	}}
 }
 

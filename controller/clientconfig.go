@@ -6,22 +6,16 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/clientconfig"
 )
 
 // APIVersion is the apiVersion of jsn's config files.
-const APIVersion = client.ConfigAPIVersion
+const APIVersion = clientconfig.APIVersion
 
 // ClientConfigYAML renders a client config (parsed, imported and loaded by package client). ca
 // is the PEM of the CA the controller's TLS certificate chains to (nil for none).
 func ClientConfigYAML(name, endpoint string, creds []byte, admin bool, allow []string, ca []byte) ([]byte, error) {
-	c := client.Config{APIVersion: APIVersion, Kind: client.ConfigKind, Endpoint: endpoint,
-		Credentials: string(creds), Role: client.RoleClient, Allow: allow, CA: string(ca)}
-	c.Metadata.Name = name
-	if admin {
-		c.Role = client.RoleAdmin
-	}
-	return marshalYAML(c)
+	return clientconfig.New(name, endpoint, creds, admin, allow, ca).Marshal()
 }
 
 func marshalYAML(v any) ([]byte, error) {

@@ -19,8 +19,8 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
-	"jsn.dev/jsn/drivers/driver"
 )
 
 // Bucket names.
@@ -132,13 +132,13 @@ type Controller struct {
 
 // exporterRecord is the value of jsn-exporters.
 type exporterRecord struct {
-	Name       string              `msgpack:"name"`
-	Labels     map[string]string   `msgpack:"labels"`   // the admin's: what selectors match
-	Reported   map[string]string   `msgpack:"reported"` // the exporter's own, checked, for display only
-	Describe   *driver.Description `msgpack:"describe"`
-	Version    string              `msgpack:"version"`
-	Registered time.Time           `msgpack:"registered"`
-	LastSeen   time.Time           `msgpack:"last_seen"`
+	Name       string            `msgpack:"name"`
+	Labels     map[string]string `msgpack:"labels"`   // the admin's: what selectors match
+	Reported   map[string]string `msgpack:"reported"` // the exporter's own, checked, for display only
+	Describe   *wire.Description `msgpack:"describe"`
+	Version    string            `msgpack:"version"`
+	Registered time.Time         `msgpack:"registered"`
+	LastSeen   time.Time         `msgpack:"last_seen"`
 	// AfterLease is the exporter's afterLease hook timeout (0: none): how long an ended lease may
 	// keep it from being granted again while it finishes (see leaseRecord.Finishing).
 	AfterLease time.Duration `msgpack:"after_lease,omitempty"`
@@ -449,7 +449,7 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			return
 		}
 		var r exporterRecord
-		if bus.Unmarshal(e.Value, &r) == nil {
+		if wire.Unmarshal(e.Value, &r) == nil {
 			c.setExp(&r)
 		}
 	})
@@ -484,7 +484,7 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			return
 		}
 		var r leaseRecord
-		if bus.Unmarshal(e.Value, &r) == nil {
+		if wire.Unmarshal(e.Value, &r) == nil {
 			c.active[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
 		}
 		c.mu.Unlock()
@@ -503,7 +503,7 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			return
 		}
 		var r leaseRecord
-		if bus.Unmarshal(e.Value, &r) == nil {
+		if wire.Unmarshal(e.Value, &r) == nil {
 			c.pending[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
 		}
 	})
@@ -524,7 +524,7 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 			return
 		}
 		var id api.Identity
-		if bus.Unmarshal(e.Value, &id) == nil {
+		if wire.Unmarshal(e.Value, &id) == nil {
 			c.ids[e.Key] = &id
 		}
 	})
@@ -547,14 +547,14 @@ func (c *Controller) bootstrap(ctx context.Context) error {
 			return fmt.Errorf("controller: %w", err)
 		}
 		var id api.Identity
-		if err == nil && bus.Unmarshal(b, &id) == nil {
+		if err == nil && wire.Unmarshal(b, &id) == nil {
 			c.cacheIdentity(key, rev, &id)
 		}
 		if err := os.Remove(idFile); err != nil {
 			c.log.Warn("remove imported admin identity", "file", idFile, "err", err)
 		}
 	}
-	rec, err := bus.Marshal(accountRecord{JWT: c.auth.LabJWT, Revoked: map[string]time.Time{}})
+	rec, err := wire.Marshal(accountRecord{JWT: c.auth.LabJWT, Revoked: map[string]time.Time{}})
 	if err != nil {
 		return err
 	}
@@ -566,7 +566,7 @@ func (c *Controller) bootstrap(ctx context.Context) error {
 		return fmt.Errorf("controller: %w", err)
 	}
 	var ar accountRecord
-	if err := bus.Unmarshal(e.Value, &ar); err != nil {
+	if err := wire.Unmarshal(e.Value, &ar); err != nil {
 		return fmt.Errorf("controller: account record: %w", err)
 	}
 	if err := c.pushAccount(ctx, ar.JWT); err != nil {
@@ -637,17 +637,17 @@ func (c *Controller) applyAdminReset(ctx context.Context) error {
 		return fmt.Errorf("controller: admin reset: %w", err)
 	}
 	var reset adminReset
-	if err := bus.Unmarshal(b, &reset); err != nil || reset.Identity.PublicKey == "" || !reset.Identity.Admin {
+	if err := wire.Unmarshal(b, &reset); err != nil || reset.Identity.PublicKey == "" || !reset.Identity.Admin {
 		return fmt.Errorf("controller: admin reset: %s is not an admin identity (write it again with jsn controller reset-admin)", file)
 	}
 	id := reset.Identity
-	if b, err = bus.Marshal(id); err != nil {
+	if b, err = wire.Marshal(id); err != nil {
 		return fmt.Errorf("controller: admin reset: %w", err)
 	}
 	key := api.KindClient + "." + AdminName
 	var old api.Identity
 	if e, err := c.identities.Get(ctx, key); err == nil {
-		_ = bus.Unmarshal(e.Value, &old)
+		_ = wire.Unmarshal(e.Value, &old)
 	} else if !errors.Is(err, bus.ErrKeyNotFound) {
 		return fmt.Errorf("controller: admin reset: %w", err)
 	}

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,9 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -85,7 +88,7 @@ func (l *lab) connect(name string, creds []byte) *bus.Conn {
 func call[T any](t *testing.T, c *bus.Conn, subject string, req any) (T, error) {
 	t.Helper()
 	var out T
-	b, err := bus.Marshal(req)
+	b, err := wire.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +98,7 @@ func call[T any](t *testing.T, c *bus.Conn, subject string, req any) (T, error) 
 	if err != nil {
 		return out, err
 	}
-	if err := bus.Unmarshal(m.Data, &out); err != nil {
+	if err := wire.Unmarshal(m.Data, &out); err != nil {
 		t.Fatalf("%s: decode reply: %v", subject, err)
 	}
 	return out, nil
@@ -128,7 +131,7 @@ func (l *lab) exporter(name string, labels map[string]string) *bus.Conn {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			b, _ := bus.Marshal(api.HeartbeatRequest{})
+			b, _ := wire.Marshal(api.HeartbeatRequest{})
 			hctx, hcancel := context.WithTimeout(ctx, 2*time.Second)
 			_, _ = c.Request(hctx, api.ExporterSubject(name, api.VerbHeartbeat), nil, b)
 			hcancel()
@@ -143,16 +146,6 @@ func (l *lab) client(name string, req api.CreateClientRequest) (*bus.Conn, []byt
 	req.Name = name
 	rep := callOK[api.ConfigReply](l.t, l.admin, api.AdminSubject(AdminName, api.VerbCreateClient), req)
 	return l.connectConfig(rep.Config), rep.Config
-}
-
-func eventually(t *testing.T, what string, fn func() bool) {
-	t.Helper()
-	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if fn() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func TestInitRefusesExistingDir(t *testing.T) {
@@ -241,9 +234,12 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 		t.Fatalf("list: got %d leases, want 3", len(list.Leases))
 	}
 	// The first lease expires; the higher priority request gets the exporter.
-	eventually(t, "high priority grant", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: high.Lease.ID})
-		return r.Lease.Status == api.StatusActive && r.Credential != nil
+		if !(r.Lease.Status == api.StatusActive && r.Credential != nil) {
+			return fmt.Errorf("not yet: high priority grant (lease %s: %s)", r.Lease.Status, r.Lease.Reason)
+		}
+		return nil
 	})
 	r := callOK[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: first.Lease.ID})
 	if r.Lease.Status != api.StatusEnded {
@@ -254,9 +250,12 @@ func TestQueueOrderAndExpiry(t *testing.T) {
 		t.Fatalf("low: got %s, want queued", r.Lease.Status)
 	}
 	callOK[api.Empty](t, a, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: high.Lease.ID})
-	eventually(t, "low priority grant", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseGet), api.LeaseID{ID: low.Lease.ID})
-		return r.Lease.Status == api.StatusActive
+		if r.Lease.Status != api.StatusActive {
+			return fmt.Errorf("not yet: low priority grant (lease %s: %s)", r.Lease.Status, r.Lease.Reason)
+		}
+		return nil
 	})
 
 	// A restart keeps the lease.
@@ -279,19 +278,19 @@ func TestRequestValidation(t *testing.T) {
 	a, _ := l.client("alice", api.CreateClientRequest{MaxDuration: 10 * time.Minute})
 	tests := []struct {
 		req  api.LeaseRequest
-		code bus.Code
+		code wire.Code
 		msg  string
 	}{
-		{api.LeaseRequest{Selector: "board=rpi5", Duration: time.Minute}, bus.NotFound, "no registered exporter"},
-		{api.LeaseRequest{Exporter: "nope", Duration: time.Minute}, bus.NotFound, "no registered exporter"},
-		{api.LeaseRequest{Selector: "board=", Duration: time.Minute}, bus.InvalidArgument, "position"},
-		{api.LeaseRequest{Selector: "board=rpi4", Duration: 2 * time.Hour}, bus.InvalidArgument, "maximum of 1h0m0s"},
-		{api.LeaseRequest{Selector: "board=rpi4", Duration: 20 * time.Minute}, bus.InvalidArgument, "cap of 10m0s"},
-		{api.LeaseRequest{Selector: "board=rpi4"}, bus.InvalidArgument, "positive"},
+		{api.LeaseRequest{Selector: "board=rpi5", Duration: time.Minute}, wire.NotFound, "no registered exporter"},
+		{api.LeaseRequest{Exporter: "nope", Duration: time.Minute}, wire.NotFound, "no registered exporter"},
+		{api.LeaseRequest{Selector: "board=", Duration: time.Minute}, wire.InvalidArgument, "position"},
+		{api.LeaseRequest{Selector: "board=rpi4", Duration: 2 * time.Hour}, wire.InvalidArgument, "maximum of 1h0m0s"},
+		{api.LeaseRequest{Selector: "board=rpi4", Duration: 20 * time.Minute}, wire.InvalidArgument, "cap of 10m0s"},
+		{api.LeaseRequest{Selector: "board=rpi4"}, wire.InvalidArgument, "positive"},
 	}
 	for _, tt := range tests {
 		_, err := call[api.LeaseReply](t, a, api.ClientSubject("alice", api.VerbLeaseRequest), tt.req)
-		var be *bus.Error
+		var be *wire.Error
 		if !errors.As(err, &be) || be.Code != tt.code || !strings.Contains(be.Message, tt.msg) {
 			t.Errorf("%+v: got %v, want %s containing %q", tt.req, err, tt.code, tt.msg)
 		}
@@ -320,7 +319,7 @@ func TestGarbageBodies(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				_, err := c.Request(ctx, s, nil, g)
 				cancel()
-				if !errors.Is(err, bus.ErrInvalidArgument) {
+				if !errors.Is(err, wire.ErrInvalidArgument) {
 					t.Errorf("%s %q: got %v, want INVALID_ARGUMENT", s, g, err)
 				}
 			}
@@ -343,7 +342,12 @@ func TestOfflineDetection(t *testing.T) {
 	if !online() {
 		t.Fatal("registered exporter not online")
 	}
-	eventually(t, "offline", func() bool { return !online() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if online() {
+			return errors.New("not yet: offline")
+		}
+		return nil
+	})
 	callOK[api.HeartbeatReply](t, e, api.ExporterSubject("e1", api.VerbHeartbeat), api.HeartbeatRequest{})
 	if !online() {
 		t.Fatal("not back online after a heartbeat")

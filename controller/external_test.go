@@ -1,10 +1,12 @@
 package controller
 
 import (
+	"errors"
 	"testing"
 	"time"
 
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // TestExternalNATS runs the controller against a separate server configured only from
@@ -32,5 +34,10 @@ func TestExternalNATS(t *testing.T) {
 		t.Fatal("lease credential refused")
 	}
 	callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: r.Lease.ID})
-	eventually(t, "released credential disconnected via $SYS claims update", func() bool { return lc.nc.IsClosed() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !lc.nc.IsClosed() {
+			return errors.New("not yet: released credential disconnected via $SYS claims update")
+		}
+		return nil
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -55,16 +56,16 @@ func (c *Controller) serveAPI() error {
 			defer cancel()
 			out, err := h(ctx, who, m.Data)
 			if err != nil {
-				if _, ok := err.(*bus.Error); !ok {
+				if _, ok := err.(*wire.Error); !ok {
 					c.log.Error("controller api", "subject", m.Subject, "err", err)
-					err = bus.Errorf(bus.Internal, "%s: %v", m.Subject, err)
+					err = wire.Errorf(wire.Internal, "%s: %v", m.Subject, err)
 				}
 				_ = m.RespondError(err)
 				return
 			}
-			b, err := bus.Marshal(out)
+			b, err := wire.Marshal(out)
 			if err != nil {
-				_ = m.RespondError(bus.Errorf(bus.Internal, "%v", err))
+				_ = m.RespondError(wire.Errorf(wire.Internal, "%v", err))
 				return
 			}
 			_ = m.Respond(nil, b)
@@ -81,7 +82,7 @@ func (c *Controller) serveAPI() error {
 // (jsn.ctl.c.<client>, jsn.ctl.a.<admin client>, jsn.ctl.e.<exporter>).
 func apiRequester(m *bus.Msg) string {
 	parts := strings.SplitN(m.Subject, ".", 5)
-	if len(parts) < 5 || parts[0] != "jsn" || parts[1] != "ctl" || !bus.ValidName(parts[3]) {
+	if len(parts) < 5 || parts[0] != "jsn" || parts[1] != "ctl" || !wire.ValidName(parts[3]) {
 		return ""
 	}
 	switch parts[2] {
@@ -117,8 +118,8 @@ func decode(data []byte, v any) error {
 	if len(data) == 0 {
 		return nil // an empty body is the zero request
 	}
-	if err := bus.Unmarshal(data, v); err != nil {
-		return bus.Errorf(bus.InvalidArgument, "bad request body: %v", err)
+	if err := wire.Unmarshal(data, v); err != nil {
+		return wire.Errorf(wire.InvalidArgument, "bad request body: %v", err)
 	}
 	return nil
 }
@@ -138,23 +139,23 @@ func (c *Controller) register(ctx context.Context, e string, data []byte) (any, 
 	}
 	id := c.identity(api.KindExporter, e)
 	if id == nil {
-		return nil, bus.Errorf(bus.PermissionDenied, "register %s: no such exporter identity", e)
+		return nil, wire.Errorf(wire.PermissionDenied, "register %s: no such exporter identity", e)
 	}
 	// Only the labels the admin gave the identity select the exporter: the lab host's own
 	// (from its config file) are checked like the admin's and kept for display only, so an
 	// exporter cannot steer selector leases towards itself.
 	if err := checkLabels(req.Labels); err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "register %s: %v", e, err)
+		return nil, wire.Errorf(wire.InvalidArgument, "register %s: %v", e, err)
 	}
 	if !validVersion(req.Version) {
-		return nil, bus.Errorf(bus.InvalidArgument, "register %s: version %q: use at most 64 printable ASCII characters, no spaces", e, req.Version)
+		return nil, wire.Errorf(wire.InvalidArgument, "register %s: version %q: use at most 64 printable ASCII characters, no spaces", e, req.Version)
 	}
 	labels := map[string]string{}
 	for k, v := range id.Labels {
 		labels[k] = v
 	}
 	if req.AfterLease < 0 {
-		return nil, bus.Errorf(bus.InvalidArgument, "register %s: negative afterLease timeout", e)
+		return nil, wire.Errorf(wire.InvalidArgument, "register %s: negative afterLease timeout", e)
 	}
 	now := time.Now().UTC()
 	rec := &exporterRecord{Name: e, Labels: labels, Reported: req.Labels, Describe: req.Describe, Version: req.Version,
@@ -164,49 +165,6 @@ func (c *Controller) register(ctx context.Context, e string, data []byte) (any, 
 	}
 	c.notBusy(ctx, e, req.Busy)
 	return api.RegisterReply{Lease: c.currentLease(e), Heartbeat: c.o.Heartbeat}, nil
-}
-
-// Bounds of how long an ended lease keeps its exporter while it finishes (leaseRecord.Finishing).
-const (
-	maxAfterLease = time.Hour        // longest afterLease timeout an exporter may declare
-	finishMargin  = 30 * time.Second // added to it: the reset after the hook, messages in flight
-)
-
-// finishAllowance is how long exporter e may take to finish a lease after its end: its
-// afterLease timeout plus finishMargin, 0 if it has no afterLease hook.
-func (c *Controller) finishAllowance(e string) time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if x := c.exps[e]; x != nil && x.AfterLease > 0 {
-		return x.AfterLease + finishMargin
-	}
-	return 0
-}
-
-// notBusy clears the finishing record of exporter e (see leaseRecord.Finishing) when e reports
-// it is busy with no lease or another one: it is done with the ended one (or restarted).
-func (c *Controller) notBusy(ctx context.Context, e, busy string) {
-	c.mu.Lock()
-	le := c.active[e]
-	c.mu.Unlock()
-	if le == nil || !le.rec.Finishing || le.rec.Lease.ID == busy {
-		return
-	}
-	c.finished(ctx, e, le)
-}
-
-// finished deletes the finishing record le of exporter e: it may be granted again.
-func (c *Controller) finished(ctx context.Context, e string, le *leaseEntry) {
-	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
-		c.log.Warn("clear finished lease", "exporter", e, "lease", le.rec.Lease.ID, "err", err)
-		return
-	}
-	c.mu.Lock()
-	if cur := c.active[e]; cur != nil && cur.rev == le.rev {
-		delete(c.active, e)
-	}
-	c.mu.Unlock()
-	c.kickScheduler()
 }
 
 func (c *Controller) leaseDone(ctx context.Context, e string, data []byte) (any, error) {
@@ -224,7 +182,7 @@ func (c *Controller) leaseDone(ctx context.Context, e string, data []byte) (any,
 }
 
 func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error {
-	b, err := bus.Marshal(rec)
+	b, err := wire.Marshal(rec)
 	if err != nil {
 		return err
 	}
@@ -256,13 +214,13 @@ func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any,
 		return nil, err
 	}
 	if c.identity(api.KindExporter, e) == nil {
-		return nil, bus.Errorf(bus.PermissionDenied, "heartbeat %s: no such exporter identity", e)
+		return nil, wire.Errorf(wire.PermissionDenied, "heartbeat %s: no such exporter identity", e)
 	}
 	c.mu.Lock()
 	old := c.exps[e]
 	c.mu.Unlock()
 	if old == nil {
-		return nil, bus.Errorf(bus.FailedPrecondition, "heartbeat %s: not registered (register first)", e)
+		return nil, wire.Errorf(wire.FailedPrecondition, "heartbeat %s: not registered (register first)", e)
 	}
 	rec := *old
 	rec.LastSeen = time.Now().UTC()
@@ -300,27 +258,27 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	}
 	id := c.identity(api.KindClient, who)
 	if id == nil {
-		return nil, bus.Errorf(bus.PermissionDenied, "lease request: no such client %s", who)
+		return nil, wire.Errorf(wire.PermissionDenied, "lease request: no such client %s", who)
 	}
 	switch {
 	case req.Duration <= 0:
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: duration must be positive")
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: duration must be positive")
 	case req.Duration > c.o.MaxDuration:
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: duration %v exceeds the controller's maximum of %v", req.Duration, c.o.MaxDuration)
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: duration %v exceeds the controller's maximum of %v", req.Duration, c.o.MaxDuration)
 	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
 	case (req.Selector == "") == (req.Exporter == ""):
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: give either a selector or an exporter name")
-	case req.Exporter != "" && !bus.ValidName(req.Exporter):
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: bad exporter name %q", req.Exporter)
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: give either a selector or an exporter name")
+	case req.Exporter != "" && !wire.ValidName(req.Exporter):
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: bad exporter name %q", req.Exporter)
 	case !id.Admin && req.Priority > id.MaxPriority:
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: priority %d exceeds client %s's maximum of %d (jsn admin create client --max-priority)",
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: priority %d exceeds client %s's maximum of %d (jsn admin create client --max-priority)",
 			req.Priority, who, id.MaxPriority)
 	case req.Priority < MinPriority:
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: priority %d is below the minimum of %d", req.Priority, MinPriority)
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: priority %d is below the minimum of %d", req.Priority, MinPriority)
 	}
 	if _, err := ParseSelector(req.Selector); err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "lease request: %v", err)
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: %v", err)
 	}
 	rec := &leaseRecord{Lease: api.Lease{ID: randomID(), Client: who, Selector: req.Selector, Exporter: req.Exporter,
 		Priority: req.Priority, Status: api.StatusQueued, Created: time.Now().UTC(), Duration: req.Duration, Allow: id.Allow}}
@@ -330,7 +288,7 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		if req.Exporter != "" {
 			what = "exporter " + req.Exporter
 		}
-		return nil, bus.Errorf(bus.NotFound, "lease request: no registered exporter matches %s", what)
+		return nil, wire.Errorf(wire.NotFound, "lease request: no registered exporter matches %s", what)
 	}
 	if !c.queuedAhead(rec, cands) {
 		for _, e := range cands {
@@ -344,7 +302,7 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		}
 	}
 	if n := c.queuedBy(who); n >= c.o.MaxQueued {
-		return nil, bus.Errorf(bus.FailedPrecondition, "lease request: client %s already has %d queued requests, the most the controller queues per client "+
+		return nil, wire.Errorf(wire.FailedPrecondition, "lease request: client %s already has %d queued requests, the most the controller queues per client "+
 			"(--max-queued); withdraw one (jsn lease release ID) or wait for a grant", who, n)
 	}
 	rec.Lease.Exporter = req.Exporter
@@ -373,205 +331,6 @@ func (c *Controller) queuedBy(who string) int {
 	return n
 }
 
-// candidates lists the registered exporters a request may use, sorted by name, with how many of
-// them are free and online right now first.
-func (c *Controller) candidates(l *api.Lease) (names []string, free int) {
-	sel, _ := ParseSelector(l.Selector)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := time.Now()
-	var busy []string
-	match := func(name string) {
-		e := c.exps[name]
-		if e == nil || l.Exporter == "" && !sel.Matches(e.Labels) {
-			return
-		}
-		if now.Sub(e.LastSeen) < c.o.OfflineAfter && c.active[name] == nil {
-			names = append(names, name)
-		} else {
-			busy = append(busy, name)
-		}
-	}
-	if l.Exporter != "" {
-		match(l.Exporter)
-	} else {
-		for _, name := range c.sortedNames() {
-			match(name)
-		}
-	}
-	return append(names, busy...), len(names)
-}
-
-// queuedAhead reports whether a queued request of at least rec's priority wants one of cands.
-func (c *Controller) queuedAhead(rec *leaseRecord, cands []string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var want map[string]bool
-	for _, p := range c.pending {
-		l := &p.rec.Lease
-		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority {
-			continue
-		}
-		if want == nil {
-			want = make(map[string]bool, len(cands))
-			for _, n := range cands {
-				want[n] = true
-			}
-		}
-		if l.Exporter != "" {
-			if want[l.Exporter] {
-				return true
-			}
-			continue
-		}
-		sel, _ := ParseSelector(l.Selector)
-		for n := range want {
-			if c.exps[n] != nil && sel.Matches(c.exps[n].Labels) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func (c *Controller) waitReason(l *api.Lease) string {
-	names, _ := c.candidates(l)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var leased, offline []string
-	now := time.Now()
-	for _, n := range names {
-		if a := c.active[n]; a != nil && !a.live() {
-			leased = append(leased, fmt.Sprintf("%s finishing the previous lease (afterLease hook)", n))
-		} else if a != nil {
-			leased = append(leased, fmt.Sprintf("%s by %s until %s", n, a.rec.Lease.Client, a.rec.Lease.End.Local().Format("15:04:05")))
-		} else if e := c.exps[n]; e != nil && now.Sub(e.LastSeen) >= c.o.OfflineAfter {
-			offline = append(offline, n)
-		}
-	}
-	var parts []string
-	if len(leased) > 0 {
-		parts = append(parts, "leased: "+strings.Join(leased, ", "))
-	}
-	if len(offline) > 0 {
-		parts = append(parts, "offline: "+strings.Join(offline, ", "))
-	}
-	if len(parts) == 0 {
-		parts = append(parts, "behind earlier requests")
-	}
-	return fmt.Sprintf("waiting for %d matching exporter(s); %s", len(names), strings.Join(parts, "; "))
-}
-
-// grant tries to give exporter e to rec atomically (kv.Create of e's lease key). false means e is
-// taken.
-func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (bool, error) {
-	now := time.Now().UTC()
-	l := rec.Lease
-	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
-	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, l.End)
-	if err != nil {
-		return false, bus.Errorf(bus.InvalidArgument, "lease: %v", err)
-	}
-	cred.URL = c.endpoint
-	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: l.End}}
-	b, err := bus.Marshal(nr)
-	if err != nil {
-		return false, err
-	}
-	// The key outlives the lease by the exporter's finishing allowance: if no scheduler ends the
-	// lease on time, the exporter still gets to finish it before it can be granted again.
-	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e))
-	if errors.Is(err, bus.ErrKeyExists) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	c.mu.Lock()
-	if c.fresh("l/"+e, rev) {
-		c.active[e] = &leaseEntry{rec: nr, rev: rev}
-	}
-	c.mu.Unlock()
-	*rec = *nr
-	c.push(e, &l)
-	return true, nil
-}
-
-// ttlUntil is the per-key TTL for a lease ending at end (whole seconds, at least 1s).
-func ttlUntil(end time.Time) time.Duration {
-	d := time.Until(end)
-	d = (d + time.Second - 1).Truncate(time.Second)
-	if d < time.Second {
-		d = time.Second
-	}
-	return d
-}
-
-// push tells exporter e its current lease (nil: none).
-func (c *Controller) push(e string, l *api.Lease) {
-	var b []byte
-	if l != nil {
-		b, _ = bus.Marshal(l)
-	}
-	_ = c.conn.Publish(api.LeasePushSubject(e), nil, b)
-}
-
-func (c *Controller) putPending(ctx context.Context, rec *leaseRecord, rev uint64, ttl time.Duration) error {
-	b, err := bus.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	var nrev uint64
-	if rev == 0 {
-		nrev, err = c.queue.Create(ctx, rec.Lease.ID, b, ttl)
-	} else {
-		nrev, err = c.queue.Update(ctx, rec.Lease.ID, b, rev, ttl)
-	}
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	if c.fresh("q/"+rec.Lease.ID, nrev) {
-		c.pending[rec.Lease.ID] = &leaseEntry{rec: rec, rev: nrev}
-	}
-	c.mu.Unlock()
-	return nil
-}
-
-// findLease returns the lease with id: active (exporter set) or pending.
-func (c *Controller) findLease(id string) (active *leaseEntry, exporter string, pending *leaseEntry) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for e, le := range c.active {
-		if le.live() && le.rec.Lease.ID == id {
-			return le, e, nil
-		}
-	}
-	return nil, "", c.pending[id]
-}
-
-func (c *Controller) ownLease(who, id string) (*leaseEntry, string, *leaseEntry, error) {
-	if id == "" {
-		return nil, "", nil, bus.Errorf(bus.InvalidArgument, "lease id required")
-	}
-	a, e, p := c.findLease(id)
-	var l *api.Lease
-	if a != nil {
-		l = &a.rec.Lease
-	} else if p != nil {
-		l = &p.rec.Lease
-	}
-	if l == nil {
-		return nil, "", nil, bus.Errorf(bus.NotFound, "lease %s: not found", id)
-	}
-	if l.Client != who {
-		if adm := c.identity(api.KindClient, who); adm == nil || !adm.Admin {
-			return nil, "", nil, bus.Errorf(bus.NotFound, "lease %s: not found", id)
-		}
-	}
-	return a, e, p, nil
-}
-
 func (c *Controller) leaseGet(ctx context.Context, who string, data []byte) (any, error) {
 	var req api.LeaseID
 	if err := decode(data, &req); err != nil {
@@ -596,22 +355,22 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	}
 	id := c.identity(api.KindClient, who)
 	if id == nil {
-		return nil, bus.Errorf(bus.PermissionDenied, "extend: no such client %s", who)
+		return nil, wire.Errorf(wire.PermissionDenied, "extend: no such client %s", who)
 	}
 	switch {
 	case req.Duration <= 0:
-		return nil, bus.Errorf(bus.InvalidArgument, "extend: duration must be positive")
+		return nil, wire.Errorf(wire.InvalidArgument, "extend: duration must be positive")
 	case req.Duration > c.o.MaxDuration:
-		return nil, bus.Errorf(bus.InvalidArgument, "extend: duration %v exceeds the controller's maximum of %v", req.Duration, c.o.MaxDuration)
+		return nil, wire.Errorf(wire.InvalidArgument, "extend: duration %v exceeds the controller's maximum of %v", req.Duration, c.o.MaxDuration)
 	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
-		return nil, bus.Errorf(bus.InvalidArgument, "extend: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
+		return nil, wire.Errorf(wire.InvalidArgument, "extend: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
 	}
 	a, e, p, err := c.ownLease(who, req.ID)
 	if err != nil {
 		return nil, err
 	}
 	if a == nil {
-		return nil, bus.Errorf(bus.FailedPrecondition, "extend %s: lease is %s, not active", req.ID, p.rec.Lease.Status)
+		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: lease is %s, not active", req.ID, p.rec.Lease.Status)
 	}
 	nr := *a.rec
 	nr.Lease.End = time.Now().UTC().Add(req.Duration)
@@ -626,14 +385,14 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	for k, v := range a.rec.Keys {
 		nr.Keys[k] = v
 	}
-	b, err := bus.Marshal(&nr)
+	b, err := wire.Marshal(&nr)
 	if err != nil {
 		return nil, err
 	}
 	rev, err := c.leases.Update(ctx, e, b, a.rev, ttlUntil(nr.Lease.End)+c.finishAllowance(e))
 	if err != nil {
 		if errors.Is(err, bus.ErrKeyChanged) || errors.Is(err, bus.ErrKeyNotFound) {
-			return nil, bus.Errorf(bus.FailedPrecondition, "extend %s: the lease changed meanwhile (ended?); try again", req.ID)
+			return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: the lease changed meanwhile (ended?); try again", req.ID)
 		}
 		return nil, err
 	}
@@ -662,82 +421,6 @@ func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) 
 		return api.Empty{}, c.endPending(ctx, p, "cancelled by "+who)
 	}
 	return api.Empty{}, nil
-}
-
-// endLease ends an active lease: deletes its key (CAS) or, if the exporter has an afterLease
-// hook, replaces it with a finishing record (leaseRecord.Finishing) that keeps the exporter from
-// being granted until it has finished; revokes its credentials, tells the exporter and keeps an
-// ended record for lease.get.
-func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
-	c.mu.Lock()
-	c.ending[le.rec.Lease.ID] = true
-	c.mu.Unlock()
-	var fin *leaseEntry
-	if allow := c.finishAllowance(e); allow > 0 {
-		f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
-		f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
-		b, err := bus.Marshal(f)
-		if err != nil {
-			return err
-		}
-		rev, err := c.leases.Update(ctx, e, b, le.rev, allow)
-		switch {
-		case err == nil:
-			fin = &leaseEntry{rec: f, rev: rev}
-		case !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound):
-			return err
-		}
-	} else if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
-		return err
-	}
-	c.mu.Lock()
-	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID && cur.live() {
-		delete(c.active, e)
-		if fin != nil && c.fresh("l/"+e, fin.rev) {
-			c.active[e] = fin
-		}
-	}
-	if len(c.ending) > 10000 { // watch events lost (e.g. a replica that is not watching): start over
-		clear(c.ending)
-	}
-	c.mu.Unlock()
-	return c.afterEnd(ctx, le.rec, reason)
-}
-
-func (c *Controller) afterEnd(ctx context.Context, rec *leaseRecord, reason string) error {
-	c.push(rec.Lease.Exporter, nil)
-	err := c.revoke(ctx, rec.Keys)
-	ended := *rec
-	ended.Credential = nil // Keys stay: a restarted controller re-applies revocations a crash lost
-	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
-	if ended.Lease.End.After(time.Now()) {
-		ended.Lease.End = time.Now().UTC()
-	}
-	b, merr := bus.Marshal(&ended)
-	if merr == nil {
-		// Ended records stay visible to lease.get for endedKeepFor (a queued request granted from
-		// the queue left a delete marker, on which Create succeeds too).
-		rev, err := c.queue.Create(ctx, rec.Lease.ID, b, endedKeepFor)
-		if errors.Is(err, bus.ErrKeyExists) {
-			rev, err = c.queue.Put(ctx, rec.Lease.ID, b)
-		}
-		if err == nil {
-			// Visible to this replica's lease.get at once, not only once the watch brings it.
-			c.mu.Lock()
-			if c.fresh("q/"+rec.Lease.ID, rev) {
-				c.pending[rec.Lease.ID] = &leaseEntry{rec: &ended, rev: rev}
-			}
-			c.mu.Unlock()
-		}
-	}
-	c.kickScheduler()
-	return err
-}
-
-func (c *Controller) endPending(ctx context.Context, p *leaseEntry, reason string) error {
-	ended := *p.rec
-	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
-	return c.putPending(ctx, &ended, p.rev, endedKeepFor)
 }
 
 func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (any, error) {
@@ -782,7 +465,7 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 	}
 	sel, err := ParseSelector(req.Selector)
 	if err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "list exporters: %v", err)
+		return nil, wire.Errorf(wire.InvalidArgument, "list exporters: %v", err)
 	}
 	admin := c.isAdmin(who) == nil
 	c.mu.Lock()
@@ -816,27 +499,9 @@ func (c *Controller) exportersDescribe(ctx context.Context, who string, data []b
 	e := c.exps[req.Name]
 	c.mu.Unlock()
 	if e == nil {
-		return nil, bus.Errorf(bus.NotFound, "exporter %q: not registered", req.Name)
+		return nil, wire.Errorf(wire.NotFound, "exporter %q: not registered", req.Name)
 	}
 	return e.Describe, nil
-}
-
-// --- admin ---
-
-func (c *Controller) isAdmin(who string) error {
-	if id := c.identity(api.KindClient, who); id == nil || !id.Admin {
-		return bus.Errorf(bus.PermissionDenied, "%s is not an admin", who)
-	}
-	return nil
-}
-
-func checkLabels(labels map[string]string) error {
-	for k, v := range labels {
-		if !validWord(k) || !validWord(v) {
-			return fmt.Errorf("label %q=%q: use letters, digits and -_./", k, v)
-		}
-	}
-	return nil
 }
 
 // validVersion reports whether s is an acceptable exporter version: "" or up to 64 printable
@@ -851,214 +516,4 @@ func validVersion(s string) bool {
 		}
 	}
 	return true
-}
-
-func validWord(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isWordByte(s[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// reserved refuses names kept for the lab's own principals, whatever the kind: "jsn-…" (the
-// controller's users) and "admin" (the first admin). Inbox prefixes are kind-qualified, so a
-// name of one kind never reaches another kind's replies; reserving these keeps logs and lists
-// unambiguous too.
-func reserved(name string) error {
-	if strings.HasPrefix(name, "jsn-") || name == AdminName {
-		return fmt.Errorf("the name %s is reserved (jsn-… and %s are the lab's own)", name, AdminName)
-	}
-	return nil
-}
-
-func (c *Controller) createExporter(ctx context.Context, who string, data []byte) (any, error) {
-	if err := c.isAdmin(who); err != nil {
-		return nil, err
-	}
-	var req api.CreateExporterRequest
-	if err := decode(data, &req); err != nil {
-		return nil, err
-	}
-	if err := bus.CheckName("exporter name", req.Name); err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "create exporter: %v", err)
-	}
-	if err := reserved(req.Name); err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "create exporter %s: %v", req.Name, err)
-	}
-	if err := checkLabels(req.Labels); err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "create exporter %s: %v", req.Name, err)
-	}
-	creds, pub, err := c.auth.NewExporter(req.Name)
-	if err != nil {
-		return nil, err
-	}
-	id := api.Identity{Name: req.Name, Kind: api.KindExporter, PublicKey: pub, Labels: req.Labels, Created: time.Now().UTC(),
-		Scheme: api.IdentityScheme}
-	if err := c.storeIdentity(ctx, &id); err != nil {
-		return nil, err
-	}
-	cfg, err := ExporterConfigYAML(req.Name, c.endpoint, req.Labels, creds, c.ca)
-	if err != nil {
-		return nil, err
-	}
-	return api.ConfigReply{Config: cfg}, nil
-}
-
-func (c *Controller) createClient(ctx context.Context, who string, data []byte) (any, error) {
-	if err := c.isAdmin(who); err != nil {
-		return nil, err
-	}
-	var req api.CreateClientRequest
-	if err := decode(data, &req); err != nil {
-		return nil, err
-	}
-	if err := bus.CheckName("client name", req.Name); err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "create client: %v", err)
-	}
-	if err := reserved(req.Name); err != nil {
-		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: %v", req.Name, err)
-	}
-	for _, a := range req.Allow {
-		if err := CheckAllow(a); err != nil {
-			return nil, bus.Errorf(bus.InvalidArgument, "create client %s: %v", req.Name, err)
-		}
-	}
-	if req.MaxDuration < 0 {
-		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: negative max duration", req.Name)
-	}
-	if req.MaxPriority < MinPriority {
-		return nil, bus.Errorf(bus.InvalidArgument, "create client %s: max priority %d is below the minimum of %d", req.Name, req.MaxPriority, MinPriority)
-	}
-	creds, pub, err := c.auth.NewClient(req.Name, req.Admin)
-	if err != nil {
-		return nil, err
-	}
-	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
-		MaxPriority: req.MaxPriority, Admin: req.Admin, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
-	if err := c.storeIdentity(ctx, &id); err != nil {
-		return nil, err
-	}
-	cfg, err := ClientConfigYAML(req.Name, c.endpoint, creds, req.Admin, req.Allow, c.ca)
-	if err != nil {
-		return nil, err
-	}
-	return api.ConfigReply{Config: cfg}, nil
-}
-
-func (c *Controller) storeIdentity(ctx context.Context, id *api.Identity) error {
-	b, err := bus.Marshal(id)
-	if err != nil {
-		return err
-	}
-	key := id.Kind + "." + id.Name
-	rev, err := c.identities.Create(ctx, key, b, 0)
-	if errors.Is(err, bus.ErrKeyExists) {
-		return bus.Errorf(bus.FailedPrecondition, "%s %s already exists (delete it first)", id.Kind, id.Name)
-	}
-	if err != nil {
-		return err
-	}
-	c.cacheIdentity(key, rev, id)
-	return nil
-}
-
-// cacheIdentity records an identity this replica just wrote at rev, unless the cache already has
-// a newer revision of it.
-func (c *Controller) cacheIdentity(key string, rev uint64, id *api.Identity) {
-	c.mu.Lock()
-	if c.fresh("i/"+key, rev) {
-		c.ids[key] = id
-	}
-	c.mu.Unlock()
-}
-
-func (c *Controller) lister(kind string) func(context.Context, string, []byte) (any, error) {
-	return func(ctx context.Context, who string, data []byte) (any, error) {
-		if err := c.isAdmin(who); err != nil {
-			return nil, err
-		}
-		var req api.ListIdentitiesRequest
-		if err := decode(data, &req); err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		ids := []api.Identity{}
-		for _, id := range c.ids {
-			if id.Kind == kind {
-				ids = append(ids, *id)
-			}
-		}
-		c.mu.Unlock()
-		out := api.ListIdentitiesReply{}
-		out.Identities, out.Next = page(ids, func(id *api.Identity) string { return id.Name }, req.Page)
-		return out, nil
-	}
-}
-
-func (c *Controller) deleter(kind string) func(context.Context, string, []byte) (any, error) {
-	return func(ctx context.Context, who string, data []byte) (any, error) {
-		if err := c.isAdmin(who); err != nil {
-			return nil, err
-		}
-		var req api.ExporterName
-		if err := decode(data, &req); err != nil {
-			return nil, err
-		}
-		id := c.identity(kind, req.Name)
-		if id == nil {
-			return nil, bus.Errorf(bus.NotFound, "%s %q: no such identity", kind, req.Name)
-		}
-		if kind == api.KindClient && req.Name == who {
-			return nil, bus.Errorf(bus.FailedPrecondition, "delete client %s: an admin cannot delete itself", who)
-		}
-		key := kind + "." + req.Name
-		if err := c.identities.Delete(ctx, key, 0); err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		delete(c.ids, key)
-		var ends []*leaseEntry
-		var exps []string
-		var pend []*leaseEntry
-		for e, a := range c.active {
-			if !a.live() {
-				continue
-			}
-			if kind == api.KindExporter && e == req.Name || kind == api.KindClient && a.rec.Lease.Client == req.Name {
-				ends = append(ends, a)
-				exps = append(exps, e)
-			}
-		}
-		for _, p := range c.pending {
-			if p.rec.Lease.Status == api.StatusQueued && kind == api.KindClient && p.rec.Lease.Client == req.Name {
-				pend = append(pend, p)
-			}
-		}
-		c.mu.Unlock()
-		if err := c.revokeWait(ctx, map[string]time.Time{id.PublicKey: {}}); err != nil {
-			return nil, err
-		}
-		for i, a := range ends {
-			_ = c.endLease(ctx, exps[i], a, "identity "+req.Name+" deleted")
-		}
-		for _, p := range pend {
-			_ = c.endPending(ctx, p, "client deleted")
-		}
-		if kind == api.KindExporter {
-			// A deleted exporter finishes nothing: free its name at once.
-			c.mu.Lock()
-			fin := c.active[req.Name]
-			c.mu.Unlock()
-			if fin != nil && !fin.live() {
-				c.finished(ctx, req.Name, fin)
-			}
-			_ = c.exporters.Delete(ctx, req.Name, 0)
-		}
-		return api.Empty{}, nil
-	}
 }

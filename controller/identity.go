@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -163,7 +164,7 @@ func Init(dir string, o InitOptions) (adminConfig []byte, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
-	adminID, err := bus.Marshal(api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: adminPub, Admin: true, Created: time.Now().UTC(), Scheme: api.IdentityScheme})
+	adminID, err := wire.Marshal(api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: adminPub, Admin: true, Created: time.Now().UTC(), Scheme: api.IdentityScheme})
 	if err != nil {
 		return nil, fmt.Errorf("init: %w", err)
 	}
@@ -236,7 +237,7 @@ func ResetAdmin(dir, endpoint string) (adminConfig []byte, err error) {
 	if adminConfig, err = ClientConfigYAML(AdminName, endpoint, creds, true, nil, ca); err != nil {
 		return nil, fmt.Errorf("reset admin: %w", err)
 	}
-	id, err := bus.Marshal(adminReset{Identity: api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: pub, Admin: true, Created: time.Now().UTC(), Scheme: api.IdentityScheme},
+	id, err := wire.Marshal(adminReset{Identity: api.Identity{Name: AdminName, Kind: api.KindClient, PublicKey: pub, Admin: true, Created: time.Now().UTC(), Scheme: api.IdentityScheme},
 		Revoke: revoke})
 	if err != nil {
 		return nil, fmt.Errorf("reset admin: %w", err)
@@ -462,7 +463,7 @@ func ClientPermissions(c string, admin bool) jwt.Permissions {
 // that holds it (its inbox, its other leases).
 func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) {
 	var p jwt.Permissions
-	if !bus.ValidName(lease) {
+	if !wire.ValidName(lease) {
 		return p, fmt.Errorf("lease id %q is not a subject token", lease)
 	}
 	x := "jsn.x." + e + "."
@@ -544,7 +545,7 @@ func CheckAllow(pattern string) error {
 		return nil
 	}
 	p := strings.TrimSuffix(pattern, ".*")
-	if !bus.ValidPath(p) {
+	if !wire.ValidPath(p) {
 		return fmt.Errorf("allow pattern %q: want a driver path (power.*), a method (serial.write) or *", pattern)
 	}
 	return nil

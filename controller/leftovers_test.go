@@ -21,6 +21,7 @@ import (
 	"jsn.dev/jsn/drivers/serial"
 	"jsn.dev/jsn/drivers/storage"
 	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // echoBoard is a raw TCP serial console that echoes what it is sent, as a board's shell does.
@@ -78,10 +79,16 @@ func (l *lab) runExporter(name, export string) {
 func (l *lab) leaseExporter(ctx context.Context, c *bus.Conn, who, name string) (*api.LeaseReply, *client.Exporter) {
 	l.t.Helper()
 	var r api.LeaseReply
-	eventually(l.t, "a lease of "+name, func() bool {
+	testkit.CheckFor(l.t, 30*time.Second, func() error {
 		var err error
 		r, err = call[api.LeaseReply](l.t, c, api.ClientSubject(who, api.VerbLeaseRequest), api.LeaseRequest{Exporter: name, Duration: time.Minute})
-		return err == nil && r.Lease.Status == api.StatusActive
+		if err != nil {
+			return err
+		}
+		if r.Lease.Status != api.StatusActive {
+			return fmt.Errorf("lease of %s is %s (%s)", name, r.Lease.Status, r.Lease.Reason)
+		}
+		return nil
 	})
 	ex, err := client.Dial(ctx, client.Options{Host: l.ctl.URL(), Exporter: name, Lease: r.Lease.ID,
 		CredsData: r.Credential.Creds(), CA: l.ctl.CA()})
@@ -121,9 +128,14 @@ func TestNothingLeftForTheNextHolder(t *testing.T) {
 	if _, err := s.Write([]byte("export TOKEN=alice-secret\n")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the echo in alice's log", func() bool {
-		b, err := con.Log(ctx, 0)
-		return err == nil && bytes.Contains(b, []byte("alice-secret"))
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if ok := func() bool {
+			b, err := con.Log(ctx, 0)
+			return err == nil && bytes.Contains(b, []byte("alice-secret"))
+		}(); !ok {
+			return errors.New("not yet: " + "the echo in alice's log")
+		}
+		return nil
 	})
 	_ = s.Close()
 	private := bytes.Repeat([]byte("alice's private image "), 4096)

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,8 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // TestClientLimits is the red team's "no per-client limits": a client may keep only so many
@@ -29,12 +31,12 @@ func TestClientLimits(t *testing.T) {
 	_, bobCfg := l.client("bob", api.CreateClientRequest{})
 	bob := l.attack(t, credsOf(t, bobCfg), inboxOf(t, credsOf(t, bobCfg)))
 	request := func(prio int) (bool, string) {
-		b, _ := bus.Marshal(api.LeaseRequest{Exporter: "e1", Duration: time.Minute, Priority: prio})
+		b, _ := wire.Marshal(api.LeaseRequest{Exporter: "e1", Duration: time.Minute, Priority: prio})
 		m, err := bob.nc.Request(api.ClientSubject("bob", api.VerbLeaseRequest), b, 10*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return m.Header.Get(bus.HeaderErrorCode) == "", m.Header.Get(bus.HeaderError)
+		return m.Header.Get(wire.HeaderErrorCode) == "", m.Header.Get(wire.HeaderError)
 	}
 	if ok, msg := request(1 << 62); ok {
 		t.Error("priority 2^62 accepted from a client granted none")
@@ -89,13 +91,13 @@ func TestListsArePaginated(t *testing.T) {
 		if pages > n {
 			t.Fatal("the pages do not end")
 		}
-		b, _ := bus.Marshal(map[string]any{"after": after})
+		b, _ := wire.Marshal(map[string]any{"after": after})
 		m, err := bob.nc.Request(api.ClientSubject("bob", api.VerbExportersList), b, 20*time.Second)
 		if err != nil {
 			t.Fatalf("exporters.list page %d: %v", pages, err)
 		}
-		if code := m.Header.Get(bus.HeaderErrorCode); code != "" {
-			t.Fatalf("exporters.list page %d: %s %s", pages, code, m.Header.Get(bus.HeaderError))
+		if code := m.Header.Get(wire.HeaderErrorCode); code != "" {
+			t.Fatalf("exporters.list page %d: %s %s", pages, code, m.Header.Get(wire.HeaderError))
 		}
 		if len(m.Data) > 512<<10 {
 			t.Errorf("page %d is %d bytes", pages, len(m.Data))
@@ -106,7 +108,7 @@ func TestListsArePaginated(t *testing.T) {
 			} `msgpack:"exporters"`
 			Next string `msgpack:"next"`
 		}
-		if err := bus.Unmarshal(m.Data, &r); err != nil {
+		if err := wire.Unmarshal(m.Data, &r); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range r.Exporters {
@@ -264,14 +266,19 @@ func TestSlowConsumerDropped(t *testing.T) {
 	pc.mu.Lock()
 	pc.paused = true
 	pc.mu.Unlock()
-	body, _ := bus.Marshal(api.ListExportersRequest{})
+	body, _ := wire.Marshal(api.ListExportersRequest{})
 	for i := 0; i < 400 && l.ctl.Server().SlowConsumers() == 0; i++ {
 		if err := nc.PublishRequest(api.ClientSubject("bob", api.VerbExportersList), in+".flood", body); err != nil {
 			break
 		}
 		_ = nc.FlushTimeout(100 * time.Millisecond)
 	}
-	eventually(t, "the slow consumer dropped", func() bool { return l.ctl.Server().SlowConsumers() > 0 })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if l.ctl.Server().SlowConsumers() == 0 {
+			return errors.New("the slow consumer was not dropped")
+		}
+		return nil
+	})
 	pc.mu.Lock()
 	pc.paused = false
 	close(pc.resume)
@@ -300,7 +307,12 @@ func TestConnectionsPerCredential(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, "bob's connections beyond 256 closed", func() bool { return open() <= 256 })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if n := open(); n > 256 {
+			return fmt.Errorf("bob has %d connections open, want at most 256", n)
+		}
+		return nil
+	})
 	if n := open(); n < 200 {
 		t.Errorf("only %d of bob's connections are open, want the first 256", n)
 	}

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // TestInboxNamespaces is the red team's hole 2: identities of different kinds with the same
@@ -163,7 +165,12 @@ func TestFinishingExporter(t *testing.T) {
 			t.Fatalf("next while e1 says it is busy with the ended lease: got %s, want queued", got)
 		}
 		free(first.Lease.ID)
-		eventually(t, "the next lease granted", func() bool { return get(next.Lease.ID).Lease.Status == api.StatusActive })
+		testkit.CheckFor(t, 30*time.Second, func() error {
+			if get(next.Lease.ID).Lease.Status != api.StatusActive {
+				return errors.New("not yet: the next lease granted")
+			}
+			return nil
+		})
 		callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: next.Lease.ID})
 		callOK[api.Empty](t, e, api.ExporterSubject("e1", api.VerbLeaseDone), api.LeaseDoneRequest{Lease: next.Lease.ID})
 	}
@@ -195,7 +202,7 @@ func TestLeaseIDsGiveNoPower(t *testing.T) {
 	// Knowing it anyway gives bob nothing.
 	for _, verb := range []string{api.VerbLeaseGet, api.VerbLeaseRelease, api.VerbLeaseExtend} {
 		_, err := call[api.LeaseReply](t, bob, api.ClientSubject("bob", verb), api.ExtendRequest{ID: r.Lease.ID, Duration: time.Minute})
-		if !errors.Is(err, bus.ErrNotFound) {
+		if !errors.Is(err, wire.ErrNotFound) {
 			t.Errorf("bob's %s of alice's lease: got %v, want NOT_FOUND", verb, err)
 		}
 	}
@@ -217,7 +224,7 @@ func TestExporterLabels(t *testing.T) {
 		{Labels: map[string]string{"evil\nkey": "x"}},
 		{Version: "1.0\x1b[31m"},
 	} {
-		if _, err := call[api.RegisterReply](t, e, api.ExporterSubject("e1", api.VerbRegister), bad); !errors.Is(err, bus.ErrInvalidArgument) {
+		if _, err := call[api.RegisterReply](t, e, api.ExporterSubject("e1", api.VerbRegister), bad); !errors.Is(err, wire.ErrInvalidArgument) {
 			t.Errorf("register %+v: got %v, want INVALID_ARGUMENT", bad, err)
 		}
 	}
@@ -226,7 +233,7 @@ func TestExporterLabels(t *testing.T) {
 	alice, _ := l.client("alice", api.CreateClientRequest{})
 	for _, sel := range []string{"pool=fast", "board=rpi5"} {
 		_, err := call[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Selector: sel, Duration: time.Minute})
-		if !errors.Is(err, bus.ErrNotFound) {
+		if !errors.Is(err, wire.ErrNotFound) {
 			t.Errorf("selector %s, which only the exporter claims: got %v, want NOT_FOUND", sel, err)
 		}
 	}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sort"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -27,7 +27,7 @@ func page[T any](items []T, key func(*T) string, p api.Page) ([]T, string) {
 	out := make([]T, 0, min(limit, len(items)-i))
 	size := 0
 	for ; i < len(items); i++ {
-		b, _ := bus.Marshal(items[i])
+		b, _ := wire.Marshal(items[i])
 		if len(out) == limit || len(out) > 0 && size+len(b) > pageBytes {
 			return out, key(&out[len(out)-1])
 		}

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -90,8 +90,8 @@ func TestReplyReflection(t *testing.T) {
 	if bob.nc == nil {
 		t.Fatal("bob refused")
 	}
-	get, _ := bus.Marshal(api.LeaseID{ID: "nope"})
-	list, _ := bus.Marshal(api.ListExportersRequest{})
+	get, _ := wire.Marshal(api.LeaseID{ID: "nope"})
+	list, _ := wire.Marshal(api.ListExportersRequest{})
 	replies := []string{
 		"$JS.API.STREAM.DELETE.KV_" + BucketIdentities,
 		"$KV." + BucketLeases + ".e1",

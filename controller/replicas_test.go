@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,7 +12,9 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // startExternal starts a NATS server configured only from nats-config output for dir.
@@ -71,14 +75,14 @@ func TestReplicas(t *testing.T) {
 	}
 	alice, _ := l.client("alice", api.CreateClientRequest{})
 	l.client("bob", api.CreateClientRequest{})
-	eventually(t, "both replicas see every exporter and client", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		for _, c := range r {
 			m := c.Metrics()
 			if m.Registered != n || c.identity(api.KindClient, "bob") == nil {
-				return false
+				return errors.New("not yet: both replicas see every exporter and client")
 			}
 		}
-		return true
+		return nil
 	})
 
 	// Exactly one leader.
@@ -90,7 +94,12 @@ func TestReplicas(t *testing.T) {
 		}
 		return lead
 	}
-	eventually(t, "one leader", func() bool { return len(leaders()) == 1 })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if len(leaders()) != 1 {
+			return errors.New("not yet: one leader")
+		}
+		return nil
+	})
 
 	// Both replicas answer the API.
 	before := []int64{r[0].served.Load(), r[1].served.Load()}
@@ -114,7 +123,7 @@ func TestReplicas(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				body, _ := bus.Marshal(api.LeaseRequest{Exporter: e, Duration: time.Minute})
+				body, _ := wire.Marshal(api.LeaseRequest{Exporter: e, Duration: time.Minute})
 				out, err := r[j].leaseRequest(ctx, who, body)
 				if err != nil {
 					t.Error(err)
@@ -149,15 +158,23 @@ func TestReplicas(t *testing.T) {
 	l.ctl = other
 	killed := time.Now()
 	lead.Close() // leaves the leader key behind, as a crash would
-	eventually(t, "the other replica leads", func() bool { return other.Metrics().Leader == 1 })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if other.Metrics().Leader != 1 {
+			return errors.New("not yet: the other replica leads")
+		}
+		return nil
+	})
 	took := time.Since(killed)
 	t.Logf("takeover after %v (leader TTL %v)", took, other.leaderTTL())
 	if limit := other.leaderTTL() + 2*o.Reconcile + time.Second; took > limit {
 		t.Errorf("takeover took %v, want within the leader TTL (%v) plus a reconcile", took, other.leaderTTL())
 	}
 	callOK[api.Empty](t, l.admin, api.ClientSubject(AdminName, api.VerbLeaseRelease), api.LeaseID{ID: holder[0]})
-	eventually(t, "queued request granted by the new leader", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		rep := callOK[api.LeaseReply](t, l.admin, api.ClientSubject(AdminName, api.VerbLeaseGet), api.LeaseID{ID: waiting[0]})
-		return rep.Lease.Status == api.StatusActive && rep.Credential != nil
+		if !(rep.Lease.Status == api.StatusActive && rep.Credential != nil) {
+			return fmt.Errorf("not yet: queued request granted by the new leader (lease %s: %s)", rep.Lease.Status, rep.Lease.Reason)
+		}
+		return nil
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -154,7 +155,7 @@ func (c *Controller) revokeNow(ctx context.Context, keys map[string]time.Time) e
 				return fmt.Errorf("revoke: %w", err)
 			}
 			var ar accountRecord
-			if err := bus.Unmarshal(e.Value, &ar); err != nil {
+			if err := wire.Unmarshal(e.Value, &ar); err != nil {
 				return fmt.Errorf("revoke: %w", err)
 			}
 			ac, err := jwt.DecodeAccountClaims(ar.JWT)
@@ -183,7 +184,7 @@ func (c *Controller) revokeNow(ctx context.Context, keys map[string]time.Time) e
 				delete(a.rec.Revoked, k)
 			}
 		}
-		b, err := bus.Marshal(a.rec)
+		b, err := wire.Marshal(a.rec)
 		if err != nil {
 			return err
 		}
@@ -276,7 +277,7 @@ func (c *Controller) applyAccountLimits(ctx context.Context) error {
 			return fmt.Errorf("account limits: %w", err)
 		}
 		var ar accountRecord
-		if err := bus.Unmarshal(e.Value, &ar); err != nil {
+		if err := wire.Unmarshal(e.Value, &ar); err != nil {
 			return fmt.Errorf("account limits: %w", err)
 		}
 		ac, err := jwt.DecodeAccountClaims(ar.JWT)
@@ -291,7 +292,7 @@ func (c *Controller) applyAccountLimits(ctx context.Context) error {
 		if ar.JWT, err = ac.Encode(c.auth.operator); err != nil {
 			return fmt.Errorf("account limits: sign account: %w", err)
 		}
-		b, err := bus.Marshal(ar)
+		b, err := wire.Marshal(ar)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"crypto/x509"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // attacker is a raw nats.go connection, as an attacker would open it.
@@ -127,15 +129,21 @@ func TestSecurity(t *testing.T) {
 	_ = lc.nc.Publish("jsn.x.e2.call.power.on", nil)
 	lc.denied(t, "lease on another exporter", "jsn.x.e2.call.power.on")
 	// It expires with the lease: the server disconnects it and refuses it afterwards.
-	eventually(t, "lease credential disconnected", func() bool { return lc.nc.IsClosed() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !lc.nc.IsClosed() {
+			return errors.New("not yet: lease credential disconnected")
+		}
+		return nil
+	})
 	// (The server disconnects at the JWT's expiry, whole seconds, and may accept it again within
 	// that second until the lease's end revokes it.)
-	eventually(t, "expired lease credential refused", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		a := l.attack(t, r.Credential.Creds(), "_INBOX_alice")
 		if a.nc != nil {
 			a.nc.Close()
+			return errors.New("not yet: expired lease credential refused")
 		}
-		return a.nc == nil
+		return nil
 	})
 
 	// An exporter's identity.
@@ -158,9 +166,19 @@ func TestSecurity(t *testing.T) {
 		t.Fatal("lease credential refused")
 	}
 	callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: r.Lease.ID})
-	eventually(t, "released credential disconnected", func() bool { return lc.nc.IsClosed() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !lc.nc.IsClosed() {
+			return errors.New("not yet: released credential disconnected")
+		}
+		return nil
+	})
 	callOK[api.Empty](t, l.admin, api.AdminSubject(AdminName, api.VerbDeleteClient), api.ExporterName{Name: "alice"})
-	eventually(t, "deleted client disconnected", func() bool { return c.nc.IsClosed() })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !c.nc.IsClosed() {
+			return errors.New("not yet: deleted client disconnected")
+		}
+		return nil
+	})
 	if a := l.attack(t, credsOf(t, aliceCfg), "_INBOX_alice"); a.nc != nil {
 		t.Fatal("deleted client accepted")
 	}

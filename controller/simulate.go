@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -35,7 +35,7 @@ func (c *Controller) TouchSimulated(ctx context.Context, prefix string, n int) e
 		old := c.exps[name]
 		c.mu.Unlock()
 		if old == nil {
-			return bus.Errorf(bus.NotFound, "simulated exporter %s not registered", name)
+			return wire.Errorf(wire.NotFound, "simulated exporter %s not registered", name)
 		}
 		rec := *old
 		rec.LastSeen = time.Now().UTC()

@@ -14,6 +14,7 @@ import (
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // TestRestartKeepsQueuedRequest restarts the controller with a request queued behind an active
@@ -56,9 +57,12 @@ func TestRestartKeepsQueuedRequest(t *testing.T) {
 		t.Fatalf("leases after restart: got %d, want 2 (active and queued)", len(list.Leases))
 	}
 	callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: held.Lease.ID})
-	eventually(t, "queued request granted after the restart", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.LeaseReply](t, bob, api.ClientSubject("bob", api.VerbLeaseGet), api.LeaseID{ID: queued.Lease.ID})
-		return r.Lease.Status == api.StatusActive && r.Credential != nil && r.Lease.Exporter == "sim-0"
+		if !(r.Lease.Status == api.StatusActive && r.Credential != nil && r.Lease.Exporter == "sim-0") {
+			return errors.New("not yet: queued request granted after the restart")
+		}
+		return nil
 	})
 }
 
@@ -133,13 +137,13 @@ func TestReleasedCredentialRefused(t *testing.T) {
 		creds = append(creds, r.Credential.Creds())
 	}
 	for i, c := range creds {
-		eventually(t, "released credential refused", func() bool {
+		testkit.CheckFor(t, 30*time.Second, func() error {
 			a := l.attack(t, c, "_INBOX_alice")
 			if a.nc != nil {
 				a.nc.Close()
-				return false
+				return errors.New("not yet: released credential refused")
 			}
-			return true
+			return nil
 		})
 		t.Logf("credential %d refused", i)
 	}

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -146,13 +147,13 @@ func TestControllerListenerRequiresTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	body, _ := bus.Marshal(api.LeaseRequest{Exporter: "e1", Duration: time.Minute})
+	body, _ := wire.Marshal(api.LeaseRequest{Exporter: "e1", Duration: time.Minute})
 	m, err := nc.Request(api.ClientSubject("alice", api.VerbLeaseRequest), body, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r api.LeaseReply
-	if err := bus.Unmarshal(m.Data, &r); err != nil || r.Credential == nil {
+	if err := wire.Unmarshal(m.Data, &r); err != nil || r.Credential == nil {
 		t.Fatalf("lease reply: %v %+v", err, r)
 	}
 	nc.Close()

@@ -372,7 +372,7 @@ func TestLeafNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	acfg.Endpoint = cl.url()
-	adm, err := controller.DialAdmin(ctx, acfg)
+	adm, err := client.DialController(ctx, acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

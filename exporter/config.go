@@ -1,11 +1,9 @@
 package exporter
 
 import (
-	"bytes"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -13,9 +11,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
+
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 // APIVersion values accepted in an exporter config, and its kind.
@@ -104,10 +105,10 @@ type jumpstarterTLS struct {
 // jumpstarterOnly are the top-level keys accepted only in jumpstarter.dev files.
 var jumpstarterOnly = []string{"tls", "grpcOptions", "grpcConfig", "description"}
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`) })
 
 // LoadConfig reads and parses the exporter config file at path. Config errors are
-// driver.ConfigErrors.
+// yamlconf.Errors.
 func LoadConfig(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -118,7 +119,7 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig parses the exporter config data read from file (used in error positions and to
 // set File, Dir and the default name). All problems are reported together as
-// driver.ConfigErrors. The export tree is not built; see Build and Load.
+// yamlconf.Errors. The export tree is not built; see Build and Load.
 func ParseConfig(file string, data []byte) (*Config, error) {
 	cfg, errs := parse(file, data)
 	if len(errs) > 0 {
@@ -142,7 +143,7 @@ func (c *Config) BuildWith(opts driver.BuildOptions) (*driver.Tree, error) {
 }
 
 // Load loads the config file at path and builds its driver tree, reporting the problems of both
-// steps together (as driver.ConfigErrors) when the file could be parsed far enough.
+// steps together (as yamlconf.Errors) when the file could be parsed far enough.
 func Load(path string, log *slog.Logger) (*Config, *driver.Tree, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -154,7 +155,7 @@ func Load(path string, log *slog.Logger) (*Config, *driver.Tree, error) {
 		return nil, nil, errs
 	}
 	tree, err := cfg.Build(log)
-	var berrs driver.ConfigErrors
+	var berrs yamlconf.Errors
 	if errors.As(err, &berrs) {
 		errs = append(errs, berrs...)
 	} else if err != nil {
@@ -169,80 +170,59 @@ func Load(path string, log *slog.Logger) (*Config, *driver.Tree, error) {
 
 // parse returns the config and every problem found; cfg is nil when the file could not be read
 // as one YAML mapping.
-func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
-	var errs driver.ConfigErrors
-	add := func(n *yaml.Node, path, format string, args ...any) {
-		e := driver.ConfigError{File: file, Path: path, Msg: fmt.Sprintf(format, args...)}
-		if n != nil {
-			e.Line, e.Col = n.Line, n.Column
-		}
-		errs = append(errs, e)
+func parse(file string, data []byte) (*Config, yamlconf.Errors) {
+	var errs yamlconf.Errors
+	root, empty, perrs := yamlconf.Document(file, data, "an exporter config")
+	errs = append(errs, perrs...)
+	if empty {
+		errs.Add(file, nil, "", "empty config")
+		return nil, errs
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			add(nil, "", "empty config")
-			return nil, errs
-		}
-		return nil, append(errs, yamlError(file, data, err))
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		add(&extra, "", "multiple YAML documents; an exporter config is one document")
-	} else if !errors.Is(err, io.EOF) {
-		errs = append(errs, yamlError(file, data, err))
-	}
-	var root *yaml.Node
-	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
-		root = doc.Content[0]
-	}
-	if root == nil || root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
-		add(nil, "", "empty config")
+	if root == nil {
 		return nil, errs
 	}
 	if root.Kind != yaml.MappingNode {
-		add(root, "", "want a mapping (apiVersion, kind, metadata, export…)")
+		errs.Add(file, root, "", "want a mapping (apiVersion, kind, metadata, export…)")
 		return nil, errs
 	}
 
 	var raw rawConfig
-	var derrs driver.ConfigErrors
-	if err := driver.DecodeConfig(file, root, "", &raw); errors.As(err, &derrs) {
+	var derrs yamlconf.Errors
+	if err := yamlconf.Decode(file, root, "", &raw); errors.As(err, &derrs) {
 		errs = append(errs, derrs...)
 	}
 	switch raw.APIVersion {
 	case APIVersion, JumpstarterAPIVersion, "":
 	default:
-		add(driver.ValueNode(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q or %q", raw.APIVersion, APIVersion, JumpstarterAPIVersion)
+		errs.Add(file, yamlconf.ValueNode(root, "apiVersion"), "apiVersion", "unsupported apiVersion %q; want %q or %q", raw.APIVersion, APIVersion, JumpstarterAPIVersion)
 	}
 	if raw.APIVersion != JumpstarterAPIVersion {
 		for _, k := range jumpstarterOnly {
 			if n := key(root, k); n != nil {
-				add(n, "", "field %q is only accepted in %s files", k, JumpstarterAPIVersion)
+				errs.Add(file, n, "", "field %q is only accepted in %s files", k, JumpstarterAPIVersion)
 			}
 		}
 	}
 	if raw.Credentials != "" && raw.APIVersion == JumpstarterAPIVersion {
-		add(key(root, "credentials"), "", "field \"credentials\" is only accepted in %s files", APIVersion)
+		errs.Add(file, key(root, "credentials"), "", "field \"credentials\" is only accepted in %s files", APIVersion)
 	}
 	if raw.CA != "" && raw.APIVersion == JumpstarterAPIVersion {
-		add(key(root, "ca"), "", "field \"ca\" is only accepted in %s files (Jumpstarter's is tls.ca)", APIVersion)
+		errs.Add(file, key(root, "ca"), "", "field \"ca\" is only accepted in %s files (Jumpstarter's is tls.ca)", APIVersion)
 	} else if raw.CA != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(raw.CA)) {
-		add(driver.ValueNode(root, "ca"), "ca", "want a PEM certificate (-----BEGIN CERTIFICATE-----)")
+		errs.Add(file, yamlconf.ValueNode(root, "ca"), "ca", "want a PEM certificate (-----BEGIN CERTIFICATE-----)")
 	}
 	var direct DirectStreams
 	if raw.DirectStreams != nil {
 		direct = *raw.DirectStreams
-		n := driver.ValueNode(root, "directStreams")
+		n := yamlconf.ValueNode(root, "directStreams")
 		if direct.Listen != "" && !direct.Off() && !validStreamAddress(direct.Listen) {
-			add(driver.ValueNode(n, "listen"), "directStreams.listen", "invalid address %q: want unix:/path/to.sock, tcp:host:port or off", direct.Listen)
+			errs.Add(file, yamlconf.ValueNode(n, "listen"), "directStreams.listen", "invalid address %q: want unix:/path/to.sock, tcp:host:port or off", direct.Listen)
 		}
 		if direct.Advertise != "" && !validStreamAddress(direct.Advertise) {
-			add(driver.ValueNode(n, "advertise"), "directStreams.advertise", "invalid address %q: want unix:/path/to.sock or tcp:host:port", direct.Advertise)
+			errs.Add(file, yamlconf.ValueNode(n, "advertise"), "directStreams.advertise", "invalid address %q: want unix:/path/to.sock or tcp:host:port", direct.Advertise)
 		}
 		if direct.Advertise != "" && (direct.Listen == "" || direct.Off()) {
-			add(driver.ValueNode(n, "advertise"), "directStreams.advertise", "advertise needs listen")
+			errs.Add(file, yamlconf.ValueNode(n, "advertise"), "directStreams.advertise", "advertise needs listen")
 		}
 	}
 	var hooks Hooks
@@ -250,18 +230,18 @@ func parse(file string, data []byte) (*Config, driver.ConfigErrors) {
 		hooks, errs = decodeHooks(file, raw.Hooks, errs)
 	}
 	if raw.Kind != "" && raw.Kind != Kind {
-		add(driver.ValueNode(root, "kind"), "kind", "kind is %q; want %q", raw.Kind, Kind)
+		errs.Add(file, yamlconf.ValueNode(root, "kind"), "kind", "kind is %q; want %q", raw.Kind, Kind)
 	}
 	name := raw.Metadata.Name
 	if name == "" {
 		name = DefaultName(file)
-	} else if !nameRE.MatchString(name) {
-		add(driver.ValueNode(driver.ValueNode(root, "metadata"), "name"), "metadata.name",
+	} else if !nameRE().MatchString(name) {
+		errs.Add(file, yamlconf.ValueNode(yamlconf.ValueNode(root, "metadata"), "name"), "metadata.name",
 			"invalid exporter name %q: use lower-case letters, digits, - and _, starting with a letter or digit", name)
 	}
 	for k, v := range raw.Metadata.Labels {
 		if k == "" || strings.ContainsAny(k, "\n\x00") || strings.ContainsAny(v, "\n\x00") {
-			add(driver.ValueNode(driver.ValueNode(root, "metadata"), "labels"), "metadata.labels", "invalid label %q", k)
+			errs.Add(file, yamlconf.ValueNode(yamlconf.ValueNode(root, "metadata"), "labels"), "metadata.labels", "invalid label %q", k)
 		}
 	}
 	dir := filepath.Dir(file)
@@ -316,7 +296,7 @@ func DefaultName(file string) string {
 		}
 	}
 	name := strings.TrimLeft(b.String(), "-_")
-	if name == "" || !nameRE.MatchString(name) {
+	if name == "" || !nameRE().MatchString(name) {
 		return "exporter"
 	}
 	return name
@@ -333,28 +313,4 @@ func key(m *yaml.Node, k string) *yaml.Node {
 		}
 	}
 	return nil
-}
-
-var (
-	yamlLineRE   = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-	yamlAnchorRE = regexp.MustCompile(`^yaml: unknown anchor '(.*)' referenced$`)
-)
-
-// yamlError turns a yaml.v3 syntax error into a ConfigError with its line. yaml.v3 leaves the
-// line out for problems on the first line, and for unknown anchors, which are found in data.
-func yamlError(file string, data []byte, err error) driver.ConfigError {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return driver.ConfigError{File: file, Line: line, Msg: "invalid YAML: " + m[2]}
-	}
-	msg = strings.TrimPrefix(msg, "yaml: ")
-	if m := yamlAnchorRE.FindStringSubmatch(err.Error()); m != nil {
-		if i := bytes.Index(data, []byte("*"+m[1])); i >= 0 {
-			line := bytes.Count(data[:i], []byte("\n")) + 1
-			col := i - bytes.LastIndexByte(data[:i], '\n')
-			return driver.ConfigError{File: file, Line: line, Col: col, Msg: "invalid YAML: " + msg}
-		}
-	}
-	return driver.ConfigError{File: file, Line: 1, Msg: "invalid YAML: " + msg}
 }

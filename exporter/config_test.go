@@ -12,8 +12,11 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"jsn.dev/jsn/bus/wire"
 	_ "jsn.dev/jsn/drivers/composite" // composite and Jumpstarter's Composite and Proxy
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/*.golden")
@@ -63,13 +66,13 @@ func TestGolden(t *testing.T) {
 			var got []byte
 			cfg, tree, err := Load(file, nil)
 			if err != nil {
-				var ce driver.ConfigErrors
+				var ce yamlconf.Errors
 				if !errors.As(err, &ce) {
 					t.Fatalf("got %T %v, want ConfigErrors", err, err)
 				}
 				got = []byte("# errors\n" + err.Error() + "\n")
 			} else {
-				desc := &driver.Description{Exporter: cfg.Metadata.Name, Labels: cfg.Metadata.Labels, Drivers: tree.Describe()}
+				desc := &wire.Description{Exporter: cfg.Metadata.Name, Labels: cfg.Metadata.Labels, Drivers: tree.Describe()}
 				got, err = yaml.Marshal(desc)
 				if err != nil {
 					t.Fatal(err)
@@ -181,7 +184,7 @@ func TestParseConfigErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("got %+v, want errors", cfg)
 			}
-			var ce driver.ConfigErrors
+			var ce yamlconf.Errors
 			if !errors.As(err, &ce) {
 				t.Fatalf("got %T %v, want ConfigErrors", err, err)
 			}
@@ -227,7 +230,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig("f.yaml", data)
 		if err != nil {
-			var ce driver.ConfigErrors
+			var ce yamlconf.Errors
 			if !errors.As(err, &ce) || len(ce) == 0 {
 				t.Fatalf("got %T %v, want ConfigErrors", err, err)
 			}
@@ -238,12 +241,12 @@ func FuzzParseConfig(f *testing.F) {
 			}
 			return
 		}
-		if cfg.Metadata.Name == "" || !nameRE.MatchString(cfg.Metadata.Name) {
+		if cfg.Metadata.Name == "" || !nameRE().MatchString(cfg.Metadata.Name) {
 			t.Fatalf("accepted a config with exporter name %q", cfg.Metadata.Name)
 		}
 		if tree, err := cfg.Build(nil); err == nil {
 			tree.Describe()
-		} else if !errors.As(err, new(driver.ConfigErrors)) {
+		} else if !errors.As(err, new(yamlconf.Errors)) {
 			t.Fatalf("Build: got %T %v, want ConfigErrors", err, err)
 		}
 	})

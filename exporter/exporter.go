@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -58,7 +59,7 @@ func New(cfg *Config, log *slog.Logger) (*Exporter, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := bus.CheckName("exporter name", cfg.Metadata.Name); err != nil {
+	if err := wire.CheckName("exporter name", cfg.Metadata.Name); err != nil {
 		return nil, fmt.Errorf("%s: metadata.name: %w", cfg.File, err)
 	}
 	e := &Exporter{name: cfg.Metadata.Name, labels: cfg.Metadata.Labels, log: log.With("exporter", cfg.Metadata.Name),
@@ -78,13 +79,13 @@ func (e *Exporter) Name() string { return e.name }
 func (e *Exporter) Tree() *driver.Tree { return e.tree }
 
 // Describe returns the driver tree's description.
-func (e *Exporter) Describe() *driver.Description {
-	return &driver.Description{Exporter: e.name, Labels: e.labels, Drivers: e.tree.Describe()}
+func (e *Exporter) Describe() *wire.Description {
+	return &wire.Description{Exporter: e.name, Labels: e.labels, Drivers: e.tree.Describe()}
 }
 
 // describe answers a describe request. It is computed per request: availability changes.
 func (e *Exporter) describe(m *bus.Msg) {
-	if e.waitLease != nil && m.Header.Get(bus.HeaderLease) != "" {
+	if e.waitLease != nil && m.Header.Get(wire.HeaderLease) != "" {
 		e.calls.Add(1)
 		go func() {
 			defer e.calls.Done()
@@ -100,9 +101,9 @@ func (e *Exporter) describe(m *bus.Msg) {
 }
 
 func (e *Exporter) describeNow(m *bus.Msg) {
-	b, err := bus.Marshal(e.Describe())
+	b, err := wire.Marshal(e.Describe())
 	if err != nil {
-		_ = m.RespondError(bus.Errorf(bus.Internal, "describe: %v", err))
+		_ = m.RespondError(wire.Errorf(wire.Internal, "describe: %v", err))
 		return
 	}
 	_ = m.Respond(nil, b)
@@ -110,7 +111,7 @@ func (e *Exporter) describeNow(m *bus.Msg) {
 
 // tapper returns the tap publisher of the driver at path.
 func (e *Exporter) tapper(path string) func([]byte) {
-	subject := bus.TapSubject(e.name, path)
+	subject := wire.TapSubject(e.name, path)
 	return func(data []byte) {
 		if c := e.tapConn.Load(); c != nil {
 			_ = c.Publish(subject, nil, data)
@@ -152,11 +153,11 @@ func (e *Exporter) GuardReplies() { e.guard = true }
 
 // requester is the inbox a request to the exporter may be answered in (see GuardReplies).
 func (e *Exporter) requester(m *bus.Msg) string {
-	lease := m.Header.Get(bus.HeaderLease)
+	lease := m.Header.Get(wire.HeaderLease)
 	if lease == "" {
 		lease = e.Lease()
 	}
-	if !bus.ValidName(lease) {
+	if !wire.ValidName(lease) {
 		return ""
 	}
 	return bus.LeaseInbox(e.name, lease)
@@ -195,12 +196,12 @@ func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
 		ss.OfferDirect(e.direct)
 	}
 	e.tapConn.Store(conn)
-	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", e.describe)
+	d, err := conn.Subscribe(wire.DescribeSubject(e.name), "", e.describe)
 	if err != nil {
 		ss.Close()
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}
-	c, err := conn.Subscribe(bus.CallWildcard(e.name), "", e.dispatch)
+	c, err := conn.Subscribe(wire.CallWildcard(e.name), "", e.dispatch)
 	if err != nil {
 		_ = d.Unsubscribe()
 		ss.Close()
@@ -281,12 +282,12 @@ func (e *Exporter) Attach(ctx context.Context, conn *bus.Conn, accept func(lease
 		ss.OfferDirect(e.direct)
 	}
 	a := &attachment{conn: conn, streams: ss, accept: accept}
-	d, err := conn.Subscribe(bus.DescribeSubject(e.name), "", e.describeNow)
+	d, err := conn.Subscribe(wire.DescribeSubject(e.name), "", e.describeNow)
 	if err != nil {
 		ss.Close()
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}
-	c, err := conn.Subscribe(bus.CallWildcard(e.name), "", func(m *bus.Msg) { e.dispatchOn(a, m) })
+	c, err := conn.Subscribe(wire.CallWildcard(e.name), "", func(m *bus.Msg) { e.dispatchOn(a, m) })
 	if err != nil {
 		_ = d.Unsubscribe()
 		ss.Close()
@@ -361,12 +362,12 @@ func (e *Exporter) EndLease(ctx context.Context, id string) error {
 	e.mu.Lock()
 	if e.lease != id {
 		e.mu.Unlock()
-		return bus.Errorf(bus.FailedPrecondition, "end lease %s: not the current lease", id)
+		return wire.Errorf(wire.FailedPrecondition, "end lease %s: not the current lease", id)
 	}
 	cancel := e.leaseCancel
 	e.lease, e.leaseCtx, e.leaseCancel, e.allow = "", nil, nil, nil
 	e.mu.Unlock()
-	ended := &bus.Error{Code: bus.PermissionDenied, Message: "lease " + id + " ended"}
+	ended := &wire.Error{Code: wire.PermissionDenied, Message: "lease " + id + " ended"}
 	// Streams first, so their handlers see why they end; then calls in flight.
 	if e.streams != nil {
 		e.streams.ResetGroup(id, ended)
@@ -415,19 +416,19 @@ func (e *Exporter) dispatchOn(a *attachment, m *bus.Msg) {
 
 // serveOn serves call m received on attachment a (nil: the main connection).
 func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
-	path, method, ok := bus.ParseCall(e.name, m.Subject)
+	path, method, ok := wire.ParseCall(e.name, m.Subject)
 	if !ok {
-		_ = m.RespondError(bus.Errorf(bus.NotFound, "%s: not a call subject (want jsn.x.%s.call.<driver path>.<method>)", m.Subject, e.name))
+		_ = m.RespondError(wire.Errorf(wire.NotFound, "%s: not a call subject (want jsn.x.%s.call.<driver path>.<method>)", m.Subject, e.name))
 		return
 	}
-	streams, group := e.streams, m.Header.Get(bus.HeaderLease)
+	streams, group := e.streams, m.Header.Get(wire.HeaderLease)
 	var ctx context.Context
 	var err error
 	if a == nil {
 		ctx, err = e.checkLease(group, path, method)
 	} else {
 		streams, group = a.streams, "attached:"+group
-		ctx, err = a.accept(m.Header.Get(bus.HeaderLease))
+		ctx, err = a.accept(m.Header.Get(wire.HeaderLease))
 	}
 	if err != nil {
 		_ = m.RespondError(err)
@@ -435,11 +436,11 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 	}
 	node := e.tree.Find(path)
 	if node == nil {
-		_ = m.RespondError(bus.Errorf(bus.NotFound, "no driver %q on exporter %s; drivers: %s", path, e.name, strings.Join(e.paths(), ", ")))
+		_ = m.RespondError(wire.Errorf(wire.NotFound, "no driver %q on exporter %s; drivers: %s", path, e.name, strings.Join(e.paths(), ", ")))
 		return
 	}
 	if why := node.Unavailable(); why != "" {
-		_ = m.RespondError(bus.Errorf(bus.Unavailable, "driver %s is unavailable: %s", path, why))
+		_ = m.RespondError(wire.Errorf(wire.Unavailable, "driver %s is unavailable: %s", path, why))
 		return
 	}
 	meth := node.Method(method)
@@ -449,12 +450,12 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		if len(names) > 0 {
 			list = "methods: " + strings.Join(names, ", ")
 		}
-		_ = m.RespondError(bus.Errorf(bus.NotFound, "driver %s has no method %q; %s", path, method, list))
+		_ = m.RespondError(wire.Errorf(wire.NotFound, "driver %s has no method %q; %s", path, method, list))
 		return
 	}
-	raw, err := bus.DecodeArgs(m.Data)
+	raw, err := wire.DecodeArgs(m.Data)
 	if err != nil {
-		_ = m.RespondError(bus.Errorf(bus.InvalidArgument, "%s.%s: %v", path, method, err))
+		_ = m.RespondError(wire.Errorf(wire.InvalidArgument, "%s.%s: %v", path, method, err))
 		return
 	}
 	args, err := meth.Convert(raw)
@@ -465,7 +466,7 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 	opens := bus.Opens(m)
 	if meth.Kind == driver.KindCall {
 		if opens {
-			_ = m.RespondError(bus.Errorf(bus.InvalidArgument, "%s.%s is a plain call; it does not open a stream", path, method))
+			_ = m.RespondError(wire.Errorf(wire.InvalidArgument, "%s.%s is a plain call; it does not open a stream", path, method))
 			return
 		}
 		res, err := e.invoke(ctx, path, method, func() (any, error) { return meth.Call(ctx, args) })
@@ -478,17 +479,17 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		}
 		var body []byte // nil result: empty body
 		if res != nil {
-			body, err = bus.Marshal(res)
+			body, err = wire.Marshal(res)
 		}
 		if err != nil {
-			_ = m.RespondError(bus.Errorf(bus.Internal, "%s.%s: %v", path, method, err))
+			_ = m.RespondError(wire.Errorf(wire.Internal, "%s.%s: %v", path, method, err))
 			return
 		}
 		_ = m.Respond(nil, body)
 		return
 	}
 	if !opens {
-		_ = m.RespondError(bus.Errorf(bus.InvalidArgument, "%s.%s is a %s method; call it with the %s header to open a stream", path, method, meth.Kind, bus.HeaderStream))
+		_ = m.RespondError(wire.Errorf(wire.InvalidArgument, "%s.%s is a %s method; call it with the %s header to open a stream", path, method, meth.Kind, wire.HeaderStream))
 		return
 	}
 	s, hdr, err := streams.Accept(m, group)
@@ -507,7 +508,7 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 	_, err = e.invoke(sctx, path, method, func() (any, error) {
 		if meth.Kind == driver.KindServerStream {
 			return nil, meth.Stream(sctx, args, func(item any) error {
-				b, err := bus.Marshal(item)
+				b, err := wire.Marshal(item)
 				if err != nil {
 					return err
 				}
@@ -538,7 +539,7 @@ func (e *Exporter) invoke(ctx context.Context, path, method string, fn func() (a
 	defer func() {
 		if r := recover(); r != nil {
 			e.log.Error("driver panicked", "driver", path, "method", method, "panic", r, "stack", string(debug.Stack()))
-			err = bus.Errorf(bus.Internal, "%s.%s: driver panicked: %v", path, method, r)
+			err = wire.Errorf(wire.Internal, "%s.%s: driver panicked: %v", path, method, r)
 		}
 	}()
 	res, err = fn()
@@ -553,13 +554,13 @@ func (e *Exporter) checkLease(got, path, method string) (context.Context, error)
 	defer e.mu.Unlock()
 	switch {
 	case e.lease == "":
-		return nil, bus.Errorf(bus.PermissionDenied, "exporter %s has no active lease", e.name)
+		return nil, wire.Errorf(wire.PermissionDenied, "exporter %s has no active lease", e.name)
 	case got == "":
-		return nil, bus.Errorf(bus.PermissionDenied, "call carries no %s header; exporter %s is leased", bus.HeaderLease, e.name)
+		return nil, wire.Errorf(wire.PermissionDenied, "call carries no %s header; exporter %s is leased", wire.HeaderLease, e.name)
 	case got != e.lease:
-		return nil, bus.Errorf(bus.PermissionDenied, "lease %q is not the current lease of exporter %s", got, e.name)
+		return nil, wire.Errorf(wire.PermissionDenied, "lease %q is not the current lease of exporter %s", got, e.name)
 	case !Allowed(e.allow, path, method):
-		return nil, bus.Errorf(bus.PermissionDenied, "lease %s on exporter %s allows only %s; not %s.%s",
+		return nil, wire.Errorf(wire.PermissionDenied, "lease %s on exporter %s allows only %s; not %s.%s",
 			got, e.name, strings.Join(e.allow, ", "), path, method)
 	}
 	return e.leaseCtx, nil

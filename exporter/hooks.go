@@ -18,7 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/controller/api"
-	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 // Hook failure policies.
@@ -50,13 +50,13 @@ type Hook struct {
 }
 
 // decodeHooks decodes the hooks: mapping strictly, adding its problems to errs.
-func decodeHooks(file string, n *yaml.Node, errs driver.ConfigErrors) (Hooks, driver.ConfigErrors) {
+func decodeHooks(file string, n *yaml.Node, errs yamlconf.Errors) (Hooks, yamlconf.Errors) {
 	var h Hooks
-	var derrs driver.ConfigErrors
-	if err := driver.DecodeConfig(file, n, "hooks", &h); errors.As(err, &derrs) {
+	var derrs yamlconf.Errors
+	if err := yamlconf.Decode(file, n, "hooks", &h); errors.As(err, &derrs) {
 		errs = append(errs, derrs...)
 	} else if err != nil {
-		errs = append(errs, driver.ConfigError{File: file, Line: n.Line, Col: n.Column, Path: "hooks", Msg: err.Error()})
+		errs.Add(file, n, "hooks", "%v", err)
 	}
 	for _, x := range []struct {
 		name string
@@ -65,13 +65,13 @@ func decodeHooks(file string, n *yaml.Node, errs driver.ConfigErrors) (Hooks, dr
 		if x.h == nil {
 			continue
 		}
-		hn := driver.ValueNode(n, x.name)
+		hn := yamlconf.ValueNode(n, x.name)
 		path := "hooks." + x.name
 		if strings.TrimSpace(x.h.Script) == "" && key(hn, "script") != nil {
-			errs = append(errs, configErr(file, driver.ValueNode(hn, "script"), path+".script", "empty script"))
+			errs.Add(file, yamlconf.ValueNode(hn, "script"), path+".script", "empty script")
 		}
 		if x.h.Timeout < 0 {
-			errs = append(errs, configErr(file, driver.ValueNode(hn, "timeout"), path+".timeout", "timeout must not be negative"))
+			errs.Add(file, yamlconf.ValueNode(hn, "timeout"), path+".timeout", "timeout must not be negative")
 		}
 		if x.h.Timeout == 0 {
 			x.h.Timeout = DefaultHookTimeout
@@ -81,19 +81,11 @@ func decodeHooks(file string, n *yaml.Node, errs driver.ConfigErrors) (Hooks, dr
 			x.h.OnFailure = OnFailureWarn
 		case OnFailureWarn, OnFailureEndLease:
 		default:
-			errs = append(errs, configErr(file, driver.ValueNode(hn, "onFailure"), path+".onFailure",
-				fmt.Sprintf("onFailure is %q; want %q or %q", x.h.OnFailure, OnFailureWarn, OnFailureEndLease)))
+			errs.Add(file, yamlconf.ValueNode(hn, "onFailure"), path+".onFailure",
+				"onFailure is %q; want %q or %q", x.h.OnFailure, OnFailureWarn, OnFailureEndLease)
 		}
 	}
 	return h, errs
-}
-
-func configErr(file string, n *yaml.Node, path, msg string) driver.ConfigError {
-	e := driver.ConfigError{File: file, Path: path, Msg: msg}
-	if n != nil {
-		e.Line, e.Col = n.Line, n.Column
-	}
-	return e
 }
 
 // hookRun is one run of a hook for a lease.

@@ -15,9 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // raw connects a plain nats.go connection, as an attacker would, with creds; its requests use
@@ -141,11 +142,11 @@ func TestReplyReflectionThroughExporter(t *testing.T) {
 		inboxOf(t, bobCreds) + ".stolen",
 		"$JS.API.STREAM.DELETE.KV_jsn-identities",
 	}
-	call := bus.CallSubject("refl1", "probe", "echo")
-	args, _ := bus.EncodeArgs([]any{"x", 1})
+	call := wire.CallSubject("refl1", "probe", "echo")
+	args, _ := wire.EncodeArgs([]any{"x", 1})
 	callMsg := func(reply string) *nats.Msg {
 		m := &nats.Msg{Subject: call, Reply: reply, Data: args, Header: nats.Header{}}
-		m.Header.Set(bus.HeaderLease, ra.Lease.ID)
+		m.Header.Set(wire.HeaderLease, ra.Lease.ID)
 		return m
 	}
 	// Describes first, then calls (one request per reply subject at a time: NATS's
@@ -153,11 +154,11 @@ func TestReplyReflectionThroughExporter(t *testing.T) {
 	// round a legitimate request on the same subscription: describe is answered in order, and a
 	// call is admitted (or dropped) in order before it runs.
 	for _, reply := range replies {
-		if err := a.PublishRequest(bus.DescribeSubject("refl1"), reply, nil); err != nil {
+		if err := a.PublishRequest(wire.DescribeSubject("refl1"), reply, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := a.Request(bus.DescribeSubject("refl1"), nil, 10*time.Second); err != nil {
+	if _, err := a.Request(wire.DescribeSubject("refl1"), nil, 10*time.Second); err != nil {
 		t.Fatalf("alice's own describe: %v", err)
 	}
 	for _, reply := range replies {
@@ -165,7 +166,7 @@ func TestReplyReflectionThroughExporter(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if r, err := a.RequestMsg(callMsg(""), 10*time.Second); err != nil || r.Header.Get(bus.HeaderErrorCode) != "" {
+	if r, err := a.RequestMsg(callMsg(""), 10*time.Second); err != nil || r.Header.Get(wire.HeaderErrorCode) != "" {
 		t.Fatalf("alice's own call: %v %v", err, r)
 	}
 	quiet(t, "refl2's lease push subject", e2, push)
@@ -227,9 +228,12 @@ hooks:
 	if err := alice.Release(ctx, ra.Lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the afterLease hook to start", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		_, err := os.Stat(filepath.Join(dir, "after-started"))
-		return err == nil
+		if err != nil {
+			return errors.New("not yet: the afterLease hook to start")
+		}
+		return nil
 	})
 
 	// While alice's afterLease hook runs, bob's request waits.
@@ -278,10 +282,10 @@ hooks:
 		subs = append(subs, watch(t, bc, s))
 	}
 	// Nor have an ended lease's beforeLease output replayed by naming its id.
-	m := &nats.Msg{Subject: bus.DescribeSubject("hooked"), Header: nats.Header{}}
-	m.Header.Set(bus.HeaderLease, ra.Lease.ID)
+	m := &nats.Msg{Subject: wire.DescribeSubject("hooked"), Header: nats.Header{}}
+	m.Header.Set(wire.HeaderLease, ra.Lease.ID)
 	m.Header.Set(HeaderHookReplay, "tok")
-	if r, err := bc.RequestMsg(m, 10*time.Second); err == nil && r.Header.Get(bus.HeaderErrorCode) == "" {
+	if r, err := bc.RequestMsg(m, 10*time.Second); err == nil && r.Header.Get(wire.HeaderErrorCode) == "" {
 		t.Errorf("describe naming alice's ended lease: got a describe, want an error or nothing")
 	}
 	if early != nil {

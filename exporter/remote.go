@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -193,7 +194,7 @@ func (r *remote) dial(ctx context.Context) (*bus.Conn, error) {
 
 // request calls the controller API.
 func (r *remote) request(ctx context.Context, verb string, req, out any) error {
-	b, err := bus.Marshal(req)
+	b, err := wire.Marshal(req)
 	if err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func (r *remote) request(ctx context.Context, verb string, req, out any) error {
 		return err
 	}
 	if out != nil && len(m.Data) > 0 {
-		return bus.Unmarshal(m.Data, out)
+		return wire.Unmarshal(m.Data, out)
 	}
 	return nil
 }
@@ -263,7 +264,7 @@ func (r *remote) control(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, bus.ErrFailedPrecondition) {
+			if errors.Is(err, wire.ErrFailedPrecondition) {
 				registered = false // the controller does not know us (any more)
 			}
 			r.log.Warn("heartbeat", "err", err)
@@ -316,7 +317,7 @@ func (r *remote) onPush(m *bus.Msg) {
 	var l *api.Lease
 	if len(m.Data) > 0 {
 		l = new(api.Lease)
-		if err := bus.Unmarshal(m.Data, l); err != nil {
+		if err := wire.Unmarshal(m.Data, l); err != nil {
 			r.log.Warn("lease push", "err", err)
 			return
 		}
@@ -529,7 +530,7 @@ func (r *remote) runHook(ctx context.Context, name string, h *Hook, l *api.Lease
 			"JSN_HOOK=" + name,
 		}),
 		out: func(o api.HookOutput) {
-			if b, err := bus.Marshal(o); err == nil {
+			if b, err := wire.Marshal(o); err == nil {
 				_ = r.conn.Publish(api.HookSubject(r.name, l.ID), nil, b)
 			}
 			if name == HookBeforeLease {
@@ -549,17 +550,17 @@ func (r *remote) acceptHook(lease string) (context.Context, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.hookLease == "" || lease != r.hookLease {
-		return nil, bus.Errorf(bus.PermissionDenied, "exporter %s: the hook bus accepts only the lease of the hook running now", r.name)
+		return nil, wire.Errorf(wire.PermissionDenied, "exporter %s: the hook bus accepts only the lease of the hook running now", r.name)
 	}
 	return r.hookCtx, nil
 }
 
 // waitLease is the "lease ready" barrier of describe requests carrying Jsn-Lease.
 func (r *remote) waitLease(m *bus.Msg) error {
-	id := m.Header.Get(bus.HeaderLease)
+	id := m.Header.Get(wire.HeaderLease)
 	token := m.Header.Get(HeaderHookReplay)
-	if token != "" && !bus.ValidName(token) {
-		return bus.Errorf(bus.InvalidArgument, "%s %q is not a subject token", HeaderHookReplay, token)
+	if token != "" && !wire.ValidName(token) {
+		return wire.Errorf(wire.InvalidArgument, "%s %q is not a subject token", HeaderHookReplay, token)
 	}
 	deadline := time.NewTimer(ReadyWait)
 	defer deadline.Stop()
@@ -591,14 +592,14 @@ func (r *remote) waitLease(m *bus.Msg) error {
 			r.sendReplay(token, id, replay)
 			return nil
 		case ended:
-			return bus.Errorf(bus.PermissionDenied, "lease %s ended on exporter %s: %s", id, r.name, why)
+			return wire.Errorf(wire.PermissionDenied, "lease %s ended on exporter %s: %s", id, r.name, why)
 		case !known && time.Since(first) > unknownLeaseWait:
-			return bus.Errorf(bus.PermissionDenied, "lease %q is not a lease of exporter %s", id, r.name)
+			return wire.Errorf(wire.PermissionDenied, "lease %q is not a lease of exporter %s", id, r.name)
 		}
 		select {
 		case <-ch:
 		case <-deadline.C:
-			return bus.Errorf(bus.Unavailable, "%s: lease %s is starting on exporter %s (beforeLease hook running)", NotReady, id, r.name)
+			return wire.Errorf(wire.Unavailable, "%s: lease %s is starting on exporter %s (beforeLease hook running)", NotReady, id, r.name)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
@@ -610,7 +611,7 @@ func (r *remote) sendReplay(token, id string, replay []api.HookOutput) {
 	}
 	subject := api.ReplaySubject(r.name, id, token)
 	for _, o := range append(replay, api.HookOutput{Lease: id, Hook: HookReplayEnd, Done: true}) {
-		if b, err := bus.Marshal(o); err == nil {
+		if b, err := wire.Marshal(o); err == nil {
 			_ = r.conn.Publish(subject, nil, b)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // lab is a real controller (embedded NATS in operator mode, JetStream) with an admin.
@@ -27,7 +28,7 @@ type lab struct {
 	t     *testing.T
 	dir   string // the controller's data directory
 	ctl   *controller.Controller
-	admin *controller.Admin
+	admin *client.Controller
 }
 
 func startLab(t *testing.T) *lab {
@@ -50,11 +51,11 @@ func startLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	cfg.Endpoint = ctl.URL()
-	admin, err := controller.DialAdmin(ctx, cfg)
+	admin, err := client.DialController(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(admin.Close)
+	t.Cleanup(func() { admin.Close() })
 	return &lab{t: t, dir: dir, ctl: ctl, admin: admin}
 }
 
@@ -136,29 +137,25 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func eventually(t *testing.T, what string, fn func() bool) {
-	t.Helper()
-	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if fn() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func (l *lab) online(c *client.Controller, name string, want bool) {
 	l.t.Helper()
-	eventually(l.t, fmt.Sprintf("%s online=%v", name, want), func() bool {
+	testkit.CheckFor(l.t, 30*time.Second, func() error {
 		exs, err := c.ListExporters(context.Background(), "")
 		if err != nil {
-			return false
+			return err
 		}
 		for _, e := range exs {
 			if e.Name == name {
-				return e.Online == want
+				if e.Online != want {
+					return fmt.Errorf("exporter %s: online %v, want %v", name, e.Online, want)
+				}
+				return nil
 			}
 		}
-		return !want
+		if want {
+			return fmt.Errorf("exporter %s is not registered", name)
+		}
+		return nil
 	})
 }
 
@@ -193,7 +190,13 @@ hooks:
 
 	// While beforeLease runs, the lease is refused on the controller's bus and accepted on the
 	// hook bus.
-	eventually(t, "the hook's lease file", func() bool { _, err := os.Stat(filepath.Join(dir, "lease")); return err == nil })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		_, err := os.Stat(filepath.Join(dir, "lease"))
+		if err != nil {
+			return errors.New("not yet: the hook's lease file")
+		}
+		return nil
+	})
 	if _, err := ex.Driver("probe").Call(ctx, "resets"); !errors.Is(err, client.ErrPermissionDenied) {
 		t.Errorf("call during beforeLease: got %v, want PermissionDenied", err)
 	}
@@ -251,9 +254,12 @@ hooks:
 	if err := alice.Release(ctx, rep.Lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "afterLease", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		b, _ := os.ReadFile(filepath.Join(dir, "after"))
-		return string(b) == "after "+rep.Lease.ID+"\n"
+		if string(b) != "after "+rep.Lease.ID+"\n" {
+			return errors.New("not yet: afterLease")
+		}
+		return nil
 	})
 }
 
@@ -287,12 +293,15 @@ hooks:
 		t.Errorf("got replay %q of an ended lease, want none (the reason carries the output)", out)
 	}
 	var reason string
-	eventually(t, "the lease to end", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r, err := alice.GetLease(ctx, rep.Lease.ID)
 		if err == nil {
 			reason = r.Lease.Reason
 		}
-		return err == nil && r.Lease.Status == api.StatusEnded
+		if !(err == nil && r.Lease.Status == api.StatusEnded) {
+			return errors.New("not yet: the lease to end")
+		}
+		return nil
 	})
 	// A holder that could not connect in time learns why from the controller.
 	if want := "beforeLease hook: exit status 3 (output: cannot flash)"; !strings.Contains(reason, want) {
@@ -324,7 +333,12 @@ hooks:
 		t.Errorf("call while stopped: got %v, want Unavailable", err)
 	}
 	runRemote(t, cfg)
-	eventually(t, "the restarted exporter to serve the lease", func() bool { return ex.WaitReady(ctx, nil) == nil })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if ex.WaitReady(ctx, nil) != nil {
+			return errors.New("not yet: the restarted exporter to serve the lease")
+		}
+		return nil
+	})
 	if _, err := ex.Driver("probe").Call(ctx, "resets"); err != nil {
 		t.Errorf("call after restart: %v", err)
 	}

@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"sync/atomic"
@@ -10,8 +11,10 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // probe is a test driver with a slow method, a blocking stream, a panicking method and a reset
@@ -51,7 +54,7 @@ func (p *probe) Methods() []driver.Method {
 				case <-p.release:
 					return "released", nil
 				case <-ctx.Done():
-					return nil, bus.Errorf(bus.FailedPrecondition, "slow: %v", ctx.Err())
+					return nil, wire.Errorf(wire.FailedPrecondition, "slow: %v", ctx.Err())
 				}
 			}},
 		{Name: "boom", Kind: driver.KindCall,
@@ -159,26 +162,26 @@ func TestGarbageBodies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	hdr := bus.Header{bus.HeaderLease: {l.Lease}}
+	hdr := wire.Header{wire.HeaderLease: {l.Lease}}
 	for _, body := range [][]byte{
 		{0xc1},                         // reserved code
 		{0xdd, 0xff, 0xff, 0xff, 0xff}, // array claiming 4 billion items
 		{0x81, 0xa1, 'a', 0x01},        // a map, not an array
 		make([]byte, 2<<20),            // over the max payload
 	} {
-		_, err := raw.Request(context.Background(), bus.CallSubject(l.Exporter, "a", "echo"), hdr, body)
-		if !errors.Is(err, bus.ErrInvalidArgument) {
+		_, err := raw.Request(context.Background(), wire.CallSubject(l.Exporter, "a", "echo"), hdr, body)
+		if !errors.Is(err, wire.ErrInvalidArgument) {
 			t.Errorf("body % x…: got %v, want INVALID_ARGUMENT", body[:min(len(body), 5)], err)
 		}
 	}
 	// A call subject with no method.
 	_, err = raw.Request(context.Background(), "jsn.x."+l.Exporter+".call.a", hdr, nil)
-	if !errors.Is(err, bus.ErrNotFound) {
+	if !errors.Is(err, wire.ErrNotFound) {
 		t.Errorf("got %v, want NOT_FOUND for a subject without a method", err)
 	}
 	// A stream method called as a plain call, and a plain call opened as a stream.
-	_, err = raw.Request(context.Background(), bus.CallSubject(l.Exporter, "a", "ticks"), hdr, nil)
-	if !errors.Is(err, bus.ErrInvalidArgument) || !strings.Contains(err.Error(), "open a stream") {
+	_, err = raw.Request(context.Background(), wire.CallSubject(l.Exporter, "a", "ticks"), hdr, nil)
+	if !errors.Is(err, wire.ErrInvalidArgument) || !strings.Contains(err.Error(), "open a stream") {
 		t.Errorf("got %v, want INVALID_ARGUMENT about streams", err)
 	}
 }
@@ -281,7 +284,7 @@ func TestClientClosingStreamStopsDriver(t *testing.T) {
 		}
 	}
 	_ = items.Close()
-	waitFor(t, func() bool { return l.ex.streams.Count() == 0 })
+	checkNoStreams(t, l)
 }
 
 func TestDescribeOverBus(t *testing.T) {
@@ -296,17 +299,6 @@ func TestDescribeOverBus(t *testing.T) {
 	}
 	if _, err := c.Exporter("ghost", "").Describe(context.Background()); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("got %v, want UNAVAILABLE for a missing exporter", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -344,7 +336,7 @@ func TestTapBroadcast(t *testing.T) {
 	}
 	defer obs.Close()
 	got := make(chan string, 1)
-	sub, err := obs.Subscribe(bus.TapSubject(l.Exporter, "b"), "", func(m *bus.Msg) { got <- string(m.Data) })
+	sub, err := obs.Subscribe(wire.TapSubject(l.Exporter, "b"), "", func(m *bus.Msg) { got <- string(m.Data) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,7 +374,7 @@ func TestStreamFollowsContext(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	waitFor(t, func() bool { return l.ex.streams.Count() == 0 })
+	checkNoStreams(t, l)
 }
 
 // TestLocalStreamsGoDirect checks that local-mode byte streams bypass the broker through the
@@ -427,4 +419,15 @@ func TestLocalStreamsGoDirect(t *testing.T) {
 			t.Errorf("config %q: %d streams went direct, want %d", tc.extra, got, tc.want)
 		}
 	}
+}
+
+// checkNoStreams waits until the exporter of l has no stream left.
+func checkNoStreams(t *testing.T, l *Local) {
+	t.Helper()
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if n := l.ex.streams.Count(); n != 0 {
+			return fmt.Errorf("the exporter still has %d streams", n)
+		}
+		return nil
+	})
 }

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"time"
 
-	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/bus/wire"
 )
 
 // Lease statuses.
@@ -106,9 +106,9 @@ type Empty struct{}
 
 // RegisterRequest is sent on jsn.ctl.e.<E>.register when an exporter (re)connects.
 type RegisterRequest struct {
-	Labels   map[string]string   `msgpack:"labels,omitempty"`
-	Describe *driver.Description `msgpack:"describe,omitempty"`
-	Version  string              `msgpack:"version,omitempty"`
+	Labels   map[string]string `msgpack:"labels,omitempty"`
+	Describe *wire.Description `msgpack:"describe,omitempty"`
+	Version  string            `msgpack:"version,omitempty"`
 	// AfterLease is the timeout of the exporter's afterLease hook, 0 if it has none. With one,
 	// the controller grants the exporter again only once the exporter says it finished the
 	// previous lease (lease.done, or Busy no longer naming it), or AfterLease (plus a margin)

@@ -7,6 +7,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
 
@@ -41,7 +42,7 @@ ref:
 	}
 	desc := tree.Describe()
 	proxy, ref := desc[1], desc[2]
-	for _, d := range []*driver.NodeDesc{proxy, ref} {
+	for _, d := range []*wire.NodeDesc{proxy, ref} {
 		if d.Type != "ref" || d.Ref != "board.inner" {
 			t.Errorf("got %+v, want a ref to board.inner", d)
 		}

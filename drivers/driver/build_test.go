@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 const goodConfig = `
@@ -156,14 +158,14 @@ func TestDescribe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Description{Drivers: tree.Describe()}
+	d := &wire.Description{Drivers: tree.Describe()}
 	thing := d.Find("thing")
 	if thing == nil || thing.Type != "test.Thing" || thing.Interface != "jsn.test.v1" || thing.Doc != "the thing" || thing.Ref != "" {
 		t.Fatalf("got thing %+v", thing)
 	}
 	run := thing.Method("run")
 	if run == nil || run.Kind != KindCall || run.Returns != TypeInt || len(run.Args) != 2 ||
-		*run.Args[1] != (ArgDesc{Name: "timeout", Type: TypeDuration, Optional: true}) {
+		*run.Args[1] != (wire.ArgDesc{Name: "timeout", Type: TypeDuration, Optional: true}) {
 		t.Errorf("got run %+v", run)
 	}
 	for _, tt := range []struct{ path, ref string }{{"power", "thing"}, {"proxy", "power"}, {"chained", "proxy"}} {

@@ -6,8 +6,7 @@ import (
 	"jsn.dev/jsn/internal/yamlconf"
 )
 
-// Configs are decoded by package yamlconf; these are its names as drivers and config loaders
-// use them.
+// Configs are decoded by package yamlconf; these are its names as drivers use them.
 type (
 	// ConfigError is one problem in a config file, at a position.
 	ConfigError = yamlconf.Error
@@ -25,11 +24,8 @@ func FieldErrorf(field string, format string, args ...any) error {
 	return yamlconf.FieldErrorf(field, format, args...)
 }
 
-// DecodeConfig strictly decodes the YAML node n into out the way driver configs are decoded;
-// see yamlconf.Decode.
+// DecodeConfig strictly decodes the YAML node n into out the way driver configs are decoded
+// (see yamlconf.Decode), for drivers with config of their own shape (a mode or a mapping).
 func DecodeConfig(file string, n *yaml.Node, path string, out any) error {
 	return yamlconf.Decode(file, n, path, out)
 }
-
-// ValueNode returns the value node of key k in mapping m, or m itself; see yamlconf.ValueNode.
-func ValueNode(m *yaml.Node, k string) *yaml.Node { return yamlconf.ValueNode(m, k) }

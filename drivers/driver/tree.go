@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/internal/yamlconf"
 )
 
@@ -59,7 +60,7 @@ type Node struct {
 // RefInfo is the Info of nodes written `ref: path`.
 var RefInfo = Info{Type: "ref", Doc: "proxy to another driver", Ref: true}
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+$`) })
 
 // nodeKeys are the keys allowed in a node mapping.
 var nodeKeys = []string{"type", "ref", "description", "config", "children"}
@@ -136,7 +137,7 @@ func (b *builder) nodes(m *yaml.Node, parent, ypath string) []*Node {
 	var out []*Node
 	keys, keyNodes, vals := b.d.Pairs(m, ypath)
 	for i, name := range keys {
-		if !nameRE.MatchString(name) {
+		if !nameRE().MatchString(name) {
 			b.c.Add(keyNodes[i], ypath, "invalid driver name %q: use letters, digits, - and _ (no dots)", name)
 			continue
 		}
@@ -355,7 +356,7 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 		return names
 	}
 	for _, ch := range p.Children() {
-		if !nameRE.MatchString(ch.Name) || names[ch.Name] || ch.Driver == nil {
+		if !nameRE().MatchString(ch.Name) || names[ch.Name] || ch.Driver == nil {
 			b.c.Add(key, ypath, "driver type %s: invalid built-in child %q", n.Info.Type, ch.Name)
 			continue
 		}
@@ -384,7 +385,7 @@ func (b *builder) env(path string) Env {
 }
 
 func checkMethod(m *Method) string {
-	if !nameRE.MatchString(m.Name) {
+	if !nameRE().MatchString(m.Name) {
 		return "invalid method name"
 	}
 	set := 0
@@ -492,13 +493,13 @@ func (n *Node) MethodNames() []string {
 // Describe returns the description of every node. A ref node has Type "ref", Ref set to its
 // target's path, and the interface and methods of the node it resolves to, so that clients can
 // call through it.
-func (t *Tree) Describe() []*NodeDesc {
-	var desc func(ns []*Node) []*NodeDesc
-	desc = func(ns []*Node) []*NodeDesc {
-		var out []*NodeDesc
+func (t *Tree) Describe() []*wire.NodeDesc {
+	var desc func(ns []*Node) []*wire.NodeDesc
+	desc = func(ns []*Node) []*wire.NodeDesc {
+		var out []*wire.NodeDesc
 		for _, n := range ns {
 			r := n.Resolve()
-			d := &NodeDesc{Name: n.Name, Path: n.Path, Type: n.Info.Type, Interface: r.Info.Interface, Doc: n.Doc,
+			d := &wire.NodeDesc{Name: n.Name, Path: n.Path, Type: n.Info.Type, Interface: r.Info.Interface, Doc: n.Doc,
 				Unavailable: r.Unavailable()}
 			if d.Doc == "" && n.Target == nil {
 				d.Doc = n.Info.Doc
@@ -507,9 +508,9 @@ func (t *Tree) Describe() []*NodeDesc {
 				d.Type, d.Ref = "ref", n.Target.Path
 			}
 			for _, m := range r.listed {
-				md := &MethodDesc{Name: m.Name, Doc: m.Doc, Kind: m.Kind, Returns: m.Returns}
+				md := &wire.MethodDesc{Name: m.Name, Doc: m.Doc, Kind: m.Kind, Returns: m.Returns}
 				for _, a := range m.Args {
-					md.Args = append(md.Args, &ArgDesc{Name: a.Name, Type: a.Type, Doc: a.Doc, Optional: a.Optional})
+					md.Args = append(md.Args, &wire.ArgDesc{Name: a.Name, Type: a.Type, Doc: a.Doc, Optional: a.Optional})
 				}
 				d.Methods = append(d.Methods, md)
 			}

@@ -1,115 +1,64 @@
 package network
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"jsn.dev/jsn/cmd/jsn/cli/clitest"
 	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
-// These tests build the real jsn binary and run `jsn forward` and `jsn ssh` inside
-// `jsn shell -c netlab.yaml -- …` sessions, against real local servers.
+// These tests run `jsn forward` and `jsn ssh` in-process (clitest) against a lab exporting
+// network drivers to real local servers.
 
-// labConfig writes an exporter config exporting the YAML lines of export and returns its path.
-func labConfig(t *testing.T, export string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "netlab.yaml")
-	src := "apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: netlab}\nexport:\n" + export
-	if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// run runs `jsn argv…` in a session on config to the end.
-func run(t *testing.T, config string, argv ...string) jsntest.Result {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the jsn binary")
-	}
-	return jsntest.Shell(t, config, jsntest.Options{Dir: t.TempDir(), Timeout: 60 * time.Second}, append([]string{"jsn"}, argv...)...)
+// labConfig is an exporter config exporting the YAML lines of export.
+func labConfig(export string) string {
+	return "apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: netlab}\nexport:\n" + export
 }
 
 // forwarding is a running `jsn forward`.
 type forwarding struct {
-	cmd    *exec.Cmd
+	*clitest.Proc
 	local  string          // the local address it printed
-	stderr *jsntest.Buffer // everything after the forwarding line
-	done   chan struct{}
+	stderr *jsntest.Buffer // everything it wrote on stderr
 }
 
-var forwardingLine = regexp.MustCompile(`^forwarding (\S+) -> (\S+) \((tcp|udp|unix)( \S+)?\)$`)
+var forwardingLine = regexp.MustCompile(`(?m)^forwarding (\S+) -> (\S+) \((tcp|udp|unix)( \S+)?\)$`)
 
-// startForward starts `jsn forward args…` in a session and waits for its forwarding line.
-// Cleanup stops it with Ctrl-C if the test did not.
-func startForward(t *testing.T, config, dir string, args ...string) *forwarding {
+// startForward starts `jsn forward args…` in s and waits for its forwarding line. The test's
+// end stops it if the test did not.
+func startForward(t *testing.T, s *clitest.Session, args ...string) *forwarding {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the jsn binary")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	cmd := jsntest.Command(ctx, t, append([]string{"shell", "-c", config, "--", "jsn", "forward"}, args...)...)
-	cmd.Dir = dir
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	f := &forwarding{cmd: cmd, stderr: &jsntest.Buffer{}, done: make(chan struct{})}
-	sc := bufio.NewScanner(errPipe)
-	var early []string
-	for f.local == "" && sc.Scan() {
-		if m := forwardingLine.FindStringSubmatch(sc.Text()); m != nil {
+	p := s.Background(clitest.Options{}, append([]string{"forward"}, args...)...)
+	f := &forwarding{Proc: p, stderr: p.Stderr}
+	testkit.CheckFor(t, 60*time.Second, func() error {
+		if m := forwardingLine.FindStringSubmatch(p.Stderr.String()); m != nil {
 			f.local = m[1]
-		} else {
-			early = append(early, sc.Text())
+			return nil
 		}
-	}
-	go func() {
-		defer close(f.done)
-		io.Copy(f.stderr, errPipe)
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGINT)
-		<-f.done
-		cmd.Wait()
-		cancel()
+		if p.Exited() {
+			t.Fatalf("jsn forward %q ended: exit %d; stderr:\n%s", args, p.Stop(), p.Stderr)
+		}
+		return fmt.Errorf("jsn forward %q printed no forwarding line; stderr: %q", args, p.Stderr.String())
 	})
-	if f.local == "" {
-		t.Fatalf("jsn forward %q: got no forwarding line; stderr:\n%s", args, strings.Join(early, "\n"))
-	}
 	return f
 }
 
-// stop sends Ctrl-C and returns the exit code.
-func (f *forwarding) stop(t *testing.T) int {
-	t.Helper()
-	if err := f.cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	<-f.done
-	f.cmd.Wait()
-	return f.cmd.ProcessState.ExitCode()
-}
+// stop interrupts jsn forward (Ctrl-C) and returns the exit code.
+func (f *forwarding) stop(t *testing.T) int { return f.Stop() }
 
 func TestCLIForwardTCP(t *testing.T) {
 	srv := serve(t, echo)
-	config := labConfig(t, fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: %d}}\n", srv.port()))
-	f := startForward(t, config, t.TempDir(), "0", "network")
+	s := clitest.Start(t, labConfig(fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: %d}}\n", srv.port())))
+	f := startForward(t, s, "0", "network")
 	if !strings.HasPrefix(f.local, "127.0.0.1:") {
 		t.Fatalf("local address: got %q, want 127.0.0.1:PORT", f.local)
 	}
@@ -132,15 +81,18 @@ func TestCLIForwardTCP(t *testing.T) {
 }
 
 func TestCLIForwardClosedPort(t *testing.T) {
-	config := labConfig(t, fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: %d}}\n", freePort(t)))
-	f := startForward(t, config, t.TempDir()) // the only network driver, any port
+	s := clitest.Start(t, labConfig(fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: %d}}\n", freePort(t))))
+	f := startForward(t, s) // the only network driver, any port
 	for i := range 2 {
 		if got, _ := exchange("tcp", f.local, []byte("hello?")); len(got) != 0 {
 			t.Fatalf("connection %d: got %q, want nothing", i, got)
 		}
 	}
-	waitFor(t, "two error lines", func() bool {
-		return strings.Count(f.stderr.String(), "jsn: forward: connection ended with an error") == 2
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if n := strings.Count(f.stderr.String(), "jsn: forward: connection ended with an error"); n != 2 {
+			return fmt.Errorf("got %d error lines on stderr, want 2: %q", n, f.stderr.String())
+		}
+		return nil
 	})
 	if s := f.stderr.String(); !strings.Contains(s, "refused") {
 		t.Fatalf("stderr: got %q, want connection refused", s)
@@ -152,8 +104,8 @@ func TestCLIForwardClosedPort(t *testing.T) {
 
 func TestCLIForwardUDP(t *testing.T) {
 	srv := udpEcho(t)
-	config := labConfig(t, fmt.Sprintf("  dns: {type: network.UDP, config: {host: 127.0.0.1, port: %d}}\n", srv.port()))
-	f := startForward(t, config, t.TempDir(), "127.0.0.1:0", "dns")
+	s := clitest.Start(t, labConfig(fmt.Sprintf("  dns: {type: network.UDP, config: {host: 127.0.0.1, port: %d}}\n", srv.port())))
+	f := startForward(t, s, "127.0.0.1:0", "dns")
 	a, b := dialUDP(t, f.local), dialUDP(t, f.local)
 	for _, size := range []int{1, 1000, 65000} {
 		roundTrip(t, a, random(size))
@@ -170,9 +122,10 @@ func TestCLIForwardUDP(t *testing.T) {
 func TestCLIForwardUnix(t *testing.T) {
 	remote := filepath.Join(t.TempDir(), "qmp.sock")
 	serveUnix(t, remote, unixReplyAtEOF)
-	config := labConfig(t, fmt.Sprintf("  qmp: {type: network.Unix, config: {path: %s}}\n", remote))
+	s := clitest.Start(t, labConfig(fmt.Sprintf("  qmp: {type: network.Unix, config: {path: %s}}\n", remote)))
 	dir := t.TempDir()
-	f := startForward(t, config, dir, "./dut.sock", "qmp")
+	t.Chdir(dir)
+	f := startForward(t, s, "./dut.sock", "qmp")
 	local := filepath.Join(dir, "dut.sock")
 	fi, err := os.Stat(local)
 	if err != nil {
@@ -196,7 +149,7 @@ func TestCLIForwardUnix(t *testing.T) {
 	}
 
 	// The default: a socket in a private temporary directory, removed on exit.
-	f = startForward(t, config, t.TempDir())
+	f = startForward(t, s)
 	if got, err := exchange("unix", f.local, []byte("x")); err != nil || string(got) != "got X" {
 		t.Fatalf("default socket: got %q, %v", got, err)
 	}
@@ -212,7 +165,7 @@ func TestCLIForwardBadInput(t *testing.T) {
 	dir := t.TempDir()
 	existing := filepath.Join(dir, "taken.sock")
 	os.WriteFile(existing, nil, 0o600)
-	config := labConfig(t, fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: 22}}\n  qmp: {type: network.Unix, config: {path: %s/qmp.sock}}\n", dir))
+	s := clitest.Start(t, labConfig(fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: 22}}\n  qmp: {type: network.Unix, config: {path: %s/qmp.sock}}\n", dir)))
 	tests := []struct {
 		args []string
 		code int
@@ -231,7 +184,7 @@ func TestCLIForwardBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			r := run(t, config, append([]string{"forward"}, tt.args...)...)
+			r := s.Run(append([]string{"forward"}, tt.args...)...)
 			r.Want(t, tt.code)
 			if !strings.Contains(r.Stderr, tt.want) {
 				t.Fatalf("stderr: got %q, want it to contain %q", r.Stderr, tt.want)

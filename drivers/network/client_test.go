@@ -97,7 +97,7 @@ func TestForwardCancelClosesConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitFor(t, "the tunnelled connection", func() bool { return srv.accepted() == 1 })
+	checkAccepted(t, srv, 1)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("forward: got %v, want nil", err)

@@ -18,9 +18,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
-	"jsn.dev/jsn/drivers/driver"
 )
 
 func init() {
@@ -153,7 +153,7 @@ func parseLocal(s string) (localAddr, error) {
 
 // selectNetwork connects to the session's exporter, picks its network driver (the only one, or
 // the one at path) and asks its transport kind. The caller closes ex.
-func selectNetwork(ctx context.Context, f *cmdutil.Factory, path string) (remote.Exporter, *driver.NodeDesc, *Client, string, error) {
+func selectNetwork(ctx context.Context, f *cmdutil.Factory, path string) (remote.Exporter, *wire.NodeDesc, *Client, string, error) {
 	ex, err := f.Exporter(ctx)
 	if err != nil {
 		return nil, nil, nil, "", err

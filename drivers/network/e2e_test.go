@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/exporter/exportertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // These tests run the drivers in a real exporter on a real embedded bus (exporter.StartLocal)
@@ -25,24 +26,7 @@ import (
 // and returns the session's exporter handle.
 func startLocal(t testing.TB, export string) *client.Exporter {
 	t.Helper()
-	src := "apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: netlab}\nexport:\n" + export
-	cfg, err := exporter.ParseConfig("netlab.yaml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	c, err := client.Connect(ctx, l.URL, "t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c.Exporter(l.Exporter, l.Lease)
+	return exportertest.Start(t, "apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: netlab}\nexport:\n"+export).Exporter
 }
 
 // background runs fn (Forward or ForwardPacket) in the background; cleanup stops it and checks
@@ -151,7 +135,12 @@ func TestE2ETCPForward(t *testing.T) {
 			t.Fatalf("closed port, conn %d: got %q, want nothing", i, got)
 		}
 	}
-	waitFor(t, "two log lines", func() bool { return strings.Count(rec.all(), "\n") >= 1 })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !strings.Contains(rec.all(), "\n") {
+			return fmt.Errorf("nothing logged yet")
+		}
+		return nil
+	})
 	if log := rec.all(); !strings.Contains(log, "UNAVAILABLE") && !strings.Contains(log, "refused") {
 		t.Fatalf("log: got %q, want the connection refused", log)
 	}

@@ -3,12 +3,14 @@ package network
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"jsn.dev/jsn/drivers/drivertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // packetForward runs forwardPacket on a loopback UDP socket in front of the UDP driver d,
@@ -96,12 +98,12 @@ func TestForwardPacketIdle(t *testing.T) {
 	a := dialUDP(t, addr)
 	roundTrip(t, a, []byte("first"))
 	first := streams()[0]
-	waitFor(t, "the idle peer's stream to end", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		select {
 		case <-first.Done():
-			return true
+			return nil
 		default:
-			return false
+			return fmt.Errorf("the idle peer's stream has not ended")
 		}
 	})
 	// The peer's next datagram opens a new stream (a new server-side socket).
@@ -125,9 +127,12 @@ func TestForwardPacketClosedPort(t *testing.T) {
 	addr, streams := packetForward(t, d, time.Minute)
 	a := dialUDP(t, addr)
 	// Each failed stream is dropped; the forwarder keeps running and tries again.
-	waitFor(t, "a second stream after the first failed", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		a.Write([]byte("anyone?"))
 		time.Sleep(5 * time.Millisecond)
-		return len(streams()) >= 2
+		if n := len(streams()); n < 2 {
+			return fmt.Errorf("got %d streams, want a second one after the first failed", n)
+		}
+		return nil
 	})
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"jsn.dev/jsn/cmd/jsn/cli/clitest"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
@@ -131,11 +132,11 @@ func TestCLISSH(t *testing.T) {
 		t.Skip("no ssh client on PATH (Debian: openssh-client)")
 	}
 	srv := startSSHServer(t)
-	config := labConfig(t, fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: %d}}\n", srv.port))
+	s := clitest.Start(t, labConfig(fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: %d}}\n", srv.port)))
 	knownHosts := filepath.Join(t.TempDir(), "known_hosts")
 	sshArgs := []string{"-F", "/dev/null", "-i", srv.keyFile, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "UserKnownHostsFile=" + knownHosts}
 
-	r := run(t, config, append([]string{"ssh", "network", "--"}, append(sshArgs, "echo", "hello")...)...)
+	r := s.Run(append([]string{"ssh", "network", "--"}, append(sshArgs, "echo", "hello")...)...)
 	r.Want(t, 0)
 	if r.Stdout != "hello\n" {
 		t.Fatalf("stdout: got %q, want %q", r.Stdout, "hello\n")
@@ -147,7 +148,7 @@ func TestCLISSH(t *testing.T) {
 
 	// Second run: the key is known under the alias though the local port is a new one; the
 	// user comes from USER@, the exit code from the remote command.
-	r = run(t, config, append([]string{"ssh", "root@network", "--"}, append(sshArgs, "echo", "user=$JSN_SSH_USER;", "exit", "3")...)...)
+	r = s.Run(append([]string{"ssh", "root@network", "--"}, append(sshArgs, "echo", "user=$JSN_SSH_USER;", "exit", "3")...)...)
 	r.Want(t, 3)
 	if r.Stdout != "user=root\n" {
 		t.Fatalf("stdout: got %q, want %q", r.Stdout, "user=root\n")
@@ -163,7 +164,7 @@ func TestCLISSH(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(knownHosts, append([]byte("jsn-netlab-network "), ssh.MarshalAuthorizedKey(other)...), 0o600)
-	r = run(t, config, append([]string{"ssh", "network", "--"}, append(sshArgs, "echo", "hello")...)...)
+	r = s.Run(append([]string{"ssh", "network", "--"}, append(sshArgs, "echo", "hello")...)...)
 	if r.Code != 255 || r.Stdout != "" {
 		t.Fatalf("changed host key: got exit %d, stdout %q, want 255 and nothing\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 	}
@@ -171,7 +172,7 @@ func TestCLISSH(t *testing.T) {
 
 func TestCLISSHBadInput(t *testing.T) {
 	dir := t.TempDir()
-	config := labConfig(t, fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: 22}}\n  dns: {type: network.UDP, config: {host: 127.0.0.1, port: 53}}\n  qmp: {type: network.Unix, config: {path: %s/q.sock}}\n", dir))
+	s := clitest.Start(t, labConfig(fmt.Sprintf("  network: {type: network.TCP, config: {host: 127.0.0.1, port: 22}}\n  dns: {type: network.UDP, config: {host: 127.0.0.1, port: 53}}\n  qmp: {type: network.Unix, config: {path: %s/q.sock}}\n", dir)))
 	tests := []struct {
 		args []string
 		code int
@@ -184,7 +185,7 @@ func TestCLISSHBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			r := run(t, config, append([]string{"ssh"}, tt.args...)...)
+			r := s.Run(append([]string{"ssh"}, tt.args...)...)
 			r.Want(t, tt.code)
 			if !strings.Contains(r.Stderr, tt.want) {
 				t.Fatalf("stderr: got %q, want it to contain %q", r.Stderr, tt.want)

@@ -18,14 +18,13 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	jsntest.Cleanup() // the jsn binary the CLI tests built
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -270,16 +269,15 @@ func TestConnectMany(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// checkAccepted waits until srv has accepted n connections.
+func checkAccepted(t *testing.T, srv *server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if got := srv.accepted(); got != n {
+			return fmt.Errorf("the server accepted %d connections, want %d", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestResetClosesConnections(t *testing.T) {
@@ -298,7 +296,7 @@ func TestResetClosesConnections(t *testing.T) {
 		defer c.Close()
 		conns = append(conns, c)
 	}
-	waitFor(t, "two server connections", func() bool { return srv.accepted() == 2 })
+	checkAccepted(t, srv, 2)
 	// The handlers register before dialling; they are connected once the server accepted.
 	if err := d.Reset(context.Background()); err != nil {
 		t.Fatalf("Reset: %v", err)
@@ -328,7 +326,7 @@ func TestResetClosesConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a third server connection", func() bool { return srv.accepted() == 3 })
+	checkAccepted(t, srv, 3)
 	c.Close()
 }
 
@@ -341,7 +339,7 @@ func TestConnectCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitFor(t, "the server connection", func() bool { return srv.accepted() == 1 })
+	checkAccepted(t, srv, 1)
 	cancel()
 	if err := c.Wait(); !errors.Is(err, context.Canceled) {
 		t.Fatalf("handler after cancel: got %v, want context.Canceled", err)

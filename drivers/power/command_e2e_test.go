@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/cmd/jsn/cli/clitest"
 	"jsn.dev/jsn/exporter"
 )
 
@@ -90,27 +88,28 @@ func TestBackendsEndToEnd(t *testing.T) {
 	}
 }
 
-// TestBackendsCLI runs `jsn power` verbs inside `jsn shell` on each backend.
+// TestBackendsCLI runs the `jsn power` verbs in-process (clitest) on each backend.
 func TestBackendsCLI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the jsn binary")
-	}
 	state := t.TempDir()
+	t.Setenv("YKUSH_STATE", state) // for the command backends the exporter runs
 	e := newRelayEmulator(t)
 	port := startMosquitto(t, "", "")
 	newFakeTasmota(t, port, "t9", "", "")
 	src := fmt.Sprintf(backendsConfig, state, strings.TrimPrefix(e.URL, "http://"), port, backendsDir(t))
-	cfgFile := filepath.Join(t.TempDir(), "backends.yaml")
-	if err := os.WriteFile(cfgFile, []byte(src), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for _, path := range []string{"cmd", "hub", "plug", "mqtt"} {
 		t.Run(path, func(t *testing.T) {
-			script := "jsn power cycle --wait 10ms -d " + path + " && jsn power status -d " + path +
-				" && jsn power off -d " + path + " && jsn power status -d " + path + "; jsn power read -n 1 -d " + path
-			r := jsntest.Shell(t, cfgFile, jsntest.Options{Env: append(jsntest.Env(), "YKUSH_STATE="+state)}, "sh", "-c", script)
-			if r.Stdout != "on\noff\n" && !(path == "plug" && strings.HasPrefix(r.Stdout, "on\noff\n237.50 V")) {
-				t.Fatalf("stdout: got %q, want %q; stderr:\n%s", r.Stdout, "on\noff\n", r.Stderr)
+			s := clitest.Start(t, src)
+			var stdout, stderr strings.Builder
+			for _, verb := range [][]string{{"cycle", "--wait", "10ms"}, {"status"}, {"off"}, {"status"}} {
+				r := s.Run(append(append([]string{"power"}, verb...), "-d", path)...)
+				r.Want(t, 0)
+				stdout.WriteString(r.Stdout)
+			}
+			r := s.Run("power", "read", "-n", "1", "-d", path)
+			stdout.WriteString(r.Stdout)
+			stderr.WriteString(r.Stderr)
+			if got := stdout.String(); got != "on\noff\n" && !(path == "plug" && strings.HasPrefix(got, "on\noff\n237.50 V")) {
+				t.Fatalf("stdout: got %q, want %q; stderr:\n%s", got, "on\noff\n", stderr.String())
 			}
 			if path == "plug" {
 				if r.Code != 0 {

@@ -480,9 +480,12 @@ func TestHTTPAuthConfig(t *testing.T) {
 		if tt.wantErr != "" {
 			continue
 		}
-		h := d.(*HTTP)
-		if h.Username != tt.user || h.Password != tt.pw || h.mode != tt.mode {
-			t.Errorf("%s: got user %q password %q auth %s, want %q %q %s", tt.src, h.Username, h.Password, h.mode, tt.user, tt.pw, tt.mode)
+		p, err := d.(*HTTP).makePlan() // what Open will use
+		if err != nil {
+			t.Fatalf("%s: %v", tt.src, err)
+		}
+		if a := p.auth; a.user != tt.user || a.password != tt.pw || a.mode != tt.mode {
+			t.Errorf("%s: got user %q password %q auth %s, want %q %q %s", tt.src, a.user, a.password, a.mode, tt.user, tt.pw, tt.mode)
 		}
 	}
 }
@@ -569,5 +572,29 @@ export:
 	err = NewClient(ex.Driver("wrong")).On(ctx)
 	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "401 Unauthorized: wrong username or password (digest auth)") {
 		t.Fatalf("on with a wrong password: got %v, want UNAVAILABLE: 401 Unauthorized: wrong username or password (digest auth)", err)
+	}
+}
+
+// TestHTTPValidateChangesNothing: Validate reads the config and leaves it as decoded; what it
+// means (Jumpstarter's keys, the password file, Shelly's admin user) lives in the plan.
+func TestHTTPValidateChangesNothing(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "pw"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := buildIn(t, dir, "type: power.HTTP\nconfig: {preset: shelly, generation: 2, host: h, password_file: pw}", "").(*HTTP)
+	if h.Username != "" || h.Password != "" || h.plan != nil {
+		t.Errorf("after Validate: got username %q, password %q, plan %v; want the config as written", h.Username, h.Password, h.plan)
+	}
+	j := buildIn(t, dir, "type: power.HTTP\nconfig: {power_on: {url: 'http://x/on'}, power_off: {url: 'http://x/off'}}", "").(*HTTP)
+	if j.OnReq != nil || j.OffReq != nil {
+		t.Errorf("after Validate: got on %v, off %v; want them unset (the config says power_on, power_off)", j.OnReq, j.OffReq)
+	}
+	if err := j.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if c, err := j.call("on"); err != nil || c.url != "http://x/on" {
+		t.Errorf("after Open: got on call %+v, %v; want http://x/on", c, err)
 	}
 }

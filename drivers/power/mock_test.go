@@ -6,7 +6,6 @@ import (
 	"errors"
 	"log/slog"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,16 +14,12 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
-		jsntest.Cleanup() // the jsn binary the CLI tests built
-		os.Exit(code)
-	}))
+	goleak.VerifyTestMain(m)
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger used from several goroutines.

@@ -24,6 +24,7 @@ import (
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
 	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // testCA is a certificate authority made for a test.
@@ -178,17 +179,14 @@ func buildTasmota(t *testing.T, src, dir string, log *slog.Logger) *Tasmota {
 // connection, not "connecting") and returns it.
 func waitUnavailable(t *testing.T, d *Tasmota) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		why := d.Unavailable()
-		if why != "" && !strings.HasSuffix(why, ": connecting") {
-			return why
+	var why string
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if why = d.Unavailable(); why == "" || strings.HasSuffix(why, ": connecting") {
+			return fmt.Errorf("Unavailable: got %q, want a connection failure", why)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Unavailable: got %q after 10s, want a connection failure", why)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
+	return why
 }
 
 // onOffStatus switches the driver on and off, checking the status after each.

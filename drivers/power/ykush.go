@@ -5,6 +5,7 @@ import (
 	"errors"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"jsn.dev/jsn/drivers/driver"
@@ -63,7 +64,7 @@ func NewYkush(env driver.Env) driver.Driver {
 }
 
 // ykushOn is what `ykushcmd -g` prints for a port that is on.
-var ykushOn = regexp.MustCompile(`\bON\b`)
+var ykushOn = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\bON\b`) })
 
 // portArg returns ykushcmd's port argument: "1".."3" or "a".
 func (y *Ykush) portArg() string {
@@ -140,7 +141,7 @@ func (y *Ykush) Open(ctx context.Context) error {
 	r.timeout, r.cycleWait = y.Timeout, y.CycleWait
 	r.on, r.off = y.argv("-u"), y.argv("-d")
 	if y.portArg() != "a" {
-		r.status, r.statusOn = y.argv("-g"), ykushOn
+		r.status, r.statusOn = y.argv("-g"), ykushOn()
 	}
 	return nil
 }

@@ -19,13 +19,13 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/network"
 	"jsn.dev/jsn/drivers/power"
 	"jsn.dev/jsn/drivers/serial"
 	"jsn.dev/jsn/drivers/storage"
 	"jsn.dev/jsn/drivers/video"
-	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/exporter/exportertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -33,7 +33,6 @@ func TestMain(m *testing.M) {
 	if guestDir != "" {
 		os.RemoveAll(guestDir)
 	}
-	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -64,32 +63,9 @@ export:
 `, name, kernel, initrd, disk)
 }
 
-type lab struct {
-	l  *exporter.Local
-	c  *client.Client
-	ex *client.Exporter
-}
+type lab struct{ *exportertest.Lab }
 
-func startLab(t *testing.T, config string) *lab {
-	t.Helper()
-	cfg, err := exporter.ParseConfig(filepath.Join(t.TempDir(), "lab.yaml"), []byte(config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	c, err := client.Connect(ctx, l.URL, "tester")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &lab{l: l, c: c, ex: c.Exporter(l.Exporter, l.Lease)}
-}
+func startLab(t *testing.T, config string) *lab { return &lab{exportertest.Start(t, config)} }
 
 // qemuPids returns the pids of QEMU processes whose command line names the board.
 func qemuPids(board string) []int {
@@ -112,18 +88,6 @@ func qemuPids(board string) []int {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // console is an open console stream with expect.
 type consoleConn struct {
 	t  *testing.T
@@ -133,7 +97,7 @@ type consoleConn struct {
 
 func openConsole(t *testing.T, ctx context.Context, lb *lab, board string) *consoleConn {
 	t.Helper()
-	sc := serial.NewClient(lb.ex.Driver(board + ".console"))
+	sc := serial.NewClient(lb.Driver(board + ".console"))
 	s, err := sc.Connect(ctx)
 	if err != nil {
 		t.Fatalf("connect console: %v", err)
@@ -162,7 +126,7 @@ func TestBoard(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 
-	desc, err := lb.ex.Describe(ctx)
+	desc, err := lb.Exporter.Describe(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,12 +142,12 @@ func TestBoard(t *testing.T) {
 		}
 	}
 
-	pw := power.NewClient(lb.ex.Driver("vm1.power"))
-	video := video.NewClient(lb.ex.Driver("vm1.video"))
-	st := storage.NewClient(lb.ex.Driver("vm1.storage"))
+	pw := power.NewClient(lb.Driver("vm1.power"))
+	video := video.NewClient(lb.Driver("vm1.video"))
+	st := storage.NewClient(lb.Driver("vm1.storage"))
 
 	// Off: the console is unavailable, snapshots need a running board.
-	if _, err := serial.NewClient(lb.ex.Driver("vm1.console")).Connect(ctx); !errors.Is(err, client.ErrUnavailable) {
+	if _, err := serial.NewClient(lb.Driver("vm1.console")).Connect(ctx); !errors.Is(err, client.ErrUnavailable) {
 		t.Fatalf("console while off: got %v, want UNAVAILABLE", err)
 	}
 	if _, err := video.Snapshot(ctx); !errors.Is(err, client.ErrFailedPrecondition) {
@@ -219,14 +183,17 @@ func TestBoard(t *testing.T) {
 	}
 
 	// The hostfwd child reaches the guest's port 22.
-	waitFor(t, "the guest's port 22 through board.ssh", 30*time.Second, func() bool {
-		s, err := network.NewClient(lb.ex.Driver("vm1.ssh")).Dial(ctx)
+	testkit.CheckFor(t, 60*time.Second, func() error {
+		s, err := network.NewClient(lb.Driver("vm1.ssh")).Dial(ctx)
 		if err != nil {
-			return false
+			return err
 		}
 		defer s.Close()
 		b, _ := io.ReadAll(io.LimitReader(s, 64))
-		return strings.Contains(string(b), "hello-from-guest")
+		if !strings.Contains(string(b), "hello-from-guest") {
+			return fmt.Errorf("the guest's port 22 through board.ssh said %q, want hello-from-guest", b)
+		}
+		return nil
 	})
 
 	// The screen: VGA text mode, 80x25 cells of 9x16 pixels.
@@ -259,9 +226,15 @@ func TestBoard(t *testing.T) {
 		t.Fatalf("console after kill: got %v, want the board stopped … killed", rerr)
 	}
 	con.s.Close()
-	waitFor(t, "status off after kill", 10*time.Second, func() bool {
-		s, _ := pw.Status(ctx)
-		return strings.HasPrefix(string(s), "off (") && strings.Contains(string(s), "killed")
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		s, err := pw.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(string(s), "off (") || !strings.Contains(string(s), "killed") {
+			return fmt.Errorf("status after the kill: got %q, want off (… killed …)", s)
+		}
+		return nil
 	})
 	if err := pw.On(ctx); err != nil {
 		t.Fatalf("power on after a crash: %v", err)
@@ -291,7 +264,7 @@ func TestBoard(t *testing.T) {
 	if err := pw.On(ctx); err != nil {
 		t.Fatal(err)
 	}
-	lb.l.Close()
+	lb.Local.Close()
 	if pids := qemuPids("vm1"); len(pids) != 0 {
 		t.Fatalf("qemu still running after the exporter closed: %v", pids)
 	}

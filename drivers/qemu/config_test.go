@@ -129,7 +129,7 @@ func TestMissingFiles(t *testing.T) {
 	for i, tt := range tests {
 		name := fmt.Sprintf("b%d", i)
 		lb := startLab(t, fmt.Sprintf("apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: x}\nexport:\n  %s:\n    type: qemu.QEMU\n    config:\n      arch: x86_64\n      %s\n", name, tt.config))
-		err := power.NewClient(lb.ex.Driver(name + ".power")).On(context.Background())
+		err := power.NewClient(lb.Driver(name + ".power")).On(context.Background())
 		if !errors.Is(err, client.ErrFailedPrecondition) {
 			t.Errorf("%s: got %v, want FAILED_PRECONDITION", tt.config, err)
 			continue
@@ -146,7 +146,7 @@ func TestMissingFiles(t *testing.T) {
 func TestQEMUFailsToStart(t *testing.T) {
 	needGuest(t)
 	lb := startLab(t, "apiVersion: jsn.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: x}\nexport:\n  vm3:\n    type: qemu.QEMU\n    config:\n      arch: x86_64\n      extra_args: [-no-such-option]\n")
-	pw := power.NewClient(lb.ex.Driver("vm3.power"))
+	pw := power.NewClient(lb.Driver("vm3.power"))
 	err := pw.On(context.Background())
 	if !errors.Is(err, client.ErrFailedPrecondition) || !strings.Contains(err.Error(), "no-such-option") {
 		t.Fatalf("got %v, want FAILED_PRECONDITION naming the bad option", err)

@@ -1,6 +1,7 @@
 package serial
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,46 +13,40 @@ import (
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 
+	"jsn.dev/jsn/cmd/jsn/cli/clitest"
 	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
-// These tests build the real jsn binary and run it inside `jsn shell -c lab.yaml -- …` sessions
-// whose serial driver opens a pty with a board behind it.
+// These tests run the jsn commands in-process (clitest) against a lab whose serial driver opens
+// a pty with a board behind it; the console test runs the jsn binary on a terminal of its own.
 
-// session writes an exporter config with one serial driver on a new board and returns its path.
-func session(t *testing.T) (config string, dev *device) {
+// session starts a lab with one serial driver on a new board.
+func session(t *testing.T) *clitest.Session {
 	t.Helper()
-	dev = newDevice(t, "board")
-	config = filepath.Join(t.TempDir(), "lab.yaml")
-	if err := os.WriteFile(config, []byte(labConfig(dev.Path, "")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return config, dev
+	return clitest.Start(t, labConfig(newDevice(t, "board").Path, ""))
 }
 
-// inSession runs `jsn shell -c config -- argv…` with stdin.
-func inSession(t *testing.T, config, stdin string, argv ...string) jsntest.Result {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds the jsn binary")
-	}
-	return jsntest.Shell(t, config, jsntest.Options{Dir: filepath.Dir(config), Stdin: stdin, Timeout: 60 * time.Second}, argv...)
+// feed runs jsn args with stdin.
+func feed(s *clitest.Session, stdin string, args ...string) jsntest.Result {
+	return s.RunWith(clitest.Options{Stdin: stdin}, args...)
 }
 
 func TestCLIExpect(t *testing.T) {
-	config, _ := session(t)
-	r := inSession(t, config, "", "jsn", "serial", "expect", "login:", "--send", `\r`)
+	s := session(t)
+	r := s.Run("serial", "expect", "login:", "--send", `\r`)
 	r.Want(t, 0)
 	if r.Stdout != "login:\n" {
 		t.Fatalf("got %q, want %q", r.Stdout, "login:\n")
 	}
-	r = inSession(t, config, "", "jsn", "serial", "expect", "-v", `Lin\w+`, "--send", `uname\r`)
+	r = s.Run("serial", "expect", "-v", `Lin\w+`, "--send", `uname\r`)
 	r.Want(t, 0)
 	if r.Stdout != "uname\r\nLinux\n" {
 		t.Fatalf("-v: got %q, want %q", r.Stdout, "uname\r\nLinux\n")
 	}
 	// --since also matches what was printed before the command started.
-	r = inSession(t, config, "", "sh", "-c", `jsn serial expect '# ' --send 'echo one\r' >/dev/null && jsn serial expect 'e[a-z]+ one' --since 1h --timeout 5s`)
+	s.Run("serial", "expect", "# ", "--send", `echo one\r`).Want(t, 0)
+	r = s.Run("serial", "expect", "e[a-z]+ one", "--since", "1h", "--timeout", "5s")
 	r.Want(t, 0)
 	if r.Stdout != "echo one\n" {
 		t.Fatalf("--since: got %q", r.Stdout)
@@ -59,53 +54,60 @@ func TestCLIExpect(t *testing.T) {
 }
 
 func TestCLIExpectTimeout(t *testing.T) {
-	config, _ := session(t)
-	r := inSession(t, config, "", "jsn", "serial", "expect", "never-printed", "--send", `echo marker-123\r`, "--timeout", "700ms")
+	s := session(t)
+	r := s.Run("serial", "expect", "never-printed", "--send", `echo marker-123\r`, "--timeout", "700ms")
 	r.Want(t, 1)
 	if !strings.Contains(r.Stderr, `no match within 700ms`) || !strings.Contains(r.Stderr, "  | marker-123") {
 		t.Fatalf("got stderr %q, want the timeout and the last output", r.Stderr)
 	}
-	r = inSession(t, config, "", "jsn", "serial", "expect", "(")
+	r = s.Run("serial", "expect", "(")
 	r.Want(t, 2)
-	r = inSession(t, config, "", "jsn", "serial", "expect", "x", "--send", `\q`)
+	r = s.Run("serial", "expect", "x", "--send", `\q`)
 	r.Want(t, 2)
 }
 
 func TestCLIPipeAndLog(t *testing.T) {
-	config, _ := session(t)
-	// Each session opens the device anew: the banner is in the first session's log.
-	r := inSession(t, config, "", "sh", "-c", `printf 'echo logged\r' | jsn serial pipe --linger 500ms >/dev/null && jsn serial log && jsn serial log --since 1h | wc -c`)
+	s := session(t)
+	feed(s, `echo logged`+"\r", "serial", "pipe", "--linger", "500ms").Want(t, 0)
+	r := s.Run("serial", "log")
 	r.Want(t, 0)
 	if !strings.HasPrefix(r.Stdout, "U-Boot 2026.01") || !strings.Contains(r.Stdout, "logged\r\n# ") {
 		t.Fatalf("log: got %q, want the banner and the command", r.Stdout)
 	}
-	r = inSession(t, config, "uname\recho two\r", "jsn", "serial", "pipe", "--linger", "1s")
+	s.Run("serial", "log", "--since", "1h").Want(t, 0)
+	r = feed(s, "uname\recho two\r", "serial", "pipe", "--linger", "1s")
 	r.Want(t, 0)
 	if !strings.Contains(r.Stdout, "uname\r\nLinux\r\n# ") || !strings.Contains(r.Stdout, "two\r\n# ") {
 		t.Fatalf("pipe: got %q, want the answers", r.Stdout)
 	}
-	// The non-terminal console is a pipe.
-	r = inSession(t, config, "uname\r", "sh", "-c", `timeout --preserve-status -s INT 2 jsn serial console; echo "exit $?"`)
-	if !strings.Contains(r.Stdout, "Linux") || !strings.Contains(r.Stdout, "exit 0") {
-		t.Fatalf("console on a pipe: got %q, stderr %q", r.Stdout, r.Stderr)
+	// The non-terminal console is a pipe, and ends cleanly on Ctrl-C.
+	p := s.Background(clitest.Options{Stdin: "uname\r"}, "serial", "console")
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !strings.Contains(p.Stdout.String(), "Linux") {
+			return fmt.Errorf("console on a pipe: got %q, stderr %q", p.Stdout.String(), p.Stderr.String())
+		}
+		return nil
+	})
+	if code := p.Stop(); code != 0 {
+		t.Fatalf("console on a pipe: exit %d after Ctrl-C, want 0; stderr %q", code, p.Stderr.String())
 	}
 }
 
 func TestCLITap(t *testing.T) {
-	config, _ := session(t)
-	script := `jsn tap console > tap.out & p=$!
-i=0
-until grep -q Linux tap.out; do
-  printf 'uname\r' | jsn serial pipe --linger 100ms > /dev/null
-  i=$((i+1)); [ $i -gt 100 ] && exit 9
-done
-kill -TERM $p; wait $p; echo "tap exit $?"
-jsn tap nope; echo "nope exit $?"`
-	r := inSession(t, config, "", "sh", "-c", script)
-	r.Want(t, 0)
-	if !strings.Contains(r.Stdout, "tap exit 0") || !strings.Contains(r.Stdout, "nope exit 3") {
-		t.Fatalf("got %q, stderr %q", r.Stdout, r.Stderr)
+	s := session(t)
+	tap := s.Background(clitest.Options{}, "tap", "console")
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		feed(s, "uname\r", "serial", "pipe", "--linger", "100ms").Want(t, 0)
+		if !strings.Contains(tap.Stdout.String(), "Linux") {
+			return fmt.Errorf("the tap shows %q, want the answer to uname", tap.Stdout.String())
+		}
+		return nil
+	})
+	if code := tap.Stop(); code != 0 {
+		t.Fatalf("tap: exit %d after Ctrl-C, want 0; stderr %q", code, tap.Stderr.String())
 	}
+	r := s.Run("tap", "nope")
+	r.Want(t, 3)
 	if !strings.Contains(r.Stderr, `no driver "nope"`) {
 		t.Fatalf("got stderr %q, want no driver \"nope\"", r.Stderr)
 	}
@@ -113,9 +115,12 @@ jsn tap nope; echo "nope exit $?"`
 
 // TestCLIConsole runs the console on a real terminal: raw mode, Ctrl-] q, terminal restored.
 func TestCLIConsole(t *testing.T) {
-	config, _ := session(t)
 	if testing.Short() {
 		t.Skip("builds the jsn binary")
+	}
+	config := filepath.Join(t.TempDir(), "lab.yaml")
+	if err := os.WriteFile(config, []byte(labConfig(newDevice(t, "board").Path, "")), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	bin := jsntest.Binary(t)
 	master, tty, err := pty.Open()
@@ -143,9 +148,15 @@ func TestCLIConsole(t *testing.T) {
 	}()
 	rd := readAll(master)
 	rd.waitContains(t, "Connected to console (Ctrl-] q to quit)")
-	waitFor(t, "raw mode", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-		return err == nil && tio.Lflag&(unix.ICANON|unix.ECHO) == 0
+		if err != nil {
+			return err
+		}
+		if tio.Lflag&(unix.ICANON|unix.ECHO) != 0 {
+			return fmt.Errorf("the terminal is not in raw mode yet (lflag %#x)", tio.Lflag)
+		}
+		return nil
 	})
 	master.Write([]byte("uname\r"))
 	rd.waitContains(t, "Linux\r\n# ")

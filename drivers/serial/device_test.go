@@ -17,10 +17,9 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/term"
 
-	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/drivers/drivertest"
-	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/exporter/exportertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // envDevice makes the test binary run as a device program on its stdin/stdout (a pty master).
@@ -37,7 +36,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	code := m.Run()
-	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -151,36 +149,13 @@ func ser2net(t testing.TB) string {
 	return ln.Addr().String()
 }
 
-// lab is a local session serving one exporter config.
-type lab struct {
-	l  *exporter.Local
-	c  *client.Client
-	ex *client.Exporter
-}
+// lab is a local session serving one exporter config, and a client on it.
+type lab struct{ *exportertest.Lab }
 
-// startLab runs the exporter config cfg through exporter.StartLocal and connects to it.
-func startLab(t testing.TB, cfg string) *lab {
-	t.Helper()
-	c, err := exporter.ParseConfig("lab.yaml", []byte(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	l, err := exporter.StartLocal(ctx, c, exporter.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	cl, err := client.Connect(ctx, l.URL, "tester")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cl.Close() })
-	return &lab{l: l, c: cl, ex: cl.Exporter(l.Exporter, l.Lease)}
-}
+// startLab serves the exporter config cfg.
+func startLab(t testing.TB, cfg string) *lab { return &lab{exportertest.Start(t, cfg)} }
 
-func (lb *lab) serial(path string) *Client { return NewClient(lb.ex.Driver(path)) }
+func (lb *lab) serial(path string) *Client { return NewClient(lb.Driver(path)) }
 
 // labConfig is an exporter config with one serial driver "console" at url.
 func labConfig(url string, extra string) string {
@@ -194,17 +169,38 @@ export:
 `, url, extra)
 }
 
-// waitFor polls cond until it holds or 20s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
+// checkLogHas waits until the console log of sc holds s.
+func checkLogHas(t testing.TB, ctx context.Context, sc *Client, s string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		b, err := sc.Log(ctx, 0)
+		if err != nil {
+			return err
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		if !strings.Contains(string(b), s) {
+			return fmt.Errorf("the log lacks %q; its end: %q", s, tail(b))
+		}
+		return nil
+	})
 }
+
+// checkConnections waits until sc reports n open console connections.
+func checkConnections(t testing.TB, ctx context.Context, sc *Client, n int) {
+	t.Helper()
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		st, err := sc.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if st.Connections != n {
+			return fmt.Errorf("got %d connections, want %d", st.Connections, n)
+		}
+		return nil
+	})
+}
+
+// tail is the end of b, for messages.
+func tail(b []byte) []byte { return b[max(0, len(b)-200):] }
 
 // reader accumulates everything read from a stream in the background.
 type reader struct {
@@ -254,9 +250,12 @@ func (rd *reader) wait(t testing.TB) error {
 // waitContains waits until the output contains s.
 func (rd *reader) waitContains(t testing.TB, s string) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%q in the output", s), func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		rd.mu.Lock()
 		defer rd.mu.Unlock()
-		return strings.Contains(string(rd.buf), s)
+		if !strings.Contains(string(rd.buf), s) {
+			return fmt.Errorf("the output lacks %q; its end: %q", s, tail(rd.buf))
+		}
+		return nil
 	})
 }

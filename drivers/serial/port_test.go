@@ -15,6 +15,7 @@ import (
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 var ctx = context.Background()
@@ -35,10 +36,7 @@ func TestBoardConsole(t *testing.T) {
 	sc := lb.serial("console")
 
 	// The banner is recorded before anyone connects.
-	waitFor(t, "the banner in the log", func() bool {
-		b, err := sc.Log(ctx, 0)
-		return err == nil && strings.Contains(string(b), "login: ")
-	})
+	checkLogHas(t, ctx, sc, "login: ")
 	if b, _ := sc.Log(ctx, 0); !strings.HasPrefix(string(b), "U-Boot 2026.01") {
 		t.Fatalf("log: got %q, want the banner", b)
 	}
@@ -48,7 +46,7 @@ func TestBoardConsole(t *testing.T) {
 	tapped := make(chan []byte, 1024)
 	tapDone := make(chan error, 1)
 	go func() {
-		tapDone <- lb.c.Tap(tctx, lb.l.Exporter, "console", func(b []byte) { tapped <- b })
+		tapDone <- lb.Client.Tap(tctx, lb.Local.Exporter, "console", func(b []byte) { tapped <- b })
 	}()
 	s1, err := sc.Connect(ctx)
 	if err != nil {
@@ -61,10 +59,7 @@ func TestBoardConsole(t *testing.T) {
 	}
 	defer s2.Close()
 	r1, r2 := readAll(s1), readAll(s2)
-	waitFor(t, "two connections", func() bool {
-		st, err := sc.Info(ctx)
-		return err == nil && st.Connections == 2
-	})
+	checkConnections(t, ctx, sc, 2)
 	// The tap subscription may start after the first bytes: send until the tap sees some.
 	if _, err := s1.Write([]byte("uname\r")); err != nil {
 		t.Fatal(err)
@@ -76,7 +71,7 @@ func TestBoardConsole(t *testing.T) {
 	}
 	r1.waitContains(t, "from two\r\n")
 	var tapOut strings.Builder
-	waitFor(t, "output on the tap", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		for {
 			select {
 			case b := <-tapped:
@@ -85,11 +80,11 @@ func TestBoardConsole(t *testing.T) {
 			default:
 			}
 			if strings.Contains(tapOut.String(), "# ") {
-				return true
+				return nil
 			}
 			s1.Write([]byte("\r"))
 			time.Sleep(20 * time.Millisecond)
-			return false
+			return fmt.Errorf("no prompt on the tap yet; tapped %q", tapOut.String())
 		}
 	})
 	stopTap()
@@ -167,7 +162,12 @@ func TestResetRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	waitFor(t, "the banner", func() bool { return strings.Contains(string(p.ring.read(time.Time{}, MaxLog)), "login: ") })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if b := p.Log(time.Time{}); !strings.Contains(string(b), "login: ") {
+			return fmt.Errorf("no banner yet; the log ends %q", tail(b))
+		}
+		return nil
+	})
 	if _, err := drivertest.CallMethod(ctx, p, "set_baudrate", int64(57600)); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +176,12 @@ func TestResetRestores(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	waitFor(t, "the console", func() bool { return p.Info().Map()["connections"] == int64(1) })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if n := p.Info().Connections; n != 1 {
+			return fmt.Errorf("got %d connections, want the console's", n)
+		}
+		return nil
+	})
 	if err := p.Reset(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +201,7 @@ func TestAbsentThenPlugged(t *testing.T) {
 	lb := startLab(t, labConfig(link, ""))
 	sc := lb.serial("console")
 
-	desc, err := lb.ex.Describe(ctx)
+	desc, err := lb.Exporter.Describe(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,10 +225,7 @@ func TestAbsentThenPlugged(t *testing.T) {
 		return dev
 	}
 	dev := plug()
-	waitFor(t, "the device to become available", func() bool {
-		b, err := sc.Log(ctx, 0)
-		return err == nil && strings.Contains(string(b), "login: ")
-	})
+	checkLogHas(t, ctx, sc, "login: ")
 
 	s, err := sc.Connect(ctx)
 	if err != nil {
@@ -240,16 +242,24 @@ func TestAbsentThenPlugged(t *testing.T) {
 	if !errors.Is(err, client.ErrUnavailable) || !strings.Contains(err.Error(), "serial "+link+" disconnected") {
 		t.Fatalf("stream after unplug: got %v, want UNAVAILABLE serial %s disconnected", err, link)
 	}
-	waitFor(t, "the driver to report the unplug", func() bool {
-		_, err := sc.Info(ctx)
-		return errors.Is(err, client.ErrUnavailable)
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if st, err := sc.Info(ctx); !errors.Is(err, client.ErrUnavailable) {
+			return fmt.Errorf("info after the unplug: got %+v, %v, want UNAVAILABLE", st, err)
+		}
+		return nil
 	})
 
 	// Plug a new one in at the same path.
 	plug()
-	waitFor(t, "the device to come back", func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		st, err := sc.Info(ctx)
-		return err == nil && st.State == "open"
+		if err != nil {
+			return err
+		}
+		if st.State != "open" {
+			return fmt.Errorf("the device is %s (%s), want open", st.State, st.Reason)
+		}
+		return nil
 	})
 	s2, err := sc.Connect(ctx)
 	if err != nil {
@@ -267,10 +277,7 @@ func TestSocket(t *testing.T) {
 	addr := ser2net(t)
 	lb := startLab(t, labConfig("socket://"+addr, ""))
 	sc := lb.serial("console")
-	waitFor(t, "the banner in the log", func() bool {
-		b, err := sc.Log(ctx, 0)
-		return err == nil && strings.Contains(string(b), "login: ")
-	})
+	checkLogHas(t, ctx, sc, "login: ")
 	s, err := sc.Connect(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -324,10 +331,7 @@ func TestSlowConsumerDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer slow.Close()
-	waitFor(t, "the connection", func() bool {
-		st, err := sc.Info(ctx)
-		return err == nil && st.Connections == 1
-	})
+	checkConnections(t, ctx, sc, 1)
 	// Enough output to fill the slow stream's bus window and its backlog twice over.
 	lines := 2 * (int(bus.DefaultWindow) + MaxBacklog) / 60
 	in, err := sc.Connect(ctx)
@@ -336,14 +340,8 @@ func TestSlowConsumerDropped(t *testing.T) {
 	}
 	fmt.Fprintf(in, "flood %d\r", lines)
 	in.Close()
-	waitFor(t, "the flood to be recorded", func() bool {
-		b, err := sc.Log(ctx, 0)
-		return err == nil && strings.Contains(string(b), fmt.Sprintf("line %06d", lines-1))
-	})
-	waitFor(t, "the slow console to be dropped", func() bool {
-		st, err := sc.Info(ctx)
-		return err == nil && st.Connections == 0
-	})
+	checkLogHas(t, ctx, sc, fmt.Sprintf("line %06d", lines-1))
+	checkConnections(t, ctx, sc, 0) // the slow console is dropped
 	buf := make([]byte, 1<<20)
 	_, err = slow.Read(buf)
 	for err == nil {

@@ -7,13 +7,14 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"sync"
 	"time"
 
 	"jsn.dev/jsn/drivers/driver"
 )
 
 // validName is what a configured method may be called.
-var validName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+var validName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_]*$`) })
 
 // command is one configured method.
 type command struct {
@@ -35,8 +36,8 @@ func parseMethods(raw map[string]any, defTimeout time.Duration) ([]command, erro
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(raw)) {
 		field := "methods." + name
-		if !validName.MatchString(name) {
-			errs = append(errs, driver.FieldErrorf(field, "invalid method name %q: must match %s", name, validName))
+		if !validName().MatchString(name) {
+			errs = append(errs, driver.FieldErrorf(field, "invalid method name %q: must match %s", name, validName()))
 			continue
 		}
 		c, err := parseMethod(name, raw[name], defTimeout)

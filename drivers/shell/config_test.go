@@ -198,7 +198,7 @@ func FuzzParseMethod(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			if len(cmds) != 1 || !validName.MatchString(cmds[0].name) || cmds[0].script == "" || cmds[0].timeout <= 0 {
+			if len(cmds) != 1 || !validName().MatchString(cmds[0].name) || cmds[0].script == "" || cmds[0].timeout <= 0 {
 				t.Fatalf("accepted an invalid method: %+v", cmds)
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/drivertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -185,15 +186,14 @@ func alive(pid int) bool {
 
 func waitGone(t *testing.T, pids []int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for _, pid := range pids {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d still alive", pid)
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		for _, pid := range pids {
+			if alive(pid) {
+				return fmt.Errorf("process %d still alive", pid)
 			}
-			time.Sleep(10 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 }
 
 // runSpawner calls method in the background; it returns the two pids once printed and a

@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/drivers/drivertest"
 	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/exporter/exportertest"
 )
 
 func TestParseSizeLimit(t *testing.T) {
@@ -174,27 +174,10 @@ func logged(log string, parts ...string) bool {
 // cache directory and the exporter's log.
 func startCache(t *testing.T, max string) (*session, *Client, string, *logBuffer) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := strings.ReplaceAll(strings.ReplaceAll(cacheConfig, "$MAX", max), "$DIR", dir)
-	c, err := exporter.ParseConfig(filepath.Join(dir, "exporter.yaml"), []byte(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	logs := &logBuffer{}
-	l, err := exporter.StartLocal(ctx, c, exporter.LocalOptions{Log: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	cl, err := client.Connect(ctx, l.URL, "tester")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
-	s := &session{l: l, c: cl, dir: dir}
-	return s, s.storage("disk"), filepath.Join(dir, "cache"), logs
+	s := &session{exportertest.StartWith(t, strings.ReplaceAll(cacheConfig, "$MAX", max),
+		exportertest.Options{Log: slog.New(slog.NewTextHandler(logs, nil))})}
+	return s, s.storage("disk"), filepath.Join(s.Dir, "cache"), logs
 }
 
 // cached lists the cache entries (without asking the exporter, which would count as a use).
@@ -314,7 +297,7 @@ func TestCacheKeepsEntryInUse(t *testing.T) {
 
 	// A second driver on the same cache flashes image a and stalls mid-flash.
 	env := drivertest.Env("")
-	env.Dir = s.dir
+	env.Dir = s.Dir
 	other := NewFile(env).(*File)
 	other.Path, other.CacheDir, other.CacheMax = "other.img", "cache", "8KiB"
 	if err := other.Validate(); err != nil {
@@ -351,7 +334,7 @@ func TestCacheKeepsEntryInUse(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("flash from cache: %v", err)
 	}
-	got, err := os.ReadFile(filepath.Join(s.dir, "other.img"))
+	got, err := os.ReadFile(filepath.Join(s.Dir, "other.img"))
 	if err != nil || !bytes.Equal(got, a) {
 		t.Fatalf("flash from cache: read back %d bytes, %v; want image a", len(got), err)
 	}

@@ -26,13 +26,12 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/client"
-	"jsn.dev/jsn/cmd/jsn/jsntest"
-	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/exporter/exportertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	jsntest.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -43,40 +42,12 @@ func TestMain(m *testing.M) {
 }
 
 // session is a local exporter serving one config, and a client on it.
-type session struct {
-	l   *exporter.Local
-	c   *client.Client
-	dir string
-}
+type session struct{ *exportertest.Lab }
 
-func (s *session) storage(path string) *Client {
-	return NewClient(s.c.Exporter(s.l.Exporter, s.l.Lease).Driver(path))
-}
+func (s *session) storage(path string) *Client { return NewClient(s.Driver(path)) }
 
-// startLocal writes cfg (with $DIR replaced by a fresh directory) and serves it.
-func startLocal(t testing.TB, cfg string) *session {
-	t.Helper()
-	dir := t.TempDir()
-	cfg = strings.ReplaceAll(cfg, "$DIR", dir)
-	file := filepath.Join(dir, "exporter.yaml")
-	c, err := exporter.ParseConfig(file, []byte(cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	l, err := exporter.StartLocal(ctx, c, exporter.LocalOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = l.Close() })
-	cl, err := client.Connect(ctx, l.URL, "tester")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cl.Close() })
-	return &session{l: l, c: cl, dir: dir}
-}
+// startLocal serves cfg ($DIR replaced by the lab's directory).
+func startLocal(t testing.TB, cfg string) *session { return &session{exportertest.Start(t, cfg)} }
 
 const fileConfig = `apiVersion: jsn.dev/v1alpha1
 kind: ExporterConfig
@@ -226,7 +197,7 @@ func TestFlashFailuresLeaveTargetUnchanged(t *testing.T) {
 			if got := readBack(t, c); !bytes.Equal(got, orig) {
 				t.Fatalf("target changed after a failed write: sha %s, want %s", sum(got), sum(orig))
 			}
-			if l := leftovers(t, s.dir); len(l) != 0 {
+			if l := leftovers(t, s.Dir); len(l) != 0 {
 				t.Fatalf("temporary files left: %v", l)
 			}
 		})
@@ -284,29 +255,30 @@ func TestInterruptedFlash(t *testing.T) {
 	}()
 	<-r.sent
 	// The exporter is mid-write: its temporary file exists.
-	waitFor(t, func() bool { return len(leftovers(t, s.dir)) == 1 })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if l := leftovers(t, s.Dir); len(l) != 1 {
+			return fmt.Errorf("got temporary files %v, want the one of the running write", l)
+		}
+		return nil
+	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
-	waitFor(t, func() bool { return len(leftovers(t, s.dir)) == 0 })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if l := leftovers(t, s.Dir); len(l) != 0 {
+			return fmt.Errorf("got temporary files %v after the cancel, want none", l)
+		}
+		// The write's end also frees the storage, just after it removes its file.
+		_, err := c.Size(context.Background())
+		return err
+	})
 	if got := readBack(t, c); !bytes.Equal(got, orig) {
 		t.Fatalf("target changed by an interrupted write")
 	}
 	// The storage is free again.
 	if _, err := c.Write(context.Background(), bytes.NewReader(orig), WriteOptions{}); err != nil {
 		t.Fatalf("write after an interrupted one: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -505,7 +477,7 @@ func TestWriteURLAllowList(t *testing.T) {
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the loopback server was fetched %d times", n)
 	}
-	if b, err := os.ReadFile(filepath.Join(s.dir, "disk.img")); err == nil && bytes.Contains(b, secret) {
+	if b, err := os.ReadFile(filepath.Join(s.Dir, "disk.img")); err == nil && bytes.Contains(b, secret) {
 		t.Fatal("the storage holds what the loopback server said")
 	}
 }

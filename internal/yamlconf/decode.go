@@ -165,7 +165,7 @@ func typeName(t reflect.Type) string {
 	return t.String()
 }
 
-var intLike = regexp.MustCompile(`^[-+]?[0-9][0-9_]*$`)
+var intLike = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[-+]?[0-9][0-9_]*$`) })
 
 // scalarValue resolves a scalar like yaml.v3 does (int, int64, uint64, float64, bool, string…).
 func scalarValue(n *yaml.Node) (any, error) {
@@ -248,7 +248,7 @@ func (d *Decoder) decodeInt(n *yaml.Node, v reflect.Value, path string, wrong fu
 	t := v.Type()
 	tag := n.ShortTag()
 	overflow := func() { d.c.Add(n, path, "value %s overflows %s", n.Value, t) }
-	if tag == "!!float" && intLike.MatchString(n.Value) {
+	if tag == "!!float" && intLike().MatchString(n.Value) {
 		overflow() // an integer too large for 64 bits
 		return
 	}

@@ -104,11 +104,16 @@ func (c *Collector) Len() int { return len(c.errs) }
 
 // Add records an error at n (or without position if n is nil).
 func (c *Collector) Add(n *yaml.Node, path, format string, args ...any) {
-	e := Error{File: c.File, Path: path, Msg: fmt.Sprintf(format, args...)}
+	c.errs.Add(c.File, n, path, format, args...)
+}
+
+// Add appends an error of file at n (or without position if n is nil) at the dotted path.
+func (es *Errors) Add(file string, n *yaml.Node, path, format string, args ...any) {
+	e := Error{File: file, Path: path, Msg: fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line, e.Col = n.Line, n.Column
 	}
-	c.errs = append(c.errs, e)
+	*es = append(*es, e)
 }
 
 // Err returns the collected errors sorted (an Errors), or nil.

@@ -13,7 +13,6 @@ import (
 
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
-	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -36,7 +35,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
   $ jsn admin delete client alice`}
 	cmd.PersistentFlags().StringVar(&o.config, "config", "", "admin client config (default the current one)")
 	cmd.PersistentFlags().StringVar(&o.endpoint, "endpoint", "", "controller URL (default the config's endpoint)")
-	dial := func(cmd *cobra.Command) (*controller.Admin, error) {
+	dial := func(cmd *cobra.Command) (*client.Controller, error) {
 		if o.out != "" && o.out != "-" {
 			// Before issuing anything: an identity whose config cannot be written is wasted.
 			if fi, err := os.Lstat(o.out); err == nil && !fi.Mode().IsRegular() {
@@ -54,7 +53,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 		if o.endpoint != "" {
 			cfg.Endpoint = o.endpoint
 		}
-		return controller.DialAdmin(cmd.Context(), cfg)
+		return client.DialController(cmd.Context(), cfg)
 	}
 	write := func(cmd *cobra.Command, data []byte) error {
 		if o.out == "" || o.out == "-" {
@@ -149,7 +148,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 				return err
 			}
 			defer a.Close()
-			ids, err := a.List(cmd.Context(), k)
+			ids, err := a.ListIdentities(cmd.Context(), k)
 			if err != nil {
 				return err
 			}
@@ -181,7 +180,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 				return err
 			}
 			defer a.Close()
-			return a.Delete(cmd.Context(), k, args[1])
+			return a.DeleteIdentity(cmd.Context(), k, args[1])
 		},
 	}
 	cmd.AddCommand(create, list, del)

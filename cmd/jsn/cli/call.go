@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/drivers/driver"
@@ -119,7 +120,7 @@ func splitTarget(s string) (path, method string, err error) {
 }
 
 // findMethod looks up the driver and its method, with not-found errors that list what exists.
-func findMethod(desc *driver.Description, path, method string) (*driver.NodeDesc, *driver.MethodDesc, error) {
+func findMethod(desc *wire.Description, path, method string) (*wire.NodeDesc, *wire.MethodDesc, error) {
 	node := desc.Find(path)
 	if node == nil {
 		all := cmdutil.AllPaths(desc)
@@ -143,7 +144,7 @@ func findMethod(desc *driver.Description, path, method string) (*driver.NodeDesc
 }
 
 // convertArgs checks the argument count and converts each string to its declared type.
-func convertArgs(name string, md *driver.MethodDesc, raw []string) ([]any, error) {
+func convertArgs(name string, md *wire.MethodDesc, raw []string) ([]any, error) {
 	required := 0
 	for _, a := range md.Args {
 		if !a.Optional {
@@ -165,7 +166,7 @@ func convertArgs(name string, md *driver.MethodDesc, raw []string) ([]any, error
 	return out, nil
 }
 
-func arity(name string, md *driver.MethodDesc, required int) string {
+func arity(name string, md *wire.MethodDesc, required int) string {
 	n := len(md.Args)
 	if n == 0 {
 		return name + " takes no arguments"
@@ -186,7 +187,7 @@ func arity(name string, md *driver.MethodDesc, required int) string {
 
 // runCallStream prints a server stream's items as they arrive. Output items go raw to stdout
 // and stderr and the last exit_code becomes jsn's exit code.
-func runCallStream(ctx context.Context, opts *callOptions, d remote.Driver, md *driver.MethodDesc, args []any) error {
+func runCallStream(ctx context.Context, opts *callOptions, d remote.Driver, md *wire.MethodDesc, args []any) error {
 	ctx, stop := cmdutil.Interruptible(ctx)
 	defer stop()
 	items, err := d.Stream(ctx, md.Name, args...)
@@ -295,7 +296,7 @@ func toInt(v any) (int, bool) {
 
 // runCallBytes connects stdin and stdout to a byte stream, like nc: stdin EOF half-closes the
 // stream; the stream's EOF ends the command.
-func runCallBytes(ctx context.Context, opts *callOptions, d remote.Driver, md *driver.MethodDesc, args []any) error {
+func runCallBytes(ctx context.Context, opts *callOptions, d remote.Driver, md *wire.MethodDesc, args []any) error {
 	bs, err := d.Open(ctx, md.Name, args...)
 	if err != nil {
 		return err
@@ -332,8 +333,8 @@ func completeMethods(ctx context.Context, f *cmdutil.Factory) []string {
 		return nil
 	}
 	var out []string
-	var walk func([]*driver.NodeDesc)
-	walk = func(ns []*driver.NodeDesc) {
+	var walk func([]*wire.NodeDesc)
+	walk = func(ns []*wire.NodeDesc) {
 		for _, n := range ns {
 			for _, m := range n.Methods {
 				s := n.Path + "." + m.Name

@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -15,9 +17,11 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // freePort returns a loopback port nobody listens on right now.
@@ -35,16 +39,6 @@ func freePort(t *testing.T) string {
 func jsnEnv(t *testing.T, env []string, args ...string) jsntest.Result {
 	t.Helper()
 	return jsntest.Run(t, jsntest.Options{Env: append(jsntest.Env(), env...), Timeout: 60 * time.Second}, args...)
-}
-
-func poll(t *testing.T, what string, fn func() bool) {
-	t.Helper()
-	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
-		if fn() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func mode(t *testing.T, path string) os.FileMode {
@@ -113,7 +107,17 @@ func TestControllerProcess(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return string(b), resp.StatusCode == http.StatusOK
 	}
-	poll(t, "/healthz", func() bool { _, ok := get("/healthz"); return ok })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		select {
+		case err := <-exited: // a port taken since freePort, say
+			t.Fatalf("jsn controller run ended before /healthz answered: %v\nstderr:\n%s", err, runErr.String())
+		default:
+		}
+		if _, ok := get("/healthz"); !ok {
+			return errors.New("/healthz does not answer 200 yet")
+		}
+		return nil
+	})
 	if _, err := os.Stat(filepath.Join(data, "admin.identity")); !os.IsNotExist(err) {
 		t.Errorf("admin.identity after the first run: got %v, want it removed", err)
 	}
@@ -182,7 +186,7 @@ func TestControllerProcess(t *testing.T) {
 	}
 	defer conn.Close()
 	list := func() error {
-		body, _ := bus.Marshal(api.ListExportersRequest{})
+		body, _ := wire.Marshal(api.ListExportersRequest{})
 		rctx, rcancel := context.WithTimeout(ctx, time.Second)
 		defer rcancel()
 		_, err := conn.Request(rctx, api.ClientSubject("alice", api.VerbExportersList), nil, body)
@@ -192,7 +196,12 @@ func TestControllerProcess(t *testing.T) {
 		t.Fatalf("alice list exporters: %v", err)
 	}
 	jsnEnv(t, env, "admin", "delete", "client", "alice").Want(t, 0)
-	poll(t, "alice's connection refused", func() bool { return list() != nil })
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if list() == nil {
+			return errors.New("alice's connection still lists exporters after her deletion")
+		}
+		return nil
+	})
 	if c, err := bus.ConnectWith(cctx, cfg.Endpoint, bus.ConnectOptions{Name: "alice", Creds: []byte(cfg.Credentials), CA: []byte(cfg.CA)}); err == nil {
 		c.Close()
 		t.Error("deleted client alice: new connection accepted")
@@ -261,7 +270,10 @@ func TestControllerResetAdminProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = run.Process.Kill(); _ = run.Wait() }()
-	poll(t, "the admin to list clients", func() bool {
-		return jsnEnv(t, env, "admin", "list", "client").Code == 0
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if r := jsnEnv(t, env, "admin", "list", "client"); r.Code != 0 {
+			return fmt.Errorf("jsn admin list client: exit %d: %s", r.Code, r.Stderr)
+		}
+		return nil
 	})
 }

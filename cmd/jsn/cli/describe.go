@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/drivers/driver"
 )
@@ -71,7 +72,7 @@ func runDescribe(ctx context.Context, opts *describeOptions) error {
 	return printDescription(opts.f.Out, opts.Format, desc)
 }
 
-func printDescription(w io.Writer, format string, desc *driver.Description) error {
+func printDescription(w io.Writer, format string, desc *wire.Description) error {
 	switch format {
 	case cmdutil.FormatJSON:
 		b, err := json.MarshalIndent(desc, "", "  ")
@@ -95,7 +96,7 @@ func printDescription(w io.Writer, format string, desc *driver.Description) erro
 
 // renderTree draws desc with box-drawing characters: the exporter, then each driver (path,
 // type, interface, doc) with its methods first and its children after.
-func renderTree(desc *driver.Description) string {
+func renderTree(desc *wire.Description) string {
 	var b strings.Builder
 	b.WriteString(desc.Exporter)
 	for _, k := range slices.Sorted(maps.Keys(desc.Labels)) {
@@ -106,7 +107,7 @@ func renderTree(desc *driver.Description) string {
 	return b.String()
 }
 
-func renderNodes(b *strings.Builder, indent string, ns []*driver.NodeDesc) {
+func renderNodes(b *strings.Builder, indent string, ns []*wire.NodeDesc) {
 	for i, n := range ns {
 		last := i == len(ns)-1
 		b.WriteString(indent + branch(last) + nodeLine(n) + "\n")
@@ -146,7 +147,7 @@ func stem(last bool) string {
 	return "│   "
 }
 
-func nodeLine(n *driver.NodeDesc) string {
+func nodeLine(n *wire.NodeDesc) string {
 	if n.Ref != "" {
 		return n.Path + " -> " + n.Ref
 	}
@@ -166,7 +167,7 @@ func nodeLine(n *driver.NodeDesc) string {
 
 // methodSignature renders a method as `on()`, `cycle([wait duration])`, `status() -> string`,
 // `read([count int]) => reading…` (server stream) or `connect() <=> bytes` (byte stream).
-func methodSignature(m *driver.MethodDesc) string {
+func methodSignature(m *wire.MethodDesc) string {
 	args := make([]string, len(m.Args))
 	for i, a := range m.Args {
 		s := a.Name + " " + string(a.Type)

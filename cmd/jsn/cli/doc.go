@@ -6,7 +6,8 @@
 // exporter.StartLocal; this package must not import bus or NATS, and only the files of the
 // commands that run an exporter or a controller import those packages (internal/layering
 // checks). Driver packages add their own verb groups (`jsn power …`) through cmdutil.AddGroup;
-// drivers/all links them in.
+// the binary (cmd/jsn/main.go) links them in with drivers/all, so this package imports no
+// driver and driver tests can run the whole CLI in-process (cli/clitest).
 //
 // Exit codes:
 //

@@ -22,12 +22,6 @@ import (
 // These tests build the real jsn binary once and run it as a user would, inside real local
 // sessions (embedded bus, Unix socket, real drivers).
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	jsntest.Cleanup()
-	os.Exit(code)
-}
-
 type result = jsntest.Result
 
 // jsn runs the binary with args and stdin, outside any session.

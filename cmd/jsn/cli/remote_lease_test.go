@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // proc is a jsn process running in the background of a test.
@@ -89,14 +91,17 @@ func (p *proc) wait(within time.Duration) jsntest.Result {
 func (p *proc) waiting() string {
 	p.t.Helper()
 	var line string
-	eventuallyCLI(p.t, "the waiting: line of jsn "+strings.Join(p.args, " "), 20*time.Second, func() bool {
+	testkit.CheckFor(p.t, 30*time.Second, func() error {
 		for _, s := range strings.Split(p.errOut.String(), "\n") {
 			if strings.HasPrefix(s, "waiting: ") {
 				line = s
-				return true
+				return nil
 			}
 		}
-		return p.exited()
+		if p.exited() {
+			return nil
+		}
+		return fmt.Errorf("no waiting: line from jsn %s yet; stderr %q", strings.Join(p.args, " "), p.errOut.String())
 	})
 	if line == "" {
 		p.t.Fatalf("jsn %q ended without waiting\nstdout:\n%s\nstderr:\n%s", p.args, p.out.String(), p.errOut.String())
@@ -144,9 +149,11 @@ func (l *remoteLab) request(args ...string) string {
 // free waits until exporter name is online and leased by nobody.
 func (l *remoteLab) free(name string) {
 	l.t.Helper()
-	eventuallyCLI(l.t, name+" to be free", 15*time.Second, func() bool {
-		e, ok := l.exporters()[name]
-		return ok && e.Online && e.Lease == nil
+	testkit.CheckFor(l.t, 30*time.Second, func() error {
+		if e, ok := l.exporters()[name]; !ok || !e.Online || e.Lease != nil {
+			return fmt.Errorf("exporter %s: got %+v (listed %v), want online and not leased", name, e, ok)
+		}
+		return nil
 	})
 }
 
@@ -349,17 +356,17 @@ func TestRemoteLeases(t *testing.T) {
 func waitPID(t *testing.T, file string, p *proc) int {
 	t.Helper()
 	var pid int
-	eventuallyCLI(t, "the shell's child", 30*time.Second, func() bool {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		if p.exited() {
 			r := p.wait(0)
 			t.Fatalf("jsn shell ended early: %+v", r)
 		}
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return false
+			return fmt.Errorf("the shell's child wrote no pid: %v", err)
 		}
 		pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
-		return err == nil
+		return err
 	})
 	return pid
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/cmd/jsn/jsntest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // remoteLab is a real controller process plus the environment (XDG_CONFIG_HOME with the admin
@@ -69,8 +70,11 @@ func startRemoteLab(t *testing.T) *remoteLab {
 	data := filepath.Join(dir, "data")
 	l.jsn("controller", "init", "--data", data, "--endpoint", endpoint).Want(t, 0)
 	l.background("controller", "controller", "run", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--endpoint", endpoint)
-	eventuallyCLI(t, "the controller", 20*time.Second, func() bool {
-		return l.jsn("admin", "list", "client").Code == 0
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if r := l.jsn("admin", "list", "client"); r.Code != 0 {
+			return fmt.Errorf("the controller does not answer yet: jsn admin list client: exit %d: %s", r.Code, r.Stderr)
+		}
+		return nil
 	})
 	return l
 }
@@ -92,16 +96,6 @@ func (l *remoteLab) exporter(name, label, rest string) string {
 		l.t.Fatal(err)
 	}
 	return file
-}
-
-func eventuallyCLI(t *testing.T, what string, within time.Duration, fn func() bool) {
-	t.Helper()
-	for end := time.Now().Add(within); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if fn() {
-			return
-		}
-	}
-	t.Fatalf("timed out after %v waiting for %s", within, what)
 }
 
 type exporterRow struct {
@@ -128,9 +122,11 @@ func (l *remoteLab) exporters() map[string]exporterRow {
 
 func (l *remoteLab) online(name string, want bool, within time.Duration) {
 	l.t.Helper()
-	eventuallyCLI(l.t, fmt.Sprintf("%s online=%v", name, want), within, func() bool {
-		e, ok := l.exporters()[name]
-		return ok && e.Online == want
+	testkit.CheckFor(l.t, within, func() error {
+		if e, ok := l.exporters()[name]; !ok || e.Online != want {
+			return fmt.Errorf("exporter %s: got %+v (listed %v), want online=%v", name, e, ok, want)
+		}
+		return nil
 	})
 }
 
@@ -193,10 +189,7 @@ func TestRemoteEndToEnd(t *testing.T) {
 		if !strings.Contains(r.Stderr, "beforeLease: cannot flash") && !strings.Contains(r.Stderr, "(output: cannot flash)") {
 			t.Errorf("got stderr %q, want the hook's output", r.Stderr)
 		}
-		eventuallyCLI(t, "broken to be free", 10*time.Second, func() bool {
-			e := l.exporters()["broken"]
-			return e.Online && e.Lease == nil
-		})
+		l.free("broken")
 	})
 
 	t.Run("lease request, call --lease, restart resumes", func(t *testing.T) {
@@ -218,8 +211,11 @@ func TestRemoteEndToEnd(t *testing.T) {
 		l.online("bench", false, 16*time.Second)
 		l.background("exporter-bench-2", "exporter", "run", "-c", bench)
 		l.online("bench", true, 20*time.Second)
-		eventuallyCLI(t, "the lease to be served again", 20*time.Second, func() bool {
-			return l.jsn("call", "--lease", id, "power.on").Code == 0
+		testkit.CheckFor(t, 30*time.Second, func() error {
+			if r := l.jsn("call", "--lease", id, "power.on"); r.Code != 0 {
+				return fmt.Errorf("the lease is not served again: jsn call: exit %d: %s", r.Code, r.Stderr)
+			}
+			return nil
 		})
 		l.jsn("lease", "release", id).Want(t, 0)
 		if r := l.jsn("call", "--lease", id, "power.on"); r.Code == 0 {

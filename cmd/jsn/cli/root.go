@@ -12,9 +12,7 @@ import (
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/client/remote"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
-	"jsn.dev/jsn/drivers/driver"
-
-	_ "jsn.dev/jsn/drivers/all" // every driver and its CLI verbs
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 // Exit codes; see the package documentation.
@@ -139,7 +137,7 @@ func ExitCode(err error) int {
 	if errors.As(err, &ee) {
 		return ee.Code
 	}
-	var ce driver.ConfigErrors
+	var ce yamlconf.Errors
 	if cmdutil.IsUsage(err) || errors.Is(err, client.ErrNoSession) || errors.As(err, &ce) || isCobraUsage(err) {
 		return exitUsage
 	}

@@ -19,8 +19,8 @@ import (
 
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
-	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/exporter"
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 type shellOptions struct {
@@ -117,7 +117,7 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 
 	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{Log: sessionLogger(logFile, opts.f.ErrOut, opts.Verbose), Dir: dir})
 	if err != nil {
-		var ce driver.ConfigErrors
+		var ce yamlconf.Errors
 		if errors.As(err, &ce) {
 			return err // file:line:col lines, printed as they are
 		}

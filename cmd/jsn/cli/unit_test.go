@@ -11,31 +11,33 @@ import (
 	"testing"
 	"time"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/drivers/driver"
+	"jsn.dev/jsn/internal/yamlconf"
 )
 
 // sampleDesc is a hand-built description like the one examples/local.yaml produces, plus a
 // composite with a child and a ref.
-func sampleDesc() *driver.Description {
-	powerMethods := []*driver.MethodDesc{
+func sampleDesc() *wire.Description {
+	powerMethods := []*wire.MethodDesc{
 		{Name: "on", Kind: driver.KindCall, Doc: "switch the power on"},
-		{Name: "cycle", Kind: driver.KindCall, Args: []*driver.ArgDesc{{Name: "wait", Type: driver.TypeDuration, Optional: true}}},
+		{Name: "cycle", Kind: driver.KindCall, Args: []*wire.ArgDesc{{Name: "wait", Type: driver.TypeDuration, Optional: true}}},
 		{Name: "status", Kind: driver.KindCall, Returns: driver.TypeString},
-		{Name: "read", Kind: driver.KindServerStream, Returns: driver.TypeReading, Args: []*driver.ArgDesc{{Name: "count", Type: driver.TypeInt, Optional: true}}},
+		{Name: "read", Kind: driver.KindServerStream, Returns: driver.TypeReading, Args: []*wire.ArgDesc{{Name: "count", Type: driver.TypeInt, Optional: true}}},
 	}
-	return &driver.Description{
+	return &wire.Description{
 		Exporter: "demo",
 		Labels:   map[string]string{"board": "virtual", "arch": "arm64"},
-		Drivers: []*driver.NodeDesc{
+		Drivers: []*wire.NodeDesc{
 			{Name: "power", Path: "power", Type: "power.Mock", Interface: "jsn.power.v1", Doc: "mock supply", Methods: powerMethods},
-			{Name: "harness", Path: "harness", Type: "composite", Children: []*driver.NodeDesc{
+			{Name: "harness", Path: "harness", Type: "composite", Children: []*wire.NodeDesc{
 				{Name: "net", Path: "harness.net", Type: "network.TCP", Interface: "jsn.network.v1", Unavailable: "port closed",
-					Methods: []*driver.MethodDesc{{Name: "connect", Kind: driver.KindByteStream}}},
+					Methods: []*wire.MethodDesc{{Name: "connect", Kind: driver.KindByteStream}}},
 				{Name: "run", Path: "harness.run", Type: "shell", Interface: "jsn.shell.v1",
-					Methods: []*driver.MethodDesc{{Name: "go", Kind: driver.KindServerStream, Returns: driver.TypeOutput,
-						Args: []*driver.ArgDesc{{Name: "a", Type: driver.TypeString}, {Name: "b", Type: driver.TypeInt}}}}},
+					Methods: []*wire.MethodDesc{{Name: "go", Kind: driver.KindServerStream, Returns: driver.TypeOutput,
+						Args: []*wire.ArgDesc{{Name: "a", Type: driver.TypeString}, {Name: "b", Type: driver.TypeInt}}}}},
 			}},
 			{Name: "alias", Path: "alias", Type: "ref", Ref: "power", Interface: "jsn.power.v1", Methods: powerMethods},
 		},
@@ -67,7 +69,7 @@ func TestPrintDescriptionJSON(t *testing.T) {
 	if err := printDescription(&b, cmdutil.FormatJSON, sampleDesc()); err != nil {
 		t.Fatal(err)
 	}
-	var back driver.Description
+	var back wire.Description
 	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
 		t.Fatalf("got invalid JSON: %v", err)
 	}
@@ -108,7 +110,7 @@ func TestFindMethod(t *testing.T) {
 
 func TestConvertArgs(t *testing.T) {
 	desc := sampleDesc()
-	method := func(path, name string) *driver.MethodDesc { return desc.Find(path).Method(name) }
+	method := func(path, name string) *wire.MethodDesc { return desc.Find(path).Method(name) }
 	tests := []struct {
 		path, name string
 		args       []string
@@ -159,8 +161,8 @@ func TestExitCode(t *testing.T) {
 		{cmdutil.Usagef("bad"), 2},
 		{errors.New(`unknown command "x" for "jsn"`), 2},
 		{errors.New("unknown flag: --x"), 2},
-		{driver.ConfigErrors{{File: "x.yaml", Line: 1, Col: 2, Msg: "bad"}}, 2},
-		{fmt.Errorf("start: %w", driver.ConfigErrors{{File: "x.yaml", Line: 1, Col: 2, Msg: "bad"}}), 2},
+		{yamlconf.Errors{{File: "x.yaml", Line: 1, Col: 2, Msg: "bad"}}, 2},
+		{fmt.Errorf("start: %w", yamlconf.Errors{{File: "x.yaml", Line: 1, Col: 2, Msg: "bad"}}), 2},
 		{fmt.Errorf("call: %w", client.ErrNotFound), 3},
 		{cmdutil.NotFoundf("no driver"), 3},
 		{fmt.Errorf("call: %w", client.ErrInvalidArgument), 4},

@@ -3,10 +3,14 @@ package jsntest
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,38 +25,117 @@ var (
 	raceEnabled bool // set by race.go: build jsn with -race too
 
 	buildOnce sync.Once
-	buildDir  string // holds the binary; removed by Cleanup
 	bin       string
 	buildErr  error
-	buildOut  []byte
 )
 
-// Binary returns the path of the jsn binary, building it on first use. It fails t if jsn does
-// not build.
+// Binary returns the path of a jsn binary built from this source tree (with -race when the
+// tests run with -race), building it on first use. It fails t if jsn does not build.
+//
+// The test processes of one `go test ./...` run share the binary, and so do later runs until the
+// sources change: it is built once into a directory of os.TempDir() named after a hash of
+// everything it is built from (see buildKey), under a file lock that makes the other processes
+// wait for it instead of building it again.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "jsn-test-")
-		if buildErr != nil {
-			return
-		}
-		bin = filepath.Join(buildDir, "jsn")
-		args := []string{"build", "-o", bin}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		buildOut, buildErr = exec.Command("go", append(args, "jsn.dev/jsn/cmd/jsn")...).CombinedOutput()
-	})
+	buildOnce.Do(func() { bin, buildErr = build() })
 	if buildErr != nil {
-		t.Fatalf("build jsn: %v\n%s", buildErr, buildOut)
+		t.Fatalf("build jsn: %v", buildErr)
 	}
 	return bin
 }
 
-// Cleanup removes the binary Binary built. Call it from TestMain after m.Run.
-func Cleanup() {
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
+// build makes (or finds) the shared binary of this source tree.
+func build() (string, error) {
+	key, err := buildKey()
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(os.TempDir(), "jsn-test-bin-"+key)
+	path := filepath.Join(dir, "jsn")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock %s: %w", lock.Name(), err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	if _, err := os.Stat(path); err == nil {
+		now := time.Now()
+		_ = os.Chtimes(path, now, now) // in use: not stale
+		return path, nil               // another test process built it
+	}
+	removeStale(filepath.Dir(dir), dir)
+	args := []string{"build", "-o", path + ".tmp"}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, "jsn.dev/jsn/cmd/jsn")...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%v\n%s", err, out)
+	}
+	return path, os.Rename(path+".tmp", path)
+}
+
+// buildKey hashes what the binary is built from: the Go toolchain and settings, -race, go.sum
+// (the versions of every module outside this one), and the files of every package of this
+// module that jsn imports.
+func buildKey() (string, error) {
+	h := sha256.New()
+	fmt.Fprintln(h, runtime.Version(), runtime.GOOS, runtime.GOARCH, raceEnabled, os.Getenv("GOFLAGS"), os.Getenv("CGO_ENABLED"))
+	out, err := exec.Command("go", "list", "-deps", "-f",
+		"{{if .Module}}{{if .Module.Main}}{{.Dir}}|{{join .GoFiles \"|\"}}|{{join .CgoFiles \"|\"}}|{{join .EmbedFiles \"|\"}}{{end}}{{end}}",
+		"jsn.dev/jsn/cmd/jsn").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list: %w", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		parts := strings.Split(line, "|")
+		dir := parts[0]
+		for _, name := range parts[1:] {
+			if name == "" {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(dir, name))
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(h, "%s/%s %d\n", dir, name, len(b))
+			h.Write(b)
+		}
+	}
+	root, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	for _, name := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(filepath.Dir(strings.TrimSpace(string(root))), name))
+		if err != nil {
+			return "", err
+		}
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// removeStale removes the shared binaries of other source trees not used for a day.
+func removeStale(tmp, keep string) {
+	old, _ := filepath.Glob(filepath.Join(tmp, "jsn-test-bin-*"))
+	for _, d := range old {
+		if d == keep {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(d, "jsn")); err == nil && time.Since(fi.ModTime()) > 24*time.Hour {
+			_ = os.RemoveAll(d)
+		}
 	}
 }
 

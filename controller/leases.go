@@ -1,0 +1,459 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/controller/api"
+)
+
+func (c *Controller) kickScheduler() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// scheduler runs the reconcile loop: leader election, lease expiry, granting queued requests.
+func (c *Controller) scheduler(ctx context.Context) {
+	defer c.wg.Done()
+	t := time.NewTicker(c.o.Reconcile)
+	defer t.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		c.reconcile(rctx)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.kick:
+		}
+	}
+}
+
+// leaderTTL is how long a leader stays leader without renewing.
+func (c *Controller) leaderTTL() time.Duration {
+	d := 5 * c.o.Reconcile
+	if d < 2*time.Second {
+		d = 2 * time.Second
+	}
+	return d.Truncate(time.Second)
+}
+
+func (c *Controller) elect(ctx context.Context) bool {
+	ttl := c.leaderTTL()
+	e, err := c.leader.Get(ctx, leaderKey)
+	switch {
+	case errors.Is(err, bus.ErrKeyNotFound):
+		_, err = c.leader.Create(ctx, leaderKey, []byte(c.id), ttl)
+	case err == nil && string(e.Value) == c.id:
+		_, err = c.leader.Update(ctx, leaderKey, []byte(c.id), e.Revision, ttl)
+	case err == nil:
+		err = errors.New("another replica leads")
+	}
+	lead := err == nil
+	c.mu.Lock()
+	if lead != c.isLeader {
+		c.log.Info("scheduler leadership", "leader", lead, "replica", c.id)
+	}
+	c.isLeader = lead
+	c.mu.Unlock()
+	return lead
+}
+
+func (c *Controller) reconcile(ctx context.Context) {
+	if !c.elect(ctx) {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	type exp struct {
+		e  string
+		le *leaseEntry
+	}
+	var expired []exp
+	for e, le := range c.active {
+		if le.live() && !le.rec.Lease.End.After(now) {
+			expired = append(expired, exp{e, le})
+		}
+	}
+	var queued []*leaseEntry
+	for _, p := range c.pending {
+		if p.rec.Lease.Status == api.StatusQueued {
+			queued = append(queued, p)
+		}
+	}
+	c.mu.Unlock()
+	for _, x := range expired {
+		if err := c.endLease(ctx, x.e, x.le, "expired"); err != nil {
+			c.log.Warn("end expired lease", "lease", x.le.rec.Lease.ID, "err", err)
+		}
+	}
+	sort.Slice(queued, func(i, j int) bool {
+		a, b := queued[i].rec.Lease, queued[j].rec.Lease
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		return a.Created.Before(b.Created)
+	})
+	for _, p := range queued {
+		if c.identity(api.KindClient, p.rec.Lease.Client) == nil {
+			_ = c.endPending(ctx, p, "client deleted")
+			continue
+		}
+		names, free := c.candidates(&p.rec.Lease)
+		granted := false
+		if free > 0 {
+			for _, e := range names[:free] {
+				rec := *p.rec
+				ok, err := c.grant(ctx, e, &rec)
+				if err != nil {
+					c.log.Warn("grant queued lease", "lease", rec.Lease.ID, "err", err)
+					break
+				}
+				if ok {
+					granted = true
+					// The active record is in jsn-leases now; drop the queue entry.
+					if err := c.queue.Delete(ctx, rec.Lease.ID, p.rev); err == nil {
+						c.mu.Lock()
+						delete(c.pending, rec.Lease.ID)
+						c.mu.Unlock()
+					}
+					break
+				}
+			}
+		}
+		if !granted {
+			if reason := c.waitReason(&p.rec.Lease); reason != p.rec.Lease.Reason {
+				nr := *p.rec
+				nr.Lease.Reason = reason
+				_ = c.putPending(ctx, &nr, p.rev, 0)
+			}
+		}
+	}
+}
+
+// Bounds of how long an ended lease keeps its exporter while it finishes (leaseRecord.Finishing).
+const (
+	maxAfterLease = time.Hour        // longest afterLease timeout an exporter may declare
+	finishMargin  = 30 * time.Second // added to it: the reset after the hook, messages in flight
+)
+
+// finishAllowance is how long exporter e may take to finish a lease after its end: its
+// afterLease timeout plus finishMargin, 0 if it has no afterLease hook.
+func (c *Controller) finishAllowance(e string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if x := c.exps[e]; x != nil && x.AfterLease > 0 {
+		return x.AfterLease + finishMargin
+	}
+	return 0
+}
+
+// notBusy clears the finishing record of exporter e (see leaseRecord.Finishing) when e reports
+// it is busy with no lease or another one: it is done with the ended one (or restarted).
+func (c *Controller) notBusy(ctx context.Context, e, busy string) {
+	c.mu.Lock()
+	le := c.active[e]
+	c.mu.Unlock()
+	if le == nil || !le.rec.Finishing || le.rec.Lease.ID == busy {
+		return
+	}
+	c.finished(ctx, e, le)
+}
+
+// finished deletes the finishing record le of exporter e: it may be granted again.
+func (c *Controller) finished(ctx context.Context, e string, le *leaseEntry) {
+	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+		c.log.Warn("clear finished lease", "exporter", e, "lease", le.rec.Lease.ID, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if cur := c.active[e]; cur != nil && cur.rev == le.rev {
+		delete(c.active, e)
+	}
+	c.mu.Unlock()
+	c.kickScheduler()
+}
+
+// candidates lists the registered exporters a request may use, sorted by name, with how many of
+// them are free and online right now first.
+func (c *Controller) candidates(l *api.Lease) (names []string, free int) {
+	sel, _ := ParseSelector(l.Selector)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	var busy []string
+	match := func(name string) {
+		e := c.exps[name]
+		if e == nil || l.Exporter == "" && !sel.Matches(e.Labels) {
+			return
+		}
+		if now.Sub(e.LastSeen) < c.o.OfflineAfter && c.active[name] == nil {
+			names = append(names, name)
+		} else {
+			busy = append(busy, name)
+		}
+	}
+	if l.Exporter != "" {
+		match(l.Exporter)
+	} else {
+		for _, name := range c.sortedNames() {
+			match(name)
+		}
+	}
+	return append(names, busy...), len(names)
+}
+
+// queuedAhead reports whether a queued request of at least rec's priority wants one of cands.
+func (c *Controller) queuedAhead(rec *leaseRecord, cands []string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var want map[string]bool
+	for _, p := range c.pending {
+		l := &p.rec.Lease
+		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority {
+			continue
+		}
+		if want == nil {
+			want = make(map[string]bool, len(cands))
+			for _, n := range cands {
+				want[n] = true
+			}
+		}
+		if l.Exporter != "" {
+			if want[l.Exporter] {
+				return true
+			}
+			continue
+		}
+		sel, _ := ParseSelector(l.Selector)
+		for n := range want {
+			if c.exps[n] != nil && sel.Matches(c.exps[n].Labels) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (c *Controller) waitReason(l *api.Lease) string {
+	names, _ := c.candidates(l)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var leased, offline []string
+	now := time.Now()
+	for _, n := range names {
+		if a := c.active[n]; a != nil && !a.live() {
+			leased = append(leased, fmt.Sprintf("%s finishing the previous lease (afterLease hook)", n))
+		} else if a != nil {
+			leased = append(leased, fmt.Sprintf("%s by %s until %s", n, a.rec.Lease.Client, a.rec.Lease.End.Local().Format("15:04:05")))
+		} else if e := c.exps[n]; e != nil && now.Sub(e.LastSeen) >= c.o.OfflineAfter {
+			offline = append(offline, n)
+		}
+	}
+	var parts []string
+	if len(leased) > 0 {
+		parts = append(parts, "leased: "+strings.Join(leased, ", "))
+	}
+	if len(offline) > 0 {
+		parts = append(parts, "offline: "+strings.Join(offline, ", "))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "behind earlier requests")
+	}
+	return fmt.Sprintf("waiting for %d matching exporter(s); %s", len(names), strings.Join(parts, "; "))
+}
+
+// grant tries to give exporter e to rec atomically (kv.Create of e's lease key). false means e is
+// taken.
+func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (bool, error) {
+	now := time.Now().UTC()
+	l := rec.Lease
+	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
+	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, l.End)
+	if err != nil {
+		return false, wire.Errorf(wire.InvalidArgument, "lease: %v", err)
+	}
+	cred.URL = c.endpoint
+	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: l.End}}
+	b, err := wire.Marshal(nr)
+	if err != nil {
+		return false, err
+	}
+	// The key outlives the lease by the exporter's finishing allowance: if no scheduler ends the
+	// lease on time, the exporter still gets to finish it before it can be granted again.
+	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e))
+	if errors.Is(err, bus.ErrKeyExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	if c.fresh("l/"+e, rev) {
+		c.active[e] = &leaseEntry{rec: nr, rev: rev}
+	}
+	c.mu.Unlock()
+	*rec = *nr
+	c.push(e, &l)
+	return true, nil
+}
+
+// ttlUntil is the per-key TTL for a lease ending at end (whole seconds, at least 1s).
+func ttlUntil(end time.Time) time.Duration {
+	d := time.Until(end)
+	d = (d + time.Second - 1).Truncate(time.Second)
+	if d < time.Second {
+		d = time.Second
+	}
+	return d
+}
+
+// push tells exporter e its current lease (nil: none).
+func (c *Controller) push(e string, l *api.Lease) {
+	var b []byte
+	if l != nil {
+		b, _ = wire.Marshal(l)
+	}
+	_ = c.conn.Publish(api.LeasePushSubject(e), nil, b)
+}
+
+func (c *Controller) putPending(ctx context.Context, rec *leaseRecord, rev uint64, ttl time.Duration) error {
+	b, err := wire.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	var nrev uint64
+	if rev == 0 {
+		nrev, err = c.queue.Create(ctx, rec.Lease.ID, b, ttl)
+	} else {
+		nrev, err = c.queue.Update(ctx, rec.Lease.ID, b, rev, ttl)
+	}
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.fresh("q/"+rec.Lease.ID, nrev) {
+		c.pending[rec.Lease.ID] = &leaseEntry{rec: rec, rev: nrev}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// findLease returns the lease with id: active (exporter set) or pending.
+func (c *Controller) findLease(id string) (active *leaseEntry, exporter string, pending *leaseEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for e, le := range c.active {
+		if le.live() && le.rec.Lease.ID == id {
+			return le, e, nil
+		}
+	}
+	return nil, "", c.pending[id]
+}
+
+func (c *Controller) ownLease(who, id string) (*leaseEntry, string, *leaseEntry, error) {
+	if id == "" {
+		return nil, "", nil, wire.Errorf(wire.InvalidArgument, "lease id required")
+	}
+	a, e, p := c.findLease(id)
+	var l *api.Lease
+	if a != nil {
+		l = &a.rec.Lease
+	} else if p != nil {
+		l = &p.rec.Lease
+	}
+	if l == nil {
+		return nil, "", nil, wire.Errorf(wire.NotFound, "lease %s: not found", id)
+	}
+	if l.Client != who {
+		if adm := c.identity(api.KindClient, who); adm == nil || !adm.Admin {
+			return nil, "", nil, wire.Errorf(wire.NotFound, "lease %s: not found", id)
+		}
+	}
+	return a, e, p, nil
+}
+
+// endLease ends an active lease: deletes its key (CAS) or, if the exporter has an afterLease
+// hook, replaces it with a finishing record (leaseRecord.Finishing) that keeps the exporter from
+// being granted until it has finished; revokes its credentials, tells the exporter and keeps an
+// ended record for lease.get.
+func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
+	c.mu.Lock()
+	c.ending[le.rec.Lease.ID] = true
+	c.mu.Unlock()
+	var fin *leaseEntry
+	if allow := c.finishAllowance(e); allow > 0 {
+		f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
+		f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
+		b, err := wire.Marshal(f)
+		if err != nil {
+			return err
+		}
+		rev, err := c.leases.Update(ctx, e, b, le.rev, allow)
+		switch {
+		case err == nil:
+			fin = &leaseEntry{rec: f, rev: rev}
+		case !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound):
+			return err
+		}
+	} else if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+		return err
+	}
+	c.mu.Lock()
+	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID && cur.live() {
+		delete(c.active, e)
+		if fin != nil && c.fresh("l/"+e, fin.rev) {
+			c.active[e] = fin
+		}
+	}
+	if len(c.ending) > 10000 { // watch events lost (e.g. a replica that is not watching): start over
+		clear(c.ending)
+	}
+	c.mu.Unlock()
+	return c.afterEnd(ctx, le.rec, reason)
+}
+
+func (c *Controller) afterEnd(ctx context.Context, rec *leaseRecord, reason string) error {
+	c.push(rec.Lease.Exporter, nil)
+	err := c.revoke(ctx, rec.Keys)
+	ended := *rec
+	ended.Credential = nil // Keys stay: a restarted controller re-applies revocations a crash lost
+	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
+	if ended.Lease.End.After(time.Now()) {
+		ended.Lease.End = time.Now().UTC()
+	}
+	b, merr := wire.Marshal(&ended)
+	if merr == nil {
+		// Ended records stay visible to lease.get for endedKeepFor (a queued request granted from
+		// the queue left a delete marker, on which Create succeeds too).
+		rev, err := c.queue.Create(ctx, rec.Lease.ID, b, endedKeepFor)
+		if errors.Is(err, bus.ErrKeyExists) {
+			rev, err = c.queue.Put(ctx, rec.Lease.ID, b)
+		}
+		if err == nil {
+			// Visible to this replica's lease.get at once, not only once the watch brings it.
+			c.mu.Lock()
+			if c.fresh("q/"+rec.Lease.ID, rev) {
+				c.pending[rec.Lease.ID] = &leaseEntry{rec: &ended, rev: rev}
+			}
+			c.mu.Unlock()
+		}
+	}
+	c.kickScheduler()
+	return err
+}
+
+func (c *Controller) endPending(ctx context.Context, p *leaseEntry, reason string) error {
+	ended := *p.rec
+	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
+	return c.putPending(ctx, &ended, p.rev, endedKeepFor)
+}
