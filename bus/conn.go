@@ -80,6 +80,9 @@ func bigSocketBuffers(c net.Conn) {
 	}
 }
 
+// serverConnectTimeout bounds the connection attempt to each of several servers.
+const serverConnectTimeout = 3 * time.Second
+
 type inProcess interface {
 	InProcessConn() (net.Conn, error)
 }
@@ -110,7 +113,10 @@ func connect(ctx context.Context, url, name, inbox string, ip inProcess, extra .
 		nats.CustomInboxPrefix(prefix),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.PingInterval(20 * time.Second),
+		// A server that stopped answering (frozen, or its host gone without closing the
+		// connection) is left for another within PingInterval × (MaxPingsOut+1).
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.ReconnectBufSize(8 << 20),
 	}
 	opts = append(opts, extra...)
@@ -125,7 +131,13 @@ func connect(ctx context.Context, url, name, inbox string, ip inProcess, extra .
 		dialURL = "nats://localhost:4222" // host ignored by the dialer
 	}
 	if d, ok := ctx.Deadline(); ok {
-		opts = append(opts, nats.Timeout(time.Until(d)))
+		timeout := time.Until(d)
+		if strings.Contains(url, ",") {
+			// Several servers are tried in turn: one that accepts the connection but does not
+			// answer (frozen) must not use up the whole deadline.
+			timeout = min(timeout, serverConnectTimeout)
+		}
+		opts = append(opts, nats.Timeout(timeout))
 	}
 	nc, err := nats.Connect(dialURL, opts...)
 	if err != nil {

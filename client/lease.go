@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"jsn.dev/jsn/bus"
@@ -21,7 +23,26 @@ type Controller struct {
 	conn     *bus.Conn
 	name     string // the client identity
 	endpoint string
+
+	// RetryFor bounds how long a call keeps trying while the controller is not answering (a
+	// restart, a replica or NATS server that died, a cluster electing a leader): calls that
+	// fail Unavailable or time out are repeated with backoff until then. Zero means
+	// DefaultRetryFor; negative, no retries.
+	RetryFor time.Duration
+	// OnRetry, if set, is told about each failed attempt before the next: what failed and when
+	// it tries again (jsn prints it on stderr).
+	OnRetry func(verb string, err error, next time.Duration)
+
+	mu   sync.Mutex
+	sync [2]uint64 // newest read-your-writes token of the replies (api.HeaderSync); guarded by mu
 }
+
+// DefaultRetryFor is how long calls keep trying a controller that does not answer.
+const DefaultRetryFor = time.Minute
+
+// attemptTimeout bounds one attempt of a call: a request the replica that got it cannot answer
+// (it died) is sent again, to another replica or the restarted one.
+const attemptTimeout = 5 * time.Second
 
 // DialController connects to cfg's endpoint with its credentials.
 func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
@@ -74,31 +95,89 @@ func (c *Controller) Close() error {
 	return nil
 }
 
+// call calls verb, repeating it while the controller is not answering (see RetryFor). Every
+// verb is safe to repeat: lease requests carry their id, releases of an ended lease do nothing.
 func (c *Controller) call(ctx context.Context, verb string, req, out any) error {
 	b, err := bus.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", verb, err)
 	}
-	m, err := c.conn.Request(ctx, api.ClientSubject(c.name, verb), nil, b)
+	bound := c.RetryFor
+	if bound == 0 {
+		bound = DefaultRetryFor
+	}
+	end := time.Now().Add(bound)
+	wait := 100 * time.Millisecond
+	for {
+		m, err := c.request(ctx, verb, b)
+		if err == nil {
+			if out == nil || len(m.Data) == 0 {
+				return nil
+			}
+			if err := bus.Unmarshal(m.Data, out); err != nil {
+				return fmt.Errorf("%s: reply: %w", verb, err)
+			}
+			return nil
+		}
+		if ctx.Err() != nil || !retryable(err) || bound < 0 || time.Now().Add(wait).After(end) {
+			return err
+		}
+		if c.OnRetry != nil {
+			c.OnRetry(verb, err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// retryable reports whether err says the controller could not answer now.
+func retryable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDeadlineExceeded)
+}
+
+// request makes one attempt of verb, with the sync token.
+func (c *Controller) request(ctx context.Context, verb string, body []byte) (*bus.Msg, error) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	c.mu.Lock()
+	hdr := bus.Header{api.HeaderSync: {fmt.Sprintf("%d.%d", c.sync[0], c.sync[1])}}
+	c.mu.Unlock()
+	m, err := c.conn.Request(actx, api.ClientSubject(c.name, verb), hdr, body)
 	if err != nil {
 		var be *bus.Error
 		if errors.As(err, &be) && be.Code == bus.Unavailable && strings.Contains(be.Message, "nobody is serving") {
-			return bus.Errorf(bus.Unavailable, "%s: the controller is not answering (is `jsn controller run` up?)", verb)
+			return nil, bus.Errorf(bus.Unavailable, "%s: the controller is not answering (is `jsn controller run` up?)", verb)
 		}
-		return err
+		if ctx.Err() == nil && actx.Err() != nil {
+			return nil, bus.Errorf(bus.DeadlineExceeded, "%s: the controller did not answer within %v", verb, attemptTimeout)
+		}
+		return nil, err
 	}
-	if out == nil || len(m.Data) == 0 {
-		return nil
+	if a, b, ok := strings.Cut(m.Header.Get(api.HeaderSync), "."); ok {
+		l, err1 := strconv.ParseUint(a, 10, 64)
+		q, err2 := strconv.ParseUint(b, 10, 64)
+		if err1 == nil && err2 == nil {
+			c.mu.Lock()
+			c.sync[0], c.sync[1] = max(c.sync[0], l), max(c.sync[1], q)
+			c.mu.Unlock()
+		}
 	}
-	if err := bus.Unmarshal(m.Data, out); err != nil {
-		return fmt.Errorf("%s: reply: %w", verb, err)
-	}
-	return nil
+	return m, nil
 }
 
 // RequestLease asks for a lease. The reply's lease is active (with a credential) or queued (its
-// Reason says why); see WaitLease.
+// Reason says why); see WaitLease. Without req.ID it gets a random one, so that repeating the
+// request after a lost reply returns the same lease.
 func (c *Controller) RequestLease(ctx context.Context, req api.LeaseRequest) (*api.LeaseReply, error) {
+	if req.ID == "" {
+		req.ID = randomToken()
+	}
 	var r api.LeaseReply
 	if err := c.call(ctx, api.VerbLeaseRequest, req, &r); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ const (
 )
 
 const (
+	maxRequests  = 256           // API requests a replica serves at once
 	accountKey   = "account.lab" // in jsn-identities: the live LAB account JWT and revocations
 	leaderKey    = "scheduler"
 	endedKeepFor = 10 * time.Minute // how long ended leases stay visible to lease.get
@@ -82,8 +84,10 @@ type Controller struct {
 	revDone    []chan error         // revokeWait callers of the next batch
 	revStopped bool
 	revWake    chan struct{}
-	revokes    atomic.Int64 // batches applied
-	served     atomic.Int64 // API requests this replica answered
+	revokes    atomic.Int64   // batches applied
+	served     atomic.Int64   // API requests this replica answered
+	reqs       chan struct{}  // one token per API request being served (bounds them)
+	reqWG      sync.WaitGroup // API requests being served
 	refusedMu  sync.Mutex
 	refusedAt  time.Time // last log line about dropped requests; guarded by refusedMu
 	refusedN   int       // dropped since then; guarded by refusedMu
@@ -91,16 +95,22 @@ type Controller struct {
 	acct       *accountCache // guarded by acctMu
 
 	mu       sync.Mutex
-	ending   map[string]bool            // lease ids this replica is ending (the watch skips their clean-up)
 	exps     map[string]*exporterRecord // by exporter name
 	names    []string                   // keys of exps, sorted; nil when it needs rebuilding
 	active   map[string]*leaseEntry     // by exporter name
 	pending  map[string]*leaseEntry     // queued and ended requests by lease id
 	ids      map[string]*api.Identity   // by kind.name
 	revs     map[string]uint64          // last revision seen per bucket/key
+	seen     [2]uint64                  // revisions of jsn-leases and jsn-queue the watches delivered
+	wrote    [2]uint64                  // newest revisions of jsn-leases and jsn-queue this replica wrote
+	seenCh   chan struct{}              // closed and replaced when seen moves
+	expired  []*leaseRecord             // leases gone by their TTL, for the scheduler to close
 	isLeader bool
+	leafSeen time.Time // a leaf node linked to the cluster (the account is pushed again)
 	kick     chan struct{}
 	endpoint string
+
+	lastRevive, lastRepush time.Time // the scheduler's upkeep (maintain); only its goroutine
 }
 
 // exporterRecord is the value of jsn-exporters.
@@ -193,7 +203,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
-		ids: map[string]*api.Identity{}, ending: map[string]bool{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1),
+		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
@@ -255,6 +265,15 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	if err := c.bootstrap(sctx); err != nil {
 		return nil, err
 	}
+	// Leaf nodes linking (again) missed the account updates pushed meanwhile.
+	if _, err := c.sys.Subscribe("$SYS.ACCOUNT.*.LEAFNODE.CONNECT", "", func(*bus.Msg) {
+		c.mu.Lock()
+		c.leafSeen = time.Now()
+		c.mu.Unlock()
+		c.kickScheduler()
+	}); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
 	if err := c.serveAPI(); err != nil {
 		return nil, err
 	}
@@ -286,6 +305,7 @@ func (c *Controller) Close() {
 	if c.svc != nil {
 		_ = c.svc.Stop()
 	}
+	c.reqWG.Wait()
 	if c.httpS != nil {
 		_ = c.httpS.Close() // before Wait: its Serve goroutine is in wg
 	}
@@ -362,11 +382,104 @@ func (c *Controller) sortedNames() []string {
 // fresh reports whether rev is newer than what the cache holds for key, and records it.
 // c.mu must be held.
 func (c *Controller) fresh(key string, rev uint64) bool {
+	if b := bucketOf(key); b >= 0 {
+		c.wrote[b] = max(c.wrote[b], rev)
+	}
 	if rev <= c.revs[key] {
 		return false
 	}
 	c.revs[key] = rev
 	return true
+}
+
+// Indexes of seen and wrote.
+const (
+	syncLeases = 0
+	syncQueue  = 1
+)
+
+func bucketOf(key string) int {
+	switch {
+	case strings.HasPrefix(key, "l/"):
+		return syncLeases
+	case strings.HasPrefix(key, "q/"):
+		return syncQueue
+	}
+	return -1
+}
+
+// see records that a watch delivered revision rev of bucket b; c.mu must be held.
+func (c *Controller) see(b int, rev uint64) {
+	if rev > c.seen[b] {
+		c.seen[b] = rev
+		close(c.seenCh)
+		c.seenCh = make(chan struct{})
+	}
+}
+
+// syncToken is the read-your-writes token of replies (api.HeaderSync): the newest revisions of
+// the lease and queue buckets this replica knows of.
+func (c *Controller) syncToken() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("%d.%d", max(c.seen[0], c.wrote[0]), max(c.seen[1], c.wrote[1]))
+}
+
+// parseSyncToken decodes a syncToken; "" is the zero token.
+func parseSyncToken(s string) (want [2]uint64, err error) {
+	if s == "" {
+		return want, nil
+	}
+	a, b, ok := strings.Cut(s, ".")
+	if ok {
+		if want[0], err = strconv.ParseUint(a, 10, 64); err == nil {
+			want[1], err = strconv.ParseUint(b, 10, 64)
+		}
+	}
+	if !ok || err != nil {
+		return want, bus.Errorf(bus.InvalidArgument, "header %s: %q is not a token this controller issued", api.HeaderSync, s)
+	}
+	return want, nil
+}
+
+// syncWait is how long a request waits for this replica's caches to catch up with its sync
+// token, or with the buckets after a cache miss, before it is answered Unavailable.
+const syncWait = 3 * time.Second
+
+// waitSeen waits until the watches have delivered the revisions in want.
+func (c *Controller) waitSeen(ctx context.Context, want [2]uint64) error {
+	t := time.NewTimer(syncWait)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		ok := c.seen[0] >= want[0] && c.seen[1] >= want[1]
+		ch := c.seenCh
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return bus.Errorf(bus.Unavailable, "controller replica %s: its view of the buckets is behind (%d.%d wanted); try again", c.id, want[0], want[1])
+		case <-ctx.Done():
+			return bus.Errorf(bus.Unavailable, "controller replica %s: %v", c.id, ctx.Err())
+		}
+	}
+}
+
+// catchUp waits until the caches hold every write made to the lease and queue buckets before
+// the call: a replica that does not find a lease asks this before saying it does not exist.
+func (c *Controller) catchUp(ctx context.Context) error {
+	var want [2]uint64
+	var err error
+	if want[0], err = c.leases.LastRevision(ctx); err != nil {
+		return err
+	}
+	if want[1], err = c.queue.LastRevision(ctx); err != nil {
+		return err
+	}
+	return c.waitSeen(ctx, want)
 }
 
 func (c *Controller) syncCaches(ctx context.Context) error {
@@ -390,36 +503,39 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 	}
 	err = c.leases.Sync(ctx, ">", func(e *bus.KVEntry) {
 		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.see(syncLeases, e.Revision)
 		if !c.fresh("l/"+e.Key, e.Revision) {
-			c.mu.Unlock()
 			return
 		}
+		old := c.active[e.Key]
+		var l *api.Lease
 		if e.Deleted {
-			old := c.active[e.Key]
 			delete(c.active, e.Key)
-			leader := c.isLeader
-			if old != nil && c.ending[old.rec.Lease.ID] {
-				delete(c.ending, old.rec.Lease.ID)
-				old = nil
+		} else {
+			var r leaseRecord
+			if bus.Unmarshal(e.Value, &r) != nil {
+				return
 			}
-			if old != nil && old.rec.Finishing {
-				old = nil // the exporter finished an ended lease: nothing more to do
+			c.active[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
+			if !r.Finishing {
+				l = &r.Lease
 			}
-			if leader {
-				c.kickScheduler() // the exporter may be free
-			}
-			c.mu.Unlock()
-			if old != nil && leader {
-				// A TTL expiry (or another replica's delete): make sure the credentials are revoked.
-				go c.afterEnd(context.Background(), old.rec, "expired")
-			}
+		}
+		if !c.isLeader {
 			return
 		}
-		var r leaseRecord
-		if bus.Unmarshal(e.Value, &r) == nil {
-			c.active[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
+		// The scheduling replica tells the exporter every change it sees, with its revision:
+		// the push of the replica that made the change may be lost, or overtaken by an older
+		// one; the exporter keeps the newest.
+		c.push(e.Key, l, e.Revision)
+		if e.Deleted {
+			c.kickScheduler() // an exporter may be free: grant what waits for it now
 		}
-		c.mu.Unlock()
+		if e.Expired && old.live() {
+			// Gone by its TTL: the scheduler records why and revokes what is left.
+			c.expired = append(c.expired, old.rec)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
@@ -427,6 +543,7 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 	err = c.queue.Sync(ctx, ">", func(e *bus.KVEntry) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.see(syncQueue, e.Revision)
 		if !c.fresh("q/"+e.Key, e.Revision) {
 			return
 		}
@@ -538,7 +655,7 @@ func (c *Controller) retireOldIdentities(ctx context.Context) error {
 		return fmt.Errorf("controller: revoke identities of an older scheme: %w", err)
 	}
 	for key, id := range old {
-		if err := c.identities.Delete(ctx, key, 0); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
+		if _, err := c.identities.Delete(ctx, key, 0); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
 			return fmt.Errorf("controller: delete identity of an older scheme: %w", err)
 		}
 		c.mu.Lock()

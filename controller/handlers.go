@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -49,26 +52,16 @@ func (c *Controller) serveAPI() error {
 	for _, e := range eps {
 		name := strings.NewReplacer(".", "-").Replace(strings.TrimSuffix(strings.TrimPrefix(e.prefix, "jsn.ctl."), ".") + "-" + e.verb)
 		h := e.h
+		clientAPI := e.prefix != api.PrefixExporter
 		err := svc.Handle(name, e.prefix+"*."+e.verb, func(m *bus.Msg) {
-			c.served.Add(1)
-			who := strings.Split(m.Subject, ".")[3]
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := h(ctx, who, m.Data)
-			if err != nil {
-				if _, ok := err.(*bus.Error); !ok {
-					c.log.Error("controller api", "subject", m.Subject, "err", err)
-					err = bus.Errorf(bus.Internal, "%s: %v", m.Subject, err)
-				}
-				_ = m.RespondError(err)
-				return
-			}
-			b, err := bus.Marshal(out)
-			if err != nil {
-				_ = m.RespondError(bus.Errorf(bus.Internal, "%v", err))
-				return
-			}
-			_ = m.Respond(nil, b)
+			// Each request in its own goroutine: one waiting for a bucket (a cluster electing a
+			// stream leader) must not hold up the others of its verb.
+			c.reqs <- struct{}{}
+			c.reqWG.Add(1)
+			go func() {
+				defer func() { <-c.reqs; c.reqWG.Done() }()
+				c.serve(m, h, clientAPI)
+			}()
 		})
 		if err != nil {
 			return fmt.Errorf("controller: %w", err)
@@ -114,6 +107,55 @@ func (c *Controller) refusedReply(m *bus.Msg, inbox string) {
 // refusalLogEvery bounds how often dropped requests are logged.
 const refusalLogEvery = 10 * time.Second
 
+// serve answers one API request. Client and admin requests carrying a sync token wait until
+// this replica has seen the writes it stands for, and every reply carries the current one.
+func (c *Controller) serve(m *bus.Msg, h func(ctx context.Context, who string, data []byte) (any, error), clientAPI bool) {
+	c.served.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("controller api: panic", "subject", m.Subject, "panic", r, "stack", string(debug.Stack()))
+			_ = m.RespondError(bus.Errorf(bus.Internal, "%s: the controller failed (a bug; see its log)", m.Subject))
+		}
+	}()
+	who := strings.Split(m.Subject, ".")[3]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out any
+	want, err := parseSyncToken(m.Header.Get(api.HeaderSync))
+	if err == nil && clientAPI {
+		err = c.waitSeen(ctx, want)
+	}
+	if err == nil {
+		out, err = h(ctx, who, m.Data)
+	}
+	var hdr bus.Header
+	if clientAPI {
+		hdr = bus.Header{api.HeaderSync: {c.syncToken()}}
+	}
+	if err != nil {
+		if _, ok := err.(*bus.Error); !ok {
+			if be := (*bus.Error)(nil); errors.As(err, &be) && be.Code == bus.Unavailable {
+				err = bus.Errorf(bus.Unavailable, "%s: %v", m.Subject, err) // a bucket not answering: try again
+			} else {
+				c.log.Error("controller api", "subject", m.Subject, "err", err)
+				err = bus.Errorf(bus.Internal, "%s: %v", m.Subject, err)
+			}
+		}
+		eh := wire.ErrorHeader(err)
+		for k, v := range hdr {
+			eh[k] = v
+		}
+		_ = m.Respond(eh, nil)
+		return
+	}
+	b, err := bus.Marshal(out)
+	if err != nil {
+		_ = m.RespondError(bus.Errorf(bus.Internal, "%v", err))
+		return
+	}
+	_ = m.Respond(hdr, b)
+}
+
 func decode(data []byte, v any) error {
 	if len(data) == 0 {
 		return nil // an empty body is the zero request
@@ -158,7 +200,8 @@ func (c *Controller) register(ctx context.Context, e string, data []byte) (any, 
 		return nil, err
 	}
 	c.notBusy(ctx, e, req.Busy)
-	return api.RegisterReply{Lease: c.currentLease(e), Heartbeat: c.o.Heartbeat}, nil
+	l, rev := c.currentLease(e)
+	return api.RegisterReply{Lease: l, Heartbeat: c.o.Heartbeat, Rev: rev}, nil
 }
 
 // Bounds of how long an ended lease keeps its exporter while it finishes (leaseRecord.Finishing).
@@ -192,11 +235,15 @@ func (c *Controller) notBusy(ctx context.Context, e, busy string) {
 
 // finished deletes the finishing record le of exporter e: it may be granted again.
 func (c *Controller) finished(ctx context.Context, e string, le *leaseEntry) {
-	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+	rev, err := c.leases.Delete(ctx, e, le.rev)
+	if err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
 		c.log.Warn("clear finished lease", "exporter", e, "lease", le.rec.Lease.ID, "err", err)
 		return
 	}
 	c.mu.Lock()
+	if err == nil {
+		c.fresh("l/"+e, rev)
+	}
 	if cur := c.active[e]; cur != nil && cur.rev == le.rev {
 		delete(c.active, e)
 	}
@@ -235,14 +282,17 @@ func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error
 	return nil
 }
 
-func (c *Controller) currentLease(e string) *api.Lease {
+// currentLease returns exporter e's active lease (nil if none) and the revision of the lease
+// bucket it is current at: this replica has seen every change of e's key up to there.
+func (c *Controller) currentLease(e string) (*api.Lease, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	rev := max(c.seen[syncLeases], c.revs["l/"+e])
 	if le := c.active[e]; le.live() && le.rec.Lease.End.After(time.Now()) {
 		l := le.rec.Lease
-		return &l
+		return &l, rev
 	}
-	return nil
+	return nil, rev
 }
 
 func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any, error) {
@@ -265,7 +315,8 @@ func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any,
 		return nil, err
 	}
 	c.notBusy(ctx, e, req.Busy)
-	return api.HeartbeatReply{Lease: c.currentLease(e)}, nil
+	l, rev := c.currentLease(e)
+	return api.HeartbeatReply{Lease: l, Rev: rev}, nil
 }
 
 func (c *Controller) leaseEnded(ctx context.Context, e string, data []byte) (any, error) {
@@ -312,7 +363,18 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	if _, err := ParseSelector(req.Selector); err != nil {
 		return nil, bus.Errorf(bus.InvalidArgument, "lease request: %v", err)
 	}
-	rec := &leaseRecord{Lease: api.Lease{ID: randomID(), Client: who, Selector: req.Selector, Exporter: req.Exporter,
+	if req.ID != "" {
+		if len(req.ID) > 64 || !bus.ValidName(req.ID) {
+			return nil, bus.Errorf(bus.InvalidArgument, "lease request: id %q: want a subject token of at most 64 letters, digits, - and _", req.ID)
+		}
+		// A repeated request (its reply was lost): the lease it made, as it is now.
+		if rep, err := c.existing(ctx, who, req.ID); rep != nil || err != nil {
+			return rep, err
+		}
+	} else {
+		req.ID = randomID()
+	}
+	rec := &leaseRecord{Lease: api.Lease{ID: req.ID, Client: who, Selector: req.Selector, Exporter: req.Exporter,
 		Priority: req.Priority, Status: api.StatusQueued, Created: time.Now().UTC(), Duration: req.Duration, Allow: id.Allow}}
 	cands, _ := c.candidates(&rec.Lease)
 	if len(cands) == 0 {
@@ -324,9 +386,12 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	}
 	if !c.queuedAhead(rec, cands) {
 		for _, e := range cands {
-			granted, err := c.grant(ctx, e, rec)
+			granted, dup, err := c.grant(ctx, e, rec)
 			if err != nil {
 				return nil, err
+			}
+			if dup {
+				return c.granted(ctx, who, req.ID)
 			}
 			if granted {
 				return api.LeaseReply{Lease: &rec.Lease, Credential: rec.Credential}, nil
@@ -336,10 +401,52 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	rec.Lease.Exporter = req.Exporter
 	rec.Lease.Reason = c.waitReason(&rec.Lease)
 	if err := c.putPending(ctx, rec, 0, 0); err != nil {
+		if errors.Is(err, bus.ErrKeyExists) {
+			return c.granted(ctx, who, req.ID) // the same request, repeated meanwhile
+		}
 		return nil, err
 	}
 	c.kickScheduler()
 	return api.LeaseReply{Lease: &rec.Lease}, nil
+}
+
+// existing returns lease id as lease.get would, or nil if there is no such lease; a lease of
+// another client with that id is an error.
+func (c *Controller) existing(ctx context.Context, who, id string) (any, error) {
+	a, _, p := c.findLease(id)
+	if a == nil && p == nil {
+		if err := c.catchUp(ctx); err != nil {
+			return nil, err
+		}
+		if a, _, p = c.findLease(id); a == nil && p == nil {
+			return nil, nil
+		}
+	}
+	var l *api.Lease
+	if a != nil {
+		l = &a.rec.Lease
+	} else {
+		l = &p.rec.Lease
+	}
+	if l.Client != who {
+		return nil, bus.Errorf(bus.InvalidArgument, "lease request: id %s is another client's lease; choose a random id", id)
+	}
+	if a != nil {
+		l := a.rec.Lease
+		return api.LeaseReply{Lease: &l, Credential: a.rec.Credential}, nil
+	}
+	lc := *l
+	return api.LeaseReply{Lease: &lc}, nil
+}
+
+// granted answers a request whose id turned out to be granted or queued already (the same
+// request, repeated while the first one was being served).
+func (c *Controller) granted(ctx context.Context, who, id string) (any, error) {
+	rep, err := c.existing(ctx, who, id)
+	if err == nil && rep == nil {
+		err = bus.Errorf(bus.Unavailable, "lease request %s: granted meanwhile, but not visible yet; try again", id)
+	}
+	return rep, err
 }
 
 // candidates lists the registered exporters a request may use, sorted by name, with how many of
@@ -431,30 +538,32 @@ func (c *Controller) waitReason(l *api.Lease) string {
 	return fmt.Sprintf("waiting for %d matching exporter(s); %s", len(names), strings.Join(parts, "; "))
 }
 
-// grant tries to give exporter e to rec atomically (kv.Create of e's lease key). false means e is
-// taken.
-func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (bool, error) {
+// grant tries to give exporter e to rec atomically (kv.Create of e's lease key). granted false
+// means e is taken. dup means the lease id was granted already (to this or another exporter,
+// by this or another replica): the create carries the message id "grant-<id>", so a lease is
+// granted at most once however many replicas and retries try.
+func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (granted, dup bool, err error) {
 	now := time.Now().UTC()
 	l := rec.Lease
 	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
 	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, l.End)
 	if err != nil {
-		return false, bus.Errorf(bus.InvalidArgument, "lease: %v", err)
+		return false, false, bus.Errorf(bus.InvalidArgument, "lease: %v", err)
 	}
 	cred.URL = c.endpoint
 	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: l.End}}
 	b, err := bus.Marshal(nr)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	// The key outlives the lease by the exporter's finishing allowance: if no scheduler ends the
 	// lease on time, the exporter still gets to finish it before it can be granted again.
-	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e))
+	rev, dup, err := c.leases.CreateOnce(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e), "grant-"+l.ID)
 	if errors.Is(err, bus.ErrKeyExists) {
-		return false, nil
+		return false, false, nil
 	}
-	if err != nil {
-		return false, err
+	if err != nil || dup {
+		return false, dup, err
 	}
 	c.mu.Lock()
 	if c.fresh("l/"+e, rev) {
@@ -462,8 +571,8 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (boo
 	}
 	c.mu.Unlock()
 	*rec = *nr
-	c.push(e, &l)
-	return true, nil
+	c.push(e, &l, rev)
+	return true, false, nil
 }
 
 // ttlUntil is the per-key TTL for a lease ending at end (whole seconds, at least 1s).
@@ -476,13 +585,13 @@ func ttlUntil(end time.Time) time.Duration {
 	return d
 }
 
-// push tells exporter e its current lease (nil: none).
-func (c *Controller) push(e string, l *api.Lease) {
+// push tells exporter e its lease as of revision rev of the lease bucket (nil: none).
+func (c *Controller) push(e string, l *api.Lease, rev uint64) {
 	var b []byte
 	if l != nil {
 		b, _ = bus.Marshal(l)
 	}
-	_ = c.conn.Publish(api.LeasePushSubject(e), nil, b)
+	_ = c.conn.Publish(api.LeasePushSubject(e), bus.Header{api.HeaderLeaseRev: {strconv.FormatUint(rev, 10)}}, b)
 }
 
 func (c *Controller) putPending(ctx context.Context, rec *leaseRecord, rev uint64, ttl time.Duration) error {
@@ -519,11 +628,19 @@ func (c *Controller) findLease(id string) (active *leaseEntry, exporter string, 
 	return nil, "", c.pending[id]
 }
 
-func (c *Controller) ownLease(who, id string) (*leaseEntry, string, *leaseEntry, error) {
+func (c *Controller) ownLease(ctx context.Context, who, id string) (*leaseEntry, string, *leaseEntry, error) {
 	if id == "" {
 		return nil, "", nil, bus.Errorf(bus.InvalidArgument, "lease id required")
 	}
 	a, e, p := c.findLease(id)
+	if a == nil && p == nil {
+		// Granted or queued by another replica a moment ago? Look again once this replica has
+		// seen every write made so far.
+		if err := c.catchUp(ctx); err != nil {
+			return nil, "", nil, err
+		}
+		a, e, p = c.findLease(id)
+	}
 	var l *api.Lease
 	if a != nil {
 		l = &a.rec.Lease
@@ -546,7 +663,7 @@ func (c *Controller) leaseGet(ctx context.Context, who string, data []byte) (any
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
-	a, _, p, err := c.ownLease(who, req.ID)
+	a, _, p, err := c.ownLease(ctx, who, req.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -575,7 +692,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
 		return nil, bus.Errorf(bus.InvalidArgument, "extend: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
 	}
-	a, e, p, err := c.ownLease(who, req.ID)
+	a, e, p, err := c.ownLease(ctx, who, req.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -611,7 +728,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 		c.active[e] = &leaseEntry{rec: &nr, rev: rev}
 	}
 	c.mu.Unlock()
-	c.push(e, &nr.Lease)
+	c.push(e, &nr.Lease, rev)
 	return api.LeaseReply{Lease: &nr.Lease, Credential: cred}, nil
 }
 
@@ -620,78 +737,145 @@ func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) 
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
-	a, e, p, err := c.ownLease(who, req.ID)
-	if err != nil {
-		return nil, err
-	}
-	if a != nil {
-		return api.Empty{}, c.endLease(ctx, e, a, "released by "+who)
-	}
-	if p.rec.Lease.Status == api.StatusQueued {
-		return api.Empty{}, c.endPending(ctx, p, "cancelled by "+who)
-	}
-	return api.Empty{}, nil
-}
-
-// endLease ends an active lease: deletes its key (CAS) or, if the exporter has an afterLease
-// hook, replaces it with a finishing record (leaseRecord.Finishing) that keeps the exporter from
-// being granted until it has finished; revokes its credentials, tells the exporter and keeps an
-// ended record for lease.get.
-func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
-	c.mu.Lock()
-	c.ending[le.rec.Lease.ID] = true
-	c.mu.Unlock()
-	var fin *leaseEntry
-	if allow := c.finishAllowance(e); allow > 0 {
-		f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
-		f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
-		b, err := bus.Marshal(f)
+	for attempt := 0; attempt < 5; attempt++ {
+		a, e, p, err := c.ownLease(ctx, who, req.ID)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		rev, err := c.leases.Update(ctx, e, b, le.rev, allow)
-		switch {
-		case err == nil:
-			fin = &leaseEntry{rec: f, rev: rev}
-		case !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound):
-			return err
+		if a != nil {
+			return api.Empty{}, c.endLease(ctx, e, a, "released by "+who)
 		}
-	} else if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
-		return err
-	}
-	c.mu.Lock()
-	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID && cur.live() {
-		delete(c.active, e)
-		if fin != nil && c.fresh("l/"+e, fin.rev) {
-			c.active[e] = fin
+		if p.rec.Lease.Status == api.StatusQueued {
+			err := c.endPending(ctx, p, "cancelled by "+who)
+			if errors.Is(err, bus.ErrKeyChanged) || errors.Is(err, bus.ErrKeyNotFound) {
+				// Granted meanwhile: look again once this replica has seen it.
+				if err := c.catchUp(ctx); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return api.Empty{}, err
 		}
+		// Ended already (a repeated release whose first reply was lost): make sure its
+		// credentials are revoked, as a replica that died inside the release may not have.
+		return api.Empty{}, c.revoke(ctx, p.rec.Keys)
 	}
-	if len(c.ending) > 10000 { // watch events lost (e.g. a replica that is not watching): start over
-		clear(c.ending)
-	}
-	c.mu.Unlock()
-	return c.afterEnd(ctx, le.rec, reason)
+	return nil, bus.Errorf(bus.Unavailable, "release %s: the lease keeps changing; try again", req.ID)
 }
 
-func (c *Controller) afterEnd(ctx context.Context, rec *leaseRecord, reason string) error {
-	c.push(rec.Lease.Exporter, nil)
-	err := c.revoke(ctx, rec.Keys)
+// endLease ends the active lease le of exporter e: it records why (the ended record lease.get
+// shows; the first reason recorded stays), then deletes the lease key (compare and set: an
+// extension meanwhile is ended too) or, if the exporter has an afterLease hook, replaces it with a
+// finishing record (leaseRecord.Finishing) that keeps the exporter from being granted until it
+// has finished; then it tells the exporter, with that write's revision, and revokes the lease's
+// credentials. Every step can be repeated: a replica that dies in the middle leaves either an
+// active lease with an ended record, which the scheduler finishes, or an ended lease whose
+// repeated release revokes again.
+func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
+	for attempt := 0; ; attempt++ {
+		if err := c.putEnded(ctx, le.rec, reason); err != nil {
+			return err
+		}
+		var rev uint64
+		var err error
+		var fin *leaseEntry
+		if allow := c.finishAllowance(e); allow > 0 {
+			f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
+			f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
+			b, merr := bus.Marshal(f)
+			if merr != nil {
+				return merr
+			}
+			if rev, err = c.leases.Update(ctx, e, b, le.rev, allow); err == nil {
+				fin = &leaseEntry{rec: f, rev: rev}
+			}
+		} else {
+			rev, err = c.leases.Delete(ctx, e, le.rev)
+		}
+		if err == nil {
+			c.mu.Lock()
+			if c.fresh("l/"+e, rev) {
+				if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID {
+					delete(c.active, e)
+					if fin != nil {
+						c.active[e] = fin
+					}
+				}
+			}
+			c.mu.Unlock()
+			c.push(e, nil, rev)
+			c.kickScheduler()
+			return c.revoke(ctx, le.rec.Keys)
+		}
+		if !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) || attempt >= 5 {
+			return err
+		}
+		// The key changed: extended (the same lease, with another credential) or ended.
+		cur, gerr := c.leases.Get(ctx, e)
+		var r leaseRecord
+		switch {
+		case errors.Is(gerr, bus.ErrKeyNotFound):
+		case gerr != nil:
+			return gerr
+		case bus.Unmarshal(cur.Value, &r) != nil:
+			return fmt.Errorf("end lease %s: bad record of %s", le.rec.Lease.ID, e)
+		case r.Lease.ID == le.rec.Lease.ID && !r.Finishing:
+			le = &leaseEntry{rec: &r, rev: cur.Revision}
+			continue
+		}
+		// Ended meanwhile (perhaps by an earlier attempt of this very call, whose reply was
+		// lost): the reply's sync token must cover that end.
+		_ = c.catchUp(ctx)
+		return c.revoke(ctx, le.rec.Keys)
+	}
+}
+
+// putEnded stores the ended record of rec (jsn-queue, key = lease id, kept endedKeepFor) unless
+// one exists: the first reason recorded is the lease's.
+func (c *Controller) putEnded(ctx context.Context, rec *leaseRecord, reason string) error {
 	ended := *rec
 	ended.Credential = nil // Keys stay: a restarted controller re-applies revocations a crash lost
 	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
-	if ended.Lease.End.After(time.Now()) {
-		ended.Lease.End = time.Now().UTC()
+	if now := time.Now().UTC(); ended.Lease.End.After(now) {
+		ended.Lease.End = now
 	}
-	b, merr := bus.Marshal(&ended)
-	if merr == nil {
-		// Ended records stay visible to lease.get for endedKeepFor (a queued request granted from
-		// the queue left a delete marker, on which Create succeeds too).
-		if _, err := c.queue.Create(ctx, rec.Lease.ID, b, endedKeepFor); errors.Is(err, bus.ErrKeyExists) {
-			_, _ = c.queue.Put(ctx, rec.Lease.ID, b)
+	b, err := bus.Marshal(&ended)
+	if err != nil {
+		return err
+	}
+	id := rec.Lease.ID
+	for attempt := 0; ; attempt++ {
+		// A queued request granted from the queue left a delete marker, on which Create
+		// succeeds too.
+		rev, err := c.queue.Create(ctx, id, b, endedKeepFor)
+		if errors.Is(err, bus.ErrKeyExists) && attempt < 5 {
+			cur, gerr := c.queue.Get(ctx, id)
+			if errors.Is(gerr, bus.ErrKeyNotFound) {
+				continue
+			}
+			if gerr != nil {
+				return gerr
+			}
+			var r leaseRecord
+			if bus.Unmarshal(cur.Value, &r) == nil && r.Lease.Status == api.StatusEnded {
+				return nil
+			}
+			// A queue record left behind by a grant from the queue: replace it.
+			rev, err = c.queue.Update(ctx, id, b, cur.Revision, endedKeepFor)
+			if errors.Is(err, bus.ErrKeyChanged) {
+				continue
+			}
 		}
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.fresh("q/"+id, rev) {
+			c.pending[id] = &leaseEntry{rec: &ended, rev: rev}
+		}
+		c.mu.Unlock()
+		return nil
 	}
-	c.kickScheduler()
-	return err
 }
 
 func (c *Controller) endPending(ctx context.Context, p *leaseEntry, reason string) error {
@@ -939,7 +1123,7 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			return nil, bus.Errorf(bus.FailedPrecondition, "delete client %s: an admin cannot delete itself", who)
 		}
 		key := kind + "." + req.Name
-		if err := c.identities.Delete(ctx, key, 0); err != nil {
+		if _, err := c.identities.Delete(ctx, key, 0); err != nil {
 			return nil, err
 		}
 		c.mu.Lock()
@@ -979,7 +1163,7 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			if fin != nil && !fin.live() {
 				c.finished(ctx, req.Name, fin)
 			}
-			_ = c.exporters.Delete(ctx, req.Name, 0)
+			_, _ = c.exporters.Delete(ctx, req.Name, 0)
 		}
 		return api.Empty{}, nil
 	}

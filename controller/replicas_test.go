@@ -5,11 +5,13 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -160,4 +162,121 @@ func TestReplicas(t *testing.T) {
 		rep := callOK[api.LeaseReply](t, l.admin, api.ClientSubject(AdminName, api.VerbLeaseGet), api.LeaseID{ID: waiting[0]})
 		return rep.Lease.Status == api.StatusActive && rep.Credential != nil
 	})
+}
+
+// TestReplicasLeaseCycles runs request/release cycles through two replicas (the queue group
+// sends each call to either): a lease is seen by the replica the next call reaches (sync
+// token), every release is recorded as such (the scheduling replica does not overwrite it),
+// and the lease pushes, though sent by both replicas and possibly out of order, carry
+// revisions whose newest always names the exporter's true lease.
+func TestReplicasLeaseCycles(t *testing.T) {
+	dir := t.TempDir()
+	adminCfg, err := Init(dir, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startExternal(t, dir)
+	o := testOptions(dir)
+	o.NatsURL = srv.TCPURL()
+	o.OfflineAfter = time.Hour
+	r := []*Controller{startReplica(t, o), startReplica(t, o)}
+	l := &lab{t: t, dir: dir, ctl: r[0]}
+	l.admin = l.connectConfig(adminCfg)
+	ctx := context.Background()
+	if err := r[0].RegisterSimulated(ctx, "cyc", 2, map[string]string{"cyc": "yes"}); err != nil {
+		t.Fatal(err)
+	}
+	_, cfgYAML := l.client("alice", api.CreateClientRequest{})
+	cfg, err := client.ParseConfig("alice.yaml", cfgYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Endpoint = srv.TCPURL()
+	alice, err := client.DialController(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	eventually(t, "both replicas see the exporters and alice", func() bool {
+		for _, c := range r {
+			if c.Metrics().Registered != 2 || c.identity(api.KindClient, "alice") == nil {
+				return false
+			}
+		}
+		return true
+	})
+
+	// What the exporters are told.
+	type push struct {
+		rev   uint64
+		lease string
+	}
+	var mu sync.Mutex
+	pushes := map[string][]push{}
+	mon := l.connect("jsn-controller", r[0].auth.CtlCreds)
+	sub, err := mon.Subscribe("jsn.x.*.lease", "", func(m *bus.Msg) {
+		rev, err := strconv.ParseUint(m.Header.Get(api.HeaderLeaseRev), 10, 64)
+		if err != nil {
+			t.Errorf("push on %s: header %s: %v", m.Subject, api.HeaderLeaseRev, err)
+		}
+		p := push{rev: rev}
+		if len(m.Data) > 0 {
+			var l api.Lease
+			if err := bus.Unmarshal(m.Data, &l); err != nil {
+				t.Errorf("push on %s: %v", m.Subject, err)
+			}
+			p.lease = l.ID
+		}
+		mu.Lock()
+		pushes[strings.Split(m.Subject, ".")[2]] = append(pushes[strings.Split(m.Subject, ".")[2]], p)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := mon.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// newest returns the lease of exporter e's newest push.
+	newest := func(e string) (string, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		var best push
+		for _, p := range pushes[e] {
+			if p.rev >= best.rev {
+				best = p
+			}
+		}
+		return best.lease, best.rev > 0
+	}
+
+	for i := range 40 {
+		rep, err := alice.RequestLease(ctx, api.LeaseRequest{Selector: "cyc=yes", Duration: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Lease.Status != api.StatusActive {
+			t.Fatalf("cycle %d: lease %s is %s, want active (nothing else holds the exporters)", i, rep.Lease.ID, rep.Lease.Status)
+		}
+		id, e := rep.Lease.ID, rep.Lease.Exporter
+		if g, err := alice.GetLease(ctx, id); err != nil || g.Lease.Status != api.StatusActive {
+			t.Fatalf("cycle %d: lease.get %s right after the grant: got %+v, %v, want active", i, id, g, err)
+		}
+		eventually(t, "the newest push names the granted lease", func() bool {
+			got, _ := newest(e)
+			return got == id
+		})
+		if err := alice.Release(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		g, err := alice.GetLease(ctx, id)
+		if err != nil || g.Lease.Status != api.StatusEnded || g.Lease.Reason != "released by alice" {
+			t.Fatalf("cycle %d: lease.get %s right after the release: got %+v, %v, want ended, released by alice", i, id, g, err)
+		}
+		eventually(t, "the newest push says no lease", func() bool {
+			got, ok := newest(e)
+			return ok && got == ""
+		})
+	}
 }

@@ -167,11 +167,18 @@ func (c *Controller) revokeNow(ctx context.Context, keys map[string]time.Time) e
 			c.acct = &accountCache{rev: e.Revision, rec: ar, claims: ac}
 		}
 		a := c.acct
-		c.acct = nil // until the write below succeeds: the cached values are being changed
 		pubs := make([]string, 0, len(keys))
-		for k, exp := range keys {
-			pubs = append(pubs, k)
-			a.rec.Revoked[k] = exp
+		for k := range keys {
+			if _, ok := a.rec.Revoked[k]; !ok {
+				pubs = append(pubs, k)
+			}
+		}
+		if len(pubs) == 0 {
+			return nil // revoked already: nothing to write
+		}
+		c.acct = nil // until the write below succeeds: the cached values are being changed
+		for _, k := range pubs {
+			a.rec.Revoked[k] = keys[k]
 		}
 		j, err := c.auth.revokeClaims(a.claims, pubs, a.rec.Revoked)
 		if err != nil {
@@ -208,7 +215,9 @@ type accountCache struct {
 }
 
 // reviveRevocations revokes the keys of ended leases that the account does not list yet: a
-// replica that stopped inside a batch window must not leave released credentials valid.
+// replica that stopped inside a batch window (or between ending a lease and revoking it) must
+// not leave released credentials valid. ar is the account as read at start, nil for the one
+// revokeNow knows.
 func (c *Controller) reviveRevocations(ctx context.Context, ar *accountRecord) error {
 	now := time.Now()
 	keys := map[string]time.Time{}
@@ -218,13 +227,40 @@ func (c *Controller) reviveRevocations(ctx context.Context, ar *accountRecord) e
 			continue
 		}
 		for k, exp := range p.rec.Keys {
-			if _, ok := ar.Revoked[k]; !ok && exp.After(now) {
+			if ar != nil {
+				if _, ok := ar.Revoked[k]; ok {
+					continue
+				}
+			}
+			if exp.After(now) {
 				keys[k] = exp
 			}
 		}
 	}
 	c.mu.Unlock()
 	return c.revokeNow(ctx, keys)
+}
+
+// repushAccount pushes the live LAB account to the servers again: one that missed an update
+// (a leaf node whose link was down, a server that restarted from an older config) catches up.
+func (c *Controller) repushAccount(ctx context.Context) error {
+	c.acctMu.Lock()
+	defer c.acctMu.Unlock()
+	j := ""
+	if c.acct != nil {
+		j = c.acct.rec.JWT
+	} else {
+		e, err := c.identities.Get(ctx, accountKey)
+		if err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+		var ar accountRecord
+		if err := bus.Unmarshal(e.Value, &ar); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+		j = ar.JWT
+	}
+	return c.pushAccount(ctx, j)
 }
 
 // pushAccount makes the servers use accountJWT for LAB and keeps it in the data directory for the
@@ -234,15 +270,15 @@ func (c *Controller) pushAccount(ctx context.Context, accountJWT string) error {
 		if err := c.srv.UpdateAccountJWT(accountJWT); err != nil {
 			return fmt.Errorf("push account: %w", err)
 		}
-	} else {
-		// Memory resolvers listen on this subject in the system account (every server of a cluster).
-		subj := "$SYS.REQ.ACCOUNT." + c.auth.LabPub + ".CLAIMS.UPDATE"
-		if err := c.sys.Publish(subj, nil, []byte(accountJWT)); err != nil {
-			return fmt.Errorf("push account: %w", err)
-		}
-		if err := c.sys.Flush(ctx); err != nil {
-			return fmt.Errorf("push account: %w", err)
-		}
+	}
+	// Memory resolvers listen on this subject in the system account: every server of a cluster,
+	// and leaf nodes linked with a system account remote.
+	subj := "$SYS.REQ.ACCOUNT." + c.auth.LabPub + ".CLAIMS.UPDATE"
+	if err := c.sys.Publish(subj, nil, []byte(accountJWT)); err != nil {
+		return fmt.Errorf("push account: %w", err)
+	}
+	if err := c.sys.Flush(ctx); err != nil {
+		return fmt.Errorf("push account: %w", err)
 	}
 	c.fileMu.Lock()
 	defer c.fileMu.Unlock()

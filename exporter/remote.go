@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,7 @@ type remote struct {
 
 	mu         sync.Mutex
 	target     *api.Lease           // the lease the controller says to serve; guarded by mu
+	targetRev  uint64               // the controller's lease bucket revision target is current at; guarded by mu
 	pushSeq    uint64               // lease pushes received; guarded by mu
 	resume     string               // lease to resume without beforeLease (learned at first register); guarded by mu
 	registered bool                 // the first register succeeded; guarded by mu
@@ -239,9 +241,7 @@ func (r *remote) control(ctx context.Context) {
 			}
 			r.registered = true
 			r.mu.Unlock()
-			// Like a heartbeat reply, the register reply is stale if a lease was pushed meanwhile
-			// (granted right after the registration; the push may be handled first).
-			r.setTarget(rep.Lease, seq, true)
+			r.setTarget(rep.Lease, rep.Rev, seq, true)
 		}
 		sleep(ctx, every)
 		if ctx.Err() != nil {
@@ -265,7 +265,7 @@ func (r *remote) control(ctx context.Context) {
 			r.log.Warn("heartbeat", "err", err)
 			continue
 		}
-		r.setTarget(rep.Lease, seq, true)
+		r.setTarget(rep.Lease, rep.Rev, seq, true)
 	}
 }
 
@@ -317,23 +317,35 @@ func (r *remote) onPush(m *bus.Msg) {
 			return
 		}
 	}
+	var rev uint64
+	if h := m.Header.Get(api.HeaderLeaseRev); h != "" {
+		var err error
+		if rev, err = strconv.ParseUint(h, 10, 64); err != nil {
+			r.log.Warn("lease push", "err", fmt.Errorf("header %s: %q is not a revision", api.HeaderLeaseRev, h))
+			return
+		}
+	}
 	r.mu.Lock()
 	r.pushSeq++
 	r.mu.Unlock()
-	r.setTarget(l, 0, false)
+	r.setTarget(l, rev, 0, false)
 }
 
-// setTarget records the lease the controller wants served. A heartbeat reply (ifSeq) is stale,
-// and ignored, when a push arrived since its request was sent.
-func (r *remote) setTarget(l *api.Lease, seq uint64, ifSeq bool) {
+// setTarget records the lease the controller wants served, as of revision rev of its lease
+// bucket. Controller replicas push and answer concurrently, so what arrives may be older than
+// what the exporter has: it is ignored (serving a lease a stale "no lease" would end is how
+// leases got lost). A reply without a revision (an older controller; ifSeq) is stale when a
+// push arrived since its request was sent.
+func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 	if l != nil && (l.Status != api.StatusActive || l.ID == "") {
 		l = nil
 	}
 	r.mu.Lock()
-	if ifSeq && seq != r.pushSeq {
+	if rev > 0 && rev < r.targetRev || rev == 0 && ifSeq && seq != r.pushSeq {
 		r.mu.Unlock()
 		return
 	}
+	r.targetRev = max(r.targetRev, rev)
 	same := (r.target == nil) == (l == nil) && (l == nil || r.target.ID == l.ID)
 	r.target = l
 	if !same {
