@@ -47,6 +47,10 @@ type ConnectOptions struct {
 	// Inbox is the inbox prefix replies come to (the connection adds a random token). The
 	// default is the one Creds may subscribe to (CredsInbox), else "_INBOX_<Name>".
 	Inbox string
+	// Reconnected, if set, is called each time the connection is back after being lost (from
+	// the connection's callback goroutine: it must not block): what was published to the
+	// connection's subscriptions meanwhile is lost.
+	Reconnected func()
 }
 
 // Connect dials the bus at url: "unix:///path/bus.sock" for a local session, or
@@ -185,6 +189,11 @@ func (c *Conn) Publish(subject string, hdr Header, data []byte) error {
 	return c.nc.PublishMsg(&nats.Msg{Subject: subject, Header: nats.Header(hdr), Data: data})
 }
 
+// publishRequest sends a message with a reply subject without waiting for a reply.
+func (c *Conn) publishRequest(subject, reply string, data []byte) error {
+	return c.nc.PublishRequest(subject, reply, data)
+}
+
 // Request sends a request and waits for its reply. A reply carrying an error code is returned as
 // an *Error with that code. No responders → an *Error with code Unavailable.
 func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []byte) (*Msg, error) {
@@ -217,7 +226,7 @@ func (c *Conn) Request(ctx context.Context, subject string, hdr Header, data []b
 func requestError(subject string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return &Error{Code: Unavailable, Message: fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject)}
+		return wire.NewError(Unavailable, fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject), nats.ErrNoResponders)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return wire.NewError(DeadlineExceeded, fmt.Sprintf("%s: no reply in time", subject), context.DeadlineExceeded)
 	case errors.Is(err, context.Canceled):
@@ -280,3 +289,16 @@ func (c *Conn) Subscribe(subject, queue string, h func(*Msg)) (*Subscription, er
 	_ = sub.SetPendingLimits(-1, 512<<20)
 	return &Subscription{sub: sub}, nil
 }
+
+// Unreachable reports whether a Connect failed because no server answered (refused, timed
+// out, no route), so that trying again later may work; not for refused credentials or bad
+// addresses.
+func Unreachable(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &op)
+}
+
+// NoResponders reports whether a Request failed because nobody subscribes to its subject: the
+// request reached no one, so sending it again later cannot do anything twice.
+func NoResponders(err error) bool { return errors.Is(err, nats.ErrNoResponders) }

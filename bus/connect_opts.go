@@ -52,8 +52,12 @@ func (o ConnectOptions) inbox() (string, error) {
 }
 
 func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	if o.Reconnected != nil {
+		opts = append(opts, nats.ReconnectHandler(func(*nats.Conn) { o.Reconnected() }))
+	}
 	if len(o.Creds) == 0 {
-		return nil, nil
+		return opts, nil
 	}
 	userJWT, err := jwt.ParseDecoratedJWT(o.Creds)
 	if err != nil {
@@ -68,7 +72,7 @@ func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
 		return nil, fmt.Errorf("connect: credentials: %w", err)
 	}
 	seed = append([]byte(nil), seed...)
-	return []nats.Option{nats.UserJWT(
+	return append(opts, nats.UserJWT(
 		func() (string, error) { return userJWT, nil },
 		func(nonce []byte) ([]byte, error) {
 			kp, err := nkeys.FromSeed(seed)
@@ -78,7 +82,7 @@ func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
 			defer kp.Wipe()
 			return kp.Sign(nonce)
 		},
-	)}, nil
+	)), nil
 }
 
 // ConnectedURL is the URL of the server the connection is connected to.

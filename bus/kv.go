@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +37,8 @@ type KVConfig struct {
 	// LimitMarkerTTL enables per-key TTLs (Create/Update with a ttl) and keeps the marker a TTL
 	// expiry leaves for this long, so watchers see the expiry as a delete.
 	LimitMarkerTTL time.Duration
+	// Log receives what watches go through (a consumer lost and recreated); nil discards it.
+	Log *slog.Logger
 }
 
 // KV is a JetStream key-value bucket.
@@ -44,6 +47,7 @@ type KV struct {
 	kv     jetstream.KeyValue
 	stream jetstream.Stream
 	bucket string
+	log    *slog.Logger
 }
 
 // KVEntry is one value of a bucket.
@@ -80,7 +84,11 @@ func (c *Conn) KeyValue(ctx context.Context, cfg KVConfig) (*KV, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kv %s: %w", cfg.Bucket, err)
 	}
-	return &KV{js: js, kv: kv, stream: st, bucket: cfg.Bucket}, nil
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &KV{js: js, kv: kv, stream: st, bucket: cfg.Bucket, log: log.With("bucket", cfg.Bucket)}, nil
 }
 
 func (k *KV) wrap(op, key string, err error) error {
@@ -431,7 +439,9 @@ func (k *KV) follow(ctx context.Context, pattern string, policy jetstream.Delive
 		if md.NumPending == 0 {
 			done()
 		}
-	}, jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(func(jetstream.ConsumeContext, error) {}))
+	}, jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		k.log.Warn("kv watch", "pattern", pattern, "err", err)
+	}))
 	if err != nil {
 		return nil, k.wrap("watch", pattern, err)
 	}

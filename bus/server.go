@@ -70,6 +70,10 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		MaxPending:            256 << 20,
 		WriteDeadline:         10 * time.Second,
 		DisableShortFirstPing: true,
+		// A client that stopped answering (its host gone without closing the connection) is
+		// dropped, with its subscriptions, within about 8 s instead of 6 min.
+		PingInterval: 2 * time.Second,
+		MaxPingsOut:  3,
 	}
 	if o.TCP != "" {
 		host, port, err := splitHostPort(o.TCP)
