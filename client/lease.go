@@ -44,16 +44,82 @@ const DefaultRetryFor = time.Minute
 // (it died) is sent again, to another replica or the restarted one.
 const attemptTimeout = 5 * time.Second
 
-// DialController connects to cfg's endpoint with its credentials.
+// DialController connects to cfg's endpoint with its credentials (one attempt).
 func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
+	return DialControllerWith(ctx, cfg, Retry{For: -1})
+}
+
+// Retry says how long an operation keeps trying while the bus or the controller is not
+// answering, and whom to tell.
+type Retry struct {
+	// For bounds the retries: zero means DefaultRetryFor, negative none.
+	For time.Duration
+	// OnRetry, if set, is told about each failed attempt before the next: what failed and when
+	// it tries again.
+	OnRetry func(what string, err error, next time.Duration)
+}
+
+func (r Retry) bound() time.Duration {
+	if r.For == 0 {
+		return DefaultRetryFor
+	}
+	return r.For
+}
+
+// retry runs op until it succeeds, fails with an error retryable does not accept, ctx ends or
+// r's bound passes, waiting with backoff between attempts.
+func (r Retry) retry(ctx context.Context, what string, retryable func(error) bool, op func() error) error {
+	bound := r.bound()
+	end := time.Now().Add(bound)
+	wait := 100 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || ctx.Err() != nil || !retryable(err) || bound < 0 || time.Now().Add(wait).After(end) {
+			return err
+		}
+		if r.OnRetry != nil {
+			r.OnRetry(what, err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// DialControllerWith connects to cfg's endpoint with its credentials, trying again as r says
+// while the endpoint cannot be reached (a restarting controller); a refused credential fails at
+// once. The Controller's calls retry the same way (RetryFor, OnRetry).
+func DialControllerWith(ctx context.Context, cfg *Config, r Retry) (*Controller, error) {
 	if err := CheckCredentials(cfg); err != nil {
 		return nil, err
 	}
-	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
+	var conn *bus.Conn
+	err := r.retry(ctx, "connect to the controller", unreachable, func() (err error) {
+		conn, err = bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials)})
+		if err != nil {
+			err = authError(fmt.Errorf("connect to controller: %w", err))
+		}
+		return err
+	})
 	if err != nil {
-		return nil, authError(fmt.Errorf("connect to controller: %w", err))
+		return nil, err
 	}
-	return &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint}, nil
+	c := &Controller{conn: conn, name: cfg.Metadata.Name, endpoint: cfg.Endpoint, RetryFor: r.For, OnRetry: r.OnRetry}
+	if r.For < 0 {
+		c.RetryFor = 0 // calls still retry by default
+	}
+	return c, nil
+}
+
+// unreachable reports whether a connection attempt failed because nothing answered (worth
+// trying again), rather than being refused.
+func unreachable(err error) bool {
+	return !errors.Is(err, ErrPermissionDenied) && bus.Unreachable(err)
 }
 
 // CheckCredentials checks that cfg's credentials are a client identity's of the current
@@ -102,38 +168,22 @@ func (c *Controller) call(ctx context.Context, verb string, req, out any) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", verb, err)
 	}
-	bound := c.RetryFor
-	if bound == 0 {
-		bound = DefaultRetryFor
+	var m *bus.Msg
+	r := Retry{For: c.RetryFor, OnRetry: c.OnRetry}
+	err = r.retry(ctx, verb, retryable, func() (err error) {
+		m, err = c.request(ctx, verb, b)
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	end := time.Now().Add(bound)
-	wait := 100 * time.Millisecond
-	for {
-		m, err := c.request(ctx, verb, b)
-		if err == nil {
-			if out == nil || len(m.Data) == 0 {
-				return nil
-			}
-			if err := bus.Unmarshal(m.Data, out); err != nil {
-				return fmt.Errorf("%s: reply: %w", verb, err)
-			}
-			return nil
-		}
-		if ctx.Err() != nil || !retryable(err) || bound < 0 || time.Now().Add(wait).After(end) {
-			return err
-		}
-		if c.OnRetry != nil {
-			c.OnRetry(verb, err, wait)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		case <-t.C:
-		}
-		wait = min(wait*2, 2*time.Second)
+	if out == nil || len(m.Data) == 0 {
+		return nil
 	}
+	if err := bus.Unmarshal(m.Data, out); err != nil {
+		return fmt.Errorf("%s: reply: %w", verb, err)
+	}
+	return nil
 }
 
 // retryable reports whether err says the controller could not answer now.
@@ -370,7 +420,7 @@ func (e *Exporter) WaitReady(ctx context.Context, replay func(api.HookOutput)) e
 	var err error
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-		_, err = e.c.conn.Request(rctx, bus.DescribeSubject(e.name), hdr, nil)
+		_, err = e.request(rctx, bus.DescribeSubject(e.name), hdr, nil)
 		cancel()
 		var be *bus.Error
 		if err != nil && errors.As(err, &be) && be.Code == bus.Unavailable && strings.Contains(be.Message, notReady) && ctx.Err() == nil {
