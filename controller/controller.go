@@ -212,6 +212,13 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// How long each step of the start took, for the log: an operator restarting a controller
+	// wants the API back in a moment, and this says where the time went.
+	began := time.Now()
+	var steps []any
+	step := func(name string) {
+		steps = append(steps, name, time.Since(began).Round(time.Millisecond))
+	}
 	apiCreds, stateCreds, err := auth.controllerUsers()
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
@@ -254,17 +261,21 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	if o.Endpoint != "" {
 		c.endpoint = o.Endpoint
 	}
+	step("connected")
 	if err := c.openBuckets(sctx); err != nil {
 		return nil, err
 	}
+	step("buckets")
 	lctx, lcancel := context.WithCancel(context.Background())
 	c.cancel = lcancel
 	if err := c.syncCaches(lctx); err != nil {
 		return nil, err
 	}
+	step("caches")
 	if err := c.bootstrap(sctx); err != nil {
 		return nil, err
 	}
+	step("account")
 	// Leaf nodes linking (again) missed the account updates pushed meanwhile.
 	if _, err := c.sys.Subscribe("$SYS.ACCOUNT.*.LEAFNODE.CONNECT", "", func(*bus.Msg) {
 		c.mu.Lock()
@@ -290,7 +301,8 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	c.wg.Add(2)
 	go c.scheduler(lctx)
 	go c.revoker(lctx)
-	c.log.Info("controller running", "endpoint", c.endpoint, "replica", c.id)
+	step("api")
+	c.log.Info("controller running", append([]any{"endpoint", c.endpoint, "replica", c.id}, steps...)...)
 	return c, nil
 }
 
@@ -333,19 +345,19 @@ func (c *Controller) Close() {
 func (c *Controller) openBuckets(ctx context.Context) error {
 	var err error
 	r := c.o.Replicas
-	if c.exporters, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketExporters, Replicas: r}); err != nil {
+	if c.exporters, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketExporters, Replicas: r, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.leases, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeases, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.leases, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeases, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.queue, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketQueue, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.queue, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketQueue, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.identities, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketIdentities, Replicas: r}); err != nil {
+	if c.identities, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketIdentities, Replicas: r, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	return nil

@@ -311,8 +311,11 @@ func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any,
 	}
 	rec := *old
 	rec.LastSeen = time.Now().UTC()
-	if err := c.putExporter(ctx, &rec); err != nil {
-		return nil, err
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := c.putExporter(pctx, &rec); err != nil {
+		// The exporter must still hear what it should serve: that is what a heartbeat is for.
+		c.log.Warn("heartbeat: record last seen", "exporter", e, "err", err)
 	}
 	c.notBusy(ctx, e, req.Busy)
 	l, rev := c.currentLease(e)

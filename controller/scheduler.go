@@ -104,6 +104,11 @@ func (c *Controller) reconcile(ctx context.Context) {
 	c.expired = nil
 	c.mu.Unlock()
 	for _, x := range ends {
+		if x.reason == "expired" {
+			// Its time is up whatever happens to the key: revoke first, the credential's JWT
+			// expiry has a resolution of a second.
+			_ = c.revoke(ctx, x.le.rec.Keys)
+		}
 		if err := c.endLease(ctx, x.e, x.le, x.reason); err != nil {
 			c.log.Warn("end lease", "lease", x.le.rec.Lease.ID, "reason", x.reason, "err", err)
 		}

@@ -71,6 +71,8 @@ type remote struct {
 	hookCtx    context.Context      // cancelled when the hook ends; guarded by mu
 	changed    chan struct{}        // closed and replaced at every state change; guarded by mu
 	kick       chan struct{}        // wakes the follower
+	poke       chan struct{}        // makes the control loop heartbeat now
+	lastPoke   time.Time            // guarded by mu
 	pending    map[string]time.Time // unknown leases asked about → first asked; guarded by mu
 }
 
@@ -100,7 +102,7 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		return err
 	}
 	r := &remote{cfg: cfg, ex: ex, log: log.With("exporter", ex.Name()), name: ex.Name(),
-		ended: map[string]string{}, changed: make(chan struct{}), kick: make(chan struct{}, 1),
+		ended: map[string]string{}, changed: make(chan struct{}), kick: make(chan struct{}, 1), poke: make(chan struct{}, 1),
 		pending: map[string]time.Time{}}
 	ex.waitLease = r.waitLease
 	defer func() {
@@ -173,7 +175,9 @@ func (r *remote) dial(ctx context.Context) (*bus.Conn, error) {
 	wait := 250 * time.Millisecond
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		c, err := bus.ConnectWith(cctx, r.cfg.Endpoint, bus.ConnectOptions{Name: r.name, Creds: []byte(r.cfg.Credentials)})
+		// Lease pushes sent while the connection was down are lost: ask at once when it is back.
+		c, err := bus.ConnectWith(cctx, r.cfg.Endpoint, bus.ConnectOptions{Name: r.name, Creds: []byte(r.cfg.Credentials),
+			Reconnected: r.heartbeatNow})
 		cancel()
 		if err == nil {
 			r.log.Info("connected", "endpoint", c.ConnectedURL())
@@ -195,7 +199,7 @@ func (r *remote) request(ctx context.Context, verb string, req, out any) error {
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m, err := r.conn.Request(cctx, api.ExporterSubject(r.name, verb), nil, b)
 	if err != nil {
@@ -243,9 +247,14 @@ func (r *remote) control(ctx context.Context) {
 			r.mu.Unlock()
 			r.setTarget(rep.Lease, rep.Rev, seq, true)
 		}
-		sleep(ctx, every)
-		if ctx.Err() != nil {
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
+		case <-r.poke:
+			t.Stop()
 		}
 		r.mu.Lock()
 		seq := r.pushSeq
@@ -298,6 +307,22 @@ func (r *remote) done(ctx context.Context, id string) {
 	}
 }
 
+// heartbeatNow makes the control loop heartbeat at once (at most once a second): the exporter
+// may have missed a lease push.
+func (r *remote) heartbeatNow() {
+	r.mu.Lock()
+	if time.Since(r.lastPoke) < time.Second {
+		r.mu.Unlock()
+		return
+	}
+	r.lastPoke = time.Now()
+	r.mu.Unlock()
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -340,11 +365,18 @@ func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 	if l != nil && (l.Status != api.StatusActive || l.ID == "") {
 		l = nil
 	}
+	id := ""
+	if l != nil {
+		id = l.ID
+	}
 	r.mu.Lock()
 	if rev > 0 && rev < r.targetRev || rev == 0 && ifSeq && seq != r.pushSeq {
+		have := r.targetRev
 		r.mu.Unlock()
+		r.log.Debug("lease news older than what the exporter has: ignored", "lease", id, "rev", rev, "have", have, "push", !ifSeq)
 		return
 	}
+	r.log.Debug("lease news", "lease", id, "rev", rev, "push", !ifSeq)
 	r.targetRev = max(r.targetRev, rev)
 	same := (r.target == nil) == (l == nil) && (l == nil || r.target.ID == l.ID)
 	r.target = l
@@ -578,6 +610,9 @@ func (r *remote) waitLease(m *bus.Msg) error {
 		known := served || ended || r.starting == id || r.target != nil && r.target.ID == id
 		var first time.Time
 		if !known {
+			// A holder knows a lease this exporter has not heard of: its push may have been
+			// lost; ask the controller now rather than at the next heartbeat.
+			r.heartbeatNow()
 			if first = r.pending[id]; first.IsZero() {
 				first = time.Now()
 				if len(r.pending) > 1024 {
