@@ -376,7 +376,6 @@ func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 		r.log.Debug("lease news older than what the exporter has: ignored", "lease", id, "rev", rev, "have", have, "push", !ifSeq)
 		return
 	}
-	r.log.Debug("lease news", "lease", id, "rev", rev, "push", !ifSeq)
 	r.targetRev = max(r.targetRev, rev)
 	same := (r.target == nil) == (l == nil) && (l == nil || r.target.ID == l.ID)
 	r.target = l
@@ -384,6 +383,7 @@ func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 		r.changedLocked()
 	}
 	r.mu.Unlock()
+	r.log.Debug("lease news", "lease", id, "rev", rev, "push", !ifSeq)
 	if !same {
 		select {
 		case r.kick <- struct{}{}:
@@ -610,9 +610,6 @@ func (r *remote) waitLease(m *bus.Msg) error {
 		known := served || ended || r.starting == id || r.target != nil && r.target.ID == id
 		var first time.Time
 		if !known {
-			// A holder knows a lease this exporter has not heard of: its push may have been
-			// lost; ask the controller now rather than at the next heartbeat.
-			r.heartbeatNow()
 			if first = r.pending[id]; first.IsZero() {
 				first = time.Now()
 				if len(r.pending) > 1024 {
@@ -628,6 +625,11 @@ func (r *remote) waitLease(m *bus.Msg) error {
 			replay = append(replay, r.replay...)
 		}
 		r.mu.Unlock()
+		if !known {
+			// A holder knows a lease this exporter has not heard of: its push may have been
+			// lost; ask the controller now rather than at the next heartbeat.
+			r.heartbeatNow()
+		}
 		switch {
 		case served:
 			r.sendReplay(token, id, replay)

@@ -17,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
@@ -549,5 +550,38 @@ func TestSetTargetOrder(t *testing.T) {
 				t.Errorf("target: got %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestWaitUnknownLeaseKeepsExporter: a holder waiting for a lease the exporter has not heard of
+// makes it ask the controller (heartbeatNow) without holding up anything else of the exporter.
+func TestWaitUnknownLeaseKeepsExporter(t *testing.T) {
+	r := &remote{name: "e1", changed: make(chan struct{}), kick: make(chan struct{}, 1), poke: make(chan struct{}, 1),
+		ended: map[string]string{}, pending: map[string]time.Time{}, log: slog.New(slog.DiscardHandler)}
+	done := make(chan error, 1)
+	go func() {
+		done <- r.waitLease(&bus.Msg{Header: bus.Header{bus.HeaderLease: {"l9"}}})
+	}()
+	select {
+	case <-r.poke:
+	case <-time.After(20 * time.Second):
+		t.Fatal("waiting for an unknown lease did not make the exporter ask the controller")
+	}
+	applied := make(chan struct{})
+	go func() {
+		r.setTarget(&api.Lease{ID: "l9", Status: api.StatusActive}, 7, 0, false)
+		close(applied)
+	}()
+	select {
+	case <-applied:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the exporter is stuck while a holder waits for an unknown lease")
+	}
+	r.mu.Lock()
+	r.markEndedLocked("l9", "test over")
+	r.changedLocked()
+	r.mu.Unlock()
+	if err := <-done; !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("wait for an ended lease: got %v, want PERMISSION_DENIED", err)
 	}
 }
