@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -94,21 +95,22 @@ type Controller struct {
 	acctMu     sync.Mutex
 	acct       *accountCache // guarded by acctMu
 
-	mu       sync.Mutex
-	exps     map[string]*exporterRecord // by exporter name
-	names    []string                   // keys of exps, sorted; nil when it needs rebuilding
-	active   map[string]*leaseEntry     // by exporter name
-	pending  map[string]*leaseEntry     // queued and ended requests by lease id
-	ids      map[string]*api.Identity   // by kind.name
-	revs     map[string]uint64          // last revision seen per bucket/key
-	seen     [2]uint64                  // revisions of jsn-leases and jsn-queue the watches delivered
-	wrote    [2]uint64                  // newest revisions of jsn-leases and jsn-queue this replica wrote
-	seenCh   chan struct{}              // closed and replaced when seen moves
-	expired  []*leaseRecord             // leases gone by their TTL, for the scheduler to close
-	isLeader bool
-	leafSeen time.Time // a leaf node linked to the cluster (the account is pushed again)
-	kick     chan struct{}
-	endpoint string
+	mu        sync.Mutex
+	exps      map[string]*exporterRecord // by exporter name
+	names     []string                   // keys of exps, sorted; nil when it needs rebuilding
+	active    map[string]*leaseEntry     // by exporter name
+	pending   map[string]*leaseEntry     // queued and ended requests by lease id
+	ids       map[string]*api.Identity   // by kind.name
+	revs      map[string]uint64          // last revision seen per bucket/key
+	seen      [2]uint64                  // revisions of jsn-leases and jsn-queue the watches delivered
+	wrote     [2]uint64                  // newest revisions of jsn-leases and jsn-queue this replica wrote
+	seenCh    chan struct{}              // closed and replaced when seen moves
+	expired   []*leaseRecord             // leases gone by their TTL, for the scheduler to close
+	isLeader  bool
+	leafSeen  time.Time      // a leaf node linked to the cluster (the account is pushed again)
+	leafLinks map[string]int // LAB leaf node links per server id, as the servers announce them
+	kick      chan struct{}
+	endpoint  string
 
 	lastRevive, lastRepush time.Time // the scheduler's upkeep (maintain); only its goroutine
 }
@@ -203,7 +205,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
-		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
+		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1)}
 	defer func() {
 		if err != nil {
@@ -276,12 +278,15 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 		return nil, err
 	}
 	step("account")
-	// Leaf nodes linking (again) missed the account updates pushed meanwhile.
-	if _, err := c.sys.Subscribe("$SYS.ACCOUNT.*.LEAFNODE.CONNECT", "", func(*bus.Msg) {
+	// Leaf nodes linking (again) missed the account updates pushed meanwhile. Servers announce
+	// every change of an account's connections, leaf node links included.
+	if _, err := c.sys.Subscribe("$SYS.ACCOUNT."+c.auth.LabPub+".SERVER.CONNS", "", func(m *bus.Msg) {
 		c.mu.Lock()
-		c.leafSeen = time.Now()
+		if leafLinked(c.leafLinks, m.Data) {
+			c.leafSeen = time.Now()
+			c.kickScheduler()
+		}
 		c.mu.Unlock()
-		c.kickScheduler()
 	}); err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
 	}
@@ -820,4 +825,25 @@ resolver_preload: {
   %s: %s
 }
 `, a.OperatorJWT, a.SysPub, a.SysPub, a.SysJWT, a.LabPub, lab), nil
+}
+
+// leafLinked reads a server's account connections announcement ($SYS.ACCOUNT.<acc>.SERVER.CONNS)
+// and reports whether it has more leaf node links for the account than it had (links, by server
+// id, is updated): a leaf node (re)linked. Anything else, malformed announcements included, is no.
+func leafLinked(links map[string]int, data []byte) bool {
+	var a struct {
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+		LeafNodes int `json:"leafnodes"`
+	}
+	if json.Unmarshal(data, &a) != nil || a.Server.ID == "" || a.LeafNodes < 0 {
+		return false
+	}
+	before, known := links[a.Server.ID]
+	if !known && len(links) >= 1024 {
+		clear(links) // servers come and go; a fresh count only costs a push
+	}
+	links[a.Server.ID] = a.LeafNodes
+	return a.LeafNodes > before
 }

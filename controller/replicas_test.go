@@ -280,3 +280,38 @@ func TestReplicasLeaseCycles(t *testing.T) {
 		})
 	}
 }
+
+func TestLeafLinked(t *testing.T) {
+	links := map[string]int{}
+	for _, tc := range []struct {
+		data string
+		want bool
+	}{
+		{`{"server":{"id":"S1"},"acc":"A","leafnodes":0,"conns":3}`, false},
+		{`{"server":{"id":"S1"},"leafnodes":1}`, true},
+		{`{"server":{"id":"S1"},"leafnodes":1}`, false}, // the periodic repeat
+		{`{"server":{"id":"S1"},"leafnodes":0}`, false}, // unlinked
+		{`{"server":{"id":"S1"},"leafnodes":1}`, true},  // linked again
+		{`{"server":{"id":"S2"},"leafnodes":2}`, true},
+		{`{"server":{"id":""},"leafnodes":5}`, false},
+		{`{"server":{"id":"S3"},"leafnodes":-1}`, false},
+		{`not json`, false},
+	} {
+		if got := leafLinked(links, []byte(tc.data)); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.data, got, tc.want)
+		}
+	}
+}
+
+func FuzzLeafLinked(f *testing.F) {
+	f.Add([]byte(`{"server":{"id":"S1"},"acc":"A","leafnodes":1,"conns":3}`))
+	f.Add([]byte(`{"server":{"id":"S2"},"leafnodes":-7}`))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		links := map[string]int{"S1": 1}
+		leafLinked(links, data)
+		if len(links) > 1025 {
+			t.Fatalf("%d servers remembered", len(links))
+		}
+	})
+}

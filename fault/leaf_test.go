@@ -233,7 +233,7 @@ func TestFaultLeaf(t *testing.T) {
 	_, old := siteHolder(rep, "alice")
 	var frames atomic.Int64
 	var bobStream atomic.Bool
-	sub, err := old.Subscribe("jsn.x."+rep.Lease.Exporter+".out.*", "", func(*bus.Msg) {
+	sub, err := old.Subscribe("jsn.x."+rep.Lease.Exporter+".out.>", "", func(*bus.Msg) {
 		if bobStream.Load() {
 			frames.Add(1)
 		}
