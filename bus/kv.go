@@ -383,68 +383,181 @@ func (k *KV) Watch(ctx context.Context, pattern string, fn func(*KVEntry)) error
 // expiries) until ctx ends. fn is called from one goroutine, in revision order. The watch
 // survives the loss of the server or stream leader it reads from.
 func (k *KV) Sync(ctx context.Context, pattern string, fn func(*KVEntry)) error {
-	initial, err := k.follow(ctx, pattern, jetstream.DeliverLastPerSubjectPolicy, fn)
+	w, err := k.follow(ctx, pattern, jetstream.DeliverLastPerSubjectPolicy, fn)
 	if err != nil {
 		return err
 	}
 	select {
-	case <-initial:
+	case <-w.initial:
 		return nil
 	case <-ctx.Done():
 		return k.wrap("watch", pattern, ctx.Err())
 	}
 }
 
-// follow calls fn for the messages of keys matching pattern from policy on, with an ordered
-// consumer (recreated when lost); initial is closed once the messages there were when it
-// started have been delivered.
-func (k *KV) follow(ctx context.Context, pattern string, policy jetstream.DeliverPolicy, fn func(*KVEntry)) (initial chan struct{}, err error) {
-	prefix := "$KV." + k.bucket + "."
-	cons, err := k.js.OrderedConsumer(ctx, "KV_"+k.bucket, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + pattern}, DeliverPolicy: policy})
-	if err != nil {
+// watchCheck is how often a watch asks its consumer how far it is: one whose consumer is gone,
+// or has messages pending while the watch delivered nothing, at two checks in a row is recreated
+// from where it was.
+// (An ordered consumer does recover from most losses, but not all: a replica whose watch of
+// exporters stopped after a server died saw every exporter go offline and granted nothing.)
+const watchCheck = 2 * time.Second
+
+// watch is one Watch or Sync: an ordered consumer, and a supervisor that replaces it when it is
+// stuck.
+type watch struct {
+	k       *KV
+	pattern string
+	prefix  string
+	fn      func(*KVEntry)
+	initial chan struct{}
+	once    sync.Once
+
+	mu   sync.Mutex
+	gen  int                      // consumer generation; guarded by mu
+	last uint64                   // revision of the last entry delivered; guarded by mu
+	cons jetstream.Consumer       // current consumer; guarded by mu
+	cc   jetstream.ConsumeContext // its consumption; guarded by mu
+}
+
+// follow calls fn for the messages of keys matching pattern from policy on, in revision order,
+// from one consumer at a time (recreated when lost); the watch's initial is closed once the
+// messages there were when it started have been delivered.
+func (k *KV) follow(ctx context.Context, pattern string, policy jetstream.DeliverPolicy, fn func(*KVEntry)) (*watch, error) {
+	w := &watch{k: k, pattern: pattern, prefix: "$KV." + k.bucket + ".", fn: fn, initial: make(chan struct{})}
+	if err := w.start(ctx, policy, 0); err != nil {
 		return nil, k.wrap("watch", pattern, err)
 	}
-	initial = make(chan struct{})
-	var once sync.Once
-	done := func() { once.Do(func() { close(initial) }) }
-	if cons.CachedInfo().NumPending == 0 {
-		done()
+	go w.supervise(ctx, policy)
+	return w, nil
+}
+
+// start starts a consumer from policy, or from revision from when not 0.
+func (w *watch) start(ctx context.Context, policy jetstream.DeliverPolicy, from uint64) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{w.prefix + w.pattern}, DeliverPolicy: policy}
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		md, err := m.Metadata()
-		if err != nil {
-			return
-		}
-		e := &KVEntry{Key: strings.TrimPrefix(m.Subject(), prefix), Value: m.Data(), Revision: md.Sequence.Stream, Created: md.Timestamp}
-		h := m.Headers()
-		switch h.Get("KV-Operation") {
-		case "DEL":
-			e.Deleted = true
-		case "PURGE":
+	cons, err := w.k.js.OrderedConsumer(ctx, "KV_"+w.k.bucket, cfg)
+	if err != nil {
+		return err
+	}
+	if cons.CachedInfo().NumPending == 0 {
+		w.once.Do(func() { close(w.initial) })
+	}
+	w.mu.Lock()
+	w.gen++
+	gen := w.gen
+	w.mu.Unlock()
+	cc, err := cons.Consume(func(m jetstream.Msg) { w.deliver(gen, m) },
+		jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			w.k.log.Warn("kv watch", "pattern", w.pattern, "err", err)
+		}))
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.cons, w.cc = cons, cc
+	w.mu.Unlock()
+	return nil
+}
+
+// deliver passes a message of consumer generation gen on, unless a newer consumer replaced it
+// or it was delivered already.
+func (w *watch) deliver(gen int, m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		return
+	}
+	e := &KVEntry{Key: strings.TrimPrefix(m.Subject(), w.prefix), Value: m.Data(), Revision: md.Sequence.Stream, Created: md.Timestamp}
+	h := m.Headers()
+	switch h.Get("KV-Operation") {
+	case "DEL":
+		e.Deleted = true
+	case "PURGE":
+		e.Deleted, e.Expired = true, true
+	default:
+		switch h.Get(jetstream.MarkerReasonHeader) {
+		case "":
+		case "MaxAge", "Purge":
 			e.Deleted, e.Expired = true, true
 		default:
-			switch h.Get(jetstream.MarkerReasonHeader) {
-			case "":
-			case "MaxAge", "Purge":
-				e.Deleted, e.Expired = true, true
-			default:
-				e.Deleted = true
-			}
+			e.Deleted = true
 		}
-		if e.Deleted {
-			e.Value = nil
-		}
-		fn(e)
-		if md.NumPending == 0 {
-			done()
-		}
-	}, jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		k.log.Warn("kv watch", "pattern", pattern, "err", err)
-	}))
-	if err != nil {
-		return nil, k.wrap("watch", pattern, err)
 	}
-	context.AfterFunc(ctx, cc.Stop)
-	return initial, nil
+	if e.Deleted {
+		e.Value = nil
+	}
+	w.mu.Lock()
+	if gen != w.gen || e.Revision <= w.last {
+		w.mu.Unlock()
+		return
+	}
+	w.last = e.Revision
+	w.fn(e) // under mu: one at a time, in order
+	w.mu.Unlock()
+	if md.NumPending == 0 {
+		w.once.Do(func() { close(w.initial) })
+	}
+}
+
+// supervise replaces a consumer that stopped delivering while the stream moved on, and stops
+// the consumer when ctx ends.
+func (w *watch) supervise(ctx context.Context, policy jetstream.DeliverPolicy) {
+	t := time.NewTicker(watchCheck)
+	defer t.Stop()
+	var prev uint64
+	stuck := 0
+	for {
+		select {
+		case <-ctx.Done():
+			w.mu.Lock()
+			cc := w.cc
+			w.gen++
+			w.mu.Unlock()
+			if cc != nil {
+				cc.Stop()
+			}
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		last, cons := w.last, w.cons
+		w.mu.Unlock()
+		ictx, cancel := context.WithTimeout(ctx, kvAttempt)
+		info, err := cons.Info(ictx)
+		cancel()
+		if ctx.Err() != nil {
+			continue
+		}
+		if err != nil || info.NumPending > 0 && last == prev {
+			stuck++
+		} else {
+			stuck = 0
+		}
+		prev = last
+		if stuck < 2 {
+			continue
+		}
+		pending := uint64(0)
+		if info != nil {
+			pending = info.NumPending
+		}
+		w.k.log.Warn("kv watch stuck: starting it again", "pattern", w.pattern, "delivered", last, "pending", pending, "err", err)
+		w.mu.Lock()
+		old := w.cc
+		w.gen++ // what the old consumer still delivers is dropped
+		w.mu.Unlock()
+		if old != nil {
+			old.Stop()
+		}
+		from := last + 1
+		if last == 0 {
+			from = 0 // nothing delivered yet: start as asked
+		}
+		if err := w.start(ctx, policy, from); err != nil {
+			w.k.log.Warn("kv watch: start again", "pattern", w.pattern, "err", err)
+			continue // try again at the next check
+		}
+		stuck = 0
+	}
 }

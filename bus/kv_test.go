@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func runJetStream(t *testing.T) *Conn {
@@ -244,6 +246,67 @@ func TestKVUnavailable(t *testing.T) {
 	} {
 		if err := op(); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("%s on a closed connection: got %v, want code %s", name, err, Unavailable)
+		}
+	}
+}
+
+// TestKVWatchStuckConsumer: a watch whose consumer stopped delivering (as one did after a server
+// died) is started again from where it was: every later change arrives, in order, once.
+func TestKVWatchStuckConsumer(t *testing.T) {
+	c := runJetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kv, err := c.KeyValue(ctx, KVConfig{Bucket: "stuck"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []uint64
+	w, err := kv.follow(ctx, ">", jetstream.DeliverLastPerSubjectPolicy, func(e *KVEntry) {
+		mu.Lock()
+		got = append(got, e.Revision)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := kv.Put(ctx, "a", []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatal("first change not delivered")
+		}
+	}
+	w.mu.Lock()
+	cc := w.cc
+	w.mu.Unlock()
+	cc.Stop() // the consumer stops delivering; the server's consumer stays
+	var want []uint64
+	want = append(want, first)
+	for i := range 5 {
+		rev, err := kv.Put(ctx, fmt.Sprintf("k%d", i), []byte("v"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, rev)
+	}
+	for end := time.Now().Add(45 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		mu.Lock()
+		g := fmt.Sprint(got)
+		mu.Unlock()
+		if g == fmt.Sprint(want) {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("delivered %s, want %v", g, want)
 		}
 	}
 }
