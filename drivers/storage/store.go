@@ -33,7 +33,7 @@ type store struct {
 	cache cache
 	// inPlace makes a regular file target written in place, as a device is (for tests).
 	inPlace bool
-	log   *slog.Logger
+	log     *slog.Logger
 	// gate, if set, says why storage access is refused now (a mux switched to the DUT) or "".
 	// It is called with mu held.
 	gate func(ctx context.Context) error
