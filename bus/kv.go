@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -395,15 +396,12 @@ func (k *KV) Sync(ctx context.Context, pattern string, fn func(*KVEntry)) error 
 	}
 }
 
-// watchCheck is how often a watch asks its consumer how far it is: one whose consumer is gone,
-// or has messages pending while the watch delivered nothing, at two checks in a row is recreated
-// from where it was.
-// (An ordered consumer does recover from most losses, but not all: a replica whose watch of
-// exporters stopped after a server died saw every exporter go offline and granted nothing.)
-const watchCheck = 2 * time.Second
-
-// watch is one Watch or Sync: an ordered consumer, and a supervisor that replaces it when it is
-// stuck.
+// watch is one Watch or Sync. It reads the bucket with a consumer of its own (ephemeral, in
+// memory, no acks) and, whenever that consumer fails — missing heartbeats (its server died), a
+// gap in its delivery, an error — makes a new one starting after the last revision delivered.
+// (It does not use nats.go's ordered consumer: that holds a lock for as long as it retries
+// recreating its consumer, and after a server was killed one retried for minutes while the
+// replica using it saw every exporter go offline and granted nothing.)
 type watch struct {
 	k       *KV
 	pattern string
@@ -412,62 +410,143 @@ type watch struct {
 	initial chan struct{}
 	once    sync.Once
 
-	mu   sync.Mutex
-	gen  int                      // consumer generation; guarded by mu
-	last uint64                   // revision of the last entry delivered; guarded by mu
-	cons jetstream.Consumer       // current consumer; guarded by mu
-	cc   jetstream.ConsumeContext // its consumption; guarded by mu
+	last uint64 // revision of the last entry delivered; only the run goroutine
+
+	consumer atomic.Value // name of the consumer read now (string)
 }
 
 // follow calls fn for the messages of keys matching pattern from policy on, in revision order,
-// from one consumer at a time (recreated when lost); the watch's initial is closed once the
-// messages there were when it started have been delivered.
+// one at a time; the watch's initial is closed once the messages there were when it started
+// have been delivered.
 func (k *KV) follow(ctx context.Context, pattern string, policy jetstream.DeliverPolicy, fn func(*KVEntry)) (*watch, error) {
 	w := &watch{k: k, pattern: pattern, prefix: "$KV." + k.bucket + ".", fn: fn, initial: make(chan struct{})}
-	if err := w.start(ctx, policy, 0); err != nil {
+	it, err := w.consume(ctx, policy, 0)
+	if err != nil {
 		return nil, k.wrap("watch", pattern, err)
 	}
-	go w.supervise(ctx, policy)
+	go w.run(ctx, policy, it)
 	return w, nil
 }
 
-// start starts a consumer from policy, or from revision from when not 0.
-func (w *watch) start(ctx context.Context, policy jetstream.DeliverPolicy, from uint64) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{w.prefix + w.pattern}, DeliverPolicy: policy}
+// consume creates a consumer from policy, or from revision from when not 0, and returns its
+// messages.
+func (w *watch) consume(ctx context.Context, policy jetstream.DeliverPolicy, from uint64) (jetstream.MessagesContext, error) {
+	cfg := jetstream.ConsumerConfig{
+		FilterSubject: w.prefix + w.pattern, DeliverPolicy: policy,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1,
+		InactiveThreshold: 30 * time.Second, // a watch whose process died leaves nothing behind
+	}
 	if from > 0 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
-	cons, err := w.k.js.OrderedConsumer(ctx, "KV_"+w.k.bucket, cfg)
-	if err != nil {
+	var cons jetstream.Consumer
+	err := attempt(ctx, func(ctx context.Context) (err error) {
+		cons, err = w.k.js.CreateConsumer(ctx, "KV_"+w.k.bucket, cfg)
 		return err
-	}
-	if cons.CachedInfo().NumPending == 0 {
-		w.once.Do(func() { close(w.initial) })
-	}
-	w.mu.Lock()
-	w.gen++
-	gen := w.gen
-	w.mu.Unlock()
-	cc, err := cons.Consume(func(m jetstream.Msg) { w.deliver(gen, m) },
-		jetstream.PullHeartbeat(watchHeartbeat), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			w.k.log.Warn("kv watch", "pattern", w.pattern, "err", err)
-		}))
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w.mu.Lock()
-	w.cons, w.cc = cons, cc
-	w.mu.Unlock()
-	return nil
+	if info := cons.CachedInfo(); info != nil {
+		w.consumer.Store(info.Name)
+		if info.NumPending == 0 {
+			w.once.Do(func() { close(w.initial) })
+		}
+	}
+	it, err := cons.Messages(jetstream.PullHeartbeat(watchHeartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
+	if err != nil {
+		w.drop(cons)
+		return nil, err
+	}
+	return &consumerMessages{MessagesContext: it, w: w, cons: cons}, nil
 }
 
-// deliver passes a message of consumer generation gen on, unless a newer consumer replaced it
-// or it was delivered already.
-func (w *watch) deliver(gen int, m jetstream.Msg) {
-	md, err := m.Metadata()
-	if err != nil {
+// consumerMessages is a consumer's messages, deleting the consumer when stopped.
+type consumerMessages struct {
+	jetstream.MessagesContext
+	w    *watch
+	cons jetstream.Consumer
+}
+
+func (c *consumerMessages) Stop() {
+	c.MessagesContext.Stop()
+	c.w.drop(c.cons)
+}
+
+// drop deletes a consumer the watch no longer reads (its inactivity threshold would, later).
+func (w *watch) drop(cons jetstream.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
 		return
 	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), kvAttempt)
+		defer cancel()
+		_ = w.k.js.DeleteConsumer(ctx, "KV_"+w.k.bucket, info.Name)
+	}()
+}
+
+// run delivers its messages, replacing the consumer when it fails, until ctx ends.
+func (w *watch) run(ctx context.Context, policy jetstream.DeliverPolicy, it jetstream.MessagesContext) {
+	stop := context.AfterFunc(ctx, it.Stop)
+	var dseq uint64 // consumer sequence of the last message, to find gaps
+	wait := 100 * time.Millisecond
+	for {
+		err := w.read(it, &dseq)
+		stop()
+		it.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+		w.k.log.Warn("kv watch: consumer lost, starting a new one", "pattern", w.pattern, "after", w.last, "err", err)
+		for {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			wait = min(wait*2, 2*time.Second)
+			from := w.last + 1
+			if w.last == 0 {
+				from = 0 // nothing delivered yet: start as asked
+			}
+			if it, err = w.consume(ctx, policy, from); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			w.k.log.Warn("kv watch: new consumer", "pattern", w.pattern, "err", err)
+		}
+		wait = 100 * time.Millisecond
+		dseq = 0
+		stop = context.AfterFunc(ctx, it.Stop)
+	}
+}
+
+// read delivers messages of it until it fails (or is stopped), and says why.
+func (w *watch) read(it jetstream.MessagesContext, dseq *uint64) error {
+	for {
+		m, err := it.Next()
+		if err != nil {
+			return err
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		if *dseq != 0 && md.Sequence.Consumer != *dseq+1 {
+			return fmt.Errorf("lost messages: consumer sequence %d after %d", md.Sequence.Consumer, *dseq)
+		}
+		*dseq = md.Sequence.Consumer
+		w.deliver(m, md)
+	}
+}
+
+// deliver passes a message on, unless it was delivered already.
+func (w *watch) deliver(m jetstream.Msg, md *jetstream.MsgMetadata) {
 	e := &KVEntry{Key: strings.TrimPrefix(m.Subject(), w.prefix), Value: m.Data(), Revision: md.Sequence.Stream, Created: md.Timestamp}
 	h := m.Headers()
 	switch h.Get("KV-Operation") {
@@ -487,77 +566,11 @@ func (w *watch) deliver(gen int, m jetstream.Msg) {
 	if e.Deleted {
 		e.Value = nil
 	}
-	w.mu.Lock()
-	if gen != w.gen || e.Revision <= w.last {
-		w.mu.Unlock()
-		return
+	if e.Revision > w.last {
+		w.last = e.Revision
+		w.fn(e)
 	}
-	w.last = e.Revision
-	w.fn(e) // under mu: one at a time, in order
-	w.mu.Unlock()
 	if md.NumPending == 0 {
 		w.once.Do(func() { close(w.initial) })
-	}
-}
-
-// supervise replaces a consumer that stopped delivering while the stream moved on, and stops
-// the consumer when ctx ends.
-func (w *watch) supervise(ctx context.Context, policy jetstream.DeliverPolicy) {
-	t := time.NewTicker(watchCheck)
-	defer t.Stop()
-	var prev uint64
-	stuck := 0
-	for {
-		select {
-		case <-ctx.Done():
-			w.mu.Lock()
-			cc := w.cc
-			w.gen++
-			w.mu.Unlock()
-			if cc != nil {
-				cc.Stop()
-			}
-			return
-		case <-t.C:
-		}
-		w.mu.Lock()
-		last, cons := w.last, w.cons
-		w.mu.Unlock()
-		ictx, cancel := context.WithTimeout(ctx, kvAttempt)
-		info, err := cons.Info(ictx)
-		cancel()
-		if ctx.Err() != nil {
-			continue
-		}
-		if err != nil || info.NumPending > 0 && last == prev {
-			stuck++
-		} else {
-			stuck = 0
-		}
-		prev = last
-		if stuck < 2 {
-			continue
-		}
-		pending := uint64(0)
-		if info != nil {
-			pending = info.NumPending
-		}
-		w.k.log.Warn("kv watch stuck: starting it again", "pattern", w.pattern, "delivered", last, "pending", pending, "err", err)
-		w.mu.Lock()
-		old := w.cc
-		w.gen++ // what the old consumer still delivers is dropped
-		w.mu.Unlock()
-		if old != nil {
-			old.Stop()
-		}
-		from := last + 1
-		if last == 0 {
-			from = 0 // nothing delivered yet: start as asked
-		}
-		if err := w.start(ctx, policy, from); err != nil {
-			w.k.log.Warn("kv watch: start again", "pattern", w.pattern, "err", err)
-			continue // try again at the next check
-		}
-		stuck = 0
 	}
 }

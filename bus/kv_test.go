@@ -250,8 +250,8 @@ func TestKVUnavailable(t *testing.T) {
 	}
 }
 
-// TestKVWatchStuckConsumer: a watch whose consumer stopped delivering (as one did after a server
-// died) is started again from where it was: every later change arrives, in order, once.
+// TestKVWatchStuckConsumer: a watch whose consumer is lost (its server died, it was deleted) goes
+// on with a new one from where it was: every later change arrives, in order, once.
 func TestKVWatchStuckConsumer(t *testing.T) {
 	c := runJetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -285,10 +285,10 @@ func TestKVWatchStuckConsumer(t *testing.T) {
 			t.Fatal("first change not delivered")
 		}
 	}
-	w.mu.Lock()
-	cc := w.cc
-	w.mu.Unlock()
-	cc.Stop() // the consumer stops delivering; the server's consumer stays
+	name, _ := w.consumer.Load().(string)
+	if err := kv.js.DeleteConsumer(ctx, "KV_stuck", name); err != nil {
+		t.Fatal(err)
+	}
 	var want []uint64
 	want = append(want, first)
 	for i := range 5 {
