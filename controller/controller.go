@@ -94,6 +94,7 @@ type Controller struct {
 	refusedN   int       // dropped since then; guarded by refusedMu
 	acctMu     sync.Mutex
 	acct       *accountCache // guarded by acctMu
+	acctWarned time.Time     // last warning about the account's size; guarded by acctMu
 
 	mu        sync.Mutex
 	exps      map[string]*exporterRecord // by exporter name
@@ -763,6 +764,8 @@ func (c *Controller) serveHTTP() error {
 		gauge("jsn_leases_active", "Active leases.", m.Active)
 		gauge("jsn_leases_queued", "Queued lease requests.", m.Queued)
 		gauge("jsn_controller_leader", "1 if this replica schedules.", m.Leader)
+		gauge("jsn_account_revocations", "Revoked credentials the LAB account lists (until they expire); as of this replica's last write of it.", m.Revocations)
+		gauge("jsn_account_jwt_bytes", "Size of the LAB account JWT; as of this replica's last write of it.", m.AccountBytes)
 		_, _ = w.Write([]byte(b.String()))
 	})
 	c.httpS = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -777,10 +780,25 @@ func (c *Controller) serveHTTP() error {
 // Metrics are the controller's gauges.
 type Metrics struct {
 	Registered, Online, Active, Queued, Leader int
+	// Revocations and AccountBytes describe the LAB account as this replica last wrote it (0
+	// before it wrote any): every lease released before its end adds a revocation until the
+	// credential expires.
+	Revocations, AccountBytes int
 }
 
 // Metrics returns the current gauges.
 func (c *Controller) Metrics() Metrics {
+	m := c.leaseMetrics()
+	c.acctMu.Lock()
+	if c.acct != nil {
+		m.Revocations, m.AccountBytes = len(c.acct.rec.Revoked), len(c.acct.rec.JWT)
+	}
+	c.acctMu.Unlock()
+	return m
+}
+
+// leaseMetrics returns the gauges of the caches.
+func (c *Controller) leaseMetrics() Metrics {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := Metrics{Registered: len(c.exps)}

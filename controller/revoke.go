@@ -203,8 +203,23 @@ func (c *Controller) revokeNow(ctx context.Context, keys map[string]time.Time) e
 		}
 		a.rev = rev
 		c.acct = a
+		c.warnAccountSize(len(a.rec.Revoked), len(j))
 		return c.pushAccount(ctx, j)
 	}
+}
+
+// accountWarnBytes is the LAB account JWT size from which the controller warns: claims updates
+// travel as one message (max_payload, 1 MiB by default) and the whole JWT is re-signed per batch.
+const accountWarnBytes = 256 << 10
+
+// warnAccountSize logs, at most once an hour, that the LAB account JWT is getting large.
+func (c *Controller) warnAccountSize(revocations, bytes int) {
+	if bytes < accountWarnBytes || time.Since(c.acctWarned) < time.Hour {
+		return
+	}
+	c.acctWarned = time.Now()
+	c.log.Warn("the LAB account JWT is large: each lease released before its end is revoked until its credential expires; lower --max-duration",
+		"bytes", bytes, "revocations", revocations, "limit", "max_payload (1 MiB by default)")
 }
 
 // accountCache is the account record of the last write of jsn-identities' account key.

@@ -101,7 +101,12 @@ func TestFaultControllerRestart(t *testing.T) {
 		name := fmt.Sprintf("c%d", i)
 		ws = append(ws, &worker{name: name, ctl: l.client(name)})
 	}
+	jwtBefore := fileSize(t, filepath.Join(l.data, "lab.jwt"))
 	report(t, []result{newTraffic(t, "fault=yes", ws).run("history before the restart", 5*cycles(), nil, nil)})
+	// Each lease released before its end leaves a revocation in the LAB account until its
+	// credential expires (10 min here).
+	t.Logf("LAB account JWT: %d bytes before, %d bytes after %d leases released early", jwtBefore,
+		fileSize(t, filepath.Join(l.data, "lab.jwt")), 5*cycles())
 
 	stop := filepath.Join(l.dir, "stop")
 	script := `fails=0; n=0; touch "$1"
@@ -245,4 +250,13 @@ func grepLines(file, s string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+func fileSize(t *testing.T, file string) int64 {
+	t.Helper()
+	st, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
 }
