@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -314,4 +315,45 @@ func FuzzLeafLinked(f *testing.F) {
 			t.Fatalf("%d servers remembered", len(links))
 		}
 	})
+}
+
+// TestLeaseRequestID: a lease request with an id is idempotent for its client (the same lease
+// comes back, active or queued), and another client cannot use that id (raw NATS connections, as
+// an attacker has).
+func TestLeaseRequestID(t *testing.T) {
+	l := startLab(t)
+	l.exporter("e1", map[string]string{"board": "rpi4"})
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	bob, _ := l.client("bob", api.CreateClientRequest{})
+	req := api.LeaseRequest{ID: "a1b2c3d4e5f60718", Exporter: "e1", Duration: time.Minute}
+	first := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), req)
+	if first.Lease.ID != req.ID || first.Lease.Status != api.StatusActive || first.Credential == nil {
+		t.Fatalf("first request: got %+v, want lease %s active with a credential", first.Lease, req.ID)
+	}
+	again := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), req)
+	if again.Lease.ID != req.ID || again.Lease.Begin != first.Lease.Begin || again.Credential == nil || again.Credential.JWT != first.Credential.JWT {
+		t.Fatalf("repeated request: got %+v, want the same lease and credential", again.Lease)
+	}
+	if _, err := call[api.LeaseReply](t, bob, api.ClientSubject("bob", api.VerbLeaseRequest), req); !errors.Is(err, bus.ErrInvalidArgument) {
+		t.Fatalf("bob with alice's lease id: got %v, want INVALID_ARGUMENT", err)
+	}
+	// A queued request repeated stays one request.
+	q := api.LeaseRequest{ID: "q1b2c3d4e5f60718", Exporter: "e1", Duration: time.Minute}
+	for range 2 {
+		r := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), q)
+		if r.Lease.ID != q.ID || r.Lease.Status != api.StatusQueued {
+			t.Fatalf("queued request: got %+v, want %s queued", r.Lease, q.ID)
+		}
+	}
+	ls := callOK[api.ListLeasesReply](t, alice, api.ClientSubject("alice", api.VerbLeaseList), api.ListLeasesRequest{})
+	if len(ls.Leases) != 2 {
+		t.Errorf("alice's leases: got %d, want 2 (one active, one queued)", len(ls.Leases))
+	}
+	for _, bad := range []string{"a.b", "*", strings.Repeat("x", 65)} {
+		r := req
+		r.ID = bad
+		if _, err := call[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), r); !errors.Is(err, bus.ErrInvalidArgument) {
+			t.Errorf("id %q: got %v, want INVALID_ARGUMENT", bad, err)
+		}
+	}
 }
