@@ -177,12 +177,14 @@ func (k *KV) Get(ctx context.Context, key string) (*KVEntry, error) {
 
 // write is one write of key: value with the operation header op ("" for a value), conditional
 // on key's last revision being expect (expect < 0: unconditional; 0: no value), with a per-key
-// TTL and a message id (id "" gets a random one). An attempt whose acknowledgement is lost is
-// repeated: with the same message id it is stored at most once, and a repeat that finds the key
-// changed checks whether the change is its own.
+// TTL and a message id (id "" gets a random one when the write is conditional). An attempt whose
+// acknowledgement is lost is repeated: with the same message id it is stored at most once, and a
+// repeat that finds the key changed checks whether the change is its own.
 func (k *KV) write(ctx context.Context, key string, value []byte, op string, expect int64, ttl time.Duration, id string) (rev uint64, dup bool, err error) {
 	subject := "$KV." + k.bucket + "." + key
-	if id == "" {
+	if id == "" && expect >= 0 {
+		// Conditional: a repeat must recognise its own first attempt. (An unconditional write
+		// repeated is harmless, and ids cost the stream memory for its duplicate window.)
 		id = randomToken(12)
 	}
 	unsure := false // an earlier attempt may have been stored
@@ -191,7 +193,10 @@ func (k *KV) write(ctx context.Context, key string, value []byte, op string, exp
 		if op != "" {
 			m.Header.Set("KV-Operation", op)
 		}
-		opts := []jetstream.PublishOpt{jetstream.WithMsgID(id)}
+		var opts []jetstream.PublishOpt
+		if id != "" {
+			opts = append(opts, jetstream.WithMsgID(id))
+		}
 		if expect >= 0 {
 			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(uint64(expect)))
 		}
