@@ -379,3 +379,46 @@ func TestAcceptRejectsBadHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamExporterGone: a client's streams end with UNAVAILABLE "exporter … gone" when the
+// exporter's connection closes without a word (a process killed), and with "not open" when an
+// exporter that does not know the stream (restarted) receives its frames — not after the
+// silence timeout, which is made too long here to be the cause.
+func TestStreamExporterGone(t *testing.T) {
+	old := keepaliveEvery
+	keepaliveEvery = time.Hour
+	defer func() { keepaliveEvery = old }()
+	for _, restarted := range []bool{false, true} {
+		s := runServer(t)
+		cs, es, _ := streamPair(t, s)
+		if restarted {
+			again := dial(t, s, "exp2")
+			ss2, err := again.ServeStreams("e1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ss2.Close()
+			if err := again.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		es.conn.nc.Close() // the exporter's process dies: no reset, no goodbye
+		done := make(chan error, 1)
+		go func() {
+			_, err := io.Copy(io.Discard, cs)
+			done <- err
+		}()
+		want := "gone"
+		if restarted {
+			want = "not open on exporter e1"
+		}
+		select {
+		case err := <-done:
+			if !errors.Is(err, wire.ErrUnavailable) || !strings.Contains(err.Error(), want) {
+				t.Errorf("restarted %v: stream ended with %v, want UNAVAILABLE …%s…", restarted, err, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("restarted %v: the stream did not end", restarted)
+		}
+	}
+}

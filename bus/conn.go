@@ -51,6 +51,10 @@ type ConnectOptions struct {
 	// means the system's roots (and plain connections to servers that require no TLS). With a CA
 	// the connection requires TLS. In-process connections ignore it.
 	CA []byte
+	// Reconnected, if set, is called each time the connection is back after being lost (from
+	// the connection's callback goroutine: it must not block): what was published to the
+	// connection's subscriptions meanwhile is lost.
+	Reconnected func()
 }
 
 // Connect dials the bus at url: "unix:///path/bus.sock" for a local session, or
@@ -84,6 +88,9 @@ func bigSocketBuffers(c net.Conn) {
 	}
 }
 
+// serverConnectTimeout bounds the connection attempt to each of several servers.
+const serverConnectTimeout = 3 * time.Second
+
 type inProcess interface {
 	InProcessConn() (net.Conn, error)
 }
@@ -114,7 +121,10 @@ func connect(ctx context.Context, url, name, inbox string, ip inProcess, extra .
 		nats.CustomInboxPrefix(prefix),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.PingInterval(20 * time.Second),
+		// A server that stopped answering (frozen, or its host gone without closing the
+		// connection) is left for another within PingInterval × (MaxPingsOut+1).
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
 		nats.ReconnectBufSize(8 << 20),
 	}
 	opts = append(opts, extra...)
@@ -129,7 +139,13 @@ func connect(ctx context.Context, url, name, inbox string, ip inProcess, extra .
 		dialURL = "nats://localhost:4222" // host ignored by the dialer
 	}
 	if d, ok := ctx.Deadline(); ok {
-		opts = append(opts, nats.Timeout(time.Until(d)))
+		timeout := time.Until(d)
+		if strings.Contains(url, ",") {
+			// Several servers are tried in turn: one that accepts the connection but does not
+			// answer (frozen) must not use up the whole deadline.
+			timeout = min(timeout, serverConnectTimeout)
+		}
+		opts = append(opts, nats.Timeout(timeout))
 	}
 	nc, err := nats.Connect(dialURL, opts...)
 	if err != nil {
@@ -214,7 +230,7 @@ func (c *Conn) Request(ctx context.Context, subject string, hdr wire.Header, dat
 func requestError(subject string, err error) error {
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return &wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject)}
+		return wire.NewError(wire.Unavailable, fmt.Sprintf("%s: nobody is serving it (is the exporter running?)", subject), nats.ErrNoResponders)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return wire.NewError(wire.DeadlineExceeded, fmt.Sprintf("%s: no reply in time", subject), context.DeadlineExceeded)
 	case errors.Is(err, context.Canceled):
@@ -277,3 +293,16 @@ func (c *Conn) Subscribe(subject, queue string, h func(*Msg)) (*Subscription, er
 	_ = sub.SetPendingLimits(-1, 512<<20)
 	return &Subscription{sub: sub}, nil
 }
+
+// Unreachable reports whether a Connect failed because no server answered (refused, timed
+// out, no route), so that trying again later may work; not for refused credentials or bad
+// addresses.
+func Unreachable(err error) bool {
+	var op *net.OpError
+	return errors.Is(err, nats.ErrNoServers) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.As(err, &op)
+}
+
+// NoResponders reports whether a Request failed because nobody subscribes to its subject: the
+// request reached no one, so sending it again later cannot do anything twice.
+func NoResponders(err error) bool { return errors.Is(err, nats.ErrNoResponders) }

@@ -63,6 +63,9 @@ func (o ConnectOptions) natsOptions() ([]nats.Option, error) {
 		}
 		opts = append(opts, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	}
+	if o.Reconnected != nil {
+		opts = append(opts, nats.ReconnectHandler(func(*nats.Conn) { o.Reconnected() }))
+	}
 	if len(o.Creds) == 0 {
 		return opts, nil
 	}

@@ -80,6 +80,10 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 		MaxConn:               o.MaxConnections,
 		WriteDeadline:         10 * time.Second,
 		DisableShortFirstPing: true,
+		// A client that stopped answering (its host gone without closing the connection) is
+		// dropped, with its subscriptions, within about 8 s instead of 6 min.
+		PingInterval: 2 * time.Second,
+		MaxPingsOut:  3,
 	}
 	if o.MaxPending > 0 {
 		opts.MaxPending = o.MaxPending

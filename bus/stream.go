@@ -22,6 +22,10 @@ var (
 	directChunk            = 256 << 10
 	keepaliveEvery         = 10 * time.Second
 	keepaliveMisses        = 3
+	// probeEvery is how often a client with open streams asks the bus whether the exporter is
+	// still there: its stream frames then go with a reply subject, and the server answers "no
+	// responders" as soon as the exporter's connection (and so its subscription) is gone.
+	probeEvery = 500 * time.Millisecond
 )
 
 // ErrStreamClosed is returned by Read and Write after the local side called Close.
@@ -60,6 +64,7 @@ type Stream struct {
 	rerr      error     // error Read returns once the buffer is drained
 	werr      error     // error Write returns
 	heard     time.Time // last frame from the peer
+	opened    time.Time // when the stream was created
 	done      bool      // unregistered
 	peerReset bool
 	isDecided bool // the path is known (see decided)
@@ -77,7 +82,7 @@ func newStream(m *streamMux, id, out, group string, window uint64) *Stream {
 		id: id, out: out, group: group, conn: m.conn, mux: m, window: window,
 		ctx: ctx, cancel: cancel,
 		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1),
-		granted: window, heard: time.Now(),
+		granted: window, heard: time.Now(), opened: time.Now(),
 	}
 }
 
@@ -450,6 +455,14 @@ type streamMux struct {
 	closed bool               // guarded by mu
 	stop   chan struct{}
 	wg     sync.WaitGroup
+
+	// Client side (exporter != ""): probes of the exporter's presence.
+	exporter  string
+	probes    *Subscription // "no responders" answers to probes
+	probeInbx string
+	probeSent time.Time // the last probe; guarded by mu
+	// Exporter side (server): frames of a stream it does not know are answered with a reset.
+	serverOf string
 }
 
 func newStreamMux(c *Conn, subject string) (*streamMux, error) {
@@ -459,9 +472,58 @@ func newStreamMux(c *Conn, subject string) (*streamMux, error) {
 		return nil, err
 	}
 	m.sub = sub
+	return m, nil
+}
+
+// start starts the keepalives (and a client's probes).
+func (m *streamMux) start() {
 	m.wg.Add(1)
 	go m.keepalives()
-	return m, nil
+}
+
+// watchExporter makes a client mux probe exporter's presence (see probeEvery).
+func (m *streamMux) watchExporter(exporter string) error {
+	m.exporter = exporter
+	m.probeInbx = m.conn.prefix + ".gone." + randomToken(6)
+	sub, err := m.conn.Subscribe(m.probeInbx, "", func(msg *Msg) {
+		if msg.Header.Get("Status") == "503" {
+			m.gone()
+		}
+	})
+	if err != nil {
+		return err
+	}
+	m.probes = sub
+	return nil
+}
+
+// gone resets the streams open when the last probe was sent: nobody received it, so the
+// exporter's connection is gone (and its end of every stream with it).
+func (m *streamMux) gone() {
+	m.mu.Lock()
+	sent := m.probeSent
+	m.mu.Unlock()
+	for _, s := range m.snapshot("") {
+		if s.opened.Before(sent) {
+			s.fail(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("exporter %s gone: its connection to the bus closed (stream %s ended)", m.exporter, s.id)}, true)
+		}
+	}
+}
+
+// probe sends the current credit of one open stream with a reply subject (see probeEvery).
+func (m *streamMux) probe() {
+	open := m.snapshot("")
+	if len(open) == 0 {
+		return
+	}
+	s := open[0]
+	s.mu.Lock()
+	g := s.granted
+	s.mu.Unlock()
+	m.mu.Lock()
+	m.probeSent = time.Now()
+	m.mu.Unlock()
+	_ = m.conn.PublishRequest(s.out, m.probeInbx, wire.AppendFrame(nil, wire.Frame{Type: wire.FrameCredit, Offset: g}))
 }
 
 func (m *streamMux) dispatch(msg *Msg) {
@@ -471,6 +533,16 @@ func (m *streamMux) dispatch(msg *Msg) {
 	s := m.m[id]
 	m.mu.Unlock()
 	if s == nil {
+		if m.serverOf != "" && wire.ValidName(id) {
+			// A client's frame for a stream this exporter does not have (it restarted, or the
+			// stream ended): say so, or the client would wait for its silence timeout.
+			if f, err := wire.DecodeFrame(msg.Data); err == nil && f.Type != wire.FrameReset {
+				rst := wire.Frame{Type: wire.FrameReset, Code: wire.Unavailable, Message: fmt.Sprintf("stream %s is not open on exporter %s (it ended, or the exporter restarted)", id, m.serverOf)}
+				// jsn.x.E.stream.<lease>.<id> → jsn.x.E.out.<lease>.<id>
+				out := strings.Replace(msg.Subject, ".stream.", ".out.", 1)
+				_ = m.conn.Publish(out, nil, wire.AppendFrame(nil, rst))
+			}
+		}
 		return
 	}
 	if s.lease != "" {
@@ -524,10 +596,18 @@ func (m *streamMux) keepalives() {
 	defer m.wg.Done()
 	t := time.NewTicker(keepaliveEvery)
 	defer t.Stop()
+	var probe <-chan time.Time
+	if m.probes != nil {
+		pt := time.NewTicker(probeEvery)
+		defer pt.Stop()
+		probe = pt.C
+	}
 	for {
 		select {
 		case <-m.stop:
 			return
+		case <-probe:
+			m.probe()
 		case now := <-t.C:
 			for _, s := range m.snapshot("") {
 				if s.keepalive(now) {
@@ -553,6 +633,9 @@ func (m *streamMux) close(err error) {
 	close(m.stop)
 	m.wg.Wait()
 	_ = m.sub.Unsubscribe()
+	if m.probes != nil {
+		_ = m.probes.Unsubscribe()
+	}
 }
 
 // OpenStream sends a call that opens a stream (subject is the call subject of exporter) and
@@ -623,6 +706,11 @@ func (c *Conn) clientMux(exporter, lease string) (*streamMux, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.watchExporter(exporter); err != nil {
+		_ = m.sub.Unsubscribe()
+		return nil, err
+	}
+	m.start()
 	if err := c.Flush(context.Background()); err != nil {
 		m.close(err)
 		return nil, err
@@ -650,6 +738,8 @@ func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.serverOf = exporter
+	m.start()
 	return &StreamServer{mux: m, exporter: exporter}, nil
 }
 

@@ -150,18 +150,31 @@ func (c *Client) Exporter(name, lease string) *Exporter {
 
 // Dial connects with o and returns the exporter handle; closing it closes the connection.
 func Dial(ctx context.Context, o Options) (*Exporter, error) {
+	return DialWith(ctx, o, Retry{For: -1})
+}
+
+// DialWith is Dial, trying to connect again as r says while the bus cannot be reached (a lab
+// whose NATS server restarts); a refused credential fails at once.
+func DialWith(ctx context.Context, o Options, r Retry) (*Exporter, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
 	if err := wire.CheckName("exporter", o.Exporter); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidArgument, err)
 	}
-	c, err := ConnectWith(ctx, o)
+	var c *Client
+	err := r.retry(ctx, "connect to "+o.Host, unreachable, func() (err error) {
+		c, err = ConnectWith(ctx, o)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	e := c.Exporter(o.Exporter, o.Lease)
 	e.owned = true
+	if r.bound() >= 0 {
+		e.retry = &r
+	}
 	return e, nil
 }
 
@@ -170,7 +183,23 @@ type Exporter struct {
 	c     *Client
 	name  string
 	lease string
-	owned bool // Close closes c
+	owned bool   // Close closes c
+	retry *Retry // DialWith's: requests nobody received (the exporter reconnecting) are sent again; nil: never
+}
+
+// request sends a request to the exporter; with a retry policy, one that reached nobody (the
+// exporter is reconnecting after a server restart) is sent again: it did nothing, so this is
+// safe for any call.
+func (e *Exporter) request(ctx context.Context, subject string, hdr wire.Header, body []byte) (*bus.Msg, error) {
+	if e.retry == nil {
+		return e.c.conn.Request(ctx, subject, hdr, body)
+	}
+	var m *bus.Msg
+	err := e.retry.retry(ctx, subject, bus.NoResponders, func() (err error) {
+		m, err = e.c.conn.Request(ctx, subject, hdr, body)
+		return err
+	})
+	return m, err
 }
 
 // Name returns the exporter's name.
@@ -189,7 +218,7 @@ func (e *Exporter) Close() error {
 
 // Describe fetches the driver tree.
 func (e *Exporter) Describe(ctx context.Context) (*wire.Description, error) {
-	m, err := e.c.conn.Request(ctx, wire.DescribeSubject(e.name), nil, nil)
+	m, err := e.request(ctx, wire.DescribeSubject(e.name), nil, nil)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
 			return nil, wire.Errorf(wire.Unavailable, "exporter %s is not answering (is it running, and is JSN_HOST right?): %v", e.name, err)
@@ -248,7 +277,7 @@ func (d *Driver) CallInto(ctx context.Context, method string, out any, args ...a
 	if err != nil {
 		return err
 	}
-	m, err := d.e.c.conn.Request(ctx, subject, hdr, body)
+	m, err := d.e.request(ctx, subject, hdr, body)
 	if err != nil {
 		return err
 	}
@@ -302,7 +331,15 @@ func (d *Driver) open(ctx context.Context, method string, args []any) (*bus.Stre
 	if err != nil {
 		return nil, err
 	}
-	return d.e.c.conn.OpenStream(ctx, d.e.name, subject, hdr, body)
+	if d.e.retry == nil {
+		return d.e.c.conn.OpenStream(ctx, d.e.name, subject, hdr, body)
+	}
+	var st *bus.Stream
+	err = d.e.retry.retry(ctx, subject, bus.NoResponders, func() (err error) {
+		st, err = d.e.c.conn.OpenStream(ctx, d.e.name, subject, hdr, body)
+		return err
+	})
+	return st, err
 }
 
 // Tap calls fn with each chunk of output the driver at path of exporter broadcasts on its

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"jsn.dev/jsn/bus"
@@ -26,10 +28,78 @@ type Controller struct {
 	role     string // RoleClient or RoleAdmin
 	endpoint string
 	ca       []byte // PEM CA of the endpoint's TLS certificate; nil for the system's roots
+
+	// RetryFor bounds how long a client API call keeps trying while the controller is not
+	// answering (a restart, a replica or NATS server that died, a cluster electing a leader):
+	// calls that fail Unavailable or time out are repeated with backoff until then. Zero means
+	// DefaultRetryFor; negative, no retries. Admin calls are not repeated.
+	RetryFor time.Duration
+	// OnRetry, if set, is told about each failed attempt before the next: what failed and when
+	// it tries again (jsn prints it on stderr).
+	OnRetry func(verb string, err error, next time.Duration)
+
+	mu   sync.Mutex
+	sync [2]uint64 // newest read-your-writes token of the replies (api.HeaderSync); guarded by mu
 }
 
-// DialController connects to cfg's endpoint with its credentials.
+// DefaultRetryFor is how long calls keep trying a controller that does not answer.
+const DefaultRetryFor = time.Minute
+
+// attemptTimeout bounds one attempt of a call: a request the replica that got it cannot answer
+// (it died) is sent again, to another replica or the restarted one.
+const attemptTimeout = 5 * time.Second
+
+// DialController connects to cfg's endpoint with its credentials (one attempt).
 func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
+	return DialControllerWith(ctx, cfg, Retry{For: -1})
+}
+
+// Retry says how long an operation keeps trying while the bus or the controller is not
+// answering, and whom to tell.
+type Retry struct {
+	// For bounds the retries: zero means DefaultRetryFor, negative none.
+	For time.Duration
+	// OnRetry, if set, is told about each failed attempt before the next: what failed and when
+	// it tries again.
+	OnRetry func(what string, err error, next time.Duration)
+}
+
+func (r Retry) bound() time.Duration {
+	if r.For == 0 {
+		return DefaultRetryFor
+	}
+	return r.For
+}
+
+// retry runs op until it succeeds, fails with an error retryable does not accept, ctx ends or
+// r's bound passes, waiting with backoff between attempts.
+func (r Retry) retry(ctx context.Context, what string, retryable func(error) bool, op func() error) error {
+	bound := r.bound()
+	end := time.Now().Add(bound)
+	wait := 100 * time.Millisecond
+	for {
+		err := op()
+		if err == nil || ctx.Err() != nil || !retryable(err) || bound < 0 || time.Now().Add(wait).After(end) {
+			return err
+		}
+		if r.OnRetry != nil {
+			r.OnRetry(what, err, wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait = min(wait*2, 2*time.Second)
+	}
+}
+
+// DialControllerWith connects to cfg's endpoint with its credentials, trying again as r says
+// while the endpoint cannot be reached (a restarting controller); a refused credential fails at
+// once. The Controller's client API calls retry the same way (RetryFor, OnRetry).
+func DialControllerWith(ctx context.Context, cfg *Config, r Retry) (*Controller, error) {
 	if err := CheckCredentials(cfg); err != nil {
 		return nil, err
 	}
@@ -37,15 +107,38 @@ func DialController(ctx context.Context, cfg *Config) (*Controller, error) {
 	if cfg.CA != "" {
 		ca = []byte(cfg.CA)
 	}
-	conn, err := bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials), CA: ca})
+	var conn *bus.Conn
+	err := r.retry(ctx, "connect to the controller", unreachable, func() (err error) {
+		conn, err = bus.ConnectWith(ctx, cfg.Endpoint, bus.ConnectOptions{Name: cfg.Metadata.Name, Creds: []byte(cfg.Credentials), CA: ca})
+		if err != nil {
+			err = authError(fmt.Errorf("connect to controller: %w", err))
+		}
+		return err
+	})
 	if err != nil {
-		return nil, authError(fmt.Errorf("connect to controller: %w", err))
+		return nil, err
 	}
 	role := cfg.Role
 	if role == "" {
 		role = RoleClient
 	}
-	return &Controller{conn: conn, name: cfg.Metadata.Name, role: role, endpoint: cfg.Endpoint, ca: ca}, nil
+	c := &Controller{conn: conn, name: cfg.Metadata.Name, role: role, endpoint: cfg.Endpoint, ca: ca,
+		RetryFor: r.For, OnRetry: r.OnRetry}
+	if r.For < 0 {
+		c.RetryFor = 0 // calls still retry by default
+	}
+	return c, nil
+}
+
+// unreachable reports whether a connection attempt failed because nothing answered (worth
+// trying again), rather than being refused.
+func unreachable(err error) bool {
+	return !errors.Is(err, ErrPermissionDenied) && bus.Unreachable(err)
+}
+
+// retryable reports whether err says the controller could not answer now.
+func retryable(err error) bool {
+	return errors.Is(err, ErrUnavailable) || errors.Is(err, ErrDeadlineExceeded)
 }
 
 // CheckCredentials checks that cfg's credentials are a client identity's of the current
@@ -92,19 +185,24 @@ func (c *Controller) Close() error {
 }
 
 // request sends req as verb of the controller API on subject and decodes the reply into out
-// (nil to discard it): the one way this package calls the controller.
-func (c *Controller) request(ctx context.Context, subject, verb string, req, out any) error {
+// (nil to discard it): the one way this package calls the controller. With retry, attempts that
+// find the controller not answering are repeated (see RetryFor).
+func (c *Controller) request(ctx context.Context, subject, verb string, req, out any, retry bool) error {
 	b, err := wire.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", verb, err)
 	}
-	m, err := c.conn.Request(ctx, subject, nil, b)
+	var m *bus.Msg
+	r := Retry{For: c.RetryFor, OnRetry: c.OnRetry}
+	if !retry {
+		r.For = -1
+	}
+	err = r.retry(ctx, verb, retryable, func() (err error) {
+		m, err = c.attempt(ctx, subject, verb, b)
+		return err
+	})
 	if err != nil {
-		var we *wire.Error
-		if errors.As(err, &we) && we.Code == wire.Unavailable && strings.Contains(we.Message, "nobody is serving") {
-			return wire.Errorf(wire.Unavailable, "%s: the controller is not answering (is `jsn controller run` up?)", verb)
-		}
-		return authError(err)
+		return err
 	}
 	if out == nil || len(m.Data) == 0 {
 		return nil
@@ -115,9 +213,41 @@ func (c *Controller) request(ctx context.Context, subject, verb string, req, out
 	return nil
 }
 
-// call calls verb of the client API (jsn.ctl.c.<identity>.<verb>).
+// attempt makes one attempt of verb, with the read-your-writes sync token.
+func (c *Controller) attempt(ctx context.Context, subject, verb string, body []byte) (*bus.Msg, error) {
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	c.mu.Lock()
+	hdr := wire.Header{api.HeaderSync: {fmt.Sprintf("%d.%d", c.sync[0], c.sync[1])}}
+	c.mu.Unlock()
+	m, err := c.conn.Request(actx, subject, hdr, body)
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.Unavailable && strings.Contains(we.Message, "nobody is serving") {
+			return nil, wire.Errorf(wire.Unavailable, "%s: the controller is not answering (is `jsn controller run` up?)", verb)
+		}
+		if ctx.Err() == nil && actx.Err() != nil {
+			return nil, wire.Errorf(wire.DeadlineExceeded, "%s: the controller did not answer within %v", verb, attemptTimeout)
+		}
+		return nil, authError(err)
+	}
+	if a, b, ok := strings.Cut(m.Header.Get(api.HeaderSync), "."); ok {
+		l, err1 := strconv.ParseUint(a, 10, 64)
+		q, err2 := strconv.ParseUint(b, 10, 64)
+		if err1 == nil && err2 == nil {
+			c.mu.Lock()
+			c.sync[0], c.sync[1] = max(c.sync[0], l), max(c.sync[1], q)
+			c.mu.Unlock()
+		}
+	}
+	return m, nil
+}
+
+// call calls verb of the client API (jsn.ctl.c.<identity>.<verb>), repeating it while the
+// controller is not answering (see RetryFor). Every client verb is safe to repeat: lease
+// requests carry their id, releases of an ended lease do nothing.
 func (c *Controller) call(ctx context.Context, verb string, req, out any) error {
-	return c.request(ctx, api.ClientSubject(c.name, verb), verb, req, out)
+	return c.request(ctx, api.ClientSubject(c.name, verb), verb, req, out, true)
 }
 
 // admin calls verb of the admin API (jsn.ctl.a.<identity>.<verb>), which only an admin's
@@ -127,7 +257,7 @@ func (c *Controller) admin(ctx context.Context, verb string, req, out any) error
 		return wire.Errorf(wire.PermissionDenied, "%s: %s is a %s identity; the admin API needs an admin's client config "+
 			"(jsn controller init makes the first one; jsn admin create client NAME --admin more)", verb, c.name, c.role)
 	}
-	return c.request(ctx, api.AdminSubject(c.name, verb), verb, req, out)
+	return c.request(ctx, api.AdminSubject(c.name, verb), verb, req, out, false)
 }
 
 // CreateExporter issues an exporter identity and returns its config file (admin API).

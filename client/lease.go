@@ -15,8 +15,12 @@ import (
 )
 
 // RequestLease asks for a lease. The reply's lease is active (with a credential) or queued (its
-// Reason says why); see WaitLease.
+// Reason says why); see WaitLease. Without req.ID it gets a random one, so that repeating the
+// request after a lost reply returns the same lease.
 func (c *Controller) RequestLease(ctx context.Context, req api.LeaseRequest) (*api.LeaseReply, error) {
+	if req.ID == "" {
+		req.ID = randomToken()
+	}
 	var r api.LeaseReply
 	if err := c.call(ctx, api.VerbLeaseRequest, req, &r); err != nil {
 		return nil, err
@@ -236,7 +240,7 @@ func (e *Exporter) WaitReady(ctx context.Context, replay func(api.HookOutput)) e
 	var err error
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-		_, err = e.c.conn.Request(rctx, wire.DescribeSubject(e.name), hdr, nil)
+		_, err = e.request(rctx, wire.DescribeSubject(e.name), hdr, nil)
 		cancel()
 		var be *wire.Error
 		if err != nil && errors.As(err, &be) && be.Code == wire.Unavailable && strings.Contains(be.Message, notReady) && ctx.Err() == nil {

@@ -194,7 +194,7 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			return nil, wire.Errorf(wire.FailedPrecondition, "delete client %s: an admin cannot delete itself", who)
 		}
 		key := kind + "." + req.Name
-		if err := c.identities.Delete(ctx, key, 0); err != nil {
+		if _, err := c.identities.Delete(ctx, key, 0); err != nil {
 			return nil, err
 		}
 		c.mu.Lock()
@@ -234,7 +234,7 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			if fin != nil && !fin.live() {
 				c.finished(ctx, req.Name, fin)
 			}
-			_ = c.exporters.Delete(ctx, req.Name, 0)
+			_, _ = c.exporters.Delete(ctx, req.Name, 0)
 		}
 		return api.Empty{}, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,12 +32,6 @@ const (
 	BucketQueue      = "jsn-queue"
 	BucketIdentities = "jsn-identities"
 	BucketLeader     = "jsn-leader"
-)
-
-const (
-	accountKey   = "account.lab" // in jsn-identities: the live LAB account JWT and revocations
-	leaderKey    = "scheduler"
-	endedKeepFor = 10 * time.Minute // how long ended leases stay visible to lease.get
 )
 
 // Options configure a controller.
@@ -105,6 +101,8 @@ type Controller struct {
 	revWake    chan struct{}
 	revokes    atomic.Int64                   // batches applied
 	served     atomic.Int64                   // API requests this replica answered
+	reqs       chan struct{}                  // one token per API request being served (bounds them)
+	reqWG      sync.WaitGroup                 // API requests being served
 	connSub    *bus.Subscription              // LAB's connect and disconnect events
 	connMu     sync.Mutex                     // guards conns, kicked, kickLogAt
 	conns      map[string]map[connID]struct{} // user public key → its connections
@@ -115,19 +113,27 @@ type Controller struct {
 	refusedN   int       // dropped since then; guarded by refusedMu
 	acctMu     sync.Mutex
 	acct       *accountCache // guarded by acctMu
+	acctWarned time.Time     // last warning about the account's size; guarded by acctMu
 
-	mu       sync.Mutex
-	ending   map[string]bool            // lease ids this replica is ending (the watch skips their clean-up)
-	exps     map[string]*exporterRecord // by exporter name
-	names    []string                   // keys of exps, sorted; nil when it needs rebuilding
-	active   map[string]*leaseEntry     // by exporter name
-	pending  map[string]*leaseEntry     // queued and ended requests by lease id
-	ids      map[string]*api.Identity   // by kind.name
-	revs     map[string]uint64          // last revision seen per bucket/key
-	isLeader bool
-	kick     chan struct{}
-	endpoint string
-	ca       []byte // PEM of the CA issued configs carry; nil for none
+	mu        sync.Mutex
+	exps      map[string]*exporterRecord // by exporter name
+	names     []string                   // keys of exps, sorted; nil when it needs rebuilding
+	active    map[string]*leaseEntry     // by exporter name
+	pending   map[string]*leaseEntry     // queued and ended requests by lease id
+	ids       map[string]*api.Identity   // by kind.name
+	revs      map[string]uint64          // last revision seen per bucket/key
+	seen      [2]uint64                  // revisions of jsn-leases and jsn-queue the watches delivered
+	wrote     [2]uint64                  // newest revisions of jsn-leases and jsn-queue this replica wrote
+	seenCh    chan struct{}              // closed and replaced when seen moves
+	expired   []*leaseRecord             // leases gone by their TTL, for the scheduler to close
+	isLeader  bool
+	leafSeen  time.Time      // a leaf node linked to the cluster (the account is pushed again)
+	leafLinks map[string]int // LAB leaf node links per server id, as the servers announce them
+	kick      chan struct{}
+	endpoint  string
+	ca        []byte // PEM of the CA issued configs carry; nil for none
+
+	lastRevive, lastRepush time.Time // the scheduler's upkeep (maintain); only its goroutine
 }
 
 // exporterRecord is the value of jsn-exporters.
@@ -237,7 +243,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	auth.MaxSubs = o.MaxSubscriptions
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
-		ids: map[string]*api.Identity{}, ending: map[string]bool{}, revs: map[string]uint64{}, kick: make(chan struct{}, 1),
+		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		conns:   map[string]map[connID]struct{}{},
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1)}
 	defer func() {
@@ -247,6 +253,13 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	}()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// How long each step of the start took, for the log: an operator restarting a controller
+	// wants the API back in a moment, and this says where the time went.
+	began := time.Now()
+	var steps []any
+	step := func(name string) {
+		steps = append(steps, name, time.Since(began).Round(time.Millisecond))
+	}
 	apiCreds, stateCreds, err := auth.controllerUsers()
 	if err != nil {
 		return nil, fmt.Errorf("controller: %w", err)
@@ -302,6 +315,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	if o.Endpoint != "" {
 		c.endpoint = o.Endpoint
 	}
+	step("connected")
 	if err := c.trackConnections(); err != nil {
 		return nil, err
 	}
@@ -311,13 +325,28 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	if err := c.openBuckets(sctx); err != nil {
 		return nil, err
 	}
+	step("buckets")
 	lctx, lcancel := context.WithCancel(context.Background())
 	c.cancel = lcancel
 	if err := c.syncCaches(lctx); err != nil {
 		return nil, err
 	}
+	step("caches")
 	if err := c.bootstrap(sctx); err != nil {
 		return nil, err
+	}
+	step("account")
+	// Leaf nodes linking (again) missed the account updates pushed meanwhile. Servers announce
+	// every change of an account's connections, leaf node links included.
+	if _, err := c.sys.Subscribe("$SYS.ACCOUNT."+c.auth.LabPub+".SERVER.CONNS", "", func(m *bus.Msg) {
+		c.mu.Lock()
+		if leafLinked(c.leafLinks, m.Data) {
+			c.leafSeen = time.Now()
+			c.kickScheduler()
+		}
+		c.mu.Unlock()
+	}); err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
 	}
 	if err := c.serveAPI(); err != nil {
 		return nil, err
@@ -335,7 +364,8 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	c.wg.Add(2)
 	go c.scheduler(lctx)
 	go c.revoker(lctx)
-	c.log.Info("controller running", "endpoint", c.endpoint, "replica", c.id)
+	step("api")
+	c.log.Info("controller running", append([]any{"endpoint", c.endpoint, "replica", c.id}, steps...)...)
 	return c, nil
 }
 
@@ -354,6 +384,7 @@ func (c *Controller) Close() {
 	if c.svc != nil {
 		_ = c.svc.Stop()
 	}
+	c.reqWG.Wait()
 	if c.httpS != nil {
 		_ = c.httpS.Close() // before Wait: its Serve goroutine is in wg
 	}
@@ -381,19 +412,19 @@ func (c *Controller) Close() {
 func (c *Controller) openBuckets(ctx context.Context) error {
 	var err error
 	r := c.o.Replicas
-	if c.exporters, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketExporters, Replicas: r}); err != nil {
+	if c.exporters, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketExporters, Replicas: r, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.leases, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeases, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.leases, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeases, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.queue, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketQueue, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.queue, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketQueue, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.identities, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketIdentities, Replicas: r}); err != nil {
+	if c.identities, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketIdentities, Replicas: r, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute}); err != nil {
+	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	return nil
@@ -430,6 +461,9 @@ func (c *Controller) sortedNames() []string {
 // fresh reports whether rev is newer than what the cache holds for key, and records it.
 // c.mu must be held.
 func (c *Controller) fresh(key string, rev uint64) bool {
+	if b := bucketOf(key); b >= 0 {
+		c.wrote[b] = max(c.wrote[b], rev)
+	}
 	if rev <= c.revs[key] {
 		return false
 	}
@@ -458,36 +492,39 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 	}
 	err = c.leases.Sync(ctx, ">", func(e *bus.KVEntry) {
 		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.see(syncLeases, e.Revision)
 		if !c.fresh("l/"+e.Key, e.Revision) {
-			c.mu.Unlock()
 			return
 		}
+		old := c.active[e.Key]
+		var l *api.Lease
 		if e.Deleted {
-			old := c.active[e.Key]
 			delete(c.active, e.Key)
-			leader := c.isLeader
-			if old != nil && c.ending[old.rec.Lease.ID] {
-				delete(c.ending, old.rec.Lease.ID)
-				old = nil
+		} else {
+			var r leaseRecord
+			if wire.Unmarshal(e.Value, &r) != nil {
+				return
 			}
-			if old != nil && old.rec.Finishing {
-				old = nil // the exporter finished an ended lease: nothing more to do
-				if leader {
-					c.kickScheduler() // the exporter is free (other ends kick it in afterEnd)
-				}
+			c.active[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
+			if !r.Finishing {
+				l = &r.Lease
 			}
-			c.mu.Unlock()
-			if old != nil && leader {
-				// A TTL expiry (or another replica's delete): make sure the credentials are revoked.
-				go c.afterEnd(context.Background(), old.rec, "expired")
-			}
+		}
+		if !c.isLeader {
 			return
 		}
-		var r leaseRecord
-		if wire.Unmarshal(e.Value, &r) == nil {
-			c.active[e.Key] = &leaseEntry{rec: &r, rev: e.Revision}
+		// The scheduling replica tells the exporter every change it sees, with its revision:
+		// the push of the replica that made the change may be lost, or overtaken by an older
+		// one; the exporter keeps the newest.
+		c.push(e.Key, l, e.Revision)
+		if e.Deleted {
+			c.kickScheduler() // an exporter may be free: grant what waits for it now
 		}
-		c.mu.Unlock()
+		if e.Expired && old.live() {
+			// Gone by its TTL: the scheduler records why and revokes what is left.
+			c.expired = append(c.expired, old.rec)
+		}
 	})
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
@@ -495,6 +532,7 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 	err = c.queue.Sync(ctx, ">", func(e *bus.KVEntry) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		c.see(syncQueue, e.Revision)
 		if !c.fresh("q/"+e.Key, e.Revision) {
 			return
 		}
@@ -609,7 +647,7 @@ func (c *Controller) retireOldIdentities(ctx context.Context) error {
 		return fmt.Errorf("controller: revoke identities of an older scheme: %w", err)
 	}
 	for key, id := range old {
-		if err := c.identities.Delete(ctx, key, 0); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
+		if _, err := c.identities.Delete(ctx, key, 0); err != nil && !errors.Is(err, bus.ErrKeyNotFound) {
 			return fmt.Errorf("controller: delete identity of an older scheme: %w", err)
 		}
 		c.mu.Lock()
@@ -700,6 +738,8 @@ func (c *Controller) serveHTTP() error {
 		gauge("jsn_leases_active", "Active leases.", m.Active)
 		gauge("jsn_leases_queued", "Queued lease requests.", m.Queued)
 		gauge("jsn_controller_leader", "1 if this replica schedules.", m.Leader)
+		gauge("jsn_account_revocations", "Revoked credentials the LAB account lists (until they expire); as of this replica's last write of it.", m.Revocations)
+		gauge("jsn_account_jwt_bytes", "Size of the LAB account JWT; as of this replica's last write of it.", m.AccountBytes)
 		_, _ = w.Write([]byte(b.String()))
 	})
 	c.httpS = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -714,10 +754,145 @@ func (c *Controller) serveHTTP() error {
 // Metrics are the controller's gauges.
 type Metrics struct {
 	Registered, Online, Active, Queued, Leader int
+	// Revocations and AccountBytes describe the LAB account as this replica last wrote it (0
+	// before it wrote any): every lease released before its end adds a revocation until the
+	// credential expires.
+	Revocations, AccountBytes int
 }
 
 // Metrics returns the current gauges.
 func (c *Controller) Metrics() Metrics {
+	m := c.leaseMetrics()
+	c.acctMu.Lock()
+	if c.acct != nil {
+		m.Revocations, m.AccountBytes = len(c.acct.rec.Revoked), len(c.acct.rec.JWT)
+	}
+	c.acctMu.Unlock()
+	return m
+}
+
+// NatsConfig returns a nats-server configuration snippet that makes an existing NATS deployment
+// trust this controller's operator: operator JWT, system account and a memory resolver preloaded
+// with the SYS and LAB accounts.
+func NatsConfig(dir string) (string, error) {
+	a, err := LoadAuthority(dir)
+	if err != nil {
+		return "", err
+	}
+	lab := a.LabJWT
+	return fmt.Sprintf(`# jsn controller: trust its operator and accounts (generated by jsn controller nats-config).
+# Enable JetStream on the servers too, e.g.  jetstream: {store_dir: "/var/lib/nats/jetstream"}
+operator: %s
+system_account: %s
+resolver: MEMORY
+resolver_preload: {
+  %s: %s
+  %s: %s
+}
+
+`, a.OperatorJWT, a.SysPub, a.SysPub, a.SysJWT, a.LabPub, lab), nil
+
+}
+
+const (
+	maxRequests  = 256           // API requests a replica serves at once
+	accountKey   = "account.lab" // in jsn-identities: the live LAB account JWT and revocations
+	leaderKey    = "scheduler"
+	endedKeepFor = 10 * time.Minute // how long ended leases stay visible to lease.get
+)
+
+// Indexes of seen and wrote.
+const (
+	syncLeases = 0
+	syncQueue  = 1
+)
+
+func bucketOf(key string) int {
+	switch {
+	case strings.HasPrefix(key, "l/"):
+		return syncLeases
+	case strings.HasPrefix(key, "q/"):
+		return syncQueue
+	}
+	return -1
+}
+
+// see records that a watch delivered revision rev of bucket b; c.mu must be held.
+func (c *Controller) see(b int, rev uint64) {
+	if rev > c.seen[b] {
+		c.seen[b] = rev
+		close(c.seenCh)
+		c.seenCh = make(chan struct{})
+	}
+}
+
+// syncToken is the read-your-writes token of replies (api.HeaderSync): the newest revisions of
+// the lease and queue buckets this replica knows of.
+func (c *Controller) syncToken() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return fmt.Sprintf("%d.%d", max(c.seen[0], c.wrote[0]), max(c.seen[1], c.wrote[1]))
+}
+
+// parseSyncToken decodes a syncToken; "" is the zero token.
+func parseSyncToken(s string) (want [2]uint64, err error) {
+	if s == "" {
+		return want, nil
+	}
+	a, b, ok := strings.Cut(s, ".")
+	if ok {
+		if want[0], err = strconv.ParseUint(a, 10, 64); err == nil {
+			want[1], err = strconv.ParseUint(b, 10, 64)
+		}
+	}
+	if !ok || err != nil {
+		return want, wire.Errorf(wire.InvalidArgument, "header %s: %q is not a token this controller issued", api.HeaderSync, s)
+	}
+	return want, nil
+}
+
+// syncWait is how long a request waits for this replica's caches to catch up with its sync
+// token, or with the buckets after a cache miss, before it is answered Unavailable.
+const syncWait = 3 * time.Second
+
+// waitSeen waits until the watches have delivered the revisions in want.
+func (c *Controller) waitSeen(ctx context.Context, want [2]uint64) error {
+	t := time.NewTimer(syncWait)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		ok := c.seen[0] >= want[0] && c.seen[1] >= want[1]
+		ch := c.seenCh
+		c.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return wire.Errorf(wire.Unavailable, "controller replica %s: its view of the buckets is behind (%d.%d wanted); try again", c.id, want[0], want[1])
+		case <-ctx.Done():
+			return wire.Errorf(wire.Unavailable, "controller replica %s: %v", c.id, ctx.Err())
+		}
+	}
+}
+
+// catchUp waits until the caches hold every write made to the lease and queue buckets before
+// the call: a replica that does not find a lease asks this before saying it does not exist.
+func (c *Controller) catchUp(ctx context.Context) error {
+	var want [2]uint64
+	var err error
+	if want[0], err = c.leases.LastRevision(ctx); err != nil {
+		return err
+	}
+	if want[1], err = c.queue.LastRevision(ctx); err != nil {
+		return err
+	}
+	return c.waitSeen(ctx, want)
+}
+
+// leaseMetrics returns the gauges of the caches.
+func (c *Controller) leaseMetrics() Metrics {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := Metrics{Registered: len(c.exps)}
@@ -743,23 +918,23 @@ func (c *Controller) Metrics() Metrics {
 	return m
 }
 
-// NatsConfig returns a nats-server configuration snippet that makes an existing NATS deployment
-// trust this controller's operator: operator JWT, system account and a memory resolver preloaded
-// with the SYS and LAB accounts.
-func NatsConfig(dir string) (string, error) {
-	a, err := LoadAuthority(dir)
-	if err != nil {
-		return "", err
+// leafLinked reads a server's account connections announcement ($SYS.ACCOUNT.<acc>.SERVER.CONNS)
+// and reports whether it has more leaf node links for the account than it had (links, by server
+// id, is updated): a leaf node (re)linked. Anything else, malformed announcements included, is no.
+func leafLinked(links map[string]int, data []byte) bool {
+	var a struct {
+		Server struct {
+			ID string `json:"id"`
+		} `json:"server"`
+		LeafNodes int `json:"leafnodes"`
 	}
-	lab := a.LabJWT
-	return fmt.Sprintf(`# jsn controller: trust its operator and accounts (generated by jsn controller nats-config).
-# Enable JetStream on the servers too, e.g.  jetstream: {store_dir: "/var/lib/nats/jetstream"}
-operator: %s
-system_account: %s
-resolver: MEMORY
-resolver_preload: {
-  %s: %s
-  %s: %s
-}
-`, a.OperatorJWT, a.SysPub, a.SysPub, a.SysJWT, a.LabPub, lab), nil
+	if json.Unmarshal(data, &a) != nil || a.Server.ID == "" || a.LeafNodes < 0 {
+		return false
+	}
+	before, known := links[a.Server.ID]
+	if !known && len(links) >= 1024 {
+		clear(links) // servers come and go; a fresh count only costs a push
+	}
+	links[a.Server.ID] = a.LeafNodes
+	return a.LeafNodes > before
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -49,26 +50,16 @@ func (c *Controller) serveAPI() error {
 	for _, e := range eps {
 		name := strings.NewReplacer(".", "-").Replace(strings.TrimSuffix(strings.TrimPrefix(e.prefix, "jsn.ctl."), ".") + "-" + e.verb)
 		h := e.h
+		clientAPI := e.prefix != api.PrefixExporter
 		err := svc.Handle(name, e.prefix+"*."+e.verb, func(m *bus.Msg) {
-			c.served.Add(1)
-			who := strings.Split(m.Subject, ".")[3]
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			out, err := h(ctx, who, m.Data)
-			if err != nil {
-				if _, ok := err.(*wire.Error); !ok {
-					c.log.Error("controller api", "subject", m.Subject, "err", err)
-					err = wire.Errorf(wire.Internal, "%s: %v", m.Subject, err)
-				}
-				_ = m.RespondError(err)
-				return
-			}
-			b, err := wire.Marshal(out)
-			if err != nil {
-				_ = m.RespondError(wire.Errorf(wire.Internal, "%v", err))
-				return
-			}
-			_ = m.Respond(nil, b)
+			// Each request in its own goroutine: one waiting for a bucket (a cluster electing a
+			// stream leader) must not hold up the others of its verb.
+			c.reqs <- struct{}{}
+			c.reqWG.Add(1)
+			go func() {
+				defer func() { <-c.reqs; c.reqWG.Done() }()
+				c.serve(m, h, clientAPI)
+			}()
 		})
 		if err != nil {
 			return fmt.Errorf("controller: %w", err)
@@ -113,6 +104,55 @@ func (c *Controller) refusedReply(m *bus.Msg, inbox string) {
 
 // refusalLogEvery bounds how often dropped requests are logged.
 const refusalLogEvery = 10 * time.Second
+
+// serve answers one API request. Client and admin requests carrying a sync token wait until
+// this replica has seen the writes it stands for, and every reply carries the current one.
+func (c *Controller) serve(m *bus.Msg, h func(ctx context.Context, who string, data []byte) (any, error), clientAPI bool) {
+	c.served.Add(1)
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("controller api: panic", "subject", m.Subject, "panic", r, "stack", string(debug.Stack()))
+			_ = m.RespondError(wire.Errorf(wire.Internal, "%s: the controller failed (a bug; see its log)", m.Subject))
+		}
+	}()
+	who := strings.Split(m.Subject, ".")[3]
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out any
+	want, err := parseSyncToken(m.Header.Get(api.HeaderSync))
+	if err == nil && clientAPI {
+		err = c.waitSeen(ctx, want)
+	}
+	if err == nil {
+		out, err = h(ctx, who, m.Data)
+	}
+	var hdr wire.Header
+	if clientAPI {
+		hdr = wire.Header{api.HeaderSync: {c.syncToken()}}
+	}
+	if err != nil {
+		if _, ok := err.(*wire.Error); !ok {
+			if be := (*wire.Error)(nil); errors.As(err, &be) && be.Code == wire.Unavailable {
+				err = wire.Errorf(wire.Unavailable, "%s: %v", m.Subject, err) // a bucket not answering: try again
+			} else {
+				c.log.Error("controller api", "subject", m.Subject, "err", err)
+				err = wire.Errorf(wire.Internal, "%s: %v", m.Subject, err)
+			}
+		}
+		eh := wire.ErrorHeader(err)
+		for k, v := range hdr {
+			eh[k] = v
+		}
+		_ = m.Respond(eh, nil)
+		return
+	}
+	b, err := wire.Marshal(out)
+	if err != nil {
+		_ = m.RespondError(wire.Errorf(wire.Internal, "%v", err))
+		return
+	}
+	_ = m.Respond(hdr, b)
+}
 
 func decode(data []byte, v any) error {
 	if len(data) == 0 {
@@ -164,7 +204,8 @@ func (c *Controller) register(ctx context.Context, e string, data []byte) (any, 
 		return nil, err
 	}
 	c.notBusy(ctx, e, req.Busy)
-	return api.RegisterReply{Lease: c.currentLease(e), Heartbeat: c.o.Heartbeat}, nil
+	l, rev := c.currentLease(e)
+	return api.RegisterReply{Lease: l, Heartbeat: c.o.Heartbeat, Rev: rev}, nil
 }
 
 func (c *Controller) leaseDone(ctx context.Context, e string, data []byte) (any, error) {
@@ -198,14 +239,17 @@ func (c *Controller) putExporter(ctx context.Context, rec *exporterRecord) error
 	return nil
 }
 
-func (c *Controller) currentLease(e string) *api.Lease {
+// currentLease returns exporter e's active lease (nil if none) and the revision of the lease
+// bucket it is current at: this replica has seen every change of e's key up to there.
+func (c *Controller) currentLease(e string) (*api.Lease, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	rev := max(c.seen[syncLeases], c.revs["l/"+e])
 	if le := c.active[e]; le.live() && le.rec.Lease.End.After(time.Now()) {
 		l := le.rec.Lease
-		return &l
+		return &l, rev
 	}
-	return nil
+	return nil, rev
 }
 
 func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any, error) {
@@ -224,11 +268,15 @@ func (c *Controller) heartbeat(ctx context.Context, e string, data []byte) (any,
 	}
 	rec := *old
 	rec.LastSeen = time.Now().UTC()
-	if err := c.putExporter(ctx, &rec); err != nil {
-		return nil, err
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := c.putExporter(pctx, &rec); err != nil {
+		// The exporter must still hear what it should serve: that is what a heartbeat is for.
+		c.log.Warn("heartbeat: record last seen", "exporter", e, "err", err)
 	}
 	c.notBusy(ctx, e, req.Busy)
-	return api.HeartbeatReply{Lease: c.currentLease(e)}, nil
+	l, rev := c.currentLease(e)
+	return api.HeartbeatReply{Lease: l, Rev: rev}, nil
 }
 
 func (c *Controller) leaseEnded(ctx context.Context, e string, data []byte) (any, error) {
@@ -280,7 +328,18 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	if _, err := ParseSelector(req.Selector); err != nil {
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: %v", err)
 	}
-	rec := &leaseRecord{Lease: api.Lease{ID: randomID(), Client: who, Selector: req.Selector, Exporter: req.Exporter,
+	if req.ID != "" {
+		if len(req.ID) > 64 || !wire.ValidName(req.ID) {
+			return nil, wire.Errorf(wire.InvalidArgument, "lease request: id %q: want a subject token of at most 64 letters, digits, - and _", req.ID)
+		}
+		// A repeated request (its reply was lost): the lease it made, as it is now.
+		if rep, err := c.existing(ctx, who, req.ID); rep != nil || err != nil {
+			return rep, err
+		}
+	} else {
+		req.ID = randomID()
+	}
+	rec := &leaseRecord{Lease: api.Lease{ID: req.ID, Client: who, Selector: req.Selector, Exporter: req.Exporter,
 		Priority: req.Priority, Status: api.StatusQueued, Created: time.Now().UTC(), Duration: req.Duration, Allow: id.Allow}}
 	cands, _ := c.candidates(&rec.Lease)
 	if len(cands) == 0 {
@@ -292,9 +351,12 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	}
 	if !c.queuedAhead(rec, cands) {
 		for _, e := range cands {
-			granted, err := c.grant(ctx, e, rec)
+			granted, dup, err := c.grant(ctx, e, rec)
 			if err != nil {
 				return nil, err
+			}
+			if dup {
+				return c.granted(ctx, who, req.ID)
 			}
 			if granted {
 				return api.LeaseReply{Lease: &rec.Lease, Credential: rec.Credential}, nil
@@ -308,10 +370,52 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	rec.Lease.Exporter = req.Exporter
 	rec.Lease.Reason = c.waitReason(&rec.Lease)
 	if err := c.putPending(ctx, rec, 0, 0); err != nil {
+		if errors.Is(err, bus.ErrKeyExists) {
+			return c.granted(ctx, who, req.ID) // the same request, repeated meanwhile
+		}
 		return nil, err
 	}
 	c.kickScheduler()
 	return api.LeaseReply{Lease: &rec.Lease}, nil
+}
+
+// existing returns lease id as lease.get would, or nil if there is no such lease; a lease of
+// another client with that id is an error.
+func (c *Controller) existing(ctx context.Context, who, id string) (any, error) {
+	a, _, p := c.findLease(id)
+	if a == nil && p == nil {
+		if err := c.catchUp(ctx); err != nil {
+			return nil, err
+		}
+		if a, _, p = c.findLease(id); a == nil && p == nil {
+			return nil, nil
+		}
+	}
+	var l *api.Lease
+	if a != nil {
+		l = &a.rec.Lease
+	} else {
+		l = &p.rec.Lease
+	}
+	if l.Client != who {
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: id %s is another client's lease; choose a random id", id)
+	}
+	if a != nil {
+		l := a.rec.Lease
+		return api.LeaseReply{Lease: &l, Credential: a.rec.Credential}, nil
+	}
+	lc := *l
+	return api.LeaseReply{Lease: &lc}, nil
+}
+
+// granted answers a request whose id turned out to be granted or queued already (the same
+// request, repeated while the first one was being served).
+func (c *Controller) granted(ctx context.Context, who, id string) (any, error) {
+	rep, err := c.existing(ctx, who, id)
+	if err == nil && rep == nil {
+		err = wire.Errorf(wire.Unavailable, "lease request %s: granted meanwhile, but not visible yet; try again", id)
+	}
+	return rep, err
 }
 
 // MinPriority is the lowest lease request priority; the highest is each client's MaxPriority
@@ -336,7 +440,7 @@ func (c *Controller) leaseGet(ctx context.Context, who string, data []byte) (any
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
-	a, _, p, err := c.ownLease(who, req.ID)
+	a, _, p, err := c.ownLease(ctx, who, req.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +469,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
 		return nil, wire.Errorf(wire.InvalidArgument, "extend: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
 	}
-	a, e, p, err := c.ownLease(who, req.ID)
+	a, e, p, err := c.ownLease(ctx, who, req.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -401,7 +505,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 		c.active[e] = &leaseEntry{rec: &nr, rev: rev}
 	}
 	c.mu.Unlock()
-	c.push(e, &nr.Lease)
+	c.push(e, &nr.Lease, rev)
 	return api.LeaseReply{Lease: &nr.Lease, Credential: cred}, nil
 }
 
@@ -410,17 +514,30 @@ func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) 
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
-	a, e, p, err := c.ownLease(who, req.ID)
-	if err != nil {
-		return nil, err
+	for attempt := 0; attempt < 5; attempt++ {
+		a, e, p, err := c.ownLease(ctx, who, req.ID)
+		if err != nil {
+			return nil, err
+		}
+		if a != nil {
+			return api.Empty{}, c.endLease(ctx, e, a, "released by "+who)
+		}
+		if p.rec.Lease.Status == api.StatusQueued {
+			err := c.endPending(ctx, p, "cancelled by "+who)
+			if errors.Is(err, bus.ErrKeyChanged) || errors.Is(err, bus.ErrKeyNotFound) {
+				// Granted meanwhile: look again once this replica has seen it.
+				if err := c.catchUp(ctx); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			return api.Empty{}, err
+		}
+		// Ended already (a repeated release whose first reply was lost): make sure its
+		// credentials are revoked, as a replica that died inside the release may not have.
+		return api.Empty{}, c.revoke(ctx, p.rec.Keys)
 	}
-	if a != nil {
-		return api.Empty{}, c.endLease(ctx, e, a, "released by "+who)
-	}
-	if p.rec.Lease.Status == api.StatusQueued {
-		return api.Empty{}, c.endPending(ctx, p, "cancelled by "+who)
-	}
-	return api.Empty{}, nil
+	return nil, wire.Errorf(wire.Unavailable, "release %s: the lease keeps changing; try again", req.ID)
 }
 
 func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (any, error) {

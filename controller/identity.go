@@ -508,12 +508,13 @@ func (a *Authority) controllerUsers() (apiCreds, stateCreds []byte, err error) {
 
 // StatePermissions are the NATS permissions of the controller's state user: JetStream's API to
 // create or update its own buckets, write them, and delete their consumers; reads (stream info,
-// message gets, consumers for watches) of any stream; nothing else. It may not delete or purge a
+// message gets, consumers for watches and the pulls of their ordered consumers) of any stream;
+// nothing else. It may not delete or purge a
 // stream. (Reads are not narrowed per bucket to keep the JWT under NATS's control line limit.)
 func StatePermissions() jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
-		"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.FC.>")
+		"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.MSG.NEXT.>", "$JS.FC.>")
 	for _, b := range []string{BucketExporters, BucketLeases, BucketQueue, BucketIdentities, BucketLeader} {
 		p.Pub.Allow.Add("$JS.API.STREAM.CREATE.KV_"+b, "$JS.API.STREAM.UPDATE.KV_"+b,
 			"$JS.API.CONSUMER.DELETE.KV_"+b+".>", "$KV."+b+".>")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,9 +39,10 @@ func (c *Controller) scheduler(ctx context.Context) {
 	}
 }
 
-// leaderTTL is how long a leader stays leader without renewing.
+// leaderTTL is how long a leader stays leader without renewing (it renews every Reconcile): a
+// replica that dies is replaced within about this long.
 func (c *Controller) leaderTTL() time.Duration {
-	d := 5 * c.o.Reconcile
+	d := 3 * c.o.Reconcile
 	if d < 2*time.Second {
 		d = 2 * time.Second
 	}
@@ -70,18 +72,30 @@ func (c *Controller) elect(ctx context.Context) bool {
 
 func (c *Controller) reconcile(ctx context.Context) {
 	if !c.elect(ctx) {
+		c.mu.Lock()
+		c.expired = nil
+		c.mu.Unlock()
 		return
 	}
 	now := time.Now()
 	c.mu.Lock()
 	type exp struct {
-		e  string
-		le *leaseEntry
+		e      string
+		le     *leaseEntry
+		reason string
 	}
-	var expired []exp
+	var ends []exp
+	active := make(map[string]bool, len(c.active))
 	for e, le := range c.active {
-		if le.live() && !le.rec.Lease.End.After(now) {
-			expired = append(expired, exp{e, le})
+		if !le.live() {
+			continue // an ended lease its exporter is finishing
+		}
+		active[le.rec.Lease.ID] = true
+		if p := c.pending[le.rec.Lease.ID]; p != nil && p.rec.Lease.Status == api.StatusEnded {
+			// Its end was recorded but not finished (the replica ending it stopped).
+			ends = append(ends, exp{e, le, p.rec.Lease.Reason})
+		} else if !le.rec.Lease.End.After(now) {
+			ends = append(ends, exp{e, le, "expired"})
 		}
 	}
 	var queued []*leaseEntry
@@ -90,11 +104,26 @@ func (c *Controller) reconcile(ctx context.Context) {
 			queued = append(queued, p)
 		}
 	}
+	expired := c.expired
+	c.expired = nil
 	c.mu.Unlock()
-	for _, x := range expired {
-		if err := c.endLease(ctx, x.e, x.le, "expired"); err != nil {
-			c.log.Warn("end expired lease", "lease", x.le.rec.Lease.ID, "err", err)
+	for _, x := range ends {
+		if x.reason == "expired" {
+			// Its time is up whatever happens to the key: revoke first, the credential's JWT
+			// expiry has a resolution of a second.
+			_ = c.revoke(ctx, x.le.rec.Keys)
 		}
+		if err := c.endLease(ctx, x.e, x.le, x.reason); err != nil {
+			c.log.Warn("end lease", "lease", x.le.rec.Lease.ID, "reason", x.reason, "err", err)
+		}
+	}
+	for _, rec := range expired {
+		// Gone by its TTL before the loop above saw it end. Its credentials expire with it, but
+		// JWT expiry has a resolution of a second: revoke them too.
+		if err := c.putEnded(ctx, rec, "expired"); err != nil {
+			c.log.Warn("record expired lease", "lease", rec.Lease.ID, "err", err)
+		}
+		_ = c.revoke(ctx, rec.Keys)
 	}
 	sort.Slice(queued, func(i, j int) bool {
 		a, b := queued[i].rec.Lease, queued[j].rec.Lease
@@ -104,6 +133,11 @@ func (c *Controller) reconcile(ctx context.Context) {
 		return a.Created.Before(b.Created)
 	})
 	for _, p := range queued {
+		if active[p.rec.Lease.ID] {
+			// Granted already; the queue record outlived it (its delete failed).
+			c.dropQueued(ctx, p)
+			continue
+		}
 		if c.identity(api.KindClient, p.rec.Lease.Client) == nil {
 			_ = c.endPending(ctx, p, "client deleted")
 			continue
@@ -113,19 +147,15 @@ func (c *Controller) reconcile(ctx context.Context) {
 		if free > 0 {
 			for _, e := range names[:free] {
 				rec := *p.rec
-				ok, err := c.grant(ctx, e, &rec)
+				ok, dup, err := c.grant(ctx, e, &rec)
 				if err != nil {
 					c.log.Warn("grant queued lease", "lease", rec.Lease.ID, "err", err)
 					break
 				}
-				if ok {
-					granted = true
+				if ok || dup {
 					// The active record is in jsn-leases now; drop the queue entry.
-					if err := c.queue.Delete(ctx, rec.Lease.ID, p.rev); err == nil {
-						c.mu.Lock()
-						delete(c.pending, rec.Lease.ID)
-						c.mu.Unlock()
-					}
+					granted = true
+					c.dropQueued(ctx, p)
 					break
 				}
 			}
@@ -136,6 +166,50 @@ func (c *Controller) reconcile(ctx context.Context) {
 				nr.Lease.Reason = reason
 				_ = c.putPending(ctx, &nr, p.rev, 0)
 			}
+		}
+	}
+	c.maintain(ctx)
+}
+
+// dropQueued deletes the queue record of a queued request that was granted.
+func (c *Controller) dropQueued(ctx context.Context, p *leaseEntry) {
+	rev, err := c.queue.Delete(ctx, p.rec.Lease.ID, p.rev)
+	if err != nil {
+		c.log.Warn("drop granted request from the queue", "lease", p.rec.Lease.ID, "err", err)
+		return
+	}
+	c.mu.Lock()
+	if c.fresh("q/"+p.rec.Lease.ID, rev) {
+		delete(c.pending, p.rec.Lease.ID)
+	}
+	c.mu.Unlock()
+}
+
+// Periods of the scheduling replica's upkeep.
+const (
+	reviveEvery = 10 * time.Second // re-apply revocations of ended leases a crash may have lost
+	repushEvery = 30 * time.Second // push the LAB account again (servers and leaf nodes that missed it)
+)
+
+// maintain does the scheduling replica's periodic upkeep.
+func (c *Controller) maintain(ctx context.Context) {
+	now := time.Now()
+	if now.Sub(c.lastRevive) >= reviveEvery {
+		c.lastRevive = now
+		if err := c.reviveRevocations(ctx, nil); err != nil {
+			c.log.Warn("re-apply revocations", "err", err)
+		}
+	}
+	c.mu.Lock()
+	leaf := c.leafSeen
+	c.mu.Unlock()
+	// A leaf node that linked gets the account at once, and again every second for a few:
+	// its system account link (which carries the update) may come up after the other.
+	joined := !leaf.IsZero() && (c.lastRepush.Before(leaf) || now.Sub(leaf) < 5*time.Second && now.Sub(c.lastRepush) >= time.Second)
+	if joined || now.Sub(c.lastRepush) >= repushEvery {
+		c.lastRepush = now
+		if err := c.repushAccount(ctx); err != nil {
+			c.log.Warn("push the account again", "err", err)
 		}
 	}
 }
@@ -171,11 +245,15 @@ func (c *Controller) notBusy(ctx context.Context, e, busy string) {
 
 // finished deletes the finishing record le of exporter e: it may be granted again.
 func (c *Controller) finished(ctx context.Context, e string, le *leaseEntry) {
-	if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
+	rev, err := c.leases.Delete(ctx, e, le.rev)
+	if err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
 		c.log.Warn("clear finished lease", "exporter", e, "lease", le.rec.Lease.ID, "err", err)
 		return
 	}
 	c.mu.Lock()
+	if err == nil {
+		c.fresh("l/"+e, rev)
+	}
 	if cur := c.active[e]; cur != nil && cur.rev == le.rev {
 		delete(c.active, e)
 	}
@@ -272,30 +350,32 @@ func (c *Controller) waitReason(l *api.Lease) string {
 	return fmt.Sprintf("waiting for %d matching exporter(s); %s", len(names), strings.Join(parts, "; "))
 }
 
-// grant tries to give exporter e to rec atomically (kv.Create of e's lease key). false means e is
-// taken.
-func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (bool, error) {
+// grant tries to give exporter e to rec atomically (kv.Create of e's lease key). granted false
+// means e is taken. dup means the lease id was granted already (to this or another exporter,
+// by this or another replica): the create carries the message id "grant-<id>", so a lease is
+// granted at most once however many replicas and retries try.
+func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (granted, dup bool, err error) {
 	now := time.Now().UTC()
 	l := rec.Lease
 	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
 	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, l.End)
 	if err != nil {
-		return false, wire.Errorf(wire.InvalidArgument, "lease: %v", err)
+		return false, false, wire.Errorf(wire.InvalidArgument, "lease: %v", err)
 	}
 	cred.URL = c.endpoint
 	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: l.End}}
 	b, err := wire.Marshal(nr)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	// The key outlives the lease by the exporter's finishing allowance: if no scheduler ends the
 	// lease on time, the exporter still gets to finish it before it can be granted again.
-	rev, err := c.leases.Create(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e))
+	rev, dup, err := c.leases.CreateOnce(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e), "grant-"+l.ID)
 	if errors.Is(err, bus.ErrKeyExists) {
-		return false, nil
+		return false, false, nil
 	}
-	if err != nil {
-		return false, err
+	if err != nil || dup {
+		return false, dup, err
 	}
 	c.mu.Lock()
 	if c.fresh("l/"+e, rev) {
@@ -303,8 +383,8 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (boo
 	}
 	c.mu.Unlock()
 	*rec = *nr
-	c.push(e, &l)
-	return true, nil
+	c.push(e, &l, rev)
+	return true, false, nil
 }
 
 // ttlUntil is the per-key TTL for a lease ending at end (whole seconds, at least 1s).
@@ -317,13 +397,13 @@ func ttlUntil(end time.Time) time.Duration {
 	return d
 }
 
-// push tells exporter e its current lease (nil: none).
-func (c *Controller) push(e string, l *api.Lease) {
+// push tells exporter e its lease as of revision rev of the lease bucket (nil: none).
+func (c *Controller) push(e string, l *api.Lease, rev uint64) {
 	var b []byte
 	if l != nil {
 		b, _ = wire.Marshal(l)
 	}
-	_ = c.conn.Publish(api.LeasePushSubject(e), nil, b)
+	_ = c.conn.Publish(api.LeasePushSubject(e), wire.Header{api.HeaderLeaseRev: {strconv.FormatUint(rev, 10)}}, b)
 }
 
 func (c *Controller) putPending(ctx context.Context, rec *leaseRecord, rev uint64, ttl time.Duration) error {
@@ -360,11 +440,19 @@ func (c *Controller) findLease(id string) (active *leaseEntry, exporter string, 
 	return nil, "", c.pending[id]
 }
 
-func (c *Controller) ownLease(who, id string) (*leaseEntry, string, *leaseEntry, error) {
+func (c *Controller) ownLease(ctx context.Context, who, id string) (*leaseEntry, string, *leaseEntry, error) {
 	if id == "" {
 		return nil, "", nil, wire.Errorf(wire.InvalidArgument, "lease id required")
 	}
 	a, e, p := c.findLease(id)
+	if a == nil && p == nil {
+		// Granted or queued by another replica a moment ago? Look again once this replica has
+		// seen every write made so far.
+		if err := c.catchUp(ctx); err != nil {
+			return nil, "", nil, err
+		}
+		a, e, p = c.findLease(id)
+	}
 	var l *api.Lease
 	if a != nil {
 		l = &a.rec.Lease
@@ -382,74 +470,119 @@ func (c *Controller) ownLease(who, id string) (*leaseEntry, string, *leaseEntry,
 	return a, e, p, nil
 }
 
-// endLease ends an active lease: deletes its key (CAS) or, if the exporter has an afterLease
-// hook, replaces it with a finishing record (leaseRecord.Finishing) that keeps the exporter from
-// being granted until it has finished; revokes its credentials, tells the exporter and keeps an
-// ended record for lease.get.
+// endLease ends the active lease le of exporter e: it records why (the ended record lease.get
+// shows; the first reason recorded stays), then deletes the lease key (compare and set: an
+// extension meanwhile is ended too) or, if the exporter has an afterLease hook, replaces it with a
+// finishing record (leaseRecord.Finishing) that keeps the exporter from being granted until it
+// has finished; then it tells the exporter, with that write's revision, and revokes the lease's
+// credentials. Every step can be repeated: a replica that dies in the middle leaves either an
+// active lease with an ended record, which the scheduler finishes, or an ended lease whose
+// repeated release revokes again.
 func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, reason string) error {
-	c.mu.Lock()
-	c.ending[le.rec.Lease.ID] = true
-	c.mu.Unlock()
-	var fin *leaseEntry
-	if allow := c.finishAllowance(e); allow > 0 {
-		f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
-		f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
-		b, err := wire.Marshal(f)
-		if err != nil {
+	for attempt := 0; ; attempt++ {
+		if err := c.putEnded(ctx, le.rec, reason); err != nil {
 			return err
 		}
-		rev, err := c.leases.Update(ctx, e, b, le.rev, allow)
+		var rev uint64
+		var err error
+		var fin *leaseEntry
+		if allow := c.finishAllowance(e); allow > 0 {
+			f := &leaseRecord{Lease: le.rec.Lease, Finishing: true}
+			f.Lease.Status, f.Lease.Reason, f.Lease.End = api.StatusEnded, reason, time.Now().UTC()
+			b, merr := wire.Marshal(f)
+			if merr != nil {
+				return merr
+			}
+			if rev, err = c.leases.Update(ctx, e, b, le.rev, allow); err == nil {
+				fin = &leaseEntry{rec: f, rev: rev}
+			}
+		} else {
+			rev, err = c.leases.Delete(ctx, e, le.rev)
+		}
+		if err == nil {
+			c.mu.Lock()
+			if c.fresh("l/"+e, rev) {
+				if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID {
+					delete(c.active, e)
+					if fin != nil {
+						c.active[e] = fin
+					}
+				}
+			}
+			c.mu.Unlock()
+			c.push(e, nil, rev)
+			c.kickScheduler()
+			return c.revoke(ctx, le.rec.Keys)
+		}
+		if !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) || attempt >= 5 {
+			return err
+		}
+		// The key changed: extended (the same lease, with another credential) or ended.
+		cur, gerr := c.leases.Get(ctx, e)
+		var r leaseRecord
 		switch {
-		case err == nil:
-			fin = &leaseEntry{rec: f, rev: rev}
-		case !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound):
-			return err
+		case errors.Is(gerr, bus.ErrKeyNotFound):
+		case gerr != nil:
+			return gerr
+		case wire.Unmarshal(cur.Value, &r) != nil:
+			return fmt.Errorf("end lease %s: bad record of %s", le.rec.Lease.ID, e)
+		case r.Lease.ID == le.rec.Lease.ID && !r.Finishing:
+			le = &leaseEntry{rec: &r, rev: cur.Revision}
+			continue
 		}
-	} else if err := c.leases.Delete(ctx, e, le.rev); err != nil && !errors.Is(err, bus.ErrKeyChanged) && !errors.Is(err, bus.ErrKeyNotFound) {
-		return err
+		// Ended meanwhile (perhaps by an earlier attempt of this very call, whose reply was
+		// lost): the reply's sync token must cover that end.
+		_ = c.catchUp(ctx)
+		return c.revoke(ctx, le.rec.Keys)
 	}
-	c.mu.Lock()
-	if cur := c.active[e]; cur != nil && cur.rec.Lease.ID == le.rec.Lease.ID && cur.live() {
-		delete(c.active, e)
-		if fin != nil && c.fresh("l/"+e, fin.rev) {
-			c.active[e] = fin
-		}
-	}
-	if len(c.ending) > 10000 { // watch events lost (e.g. a replica that is not watching): start over
-		clear(c.ending)
-	}
-	c.mu.Unlock()
-	return c.afterEnd(ctx, le.rec, reason)
 }
 
-func (c *Controller) afterEnd(ctx context.Context, rec *leaseRecord, reason string) error {
-	c.push(rec.Lease.Exporter, nil)
-	err := c.revoke(ctx, rec.Keys)
+// putEnded stores the ended record of rec (jsn-queue, key = lease id, kept endedKeepFor) unless
+// one exists: the first reason recorded is the lease's.
+func (c *Controller) putEnded(ctx context.Context, rec *leaseRecord, reason string) error {
 	ended := *rec
 	ended.Credential = nil // Keys stay: a restarted controller re-applies revocations a crash lost
 	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
-	if ended.Lease.End.After(time.Now()) {
-		ended.Lease.End = time.Now().UTC()
+	if now := time.Now().UTC(); ended.Lease.End.After(now) {
+		ended.Lease.End = now
 	}
-	b, merr := wire.Marshal(&ended)
-	if merr == nil {
-		// Ended records stay visible to lease.get for endedKeepFor (a queued request granted from
-		// the queue left a delete marker, on which Create succeeds too).
-		rev, err := c.queue.Create(ctx, rec.Lease.ID, b, endedKeepFor)
-		if errors.Is(err, bus.ErrKeyExists) {
-			rev, err = c.queue.Put(ctx, rec.Lease.ID, b)
-		}
-		if err == nil {
-			// Visible to this replica's lease.get at once, not only once the watch brings it.
-			c.mu.Lock()
-			if c.fresh("q/"+rec.Lease.ID, rev) {
-				c.pending[rec.Lease.ID] = &leaseEntry{rec: &ended, rev: rev}
+	b, err := wire.Marshal(&ended)
+	if err != nil {
+		return err
+	}
+	id := rec.Lease.ID
+	for attempt := 0; ; attempt++ {
+		// A queued request granted from the queue left a delete marker, on which Create
+		// succeeds too.
+		rev, err := c.queue.Create(ctx, id, b, endedKeepFor)
+		if errors.Is(err, bus.ErrKeyExists) && attempt < 5 {
+			cur, gerr := c.queue.Get(ctx, id)
+			if errors.Is(gerr, bus.ErrKeyNotFound) {
+				continue
 			}
-			c.mu.Unlock()
+			if gerr != nil {
+				return gerr
+			}
+			var r leaseRecord
+			if wire.Unmarshal(cur.Value, &r) == nil && r.Lease.Status == api.StatusEnded {
+				return nil
+			}
+			// A queue record left behind by a grant from the queue: replace it.
+			rev, err = c.queue.Update(ctx, id, b, cur.Revision, endedKeepFor)
+			if errors.Is(err, bus.ErrKeyChanged) {
+				continue
+			}
 		}
+		if err != nil {
+			return err
+		}
+		c.mu.Lock()
+		if c.fresh("q/"+id, rev) {
+			c.pending[id] = &leaseEntry{rec: &ended, rev: rev}
+		}
+		c.mu.Unlock()
+		return nil
 	}
-	c.kickScheduler()
-	return err
 }
 
 func (c *Controller) endPending(ctx context.Context, p *leaseEntry, reason string) error {

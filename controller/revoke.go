@@ -168,11 +168,18 @@ func (c *Controller) revokeNow(ctx context.Context, keys map[string]time.Time) e
 			c.acct = &accountCache{rev: e.Revision, rec: ar, claims: ac}
 		}
 		a := c.acct
-		c.acct = nil // until the write below succeeds: the cached values are being changed
 		pubs := make([]string, 0, len(keys))
-		for k, exp := range keys {
-			pubs = append(pubs, k)
-			a.rec.Revoked[k] = exp
+		for k := range keys {
+			if _, ok := a.rec.Revoked[k]; !ok {
+				pubs = append(pubs, k)
+			}
+		}
+		if len(pubs) == 0 {
+			return nil // revoked already: nothing to write
+		}
+		c.acct = nil // until the write below succeeds: the cached values are being changed
+		for _, k := range pubs {
+			a.rec.Revoked[k] = keys[k]
 		}
 		j, err := c.auth.revokeClaims(a.claims, pubs, a.rec.Revoked)
 		if err != nil {
@@ -197,6 +204,7 @@ func (c *Controller) revokeNow(ctx context.Context, keys map[string]time.Time) e
 		}
 		a.rev = rev
 		c.acct = a
+		c.warnAccountSize(len(a.rec.Revoked), len(j))
 		return c.pushAccount(ctx, j)
 	}
 }
@@ -209,7 +217,9 @@ type accountCache struct {
 }
 
 // reviveRevocations revokes the keys of ended leases that the account does not list yet: a
-// replica that stopped inside a batch window must not leave released credentials valid.
+// replica that stopped inside a batch window (or between ending a lease and revoking it) must
+// not leave released credentials valid. ar is the account as read at start, nil for the one
+// revokeNow knows.
 func (c *Controller) reviveRevocations(ctx context.Context, ar *accountRecord) error {
 	now := time.Now()
 	keys := map[string]time.Time{}
@@ -219,7 +229,12 @@ func (c *Controller) reviveRevocations(ctx context.Context, ar *accountRecord) e
 			continue
 		}
 		for k, exp := range p.rec.Keys {
-			if _, ok := ar.Revoked[k]; !ok && exp.After(now) {
+			if ar != nil {
+				if _, ok := ar.Revoked[k]; ok {
+					continue
+				}
+			}
+			if exp.After(now) {
 				keys[k] = exp
 			}
 		}
@@ -235,15 +250,15 @@ func (c *Controller) pushAccount(ctx context.Context, accountJWT string) error {
 		if err := c.srv.UpdateAccountJWT(accountJWT); err != nil {
 			return fmt.Errorf("push account: %w", err)
 		}
-	} else {
-		// Memory resolvers listen on this subject in the system account (every server of a cluster).
-		subj := "$SYS.REQ.ACCOUNT." + c.auth.LabPub + ".CLAIMS.UPDATE"
-		if err := c.sys.Publish(subj, nil, []byte(accountJWT)); err != nil {
-			return fmt.Errorf("push account: %w", err)
-		}
-		if err := c.sys.Flush(ctx); err != nil {
-			return fmt.Errorf("push account: %w", err)
-		}
+	}
+	// Memory resolvers listen on this subject in the system account: every server of a cluster,
+	// and leaf nodes linked with a system account remote.
+	subj := "$SYS.REQ.ACCOUNT." + c.auth.LabPub + ".CLAIMS.UPDATE"
+	if err := c.sys.Publish(subj, nil, []byte(accountJWT)); err != nil {
+		return fmt.Errorf("push account: %w", err)
+	}
+	if err := c.sys.Flush(ctx); err != nil {
+		return fmt.Errorf("push account: %w", err)
 	}
 	c.fileMu.Lock()
 	defer c.fileMu.Unlock()
@@ -305,4 +320,40 @@ func (c *Controller) applyAccountLimits(ctx context.Context) error {
 		c.log.Info("account limits applied", "max_connections", want)
 		return c.pushAccount(ctx, ar.JWT)
 	}
+}
+
+// accountWarnBytes is the LAB account JWT size from which the controller warns: claims updates
+// travel as one message (max_payload, 1 MiB by default) and the whole JWT is re-signed per batch.
+const accountWarnBytes = 256 << 10
+
+// warnAccountSize logs, at most once an hour, that the LAB account JWT is getting large.
+func (c *Controller) warnAccountSize(revocations, bytes int) {
+	if bytes < accountWarnBytes || time.Since(c.acctWarned) < time.Hour {
+		return
+	}
+	c.acctWarned = time.Now()
+	c.log.Warn("the LAB account JWT is large: each lease released before its end is revoked until its credential expires; lower --max-duration",
+		"bytes", bytes, "revocations", revocations, "limit", "max_payload (1 MiB by default)")
+}
+
+// repushAccount pushes the live LAB account to the servers again: one that missed an update
+// (a leaf node whose link was down, a server that restarted from an older config) catches up.
+func (c *Controller) repushAccount(ctx context.Context) error {
+	c.acctMu.Lock()
+	defer c.acctMu.Unlock()
+	j := ""
+	if c.acct != nil {
+		j = c.acct.rec.JWT
+	} else {
+		e, err := c.identities.Get(ctx, accountKey)
+		if err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+		var ar accountRecord
+		if err := wire.Unmarshal(e.Value, &ar); err != nil {
+			return fmt.Errorf("push account: %w", err)
+		}
+		j = ar.JWT
+	}
+	return c.pushAccount(ctx, j)
 }

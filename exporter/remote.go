@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,7 @@ type remote struct {
 
 	mu         sync.Mutex
 	target     *api.Lease           // the lease the controller says to serve; guarded by mu
+	targetRev  uint64               // the controller's lease bucket revision target is current at; guarded by mu
 	pushSeq    uint64               // lease pushes received; guarded by mu
 	resume     string               // lease to resume without beforeLease (learned at first register); guarded by mu
 	registered bool                 // the first register succeeded; guarded by mu
@@ -70,6 +72,8 @@ type remote struct {
 	hookCtx    context.Context      // cancelled when the hook ends; guarded by mu
 	changed    chan struct{}        // closed and replaced at every state change; guarded by mu
 	kick       chan struct{}        // wakes the follower
+	poke       chan struct{}        // makes the control loop heartbeat now
+	lastPoke   time.Time            // guarded by mu
 	pending    map[string]time.Time // unknown leases asked about → first asked; guarded by mu
 }
 
@@ -99,7 +103,7 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		return err
 	}
 	r := &remote{cfg: cfg, ex: ex, log: log.With("exporter", ex.Name()), name: ex.Name(),
-		ended: map[string]string{}, changed: make(chan struct{}), kick: make(chan struct{}, 1),
+		ended: map[string]string{}, changed: make(chan struct{}), kick: make(chan struct{}, 1), poke: make(chan struct{}, 1),
 		pending: map[string]time.Time{}}
 	ex.waitLease = r.waitLease
 	defer func() {
@@ -176,7 +180,9 @@ func (r *remote) dial(ctx context.Context) (*bus.Conn, error) {
 		if r.cfg.CA != "" {
 			ca = []byte(r.cfg.CA)
 		}
-		c, err := bus.ConnectWith(cctx, r.cfg.Endpoint, bus.ConnectOptions{Name: r.name, Creds: []byte(r.cfg.Credentials), CA: ca})
+		// Lease pushes sent while the connection was down are lost: ask at once when it is back.
+		c, err := bus.ConnectWith(cctx, r.cfg.Endpoint, bus.ConnectOptions{Name: r.name, Creds: []byte(r.cfg.Credentials), CA: ca,
+			Reconnected: r.heartbeatNow})
 		cancel()
 		if err == nil {
 			r.log.Info("connected", "endpoint", c.ConnectedURL())
@@ -198,7 +204,7 @@ func (r *remote) request(ctx context.Context, verb string, req, out any) error {
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	m, err := r.conn.Request(cctx, api.ExporterSubject(r.name, verb), nil, b)
 	if err != nil {
@@ -244,13 +250,16 @@ func (r *remote) control(ctx context.Context) {
 			}
 			r.registered = true
 			r.mu.Unlock()
-			// Like a heartbeat reply, the register reply is stale if a lease was pushed meanwhile
-			// (granted right after the registration; the push may be handled first).
-			r.setTarget(rep.Lease, seq, true)
+			r.setTarget(rep.Lease, rep.Rev, seq, true)
 		}
-		sleep(ctx, every)
-		if ctx.Err() != nil {
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
+		case <-r.poke:
+			t.Stop()
 		}
 		r.mu.Lock()
 		seq := r.pushSeq
@@ -270,7 +279,7 @@ func (r *remote) control(ctx context.Context) {
 			r.log.Warn("heartbeat", "err", err)
 			continue
 		}
-		r.setTarget(rep.Lease, seq, true)
+		r.setTarget(rep.Lease, rep.Rev, seq, true)
 	}
 }
 
@@ -303,6 +312,22 @@ func (r *remote) done(ctx context.Context, id string) {
 	}
 }
 
+// heartbeatNow makes the control loop heartbeat at once (at most once a second): the exporter
+// may have missed a lease push.
+func (r *remote) heartbeatNow() {
+	r.mu.Lock()
+	if time.Since(r.lastPoke) < time.Second {
+		r.mu.Unlock()
+		return
+	}
+	r.lastPoke = time.Now()
+	r.mu.Unlock()
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -322,29 +347,48 @@ func (r *remote) onPush(m *bus.Msg) {
 			return
 		}
 	}
+	var rev uint64
+	if h := m.Header.Get(api.HeaderLeaseRev); h != "" {
+		var err error
+		if rev, err = strconv.ParseUint(h, 10, 64); err != nil {
+			r.log.Warn("lease push", "err", fmt.Errorf("header %s: %q is not a revision", api.HeaderLeaseRev, h))
+			return
+		}
+	}
 	r.mu.Lock()
 	r.pushSeq++
 	r.mu.Unlock()
-	r.setTarget(l, 0, false)
+	r.setTarget(l, rev, 0, false)
 }
 
-// setTarget records the lease the controller wants served. A heartbeat reply (ifSeq) is stale,
-// and ignored, when a push arrived since its request was sent.
-func (r *remote) setTarget(l *api.Lease, seq uint64, ifSeq bool) {
+// setTarget records the lease the controller wants served, as of revision rev of its lease
+// bucket. Controller replicas push and answer concurrently, so what arrives may be older than
+// what the exporter has: it is ignored (serving a lease a stale "no lease" would end is how
+// leases got lost). A reply without a revision (an older controller; ifSeq) is stale when a
+// push arrived since its request was sent.
+func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 	if l != nil && (l.Status != api.StatusActive || l.ID == "") {
 		l = nil
 	}
+	id := ""
+	if l != nil {
+		id = l.ID
+	}
 	r.mu.Lock()
-	if ifSeq && seq != r.pushSeq {
+	if rev > 0 && rev < r.targetRev || rev == 0 && ifSeq && seq != r.pushSeq {
+		have := r.targetRev
 		r.mu.Unlock()
+		r.log.Debug("lease news older than what the exporter has: ignored", "lease", id, "rev", rev, "have", have, "push", !ifSeq)
 		return
 	}
+	r.targetRev = max(r.targetRev, rev)
 	same := (r.target == nil) == (l == nil) && (l == nil || r.target.ID == l.ID)
 	r.target = l
 	if !same {
 		r.changedLocked()
 	}
 	r.mu.Unlock()
+	r.log.Debug("lease news", "lease", id, "rev", rev, "push", !ifSeq)
 	if !same {
 		select {
 		case r.kick <- struct{}{}:
@@ -587,6 +631,11 @@ func (r *remote) waitLease(m *bus.Msg) error {
 			replay = append(replay, r.replay...)
 		}
 		r.mu.Unlock()
+		if !known {
+			// A holder knows a lease this exporter has not heard of: its push may have been
+			// lost; ask the controller now rather than at the next heartbeat.
+			r.heartbeatNow()
+		}
 		switch {
 		case served:
 			r.sendReplay(token, id, replay)

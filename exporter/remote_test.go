@@ -17,6 +17,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
@@ -520,5 +522,81 @@ export:
 			}
 			break
 		}
+	}
+}
+
+// TestSetTargetOrder: what the controller says about the lease is applied only when it is at
+// least as new (by lease bucket revision) as what the exporter has; replies without a revision
+// (older controllers) are stale once a push arrived after their request.
+func TestSetTargetOrder(t *testing.T) {
+	l1 := &api.Lease{ID: "l1", Status: api.StatusActive}
+	l2 := &api.Lease{ID: "l2", Status: api.StatusActive}
+	type set struct {
+		l        *api.Lease
+		rev, seq uint64
+		ifSeq    bool
+	}
+	for _, tc := range []struct {
+		name string
+		sets []set
+		want string // target lease id, "" for none
+	}{
+		{"newer push replaces", []set{{l1, 10, 0, false}, {nil, 12, 0, false}}, ""},
+		{"stale no-lease push ignored", []set{{l2, 12, 0, false}, {nil, 11, 0, false}}, "l2"},
+		{"stale heartbeat reply ignored", []set{{l2, 12, 0, false}, {nil, 9, 0, true}}, "l2"},
+		{"same revision applies", []set{{l1, 10, 0, false}, {l1, 10, 0, true}}, "l1"},
+		{"reply after a later push, no revision", []set{{l1, 0, 0, false}, {nil, 0, 0, true}}, "l1"},
+		{"reply without revision, no push since", []set{{l1, 0, 0, false}, {nil, 0, 1, true}}, ""},
+		{"ended lease is none", []set{{l1, 5, 0, false}, {&api.Lease{ID: "l1", Status: api.StatusEnded}, 6, 0, false}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &remote{changed: make(chan struct{}), kick: make(chan struct{}, 1), log: slog.New(slog.DiscardHandler)}
+			for _, s := range tc.sets {
+				if !s.ifSeq {
+					r.pushSeq++
+				}
+				r.setTarget(s.l, s.rev, s.seq, s.ifSeq)
+			}
+			got := ""
+			if r.target != nil {
+				got = r.target.ID
+			}
+			if got != tc.want {
+				t.Errorf("target: got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestWaitUnknownLeaseKeepsExporter: a holder waiting for a lease the exporter has not heard of
+// makes it ask the controller (heartbeatNow) without holding up anything else of the exporter.
+func TestWaitUnknownLeaseKeepsExporter(t *testing.T) {
+	r := &remote{name: "e1", changed: make(chan struct{}), kick: make(chan struct{}, 1), poke: make(chan struct{}, 1),
+		ended: map[string]string{}, pending: map[string]time.Time{}, log: slog.New(slog.DiscardHandler)}
+	done := make(chan error, 1)
+	go func() {
+		done <- r.waitLease(&bus.Msg{Header: wire.Header{wire.HeaderLease: {"l9"}}})
+	}()
+	select {
+	case <-r.poke:
+	case <-time.After(20 * time.Second):
+		t.Fatal("waiting for an unknown lease did not make the exporter ask the controller")
+	}
+	applied := make(chan struct{})
+	go func() {
+		r.setTarget(&api.Lease{ID: "l9", Status: api.StatusActive}, 7, 0, false)
+		close(applied)
+	}()
+	select {
+	case <-applied:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the exporter is stuck while a holder waits for an unknown lease")
+	}
+	r.mu.Lock()
+	r.markEndedLocked("l9", "test over")
+	r.changedLocked()
+	r.mu.Unlock()
+	if err := <-done; !errors.Is(err, client.ErrPermissionDenied) {
+		t.Fatalf("wait for an ended lease: got %v, want PERMISSION_DENIED", err)
 	}
 }

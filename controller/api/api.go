@@ -123,6 +123,9 @@ type RegisterRequest struct {
 type RegisterReply struct {
 	Lease     *Lease        `msgpack:"lease,omitempty"`
 	Heartbeat time.Duration `msgpack:"heartbeat"`
+	// Rev orders what the exporter is told about its lease (see HeaderLeaseRev): Lease is its
+	// lease as of this revision of the controller's lease bucket.
+	Rev uint64 `msgpack:"rev,omitempty"`
 }
 
 // HeartbeatRequest is sent on jsn.ctl.e.<E>.heartbeat every RegisterReply.Heartbeat.
@@ -134,6 +137,7 @@ type HeartbeatRequest struct {
 // HeartbeatReply carries the lease the exporter should be serving now, nil if none.
 type HeartbeatReply struct {
 	Lease *Lease `msgpack:"lease,omitempty"`
+	Rev   uint64 `msgpack:"rev,omitempty"` // as in RegisterReply
 }
 
 // LeaseEndedRequest is sent on jsn.ctl.e.<E>.lease.ended when the exporter ends a lease on its side.
@@ -163,6 +167,10 @@ type HookOutput struct {
 
 // LeaseRequest is sent on jsn.ctl.c.<C>.lease.request. Exactly one of Selector and Exporter.
 type LeaseRequest struct {
+	// ID, if set, is the id the lease gets (a subject token of at most 64 characters, random
+	// enough not to collide). It makes the request idempotent: asking again with the same ID
+	// returns the same lease, so a client can repeat a request whose reply it did not get.
+	ID       string        `msgpack:"id,omitempty"`
 	Selector string        `msgpack:"selector,omitempty"`
 	Exporter string        `msgpack:"exporter,omitempty"`
 	Duration time.Duration `msgpack:"duration"`
@@ -300,6 +308,17 @@ func ClientSubject(name, verb string) string { return PrefixClient + name + "." 
 
 // AdminSubject is the controller API subject verb of admin name.
 func AdminSubject(name, verb string) string { return PrefixAdmin + name + "." + verb }
+
+// HeaderLeaseRev on a lease push (and Rev in register and heartbeat replies) is the revision of
+// the controller's lease bucket the pushed lease is current at. Replicas push and answer
+// concurrently, so an exporter may hear of its lease out of order: it applies only what is at
+// least as new as what it has.
+const HeaderLeaseRev = "Jsn-Lease-Rev"
+
+// HeaderSync carries a client's read-your-writes token: every reply of the client API has one
+// (opaque), and a request that sends back the newest it got is answered by a replica that has
+// seen at least those writes — whichever replica of the queue group gets it.
+const HeaderSync = "Jsn-Sync"
 
 // LeasePushSubject is where the controller publishes exporter name's current Lease (an empty body
 // for none) whenever it changes.

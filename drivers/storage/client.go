@@ -195,6 +195,14 @@ func (c *Client) Size(ctx context.Context) (int64, error) {
 	return n, err
 }
 
+// State says whether the storage's content is complete ("complete"), or what an interrupted
+// flash left ("incomplete: …").
+func (c *Client) State(ctx context.Context) (string, error) {
+	var s string
+	err := c.d.CallInto(ctx, "state", &s)
+	return s, err
+}
+
 // Host switches a mux's storage to the exporter.
 func (c *Client) Host(ctx context.Context) error { _, err := c.d.Call(ctx, "host"); return err }
 
@@ -304,6 +312,7 @@ func ParseResult(m map[string]any) (Result, error) {
 	f, _ := m["format"].(string)
 	r.Format = Format(f)
 	r.Cached, _ = m["cached"].(bool)
+	r.Note, _ = m["note"].(string)
 	return r, nil
 }
 

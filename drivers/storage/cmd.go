@@ -18,7 +18,7 @@ import (
 
 func init() { cmdutil.AddGroup(newCmd) }
 
-// newCmd builds `jsn storage flash|dump|host|dut|off|status`.
+// newCmd builds `jsn storage flash|dump|state|host|dut|off|status`.
 func newCmd(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "storage <command>",
@@ -51,6 +51,23 @@ several, choose one with -d PATH.`,
 	cmd.AddCommand(
 		newFlashCmd(g),
 		newDumpCmd(g),
+		&cobra.Command{
+			Use:   "state",
+			Short: "Say whether the storage holds a whole image, or what an interrupted flash left",
+			Example: `  $ jsn storage state
+  incomplete: the content was left by a flash started 2026-12-02 19:30:01: 86 MiB written, from an upload of 200 MiB, it did not finish (the exporter stopped during it?)`,
+			Args: cmdutil.NoArgs,
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withStorage(cmd.Context(), g, func(ctx context.Context, path string, c *Client) error {
+					st, err := c.State(ctx)
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintln(g.Out, st)
+					return err
+				})
+			},
+		},
 		sw("host", "Connect the mux's storage to the exporter", func(ctx context.Context, c *Client) error { return c.Host(ctx) }),
 		sw("dut", "Connect the mux's storage to the device under test", func(ctx context.Context, c *Client) error { return c.DUT(ctx) }),
 		sw("off", "Disconnect the mux's storage from the device under test", func(ctx context.Context, c *Client) error { return c.Off(ctx) }),
@@ -212,6 +229,9 @@ func runFlash(ctx context.Context, opts *flashCmdOptions, path string, c *Client
 	}
 	_, err = fmt.Fprintf(opts.Out, "flashed %s%s to %s (sha256 %s) in %s\n", Bytes(res.Written), how, path, sha,
 		time.Since(start).Round(100*time.Millisecond))
+	if err == nil && res.Note != "" {
+		_, err = fmt.Fprintf(opts.ErrOut, "jsn: %s\n", res.Note)
+	}
 	return err
 }
 

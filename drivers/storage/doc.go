@@ -11,7 +11,10 @@
 // bytes, decompresses gzip, xz, zstd and bzip2 by magic number, verifies the SHA-256 of the
 // uploaded (compressed) bytes, writes, fsyncs, and only then reports success. Regular files are
 // written to a temporary file next to the target and renamed into place, so a failed flash leaves
-// them unchanged. Nothing here reaches the bus or NATS (drivers speak package wire, the client and
+// them unchanged; a driver's Open removes such temporaries that no running flash holds (an
+// exporter stopped mid-flash left them). A block device is written in place: while a flash runs,
+// a journal in the image cache directory records it, so that state() — after an exporter restart
+// too — and the next flash say when a flash did not finish and the content is incomplete. Nothing here reaches the bus or NATS (drivers speak package wire, the client and
 // verbs client/remote; internal/layering checks), writes to stdout or logs through the global
 // logger.
 package storage

@@ -26,12 +26,19 @@ type Result struct {
 	SHA256   string // hex SHA-256 of the received bytes
 	Format   Format // compression found by magic number
 	Cached   bool   // the received bytes are in the exporter's image cache
+	// Note, when set, says something the client should know, e.g. that this flash replaced the
+	// incomplete content an interrupted flash had left.
+	Note string
 }
 
 // Map returns the result as it travels on the wire.
 func (r Result) Map() map[string]any {
-	return map[string]any{"written": r.Written, "uploaded": r.Uploaded, "sha256": r.SHA256,
+	m := map[string]any{"written": r.Written, "uploaded": r.Uploaded, "sha256": r.SHA256,
 		"format": string(r.Format), "cached": r.Cached}
+	if r.Note != "" {
+		m["note"] = r.Note
+	}
+	return m
 }
 
 // ProgressFunc receives the bytes done so far and the total (-1 if unknown).
@@ -64,6 +71,14 @@ type Device interface {
 	Read(ctx context.Context, w io.Writer) error
 	// Size returns the storage's size in bytes.
 	Size(ctx context.Context) (int64, error)
+}
+
+// Stater is a Device that can tell whether its content is what the last flash wrote: a block
+// device written in place holds part of an image after a flash that did not finish (the exporter
+// stopped, the upload broke). Methods adds state() for it.
+type Stater interface {
+	// State returns "complete", or "incomplete: " and what happened.
+	State(ctx context.Context) (string, error)
 }
 
 // Side is where a mux connects its storage.
@@ -100,8 +115,9 @@ type Options struct{}
 //	has_image(sha256 string) -> bool
 //	read() <=> bytes                 the storage's content
 //	size() -> int                    bytes
+//	state() -> string                "complete" or "incomplete: …" (a Stater only)
 func Methods(d Device, o Options) []driver.Method {
-	return []driver.Method{
+	ms := []driver.Method{
 		{
 			Name: "write", Kind: driver.KindByteStream,
 			Doc: "upload an image (raw, gzip, xz, zstd or bzip2, by magic number) and write it; " +
@@ -201,6 +217,14 @@ func Methods(d Device, o Options) []driver.Method {
 			Call: func(ctx context.Context, _ driver.Args) (any, error) { return d.Size(ctx) },
 		},
 	}
+	if st, ok := d.(Stater); ok {
+		ms = append(ms, driver.Method{
+			Name: "state", Kind: driver.KindCall, Returns: driver.TypeString,
+			Doc:  `"complete", or "incomplete: …" when a flash written in place did not finish`,
+			Call: func(ctx context.Context, _ driver.Args) (any, error) { return st.State(ctx) },
+		})
+	}
+	return ms
 }
 
 // serverWrite runs write, sending its progress as {bytes, total} items and then its result. A

@@ -33,7 +33,9 @@ type store struct {
 	size  int64  // configured size of a file target; 0 = none
 	cache cache
 	urls  urlPolicy // where write_url may download from
-	log   *slog.Logger
+	// inPlace makes a regular file target written in place, as a device is (for tests).
+	inPlace bool
+	log     *slog.Logger
 	// gate, if set, says why storage access is refused now (a mux switched to the DUT) or "".
 	// It is called with mu held.
 	gate func(ctx context.Context) error
@@ -100,9 +102,11 @@ func (s *store) cancel(ctx context.Context) error {
 	}
 }
 
-// trimCache evicts cache entries down to cache_max and removes stale temporaries, logging what
+// trimCache evicts cache entries down to cache_max and removes stale temporaries (of the cache,
+// and the flash temporaries next to a file target that a stopped exporter left), logging what
 // fails: the cache is an optimisation, never a reason to refuse service.
 func (s *store) trimCache() {
+	s.removeStaleTemps()
 	if s.cache.dir == "" {
 		return
 	}
@@ -113,6 +117,9 @@ func (s *store) trimCache() {
 
 // isDevice reports whether the target is a device node (written in place) rather than a file.
 func (s *store) isDevice() bool {
+	if s.inPlace {
+		return true
+	}
 	st, err := os.Stat(s.path)
 	return err == nil && st.Mode()&os.ModeDevice != 0
 }
@@ -204,6 +211,9 @@ func (s *source) start() {
 // stop releases the goroutines; a receive blocked in r ends when r does (the stream is closed
 // when the method returns).
 func (s *source) stop() {
+	if s.done == nil {
+		return // never started (the target could not be opened)
+	}
 	select {
 	case <-s.done:
 	default:
@@ -294,15 +304,19 @@ func (s *source) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// sink records write errors of the target.
+// sink records write errors of the target, and tells progress (if set) every journalEvery bytes.
 type sink struct {
-	w   io.Writer
-	n   int64
-	err error
+	w        io.Writer
+	n        int64
+	err      error
+	progress func(n int64)
 }
 
 func (s *sink) Write(p []byte) (int, error) {
 	n, err := s.w.Write(p)
+	if s.progress != nil && (s.n+int64(n))/journalEvery > s.n/journalEvery {
+		s.progress(s.n + int64(n))
+	}
 	s.n += int64(n)
 	if err != nil && s.err == nil {
 		s.err = err
@@ -357,11 +371,19 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	if err != nil {
 		return res, err
 	}
+	var j *journal // written in place: what the target holds is recorded while it changes
+	if s.isDevice() {
+		j = s.startJournal(o.size)
+		if prev := j.previous; prev != nil {
+			res.Note = "replaced the incomplete content " + prev.what()
+		}
+	}
 	defer func() {
 		if err != nil {
 			abort()
-			if s.isDevice() {
-				err = fmt.Errorf("%w; the content of %s is now undefined", err, s.path)
+			if j != nil {
+				j.failed(err)
+				err = fmt.Errorf("%w; the content of %s is now incomplete (state() says so until a flash completes)", err, s.path)
 			}
 		}
 	}()
@@ -374,6 +396,9 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	if err == nil {
 		defer release()
 		w := &sink{w: out}
+		if j != nil {
+			w.progress = j.progress
+		}
 		_, err = io.CopyBuffer(w, readerOnly{dec}, buf)
 		res.Written = w.n
 		if err == nil {
@@ -408,6 +433,9 @@ func (s *store) flash(ctx context.Context, r io.Reader, o flashOptions) (res Res
 	}
 	if err := commit(res.Written); err != nil {
 		return res, writeError(op, s.path, err)
+	}
+	if j != nil {
+		j.complete()
 	}
 	switch {
 	case cacheTmp != nil && capped.over:
@@ -468,10 +496,12 @@ func (s *store) openTarget(op string) (w io.Writer, commit func(written int64) e
 	if st, err := os.Stat(s.path); err == nil {
 		mode = st.Mode().Perm()
 	}
-	tmp, err := os.CreateTemp(dir, "."+base+".jsn-*")
+	tmp, err := os.CreateTemp(dir, "."+base+flashTemp+"*")
 	if err != nil {
 		return nil, nil, nil, openError(op, err)
 	}
+	// Locked while it is being written: removeStaleTemps takes only those of writers gone.
+	_ = syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 	abort = func() { discard(tmp) }
 	commit = func(written int64) error {
 		err := func() error {

@@ -3,6 +3,9 @@ package cli
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,7 +57,11 @@ func connectExporter(ctx context.Context, f *cmdutil.Factory) (*client.Exporter,
 		if err != nil {
 			return nil, err
 		}
-		if ex, err = client.Dial(ctx, o); err != nil {
+		r := client.Retry{For: -1}
+		if strings.HasPrefix(o.Host, "nats://") {
+			r = retryNotice(f) // a lab's NATS server restarting: wait for it
+		}
+		if ex, err = client.DialWith(ctx, o, r); err != nil {
 			return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
 		}
 	}
@@ -85,7 +92,24 @@ func connectController(ctx context.Context, f *cmdutil.Factory) (*client.Control
 	if err != nil {
 		return nil, &cmdutil.UsageError{Err: err}
 	}
-	return client.DialController(ctx, cfg)
+	return client.DialControllerWith(ctx, cfg, retryNotice(f))
+}
+
+// retryNotice is how commands ride over a controller or NATS server that is away for a moment
+// (a restart): operations are tried again for up to client.DefaultRetryFor, and stderr says so
+// (at most every 10 s).
+func retryNotice(f *cmdutil.Factory) client.Retry {
+	var mu sync.Mutex
+	var last time.Time
+	return client.Retry{OnRetry: func(what string, err error, next time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < 10*time.Second {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(f.ErrOut, "jsn: %s: %v; trying again for up to %v\n", what, err, client.DefaultRetryFor)
+	}}
 }
 
 // leaseExporter reaches the exporter of active lease id with the lease credential the
@@ -104,7 +128,7 @@ func leaseExporter(ctx context.Context, f *cmdutil.Factory, id string) (*client.
 	if err != nil {
 		return nil, fmt.Errorf("lease %s is %s: %w", id, rep.Lease.Status, err)
 	}
-	ex, err := client.Dial(ctx, o)
+	ex, err := client.DialWith(ctx, o, retryNotice(f))
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
 	}

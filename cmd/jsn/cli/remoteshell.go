@@ -70,7 +70,7 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	ex, err := client.Dial(wctx, o)
+	ex, err := client.DialWith(wctx, o, retryNotice(f))
 	if err != nil {
 		return endedError(ctx, ctl, lease.ID, fmt.Errorf("connect to %s: %w", o.Host, err))
 	}
