@@ -86,11 +86,20 @@ type pendingRef struct {
 	path   string // yaml path for errors
 }
 
+// pendingUser is a ChildUser node waiting for its children's refs to be resolved.
+type pendingUser struct {
+	node     *Node
+	children []*Node // config children, not built-in ones
+	pos      *yaml.Node
+	path     string // yaml path for errors
+}
+
 type builder struct {
 	c     *yamlconf.Collector
 	d     *yamlconf.Decoder
 	opts  BuildOptions
 	refs  []pendingRef
+	users []pendingUser
 	stack map[*yaml.Node]bool // node mappings being built, against alias cycles
 	count int                 // nodes built, against alias bombs
 	// failed are the paths of nodes that could not be built (unknown class, no type): a ref to
@@ -132,6 +141,7 @@ func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
 	}
 	t.Walk(func(n *Node) { t.index[n.Path] = n })
 	b.resolveRefs(t)
+	b.useChildren()
 	if b.unknownJS {
 		known := Aliases("jumpstarter_")
 		list := strings.Join(known, ", ")
@@ -281,6 +291,16 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	builtin := b.real(n, key, ypath)
 	if md := fields["methods_description"]; md != nil {
 		b.methodDocs(n, md, ypath+".methods_description")
+	}
+	nbuiltin := len(n.Children)
+	if _, ok := drv.(ChildUser); ok {
+		defer func() {
+			pos := keyAt["children"]
+			if pos == nil {
+				pos = key
+			}
+			b.users = append(b.users, pendingUser{node: n, children: n.Children[nbuiltin:], pos: pos, path: ypath + ".children"})
+		}()
 	}
 	if ch := fields["children"]; ch != nil {
 		ch = yamlconf.ResolveAlias(ch)
@@ -594,6 +614,29 @@ func (b *builder) failedPath(path string) bool {
 		p = p[:i]
 	}
 	return false
+}
+
+// useChildren hands every ChildUser its config children. A user with a child that did not resolve
+// (a ref to a missing or failed node, already reported) is skipped, against cascades.
+func (b *builder) useChildren() {
+	for _, u := range b.users {
+		m := make(map[string]Driver, len(u.children))
+		ok := true
+		for _, c := range u.children {
+			r := c.Resolve()
+			if r == nil || r.Driver == nil {
+				ok = false
+				break
+			}
+			m[c.Name] = r.Driver
+		}
+		if !ok {
+			continue
+		}
+		if err := u.node.Driver.(ChildUser).UseChildren(m); err != nil {
+			b.c.Add(u.pos, u.path, "%v", err)
+		}
+	}
 }
 
 // Find returns the node at the dotted path, or nil.
