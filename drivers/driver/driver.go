@@ -50,6 +50,18 @@ type Parent interface {
 	Children() []Child
 }
 
+// ChildUser is implemented by drivers that work through the children written under their
+// `children:` in the config (a U-Boot console drives its `serial` child; a flasher its `uboot`
+// and `tftp` children). Build calls UseChildren once the whole tree is built and its refs are
+// resolved, before anything is opened, with every config child by name: a `ref:` child is passed
+// as the driver it points to. Built-in children (Parent) are not passed. An error is reported as a
+// config error of the node's children, so name the child and what it must be ("child \"serial\"
+// must be a jsn.serial.v1 driver, got power.Mock"). The children may not be open yet: use them in
+// calls, not in Open.
+type ChildUser interface {
+	UseChildren(children map[string]Driver) error
+}
+
 // Child is a built-in child of a Parent driver.
 type Child struct {
 	Name   string

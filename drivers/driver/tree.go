@@ -76,11 +76,20 @@ type pendingRef struct {
 	path   string // yaml path for errors
 }
 
+// pendingUser is a ChildUser node waiting for its children's refs to be resolved.
+type pendingUser struct {
+	node     *Node
+	children []*Node // config children, not built-in ones
+	pos      *yaml.Node
+	path     string // yaml path for errors
+}
+
 type builder struct {
 	c     *yamlconf.Collector
 	d     *yamlconf.Decoder
 	opts  BuildOptions
 	refs  []pendingRef
+	users []pendingUser
 	stack map[*yaml.Node]bool // node mappings being built, against alias cycles
 	count int                 // nodes built, against alias bombs
 }
@@ -116,6 +125,7 @@ func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
 	}
 	t.Walk(func(n *Node) { t.index[n.Path] = n })
 	b.resolveRefs(t)
+	b.useChildren()
 	if err := c.Err(); err != nil {
 		return nil, err
 	}
@@ -247,6 +257,16 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	n.Driver = drv
 	b.configure(drv, cfg, key, cfgPath)
 	builtin := b.real(n, key, ypath)
+	nbuiltin := len(n.Children)
+	if _, ok := drv.(ChildUser); ok {
+		defer func() {
+			pos := keyAt["children"]
+			if pos == nil {
+				pos = key
+			}
+			b.users = append(b.users, pendingUser{node: n, children: n.Children[nbuiltin:], pos: pos, path: ypath + ".children"})
+		}()
+	}
 	if ch := fields["children"]; ch != nil {
 		ch = yamlconf.ResolveAlias(ch)
 		switch {
@@ -450,6 +470,29 @@ func (b *builder) resolveRefs(t *Tree) {
 			}
 			seen[n] = len(chain)
 			chain = append(chain, n)
+		}
+	}
+}
+
+// useChildren hands every ChildUser its config children. A user with a child that did not resolve
+// (a ref to a missing or failed node, already reported) is skipped, against cascades.
+func (b *builder) useChildren() {
+	for _, u := range b.users {
+		m := make(map[string]Driver, len(u.children))
+		ok := true
+		for _, c := range u.children {
+			r := c.Resolve()
+			if r == nil || r.Driver == nil {
+				ok = false
+				break
+			}
+			m[c.Name] = r.Driver
+		}
+		if !ok {
+			continue
+		}
+		if err := u.node.Driver.(ChildUser).UseChildren(m); err != nil {
+			b.c.Add(u.pos, u.path, "%v", err)
 		}
 	}
 }
