@@ -4,6 +4,7 @@ import (
 	_ "jsn.dev/jsn/drivers/composite" // composite, Jumpstarter Composite/Proxy
 	_ "jsn.dev/jsn/drivers/network"   // network.TCP, UDP, Unix; jsn forward, jsn ssh
 	_ "jsn.dev/jsn/drivers/power"     // power.Mock; jsn power
+	_ "jsn.dev/jsn/drivers/process"   // process: out-of-process drivers (any language, Python SDK)
 	_ "jsn.dev/jsn/drivers/qemu"      // qemu.QEMU virtual board
 	_ "jsn.dev/jsn/drivers/serial"    // serial.Port; jsn serial
 	_ "jsn.dev/jsn/drivers/shell"     // shell

@@ -547,6 +547,9 @@ func checkMethod(m *Method) string {
 	if !ok {
 		return fmt.Sprintf("kind %q needs exactly its own handler (Call, Stream or Bytes)", m.Kind)
 	}
+	if m.Raw != nil && m.Kind != KindCall {
+		return "Raw is only for methods of kind call"
+	}
 	optional := false
 	for _, a := range m.Args {
 		if a.Optional {
@@ -741,11 +744,43 @@ func (t *Tree) Open(ctx context.Context) error {
 	}
 	t.opened = true
 	for i, n := range t.order {
-		if err := n.Driver.Open(ctx); err != nil {
+		err := n.Driver.Open(ctx)
+		if err == nil {
+			err = n.declare()
+		}
+		if err != nil {
 			errs := []error{fmt.Errorf("open export.%s: %w", n.Path, err)}
 			errs = append(errs, t.closeLocked(t.order[:i+1])...)
 			return errors.Join(errs...)
 		}
+	}
+	return nil
+}
+
+// declare replaces the method table of a Declarer's node with what its opened driver declares.
+func (n *Node) declare() error {
+	d, ok := n.Driver.(Declarer)
+	if !ok {
+		return nil
+	}
+	iface, list := d.Declared()
+	methods := map[string]*Method{}
+	var listed []*Method
+	for _, meth := range list {
+		meth.path = n.Path
+		if msg := checkMethod(&meth); msg != "" {
+			return fmt.Errorf("declared method %q: %s", meth.Name, msg)
+		}
+		if methods[meth.Name] != nil {
+			return fmt.Errorf("method %q declared twice", meth.Name)
+		}
+		mp := &meth
+		methods[meth.Name] = mp
+		listed = append(listed, mp)
+	}
+	n.methods, n.listed = methods, listed
+	if iface != "" {
+		n.Info.Interface = iface
 	}
 	return nil
 }
