@@ -36,6 +36,13 @@ type Methoder interface {
 	Methods() []Method
 }
 
+// Declarer is implemented by drivers that learn their interface and methods only once opened: an
+// out-of-process driver asks its process. Tree.Open calls Declared after the driver's Open
+// succeeds and serves what it returns (checked like Methods) from then on; describe shows it.
+type Declarer interface {
+	Declared() (iface string, methods []Method)
+}
+
 // Parent is implemented by drivers that build their own children (a QEMU board has power, console,
 // storage). Children listed in the config under `children:` are attached by the framework and are
 // not returned here.
@@ -147,6 +154,11 @@ type Method struct {
 	Call   func(ctx context.Context, args Args) (any, error)
 	Stream func(ctx context.Context, args Args, send func(item any) error) error
 	Bytes  func(ctx context.Context, args Args, s Stream) error
+	// Raw is an optional fast path of a KindCall method whose Call is also set: body is the
+	// call's msgpack argument array exactly as received (already checked against Args), the
+	// result is the msgpack reply exactly as sent. The exporter uses it instead of Call, so a
+	// driver that forwards calls elsewhere (an out-of-process driver) re-encodes nothing.
+	Raw func(ctx context.Context, body []byte) ([]byte, error)
 
 	path string // driver path, set on the copies held by a Tree's method tables, for errors
 }
