@@ -300,9 +300,10 @@ func (c *Console) run(ctx context.Context, s *session, command string, out func(
 	from := s.len()
 	marker := "jsn-rc-" + tok
 	if out != nil {
-		done := make(chan struct{})
-		defer close(done)
+		done, finished := make(chan struct{}), make(chan struct{})
+		defer func() { close(done); <-finished }()
 		go func() {
+			defer close(finished)
 			at := from
 			for {
 				s.mu.Lock()
