@@ -25,10 +25,11 @@ import (
 	"jsn.dev/jsn/internal/testkit"
 )
 
-const ubootROM = "/usr/lib/u-boot/qemu-x86_64/u-boot.rom"
+// The 32-bit build: the 64-bit one (qemu-x86_64) resets the board in zboot.
+const ubootROM = "/usr/lib/u-boot/qemu-x86/u-boot.rom"
 
 // TestBootAndFlashThroughUBoot is the end to end test of the bootloader drivers, on one boot of
-// a virtual board: QEMU runs Debian's U-Boot for x86_64 with a virtio disk and an e1000 NIC on
+// a virtual board: QEMU runs Debian's U-Boot for x86 with a virtio disk and an e1000 NIC on
 // user networking (the guest reaches the host's 127.0.0.1 at 10.0.2.2). jsn interrupts
 // autoboot (uboot.Console), runs commands and reads/sets the environment; flashes an image
 // through U-Boot (flasher.UBoot: TFTP from the exporter's fileserver.TFTP, crc32, virtio write)

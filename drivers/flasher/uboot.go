@@ -222,9 +222,9 @@ func (u *UBoot) UseChildren(children map[string]driver.Driver) error {
 		}
 	}
 	if u.console == nil {
-		if ser == nil {
+		if _, given := children["serial"]; !given {
 			errs = append(errs, errors.New(`child "serial" is required (the board's console), or a "uboot" child`))
-		} else {
+		} else if ser != nil {
 			u.console = uboot.New(u.log, ser, u.power)
 		}
 	}
