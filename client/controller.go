@@ -307,3 +307,15 @@ func (c *Controller) DeleteIdentity(ctx context.Context, kind, name string) erro
 	}
 	return c.admin(ctx, verb, api.ExporterName{Name: name}, nil)
 }
+
+// DashboardToken asks the controller for a one-time dashboard login: a token its HTTP
+// listener exchanges, within api.DashboardToken.Expires and once, for a short-lived browser
+// credential with this identity's watch rights; URL carries it ("" when the controller serves
+// no dashboard: jsn controller run --http ADDR --websocket ADDR).
+func (c *Controller) DashboardToken(ctx context.Context) (*api.DashboardToken, error) {
+	var out api.DashboardToken
+	if err := c.call(ctx, api.VerbDashboard, api.Empty{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

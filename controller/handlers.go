@@ -40,6 +40,7 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixClient, api.VerbLeaseList, c.leaseList},
 		{api.PrefixClient, api.VerbExportersList, c.exportersList},
 		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
+		{api.PrefixClient, api.VerbDashboard, c.dashboardToken},
 		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},
 		{api.PrefixAdmin, api.VerbCreateClient, c.createClient},
 		{api.PrefixAdmin, api.VerbListExporter, c.lister(api.KindExporter)},

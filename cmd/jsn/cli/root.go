@@ -123,6 +123,7 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newGetCmd(f),
 		newLeaseCmd(f),
 		newTapCmd(f),
+		newDashboardCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root
