@@ -187,7 +187,7 @@ function attach(name, paths) {
       const rest = m.subject.slice(pre.length);
       if (rest.startsWith("~history.")) {
         const p = tokens[rest.slice(9)];
-        if (p) history(p, m);
+        if (p) gotHistory(p, m);
         return;
       }
       const t = page.terms[rest];
@@ -208,7 +208,7 @@ function attach(name, paths) {
   });
 }
 
-function history(p, m) {
+function gotHistory(p, m) {
   const t = page.terms[p];
   if (!t || t.live) return;
   if (m.headers?.hasError || m.headers?.get("Nats-Service-Error-Code")) { goLive(t, -1); return; }
