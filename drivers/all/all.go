@@ -12,3 +12,7 @@ import (
 	_ "jsn.dev/jsn/drivers/storage"   // storage.File, MockMux, SDWire; jsn storage
 	_ "jsn.dev/jsn/drivers/video"     // jsn video (qemu.Video implements it)
 )
+
+// Boot and flash through the bootloader (one import per line, outside the block above so that
+// gofmt's alignment never rewrites other lines).
+import _ "jsn.dev/jsn/drivers/fileserver" // fileserver.TFTP, HTTP; jsn fileserver
