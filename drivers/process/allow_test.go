@@ -81,3 +81,26 @@ func TestRestrictDriversAPI(t *testing.T) {
 		t.Fatalf("power.read stream = %v", err)
 	}
 }
+
+// TestInterfaceVerbs: a Python driver that declares jsn.power.v1 is driven by `jsn power`.
+func TestInterfaceVerbs(t *testing.T) {
+	needPython(t)
+	s := clitest.Start(t, `apiVersion: jsn.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: lab}
+export:
+  psu:
+    type: process
+    config: {command: [/usr/bin/python3, -m, jsn_driver, `+testdata(t)+`:PowerSwitch]}
+`)
+	s.Run("power", "on").Want(t, 0)
+	r := s.Run("power", "status")
+	r.Want(t, 0)
+	if strings.TrimSpace(r.Stdout) != "on" {
+		t.Fatalf("jsn power status: %q", r.Stdout)
+	}
+	r = s.Run("describe")
+	if !strings.Contains(r.Stdout, "psu  process  jsn.power.v1") {
+		t.Fatalf("describe:\n%s", r.Stdout)
+	}
+}
