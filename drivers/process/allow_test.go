@@ -31,7 +31,7 @@ export:
 // other types, before sending anything, naming the type and the key.
 func TestClientDriverAllow(t *testing.T) {
 	needPython(t)
-	cfg := strings.Replace(allowLab, "%s", testdata(t), 1)
+	cfg := strings.Replace(allowLab, "%s", testdata(t)+":Relay", 1)
 	s := clitest.Start(t, cfg)
 	file := filepath.Join(t.TempDir(), "client.yaml")
 	err := os.WriteFile(file, []byte(`apiVersion: jsn.dev/v1alpha1
@@ -66,7 +66,7 @@ drivers:
 
 func TestRestrictDriversAPI(t *testing.T) {
 	needPython(t)
-	l := exportertest.Start(t, strings.Replace(allowLab, "%s", testdata(t), 1))
+	l := exportertest.Start(t, strings.Replace(allowLab, "%s", testdata(t)+":Relay", 1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	l.Exporter.RestrictDrivers([]string{"process"}, "the test's list")
