@@ -469,6 +469,23 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 			_ = m.RespondError(wire.Errorf(wire.InvalidArgument, "%s.%s is a plain call; it does not open a stream", path, method))
 			return
 		}
+		if meth.Raw != nil { // the driver takes and gives msgpack as it is on the wire
+			body := m.Data
+			if len(raw) == 0 {
+				body = nil
+			}
+			res, err := e.invoke(ctx, path, method, func() (any, error) { return meth.Raw(ctx, body) })
+			if err != nil {
+				if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil {
+					err = cause
+				}
+				_ = m.RespondError(err)
+				return
+			}
+			b, _ := res.([]byte)
+			_ = m.Respond(nil, b)
+			return
+		}
 		res, err := e.invoke(ctx, path, method, func() (any, error) { return meth.Call(ctx, args) })
 		if err != nil {
 			if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil {
