@@ -125,6 +125,7 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newGetCmd(f),
 		newLeaseCmd(f),
 		newTapCmd(f),
+		newAuditCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root
