@@ -54,6 +54,8 @@ type Config struct {
 	LeaseHooks Hooks
 	// DirectStreams is where byte streams may bypass the broker (see bus.ListenDirect).
 	DirectStreams DirectStreams
+	// Drivers is the driver allowlist (`drivers:`); nil allows every type and program.
+	Drivers *DriverPolicy
 	// Motd is the message of the day (Jumpstarter's motd:), printed when a shell starts.
 	Motd string
 	// ExitOnLeaseEnd stops a remote exporter once its first lease has ended (Jumpstarter's
@@ -88,6 +90,7 @@ type rawConfig struct {
 	Credentials    string         `yaml:"credentials"`
 	CA             string         `yaml:"ca"` // PEM (jsn files only)
 	DirectStreams  *DirectStreams `yaml:"directStreams"`
+	Drivers        *DriverPolicy  `yaml:"drivers"` // allowlists (allow.go)
 	Motd           string         `yaml:"motd"`
 	ExitOnLeaseEnd bool           `yaml:"exitOnLeaseEnd"`
 
@@ -280,6 +283,7 @@ func parse(file string, data []byte) (*Config, yamlconf.Errors) {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
+	errs = checkDriverPolicy(file, root, raw.Drivers, raw.Export, dir, errs)
 	cfg := &Config{
 		APIVersion: raw.APIVersion,
 		Kind:       raw.Kind,
@@ -296,6 +300,7 @@ func parse(file string, data []byte) (*Config, yamlconf.Errors) {
 		CA:             raw.CA,
 		LeaseHooks:     hooks,
 		DirectStreams:  direct,
+		Drivers:        raw.Drivers,
 		Dir:            dir,
 	}
 	return cfg, errs

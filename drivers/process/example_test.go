@@ -81,3 +81,49 @@ func TestExampleByteStream(t *testing.T) {
 		t.Fatalf("loopback returned %d bytes, want the %d sent", len(got), len(src))
 	}
 }
+
+// TestRawProtocolExample serves examples/drivers/raw_counter.py, which speaks the protocol of
+// docs/external-drivers.md without the SDK.
+func TestRawProtocolExample(t *testing.T) {
+	needPython(t)
+	script, err := filepath.Abs("../../examples/drivers/raw_counter.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := exportertest.Start(t, `apiVersion: jsn.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: raw}
+export:
+  counter:
+    type: process
+    config:
+      command: [/usr/bin/python3, `+script+`]
+      options: {step: 3}
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := l.Driver("counter")
+	if got, err := d.Call(ctx, "inc"); err != nil || got != int64(3) {
+		t.Fatalf("inc = %v, %v", got, err)
+	}
+	if got, err := d.Call(ctx, "add", 4); err != nil || got != int64(7) {
+		t.Fatalf("add(4) = %v, %v", got, err)
+	}
+	items, err := d.Stream(ctx, "upto", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for {
+		var v int64
+		if err := items.Next(&v); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, v)
+	}
+	if len(got) != 3 || got[2] != 2 {
+		t.Fatalf("upto(3) = %v", got)
+	}
+}

@@ -62,7 +62,7 @@ export:
 %s
   other:
     type: power.Mock
-`, python, testdata(t), extra))
+`, python, testdata(t)+":Relay", extra))
 }
 
 func TestCallsStreamsAndDescribe(t *testing.T) {

@@ -172,7 +172,7 @@ func (q *QEMU) args(kernel, initrd, disk string, kvm bool) []string {
 	if cpu != "" {
 		a = append(a, "-cpu", cpu)
 	}
-	a = append(a, "-display", "none")
+	a = append(a, "-display", "none", "-vnc", "unix:"+qemuOpt(q.vncSock()))
 	if q.Arch == "aarch64" {
 		a = append(a, "-device", "virtio-gpu-pci")
 	} else {
@@ -182,6 +182,8 @@ func (q *QEMU) args(kernel, initrd, disk string, kvm bool) []string {
 		"-chardev", "socket,id=console,path="+qemuOpt(q.consoleSock())+",server=on,wait=on",
 		"-serial", "chardev:console",
 		"-qmp", "unix:"+qemuOpt(q.qmpSock())+",server=on,wait=off",
+		"-chardev", "socket,id=gdb,path="+qemuOpt(q.gdbSock())+",server=on,wait=off",
+		"-gdb", "chardev:gdb",
 	)
 	netdev := "user,id=net0"
 	for _, f := range q.fwd {

@@ -162,3 +162,26 @@ class Relay(Driver):
     def source(self, n: int):
         """Produce n bytes."""
         yield _Source(n)
+
+
+@dataclass(kw_only=True)
+class PowerSwitch(Driver):
+    """A power switch in Python that implements jsn.power.v1, so `jsn power` drives it."""
+
+    jsn_interface = "jsn.power.v1"
+    state: str = "off"
+
+    @export
+    def on(self) -> None:
+        """switch the power on"""
+        self.state = "on"
+
+    @export
+    def off(self) -> None:
+        """switch the power off"""
+        self.state = "off"
+
+    @export
+    def status(self) -> str:
+        """the power state"""
+        return self.state
