@@ -522,7 +522,11 @@ func WatchPermissions(p *jwt.Permissions, watch []string) error {
 		if err := CheckWatch(e); err != nil {
 			return err
 		}
-		p.Sub.Allow.Add(wire.TapWildcard(e))
+		if e == "*" {
+			p.Sub.Allow.Add("jsn.tap.>") // not jsn.tap.*.>: NATS refuses a subscription to jsn.tap.> under it
+		} else {
+			p.Sub.Allow.Add(wire.TapWildcard(e))
+		}
 		p.Pub.Allow.Add(wire.HistoryWildcard(e))
 	}
 	return nil
