@@ -151,6 +151,12 @@ func HistoryReplySubject(exporter, token string) string {
 	return prefixTap + exporter + "." + historyReplyToken + "." + token
 }
 
+// HistoryReplyPrefix is the prefix of exporter's history reply subjects (an inbox-like prefix:
+// the reply subject is the prefix, '.', a token).
+func HistoryReplyPrefix(exporter string) string {
+	return prefixTap + exporter + "." + historyReplyToken
+}
+
 // IsHistoryReply reports whether subject is a history reply subject of exporter (one token
 // after the marker).
 func IsHistoryReply(exporter, subject string) bool {
