@@ -149,7 +149,11 @@ func CheckCredentials(cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("client config %s: %w", cfg.File, err)
 	}
-	if want := bus.InboxPrefix(bus.KindClient, cfg.Metadata.Name); in != want {
+	kind := bus.KindClient
+	if cfg.Role == RoleViewer {
+		kind = bus.KindViewer
+	}
+	if want := bus.InboxPrefix(kind, cfg.Metadata.Name); in != want {
 		return wire.Errorf(wire.PermissionDenied, "client config %s: its credentials receive on %s.>, not %s.> as credentials of client %s do now "+
 			"(issued by an older jsn?): ask an admin to issue them again (jsn admin delete client %s; jsn admin create client %s)",
 			cfg.File, in, want, cfg.Metadata.Name, cfg.Metadata.Name, cfg.Metadata.Name)
