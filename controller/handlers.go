@@ -44,6 +44,7 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixViewer, api.VerbExportersList, asViewer(c.exportersList)},
 		{api.PrefixViewer, api.VerbExportersDesc, asViewer(c.exportersDescribe)},
 		{api.PrefixClient, api.VerbAudit, c.auditQuery},
+		{api.PrefixClient, api.VerbDashboard, c.dashboardToken},
 		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},
 		{api.PrefixAdmin, api.VerbCreateClient, c.createClient},
 		{api.PrefixAdmin, api.VerbListExporter, c.lister(api.KindExporter)},

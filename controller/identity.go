@@ -581,7 +581,7 @@ func (a *Authority) controllerUsers() (apiCreds, stateCreds []byte, err error) {
 	var p jwt.Permissions
 	p.Pub.Allow.Add(bus.InboxPrefix(bus.KindClient)+">", bus.InboxPrefix(bus.KindExporter)+">",
 		bus.InboxPrefix(bus.KindViewer)+">", "_INBOX.>",
-		api.LeasePushSubject("*"))
+		api.LeasePushSubject("*"), api.DashSubject)
 	p.Sub.Allow.Add("jsn.ctl.>", "$SRV.>", bus.InboxPrefix(bus.KindController, ControllerName)+".>")
 	if apiCreds, _, err = a.newUser(ControllerName, p, time.Time{}, []string{"jsn-controller"}); err != nil {
 		return nil, nil, err
