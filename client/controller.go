@@ -254,7 +254,7 @@ func (c *Controller) call(ctx context.Context, verb string, req, out any) error 
 	if c.role == RoleViewer {
 		// A viewer's API is its own (jsn.ctl.v.<name>.…): list and describe only.
 		switch verb {
-		case api.VerbExportersList, api.VerbExportersDesc, api.VerbLeaseList:
+		case api.VerbExportersList, api.VerbExportersDesc, api.VerbLeaseList, api.VerbDashboard:
 			return c.request(ctx, api.ViewerSubject(c.name, verb), verb, req, out, true)
 		}
 		return wire.Errorf(wire.PermissionDenied, "%s: %s is a viewer: it may list exporters and leases, describe exporters and watch taps, nothing else", verb, c.name)

@@ -43,6 +43,7 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixViewer, api.VerbLeaseList, asViewer(c.leaseList)},
 		{api.PrefixViewer, api.VerbExportersList, asViewer(c.exportersList)},
 		{api.PrefixViewer, api.VerbExportersDesc, asViewer(c.exportersDescribe)},
+		{api.PrefixViewer, api.VerbDashboard, c.viewerDashboardToken},
 		{api.PrefixClient, api.VerbAudit, c.auditQuery},
 		{api.PrefixClient, api.VerbDashboard, c.dashboardToken},
 		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},

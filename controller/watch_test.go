@@ -2,6 +2,7 @@ package controller
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -265,4 +266,31 @@ func mustCfg(t *testing.T, l *lab, name string) []byte {
 	t.Helper()
 	_, cfg := l.client(name, api.CreateClientRequest{})
 	return cfg
+}
+
+// TestViewerDashboard: a viewer (a wall screen) logs in to the dashboard with its own config,
+// and its browser credential gets its watch list; a client's --watch list counts too.
+func TestViewerDashboard(t *testing.T) {
+	l := startWebLab(t)
+	l.exporter("e1", nil)
+	l.exporter("e2", nil)
+	rep := callOK[api.ConfigReply](t, l.admin, api.AdminSubject(AdminName, api.VerbCreateViewer), api.CreateViewerRequest{Name: "wall", Watch: []string{"e2"}})
+	wall := l.attack(t, credsOf(t, rep.Config), "_INBOX_v.wall")
+	m, err := rawRequest(t, wall.nc, api.ViewerSubject("wall", api.VerbDashboard), api.Empty{})
+	if err != nil || wire.ReplyError(wire.Header(m.Header)) != nil {
+		t.Fatalf("viewer dashboard token: %v %v", err, m)
+	}
+	var tok api.DashboardToken
+	if err := wire.Unmarshal(m.Data, &tok); err != nil {
+		t.Fatal(err)
+	}
+	s, code, err := l.exchange(tok.Token)
+	if err != nil || s.Name != "wall" || fmt.Sprint(s.Watch) != "[e2]" {
+		t.Fatalf("viewer exchange: %d %v %+v", code, err, s)
+	}
+	bob, _ := l.client("bob", api.CreateClientRequest{Watch: []string{"e1"}})
+	tok = callOK[api.DashboardToken](t, bob, api.ClientSubject("bob", api.VerbDashboard), api.Empty{})
+	if s, _, err := l.exchange(tok.Token); err != nil || fmt.Sprint(s.Watch) != "[e1]" {
+		t.Fatalf("--watch client exchange: %v %+v", err, s)
+	}
 }
