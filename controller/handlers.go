@@ -40,6 +40,8 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixClient, api.VerbLeaseList, c.leaseList},
 		{api.PrefixClient, api.VerbExportersList, c.exportersList},
 		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
+		{api.PrefixClient, api.VerbAudit, c.auditQuery},
+		{api.PrefixClient, api.VerbDashboard, c.dashboardToken},
 		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},
 		{api.PrefixAdmin, api.VerbCreateClient, c.createClient},
 		{api.PrefixAdmin, api.VerbListExporter, c.lister(api.KindExporter)},
@@ -341,6 +343,7 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	}
 	rec := &leaseRecord{Lease: api.Lease{ID: req.ID, Client: who, Selector: req.Selector, Exporter: req.Exporter,
 		Priority: req.Priority, Status: api.StatusQueued, Created: time.Now().UTC(), Duration: req.Duration, Allow: id.Allow}}
+	c.auditLease(api.AuditRequest, &rec.Lease, "")
 	cands, _ := c.candidates(&rec.Lease)
 	if len(cands) == 0 {
 		what := "selector " + req.Selector
@@ -375,6 +378,7 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		}
 		return nil, err
 	}
+	c.auditLease(api.AuditQueued, &rec.Lease, rec.Lease.Reason)
 	c.kickScheduler()
 	return api.LeaseReply{Lease: &rec.Lease}, nil
 }
@@ -506,6 +510,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	}
 	c.mu.Unlock()
 	c.push(e, &nr.Lease, rev)
+	c.auditLease(api.AuditExtend, &nr.Lease, "")
 	return api.LeaseReply{Lease: &nr.Lease, Credential: cred}, nil
 }
 

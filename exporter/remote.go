@@ -169,6 +169,7 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		r.log.Info("direct streams", "listen", direct.Address())
 	}
 	ex.GuardReplies()
+	ex.AuditCalls()
 	if err := ex.Start(ctx, r.conn); err != nil {
 		return err
 	}

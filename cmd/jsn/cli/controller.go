@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/web"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/controller"
 )
@@ -23,6 +24,9 @@ type controllerOptions struct {
 	maxConnsPerCred                              int
 	maxSubs                                      int64
 	noImport                                     bool
+	websocket, websocketURL, dashboardURL        string
+	websocketNoTLS                               bool
+	audit                                        controller.AuditOptions
 }
 
 // importAdmin makes the admin config written to the data directory the current client config,
@@ -79,6 +83,8 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
   $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 127.0.0.1:8080
   # TLS with a certificate of your own (--tls-ca: the CA issued configs carry, if not a public one)
   $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --tls-cert lab.pem --tls-key lab.key --tls-ca ca.pem
+  # the web dashboard ('jsn dashboard' prints a login URL): page on :8080, NATS WebSocket on :8443 (TLS)
+  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 0.0.0.0:8080 --websocket 0.0.0.0:8443
   # against an existing NATS cluster configured with 'jsn controller nats-config'
   $ jsn controller run --data /var/lib/jsn --nats-url tls://n1:4222,tls://n2:4222 --tls-ca nats-ca.pem --replicas 3`,
 		Args: cobra.NoArgs,
@@ -91,11 +97,17 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 				Replicas: o.replicas, Log: log, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSCA: o.tlsCA,
 				TLSHosts: o.tlsHosts, NoTLS: o.noTLS, MaxQueued: o.maxQueued,
 				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20,
-				MaxConnsPerCredential: o.maxConnsPerCred})
+				MaxConnsPerCredential: o.maxConnsPerCred,
+				WebSocket:             o.websocket, WebSocketNoTLS: o.websocketNoTLS, WebSocketURL: o.websocketURL,
+				Dashboard: web.Static(), DashboardURL: o.dashboardURL, Audit: o.audit})
 		},
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
-	runCmd.Flags().StringVar(&o.http, "http", "", "address for /healthz and /metrics (e.g. 127.0.0.1:8080)")
+	runCmd.Flags().StringVar(&o.http, "http", "", "address of the web dashboard (with --websocket), /healthz and /metrics (e.g. 127.0.0.1:8080)")
+	runCmd.Flags().StringVar(&o.websocket, "websocket", "", "NATS WebSocket address for browsers (the dashboard): wss:// with the listener's certificate (e.g. 0.0.0.0:8443)")
+	runCmd.Flags().BoolVar(&o.websocketNoTLS, "websocket-no-tls", false, "plain ws:// on a loopback --websocket, behind a reverse proxy that terminates TLS")
+	runCmd.Flags().StringVar(&o.websocketURL, "websocket-url", "", "WebSocket URL browsers use (behind a reverse proxy, e.g. wss://lab.example/nats; default the listener's)")
+	runCmd.Flags().StringVar(&o.dashboardURL, "dashboard-url", "", "public URL of the dashboard that 'jsn dashboard' prints (behind a reverse proxy; default http://<--http>/)")
 	runCmd.Flags().StringVar(&o.natsURL, "nats-url", "", "use an existing NATS deployment (see nats-config) instead of the embedded server")
 	runCmd.Flags().StringVar(&o.creds, "creds", "", "no longer used: the controller mints its own users")
 	_ = runCmd.Flags().MarkDeprecated("creds", "the controller mints its own users from the signing key")
@@ -114,6 +126,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	runCmd.Flags().IntVar(&o.maxPendingMiB, "max-pending-mib", 64, "MiB the server buffers for a connection that does not read before dropping it")
 	runCmd.Flags().IntVar(&o.replicas, "replicas", 1, "JetStream replicas of the controller's KV buckets (3 on a 3-node --nats-url cluster); "+
 		"any number of controller processes may run against one --nats-url deployment")
+	addAuditFlags(runCmd, &o.audit)
 	natsCmd := &cobra.Command{
 		Use:   "nats-config",
 		Short: "Print the nats-server config that trusts this controller's operator and accounts",
@@ -155,4 +168,27 @@ revoked, closing its connections.`,
 	resetCmd.Flags().BoolVar(&o.noImport, "no-import", false, "do not import the admin config as the current client config")
 	cmd.AddCommand(initCmd, runCmd, natsCmd, resetCmd)
 	return cmd
+}
+
+// addAuditFlags binds the audit log's flags of `jsn controller run` (docs/operations.md, "Audit log").
+func addAuditFlags(cmd *cobra.Command, a *controller.AuditOptions) {
+	var on bool
+	var mib int64
+	cmd.Flags().BoolVar(&on, "audit", true, "keep the audit log (every lease event and driver call, in the JetStream stream jsn-audit; jsn audit reads it)")
+	cmd.Flags().DurationVar(&a.MaxAge, "audit-max-age", controller.DefaultAuditMaxAge, "oldest audit event kept")
+	cmd.Flags().Int64Var(&mib, "audit-max-mib", controller.DefaultAuditMaxBytes>>20, "MiB of audit events kept (the oldest go first)")
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if a.MaxAge <= 0 {
+			return cmdutil.Usagef("--audit-max-age %v: want a positive duration like 720h", a.MaxAge)
+		}
+		if mib <= 0 {
+			return cmdutil.Usagef("--audit-max-mib %d: want a positive number of MiB", mib)
+		}
+		a.Off, a.MaxBytes = !on, mib<<20
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
 }

@@ -125,6 +125,8 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newGetCmd(f),
 		newLeaseCmd(f),
 		newTapCmd(f),
+		newAuditCmd(f),
+		newDashboardCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root
