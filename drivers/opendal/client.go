@@ -29,7 +29,9 @@ func (c *Client) Stat(ctx context.Context, p string) (Entry, error) {
 }
 
 // Delete deletes the file or empty directory p; RemoveAll a whole directory.
-func (c *Client) Delete(ctx context.Context, p string) error { return c.d.CallInto(ctx, "delete", nil, p) }
+func (c *Client) Delete(ctx context.Context, p string) error {
+	return c.d.CallInto(ctx, "delete", nil, p)
+}
 
 // RemoveAll deletes p and everything under it.
 func (c *Client) RemoveAll(ctx context.Context, p string) error {

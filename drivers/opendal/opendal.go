@@ -224,7 +224,7 @@ func (o *Opendal) Methods() []driver.Method {
 		{Name: "list", Doc: "the entries of a directory: path, mode (file|dir), size, mtime",
 			Kind: driver.KindCall, Args: []driver.Arg{{Name: "path", Type: driver.TypeString, Optional: true, Doc: "a directory; default the root"}},
 			Returns: driver.TypeAny,
-			Call: func(ctx context.Context, a driver.Args) (any, error) { return o.list(a.String(0)) }},
+			Call:    func(ctx context.Context, a driver.Args) (any, error) { return o.list(a.String(0)) }},
 		{Name: "stat", Doc: "path, mode (file|dir), size and mtime of a file or directory",
 			Kind: driver.KindCall, Args: []driver.Arg{pathArg}, Returns: driver.TypeAny,
 			Call: func(ctx context.Context, a driver.Args) (any, error) {
