@@ -19,3 +19,6 @@ import (
 // Boot and flash through the bootloader (one import per line, outside the block above so that
 // gofmt's alignment never rewrites other lines).
 import _ "jsn.dev/jsn/drivers/fileserver" // fileserver.TFTP, HTTP; jsn fileserver
+
+// SocketCAN raw frames and ISO-TP.
+import _ "jsn.dev/jsn/drivers/can" // can.Raw, can.IsoTP; jsn can, jsn isotp
