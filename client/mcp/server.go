@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"jsn.dev/jsn/bus/wire"
@@ -79,8 +80,13 @@ func (s *Server) MCP() *mcp.Server {
 	mcp.AddTool(srv, &mcp.Tool{Name: "release_lease", Description: "Release a lease (the only one held when lease is omitted)."}, s.releaseLease)
 	mcp.AddTool(srv, &mcp.Tool{Name: "describe", Description: "The driver tree of the leased exporter: each driver's path, interface, " +
 		"methods, their kinds and typed arguments."}, s.describe)
+	// (The result's schema is given: the one inferred for "any" is "true", which some clients
+	// refuse.)
 	mcp.AddTool(srv, &mcp.Tool{Name: "call", Description: "Call a driver method (kind call) with positional arguments, checked against describe: " +
-		"int, float, bool, string, duration (\"1s\" or nanoseconds), bytes (a string)."}, s.call)
+		"int, float, bool, string, duration (\"1s\" or nanoseconds), bytes (a string).",
+		OutputSchema: &jsonschema.Schema{Type: "object", Required: []string{"result"}, Properties: map[string]*jsonschema.Schema{
+			"result": {Description: "what the method returned (null for nothing; bytes as text, or {base64} when binary)"}}},
+	}, s.call)
 	mcp.AddTool(srv, &mcp.Tool{Name: "console_expect", Description: "Optionally send text to a serial console, then wait until its output " +
 		"matches a regular expression (Go RE2 syntax) or the timeout passes; returns the match and the output read."}, s.consoleExpect)
 	mcp.AddTool(srv, &mcp.Tool{Name: "console_log", Description: "What a serial console printed recently (its history), newest last."}, s.consoleLog)
