@@ -308,6 +308,18 @@ func (c *Controller) DeleteIdentity(ctx context.Context, kind, name string) erro
 	return c.admin(ctx, verb, api.ExporterName{Name: name}, nil)
 }
 
+// DashboardToken asks the controller for a one-time dashboard login: a token its HTTP
+// listener exchanges, within api.DashboardToken.Expires and once, for a short-lived browser
+// credential with this identity's watch rights; URL carries it ("" when the controller serves
+// no dashboard: jsn controller run --http ADDR --websocket ADDR).
+func (c *Controller) DashboardToken(ctx context.Context) (*api.DashboardToken, error) {
+	var out api.DashboardToken
+	if err := c.call(ctx, api.VerbDashboard, api.Empty{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Audit queries the audit log: events oldest first, at most q.Limit (api.AuditMaxLimit), More
 // set when the range holds more. A client sees its own events, an admin everybody's.
 func (c *Controller) Audit(ctx context.Context, q api.AuditQuery) (*api.AuditReply, error) {

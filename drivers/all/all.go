@@ -3,6 +3,7 @@ package all
 import (
 	_ "jsn.dev/jsn/drivers/composite" // composite, Jumpstarter Composite/Proxy
 	_ "jsn.dev/jsn/drivers/debug"     // jsn debug gdb (qemu.GDB implements it)
+	_ "jsn.dev/jsn/drivers/gpio"      // gpio.Output, Input, PowerSwitch; jsn gpio
 	_ "jsn.dev/jsn/drivers/network"   // network.TCP, UDP, Unix; jsn forward, jsn ssh
 	_ "jsn.dev/jsn/drivers/power"     // power.Mock; jsn power
 	_ "jsn.dev/jsn/drivers/process"   // process: out-of-process drivers (any language, Python SDK)
@@ -11,6 +12,7 @@ import (
 	_ "jsn.dev/jsn/drivers/shell"     // shell
 	_ "jsn.dev/jsn/drivers/storage"   // storage.File, MockMux, SDWire; jsn storage
 	_ "jsn.dev/jsn/drivers/video"     // jsn video (qemu.Video implements it)
+	_ "jsn.dev/jsn/drivers/vnc"       // vnc.VNC; jsn vnc (qemu.VNC implements it)
 )
 
 // Boot and flash through the bootloader (one import per line, outside the block above so that
