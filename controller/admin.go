@@ -111,12 +111,15 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 	if req.MaxPriority < MinPriority {
 		return nil, wire.Errorf(wire.InvalidArgument, "create client %s: max priority %d is below the minimum of %d", req.Name, req.MaxPriority, MinPriority)
 	}
+	if req.Group != "" && !wire.ValidName(req.Group) {
+		return nil, wire.Errorf(wire.InvalidArgument, "create client %s: group %q: want letters, digits, - and _", req.Name, req.Group)
+	}
 	creds, pub, err := c.auth.NewClient(req.Name, req.Admin)
 	if err != nil {
 		return nil, err
 	}
 	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
-		MaxPriority: req.MaxPriority, Admin: req.Admin, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
+		MaxPriority: req.MaxPriority, Admin: req.Admin, Group: req.Group, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}

@@ -72,6 +72,12 @@ type Options struct {
 	Reconcile    time.Duration // scheduler period (1s)
 	Heartbeat    time.Duration // exporter heartbeat period (3s)
 	OfflineAfter time.Duration // offline after this long without a heartbeat (10s)
+	// KeepaliveWindow is how long a keepalive lease lives after its holder's last renewal (5s);
+	// holders renew every third of it.
+	KeepaliveWindow time.Duration
+	// HookFailures is how many afterLease hook failures in a row put an exporter in
+	// maintenance (3; negative: never).
+	HookFailures int
 }
 
 // Controller is a running controller replica.
@@ -121,6 +127,8 @@ type Controller struct {
 	active    map[string]*leaseEntry     // by exporter name
 	pending   map[string]*leaseEntry     // queued and ended requests by lease id
 	ids       map[string]*api.Identity   // by kind.name
+	maint     map[string]*maintRecord    // by exporter name (identities bucket, key maint.<name>)
+	policies  map[string]*api.Policy     // by name (identities bucket, key policy.<name>)
 	revs      map[string]uint64          // last revision seen per bucket/key
 	seen      [2]uint64                  // revisions of jsn-leases and jsn-queue the watches delivered
 	wrote     [2]uint64                  // newest revisions of jsn-leases and jsn-queue this replica wrote
@@ -210,6 +218,12 @@ func (o *Options) defaults() {
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
+	if o.KeepaliveWindow == 0 {
+		o.KeepaliveWindow = 5 * time.Second
+	}
+	if o.HookFailures == 0 {
+		o.HookFailures = 3
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -243,7 +257,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	auth.MaxSubs = o.MaxSubscriptions
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
-		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
+		ids: map[string]*api.Identity{}, maint: map[string]*maintRecord{}, policies: map[string]*api.Policy{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		conns:   map[string]map[connID]struct{}{},
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1)}
 	defer func() {
@@ -556,6 +570,9 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 		defer c.mu.Unlock()
 		if !c.fresh("i/"+e.Key, e.Revision) {
 			return
+		}
+		if c.syncExtra(e) {
+			return // a maintenance state or a policy
 		}
 		if e.Deleted {
 			delete(c.ids, e.Key)

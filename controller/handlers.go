@@ -38,6 +38,7 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixClient, api.VerbLeaseExtend, c.leaseExtend},
 		{api.PrefixClient, api.VerbLeaseRelease, c.leaseRelease},
 		{api.PrefixClient, api.VerbLeaseList, c.leaseList},
+		{api.PrefixClient, api.VerbLeaseKeepalive, c.leaseKeepalive},
 		{api.PrefixClient, api.VerbExportersList, c.exportersList},
 		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
 		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},
@@ -46,6 +47,12 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixAdmin, api.VerbListClient, c.lister(api.KindClient)},
 		{api.PrefixAdmin, api.VerbDeleteExporter, c.deleter(api.KindExporter)},
 		{api.PrefixAdmin, api.VerbDeleteClient, c.deleter(api.KindClient)},
+		{api.PrefixAdmin, api.VerbExporterOff, c.exporterDisable},
+		{api.PrefixAdmin, api.VerbExporterOn, c.exporterEnable},
+		{api.PrefixAdmin, api.VerbPolicySet, c.policySet},
+		{api.PrefixAdmin, api.VerbPolicyGet, c.policyGet},
+		{api.PrefixAdmin, api.VerbPolicyList, c.policyList},
+		{api.PrefixAdmin, api.VerbPolicyDelete, c.policyDelete},
 	}
 	for _, e := range eps {
 		name := strings.NewReplacer(".", "-").Replace(strings.TrimSuffix(strings.TrimPrefix(e.prefix, "jsn.ctl."), ".") + "-" + e.verb)
@@ -219,6 +226,9 @@ func (c *Controller) leaseDone(ctx context.Context, e string, data []byte) (any,
 	if le != nil && le.rec.Finishing && le.rec.Lease.ID == req.Lease {
 		c.finished(ctx, e, le)
 	}
+	if req.Lease != "" && wire.ValidName(req.Lease) {
+		c.hookResult(ctx, e, req.Lease, truncate(req.HookFailed, 200))
+	}
 	return api.Empty{}, nil
 }
 
@@ -308,6 +318,10 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	if id == nil {
 		return nil, wire.Errorf(wire.PermissionDenied, "lease request: no such client %s", who)
 	}
+	limit, limitBy := c.leaseLimit(id)
+	if req.Keepalive && req.Duration == 0 {
+		req.Duration = limit // a keepalive lease's hard end: the longest allowed
+	}
 	switch {
 	case req.Duration <= 0:
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: duration must be positive")
@@ -324,9 +338,15 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 			req.Priority, who, id.MaxPriority)
 	case req.Priority < MinPriority:
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: priority %d is below the minimum of %d", req.Priority, MinPriority)
+	case !req.Begin.IsZero() && req.Begin.After(time.Now().Add(maxAhead)):
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: begin %s is more than %v ahead", req.Begin.Format(time.RFC3339), maxAhead)
 	}
 	if _, err := ParseSelector(req.Selector); err != nil {
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: %v", err)
+	}
+	sel, err := c.applyPolicies(id, &req)
+	if err != nil {
+		return nil, err
 	}
 	if req.ID != "" {
 		if len(req.ID) > 64 || !wire.ValidName(req.ID) {
@@ -339,18 +359,34 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	} else {
 		req.ID = randomID()
 	}
-	rec := &leaseRecord{Lease: api.Lease{ID: req.ID, Client: who, Selector: req.Selector, Exporter: req.Exporter,
+	rec := &leaseRecord{Lease: api.Lease{ID: req.ID, Client: who, Selector: sel, Exporter: req.Exporter,
 		Priority: req.Priority, Status: api.StatusQueued, Created: time.Now().UTC(), Duration: req.Duration, Allow: id.Allow}}
+	if req.Keepalive {
+		rec.Lease.Keepalive = c.o.KeepaliveWindow
+	}
+	if req.Begin.After(time.Now()) {
+		rec.Lease.NotBefore = req.Begin.UTC()
+	}
+	if m, _ := c.maintenanceOf(req.Exporter); req.Exporter != "" && m != nil {
+		return nil, wire.Errorf(wire.FailedPrecondition, "lease request: exporter %s is in maintenance since %s (%s): %s",
+			req.Exporter, m.Since.Local().Format("2006-01-02 15:04"), m.By, m.Reason)
+	}
 	cands, _ := c.candidates(&rec.Lease)
 	if len(cands) == 0 {
 		what := "selector " + req.Selector
 		if req.Exporter != "" {
 			what = "exporter " + req.Exporter
 		}
+		if sel != req.Selector {
+			what += " within the policies of client " + who + " (" + strings.TrimPrefix(sel[len(req.Selector):], ",") + ")"
+		}
 		return nil, wire.Errorf(wire.NotFound, "lease request: no registered exporter matches %s", what)
 	}
-	if !c.queuedAhead(rec, cands) {
+	if rec.Lease.NotBefore.IsZero() && !c.queuedAhead(rec, cands) {
 		for _, e := range cands {
+			if !c.fits(e, &rec.Lease) {
+				continue
+			}
 			granted, dup, err := c.grant(ctx, e, rec)
 			if err != nil {
 				return nil, err
@@ -368,7 +404,11 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 			"(--max-queued); withdraw one (jsn lease release ID) or wait for a grant", who, n)
 	}
 	rec.Lease.Exporter = req.Exporter
+	if rec.Lease.NotBefore.IsZero() {
+		rec.Lease.FreeAt, rec.Lease.LongestNow = c.freeSlot(&rec.Lease, limit)
+	}
 	rec.Lease.Reason = c.waitReason(&rec.Lease)
+	_ = limitBy
 	if err := c.putPending(ctx, rec, 0, 0); err != nil {
 		if errors.Is(err, bus.ErrKeyExists) {
 			return c.granted(ctx, who, req.ID) // the same request, repeated meanwhile
@@ -377,6 +417,17 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	}
 	c.kickScheduler()
 	return api.LeaseReply{Lease: &rec.Lease}, nil
+}
+
+// maxAhead bounds how far ahead a lease may be scheduled.
+const maxAhead = 30 * 24 * time.Hour
+
+// truncate shortens s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // existing returns lease id as lease.get would, or nil if there is no such lease; a lease of
@@ -469,6 +520,9 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
 		return nil, wire.Errorf(wire.InvalidArgument, "extend: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
 	}
+	if p := c.policyFor(id); p != nil && req.Duration > p.MaxDuration {
+		return nil, wire.Errorf(wire.PermissionDenied, "extend: duration %v exceeds the maximum of %v of policy %s", req.Duration, p.MaxDuration, p.Name)
+	}
 	a, e, p, err := c.ownLease(ctx, who, req.ID)
 	if err != nil {
 		return nil, err
@@ -476,8 +530,22 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	if a == nil {
 		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: lease is %s, not active", req.ID, p.rec.Lease.Status)
 	}
+	if a.rec.Lease.Keepalive > 0 {
+		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: a keepalive lease lives while its holder runs, until %s at most; it cannot be extended",
+			req.ID, a.rec.Lease.Until.Local().Format("2006-01-02 15:04:05"))
+	}
+	end := time.Now().UTC().Add(req.Duration)
+	if end.Before(a.rec.Lease.End) && !req.Set {
+		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: %v from now (%s) is earlier than its end (%s), and an extension never shortens a lease; "+
+			"to end it earlier say so: jsn lease extend --set %s %v", req.ID, req.Duration, end.Local().Format("15:04:05"),
+			a.rec.Lease.End.Local().Format("15:04:05"), req.ID, req.Duration)
+	}
+	if r := c.reservedFrom(e, req.ID); !r.IsZero() && end.After(r) {
+		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: exporter %s is reserved from %s by a scheduled lease; the longest extension now is until then",
+			req.ID, e, r.Local().Format("15:04:05"))
+	}
 	nr := *a.rec
-	nr.Lease.End = time.Now().UTC().Add(req.Duration)
+	nr.Lease.End = end
 	nr.Lease.Duration = nr.Lease.End.Sub(nr.Lease.Begin)
 	cred, pub, err := c.auth.MintLease(nr.Lease.Client, e, nr.Lease.ID, nr.Lease.Allow, nr.Lease.End)
 	if err != nil {
@@ -598,6 +666,9 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 			l := a.rec.Lease
 			hideID(&l, who, admin)
 			info.Lease = &l
+		}
+		if m := c.maint[name]; m != nil {
+			info.Maintenance, info.HookFailures = m.Maintenance, m.Failures
 		}
 		exps = append(exps, info)
 	}

@@ -306,8 +306,10 @@ func (r *remote) busy() string {
 
 // done tells the controller the exporter has finished lease id (after its afterLease hook): it
 // may be granted again. A lost message only delays that until the next heartbeat.
-func (r *remote) done(ctx context.Context, id string) {
-	if err := r.request(ctx, api.VerbLeaseDone, api.LeaseDoneRequest{Lease: id}, nil); err != nil && ctx.Err() == nil {
+// hookFailed (if not "") says why its afterLease hook failed: the controller counts failures in a
+// row and takes the exporter out of service after a few.
+func (r *remote) done(ctx context.Context, id, hookFailed string) {
+	if err := r.request(ctx, api.VerbLeaseDone, api.LeaseDoneRequest{Lease: id, HookFailed: hookFailed}, nil); err != nil && ctx.Err() == nil {
 		r.log.Warn("tell the controller the lease is finished", "lease", id, "err", err)
 	}
 }
@@ -469,7 +471,7 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 			if rerr := r.request(ctx, api.VerbLeaseEnded, api.LeaseEndedRequest{Lease: l.ID, Reason: why}, nil); rerr != nil {
 				log.Warn("tell the controller the lease ended", "err", rerr)
 			}
-			r.done(ctx, l.ID)
+			r.done(ctx, l.ID, "")
 			return
 		}
 	}
@@ -502,8 +504,13 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 	}
 	r.changedLocked()
 	r.mu.Unlock()
+	hookFailed := ""
 	if h := r.cfg.LeaseHooks.AfterLease; h != nil {
-		if err := r.runHook(ctx, HookAfterLease, h, l); err == nil || ctx.Err() == nil {
+		err := r.runHook(ctx, HookAfterLease, h, l)
+		if err != nil && ctx.Err() == nil {
+			hookFailed = err.Error()
+		}
+		if err == nil || ctx.Err() == nil {
 			if err := r.ex.Tree().Reset(ctx); err != nil {
 				r.log.Warn("reset drivers after afterLease hook", "lease", l.ID, "err", err)
 			}
@@ -514,7 +521,7 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 	r.finishing = ""
 	r.mu.Unlock()
 	if ctx.Err() == nil {
-		r.done(ctx, l.ID)
+		r.done(ctx, l.ID, hookFailed)
 	}
 }
 
