@@ -384,7 +384,7 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	}
 	if rec.Lease.NotBefore.IsZero() && !c.queuedAhead(rec, cands) {
 		for _, e := range cands {
-			if !c.fits(e, &rec.Lease) {
+			if m, _ := c.maintenanceOf(e); m != nil || !c.fits(e, &rec.Lease) {
 				continue
 			}
 			granted, dup, err := c.grant(ctx, e, rec)
