@@ -109,6 +109,8 @@ type Controller struct {
 	served     atomic.Int64                   // API requests this replica answered
 	reqs       chan struct{}                  // one token per API request being served (bounds them)
 	reqWG      sync.WaitGroup                 // API requests being served
+	closeMu    sync.Mutex                     // guards closing
+	closing    bool                           // Close began: no new API request is counted in reqWG
 	connSub    *bus.Subscription              // LAB's connect and disconnect events
 	connMu     sync.Mutex                     // guards conns, kicked, kickLogAt
 	conns      map[string]map[connID]struct{} // user public key → its connections
@@ -398,6 +400,9 @@ func (c *Controller) Close() {
 	if c.svc != nil {
 		_ = c.svc.Stop()
 	}
+	c.closeMu.Lock()
+	c.closing = true
+	c.closeMu.Unlock()
 	c.reqWG.Wait()
 	if c.httpS != nil {
 		_ = c.httpS.Close() // before Wait: its Serve goroutine is in wg

@@ -61,8 +61,10 @@ func (c *Controller) serveAPI() error {
 		err := svc.Handle(name, e.prefix+"*."+e.verb, func(m *bus.Msg) {
 			// Each request in its own goroutine: one waiting for a bucket (a cluster electing a
 			// stream leader) must not hold up the others of its verb.
+			if !c.beginRequest() {
+				return // closing
+			}
 			c.reqs <- struct{}{}
-			c.reqWG.Add(1)
 			go func() {
 				defer func() { <-c.reqs; c.reqWG.Done() }()
 				c.serve(m, h, clientAPI)
@@ -73,6 +75,18 @@ func (c *Controller) serveAPI() error {
 		}
 	}
 	return nil
+}
+
+// beginRequest counts an API request in reqWG, unless the replica is closing: WaitGroup.Add
+// must not race with the Wait in Close.
+func (c *Controller) beginRequest() bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.reqWG.Add(1)
+	return true
 }
 
 // apiRequester is the inbox prefix of whoever sent API request m: the identity named by the

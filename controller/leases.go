@@ -120,7 +120,7 @@ func (c *Controller) reconcile(ctx context.Context) {
 	for _, rec := range expired {
 		// Gone by its TTL before the loop above saw it end. Its credentials expire with it, but
 		// JWT expiry has a resolution of a second: revoke them too.
-		if err := c.putEnded(ctx, rec, "expired"); err != nil {
+		if err := c.putEnded(ctx, rec, endReason(&rec.Lease)); err != nil {
 			c.log.Warn("record expired lease", "lease", rec.Lease.ID, "err", err)
 		}
 		_ = c.revoke(ctx, rec.Keys)
