@@ -419,6 +419,17 @@ func (d *directConn) shut() {
 	_ = d.c.SetReadDeadline(now.Add(directDrain))
 }
 
+// sendAndShut gives a direct connection that arrived after its stream ended the stream's reset
+// frame, then ends it as shut does and closes it once the peer has closed its side (or after
+// directDrain).
+func sendAndShut(d *directConn, frame []byte) {
+	defer d.c.Close()
+	_ = d.c.SetWriteDeadline(time.Now().Add(directDrain))
+	_ = d.send(frame, nil)
+	d.shut()
+	_, _ = io.Copy(io.Discard, d.c)
+}
+
 // readDirect reads frames from the direct connection until it ends, then closes it.
 func (s *Stream) readDirect(d *directConn) {
 	defer d.c.Close()

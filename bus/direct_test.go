@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -403,4 +404,43 @@ func TestDirectHandshakesPerSource(t *testing.T) {
 		t.Fatal("the lease holder's stream fell back to the bus: idle connections of another source took every slot")
 	}
 	checkEcho(t, cs, es)
+}
+
+// TestDirectResetBeforeClientConnects is CI's TestWriteURL failure ("direct connection lost:
+// closed by the peer" instead of the method's NOT_FOUND): the exporter resets a stream while its
+// direct offer is pending; the client's connection that arrives next must carry the reset before
+// its end, since the copy of the reset sent on the bus may reach the client after that end.
+func TestDirectResetBeforeClientConnects(t *testing.T) {
+	cli, accepted, _ := serveStreams(t, runServer(t), unixDirect(t), nil)
+	reply := requestDirect(t, cli)
+	es := <-accepted
+	if reply.Header.Get(HeaderStreamDirect) == "" {
+		t.Fatal("no direct offer")
+	}
+	// The listener has taken the client's token and acknowledged it (the client now reads from
+	// the connection) when the method fails and resets the stream; then the listener hands the
+	// connection to the stream.
+	c, exporterEnd := net.Pipe()
+	es.Reset(wire.Errorf(wire.NotFound, "write_url: GET /nope.img: 404 Not Found"))
+	es.decide(exporterEnd)
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var l [4]byte
+	if _, err := io.ReadFull(c, l[:]); err != nil {
+		t.Fatalf("the connection ended without a frame: %v", err)
+	}
+	buf := make([]byte, binary.BigEndian.Uint32(l[:]))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err := wire.DecodeFrame(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Type != wire.FrameReset || f.Code != wire.NotFound || !strings.Contains(f.Message, "/nope.img") {
+		t.Fatalf("got frame %+v, want the NOT_FOUND reset", f)
+	}
+	if _, err := c.Read(l[:]); err != io.EOF {
+		t.Fatalf("after the reset: got %v, want EOF", err)
+	}
 }

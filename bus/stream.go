@@ -68,6 +68,10 @@ type Stream struct {
 	done      bool      // unregistered
 	peerReset bool
 	isDecided bool // the path is known (see decided)
+	// resetFrame is the encoded reset this side sent, kept for a direct connection that arrives
+	// after the stream ended: it gets the reset too, before its end, so the peer reports the
+	// reset rather than a lost connection (the copy on the bus may arrive after that end).
+	resetFrame []byte
 
 	// Direct path (direct.go). dc is set at most once; frames then go over it instead of the bus.
 	dc        atomic.Pointer[directConn]
@@ -250,9 +254,14 @@ func (s *Stream) decide(c net.Conn) {
 	if c != nil && !done {
 		s.attach(c)
 	}
+	reset := s.resetFrame
 	s.mu.Unlock()
 	if c != nil && done {
-		c.Close()
+		if reset != nil {
+			go sendAndShut(newDirectConn(c), reset)
+		} else {
+			c.Close()
+		}
 	}
 	close(s.decided)
 }
@@ -301,7 +310,11 @@ func (s *Stream) Reset(err error) {
 		if len(msg) > 1024 {
 			msg = msg[:1024]
 		}
-		s.sendControl(wire.Frame{Type: wire.FrameReset, Code: wire.CodeOf(err), Message: msg}, resetWait)
+		f := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameReset, Code: wire.CodeOf(err), Message: msg})
+		s.mu.Lock()
+		s.resetFrame = f
+		s.mu.Unlock()
+		s.sendFrame(f, resetWait)
 	}
 	s.fail(err, false)
 }
@@ -351,7 +364,11 @@ const (
 // sendControl sends a control frame on the stream's path. A frame that cannot get the direct
 // connection's write slot goes on the bus instead (the peer reads both).
 func (s *Stream) sendControl(f wire.Frame, w controlWait) {
-	b := wire.AppendFrame(make([]byte, 0, 16+len(f.Message)), f)
+	s.sendFrame(wire.AppendFrame(make([]byte, 0, 16+len(f.Message)), f), w)
+}
+
+// sendFrame is sendControl of an encoded frame.
+func (s *Stream) sendFrame(b []byte, w controlWait) {
 	if d := s.dc.Load(); d != nil {
 		var ok bool
 		switch w {

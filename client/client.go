@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	pathpkg "path"
+	"strings"
+	"sync"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
@@ -180,11 +183,15 @@ func DialWith(ctx context.Context, o Options, r Retry) (*Exporter, error) {
 
 // Exporter is a handle on one exporter.
 type Exporter struct {
-	c     *Client
-	name  string
-	lease string
-	owned bool   // Close closes c
-	retry *Retry // DialWith's: requests nobody received (the exporter reconnecting) are sent again; nil: never
+	allow     []string // RestrictDrivers; nil allows every driver
+	allowFrom string
+	descMu    sync.Mutex
+	desc      *wire.Description // cached for the allowlist check
+	c         *Client
+	name      string
+	lease     string
+	owned     bool   // Close closes c
+	retry     *Retry // DialWith's: requests nobody received (the exporter reconnecting) are sent again; nil: never
 }
 
 // request sends a request to the exporter; with a retry policy, one that reached nobody (the
@@ -204,6 +211,66 @@ func (e *Exporter) request(ctx context.Context, subject string, hdr wire.Header,
 
 // Name returns the exporter's name.
 func (e *Exporter) Name() string { return e.name }
+
+// RestrictDrivers makes the handle refuse, before sending anything, every call and stream to a
+// driver whose type and interface match none of allow (names or globs: "power.*",
+// "jsn.power.v1"). from names where the list came from, for the error ("drivers.allow of
+// client config lab.yaml"). The driver's type is learnt from describe, once. Call it before
+// using the handle; an empty allow restricts nothing.
+func (e *Exporter) RestrictDrivers(allow []string, from string) {
+	e.allow, e.allowFrom = append([]string(nil), allow...), from
+}
+
+// checkDriver applies RestrictDrivers to the driver at path.
+func (e *Exporter) checkDriver(ctx context.Context, path string) error {
+	if len(e.allow) == 0 {
+		return nil
+	}
+	e.descMu.Lock()
+	defer e.descMu.Unlock()
+	for attempt := 0; ; attempt++ {
+		if e.desc == nil || attempt == 1 {
+			d, err := e.Describe(ctx)
+			if err != nil {
+				return err
+			}
+			e.desc = d
+		}
+		n := e.desc.Find(path)
+		for i := 0; n != nil && n.Ref != "" && i < 100; i++ {
+			n = e.desc.Find(n.Ref)
+		}
+		if n == nil {
+			if attempt == 0 {
+				continue // the tree may have changed: describe again
+			}
+			return nil // the exporter answers NOT_FOUND itself
+		}
+		if allowedDriver(e.allow, n.Type, n.Interface) {
+			return nil
+		}
+		iface := n.Interface
+		if iface == "" {
+			iface = "none"
+		}
+		return wire.Errorf(wire.PermissionDenied, "driver %s is of type %s (interface %s), which %s does not allow (%s); nothing was sent",
+			path, n.Type, iface, e.allowFrom, strings.Join(e.allow, ", "))
+	}
+}
+
+func allowedDriver(allow []string, typ, iface string) bool {
+	for _, a := range allow {
+		for _, n := range []string{typ, iface} {
+			if n == "" {
+				continue
+			}
+			if ok, _ := pathpkg.Match(a, n); ok || a == n {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // Lease returns the lease id the handle presents.
 func (e *Exporter) Lease() string { return e.lease }
@@ -273,6 +340,9 @@ func (d *Driver) Call(ctx context.Context, method string, args ...any) (any, err
 // CallInto invokes a call-kind method and decodes its result into out (a pointer, or nil to
 // discard it).
 func (d *Driver) CallInto(ctx context.Context, method string, out any, args ...any) error {
+	if err := d.e.checkDriver(ctx, d.path); err != nil {
+		return err
+	}
 	subject, hdr, body, err := d.request(method, args)
 	if err != nil {
 		return err
@@ -327,6 +397,9 @@ func (d *Driver) Open(ctx context.Context, method string, args ...any) (ByteStre
 }
 
 func (d *Driver) open(ctx context.Context, method string, args []any) (*bus.Stream, error) {
+	if err := d.e.checkDriver(ctx, d.path); err != nil {
+		return nil, err
+	}
 	subject, hdr, body, err := d.request(method, args)
 	if err != nil {
 		return nil, err

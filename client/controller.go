@@ -345,3 +345,13 @@ func (c *Controller) ListPolicies(ctx context.Context) ([]api.Policy, error) {
 func (c *Controller) DeletePolicy(ctx context.Context, name string) error {
 	return c.admin(ctx, api.VerbPolicyDelete, api.PolicyName{Name: name}, nil)
 }
+
+// Audit queries the audit log: events oldest first, at most q.Limit (api.AuditMaxLimit), More
+// set when the range holds more. A client sees its own events, an admin everybody's.
+func (c *Controller) Audit(ctx context.Context, q api.AuditQuery) (*api.AuditReply, error) {
+	var r api.AuditReply
+	if err := c.call(ctx, api.VerbAudit, q, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}

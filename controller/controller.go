@@ -67,6 +67,7 @@ type Options struct {
 	TLSHosts               []string // further names for the controller's own certificate
 	NoTLS                  bool     // a plain listener: credentials cross the network in clear
 	Log                    *slog.Logger
+	Audit                  AuditOptions // the audit log (audit.go)
 
 	// Tuning, mainly for tests: zero means the documented default.
 	Reconcile    time.Duration // scheduler period (1s)
@@ -446,7 +447,7 @@ func (c *Controller) openBuckets(ctx context.Context) error {
 	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
-	return nil
+	return c.openAudit(ctx)
 }
 
 // setExp caches rec; c.mu must be held.

@@ -41,6 +41,7 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixClient, api.VerbLeaseKeepalive, c.leaseKeepalive},
 		{api.PrefixClient, api.VerbExportersList, c.exportersList},
 		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
+		{api.PrefixClient, api.VerbAudit, c.auditQuery},
 		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},
 		{api.PrefixAdmin, api.VerbCreateClient, c.createClient},
 		{api.PrefixAdmin, api.VerbListExporter, c.lister(api.KindExporter)},
@@ -385,6 +386,7 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		return nil, wire.Errorf(wire.FailedPrecondition, "lease request: exporter %s is in maintenance since %s (%s): %s",
 			req.Exporter, m.Since.Local().Format("2006-01-02 15:04"), m.By, m.Reason)
 	}
+	c.auditLease(api.AuditRequest, &rec.Lease, "")
 	cands, _ := c.candidates(&rec.Lease)
 	if len(cands) == 0 {
 		what := "selector " + req.Selector
@@ -429,6 +431,7 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		}
 		return nil, err
 	}
+	c.auditLease(api.AuditQueued, &rec.Lease, rec.Lease.Reason)
 	c.kickScheduler()
 	return api.LeaseReply{Lease: &rec.Lease}, nil
 }
@@ -588,6 +591,7 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	}
 	c.mu.Unlock()
 	c.push(e, &nr.Lease, rev)
+	c.auditLease(api.AuditExtend, &nr.Lease, "")
 	return api.LeaseReply{Lease: &nr.Lease, Credential: cred}, nil
 }
 

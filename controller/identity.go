@@ -440,7 +440,8 @@ func (a *Authority) NewClient(name string, admin bool) (creds []byte, pub string
 // own leases' credentials; its own inbox.
 func ExporterPermissions(e string) jwt.Permissions {
 	var p jwt.Permissions
-	p.Pub.Allow.Add("jsn.ctl.e."+e+".>", "jsn.x."+e+".>", "jsn.tap."+e+".>", bus.InboxPrefix(bus.KindLease, e)+".>")
+	p.Pub.Allow.Add("jsn.ctl.e."+e+".>", "jsn.x."+e+".>", "jsn.tap."+e+".>", bus.InboxPrefix(bus.KindLease, e)+".>",
+		api.AuditCallSubject(e, "*")) // its own call events in the audit log
 	p.Sub.Allow.Add("jsn.x."+e+".>", bus.InboxPrefix(bus.KindExporter, e)+".>")
 	return p
 }
@@ -519,6 +520,9 @@ func StatePermissions() jwt.Permissions {
 		p.Pub.Allow.Add("$JS.API.STREAM.CREATE.KV_"+b, "$JS.API.STREAM.UPDATE.KV_"+b,
 			"$JS.API.CONSUMER.DELETE.KV_"+b+".>", "$KV."+b+".>")
 	}
+	// The audit log: create it, update its limits, append lease events, read it.
+	p.Pub.Allow.Add("$JS.API.STREAM.CREATE."+api.AuditStream, "$JS.API.STREAM.UPDATE."+api.AuditStream,
+		"$JS.API.CONSUMER.DELETE."+api.AuditStream+".>", api.AuditLeaseSubject("*", "*"))
 	p.Sub.Allow.Add(bus.InboxPrefix(bus.KindController, stateName) + ".>")
 	return p
 }

@@ -416,6 +416,7 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (gra
 	c.mu.Unlock()
 	*rec = *nr
 	c.push(e, &l, rev)
+	c.auditLease(api.AuditGrant, &l, "")
 	return true, false, nil
 }
 
@@ -613,6 +614,7 @@ func (c *Controller) putEnded(ctx context.Context, rec *leaseRecord, reason stri
 			c.pending[id] = &leaseEntry{rec: &ended, rev: rev}
 		}
 		c.mu.Unlock()
+		c.auditEnd(&rec.Lease, reason)
 		return nil
 	}
 }
@@ -620,5 +622,9 @@ func (c *Controller) putEnded(ctx context.Context, rec *leaseRecord, reason stri
 func (c *Controller) endPending(ctx context.Context, p *leaseEntry, reason string) error {
 	ended := *p.rec
 	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
-	return c.putPending(ctx, &ended, p.rev, endedKeepFor)
+	if err := c.putPending(ctx, &ended, p.rev, endedKeepFor); err != nil {
+		return err
+	}
+	c.auditLease(api.AuditCancel, &p.rec.Lease, reason)
+	return nil
 }

@@ -54,8 +54,15 @@ type Config struct {
 	LeaseHooks Hooks
 	// DirectStreams is where byte streams may bypass the broker (see bus.ListenDirect).
 	DirectStreams DirectStreams
-	File          string // path the config was loaded from (for error positions)
-	Dir           string // directory of File, for relative paths in driver configs
+	// Drivers is the driver allowlist (`drivers:`); nil allows every type and program.
+	Drivers *DriverPolicy
+	// Motd is the message of the day (Jumpstarter's motd:), printed when a shell starts.
+	Motd string
+	// ExitOnLeaseEnd stops a remote exporter once its first lease has ended (Jumpstarter's
+	// exitOnLeaseEnd:), for exporters that a supervisor replaces after each lease.
+	ExitOnLeaseEnd bool
+	File           string // path the config was loaded from (for error positions)
+	Dir            string // directory of File, for relative paths in driver configs
 }
 
 // DirectStreams configures direct stream connections: "listen" is "unix:/path", "tcp:host:port"
@@ -80,15 +87,23 @@ type rawConfig struct {
 	Export     *yaml.Node  `yaml:"export"`
 	Hooks      *yaml.Node  `yaml:"hooks"`
 	// Credentials is the exporter identity's .creds content (jsn files only).
-	Credentials   string         `yaml:"credentials"`
-	CA            string         `yaml:"ca"` // PEM (jsn files only)
-	DirectStreams *DirectStreams `yaml:"directStreams"`
+	Credentials    string         `yaml:"credentials"`
+	CA             string         `yaml:"ca"` // PEM (jsn files only)
+	DirectStreams  *DirectStreams `yaml:"directStreams"`
+	Drivers        *DriverPolicy  `yaml:"drivers"` // allowlists (allow.go)
+	Motd           string         `yaml:"motd"`
+	ExitOnLeaseEnd bool           `yaml:"exitOnLeaseEnd"`
 
 	// Jumpstarter keys jsn accepts in jumpstarter.dev files and ignores.
 	TLS         *jumpstarterTLS `yaml:"tls"`
 	GRPCOptions *yaml.Node      `yaml:"grpcOptions"`
 	GRPCConfig  *yaml.Node      `yaml:"grpcConfig"`
 	Description string          `yaml:"description"`
+	// failureDetection tunes Jumpstarter's restart loop of a child process; jsn has none.
+	FailureDetection *struct {
+		MaxRapidFailures   int `yaml:"maxRapidFailures"`
+		RapidFailureWindow int `yaml:"rapidFailureWindow"`
+	} `yaml:"failureDetection"`
 }
 
 type rawMetadata struct {
@@ -103,7 +118,7 @@ type jumpstarterTLS struct {
 }
 
 // jumpstarterOnly are the top-level keys accepted only in jumpstarter.dev files.
-var jumpstarterOnly = []string{"tls", "grpcOptions", "grpcConfig", "description"}
+var jumpstarterOnly = []string{"tls", "grpcOptions", "grpcConfig", "description", "failureDetection"}
 
 var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`) })
 
@@ -119,14 +134,34 @@ func LoadConfig(path string) (*Config, error) {
 
 // ParseConfig parses the exporter config data read from file (used in error positions and to
 // set File, Dir and the default name). All problems are reported together as
-// yamlconf.Errors. The export tree is not built; see Build and Load.
+// yamlconf.Errors: those of the top-level keys and hooks and those of the export tree (which
+// is built once to check it, without side effects, and thrown away; see Build and Load).
 func ParseConfig(file string, data []byte) (*Config, error) {
 	cfg, errs := parse(file, data)
+	if cfg != nil {
+		errs = append(errs, cfg.treeErrors()...)
+	}
 	if len(errs) > 0 {
 		errs.Sort()
 		return nil, errs
 	}
 	return cfg, nil
+}
+
+// treeErrors builds the export tree to find its problems and discards it (Build opens nothing).
+func (c *Config) treeErrors() yamlconf.Errors {
+	t, err := c.Build(nil)
+	if t != nil {
+		_ = t.Close() // never opened: nothing to release, but keep the life cycle honest
+	}
+	var errs yamlconf.Errors
+	if errors.As(err, &errs) {
+		return errs
+	}
+	if err != nil {
+		return yamlconf.Errors{{File: c.File, Msg: err.Error()}}
+	}
+	return nil
 }
 
 // Build builds the driver tree of the config's export mapping (no side effects).
@@ -248,6 +283,7 @@ func parse(file string, data []byte) (*Config, yamlconf.Errors) {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
+	errs = checkDriverPolicy(file, root, raw.Drivers, raw.Export, dir, errs)
 	cfg := &Config{
 		APIVersion: raw.APIVersion,
 		Kind:       raw.Kind,
@@ -258,11 +294,14 @@ func parse(file string, data []byte) (*Config, yamlconf.Errors) {
 		Hooks:      raw.Hooks,
 		File:       file,
 
-		Credentials:   raw.Credentials,
-		CA:            raw.CA,
-		LeaseHooks:    hooks,
-		DirectStreams: direct,
-		Dir:           dir,
+		Motd:           raw.Motd,
+		ExitOnLeaseEnd: raw.ExitOnLeaseEnd,
+		Credentials:    raw.Credentials,
+		CA:             raw.CA,
+		LeaseHooks:     hooks,
+		DirectStreams:  direct,
+		Drivers:        raw.Drivers,
+		Dir:            dir,
 	}
 	return cfg, errs
 }

@@ -41,6 +41,9 @@ type Exporter struct {
 	// guard, if set before Start, makes the main connection answer only into the inbox of the
 	// lease a request presents (see GuardReplies).
 	guard bool
+	// audit, if set before Start, makes the exporter append an event for each call to the
+	// controller's audit log (see AuditCalls).
+	audit bool
 
 	refusedMu sync.Mutex
 	refusedAt time.Time // last log line about dropped requests; guarded by refusedMu
@@ -421,8 +424,14 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		_ = m.RespondError(wire.Errorf(wire.NotFound, "%s: not a call subject (want jsn.x.%s.call.<driver path>.<method>)", m.Subject, e.name))
 		return
 	}
-	streams, group := e.streams, m.Header.Get(wire.HeaderLease)
 	var ctx context.Context
+	var callErr error // what the call ended with, for the audit log
+	if e.audit {
+		start := time.Now()
+		defer func() { e.auditCall(ctx, m, path, method, start, callErr) }()
+	}
+	fail := func(err error) { callErr = err; _ = m.RespondError(err) }
+	streams, group := e.streams, m.Header.Get(wire.HeaderLease)
 	var err error
 	if a == nil {
 		ctx, err = e.checkLease(group, path, method)
@@ -431,16 +440,16 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		ctx, err = a.accept(m.Header.Get(wire.HeaderLease))
 	}
 	if err != nil {
-		_ = m.RespondError(err)
+		fail(err)
 		return
 	}
 	node := e.tree.Find(path)
 	if node == nil {
-		_ = m.RespondError(wire.Errorf(wire.NotFound, "no driver %q on exporter %s; drivers: %s", path, e.name, strings.Join(e.paths(), ", ")))
+		fail(wire.Errorf(wire.NotFound, "no driver %q on exporter %s; drivers: %s", path, e.name, strings.Join(e.paths(), ", ")))
 		return
 	}
 	if why := node.Unavailable(); why != "" {
-		_ = m.RespondError(wire.Errorf(wire.Unavailable, "driver %s is unavailable: %s", path, why))
+		fail(wire.Errorf(wire.Unavailable, "driver %s is unavailable: %s", path, why))
 		return
 	}
 	meth := node.Method(method)
@@ -450,23 +459,40 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 		if len(names) > 0 {
 			list = "methods: " + strings.Join(names, ", ")
 		}
-		_ = m.RespondError(wire.Errorf(wire.NotFound, "driver %s has no method %q; %s", path, method, list))
+		fail(wire.Errorf(wire.NotFound, "driver %s has no method %q; %s", path, method, list))
 		return
 	}
 	raw, err := wire.DecodeArgs(m.Data)
 	if err != nil {
-		_ = m.RespondError(wire.Errorf(wire.InvalidArgument, "%s.%s: %v", path, method, err))
+		fail(wire.Errorf(wire.InvalidArgument, "%s.%s: %v", path, method, err))
 		return
 	}
 	args, err := meth.Convert(raw)
 	if err != nil {
-		_ = m.RespondError(err)
+		fail(err)
 		return
 	}
 	opens := bus.Opens(m)
 	if meth.Kind == driver.KindCall {
 		if opens {
-			_ = m.RespondError(wire.Errorf(wire.InvalidArgument, "%s.%s is a plain call; it does not open a stream", path, method))
+			fail(wire.Errorf(wire.InvalidArgument, "%s.%s is a plain call; it does not open a stream", path, method))
+			return
+		}
+		if meth.Raw != nil { // the driver takes and gives msgpack as it is on the wire
+			body := m.Data
+			if len(raw) == 0 {
+				body = nil
+			}
+			res, err := e.invoke(ctx, path, method, func() (any, error) { return meth.Raw(ctx, body) })
+			if err != nil {
+				if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil {
+					err = cause
+				}
+				_ = m.RespondError(err)
+				return
+			}
+			b, _ := res.([]byte)
+			_ = m.Respond(nil, b)
 			return
 		}
 		res, err := e.invoke(ctx, path, method, func() (any, error) { return meth.Call(ctx, args) })
@@ -474,7 +500,7 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 			if cause := context.Cause(ctx); errors.Is(err, context.Canceled) && cause != nil {
 				err = cause // the lease ended under the call
 			}
-			_ = m.RespondError(err)
+			fail(err)
 			return
 		}
 		var body []byte // nil result: empty body
@@ -482,19 +508,19 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 			body, err = wire.Marshal(res)
 		}
 		if err != nil {
-			_ = m.RespondError(wire.Errorf(wire.Internal, "%s.%s: %v", path, method, err))
+			fail(wire.Errorf(wire.Internal, "%s.%s: %v", path, method, err))
 			return
 		}
 		_ = m.Respond(nil, body)
 		return
 	}
 	if !opens {
-		_ = m.RespondError(wire.Errorf(wire.InvalidArgument, "%s.%s is a %s method; call it with the %s header to open a stream", path, method, meth.Kind, wire.HeaderStream))
+		fail(wire.Errorf(wire.InvalidArgument, "%s.%s is a %s method; call it with the %s header to open a stream", path, method, meth.Kind, wire.HeaderStream))
 		return
 	}
 	s, hdr, err := streams.Accept(m, group)
 	if err != nil {
-		_ = m.RespondError(err)
+		fail(err)
 		return
 	}
 	if err := m.Respond(hdr, nil); err != nil {
@@ -526,6 +552,7 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 				err = cause
 			}
 		}
+		callErr = err
 		s.Reset(err)
 		return
 	}

@@ -25,6 +25,7 @@ import (
 const (
 	OnFailureWarn     = "warn"     // log the failure, go on with the lease
 	OnFailureEndLease = "endLease" // end the lease (tell the controller)
+	OnFailureExit     = "exit"     // end the lease and stop the exporter (it goes offline)
 )
 
 // Hook names, as in the config and in api.HookOutput.
@@ -42,11 +43,41 @@ type Hooks struct {
 	AfterLease  *Hook `yaml:"afterLease"`  // after the lease ended, before the final reset
 }
 
-// Hook is one lease hook: a shell script run with /bin/sh -c.
+// Hook is one lease hook: a script run with /bin/sh -c, or with Exec.
 type Hook struct {
+	// Exec is the interpreter (Jumpstarter's exec: /bin/bash, python3). An inline script is run
+	// as `EXEC -c SCRIPT`, a script that names a file as `EXEC FILE`. Without it: a .py file runs
+	// with python3, anything else with /bin/sh.
+	Exec      string        `yaml:"exec"`
 	Script    string        `yaml:"script" jsn:"required"`
 	Timeout   time.Duration `yaml:"timeout"`   // "30s" or seconds; default DefaultHookTimeout
-	OnFailure string        `yaml:"onFailure"` // OnFailureWarn (default) or OnFailureEndLease
+	OnFailure string        `yaml:"onFailure"` // OnFailureWarn (default), OnFailureEndLease or OnFailureExit
+}
+
+// argv returns the command line of the hook; dir resolves a relative script file.
+func (h *Hook) argv(dir string) []string {
+	s := strings.TrimSpace(h.Script)
+	file := ""
+	if !strings.ContainsAny(s, " \t\n;|&$") && s != "" {
+		p := s
+		if !filepath.IsAbs(p) && dir != "" {
+			p = filepath.Join(dir, p)
+		}
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			file = p
+		}
+	}
+	interp := h.Exec
+	if interp == "" {
+		interp = "/bin/sh"
+		if file != "" && strings.HasSuffix(file, ".py") {
+			interp = "python3"
+		}
+	}
+	if file != "" {
+		return []string{interp, file}
+	}
+	return []string{interp, "-c", h.Script}
 }
 
 // decodeHooks decodes the hooks: mapping strictly, adding its problems to errs.
@@ -79,10 +110,13 @@ func decodeHooks(file string, n *yaml.Node, errs yamlconf.Errors) (Hooks, yamlco
 		switch x.h.OnFailure {
 		case "":
 			x.h.OnFailure = OnFailureWarn
-		case OnFailureWarn, OnFailureEndLease:
+		case OnFailureWarn, OnFailureEndLease, OnFailureExit:
 		default:
 			errs.Add(file, yamlconf.ValueNode(hn, "onFailure"), path+".onFailure",
-				"onFailure is %q; want %q or %q", x.h.OnFailure, OnFailureWarn, OnFailureEndLease)
+				"onFailure is %q; want %q, %q or %q", x.h.OnFailure, OnFailureWarn, OnFailureEndLease, OnFailureExit)
+		}
+		if strings.ContainsRune(x.h.Exec, 0) || key(hn, "exec") != nil && strings.TrimSpace(x.h.Exec) == "" {
+			errs.Add(file, yamlconf.ValueNode(hn, "exec"), path+".exec", "want an interpreter such as /bin/bash or python3, got %q", x.h.Exec)
 		}
 	}
 	return h, errs
@@ -102,8 +136,9 @@ type hookRun struct {
 
 // hookEnv returns the environment of a hook: the exporter's own without JSN_* session
 // variables, then set (KEY=value), with the directory of a binary named jsn first on PATH so
-// scripts can call `jsn power off`.
-func hookEnv(set []string) []string {
+// scripts can call `jsn power off`, and jBin (a directory holding a `j`, see JCommand) before it
+// unless "", so that Jumpstarter's `j power off` works too.
+func hookEnv(set []string, jBin string) []string {
 	var out []string
 	path := os.Getenv("PATH")
 	for _, kv := range os.Environ() {
@@ -114,6 +149,9 @@ func hookEnv(set []string) []string {
 	}
 	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "jsn" {
 		path = filepath.Dir(exe) + string(os.PathListSeparator) + path
+	}
+	if jBin != "" {
+		path = jBin + string(os.PathListSeparator) + path
 	}
 	out = append(out, "PATH="+path)
 	return append(out, set...)
@@ -127,7 +165,8 @@ const maxHookChunk = 16 << 10
 func (r *hookRun) run(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.hook.Timeout)
 	defer cancel()
-	cmd := exec.Command("/bin/sh", "-c", r.hook.Script)
+	argv := r.hook.argv(r.dir)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = r.env
 	cmd.Dir = r.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

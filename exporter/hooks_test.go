@@ -42,7 +42,8 @@ hooks:
 
 func TestParseHooksErrors(t *testing.T) {
 	for _, tc := range []struct{ hooks, want string }{
-		{"  beforeLease:\n    script: x\n    onFailure: exit\n", `x.yaml:6:16: hooks.beforeLease.onFailure: onFailure is "exit"; want "warn" or "endLease"`},
+		{"  beforeLease:\n    script: x\n    onFailure: quit\n", `x.yaml:6:16: hooks.beforeLease.onFailure: onFailure is "quit"; want "warn", "endLease" or "exit"`},
+		{"  beforeLease:\n    script: x\n    exec: \"\"\n", `x.yaml:6:11: hooks.beforeLease.exec: want an interpreter such as /bin/bash or python3, got ""`},
 		{"  beforeLease:\n    scrpt: x\n", `x.yaml:5:5: hooks.beforeLease: unknown field "scrpt"`},
 		{"  afterLease:\n    script: x\n    timeout: soon\n", `x.yaml:6:14: hooks.afterLease.timeout: want a duration`},
 		{"  duringLease:\n    script: x\n", `x.yaml:4:3: hooks: unknown field "duringLease"`},
@@ -59,7 +60,7 @@ func TestHookTimeoutKillsProcessGroup(t *testing.T) {
 	var mu sync.Mutex
 	var out []api.HookOutput
 	r := &hookRun{name: HookBeforeLease, hook: &Hook{Script: "echo start; sleep 60 & sleep 60", Timeout: 200 * time.Millisecond},
-		lease: &api.Lease{ID: "l1"}, log: discardLog(), env: hookEnv(nil),
+		lease: &api.Lease{ID: "l1"}, log: discardLog(), env: hookEnv(nil, ""),
 		out: func(h api.HookOutput) { mu.Lock(); out = append(out, h); mu.Unlock() }}
 	start := time.Now()
 	err := r.run(context.Background())

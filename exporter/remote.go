@@ -75,6 +75,21 @@ type remote struct {
 	poke       chan struct{}        // makes the control loop heartbeat now
 	lastPoke   time.Time            // guarded by mu
 	pending    map[string]time.Time // unknown leases asked about → first asked; guarded by mu
+
+	jBin    string             // directory with the `j` command for hooks; "" if none
+	stop    context.CancelFunc // ends the control and follow loops (onFailure: exit, exitOnLeaseEnd)
+	exitMu  sync.Mutex         // guards exitErr
+	exitErr error              // why the exporter stopped itself; nil for exitOnLeaseEnd
+}
+
+// exit stops the exporter after the current step: RunRemote returns err (nil for a clean stop).
+func (r *remote) exit(err error) {
+	r.exitMu.Lock()
+	if r.exitErr == nil {
+		r.exitErr = err
+	}
+	r.exitMu.Unlock()
+	r.stop()
 }
 
 // RunRemote runs cfg's exporter in distributed mode until ctx ends: it opens the drivers,
@@ -120,6 +135,11 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		return fmt.Errorf("hook bus: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if jb, err := JCommand(dir); err == nil {
+		r.jBin = jb
+	} else {
+		r.log.Info("no j command for hooks", "err", err)
+	}
 	srv, err := bus.StartServer(ctx, bus.ServerOptions{Dir: dir, Log: log})
 	if err != nil {
 		return fmt.Errorf("hook bus: %w", err)
@@ -149,6 +169,7 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		r.log.Info("direct streams", "listen", direct.Address())
 	}
 	ex.GuardReplies()
+	ex.AuditCalls()
 	if err := ex.Start(ctx, r.conn); err != nil {
 		return err
 	}
@@ -162,12 +183,20 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 	}
 	defer func() { _ = push.Unsubscribe() }()
 
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	r.stop = stop
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); r.control(ctx) }()
-	go func() { defer wg.Done(); r.follow(ctx) }()
+	go func() { defer wg.Done(); r.control(runCtx) }()
+	go func() { defer wg.Done(); r.follow(runCtx) }()
 	wg.Wait()
 	r.log.Info("stopping")
+	r.exitMu.Lock()
+	defer r.exitMu.Unlock()
+	if r.exitErr != nil && ctx.Err() == nil {
+		return r.exitErr
+	}
 	return nil
 }
 
@@ -457,7 +486,7 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 		if err := r.ex.Tree().Reset(ctx); err != nil {
 			log.Warn("reset drivers before beforeLease hook", "err", err)
 		}
-		if err := r.runHook(ctx, HookBeforeLease, h, l); err != nil && ctx.Err() == nil && h.OnFailure == OnFailureEndLease {
+		if err := r.runHook(ctx, HookBeforeLease, h, l); err != nil && ctx.Err() == nil && (h.OnFailure == OnFailureEndLease || h.OnFailure == OnFailureExit) {
 			r.mu.Lock()
 			r.starting = ""
 			r.markEndedLocked(l.ID, err.Error())
@@ -472,6 +501,10 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 				log.Warn("tell the controller the lease ended", "err", rerr)
 			}
 			r.done(ctx, l.ID, "")
+			if h.OnFailure == OnFailureExit {
+				log.Warn("exporter going offline: beforeLease hook failed with onFailure: exit")
+				r.exit(fmt.Errorf("beforeLease hook failed (onFailure: exit): %w", err))
+			}
 			return
 		}
 	}
@@ -505,10 +538,17 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 	r.changedLocked()
 	r.mu.Unlock()
 	hookFailed := ""
+	var exitErr error
+	if r.cfg.ExitOnLeaseEnd {
+		exitErr = errExitOnLeaseEnd
+	}
 	if h := r.cfg.LeaseHooks.AfterLease; h != nil {
 		err := r.runHook(ctx, HookAfterLease, h, l)
 		if err != nil && ctx.Err() == nil {
 			hookFailed = err.Error()
+		}
+		if err != nil && ctx.Err() == nil && h.OnFailure == OnFailureExit {
+			exitErr = fmt.Errorf("afterLease hook failed (onFailure: exit): %w", err)
 		}
 		if err == nil || ctx.Err() == nil {
 			if err := r.ex.Tree().Reset(ctx); err != nil {
@@ -522,8 +562,18 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 	r.mu.Unlock()
 	if ctx.Err() == nil {
 		r.done(ctx, l.ID, hookFailed)
+		if exitErr != nil {
+			r.log.Info("exporter stopping after the lease", "lease", l.ID, "why", exitErr)
+			if exitErr == errExitOnLeaseEnd {
+				exitErr = nil
+			}
+			r.exit(exitErr)
+		}
 	}
 }
+
+// errExitOnLeaseEnd is why an exporter with exitOnLeaseEnd stops: a clean stop.
+var errExitOnLeaseEnd = errors.New("exitOnLeaseEnd: the lease ended")
 
 // outputTail returns the last lines of lease id's beforeLease output, as " (output: …)", or "":
 // the reason a failed hook ended the lease carries them, for a holder that could not connect
@@ -579,7 +629,7 @@ func (r *remote) runHook(ctx context.Context, name string, h *Hook, l *api.Lease
 			"JSN_LEASE=" + l.ID,
 			"JSN_CLIENT=" + l.Client,
 			"JSN_HOOK=" + name,
-		}),
+		}, r.jBin),
 		out: func(o api.HookOutput) {
 			if b, err := wire.Marshal(o); err == nil {
 				_ = r.conn.Publish(api.HookSubject(r.name, l.ID), nil, b)

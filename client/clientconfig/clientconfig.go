@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -35,8 +36,18 @@ type Config struct {
 	Credentials string   `yaml:"credentials" jsn:"required"`
 	Role        string   `yaml:"role"`            // RoleClient (default) or RoleAdmin
 	Allow       []string `yaml:"allow,omitempty"` // informational: the controller enforces it
+	// Drivers limits what this client agrees to operate (see DriverAllow).
+	Drivers DriverAllow `yaml:"drivers,omitempty"`
 
 	File string `yaml:"-"` // where it was loaded from; "" if parsed from memory
+}
+
+// DriverAllow is the `drivers:` key of a client config.
+type DriverAllow struct {
+	// Allow lists the driver types ("power.Mock", "process") and interfaces ("jsn.power.v1")
+	// this client agrees to operate; globs ("power.*", "jsn.*") too. A call to a driver that
+	// matches none fails before anything is sent. Empty allows every driver.
+	Allow []string `yaml:"allow,omitempty"`
 }
 
 // Metadata names the client identity.
@@ -95,6 +106,12 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	if c.Credentials != "" && !strings.Contains(c.Credentials, "BEGIN NATS USER JWT") {
 		errs.Add(file, yamlconf.ValueNode(root, "credentials"), "credentials", "want the content of a NATS .creds file (a user JWT and an nkey seed)")
+	}
+	for _, e := range c.Drivers.Allow {
+		if _, err := path.Match(e, ""); err != nil || e == "" {
+			errs.Add(file, yamlconf.ValueNode(yamlconf.ValueNode(root, "drivers"), "allow"), "drivers.allow",
+				"invalid entry %q: want a driver type, an interface or a glob", e)
+		}
 	}
 	if len(errs) > 0 {
 		errs.Sort()

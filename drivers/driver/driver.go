@@ -36,11 +36,30 @@ type Methoder interface {
 	Methods() []Method
 }
 
+// Declarer is implemented by drivers that learn their interface and methods only once opened: an
+// out-of-process driver asks its process. Tree.Open calls Declared after the driver's Open
+// succeeds and serves what it returns (checked like Methods) from then on; describe shows it.
+type Declarer interface {
+	Declared() (iface string, methods []Method)
+}
+
 // Parent is implemented by drivers that build their own children (a QEMU board has power, console,
 // storage). Children listed in the config under `children:` are attached by the framework and are
 // not returned here.
 type Parent interface {
 	Children() []Child
+}
+
+// ChildUser is implemented by drivers that work through the children written under their
+// `children:` in the config (a U-Boot console drives its `serial` child; a flasher its `uboot`
+// and `tftp` children). Build calls UseChildren once the whole tree is built and its refs are
+// resolved, before anything is opened, with every config child by name: a `ref:` child is passed
+// as the driver it points to. Built-in children (Parent) are not passed. An error is reported as a
+// config error of the node's children, so name the child and what it must be ("child \"serial\"
+// must be a jsn.serial.v1 driver, got power.Mock"). The children may not be open yet: use them in
+// calls, not in Open.
+type ChildUser interface {
+	UseChildren(children map[string]Driver) error
 }
 
 // Child is a built-in child of a Parent driver.
@@ -135,6 +154,11 @@ type Method struct {
 	Call   func(ctx context.Context, args Args) (any, error)
 	Stream func(ctx context.Context, args Args, send func(item any) error) error
 	Bytes  func(ctx context.Context, args Args, s Stream) error
+	// Raw is an optional fast path of a KindCall method whose Call is also set: body is the
+	// call's msgpack argument array exactly as received (already checked against Args), the
+	// result is the msgpack reply exactly as sent. The exporter uses it instead of Call, so a
+	// driver that forwards calls elsewhere (an out-of-process driver) re-encodes nothing.
+	Raw func(ctx context.Context, body []byte) ([]byte, error)
 
 	path string // driver path, set on the copies held by a Tree's method tables, for errors
 }

@@ -52,6 +52,12 @@ type Node struct {
 	Children []*Node
 	Target   *Node  // for ref nodes: the node it proxies (possibly another ref)
 	Doc      string // `description:` from the config, "" if none
+	// MethodDocs are the `methods_description:` of the config (Jumpstarter's key): method name →
+	// the doc describe shows instead of the driver's own.
+	MethodDocs map[string]string
+
+	resetErr string // why the last Reset of this driver failed; "" after a good one (guarded by Tree.mu)
+	resetMu  sync.Mutex
 
 	methods map[string]*Method // by name; nil for ref nodes
 	listed  []*Method          // declaration order
@@ -63,7 +69,11 @@ var RefInfo = Info{Type: "ref", Doc: "proxy to another driver", Ref: true}
 var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9_-]+$`) })
 
 // nodeKeys are the keys allowed in a node mapping.
-var nodeKeys = []string{"type", "ref", "description", "config", "children"}
+var nodeKeys = []string{"type", "ref", "description", "methods_description", "config", "children"}
+
+// LogLevelKey is the config key every driver accepts (Jumpstarter's log_level): the level of the
+// driver's own logger. It is taken out of the config before the driver decodes it.
+const LogLevelKey = "log_level"
 
 type refConfig struct {
 	Ref string `yaml:"ref" jsn:"required"`
@@ -76,13 +86,28 @@ type pendingRef struct {
 	path   string // yaml path for errors
 }
 
+// pendingUser is a ChildUser node waiting for its children's refs to be resolved.
+type pendingUser struct {
+	node     *Node
+	children []*Node // config children, not built-in ones
+	pos      *yaml.Node
+	path     string // yaml path for errors
+}
+
 type builder struct {
 	c     *yamlconf.Collector
 	d     *yamlconf.Decoder
 	opts  BuildOptions
 	refs  []pendingRef
+	users []pendingUser
 	stack map[*yaml.Node]bool // node mappings being built, against alias cycles
 	count int                 // nodes built, against alias bombs
+	// failed are the paths of nodes that could not be built (unknown class, no type): a ref to
+	// one of them is not reported again.
+	failed map[string]bool
+	// unknownJS is set once a Jumpstarter class without a jsn equivalent was met, so the list
+	// of known classes is printed once, after every error.
+	unknownJS bool
 }
 
 // maxNodes bounds the size of a tree.
@@ -104,7 +129,7 @@ func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
 		opts.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	c := &yamlconf.Collector{File: file}
-	b := &builder{c: c, d: yamlconf.NewDecoder(c), opts: opts, stack: map[*yaml.Node]bool{}}
+	b := &builder{c: c, d: yamlconf.NewDecoder(c), opts: opts, stack: map[*yaml.Node]bool{}, failed: map[string]bool{}}
 	t := &Tree{index: map[string]*Node{}, closed: map[*Node]bool{}}
 	export = yamlconf.ResolveAlias(export)
 	switch {
@@ -116,6 +141,15 @@ func Build(file string, export *yaml.Node, opts BuildOptions) (*Tree, error) {
 	}
 	t.Walk(func(n *Node) { t.index[n.Path] = n })
 	b.resolveRefs(t)
+	b.useChildren()
+	if b.unknownJS {
+		known := Aliases("jumpstarter_")
+		list := strings.Join(known, ", ")
+		if list == "" {
+			list = "none"
+		}
+		c.Note("Jumpstarter classes jsn loads: %s", list)
+	}
 	if err := c.Err(); err != nil {
 		return nil, err
 	}
@@ -141,8 +175,11 @@ func (b *builder) nodes(m *yaml.Node, parent, ypath string) []*Node {
 			b.c.Add(keyNodes[i], ypath, "invalid driver name %q: use letters, digits, - and _ (no dots)", name)
 			continue
 		}
-		if n := b.node(name, yamlconf.JoinPath(parent, name), keyNodes[i], vals[i], ypath+"."+name); n != nil {
+		path := yamlconf.JoinPath(parent, name)
+		if n := b.node(name, path, keyNodes[i], vals[i], ypath+"."+name); n != nil {
 			out = append(out, n)
+		} else {
+			b.failed[path] = true
 		}
 	}
 	return out
@@ -197,8 +234,10 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	case hasType && hasRef:
 		b.c.Add(keyAt["ref"], ypath, "a node has either type or ref, not both")
 		return nil
+	case !hasType && !hasRef && fields["children"] != nil && fields["config"] == nil:
+		typ = "composite" // Jumpstarter: a node with only children is a Composite
 	case !hasType && !hasRef:
-		b.c.Add(key, ypath, "missing \"type\" (or \"ref\")")
+		b.c.Add(key, ypath, "missing \"type\" (or \"ref\"): add the driver class, e.g. `type: jumpstarter_driver_power.driver.MockPower` or `type: power.Mock`; `ref: other.path` for a second name of another node; or only `children:` for a group")
 		return nil
 	case hasRef:
 		if ref == "" {
@@ -216,7 +255,9 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	}
 	info, ok := Lookup(typ)
 	if !ok {
-		b.c.Add(fields["type"], ypath+".type", "%s", unknownType(typ))
+		msg, js := unknownType(typ)
+		b.unknownJS = b.unknownJS || js
+		b.c.Add(fields["type"], ypath+".type", "%s", msg)
 		return nil
 	}
 	n.Info = info
@@ -239,7 +280,8 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 		b.refs = append(b.refs, pendingRef{node: n, target: rc.Ref, pos: at, path: cfgPath + ".ref"})
 		return n
 	}
-	drv := info.New(b.env(path))
+	cfg, level := b.logLevel(cfg, cfgPath)
+	drv := info.New(b.envLevel(path, level))
 	if drv == nil {
 		b.c.Add(key, ypath, "driver type %q: constructor returned nil", info.Type)
 		return nil
@@ -247,6 +289,19 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	n.Driver = drv
 	b.configure(drv, cfg, key, cfgPath)
 	builtin := b.real(n, key, ypath)
+	if md := fields["methods_description"]; md != nil {
+		b.methodDocs(n, md, ypath+".methods_description")
+	}
+	nbuiltin := len(n.Children)
+	if _, ok := drv.(ChildUser); ok {
+		defer func() {
+			pos := keyAt["children"]
+			if pos == nil {
+				pos = key
+			}
+			b.users = append(b.users, pendingUser{node: n, children: n.Children[nbuiltin:], pos: pos, path: ypath + ".children"})
+		}()
+	}
 	if ch := fields["children"]; ch != nil {
 		ch = yamlconf.ResolveAlias(ch)
 		switch {
@@ -291,20 +346,88 @@ func (b *builder) refOnly(fields, keyAt map[string]*yaml.Node, ypath string) {
 	}
 }
 
-func unknownType(typ string) string {
+// unknownType explains an unknown type; js reports a Jumpstarter class (whose list of known
+// classes Build prints once, after every error).
+func unknownType(typ string) (msg string, js bool) {
 	if strings.HasPrefix(typ, "jumpstarter_") || strings.Contains(typ, ".driver.") {
-		known := Aliases("jumpstarter_")
-		list := strings.Join(known, ", ")
-		if list == "" {
-			list = "none"
-		}
-		return fmt.Sprintf("jumpstarter class %q has no jsn equivalent; known: %s", typ, list)
+		return fmt.Sprintf("jumpstarter class %q has no jsn equivalent%s", typ, yamlconf.Suggest(typ, Aliases("jumpstarter_"))), true
 	}
 	var jsn []string
 	for _, info := range Registered() {
 		jsn = append(jsn, info.Type)
 	}
-	return fmt.Sprintf("unknown driver type %q%s", typ, yamlconf.Suggest(typ, jsn))
+	return fmt.Sprintf("unknown driver type %q%s", typ, yamlconf.Suggest(typ, jsn)), false
+}
+
+// logLevel takes log_level out of a config mapping: it returns the mapping without it (a copy;
+// the file's node is not changed) and the level, or nil when there is none or it is invalid
+// (reported).
+func (b *builder) logLevel(cfg *yaml.Node, cfgPath string) (*yaml.Node, *slog.Level) {
+	m := yamlconf.ResolveAlias(cfg)
+	if m == nil || m.Kind != yaml.MappingNode {
+		return cfg, nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value != LogLevelKey {
+			continue
+		}
+		v := yamlconf.ResolveAlias(m.Content[i+1])
+		cp := *m
+		cp.Content = append(append([]*yaml.Node(nil), m.Content[:i]...), m.Content[i+2:]...)
+		lv, ok := ParseLogLevel(v.Value)
+		if v.Kind != yaml.ScalarNode || !ok {
+			b.c.Add(v, cfgPath+"."+LogLevelKey, "want DEBUG, INFO, WARNING, ERROR or CRITICAL, got %s", yamlconf.Describe(v))
+			return &cp, nil
+		}
+		return &cp, &lv
+	}
+	return cfg, nil
+}
+
+// ParseLogLevel parses a Jumpstarter (Python logging) level name, any case: DEBUG, INFO,
+// WARNING (WARN), ERROR, CRITICAL (FATAL).
+func ParseLogLevel(s string) (slog.Level, bool) {
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "DEBUG":
+		return slog.LevelDebug, true
+	case "INFO":
+		return slog.LevelInfo, true
+	case "WARNING", "WARN":
+		return slog.LevelWarn, true
+	case "ERROR":
+		return slog.LevelError, true
+	case "CRITICAL", "FATAL":
+		return slog.LevelError + 4, true
+	}
+	return 0, false
+}
+
+// methodDocs decodes methods_description (method name → doc) into n.MethodDocs, rejecting names
+// the driver does not have.
+func (b *builder) methodDocs(n *Node, md *yaml.Node, ypath string) {
+	var docs map[string]string
+	b.d.Decode(md, reflect.ValueOf(&docs).Elem(), ypath)
+	if len(docs) == 0 {
+		return
+	}
+	var names []string
+	for _, m := range n.listed {
+		names = append(names, m.Name)
+	}
+	for name, doc := range docs {
+		if n.methods[name] == nil {
+			at := yamlconf.FindKey(md, name)
+			if at == nil {
+				at = md
+			}
+			b.c.Add(at, ypath, "driver type %s has no method %q%s", n.Info.Type, name, yamlconf.Suggest(name, names))
+			continue
+		}
+		if n.MethodDocs == nil {
+			n.MethodDocs = map[string]string{}
+		}
+		n.MethodDocs[name] = doc
+	}
 }
 
 // configure decodes cfg into drv and validates it.
@@ -373,15 +496,39 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 }
 
 // env is the Env of the driver at path; its Child gives built-in children theirs.
-func (b *builder) env(path string) Env {
+func (b *builder) env(path string) Env { return b.envLevel(path, nil) }
+
+// envLevel is env with the driver's own log level (log_level), which its built-in children
+// inherit; nil keeps the exporter's.
+func (b *builder) envLevel(path string, level *slog.Level) Env {
 	tap := func([]byte) {}
 	if b.opts.Tap != nil {
 		if t := b.opts.Tap(path); t != nil {
 			tap = t
 		}
 	}
-	return Env{Path: path, Log: b.opts.Log.With("driver", path), Dir: b.opts.Dir, Tap: tap,
-		Child: func(name string) Env { return b.env(path + "." + name) }}
+	log := b.opts.Log
+	if level != nil {
+		log = slog.New(levelHandler{min: *level, h: log.Handler()})
+	}
+	return Env{Path: path, Log: log.With("driver", path), Dir: b.opts.Dir, Tap: tap,
+		Child: func(name string) Env { return b.envLevel(path+"."+name, level) }}
+}
+
+// levelHandler logs records at min and above through h, whatever h's own level: a driver's
+// log_level: DEBUG shows its debug records under an exporter that logs warnings only.
+type levelHandler struct {
+	min slog.Level
+	h   slog.Handler
+}
+
+func (l levelHandler) Enabled(_ context.Context, lv slog.Level) bool   { return lv >= l.min }
+func (l levelHandler) Handle(ctx context.Context, r slog.Record) error { return l.h.Handle(ctx, r) }
+func (l levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelHandler{min: l.min, h: l.h.WithAttrs(as)}
+}
+func (l levelHandler) WithGroup(g string) slog.Handler {
+	return levelHandler{min: l.min, h: l.h.WithGroup(g)}
 }
 
 func checkMethod(m *Method) string {
@@ -399,6 +546,9 @@ func checkMethod(m *Method) string {
 		m.Kind == KindByteStream && m.Bytes != nil)
 	if !ok {
 		return fmt.Sprintf("kind %q needs exactly its own handler (Call, Stream or Bytes)", m.Kind)
+	}
+	if m.Raw != nil && m.Kind != KindCall {
+		return "Raw is only for methods of kind call"
 	}
 	optional := false
 	for _, a := range m.Args {
@@ -420,6 +570,9 @@ func (b *builder) resolveRefs(t *Tree) {
 	sort.Strings(paths)
 	for _, r := range b.refs {
 		target := t.index[r.target]
+		if target == nil && b.failedPath(r.target) {
+			continue // the target's own error says why; a second one would only repeat it
+		}
 		if target == nil {
 			b.c.Add(r.pos, r.path, "ref to unknown driver %q%s", r.target, yamlconf.Suggest(r.target, paths))
 			continue
@@ -447,6 +600,44 @@ func (b *builder) resolveRefs(t *Tree) {
 			}
 			seen[n] = len(chain)
 			chain = append(chain, n)
+		}
+	}
+}
+
+// failedPath reports whether path is, or is under, a node that could not be built.
+func (b *builder) failedPath(path string) bool {
+	for p := path; p != ""; {
+		if b.failed[p] {
+			return true
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return false
+}
+
+// useChildren hands every ChildUser its config children. A user with a child that did not resolve
+// (a ref to a missing or failed node, already reported) is skipped, against cascades.
+func (b *builder) useChildren() {
+	for _, u := range b.users {
+		m := make(map[string]Driver, len(u.children))
+		ok := true
+		for _, c := range u.children {
+			r := c.Resolve()
+			if r == nil || r.Driver == nil {
+				ok = false
+				break
+			}
+			m[c.Name] = r.Driver
+		}
+		if !ok {
+			continue
+		}
+		if err := u.node.Driver.(ChildUser).UseChildren(m); err != nil {
+			b.c.Add(u.pos, u.path, "%v", err)
 		}
 	}
 }
@@ -509,6 +700,9 @@ func (t *Tree) Describe() []*wire.NodeDesc {
 			}
 			for _, m := range r.listed {
 				md := &wire.MethodDesc{Name: m.Name, Doc: m.Doc, Kind: m.Kind, Returns: m.Returns}
+				if doc, ok := r.MethodDocs[m.Name]; ok {
+					md.Doc = doc
+				}
 				for _, a := range m.Args {
 					md.Args = append(md.Args, &wire.ArgDesc{Name: a.Name, Type: a.Type, Doc: a.Doc, Optional: a.Optional})
 				}
@@ -522,10 +716,19 @@ func (t *Tree) Describe() []*wire.NodeDesc {
 	return desc(t.Roots)
 }
 
-// Unavailable returns why the node's (resolved) driver cannot be used now, or "".
+// Unavailable returns why the node's (resolved) driver cannot be used now, or "": the driver's
+// own reason (Availability), or the error of its last Reset until a Reset succeeds.
 func (n *Node) Unavailable() string {
-	if a, ok := n.Resolve().Driver.(Availability); ok {
-		return a.Unavailable()
+	r := n.Resolve()
+	if a, ok := r.Driver.(Availability); ok {
+		if why := a.Unavailable(); why != "" {
+			return why
+		}
+	}
+	r.resetMu.Lock()
+	defer r.resetMu.Unlock()
+	if r.resetErr != "" {
+		return "reset failed: " + r.resetErr
 	}
 	return ""
 }
@@ -541,11 +744,43 @@ func (t *Tree) Open(ctx context.Context) error {
 	}
 	t.opened = true
 	for i, n := range t.order {
-		if err := n.Driver.Open(ctx); err != nil {
+		err := n.Driver.Open(ctx)
+		if err == nil {
+			err = n.declare()
+		}
+		if err != nil {
 			errs := []error{fmt.Errorf("open export.%s: %w", n.Path, err)}
 			errs = append(errs, t.closeLocked(t.order[:i+1])...)
 			return errors.Join(errs...)
 		}
+	}
+	return nil
+}
+
+// declare replaces the method table of a Declarer's node with what its opened driver declares.
+func (n *Node) declare() error {
+	d, ok := n.Driver.(Declarer)
+	if !ok {
+		return nil
+	}
+	iface, list := d.Declared()
+	methods := map[string]*Method{}
+	var listed []*Method
+	for _, meth := range list {
+		meth.path = n.Path
+		if msg := checkMethod(&meth); msg != "" {
+			return fmt.Errorf("declared method %q: %s", meth.Name, msg)
+		}
+		if methods[meth.Name] != nil {
+			return fmt.Errorf("method %q declared twice", meth.Name)
+		}
+		mp := &meth
+		methods[meth.Name] = mp
+		listed = append(listed, mp)
+	}
+	n.methods, n.listed = methods, listed
+	if iface != "" {
+		n.Info.Interface = iface
 	}
 	return nil
 }
@@ -560,7 +795,14 @@ func (t *Tree) Reset(ctx context.Context) error {
 		if t.closed[n] {
 			continue
 		}
-		if err := n.Driver.Reset(ctx); err != nil {
+		err := n.Driver.Reset(ctx)
+		n.resetMu.Lock()
+		n.resetErr = ""
+		if err != nil {
+			n.resetErr = err.Error()
+		}
+		n.resetMu.Unlock()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("reset export.%s: %w", n.Path, err))
 		}
 	}

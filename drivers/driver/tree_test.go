@@ -175,16 +175,17 @@ export:
     type: test.Rec
     children: [1]
 `, []string{
-		`exporter.yaml:3:3: export.a: missing "type" (or "ref")`,
+		"exporter.yaml:3:3: export.a: missing \"type\" (or \"ref\"): add the driver class, e.g. `type: jumpstarter_driver_power.driver.MockPower` or `type: power.Mock`; `ref: other.path` for a second name of another node; or only `children:` for a group",
 		`exporter.yaml:4:5: export.a: unknown field "typ" (did you mean "type"?)`,
 		`exporter.yaml:7:5: export.b: a node has either type or ref, not both`,
 		`exporter.yaml:8:6: export.c: want a mapping with type or ref, got "just a string"`,
 		`exporter.yaml:9:3: export.d: want a mapping with type or ref, got nothing`,
 		`exporter.yaml:10:3: export: invalid driver name "e.f": use letters, digits, - and _ (no dots)`,
 		`exporter.yaml:13:11: export.g.type: unknown driver type "test.Thign" (did you mean "test.Thing"?)`,
-		`exporter.yaml:15:11: export.h.type: jumpstarter class "jumpstarter_driver_foo.driver.Bar" has no jsn equivalent; known: jumpstarter_driver_test.driver.Proxy, jumpstarter_driver_test.driver.Thing`,
+		`exporter.yaml:15:11: export.h.type: jumpstarter class "jumpstarter_driver_foo.driver.Bar" has no jsn equivalent`,
 		`exporter.yaml:18:13: export.i.config: this driver takes no config`,
 		`exporter.yaml:21:15: export.j.children: want a mapping of driver names to nodes, got a sequence`,
+		`exporter.yaml: Jumpstarter classes jsn loads: jumpstarter_driver_test.driver.Proxy, jumpstarter_driver_test.driver.Thing`,
 	}},
 	{"export not a mapping", `
 export: [a, b]

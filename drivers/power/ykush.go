@@ -3,6 +3,9 @@ package power
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -152,6 +155,19 @@ func (y *Ykush) Reset(ctx context.Context) error { return applyReset(ctx, y.run,
 // Close does nothing.
 func (y *Ykush) Close() error { return nil }
 
+// Unavailable says ykushcmd cannot be found (a path is resolved against the config's
+// directory, a bare name on PATH), or "".
+func (y *Ykush) Unavailable() string {
+	cmd := y.Ykushcmd
+	if strings.ContainsRune(cmd, '/') && !filepath.IsAbs(cmd) {
+		cmd = filepath.Join(y.run.dir, cmd)
+	}
+	if _, err := exec.LookPath(cmd); err != nil {
+		return fmt.Sprintf("%s not found: install Yepkit's ykushcmd or set ykushcmd: to its path", y.Ykushcmd)
+	}
+	return ""
+}
+
 // Methods returns the jsn.power.v1 method table.
 func (y *Ykush) Methods() []driver.Method { return Methods(y.run, Options{CycleWait: y.CycleWait}) }
 
@@ -172,4 +188,6 @@ var (
 	_ driver.Driver    = (*Ykush)(nil)
 	_ driver.Validator = (*Ykush)(nil)
 	_ driver.Methoder  = (*Ykush)(nil)
+
+	_ driver.Availability = (*Ykush)(nil)
 )

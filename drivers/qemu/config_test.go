@@ -39,7 +39,11 @@ var configTests = []struct {
 	wantErr string // "" = valid
 }{
 	{"type: qemu.QEMU", ""},
-	{"type: jumpstarter_driver_qemu.driver.Qemu\nconfig: {mem: 1G, smp: 2, disk_size: 2G, hostfwd: {ssh: {hostport: 2222, guestport: 22}}}", "disk_size: needs image_path"},
+	{"type: jumpstarter_driver_qemu.driver.Qemu\nconfig: {mem: 1G, smp: 2, disk_size: 2G, hostfwd: {ssh: {hostport: 2222, guestport: 22}}}", ""},
+	{"type: jumpstarter_driver_qemu.driver.Qemu\nconfig: {hostname: demo, username: u, password: p, default_partitions: {root: /var/lib/disk.img, OVMF_CODE.fd: /usr/share/OVMF/OVMF_CODE.fd, OVMF_VARS.fd: /usr/share/OVMF/OVMF_VARS.fd}}", ""},
+	{"type: qemu.QEMU\nconfig: {default_partitions: {boot: /x}}", "unknown partition \"boot\""},
+	{"type: qemu.QEMU\nconfig: {default_partitions: {OVMF_CODE.fd: /x}}", "give OVMF_CODE.fd and OVMF_VARS.fd together"},
+	{"type: qemu.QEMU\nconfig: {firmware: /a, default_partitions: {bios: /b}}", "give bios here or firmware, not both"},
 	{"type: jumpstarter_driver_qemu.driver.QEMU\nconfig: {mem: 1G, smp: 2, cpu: max, hostfwd: {ssh: {hostport: 2222, guestport: 22, protocol: tcp, hostaddr: 127.0.0.1}}}", ""},
 	{"type: qemu.QEMU\nconfig: {arch: riscv64}", "want x86_64 or aarch64"},
 	{"type: qemu.QEMU\nconfig: {memory: 1MiB}", "must be 16MiB..1TiB"},

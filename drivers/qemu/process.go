@@ -182,6 +182,8 @@ func (q *QEMU) args(kernel, initrd, disk string, kvm bool) []string {
 		"-chardev", "socket,id=console,path="+qemuOpt(q.consoleSock())+",server=on,wait=on",
 		"-serial", "chardev:console",
 		"-qmp", "unix:"+qemuOpt(q.qmpSock())+",server=on,wait=off",
+		"-chardev", "socket,id=gdb,path="+qemuOpt(q.gdbSock())+",server=on,wait=off",
+		"-gdb", "chardev:gdb",
 	)
 	netdev := "user,id=net0"
 	for _, f := range q.fwd {
@@ -202,6 +204,12 @@ func (q *QEMU) args(kernel, initrd, disk string, kvm bool) []string {
 	}
 	if q.Firmware != "" {
 		a = append(a, "-bios", q.abs(q.Firmware))
+	} else if b := q.DefaultPartitions["bios"]; b != "" {
+		a = append(a, "-bios", q.abs(b))
+	}
+	if code, vars := q.DefaultPartitions["OVMF_CODE.fd"], q.DefaultPartitions["OVMF_VARS.fd"]; code != "" && vars != "" {
+		a = append(a, "-drive", "file="+qemuOpt(q.abs(code))+",if=pflash,format=raw,unit=0,readonly=on",
+			"-drive", "file="+qemuOpt(q.abs(vars))+",if=pflash,format=raw,unit=1,snapshot=on")
 	}
 	return append(a, q.ExtraArgs...)
 }
@@ -227,12 +235,15 @@ func (q *QEMU) on(ctx context.Context) error {
 		return wire.Errorf(wire.Internal, "on: %v", err)
 	}
 	disk := ""
-	if q.ImagePath != "" {
-		if _, err := os.Stat(q.abs(q.ImagePath)); err == nil {
-			disk = q.abs(q.ImagePath)
-		} else {
-			q.log.Warn("no disk attached", "image_path", q.abs(q.ImagePath), "err", err)
+	if p := q.diskPath(); p != "" {
+		if _, err := os.Stat(p); err == nil {
+			disk = p
+		} else if root := q.DefaultPartitions["root"]; root == "" {
+			q.log.Warn("no disk attached", "image_path", p, "err", err)
 		}
+	}
+	if root := q.DefaultPartitions["root"]; disk == "" && root != "" {
+		disk = q.abs(root) // nothing flashed: boot the default root (Jumpstarter's default_partitions)
 	}
 	kvm := q.Accel == "kvm" || q.Accel == "auto" && q.kvmUsable()
 

@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"jsn.dev/jsn/drivers/debug"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/network"
 	"jsn.dev/jsn/drivers/power"
@@ -28,6 +30,7 @@ const (
 	Type      = "qemu.QEMU"
 	PowerType = "qemu.Power"
 	VideoType = "qemu.Video"
+	GDBType   = "qemu.GDB"
 )
 
 func init() {
@@ -46,7 +49,11 @@ func init() {
 	})
 	driver.MustRegister(driver.Info{
 		Type: VideoType, Interface: video.Interface, New: func(driver.Env) driver.Driver { return &videoChild{} },
-		Doc: "screen of a QEMU board: snapshot returns a PNG",
+		Doc: "screen of a QEMU board: snapshot returns a PNG, stream an MJPEG of snapshots",
+	})
+	driver.MustRegister(driver.Info{
+		Type: GDBType, Interface: debug.GDBInterface, New: func(env driver.Env) driver.Driver { return &gdbChild{env: env} },
+		Doc: "gdbstub of a QEMU board: a GDB remote (jsn debug gdb)",
 	})
 }
 
@@ -73,7 +80,11 @@ type Hostfwd struct {
 //	accel: tcg              # tcg (software, works everywhere) | kvm | auto (kvm when /dev/kvm opens and the arch is the host's)
 //	image_path: disk.img    # disk image attached as a virtio disk (/dev/vda), flashed by `storage`
 //	disk_format: raw        # raw | qcow2
-//	disk_size: ""           # create image_path sparse with this size when absent (e.g. 1GiB)
+//	disk_size: ""           # create image_path sparse with this size when absent (e.g. 1GiB); without
+//	                        # image_path the board gets a scratch disk of this size, removed at close
+//	default_partitions: {}  # Jumpstarter's: what boots when nothing was flashed: root (disk image),
+//	                        # bios (-bios), OVMF_CODE.fd and OVMF_VARS.fd (UEFI pflash, vars as a snapshot)
+//	hostname, username, password: accepted for Jumpstarter configs (jsn makes no cloud-init disk)
 //	kernel: ""              # direct kernel boot; a glob is allowed (/boot/vmlinuz-*-cloud-amd64)
 //	initrd: ""              # with kernel; a glob is allowed
 //	append: ""              # kernel command line, e.g. "console=ttyS0 panic=-1"
@@ -102,6 +113,13 @@ type QEMU struct {
 	ExtraArgs   []string           `yaml:"extra_args"`
 	QEMU        string             `yaml:"qemu"`
 	StopTimeout time.Duration      `yaml:"stop_timeout"`
+
+	DefaultPartitions map[string]string `yaml:"default_partitions"`
+	Hostname          string            `yaml:"hostname"`
+	Username          string            `yaml:"username"`
+	Password          string            `yaml:"password"`
+
+	scratch string // the scratch disk of disk_size without image_path; set by Children
 
 	env driver.Env
 	log *slog.Logger
@@ -134,7 +152,7 @@ type fwd struct {
 }
 
 // builtin are the names of the built-in children.
-var builtin = []string{"power", "console", "storage", "video"}
+var builtin = []string{"power", "console", "storage", "video", "gdb"}
 
 // New is the qemu.QEMU constructor: defaults only, no side effects.
 func New(env driver.Env) driver.Driver {
@@ -190,10 +208,23 @@ func (q *QEMU) Validate() error {
 	default:
 		bad("disk_format", "want raw or qcow2, got %q", q.DiskFormat)
 	}
-	if q.DiskSize != "" {
-		if q.ImagePath == "" {
-			bad("disk_size", "needs image_path")
+	for name, p := range q.DefaultPartitions {
+		switch name {
+		case "root", "bios", "OVMF_CODE.fd", "OVMF_VARS.fd":
+		default:
+			bad("default_partitions", "unknown partition %q: want root, bios, OVMF_CODE.fd or OVMF_VARS.fd", name)
 		}
+		if p == "" || strings.ContainsRune(p, 0) {
+			bad("default_partitions."+name, "want a file path, got %q", p)
+		}
+	}
+	if (q.DefaultPartitions["OVMF_CODE.fd"] == "") != (q.DefaultPartitions["OVMF_VARS.fd"] == "") {
+		bad("default_partitions", "give OVMF_CODE.fd and OVMF_VARS.fd together")
+	}
+	if q.DefaultPartitions["bios"] != "" && q.Firmware != "" {
+		bad("default_partitions", "give bios here or firmware, not both")
+	}
+	if q.DiskSize != "" {
 		if _, err := storage.ParseSize(q.DiskSize); err != nil {
 			bad("disk_size", "%v", err)
 		}
@@ -302,13 +333,20 @@ func (q *QEMU) Children() []driver.Child {
 		{Name: "power", Type: PowerType, Driver: q.pw},
 		{Name: "console", Type: "serial.Port", Driver: q.con},
 	}
-	if q.ImagePath != "" {
+	if q.ImagePath == "" && q.DiskSize != "" && q.scratch == "" {
+		// Jumpstarter's board always has a root disk; here it is a scratch file of disk_size.
+		var rnd [6]byte
+		_, _ = rand.Read(rnd[:])
+		q.scratch = filepath.Join(os.TempDir(), fmt.Sprintf("jsn-qemu-%s-%x.img", strings.ReplaceAll(q.env.Path, ".", "-"), rnd))
+	}
+	if disk := q.diskPath(); disk != "" {
 		f := storage.NewFile(childEnv("storage")).(*storage.File)
-		f.Path, f.Size = q.abs(q.ImagePath), q.DiskSize
+		f.Path, f.Size = disk, q.DiskSize
 		q.disk = &diskChild{q: q, file: f}
 		q.kids = append(q.kids, driver.Child{Name: "storage", Type: "storage.File", Driver: q.disk})
 	}
 	q.kids = append(q.kids, driver.Child{Name: "video", Type: VideoType, Driver: &videoChild{q: q}})
+	q.kids = append(q.kids, driver.Child{Name: "gdb", Type: GDBType, Driver: &gdbChild{q: q, env: childEnv("gdb")}})
 	q.nets = map[string]*network.TCP{}
 	for _, f := range q.fwd {
 		t := network.NewTCP(childEnv(f.name)).(*network.TCP)
@@ -317,6 +355,14 @@ func (q *QEMU) Children() []driver.Child {
 		q.kids = append(q.kids, driver.Child{Name: f.name, Type: "network.TCP", Driver: t})
 	}
 	return q.kids
+}
+
+// diskPath is the board's disk image: image_path, the scratch disk, or "".
+func (q *QEMU) diskPath() string {
+	if q.ImagePath != "" {
+		return q.abs(q.ImagePath)
+	}
+	return q.scratch
 }
 
 // prepare creates the private runtime directory once. The children call it from their Open,
@@ -340,6 +386,7 @@ func (q *QEMU) prepare() (string, error) {
 
 func (q *QEMU) consoleSock() string { return filepath.Join(q.dir, "console.sock") }
 func (q *QEMU) qmpSock() string     { return filepath.Join(q.dir, "qmp.sock") }
+func (q *QEMU) gdbSock() string     { return filepath.Join(q.dir, "gdb.sock") }
 
 // Open creates the runtime directory, picks free loopback ports for hostfwd entries with host 0,
 // and checks (without failing) that qemu and the kernel are there.
@@ -393,6 +440,11 @@ func (q *QEMU) Close() error {
 	q.mu.Unlock()
 	if q.dir != "" {
 		if rerr := os.RemoveAll(q.dir); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	if q.scratch != "" {
+		if rerr := os.Remove(q.scratch); rerr != nil && !os.IsNotExist(rerr) && err == nil {
 			err = rerr
 		}
 	}

@@ -89,7 +89,7 @@ func TestParseURL(t *testing.T) {
 		{"socket://h:3001/x", "", "no path"},
 		{"socket://h:99999", "", "port must be"},
 		{"socket://:1", "", "empty host"},
-		{"loop://", "", "unsupported url"},
+		{"loop://", "loop://", ""}, {"spy://x", "", "unsupported url"},
 		{"", "", "must not be empty"},
 		{"dev/tty", "", "not an absolute"},
 		{"/dev/\x00", "", "NUL"},

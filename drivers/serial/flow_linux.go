@@ -13,8 +13,8 @@ import (
 // and offers no setting for. Terminal settings belong to the device, not to a descriptor.
 type flowControl struct{ fd int }
 
-func openFlow(path, flow string) (*flowControl, error) {
-	if flow == "" || flow == "none" {
+func openFlow(path, flow string, noHupcl bool) (*flowControl, error) {
+	if (flow == "" || flow == "none") && !noHupcl {
 		return nil, nil
 	}
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -24,8 +24,9 @@ func openFlow(path, flow string) (*flowControl, error) {
 	return &flowControl{fd: fd}, nil
 }
 
-// apply sets flow ("rtscts" or "xonxoff") on the device and closes the descriptor.
-func (f *flowControl) apply(flow string) error {
+// apply sets flow ("rtscts" or "xonxoff") on the device, clears HUPCL when noHupcl (closing
+// the device then leaves DTR/RTS up: pyserial's disable_hupcl) and closes the descriptor.
+func (f *flowControl) apply(flow string, noHupcl bool) error {
 	if f == nil {
 		return nil
 	}
@@ -40,6 +41,9 @@ func (f *flowControl) apply(flow string) error {
 	case "xonxoff":
 		t.Iflag |= unix.IXON | unix.IXOFF
 		t.Cc[unix.VSTART], t.Cc[unix.VSTOP] = 0x11, 0x13
+	}
+	if noHupcl {
+		t.Cflag &^= unix.HUPCL
 	}
 	if err := unix.IoctlSetTermios(f.fd, unix.TCSETS, t); err != nil {
 		return fmt.Errorf("flow control: %w", err)

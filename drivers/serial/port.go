@@ -48,6 +48,12 @@ var StandardBaudrates = []int{50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 
 //	buffer: 1048576       # ring buffer bytes, 4 KiB..64 MiB
 //	reconnect: 1s         # how often to retry an absent device
 //	check_present: true   # accepted for Jumpstarter configs; jsn always tolerates absence
+//	cps: 0                # characters per second written to the device (0 = full speed), for
+//	                      # consoles that drop typed-ahead input (pyserial's cps)
+//	disable_hupcl: false  # keep DTR/RTS up when the device is closed (clears HUPCL)
+//
+// url may also be loop:// (pyserial's loopback: what is written is read back), for tests and
+// for Jumpstarter configs that use it.
 type Port struct {
 	URL          string        `yaml:"url" jsn:"required"`
 	Baudrate     int           `yaml:"baudrate"`
@@ -58,6 +64,8 @@ type Port struct {
 	Buffer       int           `yaml:"buffer"`
 	Reconnect    time.Duration `yaml:"reconnect"`
 	CheckPresent bool          `yaml:"check_present"`
+	CPS          float64       `yaml:"cps"`
+	DisableHUPCL bool          `yaml:"disable_hupcl"`
 
 	path string
 	log  *slog.Logger
@@ -126,6 +134,9 @@ func (p *Port) Validate() error {
 	if _, ok := stopBits[p.StopBits]; !ok {
 		errs = append(errs, driver.FieldErrorf("stopbits", "must be 1, 1.5 or 2, got %v", p.StopBits))
 	}
+	if !(p.CPS >= 0 && p.CPS <= 1e6) {
+		errs = append(errs, driver.FieldErrorf("cps", "must be 0 (full speed) .. 1000000 characters per second, got %v", p.CPS))
+	}
 	if p.DataBits < 5 || p.DataBits > 8 {
 		errs = append(errs, driver.FieldErrorf("databits", "must be 5..8, got %d", p.DataBits))
 	}
@@ -188,6 +199,9 @@ func (p *Port) tryOpen(ctx context.Context) io.ReadWriteCloser {
 
 // dial opens the device at the current baud rate.
 func (p *Port) dial(ctx context.Context) (io.ReadWriteCloser, bugserial.Port, error) {
+	if p.target.loop {
+		return newLoopback(), nil, nil
+	}
 	if p.target.isSocket() {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -201,7 +215,7 @@ func (p *Port) dial(ctx context.Context) (io.ReadWriteCloser, bugserial.Port, er
 	p.mu.Lock()
 	mode := p.mode(p.baud)
 	p.mu.Unlock()
-	fc, err := openFlow(p.target.path, p.Flow)
+	fc, err := openFlow(p.target.path, p.Flow, p.DisableHUPCL)
 	if err != nil {
 		return nil, nil, describeOpenErr(p.target.path, err)
 	}
@@ -210,7 +224,7 @@ func (p *Port) dial(ctx context.Context) (io.ReadWriteCloser, bugserial.Port, er
 		fc.close()
 		return nil, nil, describeOpenErr(p.target.path, err)
 	}
-	if err := fc.apply(p.Flow); err != nil {
+	if err := fc.apply(p.Flow, p.DisableHUPCL); err != nil {
 		sp.Close()
 		return nil, nil, fmt.Errorf("%s: %w", p.target.path, err)
 	}
@@ -424,12 +438,29 @@ func (p *Port) write(b []byte) error {
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
+	if p.CPS > 0 {
+		return p.writePaced(dev, b)
+	}
 	for len(b) > 0 {
 		n, err := dev.Write(b)
 		if err != nil {
 			return wire.Errorf(wire.Unavailable, "write %s: %w", p.target, err)
 		}
 		b = b[n:]
+	}
+	return nil
+}
+
+// writePaced writes b one byte at a time at CPS characters per second.
+func (p *Port) writePaced(dev io.Writer, b []byte) error {
+	gap := time.Duration(float64(time.Second) / p.CPS)
+	for i := range b {
+		if i > 0 {
+			time.Sleep(gap)
+		}
+		if _, err := dev.Write(b[i : i+1]); err != nil {
+			return wire.Errorf(wire.Unavailable, "write %s: %w", p.target, err)
+		}
 	}
 	return nil
 }

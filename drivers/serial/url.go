@@ -13,9 +13,11 @@ type target struct {
 	path string // device path, "/dev/ttyUSB0"; "" for a socket
 	addr string // host:port of a socket:// url, or the path of a unix:// url; "" for a device
 	unix bool   // addr is a Unix socket path (unix.go)
+	loop bool   // loop://: a loopback, what is written is read back (loop.go)
 }
 
-func (t target) isSocket() bool { return t.addr != "" }
+// isSocket reports a target with no serial line under it (no baud rate, no modem lines).
+func (t target) isSocket() bool { return t.addr != "" || t.loop }
 
 // parseURL parses a Port's url: an absolute device path, or socket://host:port (a raw TCP port
 // such as ser2net's, as in pyserial's URL handlers).
@@ -27,11 +29,17 @@ func parseURL(s string) (target, error) {
 		return target{}, fmt.Errorf("must not contain NUL bytes")
 	}
 	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		if scheme == "loop" {
+			if rest != "" && rest != "/" {
+				return target{}, fmt.Errorf("loop url %q: want loop:// with no path or options", s)
+			}
+			return target{loop: true}, nil
+		}
 		if scheme == "unix" {
 			return parseUnixURL(s, rest)
 		}
 		if scheme != "socket" {
-			return target{}, fmt.Errorf("unsupported url %q: want a device path such as /dev/ttyUSB0, socket://host:port or unix:///path", s)
+			return target{}, fmt.Errorf("unsupported url %q: want a device path such as /dev/ttyUSB0, socket://host:port, unix:///path or loop://", s)
 		}
 		rest = strings.TrimSuffix(rest, "/")
 		if strings.ContainsAny(rest, "/?#") {
@@ -58,6 +66,9 @@ func parseURL(s string) (target, error) {
 
 // String returns the url in canonical form.
 func (t target) String() string {
+	if t.loop {
+		return "loop://"
+	}
 	if t.unix {
 		return "unix://" + t.addr
 	}

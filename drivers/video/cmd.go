@@ -3,6 +3,7 @@ package video
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -20,7 +21,8 @@ func newCmd(f *cmdutil.Factory) *cobra.Command {
 		Long: `Take pictures of a board's screen.
 
 The exporter's only video driver is used; when it has several, choose one with -d PATH.`,
-		Example: `  $ jsn video snapshot screen.png`,
+		Example: `  $ jsn video snapshot screen.png
+  $ jsn video stream screen.mjpeg --frames 50`,
 	}
 	g := cmdutil.NewDriverGroup(f, Interface, cmd)
 	cmd.AddCommand(&cobra.Command{
@@ -33,7 +35,60 @@ The exporter's only video driver is used; when it has several, choose one with -
 			return runSnapshot(cmd.Context(), g, args[0])
 		},
 	})
+	var frames int
+	var fps float64
+	st := &cobra.Command{
+		Use:   "stream FILE [--frames N] [--fps F]",
+		Short: "Save the screen's MJPEG stream to FILE (- for stdout) until interrupted or N frames",
+		Long: `Save the screen as MJPEG: the JPEG frames one after the other, which ffmpeg and ffplay
+read with -f mjpeg (ffplay -f mjpeg screen.mjpeg). Drivers with a stream of their own
+(ustreamer, an HTTP camera) keep its rate; the others are snapshotted --fps times a second.`,
+		Example: `  $ jsn video stream screen.mjpeg --frames 100
+  $ jsn video stream - | ffplay -f mjpeg -`,
+		Args: cmdutil.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if frames < 0 {
+				return cmdutil.Usagef("stream: --frames must not be negative, got %d", frames)
+			}
+			if fps < 0 || fps > MaxFPS {
+				return cmdutil.Usagef("stream: --fps must be 0 (the driver's default) .. %d, got %v", MaxFPS, fps)
+			}
+			return runStream(cmd.Context(), g, args[0], frames, fps)
+		},
+	}
+	st.Flags().IntVarP(&frames, "frames", "n", 0, "stop after N frames (0: until interrupted)")
+	st.Flags().Float64Var(&fps, "fps", 0, "frames a second for drivers that are snapshotted (default 5)")
+	cmd.AddCommand(st)
 	return cmd
+}
+
+func runStream(ctx context.Context, g *cmdutil.DriverGroup, file string, frames int, fps float64) error {
+	if file == "-" && g.IsTerminal() {
+		return cmdutil.Usagef("stream: refusing to write video to a terminal: give a file name or redirect stdout")
+	}
+	var out io.Writer = g.Out
+	if file != "-" {
+		f, err := os.Create(file)
+		if err != nil {
+			return fmt.Errorf("stream: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	ctx, stop := cmdutil.Interruptible(ctx)
+	defer stop()
+	n := 0
+	return cmdutil.WithClient(ctx, g, NewClient, func(ctx context.Context, c *Client) error {
+		return c.Stream(ctx, fps, func(jpeg []byte) error {
+			if _, err := out.Write(jpeg); err != nil {
+				return fmt.Errorf("stream: %w", err)
+			}
+			if n++; frames > 0 && n >= frames {
+				return ErrStop
+			}
+			return nil
+		})
+	})
 }
 
 func runSnapshot(ctx context.Context, g *cmdutil.DriverGroup, file string) error {

@@ -32,8 +32,9 @@ func TestMethods(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ms := Methods(tt.dev, Options{})
-			if len(ms) != 1 || ms[0].Name != "snapshot" || ms[0].Kind != driver.KindCall || ms[0].Returns != driver.TypeBytes {
-				t.Fatalf("got method table %+v, want snapshot() -> bytes", ms)
+			if len(ms) != 2 || ms[0].Name != "snapshot" || ms[0].Kind != driver.KindCall || ms[0].Returns != driver.TypeBytes ||
+				ms[1].Name != "stream" || ms[1].Kind != driver.KindByteStream {
+				t.Fatalf("got method table %+v, want snapshot() -> bytes, stream() <=> bytes", ms)
 			}
 			got, err := ms[0].Call(context.Background(), nil)
 			if !errors.Is(err, tt.err) || (tt.err == nil && err != nil) {

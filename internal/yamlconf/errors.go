@@ -16,6 +16,9 @@ type Error struct {
 	Col  int    // 1-based; 0 when unknown
 	Path string // dotted path in the file, "export.power.config"; may be empty
 	Msg  string
+	// Note marks a summary about the whole file (the list of known driver classes), printed
+	// once after the errors it explains.
+	Note bool
 }
 
 // Error formats the error as "file:line:col: path: msg", leaving out what is unknown.
@@ -65,6 +68,9 @@ func (es Errors) Unwrap() []error {
 func (es Errors) Sort() {
 	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i], es[j]
+		if a.Note != b.Note {
+			return b.Note
+		}
 		if a.File != b.File {
 			return a.File < b.File
 		}
@@ -114,6 +120,11 @@ func (es *Errors) Add(file string, n *yaml.Node, path, format string, args ...an
 		e.Line, e.Col = n.Line, n.Column
 	}
 	*es = append(*es, e)
+}
+
+// Note records a summary about the whole file, printed after every error (see Error.Note).
+func (c *Collector) Note(format string, args ...any) {
+	c.errs = append(c.errs, Error{File: c.File, Msg: fmt.Sprintf(format, args...), Note: true})
 }
 
 // Err returns the collected errors sorted (an Errors), or nil.

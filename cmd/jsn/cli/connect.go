@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -65,10 +66,31 @@ func connectExporter(ctx context.Context, f *cmdutil.Factory) (*client.Exporter,
 			return nil, fmt.Errorf("connect to %s: %w", o.Host, err)
 		}
 	}
+	if err := restrictDrivers(f, ex); err != nil {
+		_ = ex.Close()
+		return nil, err
+	}
 	// Ending ctx (Ctrl-C in an interruptible command) closes the connection, which resets its
 	// streams: a blocked stream read returns instead of waiting for the next item.
 	context.AfterFunc(ctx, func() { _ = ex.Close() })
 	return ex, nil
+}
+
+// restrictDrivers applies the client config's drivers.allow, when there is a client config:
+// calls to drivers of other types fail before anything is sent.
+func restrictDrivers(f *cmdutil.Factory, ex *client.Exporter) error {
+	file := firstNonEmpty(f.ClientConfig, f.Env(client.EnvClientConfig))
+	cfg, err := client.LoadConfig(file)
+	if errors.Is(err, client.ErrNoClientConfig) {
+		return nil
+	}
+	if err != nil {
+		return &cmdutil.UsageError{Err: err}
+	}
+	if len(cfg.Drivers.Allow) > 0 {
+		ex.RestrictDrivers(cfg.Drivers.Allow, "drivers.allow of client config "+cfg.File)
+	}
+	return nil
 }
 
 // remoteExporter is a client.Exporter seen as a remote.Exporter, for the driver verbs.

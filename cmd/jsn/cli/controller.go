@@ -25,6 +25,7 @@ type controllerOptions struct {
 	maxConnsPerCred                              int
 	maxSubs                                      int64
 	noImport                                     bool
+	audit                                        controller.AuditOptions
 }
 
 // importAdmin makes the admin config written to the data directory the current client config,
@@ -94,7 +95,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 				TLSHosts: o.tlsHosts, NoTLS: o.noTLS, MaxQueued: o.maxQueued,
 				KeepaliveWindow: o.keepaliveWindow, HookFailures: o.hookFailures,
 				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20,
-				MaxConnsPerCredential: o.maxConnsPerCred})
+				MaxConnsPerCredential: o.maxConnsPerCred, Audit: o.audit})
 		},
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
@@ -119,6 +120,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	runCmd.Flags().IntVar(&o.maxPendingMiB, "max-pending-mib", 64, "MiB the server buffers for a connection that does not read before dropping it")
 	runCmd.Flags().IntVar(&o.replicas, "replicas", 1, "JetStream replicas of the controller's KV buckets (3 on a 3-node --nats-url cluster); "+
 		"any number of controller processes may run against one --nats-url deployment")
+	addAuditFlags(runCmd, &o.audit)
 	natsCmd := &cobra.Command{
 		Use:   "nats-config",
 		Short: "Print the nats-server config that trusts this controller's operator and accounts",
@@ -160,4 +162,27 @@ revoked, closing its connections.`,
 	resetCmd.Flags().BoolVar(&o.noImport, "no-import", false, "do not import the admin config as the current client config")
 	cmd.AddCommand(initCmd, runCmd, natsCmd, resetCmd)
 	return cmd
+}
+
+// addAuditFlags binds the audit log's flags of `jsn controller run` (docs/operations.md, "Audit log").
+func addAuditFlags(cmd *cobra.Command, a *controller.AuditOptions) {
+	var on bool
+	var mib int64
+	cmd.Flags().BoolVar(&on, "audit", true, "keep the audit log (every lease event and driver call, in the JetStream stream jsn-audit; jsn audit reads it)")
+	cmd.Flags().DurationVar(&a.MaxAge, "audit-max-age", controller.DefaultAuditMaxAge, "oldest audit event kept")
+	cmd.Flags().Int64Var(&mib, "audit-max-mib", controller.DefaultAuditMaxBytes>>20, "MiB of audit events kept (the oldest go first)")
+	prev := cmd.PreRunE
+	cmd.PreRunE = func(c *cobra.Command, args []string) error {
+		if a.MaxAge <= 0 {
+			return cmdutil.Usagef("--audit-max-age %v: want a positive duration like 720h", a.MaxAge)
+		}
+		if mib <= 0 {
+			return cmdutil.Usagef("--audit-max-mib %d: want a positive number of MiB", mib)
+		}
+		a.Off, a.MaxBytes = !on, mib<<20
+		if prev != nil {
+			return prev(c, args)
+		}
+		return nil
+	}
 }

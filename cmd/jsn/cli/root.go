@@ -56,6 +56,8 @@ Environment (set by jsn shell unless noted):
                                       the exporter's direct connection`
 
 // Main runs jsn with os.Args and returns the exit code.
+// Run as j (Jumpstarter's in-shell command name: jsn shell and hooks put a j on PATH) it is the
+// same jsn, so `j power on` in a Jumpstarter script is `jsn power on`.
 func Main() int {
 	return Run(context.Background(), cmdutil.New(), os.Args[1:])
 }
@@ -123,6 +125,7 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newGetCmd(f),
 		newLeaseCmd(f),
 		newTapCmd(f),
+		newAuditCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root

@@ -162,6 +162,9 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		}
 		argv = []string{sh}
 		fmt.Fprintf(opts.f.ErrOut, "jsn: lab %q attached (%s); exit to release\n", l.Exporter, strings.Join(topLevelNames(cfg), ", "))
+		if cfg.Motd != "" {
+			fmt.Fprintln(opts.f.ErrOut, strings.TrimRight(cfg.Motd, "\n"))
+		}
 	}
 	return runChild(opts.f, argv, env, path, nil)
 }
@@ -184,8 +187,9 @@ func sessionLogger(file, stderr io.Writer, verbose bool) *slog.Logger {
 	return slog.New(slog.NewMultiHandler(toFile, toErr))
 }
 
-// sessionPath makes dir/bin holding a link to this jsn executable and returns the session's
-// PATH: that directory first, so jsn commands inside the session run this same jsn.
+// sessionPath makes dir/bin holding links to this jsn executable, as jsn and as j (Jumpstarter's
+// in-shell command name), and returns the session's PATH: that directory first, so jsn (and j)
+// commands inside the session run this same jsn.
 func sessionPath(dir string) (string, error) {
 	bin := filepath.Join(dir, "bin")
 	if err := os.Mkdir(bin, 0o700); err != nil {
@@ -195,8 +199,10 @@ func sessionPath(dir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find jsn executable: %w", err)
 	}
-	if err := os.Symlink(exe, filepath.Join(bin, "jsn")); err != nil {
-		return "", fmt.Errorf("link jsn into session: %w", err)
+	for _, name := range []string{"jsn", exporter.JName} {
+		if err := os.Symlink(exe, filepath.Join(bin, name)); err != nil {
+			return "", fmt.Errorf("link %s into session: %w", name, err)
+		}
 	}
 	return bin + string(os.PathListSeparator) + os.Getenv("PATH"), nil
 }

@@ -140,7 +140,7 @@ func (l *lab) startLeaf() (url string, links []*link) {
 		pairs = append(pairs, fmt.Sprintf("nats-leaf://nats-%d:7422", j+1), "nats-leaf://"+k.addr())
 	}
 	conf := filepath.Join(dir, "leaf.conf")
-	writeFile(t, conf, rewrite(t, "../deploy/nats/leaf/leaf.conf", pairs...))
+	writeFile(t, conf, rewrite(t, "../nats/leaf/leaf.conf", pairs...))
 	p := newProc(t, l.dir, "leaf", "nats", conf)
 	p.start()
 	return fmt.Sprintf("nats://127.0.0.1:%d", port), links

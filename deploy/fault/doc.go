@@ -10,7 +10,7 @@
 // The processes are the test binary itself, re-executed in a role (JSN_FAULT_ROLE), so they
 // can be killed with SIGKILL and stopped with SIGSTOP like a real deployment; jsn commands are
 // the test binary too (JSN_FAULT_ROLE=jsn runs the CLI, also inside a `jsn shell`). The quick
-// version runs in `go test ./fault`; JSN_FAULT=long (set by .ci/run) runs ~300 lease cycles per
+// version runs in `go test ./deploy/fault`; JSN_FAULT=long (set by .ci/run) runs ~300 lease cycles per
 // scenario; JSN_FAULT_ONLY=text runs the cluster scenarios whose name contains text;
 // JSN_FAULT_LOGS=dir keeps every process's log (and store) there. docs/performance.md has the
 // figures, "Faults".

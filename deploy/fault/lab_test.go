@@ -136,10 +136,10 @@ func (l *lab) startCluster() {
 		for j := range 3 {
 			pairs = append(pairs, fmt.Sprintf("nats-route://nats-%d:6222", j+1), fmt.Sprintf("nats-route://127.0.0.1:%d", routes[j]))
 		}
-		writeFile(t, filepath.Join(dir, "cluster.conf"), rewrite(t, "../deploy/nats/cluster/cluster.conf", pairs...))
+		writeFile(t, filepath.Join(dir, "cluster.conf"), rewrite(t, "../nats/cluster/cluster.conf", pairs...))
 		writeFile(t, filepath.Join(dir, "jsn.conf"), snippet)
 		name := fmt.Sprintf("nats-%d.conf", i+1)
-		writeFile(t, filepath.Join(dir, name), rewrite(t, filepath.Join("../deploy/nats/cluster", name)))
+		writeFile(t, filepath.Join(dir, name), rewrite(t, filepath.Join("../nats/cluster", name)))
 		p := newProc(t, l.dir, fmt.Sprintf("nats-%d", i+1), "nats", filepath.Join(dir, name))
 		l.nodes = append(l.nodes, p)
 	}
