@@ -351,3 +351,32 @@ func (e *Exporter) Hooks(ctx context.Context, fn func(api.HookOutput)) error {
 func IsNotFoundOrEnded(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrLeaseEnded) || errors.Is(err, ErrFailedPrecondition)
 }
+
+// Share shares active lease id with client with: with gets a credential of its own for it
+// (lease.get), bounded by its own allow list, until the lease ends or Unshare.
+func (c *Controller) Share(ctx context.Context, id, with string) (*api.Lease, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseShare, api.ShareRequest{ID: id, With: with}, &r); err != nil {
+		return nil, err
+	}
+	return r.Lease, nil
+}
+
+// Unshare withdraws lease id from client with: its credential for it is revoked.
+func (c *Controller) Unshare(ctx context.Context, id, with string) (*api.Lease, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseUnshare, api.ShareRequest{ID: id, With: with}, &r); err != nil {
+		return nil, err
+	}
+	return r.Lease, nil
+}
+
+// Transfer hands lease id over to client to: the lease is to's from now on, and the caller's
+// credentials for it are revoked.
+func (c *Controller) Transfer(ctx context.Context, id, to string) (*api.Lease, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseTransfer, api.ShareRequest{ID: id, With: to}, &r); err != nil {
+		return nil, err
+	}
+	return r.Lease, nil
+}

@@ -171,6 +171,14 @@ type leaseRecord struct {
 	Finishing  bool                 `msgpack:"finishing,omitempty"`
 	Credential *api.Credential      `msgpack:"credential,omitempty"` // current one (the KV is readable only by the controller)
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
+	// Shares are the credentials of the clients the lease is shared with, by client name.
+	Shares map[string]*shareCred `msgpack:"shares,omitempty"`
+}
+
+// shareCred is the credential of a client a lease is shared with.
+type shareCred struct {
+	Credential *api.Credential `msgpack:"credential"`
+	Pub        string          `msgpack:"pub"`
 }
 
 type leaseEntry struct {

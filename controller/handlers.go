@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -39,6 +40,9 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixClient, api.VerbLeaseRelease, c.leaseRelease},
 		{api.PrefixClient, api.VerbLeaseList, c.leaseList},
 		{api.PrefixClient, api.VerbLeaseKeepalive, c.leaseKeepalive},
+		{api.PrefixClient, api.VerbLeaseShare, c.leaseShare},
+		{api.PrefixClient, api.VerbLeaseUnshare, c.leaseUnshare},
+		{api.PrefixClient, api.VerbLeaseTransfer, c.leaseTransfer},
 		{api.PrefixClient, api.VerbExportersList, c.exportersList},
 		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
 		{api.PrefixClient, api.VerbAudit, c.auditQuery},
@@ -509,6 +513,12 @@ func (c *Controller) leaseGet(ctx context.Context, who string, data []byte) (any
 		return nil, err
 	}
 	a, _, p, err := c.ownLease(ctx, who, req.ID)
+	if errors.Is(err, wire.ErrNotFound) {
+		// Shared with who: the lease, with who's own credential for it.
+		if l, cred := c.sharedLease(ctx, who, req.ID); l != nil {
+			return api.LeaseReply{Lease: l, Credential: cred}, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -574,6 +584,24 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	for k, v := range a.rec.Keys {
 		nr.Keys[k] = v
 	}
+	if len(a.rec.Shares) > 0 {
+		// The clients it is shared with get renewed credentials too (lease.get gives them).
+		nr.Shares = map[string]*shareCred{}
+		for name := range a.rec.Shares {
+			id := c.identity(api.KindClient, name)
+			if id == nil {
+				continue // deleted meanwhile: its credential is revoked with its identity
+			}
+			allow := id.Allow
+			scred, spub, err := c.auth.MintLease(name, e, nr.Lease.ID, allow, nr.Lease.End)
+			if err != nil {
+				return nil, err
+			}
+			scred.URL = c.endpoint
+			nr.Shares[name] = &shareCred{Credential: scred, Pub: spub}
+			nr.Keys[spub] = nr.Lease.End
+		}
+	}
 	b, err := wire.Marshal(&nr)
 	if err != nil {
 		return nil, err
@@ -635,7 +663,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 	c.mu.Lock()
 	leases := []api.Lease{}
 	for _, a := range c.active {
-		if a.live() && (req.All || a.rec.Lease.Client == who) {
+		if a.live() && (req.All || a.rec.Lease.Client == who || a.rec.Shares[who] != nil) {
 			leases = append(leases, a.rec.Lease)
 		}
 	}
@@ -656,7 +684,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 // hideID blanks the id of a lease that is not who's own, unless who is an admin: ids are the
 // handles of the lease API, and nobody else needs them.
 func hideID(l *api.Lease, who string, admin bool) {
-	if l.Client != who && !admin {
+	if l.Client != who && !admin && !slices.Contains(l.SharedWith, who) {
 		l.ID = ""
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
@@ -157,4 +158,108 @@ func TestLeaseFeatureSubjects(t *testing.T) {
 	if _, err := call[api.KeepaliveReply](t, alice, api.ClientSubject("alice", api.VerbLeaseKeepalive), api.LeaseID{ID: "fixed1"}); !errors.Is(err, wire.ErrFailedPrecondition) {
 		t.Errorf("keepalive of a fixed lease: got %v, want FAILED_PRECONDITION", err)
 	}
+}
+
+// TestLeaseShare shares and transfers a lease, over raw NATS connections with the credentials
+// handed out: bob's share credential reaches the leased exporter within his own allow list only,
+// unshare revokes it at once, a transfer revokes the previous holder's, and the lease's end
+// revokes every credential it had.
+func TestLeaseShare(t *testing.T) {
+	l := startLab(t)
+	e1 := l.exporter("e1", map[string]string{"board": "rpi4"})
+	l.exporter("e2", map[string]string{"board": "rpi4"})
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	bob, _ := l.client("bob", api.CreateClientRequest{Allow: []string{"power.*"}})
+	carol, _ := l.client("carol", api.CreateClientRequest{})
+	calls := make(chan string, 16)
+	if _, err := e1.Subscribe("jsn.x.e1.call.>", "", func(m *bus.Msg) { calls <- m.Subject }); err != nil {
+		t.Fatal(err)
+	}
+	if err := e1.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	subj := func(c, v string) string { return api.ClientSubject(c, v) }
+	rep := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest), api.LeaseRequest{Exporter: "e1", Duration: 10 * time.Minute})
+	id := rep.Lease.ID
+	if _, err := call[api.LeaseReply](t, bob, subj("bob", api.VerbLeaseGet), api.LeaseID{ID: id}); !errors.Is(err, wire.ErrNotFound) {
+		t.Fatalf("bob gets alice's lease before it is shared: %v, want NOT_FOUND", err)
+	}
+	if _, err := call[api.LeaseReply](t, bob, subj("bob", api.VerbLeaseShare), api.ShareRequest{ID: id, With: "bob"}); !errors.Is(err, wire.ErrNotFound) {
+		t.Errorf("bob shares alice's lease with himself: %v, want NOT_FOUND", err)
+	}
+	sh := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseShare), api.ShareRequest{ID: id, With: "bob"})
+	if len(sh.Lease.SharedWith) != 1 || sh.Lease.SharedWith[0] != "bob" {
+		t.Errorf("shared lease: shared_with %v, want [bob]", sh.Lease.SharedWith)
+	}
+	got := callOK[api.LeaseReply](t, bob, subj("bob", api.VerbLeaseGet), api.LeaseID{ID: id})
+	if got.Credential == nil || got.Credential.JWT == rep.Credential.JWT {
+		t.Fatalf("bob's lease.get of the shared lease: credential %v, want his own", got.Credential)
+	}
+	if _, err := call[api.LeaseReply](t, carol, subj("carol", api.VerbLeaseGet), api.LeaseID{ID: id}); !errors.Is(err, wire.ErrNotFound) {
+		t.Errorf("carol gets the lease shared with bob: %v, want NOT_FOUND", err)
+	}
+	lb := l.attack(t, got.Credential.Creds(), "_INBOX_bob")
+	if lb.nc == nil {
+		t.Fatal("bob's share credential refused")
+	}
+	_ = lb.nc.Publish("jsn.x.e1.call.power.on", nil)
+	select {
+	case s := <-calls:
+		if s != "jsn.x.e1.call.power.on" {
+			t.Errorf("exporter got %s", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("bob's call within his allow list did not reach the exporter")
+	}
+	_ = lb.nc.Publish("jsn.x.e1.call.serial.write", nil)
+	lb.denied(t, "shared lease outside bob's allow list", "jsn.x.e1.call.serial.write")
+	_ = lb.nc.Publish("jsn.x.e2.call.power.on", nil)
+	lb.denied(t, "shared lease on another exporter", "jsn.x.e2.call.power.on")
+
+	// Unshare revokes bob's credential at once.
+	callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseUnshare), api.ShareRequest{ID: id, With: "bob"})
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !lb.nc.IsClosed() {
+			return errors.New("not yet: unshared credential disconnected")
+		}
+		return nil
+	})
+	if _, err := call[api.LeaseReply](t, bob, subj("bob", api.VerbLeaseGet), api.LeaseID{ID: id}); !errors.Is(err, wire.ErrNotFound) {
+		t.Errorf("bob gets the lease after unshare: %v, want NOT_FOUND", err)
+	}
+
+	// Transfer to bob: alice's credential is revoked, bob holds it with his allow list.
+	la := l.attack(t, rep.Credential.Creds(), "_INBOX_alice")
+	if la.nc == nil {
+		t.Fatal("alice's lease credential refused")
+	}
+	callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseShare), api.ShareRequest{ID: id, With: "carol"})
+	tr := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseTransfer), api.ShareRequest{ID: id, With: "bob"})
+	if tr.Lease.Client != "bob" || len(tr.Lease.Allow) != 1 {
+		t.Errorf("transferred lease: %+v, want bob's with his allow list", tr.Lease)
+	}
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !la.nc.IsClosed() {
+			return errors.New("not yet: the previous holder's credential disconnected")
+		}
+		return nil
+	})
+	if _, err := call[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseGet), api.LeaseID{ID: id}); !errors.Is(err, wire.ErrNotFound) {
+		t.Errorf("alice gets the lease after transferring it: %v, want NOT_FOUND", err)
+	}
+	bg := callOK[api.LeaseReply](t, bob, subj("bob", api.VerbLeaseGet), api.LeaseID{ID: id})
+	cg := callOK[api.LeaseReply](t, carol, subj("carol", api.VerbLeaseGet), api.LeaseID{ID: id})
+	lc := l.attack(t, cg.Credential.Creds(), "_INBOX_carol")
+	lb2 := l.attack(t, bg.Credential.Creds(), "_INBOX_bob")
+	if lc.nc == nil || lb2.nc == nil {
+		t.Fatal("carol's share or bob's holder credential refused after the transfer")
+	}
+	// The end revokes every credential of the lease.
+	callOK[api.Empty](t, bob, subj("bob", api.VerbLeaseRelease), api.LeaseID{ID: id})
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !lc.nc.IsClosed() || !lb2.nc.IsClosed() {
+			return errors.New("not yet: every credential of the released lease disconnected")
+		}
+		return nil
+	})
 }

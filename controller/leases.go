@@ -574,7 +574,7 @@ func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, rea
 // one exists: the first reason recorded is the lease's.
 func (c *Controller) putEnded(ctx context.Context, rec *leaseRecord, reason string) error {
 	ended := *rec
-	ended.Credential = nil // Keys stay: a restarted controller re-applies revocations a crash lost
+	ended.Credential, ended.Shares = nil, nil // Keys stay: a restarted controller re-applies revocations a crash lost
 	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
 	if now := time.Now().UTC(); ended.Lease.End.After(now) {
 		ended.Lease.End = now

@@ -48,6 +48,9 @@ type Lease struct {
 	// longest lease one matching exporter could be granted for right now (0: none).
 	FreeAt     time.Time     `msgpack:"free_at,omitempty" json:"free_at,omitempty" yaml:"free_at,omitempty"`
 	LongestNow time.Duration `msgpack:"longest_now,omitempty" json:"longest_now,omitempty" yaml:"longest_now,omitempty"`
+	// SharedWith lists the clients the holder shared the lease with (lease.share): each has a
+	// credential of its own for it, bounded by its own allow list.
+	SharedWith []string `msgpack:"shared_with,omitempty" json:"shared_with,omitempty" yaml:"shared_with,omitempty"`
 }
 
 // Credential is a lease credential: a NATS user JWT and its nkey seed.
@@ -229,6 +232,14 @@ type ExtendRequest struct {
 	Set      bool          `msgpack:"set,omitempty"` // set the end to Duration from now even if earlier
 }
 
+// ShareRequest is sent on jsn.ctl.c.<C>.lease.share, lease.unshare (With) and lease.transfer
+// (To is then With): the lease's holder (or an admin) shares it with, withdraws it from, or hands
+// it over to another client.
+type ShareRequest struct {
+	ID   string `msgpack:"id"`
+	With string `msgpack:"with"`
+}
+
 // KeepaliveReply answers lease.keepalive (body LeaseID): the lease as renewed.
 type KeepaliveReply struct {
 	Lease *Lease `msgpack:"lease"`
@@ -370,6 +381,9 @@ const (
 	VerbDeleteExporter = "delete.exporter"
 	VerbDeleteClient   = "delete.client"
 	VerbLeaseKeepalive = "lease.keepalive"
+	VerbLeaseShare     = "lease.share"
+	VerbLeaseUnshare   = "lease.unshare"
+	VerbLeaseTransfer  = "lease.transfer"
 	VerbExporterOff    = "exporter.disable"
 	VerbExporterOn     = "exporter.enable"
 	VerbPolicySet      = "policy.set"

@@ -182,4 +182,3 @@ func printPolicies(cmd *cobra.Command, ps []api.Policy) error {
 	}
 	return tw.Flush()
 }
-

@@ -16,9 +16,9 @@ import (
 )
 
 type leaseRequestOptions struct {
-	f        *cmdutil.Factory
-	Selector string
-	Duration time.Duration
+	f         *cmdutil.Factory
+	Selector  string
+	Duration  time.Duration
 	Priority  int
 	Wait      time.Duration
 	Keepalive bool
@@ -38,7 +38,8 @@ func newLeaseCmd(f *cmdutil.Factory) *cobra.Command {
 		Args: cmdutil.NoArgs,
 	}
 	cmd.PersistentFlags().StringVar(&f.ClientConfig, "config", "", "client config file (default $JSN_CLIENT_CONFIG or the current one)")
-	cmd.AddCommand(newLeaseRequestCmd(f), newLeaseListCmd(f), newLeaseExtendCmd(f), newLeaseReleaseCmd(f))
+	cmd.AddCommand(newLeaseRequestCmd(f), newLeaseListCmd(f), newLeaseExtendCmd(f), newLeaseReleaseCmd(f),
+		newLeaseShareCmd(f), newLeaseUnshareCmd(f), newLeaseTransferCmd(f))
 	return cmd
 }
 
@@ -332,4 +333,94 @@ func hookLine(h api.HookOutput) string {
 		s += "\n"
 	}
 	return fmt.Sprintf("%s: %s", h.Hook, s)
+}
+
+func newLeaseShareCmd(f *cmdutil.Factory) *cobra.Command {
+	var with string
+	cmd := &cobra.Command{
+		Use:   "share ID --with CLIENT",
+		Short: "Let another client use your lease, within its own allow list",
+		Long: `Share an active lease with another client: it gets a credential of its own for the lease,
+which lets it call and stream on the leased exporter within its own allow list (and the
+lease's), until you unshare it, transfer the lease, or the lease ends. It uses the lease id
+like its holder: jsn call --lease ID …, or JSN_LEASE=ID.`,
+		Example: `  $ jsn lease share 3f2a9c0d1e7b6a55 --with bob
+  # bob:
+  $ jsn call --lease 3f2a9c0d1e7b6a55 power.on
+  $ jsn lease unshare 3f2a9c0d1e7b6a55 --with bob`,
+		Args: cmdutil.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if with == "" {
+				return cmdutil.Usagef("give --with CLIENT")
+			}
+			ctl, err := connectController(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+			l, err := ctl.Share(cmd.Context(), args[0], with)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.Out, "lease %s shared with %s\n", args[0], strings.Join(l.SharedWith, ", "))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&with, "with", "", "the client to share the lease with")
+	return cmd
+}
+
+func newLeaseUnshareCmd(f *cmdutil.Factory) *cobra.Command {
+	var with string
+	cmd := &cobra.Command{
+		Use:     "unshare ID --with CLIENT",
+		Short:   "Withdraw a shared lease from a client (its credential is revoked at once)",
+		Example: `  $ jsn lease unshare 3f2a9c0d1e7b6a55 --with bob`,
+		Args:    cmdutil.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if with == "" {
+				return cmdutil.Usagef("give --with CLIENT")
+			}
+			ctl, err := connectController(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+			_, err = ctl.Unshare(cmd.Context(), args[0], with)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&with, "with", "", "the client to withdraw the lease from")
+	return cmd
+}
+
+func newLeaseTransferCmd(f *cmdutil.Factory) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "transfer ID --to CLIENT",
+		Short: "Hand your lease over to another client (your credentials for it are revoked)",
+		Long: `Transfer an active lease: it becomes the other client's (who may then extend, share and
+release it; its allow list applies from now on), and every credential you had for it is
+revoked at once. Clients it was shared with keep their access.`,
+		Example: `  $ jsn lease transfer 3f2a9c0d1e7b6a55 --to bob`,
+		Args:    cmdutil.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return cmdutil.Usagef("give --to CLIENT")
+			}
+			ctl, err := connectController(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			defer ctl.Close()
+			l, err := ctl.Transfer(cmd.Context(), args[0], to)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(f.Out, "lease %s is now %s's\n", args[0], l.Client)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the client to hand the lease to")
+	return cmd
 }
