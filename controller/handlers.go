@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
