@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"jsn.dev/jsn/cmd/jsn/jsntest"
 	"jsn.dev/jsn/internal/testkit"
 )
 
@@ -270,6 +271,41 @@ func TestLeaseFeatures(t *testing.T) {
 		if r := l.jsn("get", "exporters", "-l", "board=z"); !strings.Contains(r.Stdout, " ok") {
 			t.Errorf("after enable: %q, want ok", r.Stdout)
 		}
+	})
+
+	t.Run("share and transfer", func(t *testing.T) {
+		run := func(cfg string, args ...string) jsntest.Result {
+			return jsntest.Run(t, jsntest.Options{Env: append(append([]string{}, l.env...), "JSN_CLIENT_CONFIG="+cfg)}, args...)
+		}
+		asBob := func(args ...string) jsntest.Result { return run(bob, args...) }
+		id := l.request("--config", alice, "--exporter", "ka", "--duration", "10m")
+		if r := asBob("call", "--lease", id, "power.on"); r.Code == 0 {
+			t.Errorf("bob calls on alice's lease before it is shared: exit 0")
+		}
+		r := l.jsn(as(alice, "lease", "share", id, "--with", "bob")...)
+		r.Want(t, 0)
+		if !strings.Contains(r.Stdout, "shared with bob") {
+			t.Errorf("lease share: %q", r.Stdout)
+		}
+		asBob("call", "--lease", id, "power.on").Want(t, 0)
+		if r := asBob("call", "--lease", id, "power.status"); strings.TrimSpace(r.Stdout) != "on" {
+			t.Errorf("bob: power.status on the shared lease: %q %q", r.Stdout, r.Stderr)
+		}
+		l.jsn(as(alice, "lease", "unshare", id, "--with", "bob")...).Want(t, 0)
+		if r := asBob("call", "--lease", id, "power.off"); r.Code == 0 {
+			t.Errorf("bob calls after unshare: exit 0")
+		}
+		r = l.jsn(as(alice, "lease", "transfer", id, "--to", "bob")...)
+		r.Want(t, 0)
+		if !strings.Contains(r.Stdout, "now bob's") {
+			t.Errorf("lease transfer: %q", r.Stdout)
+		}
+		asBob("call", "--lease", id, "power.off").Want(t, 0)
+		if r := run(alice, "call", "--lease", id, "power.on"); r.Code == 0 {
+			t.Errorf("alice calls after transferring the lease: exit 0")
+		}
+		asBob("lease", "release", id).Want(t, 0)
+		l.free("ka")
 	})
 
 	t.Run("policies", func(t *testing.T) {
