@@ -49,6 +49,14 @@ type ServerOptions struct {
 	// TLS, if set, makes the TCP listener require TLS with this configuration (its certificate).
 	// In-process connections need none.
 	TLS *tls.Config
+	// WebSocket is a NATS-over-WebSocket listen address (browsers: the dashboard); "" means
+	// none. With WebSocketTLS it serves wss://; without, plain ws:// (the caller decides where
+	// that is acceptable: loopback, behind a TLS-terminating reverse proxy).
+	WebSocket    string
+	WebSocketTLS *tls.Config
+	// WebSocketToken, without Operator, is the token a WebSocket client must present (local
+	// sessions: the page's URL carries it).
+	WebSocketToken string
 }
 
 // Server is an embedded NATS server.
@@ -61,6 +69,7 @@ type Server struct {
 	mu      sync.Mutex
 	bridged map[net.Conn]struct{} // open bridged connections; guarded by mu
 	closed  bool                  // guarded by mu
+	ws      bool                  // a WebSocket listener
 }
 
 // StartServer starts an embedded server and waits until it accepts connections. A startup failure
@@ -100,6 +109,25 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 			opts.TLSTimeout = 5 // seconds to complete the handshake
 		}
 	}
+	if o.WebSocket != "" {
+		host, port, err := splitHostPort(o.WebSocket)
+		if err != nil {
+			return nil, fmt.Errorf("start bus: websocket address %q: %w", o.WebSocket, err)
+		}
+		opts.Websocket.Host, opts.Websocket.Port = host, port
+		opts.Websocket.Compression = false
+		if o.WebSocketTLS != nil {
+			opts.Websocket.TLSConfig = o.WebSocketTLS.Clone()
+		} else {
+			opts.Websocket.NoTLS = true
+		}
+		if o.WebSocketToken != "" {
+			if o.Operator != "" {
+				return nil, errors.New("start bus: a websocket token and operator mode exclude each other")
+			}
+			opts.Websocket.Token = o.WebSocketToken
+		}
+	}
 	if err := o.apply(opts); err != nil {
 		return nil, fmt.Errorf("start bus: %w", err)
 	}
@@ -109,7 +137,7 @@ func StartServer(ctx context.Context, o ServerOptions) (*Server, error) {
 	}
 	sl := &serverLogger{log: log.With("part", "nats-server")}
 	ns.SetLoggerV2(sl, false, false, false)
-	s := &Server{ns: ns, log: log, bridged: map[net.Conn]struct{}{}}
+	s := &Server{ns: ns, log: log, bridged: map[net.Conn]struct{}{}, ws: o.WebSocket != ""}
 	if o.Dir != "" {
 		if err := s.listenUnix(o.Dir); err != nil {
 			return nil, err
@@ -250,6 +278,14 @@ func (s *Server) TCPURL() string {
 		return "nats://" + addr.String()
 	}
 	return ""
+}
+
+// WebSocketURL is the NATS WebSocket URL (ws:// or wss://) of the listener, "" without one.
+func (s *Server) WebSocketURL() string {
+	if !s.ws {
+		return ""
+	}
+	return s.ns.WebsocketURL()
 }
 
 // Connect opens an in-process connection (no socket) named name.

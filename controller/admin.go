@@ -220,7 +220,9 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 			}
 		}
 		c.mu.Unlock()
-		if err := c.revokeWait(ctx, map[string]time.Time{id.PublicKey: {}}); err != nil {
+		keys := map[string]time.Time{id.PublicKey: {}}
+		c.browserKeysOf(keys, req.Name) // its dashboard logins go with it
+		if err := c.revokeWait(ctx, keys); err != nil {
 			return nil, err
 		}
 		for i, a := range ends {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,6 +69,19 @@ type Options struct {
 	NoTLS                  bool     // a plain listener: credentials cross the network in clear
 	Log                    *slog.Logger
 	Audit                  AuditOptions // the audit log (audit.go)
+
+	// The browser path (controller/web.go). WebSocket is the embedded server's NATS WebSocket
+	// address ("" none): wss:// with the listener's TLS, or with WebSocketNoTLS (or NoTLS) plain
+	// ws://, allowed only on loopback (behind a TLS-terminating reverse proxy). WebSocketURL is
+	// the URL browsers use (default the listener's). Dashboard, when set, is the page the HTTP
+	// listener serves at / (client/web's files), DashboardURL its public URL (default
+	// http://<HTTP>/), BrowserTTL the life of a browser credential (DefaultBrowserTTL).
+	WebSocket      string
+	WebSocketNoTLS bool
+	WebSocketURL   string
+	Dashboard      fs.FS
+	DashboardURL   string
+	BrowserTTL     time.Duration
 
 	// Tuning, mainly for tests: zero means the documented default.
 	Reconcile    time.Duration // scheduler period (1s)
@@ -145,6 +159,13 @@ type Controller struct {
 	ca        []byte // PEM of the CA issued configs carry; nil for none
 
 	lastRevive, lastRepush time.Time // the scheduler's upkeep (maintain); only its goroutine
+
+	webMu       sync.Mutex
+	webTokens   map[string]webToken             // dashboard login tokens; guarded by webMu
+	browserKeys map[string]map[string]time.Time // identity name → its browser credentials' keys; guarded by webMu
+	dashMu      sync.Mutex
+	dashSeq     uint64 // guarded by dashMu
+	httpAddr    string // the HTTP listener's address
 }
 
 // exporterRecord is the value of jsn-exporters.
@@ -201,6 +222,9 @@ func (o *Options) defaults() {
 	}
 	if o.MaxDuration == 0 {
 		o.MaxDuration = 24 * time.Hour
+	}
+	if o.BrowserTTL == 0 {
+		o.BrowserTTL = DefaultBrowserTTL
 	}
 	if o.MaxQueued == 0 {
 		o.MaxQueued = 16
@@ -270,7 +294,11 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
 		ids: map[string]*api.Identity{}, maint: map[string]*maintRecord{}, policies: map[string]*api.Policy{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		conns:   map[string]map[connID]struct{}{},
-		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1)}
+		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1),
+		webTokens: map[string]webToken{}, browserKeys: map[string]map[string]time.Time{}}
+	if err := checkWebSocket(&o); err != nil {
+		return nil, err
+	}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -312,6 +340,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 			Accounts:     map[string]string{auth.SysPub: auth.SysJWT, auth.LabPub: auth.LabJWT},
 			JetStreamDir: filepath.Join(o.Data, dirJetStream), TLS: tlsCfg,
 			MaxPending: o.MaxPending, MaxConnections: o.MaxConnections + 100, // + the controller's own, tools
+			WebSocket: o.WebSocket, WebSocketTLS: wsTLS(tlsCfg, o.WebSocketNoTLS),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("controller: %w", err)
@@ -385,6 +414,9 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 		if err := c.serveHTTP(); err != nil {
 			return nil, err
 		}
+	}
+	if err := c.startDash(lctx); err != nil {
+		return nil, err
 	}
 	c.wg.Add(2)
 	go c.scheduler(lctx)
@@ -753,7 +785,18 @@ func (c *Controller) serveHTTP() error {
 	if err != nil {
 		return fmt.Errorf("controller: http: %w", err)
 	}
+	c.httpAddr = ln.Addr().String()
 	mux := http.NewServeMux()
+	if c.o.Dashboard != nil {
+		files := http.FileServerFS(c.o.Dashboard)
+		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "no-store")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Header().Set("Referrer-Policy", "no-referrer")
+			files.ServeHTTP(w, r)
+		}))
+		mux.HandleFunc("/api/exchange", c.exchange)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

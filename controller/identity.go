@@ -496,7 +496,7 @@ func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) 
 func (a *Authority) controllerUsers() (apiCreds, stateCreds []byte, err error) {
 	var p jwt.Permissions
 	p.Pub.Allow.Add(bus.InboxPrefix(bus.KindClient)+">", bus.InboxPrefix(bus.KindExporter)+">", "_INBOX.>",
-		api.LeasePushSubject("*"))
+		api.LeasePushSubject("*"), api.DashSubject)
 	p.Sub.Allow.Add("jsn.ctl.>", "$SRV.>", bus.InboxPrefix(bus.KindController, ControllerName)+".>")
 	if apiCreds, _, err = a.newUser(ControllerName, p, time.Time{}, []string{"jsn-controller"}); err != nil {
 		return nil, nil, err

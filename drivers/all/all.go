@@ -12,6 +12,7 @@ import (
 	_ "jsn.dev/jsn/drivers/shell"     // shell
 	_ "jsn.dev/jsn/drivers/storage"   // storage.File, MockMux, SDWire; jsn storage
 	_ "jsn.dev/jsn/drivers/video"     // jsn video (qemu.Video implements it)
+	_ "jsn.dev/jsn/drivers/vnc"       // vnc.VNC; jsn vnc (qemu.VNC implements it)
 )
 
 // Boot and flash through the bootloader (one import per line, outside the block above so that

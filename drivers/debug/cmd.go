@@ -83,4 +83,3 @@ func runGDB(ctx context.Context, g *cmdutil.DriverGroup, listen string, argv []s
 		return nil
 	})
 }
-

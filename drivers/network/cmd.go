@@ -447,7 +447,86 @@ func setsOption(args []string, key string) bool {
 	return false
 }
 
+// sshWrapper applies the settings of a network.SSH node (Jumpstarter's SSHWrapper) to opts: the
+// node named by opts.Driver, or the exporter's only one when none is named. The forward goes to
+// its tcp child; its user, ssh command and identity apply unless the command line gives its own.
+// It returns the extra ssh arguments and a cleanup, or nothing when there is no such node.
+func sshWrapper(ctx context.Context, opts *sshOptions) (prefix []string, cleanup func(), err error) {
+	cleanup = func() {}
+	ex, err := opts.f.Exporter(ctx)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	defer ex.Close()
+	desc, err := ex.Describe(ctx)
+	if err != nil {
+		return nil, cleanup, err
+	}
+	var node *wire.NodeDesc
+	if opts.Driver != "" {
+		if n := desc.Find(opts.Driver); n != nil && n.Interface == SSHInterface {
+			node = n
+		}
+	} else {
+		var ns []*wire.NodeDesc
+		for _, n := range desc.WithInterface(SSHInterface) {
+			if n.Ref == "" {
+				ns = append(ns, n)
+			}
+		}
+		if len(ns) == 1 {
+			node = ns[0]
+		}
+	}
+	if node == nil {
+		return nil, cleanup, nil
+	}
+	d := ex.Driver(node.Path)
+	var user, command, identity string
+	for _, x := range []struct {
+		m   string
+		out *string
+	}{{"default_username", &user}, {"ssh_command", &command}, {"ssh_identity", &identity}} {
+		if err := d.CallInto(ctx, x.m, x.out); err != nil {
+			return nil, cleanup, fmt.Errorf("ssh: %s.%s: %w", node.Path, x.m, err)
+		}
+	}
+	opts.Driver = node.Path + ".tcp"
+	if opts.User == "" {
+		opts.User = user
+	}
+	if f := strings.Fields(command); len(f) > 0 {
+		if opts.Command == "ssh" { // --ssh-command not given
+			opts.Command = f[0]
+		}
+		prefix = append(prefix, f[1:]...)
+	}
+	if identity != "" {
+		dir, err := os.MkdirTemp("", "jsn-ssh-")
+		if err != nil {
+			return nil, cleanup, fmt.Errorf("ssh: %w", err)
+		}
+		cleanup = func() { os.RemoveAll(dir) }
+		key := filepath.Join(dir, "identity")
+		if !strings.HasSuffix(identity, "\n") {
+			identity += "\n"
+		}
+		if err := os.WriteFile(key, []byte(identity), 0o600); err != nil {
+			cleanup()
+			return nil, func() {}, fmt.Errorf("ssh: %w", err)
+		}
+		prefix = append(prefix, "-i", key)
+	}
+	return prefix, cleanup, nil
+}
+
 func runSSH(ctx context.Context, opts *sshOptions) error {
+	prefix, cleanup, err := sshWrapper(ctx, opts)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+	opts.Args = append(prefix, opts.Args...)
 	ex, node, c, kind, err := selectNetwork(ctx, opts.f, opts.Driver)
 	if err != nil {
 		return err

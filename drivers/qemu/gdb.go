@@ -6,25 +6,43 @@ import (
 	"jsn.dev/jsn/drivers/debug"
 	"jsn.dev/jsn/drivers/driver"
 	"jsn.dev/jsn/drivers/network"
+	"jsn.dev/jsn/drivers/vnc"
 )
 
-// gdbChild is the board's `gdb`: QEMU's gdbstub (-gdb on a Unix socket in the board's runtime
-// directory), as a jsn.gdb.v1 byte stream. `jsn debug gdb` gives a local gdb a port to it.
+// gdbChild is a Unix socket of the running QEMU as a byte stream: the board's `gdb` (QEMU's
+// gdbstub, jsn.gdb.v1: `jsn debug gdb`) and `vnc` (QEMU's VNC server, jsn.vnc.v1: `jsn vnc`).
 type gdbChild struct {
-	q   *QEMU // nil when configured alone
-	env driver.Env
-	u   *network.Unix // the socket's relay; set by Open
+	q    *QEMU // nil when configured alone
+	env  driver.Env
+	name string        // "gdb" or "vnc"
+	u    *network.Unix // the socket's relay; set by Open
+}
+
+// typ is the child's registered type.
+func (g *gdbChild) typ() string {
+	if g.name == "vnc" {
+		return VNCType
+	}
+	return GDBType
+}
+
+// sock is the socket's path.
+func (g *gdbChild) sock() string {
+	if g.name == "vnc" {
+		return g.q.vncSock()
+	}
+	return g.q.gdbSock()
 }
 
 func (g *gdbChild) Open(ctx context.Context) error {
 	if g.q == nil {
-		return errOrphan(GDBType)
+		return errOrphan(g.typ())
 	}
 	if _, err := g.q.prepare(); err != nil {
 		return err
 	}
 	g.u = network.NewUnix(g.env).(*network.Unix)
-	g.u.Path = g.q.gdbSock()
+	g.u.Path = g.sock()
 	return g.u.Open(ctx)
 }
 
@@ -44,18 +62,23 @@ func (g *gdbChild) Close() error {
 }
 
 func (g *gdbChild) Kind() string { return network.KindUnix }
-func (g *gdbChild) Addr() string { return g.q.gdbSock() }
+func (g *gdbChild) Addr() string { return g.sock() }
 
 // Connect relays s to the gdbstub; the board must be on.
 func (g *gdbChild) Connect(ctx context.Context, s driver.Stream) error {
 	if g.q.running() == nil {
-		return errOff("gdb")
+		return errOff(g.name)
 	}
 	return g.u.Connect(ctx, s)
 }
 
-// Methods returns the jsn.gdb.v1 method table.
-func (g *gdbChild) Methods() []driver.Method { return debug.GDBMethods(g) }
+// Methods returns the jsn.gdb.v1 or jsn.vnc.v1 method table.
+func (g *gdbChild) Methods() []driver.Method {
+	if g.name == "vnc" {
+		return vnc.Methods(g, false)
+	}
+	return debug.GDBMethods(g)
+}
 
 var (
 	_ network.Device  = (*gdbChild)(nil)

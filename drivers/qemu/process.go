@@ -172,7 +172,7 @@ func (q *QEMU) args(kernel, initrd, disk string, kvm bool) []string {
 	if cpu != "" {
 		a = append(a, "-cpu", cpu)
 	}
-	a = append(a, "-display", "none")
+	a = append(a, "-display", "none", "-vnc", "unix:"+qemuOpt(q.vncSock()))
 	if q.Arch == "aarch64" {
 		a = append(a, "-device", "virtio-gpu-pci")
 	} else {

@@ -22,6 +22,7 @@ import (
 	"jsn.dev/jsn/drivers/serial"
 	"jsn.dev/jsn/drivers/storage"
 	"jsn.dev/jsn/drivers/video"
+	"jsn.dev/jsn/drivers/vnc"
 )
 
 // Registered types: the board, and its built-in power and video children (registered so that
@@ -31,6 +32,7 @@ const (
 	PowerType = "qemu.Power"
 	VideoType = "qemu.Video"
 	GDBType   = "qemu.GDB"
+	VNCType   = "qemu.VNC"
 )
 
 func init() {
@@ -52,8 +54,12 @@ func init() {
 		Doc: "screen of a QEMU board: snapshot returns a PNG, stream an MJPEG of snapshots",
 	})
 	driver.MustRegister(driver.Info{
-		Type: GDBType, Interface: debug.GDBInterface, New: func(env driver.Env) driver.Driver { return &gdbChild{env: env} },
+		Type: GDBType, Interface: debug.GDBInterface, New: func(env driver.Env) driver.Driver { return &gdbChild{env: env, name: "gdb"} },
 		Doc: "gdbstub of a QEMU board: a GDB remote (jsn debug gdb)",
+	})
+	driver.MustRegister(driver.Info{
+		Type: VNCType, Interface: vnc.Interface, New: func(env driver.Env) driver.Driver { return &gdbChild{env: env, name: "vnc"} },
+		Doc: "VNC server of a QEMU board's screen (jsn vnc)",
 	})
 }
 
@@ -152,7 +158,7 @@ type fwd struct {
 }
 
 // builtin are the names of the built-in children.
-var builtin = []string{"power", "console", "storage", "video", "gdb"}
+var builtin = []string{"power", "console", "storage", "video", "gdb", "vnc"}
 
 // New is the qemu.QEMU constructor: defaults only, no side effects.
 func New(env driver.Env) driver.Driver {
@@ -346,7 +352,8 @@ func (q *QEMU) Children() []driver.Child {
 		q.kids = append(q.kids, driver.Child{Name: "storage", Type: "storage.File", Driver: q.disk})
 	}
 	q.kids = append(q.kids, driver.Child{Name: "video", Type: VideoType, Driver: &videoChild{q: q}})
-	q.kids = append(q.kids, driver.Child{Name: "gdb", Type: GDBType, Driver: &gdbChild{q: q, env: childEnv("gdb")}})
+	q.kids = append(q.kids, driver.Child{Name: "gdb", Type: GDBType, Driver: &gdbChild{q: q, env: childEnv("gdb"), name: "gdb"}})
+	q.kids = append(q.kids, driver.Child{Name: "vnc", Type: VNCType, Driver: &gdbChild{q: q, env: childEnv("vnc"), name: "vnc"}})
 	q.nets = map[string]*network.TCP{}
 	for _, f := range q.fwd {
 		t := network.NewTCP(childEnv(f.name)).(*network.TCP)
@@ -387,6 +394,7 @@ func (q *QEMU) prepare() (string, error) {
 func (q *QEMU) consoleSock() string { return filepath.Join(q.dir, "console.sock") }
 func (q *QEMU) qmpSock() string     { return filepath.Join(q.dir, "qmp.sock") }
 func (q *QEMU) gdbSock() string     { return filepath.Join(q.dir, "gdb.sock") }
+func (q *QEMU) vncSock() string     { return filepath.Join(q.dir, "vnc.sock") }
 
 // Open creates the runtime directory, picks free loopback ports for hostfwd entries with host 0,
 // and checks (without failing) that qemu and the kernel are there.

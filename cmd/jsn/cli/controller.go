@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"jsn.dev/jsn/client"
+	"jsn.dev/jsn/client/web"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 	"jsn.dev/jsn/controller"
 )
@@ -25,6 +26,8 @@ type controllerOptions struct {
 	maxConnsPerCred                              int
 	maxSubs                                      int64
 	noImport                                     bool
+	websocket, websocketURL, dashboardURL        string
+	websocketNoTLS                               bool
 	audit                                        controller.AuditOptions
 }
 
@@ -82,6 +85,8 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
   $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 127.0.0.1:8080
   # TLS with a certificate of your own (--tls-ca: the CA issued configs carry, if not a public one)
   $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --tls-cert lab.pem --tls-key lab.key --tls-ca ca.pem
+  # the web dashboard ('jsn dashboard' prints a login URL): page on :8080, NATS WebSocket on :8443 (TLS)
+  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 0.0.0.0:8080 --websocket 0.0.0.0:8443
   # against an existing NATS cluster configured with 'jsn controller nats-config'
   $ jsn controller run --data /var/lib/jsn --nats-url tls://n1:4222,tls://n2:4222 --tls-ca nats-ca.pem --replicas 3`,
 		Args: cobra.NoArgs,
@@ -95,11 +100,17 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 				TLSHosts: o.tlsHosts, NoTLS: o.noTLS, MaxQueued: o.maxQueued,
 				KeepaliveWindow: o.keepaliveWindow, HookFailures: o.hookFailures,
 				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20,
-				MaxConnsPerCredential: o.maxConnsPerCred, Audit: o.audit})
+				MaxConnsPerCredential: o.maxConnsPerCred,
+				WebSocket:             o.websocket, WebSocketNoTLS: o.websocketNoTLS, WebSocketURL: o.websocketURL,
+				Dashboard: web.Static(), DashboardURL: o.dashboardURL, Audit: o.audit})
 		},
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
-	runCmd.Flags().StringVar(&o.http, "http", "", "address for /healthz and /metrics (e.g. 127.0.0.1:8080)")
+	runCmd.Flags().StringVar(&o.http, "http", "", "address of the web dashboard (with --websocket), /healthz and /metrics (e.g. 127.0.0.1:8080)")
+	runCmd.Flags().StringVar(&o.websocket, "websocket", "", "NATS WebSocket address for browsers (the dashboard): wss:// with the listener's certificate (e.g. 0.0.0.0:8443)")
+	runCmd.Flags().BoolVar(&o.websocketNoTLS, "websocket-no-tls", false, "plain ws:// on a loopback --websocket, behind a reverse proxy that terminates TLS")
+	runCmd.Flags().StringVar(&o.websocketURL, "websocket-url", "", "WebSocket URL browsers use (behind a reverse proxy, e.g. wss://lab.example/nats; default the listener's)")
+	runCmd.Flags().StringVar(&o.dashboardURL, "dashboard-url", "", "public URL of the dashboard that 'jsn dashboard' prints (behind a reverse proxy; default http://<--http>/)")
 	runCmd.Flags().StringVar(&o.natsURL, "nats-url", "", "use an existing NATS deployment (see nats-config) instead of the embedded server")
 	runCmd.Flags().StringVar(&o.creds, "creds", "", "no longer used: the controller mints its own users")
 	_ = runCmd.Flags().MarkDeprecated("creds", "the controller mints its own users from the signing key")

@@ -126,6 +126,7 @@ func NewRootCmd(f *cmdutil.Factory) *cobra.Command {
 		newLeaseCmd(f),
 		newTapCmd(f),
 		newAuditCmd(f),
+		newDashboardCmd(f),
 	)
 	root.AddCommand(cmdutil.Groups(f)...)
 	return root
