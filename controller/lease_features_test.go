@@ -254,6 +254,21 @@ func TestLeaseShare(t *testing.T) {
 	if lc.nc == nil || lb2.nc == nil {
 		t.Fatal("carol's share or bob's holder credential refused after the transfer")
 	}
+	// The audit log has who shared and handed over what.
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		a := callOK[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: id})
+		var seen []string
+		for _, e := range a.Events {
+			seen = append(seen, e.Event+": "+e.Reason)
+		}
+		all := strings.Join(seen, "; ")
+		for _, want := range []string{"share: alice shared it with bob", "unshare: alice withdrew it from bob", "transfer: alice handed it to bob"} {
+			if !strings.Contains(all, want) {
+				return fmt.Errorf("audit of lease %s: %s; want %q", id, all, want)
+			}
+		}
+		return nil
+	})
 	// The end revokes every credential of the lease.
 	callOK[api.Empty](t, bob, subj("bob", api.VerbLeaseRelease), api.LeaseID{ID: id})
 	testkit.CheckFor(t, 30*time.Second, func() error {

@@ -126,6 +126,7 @@ func (c *Controller) leaseShare(ctx context.Context, who string, data []byte) (a
 		return nil, err
 	}
 	l := nr.Lease
+	c.auditLease(api.AuditShare, &l, who+" shared it with "+req.With)
 	return api.LeaseReply{Lease: &l}, nil
 }
 
@@ -146,6 +147,7 @@ func (c *Controller) leaseUnshare(ctx context.Context, who string, data []byte) 
 		return nil, err
 	}
 	l := nr.Lease
+	c.auditLease(api.AuditUnshare, &l, who+" withdrew it from "+req.With)
 	return api.LeaseReply{Lease: &l}, nil
 }
 
@@ -193,6 +195,7 @@ func (c *Controller) leaseTransfer(ctx context.Context, who string, data []byte)
 		return nil, err
 	}
 	l := nr.Lease
+	c.auditLease(api.AuditTransfer, &l, who+" handed it to "+req.With)
 	return api.LeaseReply{Lease: &l}, nil
 }
 

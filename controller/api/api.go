@@ -232,6 +232,13 @@ type ExtendRequest struct {
 	Set      bool          `msgpack:"set,omitempty"` // set the end to Duration from now even if earlier
 }
 
+// Audit events of sharing (see AuditEvent; Reason says who did what).
+const (
+	AuditShare    = "share"    // the holder shared the lease with another client
+	AuditUnshare  = "unshare"  // … and withdrew it
+	AuditTransfer = "transfer" // the lease was handed over; Client is the new holder
+)
+
 // ShareRequest is sent on jsn.ctl.c.<C>.lease.share, lease.unshare (With) and lease.transfer
 // (To is then With): the lease's holder (or an admin) shares it with, withdraws it from, or hands
 // it over to another client.
