@@ -18,6 +18,10 @@ const (
 const (
 	KindExporter = "exporter"
 	KindClient   = "client"
+	// KindViewer is a read-only identity (wall screens, dashboards): it may list exporters and
+	// leases, describe exporters and watch the taps of the exporters in its Watch list, nothing
+	// else. Its API role is "v" (jsn.ctl.v.<name>.…), its inbox _INBOX_v.<name>.
+	KindViewer = "viewer"
 )
 
 // Lease is a lease or a queued lease request.
@@ -106,16 +110,19 @@ type Maintenance struct {
 // Identity is an exporter or client identity issued by the controller.
 type Identity struct {
 	Name        string            `msgpack:"name" json:"name" yaml:"name"`
-	Kind        string            `msgpack:"kind" json:"kind" yaml:"kind"` // KindExporter or KindClient
+	Kind        string            `msgpack:"kind" json:"kind" yaml:"kind"` // KindExporter, KindClient or KindViewer
 	PublicKey   string            `msgpack:"public_key" json:"public_key" yaml:"public_key"`
 	Labels      map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"`
 	Allow       []string          `msgpack:"allow,omitempty" json:"allow,omitempty" yaml:"allow,omitempty"`
 	MaxDuration time.Duration     `msgpack:"max_duration,omitempty" json:"max_duration,omitempty" yaml:"max_duration,omitempty"`
 	// MaxPriority is the highest lease request priority the client may ask for (admins: any).
-	MaxPriority int       `msgpack:"max_priority,omitempty" json:"max_priority,omitempty" yaml:"max_priority,omitempty"`
-	Admin       bool      `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
-	Group       string    `msgpack:"group,omitempty" json:"group,omitempty" yaml:"group,omitempty"` // policies may name it
-	Created     time.Time `msgpack:"created" json:"created" yaml:"created"`
+	MaxPriority int  `msgpack:"max_priority,omitempty" json:"max_priority,omitempty" yaml:"max_priority,omitempty"`
+	Admin       bool `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
+	// Watch names the exporters whose taps (console output and its history) the identity may
+	// watch without a lease: exporter names, or "*" for every exporter (clients and viewers).
+	Watch   []string  `msgpack:"watch,omitempty" json:"watch,omitempty" yaml:"watch,omitempty"`
+	Group   string    `msgpack:"group,omitempty" json:"group,omitempty" yaml:"group,omitempty"` // policies may name it
+	Created time.Time `msgpack:"created" json:"created" yaml:"created"`
 	// Scheme is the permission scheme its credentials were issued under (IdentityScheme); a
 	// controller revokes identities issued under an older one at start.
 	Scheme int `msgpack:"scheme,omitempty" json:"scheme,omitempty" yaml:"scheme,omitempty"`
@@ -316,7 +323,9 @@ type CreateClientRequest struct {
 	MaxDuration time.Duration `msgpack:"max_duration,omitempty"`
 	MaxPriority int           `msgpack:"max_priority,omitempty"` // highest priority its lease requests may ask for
 	Admin       bool          `msgpack:"admin,omitempty"`
-	Group       string        `msgpack:"group,omitempty"` // the client's group, which policies may name
+	// Watch: exporter names (or "*") whose taps the client may watch without a lease.
+	Watch []string `msgpack:"watch,omitempty"`
+	Group string   `msgpack:"group,omitempty"` // the client's group, which policies may name
 }
 
 // Policy limits the lease requests of the clients it names, or of the clients of the groups it
@@ -343,6 +352,13 @@ type ListPoliciesReply struct {
 	Policies []Policy `msgpack:"policies"`
 }
 
+// CreateViewerRequest is sent on jsn.ctl.a.<A>.create.viewer: a read-only identity that may
+// watch the taps of the exporters in Watch (names, or "*" for all; empty means "*").
+type CreateViewerRequest struct {
+	Name  string   `msgpack:"name"`
+	Watch []string `msgpack:"watch,omitempty"`
+}
+
 // ConfigReply carries a complete config file (YAML) with credentials.
 type ConfigReply struct {
 	Config []byte `msgpack:"config"`
@@ -366,6 +382,7 @@ const (
 	PrefixExporter = "jsn.ctl.e." // + exporter + "." + verb
 	PrefixClient   = "jsn.ctl.c." // + client + "." + verb
 	PrefixAdmin    = "jsn.ctl.a." // + admin + "." + verb
+	PrefixViewer   = "jsn.ctl.v." // + viewer + "." + verb (exporters.list, exporters.describe, lease.list)
 )
 
 // Verbs (the subject tail after the identity token).
@@ -397,6 +414,9 @@ const (
 	VerbPolicyGet      = "policy.get"
 	VerbPolicyList     = "policy.list"
 	VerbPolicyDelete   = "policy.delete"
+	VerbCreateViewer   = "create.viewer"
+	VerbListViewer     = "list.viewer"
+	VerbDeleteViewer   = "delete.viewer"
 )
 
 // ExporterSubject is the controller API subject verb of exporter name.
@@ -404,6 +424,9 @@ func ExporterSubject(name, verb string) string { return PrefixExporter + name + 
 
 // ClientSubject is the controller API subject verb of client name.
 func ClientSubject(name, verb string) string { return PrefixClient + name + "." + verb }
+
+// ViewerSubject is the controller API subject verb of viewer name.
+func ViewerSubject(name, verb string) string { return PrefixViewer + name + "." + verb }
 
 // AdminSubject is the controller API subject verb of admin name.
 func AdminSubject(name, verb string) string { return PrefixAdmin + name + "." + verb }
