@@ -95,6 +95,7 @@ func main() {
 		{"rss", benchRSS},
 		{"lease", benchLease},
 		{"presence", benchPresence},
+		{"process", benchProcess},
 	}
 	fmt.Fprintf(os.Stderr, "jsn benchmarks (%s, %d CPUs, quick=%v)\n", runtime.Version(), runtime.NumCPU(), *quick)
 	failed := false

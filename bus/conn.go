@@ -294,6 +294,27 @@ func (c *Conn) Subscribe(subject, queue string, h func(*Msg)) (*Subscription, er
 	return &Subscription{sub: sub}, nil
 }
 
+// SubscribeAllowed is Subscribe followed by a round trip to the server that tells whether NATS
+// permissions allow the subscription: a refused one (the server only logs it to the client
+// asynchronously) is unsubscribed and returned as PERMISSION_DENIED, naming the subject.
+func (c *Conn) SubscribeAllowed(ctx context.Context, subject string, h func(*Msg)) (*Subscription, error) {
+	sub, err := c.Subscribe(subject, "", h)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Flush(ctx); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, err
+	}
+	// The server answers a refused SUB with -ERR before the PONG of the flush.
+	if le := c.nc.LastError(); le != nil && errors.Is(le, nats.ErrPermissionViolation) &&
+		strings.Contains(le.Error(), `Subscription to "`+subject+`"`) {
+		_ = sub.Unsubscribe()
+		return nil, &wire.Error{Code: wire.PermissionDenied, Message: fmt.Sprintf("not allowed to subscribe to %s: %v", subject, le)}
+	}
+	return sub, nil
+}
+
 // Unreachable reports whether a Connect failed because no server answered (refused, timed
 // out, no route), so that trying again later may work; not for refused credentials or bad
 // addresses.

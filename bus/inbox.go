@@ -17,6 +17,7 @@ import (
 //	_INBOX_c.<client>                    a client identity (admins are clients)
 //	_INBOX_e.<exporter>                  an exporter identity
 //	_INBOX_l.<exporter>.<lease>          a lease credential: one lease on one exporter
+//	_INBOX_v.<viewer>                    a read-only viewer identity (or a browser credential)
 //	_INBOX_k.<name>                      the controller's own connections
 //
 // A connection adds a random token to its prefix (_INBOX_c.alice.3f9a…), so that two
@@ -26,6 +27,7 @@ const (
 	KindExporter   = "e"
 	KindLease      = "l"
 	KindController = "k"
+	KindViewer     = "v"
 )
 
 // InboxPrefix returns the inbox prefix of the principal of kind named by names (a lease is named

@@ -419,22 +419,7 @@ func (d *Driver) open(ctx context.Context, method string, args []any) (*bus.Stre
 // read-only tap subject (console bytes, readings), until ctx ends. It needs no lease: taps are for
 // observers. fn runs in one goroutine, in order.
 func (c *Client) Tap(ctx context.Context, exporter, path string, fn func(data []byte)) error {
-	if err := wire.CheckName("exporter", exporter); err != nil {
-		return wire.Errorf(wire.InvalidArgument, "tap: %v", err)
-	}
-	if !wire.ValidPath(path) {
-		return wire.Errorf(wire.InvalidArgument, "tap: driver path %q is not valid", path)
-	}
-	sub, err := c.conn.Subscribe(wire.TapSubject(exporter, path), "", func(m *bus.Msg) { fn(m.Data) })
-	if err != nil {
-		return err
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := c.conn.Flush(ctx); err != nil {
-		return err
-	}
-	<-ctx.Done()
-	return nil
+	return watchTap(ctx, c.conn, exporter, path, TapOptions{}, fn)
 }
 
 var _ remote.Driver = (*Driver)(nil)

@@ -27,6 +27,7 @@ const (
 
 	RoleClient = clientconfig.RoleClient
 	RoleAdmin  = clientconfig.RoleAdmin
+	RoleViewer = clientconfig.RoleViewer
 )
 
 // Config is a client config file: the controller's endpoint and the user's own credentials.

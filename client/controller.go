@@ -149,7 +149,11 @@ func CheckCredentials(cfg *Config) error {
 	if err != nil {
 		return fmt.Errorf("client config %s: %w", cfg.File, err)
 	}
-	if want := bus.InboxPrefix(bus.KindClient, cfg.Metadata.Name); in != want {
+	kind := bus.KindClient
+	if cfg.Role == RoleViewer {
+		kind = bus.KindViewer
+	}
+	if want := bus.InboxPrefix(kind, cfg.Metadata.Name); in != want {
 		return wire.Errorf(wire.PermissionDenied, "client config %s: its credentials receive on %s.>, not %s.> as credentials of client %s do now "+
 			"(issued by an older jsn?): ask an admin to issue them again (jsn admin delete client %s; jsn admin create client %s)",
 			cfg.File, in, want, cfg.Metadata.Name, cfg.Metadata.Name, cfg.Metadata.Name)
@@ -247,8 +251,19 @@ func (c *Controller) attempt(ctx context.Context, subject, verb string, body []b
 // controller is not answering (see RetryFor). Every client verb is safe to repeat: lease
 // requests carry their id, releases of an ended lease do nothing.
 func (c *Controller) call(ctx context.Context, verb string, req, out any) error {
+	if c.role == RoleViewer {
+		// A viewer's API is its own (jsn.ctl.v.<name>.…): list and describe only.
+		switch verb {
+		case api.VerbExportersList, api.VerbExportersDesc, api.VerbLeaseList, api.VerbDashboard:
+			return c.request(ctx, api.ViewerSubject(c.name, verb), verb, req, out, true)
+		}
+		return wire.Errorf(wire.PermissionDenied, "%s: %s is a viewer: it may list exporters and leases, describe exporters and watch taps, nothing else", verb, c.name)
+	}
 	return c.request(ctx, api.ClientSubject(c.name, verb), verb, req, out, true)
 }
+
+// Role returns the identity's role: RoleClient, RoleAdmin or RoleViewer.
+func (c *Controller) Role() string { return c.role }
 
 // admin calls verb of the admin API (jsn.ctl.a.<identity>.<verb>), which only an admin's
 // identity may publish to.
@@ -281,11 +296,23 @@ func (c *Controller) CreateClientWith(ctx context.Context, req api.CreateClientR
 	return r.Config, err
 }
 
-// ListIdentities lists the identities of kind, api.KindExporter or api.KindClient (admin API).
+// CreateViewer issues a viewer identity (read-only: list, describe, watch the taps of watch,
+// every exporter when empty) and returns its client config file (admin API).
+func (c *Controller) CreateViewer(ctx context.Context, name string, watch []string) ([]byte, error) {
+	var r api.ConfigReply
+	err := c.admin(ctx, api.VerbCreateViewer, api.CreateViewerRequest{Name: name, Watch: watch}, &r)
+	return r.Config, err
+}
+
+// ListIdentities lists the identities of kind, api.KindExporter, api.KindClient or
+// api.KindViewer (admin API).
 func (c *Controller) ListIdentities(ctx context.Context, kind string) ([]api.Identity, error) {
 	verb := api.VerbListClient
-	if kind == api.KindExporter {
+	switch kind {
+	case api.KindExporter:
 		verb = api.VerbListExporter
+	case api.KindViewer:
+		verb = api.VerbListViewer
 	}
 	var out []api.Identity
 	err := Pages(func(p api.Page) (string, error) {
@@ -302,8 +329,11 @@ func (c *Controller) ListIdentities(ctx context.Context, kind string) ([]api.Ide
 // DeleteIdentity deletes identity name of kind and revokes its credentials (admin API).
 func (c *Controller) DeleteIdentity(ctx context.Context, kind, name string) error {
 	verb := api.VerbDeleteClient
-	if kind == api.KindExporter {
+	switch kind {
+	case api.KindExporter:
 		verb = api.VerbDeleteExporter
+	case api.KindViewer:
+		verb = api.VerbDeleteViewer
 	}
 	return c.admin(ctx, verb, api.ExporterName{Name: name}, nil)
 }

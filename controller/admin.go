@@ -9,6 +9,7 @@ import (
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/client/clientconfig"
 	"jsn.dev/jsn/controller/api"
 )
 
@@ -111,20 +112,77 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 	if req.MaxPriority < MinPriority {
 		return nil, wire.Errorf(wire.InvalidArgument, "create client %s: max priority %d is below the minimum of %d", req.Name, req.MaxPriority, MinPriority)
 	}
-	creds, pub, err := c.auth.NewClient(req.Name, req.Admin)
+	for _, w := range req.Watch {
+		if err := CheckWatch(w); err != nil {
+			return nil, wire.Errorf(wire.InvalidArgument, "create client %s: %v", req.Name, err)
+		}
+	}
+	if c.identity(api.KindViewer, req.Name) != nil {
+		return nil, wire.Errorf(wire.FailedPrecondition, "create client %s: a viewer has that name (clients and viewers share names)", req.Name)
+	}
+	creds, pub, err := c.auth.NewClient(req.Name, req.Admin, req.Watch...)
 	if err != nil {
 		return nil, err
 	}
 	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
-		MaxPriority: req.MaxPriority, Admin: req.Admin, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
+		MaxPriority: req.MaxPriority, Admin: req.Admin, Watch: req.Watch, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}
-	cfg, err := ClientConfigYAML(req.Name, c.endpoint, creds, req.Admin, req.Allow, c.ca)
+	cc := clientconfig.New(req.Name, c.endpoint, creds, req.Admin, req.Allow, c.ca)
+	cc.Watch = req.Watch
+	cfg, err := cc.Marshal()
 	if err != nil {
 		return nil, err
 	}
 	return api.ConfigReply{Config: cfg}, nil
+}
+
+// createViewer issues a viewer identity: read-only (list exporters and leases, describe, watch the
+// taps of req.Watch, "*" when empty). Viewers and clients share one name space, so that the inbox
+// of a browser credential minted for a client (MintViewer) is never a viewer's.
+func (c *Controller) createViewer(ctx context.Context, who string, data []byte) (any, error) {
+	if err := c.isAdmin(who); err != nil {
+		return nil, err
+	}
+	var req api.CreateViewerRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if err := wire.CheckName("viewer name", req.Name); err != nil {
+		return nil, wire.Errorf(wire.InvalidArgument, "create viewer: %v", err)
+	}
+	if err := reserved(req.Name); err != nil {
+		return nil, wire.Errorf(wire.InvalidArgument, "create viewer %s: %v", req.Name, err)
+	}
+	if len(req.Watch) == 0 {
+		req.Watch = []string{"*"}
+	}
+	for _, w := range req.Watch {
+		if err := CheckWatch(w); err != nil {
+			return nil, wire.Errorf(wire.InvalidArgument, "create viewer %s: %v", req.Name, err)
+		}
+	}
+	if c.identity(api.KindClient, req.Name) != nil {
+		return nil, wire.Errorf(wire.FailedPrecondition, "create viewer %s: a client has that name (clients and viewers share names)", req.Name)
+	}
+	creds, pub, err := c.auth.NewViewer(req.Name, req.Watch)
+	if err != nil {
+		return nil, err
+	}
+	id := api.Identity{Name: req.Name, Kind: api.KindViewer, PublicKey: pub, Watch: req.Watch, Created: time.Now().UTC(),
+		Scheme: api.IdentityScheme}
+	if err := c.storeIdentity(ctx, &id); err != nil {
+		return nil, err
+	}
+	cfg := clientconfig.New(req.Name, c.endpoint, creds, false, nil, c.ca)
+	cfg.Role = clientconfig.RoleViewer
+	cfg.Watch = req.Watch
+	b, err := cfg.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	return api.ConfigReply{Config: b}, nil
 }
 
 func (c *Controller) storeIdentity(ctx context.Context, id *api.Identity) error {

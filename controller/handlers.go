@@ -40,6 +40,10 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixClient, api.VerbLeaseList, c.leaseList},
 		{api.PrefixClient, api.VerbExportersList, c.exportersList},
 		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
+		{api.PrefixViewer, api.VerbLeaseList, asViewer(c.leaseList)},
+		{api.PrefixViewer, api.VerbExportersList, asViewer(c.exportersList)},
+		{api.PrefixViewer, api.VerbExportersDesc, asViewer(c.exportersDescribe)},
+		{api.PrefixViewer, api.VerbDashboard, c.viewerDashboardToken},
 		{api.PrefixClient, api.VerbAudit, c.auditQuery},
 		{api.PrefixClient, api.VerbDashboard, c.dashboardToken},
 		{api.PrefixAdmin, api.VerbCreateExporter, c.createExporter},
@@ -48,6 +52,9 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixAdmin, api.VerbListClient, c.lister(api.KindClient)},
 		{api.PrefixAdmin, api.VerbDeleteExporter, c.deleter(api.KindExporter)},
 		{api.PrefixAdmin, api.VerbDeleteClient, c.deleter(api.KindClient)},
+		{api.PrefixAdmin, api.VerbCreateViewer, c.createViewer},
+		{api.PrefixAdmin, api.VerbListViewer, c.lister(api.KindViewer)},
+		{api.PrefixAdmin, api.VerbDeleteViewer, c.deleter(api.KindViewer)},
 	}
 	for _, e := range eps {
 		name := strings.NewReplacer(".", "-").Replace(strings.TrimSuffix(strings.TrimPrefix(e.prefix, "jsn.ctl."), ".") + "-" + e.verb)
@@ -72,7 +79,7 @@ func (c *Controller) serveAPI() error {
 
 // apiRequester is the inbox prefix of whoever sent API request m: the identity named by the
 // subject's fourth token, which NATS permissions let only that identity publish
-// (jsn.ctl.c.<client>, jsn.ctl.a.<admin client>, jsn.ctl.e.<exporter>).
+// (jsn.ctl.c.<client>, jsn.ctl.a.<admin client>, jsn.ctl.e.<exporter>, jsn.ctl.v.<viewer>).
 func apiRequester(m *bus.Msg) string {
 	parts := strings.SplitN(m.Subject, ".", 5)
 	if len(parts) < 5 || parts[0] != "jsn" || parts[1] != "ctl" || !wire.ValidName(parts[3]) {
@@ -83,8 +90,19 @@ func apiRequester(m *bus.Msg) string {
 		return bus.InboxPrefix(bus.KindClient, parts[3])
 	case "e":
 		return bus.InboxPrefix(bus.KindExporter, parts[3])
+	case "v":
+		return bus.InboxPrefix(bus.KindViewer, parts[3])
 	}
 	return ""
+}
+
+// asViewer serves a read-only client verb to a viewer (role v): as nobody in particular, so that
+// it sees what any non-admin client sees of others (leases without their ids) and nothing of a
+// client of the same name. The subject's identity token is one that only the viewer's
+// credentials (and browser credentials minted for that name, MintViewer) may publish; the
+// verbs served are harmless reads, so the token needs no identity record behind it.
+func asViewer(h func(ctx context.Context, who string, data []byte) (any, error)) func(context.Context, string, []byte) (any, error) {
+	return func(ctx context.Context, _ string, data []byte) (any, error) { return h(ctx, "", data) }
 }
 
 // refusedReply logs requests dropped for naming a reply outside their requester's inbox, at most
@@ -549,6 +567,9 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 	var req api.ListLeasesRequest
 	if err := decode(data, &req); err != nil {
 		return nil, err
+	}
+	if who == "" {
+		req.All = true // a viewer (asViewer) has no leases of its own
 	}
 	admin := c.isAdmin(who) == nil
 	c.mu.Lock()

@@ -424,9 +424,51 @@ func (a *Authority) NewExporter(name string) (creds []byte, pub string, err erro
 	return a.newUser(name, ExporterPermissions(name), time.Time{}, []string{"jsn-exporter"})
 }
 
-// NewClient mints client name's own identity (admin adds the admin API).
-func (a *Authority) NewClient(name string, admin bool) (creds []byte, pub string, err error) {
-	return a.newUser(name, ClientPermissions(name, admin), time.Time{}, []string{"jsn-client"})
+// NewClient mints client name's own identity (admin adds the admin API; watch the taps it may
+// watch without a lease, see WatchPermissions).
+func (a *Authority) NewClient(name string, admin bool, watch ...string) (creds []byte, pub string, err error) {
+	p := ClientPermissions(name, admin)
+	if err := WatchPermissions(&p, watch); err != nil {
+		return nil, "", err
+	}
+	return a.newUser(name, p, time.Time{}, []string{"jsn-client"})
+}
+
+// NewViewer mints viewer name's identity (ViewerPermissions), with no expiry.
+func (a *Authority) NewViewer(name string, watch []string) (creds []byte, pub string, err error) {
+	p, err := ViewerPermissions(name, watch)
+	if err != nil {
+		return nil, "", err
+	}
+	return a.newUser(name, p, time.Time{}, []string{"jsn-viewer"})
+}
+
+// MintViewer mints a short-lived credential of viewer kind for name (a viewer, or a client whose
+// watch rights a browser gets): ViewerPermissions(name, watch), expiring at expires. Viewer and
+// client names share one namespace (the controller refuses a viewer named like a client and the
+// reverse), so the credential's inbox _INBOX_v.<name> is nobody else's.
+func (a *Authority) MintViewer(name string, watch []string, expires time.Time) (*api.Credential, string, error) {
+	p, err := ViewerPermissions(name, watch)
+	if err != nil {
+		return nil, "", err
+	}
+	if expires.IsZero() {
+		return nil, "", fmt.Errorf("mint viewer credential %s: an expiry is required", name)
+	}
+	creds, pub, err := a.newUser(name, p, expires, []string{"jsn-viewer"})
+	if err != nil {
+		return nil, "", err
+	}
+	j, err := jwt.ParseDecoratedJWT(creds)
+	if err != nil {
+		return nil, "", err
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(creds)
+	if err != nil {
+		return nil, "", err
+	}
+	seed, _ := kp.Seed()
+	return &api.Credential{JWT: j, Seed: string(seed), Expires: expires}, pub, nil
 }
 
 // No permission below uses allow_responses: NATS lets a responder publish to the reply subject
@@ -458,10 +500,52 @@ func ClientPermissions(c string, admin bool) jwt.Permissions {
 	return p
 }
 
+// ViewerPermissions are the NATS permissions of viewer name (a read-only identity): the viewer
+// API (jsn.ctl.v.<name>.>: list exporters and leases, describe exporters), its own inbox
+// _INBOX_v.<name>, and watching the taps of the exporters in watch (WatchPermissions; empty
+// means none).
+func ViewerPermissions(name string, watch []string) (jwt.Permissions, error) {
+	var p jwt.Permissions
+	if !wire.ValidName(name) {
+		return p, fmt.Errorf("viewer name %q is not a subject token", name)
+	}
+	p.Pub.Allow.Add(api.PrefixViewer + name + ".>")
+	p.Sub.Allow.Add(bus.InboxPrefix(bus.KindViewer, name) + ".>")
+	return p, WatchPermissions(&p, watch)
+}
+
+// WatchPermissions adds to p the right to watch the taps of the exporters in watch (names, or
+// "*" for every exporter, present and future): subscribe to jsn.tap.<e>.> (live output and
+// history replies) and publish history requests on jsn.x.<e>.history.>. Nothing else of the
+// exporter: no call, no describe, no stream.
+func WatchPermissions(p *jwt.Permissions, watch []string) error {
+	for _, e := range watch {
+		if err := CheckWatch(e); err != nil {
+			return err
+		}
+		if e == "*" {
+			p.Sub.Allow.Add("jsn.tap.>") // not jsn.tap.*.>: NATS refuses a subscription to jsn.tap.> under it
+		} else {
+			p.Sub.Allow.Add(wire.TapWildcard(e))
+		}
+		p.Pub.Allow.Add(wire.HistoryWildcard(e))
+	}
+	return nil
+}
+
+// CheckWatch validates one --watch item: an exporter name or "*".
+func CheckWatch(e string) error {
+	if e == "*" || wire.ValidName(e) {
+		return nil
+	}
+	return fmt.Errorf("watch %q: want an exporter name (letters, digits, - and _) or * for every exporter; label selectors are not supported (NATS permissions name subjects, not labels)", e)
+}
+
 // LeasePermissions are the NATS permissions of the credential of lease on exporter e: it may
 // publish only e's describe, stream and (narrowed by allow) call subjects, and subscribe only to
-// its own inbox and its own lease's stream and event subjects. It reaches nothing of the client
-// that holds it (its inbox, its other leases).
+// its own inbox and its own lease's stream and event subjects; it may watch e's taps
+// (WatchPermissions). It reaches nothing of the client that holds it (its inbox, its other
+// leases).
 func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) {
 	var p jwt.Permissions
 	if !wire.ValidName(lease) {
@@ -480,7 +564,7 @@ func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) 
 		p.Pub.Allow.Add(s)
 	}
 	p.Sub.Allow.Add(bus.LeaseInbox(e, lease)+".>", x+"out."+lease+".*", api.EventPrefix(e, lease)+".>")
-	return p, nil
+	return p, WatchPermissions(&p, []string{e})
 }
 
 // controllerUsers mints the controller's own two LAB users, each allowed only what it needs (so
@@ -495,7 +579,8 @@ func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) 
 // They are minted at every start from the signing key and live only in memory.
 func (a *Authority) controllerUsers() (apiCreds, stateCreds []byte, err error) {
 	var p jwt.Permissions
-	p.Pub.Allow.Add(bus.InboxPrefix(bus.KindClient)+">", bus.InboxPrefix(bus.KindExporter)+">", "_INBOX.>",
+	p.Pub.Allow.Add(bus.InboxPrefix(bus.KindClient)+">", bus.InboxPrefix(bus.KindExporter)+">",
+		bus.InboxPrefix(bus.KindViewer)+">", "_INBOX.>",
 		api.LeasePushSubject("*"), api.DashSubject)
 	p.Sub.Allow.Add("jsn.ctl.>", "$SRV.>", bus.InboxPrefix(bus.KindController, ControllerName)+".>")
 	if apiCreds, _, err = a.newUser(ControllerName, p, time.Time{}, []string{"jsn-controller"}); err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -81,8 +82,18 @@ func newWebToken() string {
 
 // dashboardToken answers VerbDashboard: a one-time token for who.
 func (c *Controller) dashboardToken(ctx context.Context, who string, data []byte) (any, error) {
-	if c.identity(api.KindClient, who) == nil {
-		return nil, wire.Errorf(wire.PermissionDenied, "dashboard: client %q: no such identity", who)
+	return c.dashboardTokenOf(api.KindClient, who)
+}
+
+// viewerDashboardToken answers VerbDashboard of a viewer (jsn.ctl.v.<viewer>.dashboard): a wall
+// screen logs in with its viewer config.
+func (c *Controller) viewerDashboardToken(ctx context.Context, who string, data []byte) (any, error) {
+	return c.dashboardTokenOf(api.KindViewer, who)
+}
+
+func (c *Controller) dashboardTokenOf(kind, who string) (any, error) {
+	if c.identity(kind, who) == nil {
+		return nil, wire.Errorf(wire.PermissionDenied, "dashboard: %s %q: no such identity", kind, who)
 	}
 	tok := newWebToken()
 	exp := time.Now().Add(TokenTTL)
@@ -93,7 +104,7 @@ func (c *Controller) dashboardToken(ctx context.Context, who string, data []byte
 			delete(c.webTokens, k)
 		}
 	}
-	c.webTokens[tok] = webToken{kind: api.KindClient, name: who, expires: exp}
+	c.webTokens[tok] = webToken{kind: kind, name: who, expires: exp}
 	c.webMu.Unlock()
 	out := api.DashboardToken{Token: tok, Expires: exp.UTC().Format(time.RFC3339)}
 	if base := c.dashboardURL(); base != "" {
@@ -116,26 +127,26 @@ func (c *Controller) dashboardURL() string {
 // HTTPAddr is the address the HTTP listener got ("" without one).
 func (c *Controller) HTTPAddr() string { return c.httpAddr }
 
-// watchRights lists the exporters the identity may watch: an admin all ("*"); a client the
-// exporters it holds a lease on now.
+// watchRights lists the exporters the identity may watch: an admin all ("*"); a viewer or a
+// client its Watch list (jsn admin create … --watch) and the exporters it holds a lease on now.
 func (c *Controller) watchRights(kind, name string) []string {
 	id := c.identity(kind, name)
 	if id == nil {
 		return nil
 	}
-	if id.Admin {
+	if id.Admin || slices.Contains(id.Watch, "*") {
 		return []string{"*"}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []string
+	out := slices.Clone(id.Watch) // a viewer's, or a client's --watch
 	for e, a := range c.active {
 		if a.live() && a.rec.Lease.Client == name {
 			out = append(out, e)
 		}
 	}
 	sort.Strings(out)
-	return out
+	return slices.Compact(out)
 }
 
 // BrowserPermissions are the NATS permissions of a browser credential of name that may watch

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,14 +113,50 @@ func (e *Exporter) describeNow(m *bus.Msg) {
 	_ = m.Respond(nil, b)
 }
 
-// tapper returns the tap publisher of the driver at path.
+// tapper returns the tap publisher of the driver at path. Each message carries the offset of its
+// first byte in the driver's output (Jsn-Tap-Offset), counted whether or not the exporter is
+// connected, so that a watcher can join a history (driver.TapHistorian, whose end counts the same
+// bytes) to the live bytes without a gap or a duplicate.
 func (e *Exporter) tapper(path string) func([]byte) {
 	subject := wire.TapSubject(e.name, path)
+	var off atomic.Int64
 	return func(data []byte) {
+		at := off.Add(int64(len(data))) - int64(len(data))
 		if c := e.tapConn.Load(); c != nil {
-			_ = c.Publish(subject, nil, data)
+			_ = c.Publish(subject, wire.Header{wire.HeaderTapOffset: {strconv.FormatInt(at, 10)}}, data)
 		}
 	}
+}
+
+// HistoryLimit is the most bytes of history a watcher gets (the newest): one message, well below
+// the bus's 1 MiB message limit.
+const HistoryLimit = 512 << 10
+
+// history answers a tap history request (docs/protocol.md "Taps and their history"): the newest
+// output of the driver, with the offset just past it. The reply goes only to a subject of the
+// exporter's own tap namespace, so it reaches exactly those who may watch the exporter's taps
+// (and the exporter's publish rights stay within its own subjects).
+func (e *Exporter) history(m *bus.Msg) {
+	if !wire.IsHistoryReply(e.name, m.Reply) {
+		e.refusedReply(m, wire.HistoryReplyPrefix(e.name))
+		return
+	}
+	path, ok := wire.ParseHistory(e.name, m.Subject)
+	var n *driver.Node
+	if ok {
+		n = e.tree.Find(path)
+	}
+	if n == nil {
+		_ = m.RespondError(wire.Errorf(wire.NotFound, "history: no driver %q on exporter %s", path, e.name))
+		return
+	}
+	h, ok := n.Driver.(driver.TapHistorian)
+	if !ok {
+		_ = m.RespondError(wire.Errorf(wire.Unimplemented, "history: driver %s keeps no history of its tap", path))
+		return
+	}
+	data, end := h.TapHistory(HistoryLimit)
+	_ = m.Respond(wire.Header{wire.HeaderTapOffset: {strconv.FormatInt(end, 10)}}, data)
 }
 
 // Open opens every driver.
@@ -156,6 +193,10 @@ func (e *Exporter) GuardReplies() { e.guard = true }
 
 // requester is the inbox a request to the exporter may be answered in (see GuardReplies).
 func (e *Exporter) requester(m *bus.Msg) string {
+	if _, ok := wire.ParseHistory(e.name, m.Subject); ok {
+		// Tap history: replies go to the exporter's own tap namespace (see history).
+		return wire.HistoryReplyPrefix(e.name)
+	}
 	lease := m.Header.Get(wire.HeaderLease)
 	if lease == "" {
 		lease = e.Lease()
@@ -210,7 +251,14 @@ func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
 		ss.Close()
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}
-	e.subs = []*bus.Subscription{d, c}
+	h, err := conn.Subscribe(wire.HistoryWildcard(e.name), "", e.history)
+	if err != nil {
+		_ = d.Unsubscribe()
+		_ = c.Unsubscribe()
+		ss.Close()
+		return fmt.Errorf("serve %s: %w", e.name, err)
+	}
+	e.subs = []*bus.Subscription{d, c, h}
 	if err := conn.Flush(ctx); err != nil {
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}

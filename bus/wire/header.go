@@ -9,6 +9,10 @@ const (
 	HeaderError        = "Nats-Service-Error"      // human error message
 	HeaderStream       = "Jsn-Stream"              // id of the stream a call opens
 	HeaderStreamWindow = "Jsn-Stream-Window"       // initial credit in bytes granted to the peer
+	// HeaderTapOffset on a tap message is the offset of its first byte in the driver's output
+	// (bytes produced since the exporter started); on a history reply, the offset just past its
+	// last byte.
+	HeaderTapOffset = "Jsn-Tap-Offset"
 )
 
 // Header is a message's header map.

@@ -117,3 +117,49 @@ func StreamOutWildcard(exporter, lease string) string {
 
 // TapSubject is where the driver at path broadcasts its output.
 func TapSubject(exporter, path string) string { return prefixTap + exporter + "." + path }
+
+// TapWildcard matches every tap subject of exporter, including history replies (see
+// HistoryReplySubject: skip subjects whose token after the exporter starts with '~').
+func TapWildcard(exporter string) string { return prefixTap + exporter + ".>" }
+
+// Tap history (docs/protocol.md "Taps and their history"): a watcher asks the exporter for the
+// recent output of a driver on HistorySubject, with a reply subject HistoryReplySubject, which
+// lies in the exporter's tap namespace: whoever may watch the exporter's taps may read it, and
+// nobody else, and the exporter publishes nowhere else. '~' never occurs in a driver name, so a
+// reply subject is never a driver's tap.
+const historyReplyToken = "~history"
+
+// HistorySubject is where the history of the tap of the driver at path is requested.
+func HistorySubject(exporter, path string) string {
+	return prefixExporter + exporter + ".history." + path
+}
+
+// HistoryWildcard matches every history request to exporter.
+func HistoryWildcard(exporter string) string { return prefixExporter + exporter + ".history.>" }
+
+// ParseHistory returns the driver path of a history request subject of exporter.
+func ParseHistory(exporter, subject string) (path string, ok bool) {
+	p, ok := strings.CutPrefix(subject, prefixExporter+exporter+".history.")
+	if !ok || !ValidPath(p) {
+		return "", false
+	}
+	return p, true
+}
+
+// HistoryReplySubject is the reply subject of a history request of a watcher: token is random.
+func HistoryReplySubject(exporter, token string) string {
+	return prefixTap + exporter + "." + historyReplyToken + "." + token
+}
+
+// HistoryReplyPrefix is the prefix of exporter's history reply subjects (an inbox-like prefix:
+// the reply subject is the prefix, '.', a token).
+func HistoryReplyPrefix(exporter string) string {
+	return prefixTap + exporter + "." + historyReplyToken
+}
+
+// IsHistoryReply reports whether subject is a history reply subject of exporter (one token
+// after the marker).
+func IsHistoryReply(exporter, subject string) bool {
+	tok, ok := strings.CutPrefix(subject, prefixTap+exporter+"."+historyReplyToken+".")
+	return ok && tok != "" && !strings.ContainsAny(tok, ".*> \t\r\n")
+}

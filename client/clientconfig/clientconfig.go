@@ -21,6 +21,9 @@ const (
 
 	RoleClient = "client"
 	RoleAdmin  = "admin"
+	// RoleViewer is a read-only identity: it lists and describes exporters, lists leases and
+	// watches taps, through the viewer API (jsn.ctl.v.<name>.…).
+	RoleViewer = "viewer"
 )
 
 // Config is a client config file: the controller's endpoint and the user's own credentials.
@@ -34,8 +37,11 @@ type Config struct {
 	CA string `yaml:"ca,omitempty"`
 	// Credentials is the content of a NATS .creds file (user JWT and nkey seed).
 	Credentials string   `yaml:"credentials" jsn:"required"`
-	Role        string   `yaml:"role"`            // RoleClient (default) or RoleAdmin
+	Role        string   `yaml:"role"`            // RoleClient (default), RoleAdmin or RoleViewer
 	Allow       []string `yaml:"allow,omitempty"` // informational: the controller enforces it
+	// Watch is informational too: the exporters (or "*") whose taps the identity may watch
+	// without a lease, which its credentials' NATS permissions enforce.
+	Watch []string `yaml:"watch,omitempty"`
 	// Drivers limits what this client agrees to operate (see DriverAllow).
 	Drivers DriverAllow `yaml:"drivers,omitempty"`
 
@@ -94,9 +100,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	switch c.Role {
 	case "":
 		c.Role = RoleClient
-	case RoleClient, RoleAdmin:
+	case RoleClient, RoleAdmin, RoleViewer:
 	default:
-		errs.Add(file, yamlconf.ValueNode(root, "role"), "role", "role is %q; want %q or %q", c.Role, RoleClient, RoleAdmin)
+		errs.Add(file, yamlconf.ValueNode(root, "role"), "role", "role is %q; want %q, %q or %q", c.Role, RoleClient, RoleAdmin, RoleViewer)
 	}
 	if c.Endpoint != "" && !ValidEndpoint(c.Endpoint) {
 		errs.Add(file, yamlconf.ValueNode(root, "endpoint"), "endpoint", "endpoint %q: want nats://host:port (comma-separated for several)", c.Endpoint)

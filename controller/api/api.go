@@ -18,6 +18,10 @@ const (
 const (
 	KindExporter = "exporter"
 	KindClient   = "client"
+	// KindViewer is a read-only identity (wall screens, dashboards): it may list exporters and
+	// leases, describe exporters and watch the taps of the exporters in its Watch list, nothing
+	// else. Its API role is "v" (jsn.ctl.v.<name>.…), its inbox _INBOX_v.<name>.
+	KindViewer = "viewer"
 )
 
 // Lease is a lease or a queued lease request.
@@ -80,15 +84,18 @@ type ExporterInfo struct {
 // Identity is an exporter or client identity issued by the controller.
 type Identity struct {
 	Name        string            `msgpack:"name" json:"name" yaml:"name"`
-	Kind        string            `msgpack:"kind" json:"kind" yaml:"kind"` // KindExporter or KindClient
+	Kind        string            `msgpack:"kind" json:"kind" yaml:"kind"` // KindExporter, KindClient or KindViewer
 	PublicKey   string            `msgpack:"public_key" json:"public_key" yaml:"public_key"`
 	Labels      map[string]string `msgpack:"labels,omitempty" json:"labels,omitempty" yaml:"labels,omitempty"`
 	Allow       []string          `msgpack:"allow,omitempty" json:"allow,omitempty" yaml:"allow,omitempty"`
 	MaxDuration time.Duration     `msgpack:"max_duration,omitempty" json:"max_duration,omitempty" yaml:"max_duration,omitempty"`
 	// MaxPriority is the highest lease request priority the client may ask for (admins: any).
-	MaxPriority int       `msgpack:"max_priority,omitempty" json:"max_priority,omitempty" yaml:"max_priority,omitempty"`
-	Admin       bool      `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
-	Created     time.Time `msgpack:"created" json:"created" yaml:"created"`
+	MaxPriority int  `msgpack:"max_priority,omitempty" json:"max_priority,omitempty" yaml:"max_priority,omitempty"`
+	Admin       bool `msgpack:"admin,omitempty" json:"admin,omitempty" yaml:"admin,omitempty"`
+	// Watch names the exporters whose taps (console output and its history) the identity may
+	// watch without a lease: exporter names, or "*" for every exporter (clients and viewers).
+	Watch   []string  `msgpack:"watch,omitempty" json:"watch,omitempty" yaml:"watch,omitempty"`
+	Created time.Time `msgpack:"created" json:"created" yaml:"created"`
 	// Scheme is the permission scheme its credentials were issued under (IdentityScheme); a
 	// controller revokes identities issued under an older one at start.
 	Scheme int `msgpack:"scheme,omitempty" json:"scheme,omitempty" yaml:"scheme,omitempty"`
@@ -252,6 +259,15 @@ type CreateClientRequest struct {
 	MaxDuration time.Duration `msgpack:"max_duration,omitempty"`
 	MaxPriority int           `msgpack:"max_priority,omitempty"` // highest priority its lease requests may ask for
 	Admin       bool          `msgpack:"admin,omitempty"`
+	// Watch: exporter names (or "*") whose taps the client may watch without a lease.
+	Watch []string `msgpack:"watch,omitempty"`
+}
+
+// CreateViewerRequest is sent on jsn.ctl.a.<A>.create.viewer: a read-only identity that may
+// watch the taps of the exporters in Watch (names, or "*" for all; empty means "*").
+type CreateViewerRequest struct {
+	Name  string   `msgpack:"name"`
+	Watch []string `msgpack:"watch,omitempty"`
 }
 
 // ConfigReply carries a complete config file (YAML) with credentials.
@@ -277,6 +293,7 @@ const (
 	PrefixExporter = "jsn.ctl.e." // + exporter + "." + verb
 	PrefixClient   = "jsn.ctl.c." // + client + "." + verb
 	PrefixAdmin    = "jsn.ctl.a." // + admin + "." + verb
+	PrefixViewer   = "jsn.ctl.v." // + viewer + "." + verb (exporters.list, exporters.describe, lease.list)
 )
 
 // Verbs (the subject tail after the identity token).
@@ -298,6 +315,9 @@ const (
 	VerbListClient     = "list.client"
 	VerbDeleteExporter = "delete.exporter"
 	VerbDeleteClient   = "delete.client"
+	VerbCreateViewer   = "create.viewer"
+	VerbListViewer     = "list.viewer"
+	VerbDeleteViewer   = "delete.viewer"
 )
 
 // ExporterSubject is the controller API subject verb of exporter name.
@@ -305,6 +325,9 @@ func ExporterSubject(name, verb string) string { return PrefixExporter + name + 
 
 // ClientSubject is the controller API subject verb of client name.
 func ClientSubject(name, verb string) string { return PrefixClient + name + "." + verb }
+
+// ViewerSubject is the controller API subject verb of viewer name.
+func ViewerSubject(name, verb string) string { return PrefixViewer + name + "." + verb }
 
 // AdminSubject is the controller API subject verb of admin name.
 func AdminSubject(name, verb string) string { return PrefixAdmin + name + "." + verb }

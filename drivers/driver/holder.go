@@ -24,3 +24,14 @@ func Holder(ctx context.Context) string {
 type Forgetter interface {
 	Forget(ctx context.Context) error
 }
+
+// TapHistorian is a driver whose tap output has a history (a console's ring buffer): the
+// exporter serves it to watchers that attach, before the live bytes (docs/protocol.md "Taps
+// and their history").
+type TapHistorian interface {
+	// TapHistory returns the newest output still kept, at most limit bytes, and end: the number
+	// of bytes the driver has passed to Env.Tap since it was built (the offset just past the
+	// history's last byte). The driver records each chunk before tapping it, and Forget drops
+	// the history (end keeps counting).
+	TapHistory(limit int) (data []byte, end int64)
+}

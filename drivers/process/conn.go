@@ -47,7 +47,10 @@ type conn struct {
 }
 
 // waiter is a call waiting for its RESULT or ERROR.
-type waiter struct{ ch chan frame }
+type waiter struct {
+	ch       chan frame
+	deadline time.Time // guarded by conn.mu while pending
+}
 
 var waiters = sync.Pool{New: func() any { return &waiter{ch: make(chan frame, 1)} }}
 
@@ -56,6 +59,15 @@ func spawn(p *Process) (*conn, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("driver process: socketpair: %w", err)
+	}
+	// Big socket buffers: a DATA frame of 512 KiB then crosses in one or two wake-ups. The
+	// FORCE options work for root and are capped otherwise; either may fail harmlessly.
+	for _, fd := range fds {
+		for _, o := range [][2]int{{syscall.SO_SNDBUFFORCE, syscall.SO_SNDBUF}, {syscall.SO_RCVBUFFORCE, syscall.SO_RCVBUF}} {
+			if syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, o[0], 4<<20) != nil {
+				_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, o[1], 4<<20)
+			}
+		}
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "jsn-driver"), os.NewFile(uintptr(fds[1]), "jsn-driver-peer")
 	defer theirs.Close()
@@ -102,6 +114,7 @@ func spawn(p *Process) (*conn, error) {
 	go func() { defer close(logDone); c.logOutput(outR) }()
 	readDone := make(chan struct{})
 	go func() { defer close(readDone); c.read() }()
+	go c.sweep()
 	go func() {
 		err := cmd.Wait()
 		c.mu.Lock()
@@ -366,6 +379,7 @@ func (c *conn) forget(id uint32) bool {
 // roundTrip sends a frame and waits for its RESULT or ERROR, at most timeout.
 func (c *conn) roundTrip(ctx context.Context, what string, timeout time.Duration, send func(id uint32) error) ([]byte, error) {
 	w := waiters.Get().(*waiter)
+	w.deadline = time.Now().Add(timeout)
 	id, err := c.register(w, nil)
 	if err != nil {
 		waiters.Put(w)
@@ -379,22 +393,11 @@ func (c *conn) roundTrip(ctx context.Context, what string, timeout time.Duration
 		c.fail(wire.Unavailable, "driver process: write: "+err.Error())
 		return nil, c.p.callErr(what, wire.Errorf(wire.Unavailable, "%s", c.reason()))
 	}
-	t := timerPool.Get().(*time.Timer)
-	t.Reset(timeout)
 	var f frame
 	select {
 	case f = <-w.ch:
-	case <-t.C:
-		if c.forget(id) {
-			putTimer(t, true)
-			waiters.Put(w)
-			c.abandoned(id, what)
-			return nil, wire.Errorf(wire.DeadlineExceeded, "%s.%s: no answer from the driver process within %v (call_timeout)", c.p.env.Path, what, timeout)
-		}
-		f = <-w.ch
 	case <-ctx.Done():
 		if c.forget(id) {
-			putTimer(t, false)
 			waiters.Put(w)
 			_ = c.send(frameCancel, id, nil)
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -404,26 +407,44 @@ func (c *conn) roundTrip(ctx context.Context, what string, timeout time.Duration
 		}
 		f = <-w.ch
 	}
-	putTimer(t, false)
 	waiters.Put(w)
-	if f.typ == frameError {
+	switch f.typ {
+	case frameError:
 		return nil, c.p.callErr(what, decodeErr(f.body))
+	case frameTimeout:
+		c.abandoned(id, what)
+		return nil, wire.Errorf(wire.DeadlineExceeded, "%s.%s: no answer from the driver process within %v (call_timeout)", c.p.env.Path, what, timeout)
 	}
 	return f.body, nil
 }
 
-var timerPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
+// frameTimeout is what the sweeper hands a call that passed its deadline (never on the wire).
+const frameTimeout frameType = 0
 
-func putTimer(t *time.Timer, fired bool) {
-	if !fired {
-		t.Stop()
+// sweep fails the calls that passed their deadline, every sweepEvery, until the connection
+// breaks: one timer per process instead of one per call.
+func (c *conn) sweep() {
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.broken:
+			return
+		case now := <-t.C:
+			c.mu.Lock()
+			for id, w := range c.pending {
+				if now.After(w.deadline) {
+					delete(c.pending, id)
+					w.ch <- frame{typ: frameTimeout}
+				}
+			}
+			c.mu.Unlock()
+		}
 	}
-	timerPool.Put(t)
 }
+
+// sweepEvery is how often deadlines are checked: a call times out up to this late.
+const sweepEvery = 50 * time.Millisecond
 
 // abandoned handles a call that passed its deadline: CANCEL, then a PING; a process that does
 // not answer the PING in time is hung and is killed (and restarted as the policy says).

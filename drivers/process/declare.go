@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"reflect"
 
-	"github.com/vmihailenco/msgpack/v5"
-
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/drivers/driver"
 )
@@ -171,10 +169,4 @@ func (p *Process) call(ctx context.Context, method string, args []byte) ([]byte,
 		return nil, wire.Errorf(wire.Internal, "%s.%s: driver process sent a malformed result: %v", p.env.Path, method, err)
 	}
 	return res, nil
-}
-
-// checkResult checks that a result is exactly one well-formed msgpack value.
-func checkResult(b []byte) error {
-	var v msgpack.RawMessage
-	return wire.Unmarshal(b, &v)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 )
 
 // frameType is the byte after a frame's length. docs/external-drivers.md documents each one.
@@ -87,7 +88,11 @@ func parseHeader(hdr []byte, r io.Reader) (frame, error) {
 	}
 	f := frame{typ: t, id: binary.BigEndian.Uint32(hdr[5:9])}
 	if n > 5 {
-		f.body = make([]byte, n-5)
+		if t == frameData && n-5 > 4096 {
+			f.body = getData(int(n - 5))
+		} else {
+			f.body = make([]byte, n-5)
+		}
 		if _, err := io.ReadFull(r, f.body); err != nil {
 			return frame{}, &protoError{fmt.Sprintf("%s frame cut short: %v", t, err)}
 		}
@@ -121,4 +126,24 @@ func writeFrame(w io.Writer, scratch []byte, t frameType, id uint32, body []byte
 	scratch = appendFrame(scratch[:0], t, id, body)
 	_, err := w.Write(scratch)
 	return scratch, err
+}
+
+// dataPool recycles the buffers of large DATA frames: a byte stream then allocates nothing per
+// frame once warm.
+var dataPool = sync.Pool{New: func() any { b := make([]byte, 0, maxChunk); return &b }}
+
+func getData(n int) []byte {
+	bp := dataPool.Get().(*[]byte)
+	if cap(*bp) < n {
+		return make([]byte, n)
+	}
+	return (*bp)[:n]
+}
+
+// putData returns a DATA frame's buffer once its bytes are delivered.
+func putData(b []byte) {
+	if cap(b) >= maxChunk && cap(b) <= 2*maxChunk {
+		b = b[:0]
+		dataPool.Put(&b)
+	}
 }

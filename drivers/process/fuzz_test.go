@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"testing"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 // FuzzFrames feeds arbitrary bytes to the frame reader and the HELLO decoder: every input is
@@ -61,4 +63,19 @@ func TestReadFrameErrors(t *testing.T) {
 			t.Errorf("readFrame(%q) = %v, want %s", tt.in, err, tt.want)
 		}
 	}
+}
+
+// FuzzCheckResult: the result checker agrees with the msgpack decoder on what is one value.
+func FuzzCheckResult(f *testing.F) {
+	f.Add([]byte{0xc0})
+	f.Add([]byte{0x92, 0xa3, 's', 'e', 't', 0x92, 0x02, 0xc3})
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		err := checkResult(b)
+		var v any
+		derr := wire.Unmarshal(b, &v)
+		if err == nil && derr != nil && len(b) <= wire.MaxBody {
+			t.Fatalf("checkResult accepts %x, the decoder does not: %v", b, derr)
+		}
+	})
 }

@@ -201,10 +201,12 @@ func (p *Process) serveBytes(ctx context.Context, method string, args []byte, bs
 		}
 		switch f.typ {
 		case frameData:
-			if _, err := bs.Write(f.body); err != nil {
+			_, err := bs.Write(f.body)
+			s.consumed(len(f.body))
+			putData(f.body)
+			if err != nil {
 				return err
 			}
-			s.consumed(len(f.body))
 		case frameFin:
 			if err := bs.CloseWrite(); err != nil {
 				return err

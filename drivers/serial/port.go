@@ -527,6 +527,15 @@ func (p *Port) SendBreak(ctx context.Context, d time.Duration) error {
 // newest MaxLog bytes.
 func (p *Port) Log(since time.Time) []byte { return p.ring.read(since, MaxLog) }
 
+// TapHistory returns the newest output kept (at most limit bytes) and the count of bytes ever
+// tapped: every chunk is recorded, then tapped (driver.TapHistorian).
+func (p *Port) TapHistory(limit int) ([]byte, int64) {
+	if p.ring == nil {
+		return nil, 0
+	}
+	return p.ring.tail(limit)
+}
+
 // Info reports the port's state.
 func (p *Port) Info() Status {
 	held, total := p.ring.stats()
@@ -611,4 +620,5 @@ var (
 	_ driver.Methoder     = (*Port)(nil)
 	_ driver.Availability = (*Port)(nil)
 	_ driver.Forgetter    = (*Port)(nil)
+	_ driver.TapHistorian = (*Port)(nil)
 )

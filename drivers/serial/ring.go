@@ -98,3 +98,20 @@ func (r *ring) stats() (held int, total int64) {
 	defer r.mu.Unlock()
 	return r.size, r.total
 }
+
+// tail returns the newest limit bytes held and the count of bytes ever written, together.
+func (r *ring) tail(limit int) ([]byte, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := min(r.size, limit)
+	out := make([]byte, n)
+	i := n
+	for k := len(r.chunks) - 1; k >= 0 && i > 0; k-- {
+		b := r.chunks[k].b
+		if len(b) > i {
+			b = b[len(b)-i:]
+		}
+		i -= copy(out[i-len(b):i], b)
+	}
+	return out, r.total
+}

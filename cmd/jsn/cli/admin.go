@@ -18,7 +18,7 @@ import (
 
 type adminOptions struct {
 	config, endpoint, out string
-	labels, allow         []string
+	labels, allow, watch  []string
 	maxDuration           time.Duration
 	maxPriority           int
 	admin                 bool
@@ -31,6 +31,7 @@ func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
 as the one made by 'jsn controller init' has), or --config FILE.`,
 		Example: `  $ jsn admin create exporter rack1-rpi4 -l board=rpi4 -l site=lab1 --out rack1-rpi4.yaml
   $ jsn admin create client alice --allow 'power.*' --allow 'serial.*' --out alice.yaml
+  $ jsn admin create viewer wall --watch rack1-rpi4,rack2 --out wall.yaml
   $ jsn admin list client
   $ jsn admin delete client alice`}
 	cmd.PersistentFlags().StringVar(&o.config, "config", "", "admin client config (default the current one)")
@@ -72,8 +73,10 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 			return api.KindExporter, nil
 		case "client", "clients":
 			return api.KindClient, nil
+		case "viewer", "viewers":
+			return api.KindViewer, nil
 		}
-		return "", cmdutil.Usagef("unknown kind %q: want exporter or client", s)
+		return "", cmdutil.Usagef("unknown kind %q: want exporter, client or viewer", s)
 	}
 	create := &cobra.Command{Use: "create", Short: "Issue an identity as a config file",
 		Example: `  $ jsn admin create exporter rack1-rpi4 -l board=rpi4 --out rack1-rpi4.yaml
@@ -112,6 +115,8 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
   $ jsn admin create client alice --allow 'power.*' --allow 'serial.*' --max-duration 2h --out alice.yaml
   # the CI robot may jump the queue (jsn lease request --priority up to 10)
   $ jsn admin create client ci --max-priority 10 --out ci.yaml
+  # bob may watch the consoles of rack1 and rack2 without a lease (jsn tap rack1/console)
+  $ jsn admin create client bob --watch rack1,rack2 --out bob.yaml
   # on alice's machine
   $ jsn config client import alice.yaml`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -121,7 +126,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 			}
 			defer a.Close()
 			cfg, err := a.CreateClientWith(cmd.Context(), api.CreateClientRequest{Name: args[0], Allow: o.allow,
-				MaxDuration: o.maxDuration, MaxPriority: o.maxPriority, Admin: o.admin})
+				MaxDuration: o.maxDuration, MaxPriority: o.maxPriority, Admin: o.admin, Watch: splitWatch(o.watch)})
 			if err != nil {
 				return err
 			}
@@ -133,9 +138,35 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 	createClient.Flags().IntVar(&o.maxPriority, "max-priority", 0, "highest queue priority this client's lease requests may ask for (admins: any)")
 	createClient.Flags().BoolVar(&o.admin, "admin", false, "the client may use the admin API")
 	createClient.Flags().StringVar(&o.out, "out", "", "write the config here (0600) instead of stdout")
-	create.AddCommand(createExporter, createClient)
+	createClient.Flags().StringArrayVar(&o.watch, "watch", nil, watchHelp+"; none = only the taps of its leases' exporters")
+	createViewer := &cobra.Command{
+		Use: "viewer NAME", Short: "Issue a read-only identity for wall screens and dashboards", Args: cobra.ExactArgs(1),
+		Long: `Issue a viewer: a read-only identity that may list exporters and leases, describe exporters
+and watch the taps (console output and its history) of the exporters of --watch. Nothing else:
+no lease, no call, no admin. NATS permissions enforce it; 'jsn admin delete viewer NAME' revokes it.
+Viewers and clients share one name space.`,
+		Example: `  $ jsn admin create viewer wall --out wall.yaml                  # every exporter
+  $ jsn admin create viewer rack1-screen --watch rack1 --out rack1-screen.yaml
+  # on the wall screen's machine
+  $ jsn config client import wall.yaml && jsn tap -l site=lab1 console`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := dial(cmd)
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			cfg, err := a.CreateViewer(cmd.Context(), args[0], splitWatch(o.watch))
+			if err != nil {
+				return err
+			}
+			return write(cmd, cfg)
+		},
+	}
+	createViewer.Flags().StringArrayVar(&o.watch, "watch", nil, watchHelp+"; none = * (every exporter)")
+	createViewer.Flags().StringVar(&o.out, "out", "", "write the config here (0600) instead of stdout")
+	create.AddCommand(createExporter, createClient, createViewer)
 	list := &cobra.Command{
-		Use: "list exporter|client", Short: "List identities", Args: cobra.ExactArgs(1),
+		Use: "list exporter|client|viewer", Short: "List identities", Args: cobra.ExactArgs(1),
 		Example: `  $ jsn admin list exporter
   $ jsn admin list client`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -160,6 +191,9 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 					extra = append(extra, k+"="+v)
 				}
 				extra = append(extra, id.Allow...)
+				for _, w := range id.Watch {
+					extra = append(extra, "watch:"+w)
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%v\t%s\n", cmdutil.Printable(id.Name), cmdutil.Printable(strings.Join(extra, ",")), id.Admin,
 					id.Created.Local().Format(time.DateTime))
 			}
@@ -167,7 +201,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 		},
 	}
 	del := &cobra.Command{
-		Use: "delete exporter|client NAME", Short: "Delete an identity and revoke it at once", Args: cobra.ExactArgs(2),
+		Use: "delete exporter|client|viewer NAME", Short: "Delete an identity and revoke it at once", Args: cobra.ExactArgs(2),
 		Example: `  $ jsn admin delete client alice        # alice's connections are closed now
   $ jsn admin delete exporter rack1-rpi4`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -185,6 +219,21 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 	}
 	cmd.AddCommand(create, list, del)
 	return cmd
+}
+
+const watchHelp = "exporters whose taps it may watch without a lease: names, comma-separated or repeated, or * for every exporter (label selectors are not supported: permissions name subjects)"
+
+// splitWatch flattens --watch a,b --watch c into [a b c].
+func splitWatch(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, w := range strings.Split(s, ",") {
+			if w = strings.TrimSpace(w); w != "" {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }
 
 // writeSecret writes data (a config with credentials) to path, readable by the user only: it

@@ -389,12 +389,16 @@ class Server:
                 self._sendmsg([hdr, body])
 
     def _sendmsg(self, bufs):
-        total = sum(len(b) for b in bufs)
-        sent = self.sock.sendmsg(bufs)
-        if sent == total:
-            return
-        rest = b"".join(bytes(b) for b in bufs)[sent:]
-        self.sock.sendall(rest)
+        bufs = [memoryview(b) for b in bufs]
+        while bufs:
+            sent = self.sock.sendmsg(bufs)
+            while sent and bufs:
+                if sent >= len(bufs[0]):
+                    sent -= len(bufs[0])
+                    bufs.pop(0)
+                else:
+                    bufs[0] = bufs[0][sent:]
+                    sent = 0
 
     def result(self, fid, value):
         self.send(RESULT, fid, msgpack.packb(value, use_bin_type=True))
@@ -688,6 +692,12 @@ def run(cls, fd=None):
         raise SystemExit("jsn_driver: no protocol socket on fd %d (%s): run this driver from a jsn exporter "
                          "(an export node of type process)" % (fd, e))
     sock.setblocking(True)
+    for opt in (32, socket.SO_SNDBUF):  # SO_SNDBUFFORCE (root), else SO_SNDBUF: fewer wake-ups per DATA frame
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
+            break
+        except OSError:
+            pass
     try:
         Server(sock).serve(cls)
     except (BrokenPipeError, ConnectionResetError):
