@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,10 @@ type Options struct {
 	CAN  bool // vcan, can-raw, can-isotp; vcan0 and vcan1 up
 	// Files are added to the initramfs: guest path (relative, "bin/tool") → host file.
 	Files map[string]string
+	// Programs are host programs (paths, or names looked up in PATH) copied into the guest's
+	// /bin with the shared libraries they need (as ldd lists them), so a test can run the real
+	// tools (candump, cansend) beside jsn.
+	Programs []string
 	// Memory is the guest's RAM in MiB (default 512).
 	Memory int
 	// Log receives the guest's console while it boots and the harness's steps; nil discards.
@@ -54,6 +59,19 @@ type Guest struct {
 	tail   []string // the last console lines, for errors
 	tmu    sync.Mutex
 	nextID int
+}
+
+// moduleRoot returns the directory of jsn's go.mod (this file is in internal/kerneltest).
+func moduleRoot() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return ""
+	}
+	dir := filepath.Join(filepath.Dir(file), "..", "..")
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return ""
+	}
+	return dir
 }
 
 // Boot builds the guest and boots it; it returns an error wrapping ErrSkip when a part is not
@@ -101,6 +119,7 @@ func Boot(ctx context.Context, o Options) (g *Guest, err error) {
 	guestBin := filepath.Join(dir, "jsnguest")
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", guestBin, "jsn.dev/jsn/internal/kerneltest/jsnguest")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	build.Dir = moduleRoot() // jsnguest's dependencies are jsn's, whichever module the caller is
 	if out, err := build.CombinedOutput(); err != nil {
 		return g, fmt.Errorf("build jsnguest: %v\n%s", err, out)
 	}
@@ -189,6 +208,9 @@ func (g *Guest) read(r io.Reader) {
 		g.lines <- l
 	}
 }
+
+// GuestURL is the host bus as the guest reaches it (nats://10.0.2.2:PORT).
+func (g *Guest) GuestURL() string { return fmt.Sprintf("nats://10.0.2.2:%d", g.port) }
 
 // Tail returns the last lines of the guest's console.
 func (g *Guest) Tail() string {
@@ -380,4 +402,3 @@ func (g *Guest) Close() error {
 	}
 	return os.RemoveAll(g.dir)
 }
-
