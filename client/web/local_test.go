@@ -40,7 +40,9 @@ func TestLocalWeb(t *testing.T) {
 	}}
 	sctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	go func() { done <- cli.Run(sctx, f, []string{"shell", "-c", file, "--web", "127.0.0.1:0", "--", "sh", "-c", "read x; exit 0"}) }()
+	go func() {
+		done <- cli.Run(sctx, f, []string{"shell", "-c", file, "--web", "127.0.0.1:0", "--", "sh", "-c", "read x; exit 0"})
+	}()
 	t.Cleanup(func() {
 		hold.Close()
 		cancel()
