@@ -66,14 +66,12 @@ export:
 	}
 	defer ex.Stop(context.Background())
 
-	// jsn: GPIO set calls, alternating.
+	// The three round trips are measured interleaved (one of each per iteration), so that they
+	// see the same load on this shared machine.
 	out := gpio.NewClient(ex.Driver("out"))
-	gpioJSN, err := timeN(n, 50, func(i int) error { return out.Set(ctx, i%2 == 0) })
-	if err != nil {
-		return fmt.Errorf("gpio set: %w", err)
-	}
+	gpioOp := func(i int) error { return out.Set(ctx, i%2 == 0) }
 
-	// jsn: send a frame, wait for it on a dump stream (the kernel loops it back to the stream's
+	// CAN: send a frame, wait for it on a dump stream (the kernel loops it back to the stream's
 	// socket, as it would deliver a frame from another node).
 	bus := can.NewClient(ex.Driver("bus"))
 	dctx, stopDump := context.WithCancel(ctx)
@@ -94,28 +92,27 @@ export:
 	if !ready {
 		return errors.New("can: the dump stream saw no frame")
 	}
+	time.Sleep(100 * time.Millisecond)
 	for len(frames) > 0 {
 		<-frames
 	}
-	canJSN, err := timeN(n, 50, func(i int) error {
+	canOp := func(i int) error {
 		want := byte(i)
 		if err := bus.Send(ctx, can.Frame{ID: 0x123, Data: []byte{want}}); err != nil {
 			return err
 		}
+		timeout := time.NewTimer(10 * time.Second)
+		defer timeout.Stop()
 		for {
 			select {
 			case f := <-frames:
 				if len(f.Data) == 1 && f.Data[0] == want {
 					return nil
 				}
-			case <-time.After(10 * time.Second):
+			case <-timeout.C:
 				return errors.New("frame lost")
 			}
 		}
-	})
-	stopDump()
-	if err != nil {
-		return fmt.Errorf("can round trip: %w", err)
 	}
 
 	// nats: request-reply with a responder in the guest.
@@ -137,10 +134,14 @@ export:
 			return fmt.Errorf("kbench echo does not answer: %v\n%s", err, echoLog)
 		}
 	}
-	natsRT, err := timeN(n, 50, func(int) error { _, err := nc.Request("kbench.echo", payload, 10*time.Second); return err })
+	natsOp := func(int) error { _, err := nc.Request("kbench.echo", payload, 10*time.Second); return err }
+
+	times, err := timeInterleaved(n, 50, gpioOp, canOp, natsOp)
+	stopDump()
 	if err != nil {
 		return err
 	}
+	gpioJSN, canJSN, natsRT := times[0], times[1], times[2]
 
 	// direct, in the guest.
 	res, err := g.MustRun(ctx, fmt.Sprintf("kbench -gpio-chip jsn-sim -gpio-line 1 -can vcan1 -n %d", n))
@@ -173,20 +174,20 @@ export:
 	return nil
 }
 
-// timeN runs fn warm times unmeasured, then n times, and returns the durations.
-func timeN(n, warm int, fn func(i int) error) ([]time.Duration, error) {
-	for i := 0; i < warm; i++ {
-		if err := fn(i); err != nil {
-			return nil, err
+// timeInterleaved runs each op warm times unmeasured, then n rounds of one call of each op in
+// turn, and returns each op's durations.
+func timeInterleaved(n, warm int, ops ...func(i int) error) ([][]time.Duration, error) {
+	ds := make([][]time.Duration, len(ops))
+	for i := 0; i < warm+n; i++ {
+		for k, op := range ops {
+			t := time.Now()
+			if err := op(i); err != nil {
+				return nil, err
+			}
+			if i >= warm {
+				ds[k] = append(ds[k], time.Since(t))
+			}
 		}
-	}
-	ds := make([]time.Duration, 0, n)
-	for i := 0; i < n; i++ {
-		t := time.Now()
-		if err := fn(i); err != nil {
-			return nil, err
-		}
-		ds = append(ds, time.Since(t))
 	}
 	return ds, nil
 }
