@@ -3,6 +3,8 @@ package bus
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +61,22 @@ func TestStreamCloseSendsCancelled(t *testing.T) {
 	}
 	if got := context.Cause(es.Context()); !errors.Is(got, wire.ErrCancelled) {
 		t.Fatalf("got %v, want CANCELLED", got)
+	}
+}
+
+// TestDirectUnixSocketMode: the direct stream socket of a local session is 0600, like bus.sock.
+func TestDirectUnixSocketMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "streams.sock")
+	d, err := ListenDirect("unix:"+path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Fatalf("streams.sock mode %o, want 600", m)
 	}
 }
