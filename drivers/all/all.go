@@ -18,3 +18,8 @@ import (
 // Boot and flash through the bootloader (one import per line, outside the block above so that
 // gofmt's alignment never rewrites other lines).
 import _ "jsn.dev/jsn/drivers/fileserver" // fileserver.TFTP, HTTP; jsn fileserver
+import _ "jsn.dev/jsn/drivers/uboot"      // uboot.Console; jsn uboot
+import _ "jsn.dev/jsn/drivers/flasher"    // flasher.UBoot; jsn flasher
+
+// SocketCAN raw frames and ISO-TP.
+import _ "jsn.dev/jsn/drivers/can" // can.Raw, can.IsoTP; jsn can, jsn isotp

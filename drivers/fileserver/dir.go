@@ -287,7 +287,13 @@ func (d *Dir) RemoveCreated() error {
 	}
 	defer root.Close()
 	// Deepest first, so files go before the directories that hold them.
-	sort.Slice(names, func(i, j int) bool { return strings.Count(names[i], "/") > strings.Count(names[j], "/") || names[i] > names[j] })
+	sort.Slice(names, func(i, j int) bool {
+		di, dj := strings.Count(names[i], "/"), strings.Count(names[j], "/")
+		if di != dj {
+			return di > dj
+		}
+		return names[i] > names[j]
+	})
 	var errs []error
 	for _, n := range names {
 		if err := root.Remove(n); err != nil && !errors.Is(err, fs.ErrNotExist) {

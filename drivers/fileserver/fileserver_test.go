@@ -335,7 +335,7 @@ func TestParseRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, acked := negotiate(r, 1468)
+	p, acked := negotiate(r, 1468, 8)
 	if r.filename != "boot/Image" || p.blksize != 1468 || p.window != 8 || !p.tsize || strings.Join(acked, ",") != "blksize,tsize,windowsize" {
 		t.Fatalf("got %+v %+v %v", r, p, acked)
 	}
@@ -357,7 +357,7 @@ func FuzzTFTPPackets(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := parseRequest(b); err == nil {
-			p, acked := negotiate(r, 1468)
+			p, acked := negotiate(r, 1468, 8)
 			if p.blksize < tftpMinBlksize || p.blksize > 1468 || p.window < 1 || p.window > tftpMaxWindow {
 				t.Fatalf("negotiated %+v", p)
 			}

@@ -88,11 +88,13 @@ func outboundIP() string {
 //	timeout: 1s                      # retransmission timeout when the client asks none
 //	retries: 5                       # retransmissions before a transfer is given up
 //	max_blksize: 1468                # largest block accepted (fits an Ethernet frame)
+//	max_windowsize: 1                # RFC 7440 windows up to this many blocks (1: no windows)
 type TFTP struct {
-	Common     `yaml:",inline"`
-	Timeout    time.Duration `yaml:"timeout"`
-	Retries    int           `yaml:"retries"`
-	MaxBlksize int           `yaml:"max_blksize"`
+	Common        `yaml:",inline"`
+	Timeout       time.Duration `yaml:"timeout"`
+	Retries       int           `yaml:"retries"`
+	MaxBlksize    int           `yaml:"max_blksize"`
+	MaxWindowsize int           `yaml:"max_windowsize"`
 
 	log *slog.Logger
 	dir *Dir
@@ -107,7 +109,7 @@ type TFTP struct {
 // NewTFTP is the fileserver.TFTP constructor: defaults only, no side effects.
 func NewTFTP(env driver.Env) driver.Driver {
 	return &TFTP{Common: Common{RootDir: "/var/lib/tftpboot", Port: 69, RemoveCreatedOnClose: true},
-		Timeout: time.Second, Retries: 5, MaxBlksize: 1468, log: env.Log}
+		Timeout: time.Second, Retries: 5, MaxBlksize: 1468, MaxWindowsize: 1, log: env.Log}
 }
 
 // Validate checks the config.
@@ -122,6 +124,9 @@ func (t *TFTP) Validate() error {
 	}
 	if t.MaxBlksize < tftpMinBlksize || t.MaxBlksize > tftpMaxBlksize {
 		errs = append(errs, driver.FieldErrorf("max_blksize", "%d is out of range (%d..%d)", t.MaxBlksize, tftpMinBlksize, tftpMaxBlksize))
+	}
+	if t.MaxWindowsize < 1 || t.MaxWindowsize > tftpMaxWindow {
+		errs = append(errs, driver.FieldErrorf("max_windowsize", "%d is out of range (1..%d)", t.MaxWindowsize, tftpMaxWindow))
 	}
 	return errors.Join(errs...)
 }
@@ -256,7 +261,7 @@ func (t *TFTP) send(ctx context.Context, to net.Addr, req tftpRequest) {
 	}
 	defer f.Close()
 	name, _ := CleanName(req.filename)
-	p, acked := negotiate(req, t.MaxBlksize)
+	p, acked := negotiate(req, t.MaxBlksize, t.MaxWindowsize)
 	timeout := t.Timeout
 	if p.timeout > 0 {
 		timeout = time.Duration(p.timeout) * time.Second

@@ -95,9 +95,10 @@ type tftpParams struct {
 	tsize   bool
 }
 
-// negotiate reads the options of an RRQ (RFC 2348 blksize, 2349 timeout and tsize, 7440
-// windowsize); unknown options and out-of-range values are left out of the OACK, as RFC 2347 asks.
-func negotiate(r tftpRequest, maxBlksize int) (tftpParams, []string) {
+// negotiate reads the options of an RRQ (RFC 2348 blksize, 2349 timeout and tsize, and RFC 7440
+// windowsize up to maxWindow); unknown options and out-of-range values are left out of the OACK,
+// as RFC 2347 asks.
+func negotiate(r tftpRequest, maxBlksize, maxWindow int) (tftpParams, []string) {
 	p := tftpParams{blksize: 512, window: 1}
 	var acked []string
 	for _, name := range r.order {
@@ -111,10 +112,10 @@ func negotiate(r tftpRequest, maxBlksize int) (tftpParams, []string) {
 			p.blksize = min(n, maxBlksize)
 			acked = append(acked, name)
 		case "windowsize":
-			if err != nil || n < 1 {
+			if err != nil || n < 1 || maxWindow <= 1 {
 				continue
 			}
-			p.window = min(n, tftpMaxWindow)
+			p.window = min(n, maxWindow)
 			acked = append(acked, name)
 		case "timeout":
 			if err != nil || n < 1 || n > 255 {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -326,5 +327,67 @@ func TestNoNATS(t *testing.T) {
 		if strings.Contains(p, "nats-io") || p == "jsn.dev/jsn/bus" || p == "jsn.dev/jsn/client" || p == "jsn.dev/jsn/exporter" {
 			t.Errorf("drivers/process links %s", p)
 		}
+	}
+}
+
+// syncBuffer is a log sink tests read while the exporter writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestStderrAndRestartNever: the process's output lands in the exporter log with the node's
+// path; with restart: never a crashed process stays down and the node says why.
+func TestStderrAndRestartNever(t *testing.T) {
+	needPython(t)
+	var logs syncBuffer
+	l := exportertest.StartWith(t, fmt.Sprintf(`apiVersion: jsn.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: lab}
+export:
+  relay:
+    type: process
+    config:
+      command: [%s, -m, jsn_driver, %s]
+      restart: never
+`, python, testdata(t)+":Relay"), exportertest.Options{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d := l.Driver("relay")
+	if _, err := d.Call(ctx, "crash"); !errors.Is(err, client.ErrUnavailable) {
+		t.Fatalf("crash = %v", err)
+	}
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		if s := logs.String(); !strings.Contains(s, `msg="about to crash" driver=relay from="driver process"`) {
+			return fmt.Errorf("the exporter log lacks the process's stderr line:\n%s", s)
+		}
+		return nil
+	})
+	want := "driver relay is unavailable: driver process exited (exit status 3); not restarted (restart: never)"
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		_, err := d.Call(ctx, "on")
+		if !errors.Is(err, client.ErrUnavailable) || err.Error() != want {
+			return fmt.Errorf("on = %v; want %s", err, want)
+		}
+		return nil
+	})
+	desc, err := l.Exporter.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := desc.Find("relay").Unavailable; u != "driver process exited (exit status 3); not restarted (restart: never)" {
+		t.Fatalf("describe says %q", u)
 	}
 }

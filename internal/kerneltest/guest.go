@@ -30,6 +30,10 @@ type Options struct {
 	CAN  bool // vcan, can-raw, can-isotp; vcan0 and vcan1 up
 	// Files are added to the initramfs: guest path (relative, "bin/tool") → host file.
 	Files map[string]string
+	// Programs are host programs (paths, or names looked up in PATH) copied into the guest's
+	// /bin with the shared libraries they need (as ldd lists them), so a test can run the real
+	// tools (candump, cansend) beside jsn.
+	Programs []string
 	// Memory is the guest's RAM in MiB (default 512).
 	Memory int
 	// Log receives the guest's console while it boots and the harness's steps; nil discards.
@@ -380,4 +384,3 @@ func (g *Guest) Close() error {
 	}
 	return os.RemoveAll(g.dir)
 }
-

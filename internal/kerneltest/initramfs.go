@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -111,6 +112,38 @@ func writeInitramfs(out, busybox, guestBin string, modules []string, o Options) 
 			return err
 		}
 	}
+	dirs := map[string]bool{"bin": true, "etc": true, "lib": true}
+	for _, prog := range o.Programs {
+		path, err := exec.LookPath(prog)
+		if err != nil {
+			return skipf("%s not installed", prog)
+		}
+		if err := add("bin/"+filepath.Base(path), 0o100755, path); err != nil {
+			return err
+		}
+		libs, err := sharedLibs(path)
+		if err != nil {
+			return err
+		}
+		for _, l := range libs {
+			rel := strings.TrimPrefix(l, "/")
+			if dirs[rel] {
+				continue
+			}
+			var parents []string
+			for d := filepath.Dir(rel); d != "." && !dirs[d]; d = filepath.Dir(d) {
+				dirs[d] = true
+				parents = append([]string{d}, parents...)
+			}
+			for _, d := range parents {
+				w.add(d, 0o40755, nil, 0, 0)
+			}
+			if err := add(rel, 0o100755, l); err != nil {
+				return err
+			}
+			dirs[rel] = true
+		}
+	}
 	w.trailer()
 	if w.err != nil {
 		return w.err
@@ -157,4 +190,34 @@ func (c *cpioWriter) pad(n int) {
 	if r := n % 4; r != 0 {
 		c.write(make([]byte, 4-r))
 	}
+}
+
+// sharedLibs returns the shared libraries and the loader a dynamic program needs, resolved to
+// real files (ldd's "=> /path" and the interpreter's absolute path).
+func sharedLibs(path string) ([]string, error) {
+	if isStatic(path) {
+		return nil, nil
+	}
+	out, err := exec.Command("ldd", path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %v", path, err)
+	}
+	var libs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			libs = append(libs, f[2])
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			libs = append(libs, f[0])
+		}
+	}
+	var real []string
+	for _, l := range libs {
+		real = append(real, l)
+		if r, err := filepath.EvalSymlinks(l); err == nil && r != l {
+			real = append(real, r)
+		}
+	}
+	return real, nil
 }
