@@ -7,7 +7,8 @@ import (
 
 	"jsn.dev/jsn/cmd/jsn/cli"
 
-	_ "jsn.dev/jsn/drivers/all" // every driver and its CLI verbs
+	_ "jsn.dev/jsn/cmd/jsn/mcpcmd" // jsn mcp: the MCP server, which links driver clients
+	_ "jsn.dev/jsn/drivers/all"    // every driver and its CLI verbs
 )
 
 func main() { os.Exit(cli.Main()) }

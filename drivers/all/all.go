@@ -2,9 +2,10 @@ package all
 
 import (
 	_ "jsn.dev/jsn/drivers/composite" // composite, Jumpstarter Composite/Proxy
-	_ "jsn.dev/jsn/drivers/debug"     // jsn debug gdb (qemu.GDB implements it)
+	_ "jsn.dev/jsn/drivers/debug"     // debug.ProbeRS; jsn debug gdb (qemu.GDB implements it), jsn probe
 	_ "jsn.dev/jsn/drivers/gpio"      // gpio.Output, Input, PowerSwitch; jsn gpio
 	_ "jsn.dev/jsn/drivers/network"   // network.TCP, UDP, Unix; jsn forward, jsn ssh
+	_ "jsn.dev/jsn/drivers/opendal"   // opendal.Opendal (fs); jsn opendal
 	_ "jsn.dev/jsn/drivers/power"     // power.Mock; jsn power
 	_ "jsn.dev/jsn/drivers/process"   // process: out-of-process drivers (any language, Python SDK)
 	_ "jsn.dev/jsn/drivers/qemu"      // qemu.QEMU virtual board

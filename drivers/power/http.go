@@ -121,6 +121,7 @@ type HTTP struct {
 
 	plan   *httpPlan    // what the config means; set by Open
 	client *http.Client // set by Open
+	reach  *reach       // whether the relay answers; set by Open
 
 	mu      sync.Mutex
 	assumed State // last state switched to, for status without a status request; guarded by mu
@@ -267,6 +268,8 @@ func (h *HTTP) Open(ctx context.Context) error {
 		rt = &authTransport{base: tr, auth: p.auth, log: h.log}
 	}
 	h.plan = p
+	h.reach = &reach{addr: reachAddr(p.on.url)}
+	h.reach.probe() // describe shows an unreachable relay from the start
 	h.client = &http.Client{
 		Transport: rt,
 		// A relay answering with a redirect is not doing what it was asked.
@@ -277,6 +280,15 @@ func (h *HTTP) Open(ctx context.Context) error {
 
 // Reset switches off, unless reset says otherwise.
 func (h *HTTP) Reset(ctx context.Context) error { return applyReset(ctx, h, h.ResetMode) }
+
+// Unavailable says the relay's host does not answer (checked at Open, after a request that
+// could not connect, and again every couple of seconds while it does not), or "".
+func (h *HTTP) Unavailable() string {
+	if h.reach == nil {
+		return ""
+	}
+	return h.reach.unavailable()
+}
 
 // Close drops idle connections.
 func (h *HTTP) Close() error {
@@ -409,6 +421,11 @@ func (h *HTTP) roundTrip(ctx context.Context, c *httpCall, shown string) (*http.
 		return nil, nil, wire.Errorf(wire.Internal, "%s: %s %s: %v", c.action, c.method, shown, err)
 	}
 	resp, err := h.client.Do(req)
+	if err == nil && h.reach != nil {
+		h.reach.ok()
+	} else if h.reach != nil {
+		h.reach.failed(err)
+	}
 	if err != nil {
 		var ae *authError
 		switch {
@@ -437,4 +454,6 @@ var (
 	_ driver.Driver    = (*HTTP)(nil)
 	_ driver.Validator = (*HTTP)(nil)
 	_ driver.Methoder  = (*HTTP)(nil)
+
+	_ driver.Availability = (*HTTP)(nil)
 )

@@ -17,7 +17,7 @@ func init() {
 		Interface: Interface,
 		Doc:       "in-memory power switch with simulated readings",
 		New:       NewMock,
-		Aliases:   []string{"jumpstarter_driver_power.driver.MockPower"},
+		Aliases:   []string{"jumpstarter_driver_power.driver.MockPower", "jumpstarter_driver_power.driver.SyncMockPower"},
 	})
 }
 

@@ -56,7 +56,7 @@ var (
 //	timeout: 300                   # default timeout; seconds or a duration string
 //	env: {BOARD: rpi4}             # added to the exporter's environment
 //	cwd: /srv/lab                  # working directory, relative to the config file's directory
-//	log_level: INFO                # accepted for Jumpstarter files; ignored
+//	log_level: INFO                # the driver's log level, as on every driver (see docs/drivers.md)
 //
 // Each method is a server stream taking one optional argument, args: a list of strings or one
 // string (never split), passed to the command as $1, $2… ($0 is the method name), like
@@ -68,7 +68,6 @@ type Shell struct {
 	Timeout  time.Duration     `yaml:"timeout"`
 	Env      map[string]string `yaml:"env"`
 	Cwd      string            `yaml:"cwd"`
-	LogLevel string            `yaml:"log_level"`
 
 	env  driver.Env
 	log  *slog.Logger

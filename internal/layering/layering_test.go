@@ -120,6 +120,17 @@ var rules = []struct {
 		mayReach: []string{module + "/drivers/driver"},
 	},
 	{
+		why:      "the Go client links no driver (typed clients live with their drivers); only the MCP server, client/mcp, uses some",
+		pkgs:     []string{module + "/client/..."},
+		except:   []string{module + "/client/mcp/..."},
+		notReach: []string{module + "/drivers/..."},
+	},
+	{
+		why:      "the MCP server reaches the lab through client, never the exporter, the controller or the command tree",
+		pkgs:     []string{module + "/client/mcp"},
+		notReach: []string{module + "/exporter", module + "/controller", module + "/cmd/jsn/cli/..."},
+	},
+	{
 		why:      "the CLI toolkit shared with driver verbs is NATS-free too",
 		pkgs:     []string{module + "/cmd/jsn/cmdutil"},
 		notReach: []string{"github.com/nats-io/...", module + "/bus", module + "/client", module + "/exporter", module + "/controller"},

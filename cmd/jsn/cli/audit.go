@@ -75,6 +75,7 @@ for more. A local session (jsn shell -c) keeps no audit log.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&f.ClientConfig, "config", "", "client config file (default $JSN_CLIENT_CONFIG or the current one)")
 	cmd.Flags().StringVar(&q.Exporter, "exporter", "", "only events of this exporter")
 	cmd.Flags().StringVar(&q.Client, "client", "", "only events of this client (an admin's option: a client sees only its own)")
 	cmd.Flags().StringVar(&q.Lease, "lease", "", "only events of this lease")
