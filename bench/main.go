@@ -96,6 +96,7 @@ func main() {
 		{"lease", benchLease},
 		{"presence", benchPresence},
 		{"process", benchProcess},
+		{"kernel", benchKernel},
 	}
 	fmt.Fprintf(os.Stderr, "jsn benchmarks (%s, %d CPUs, quick=%v)\n", runtime.Version(), runtime.NumCPU(), *quick)
 	failed := false

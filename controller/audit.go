@@ -108,29 +108,13 @@ func (c *Controller) auditQuery(ctx context.Context, who string, data []byte) (a
 		}
 		q.Client = who
 	}
-	for _, f := range []struct{ name, v string }{{"exporter", q.Exporter}, {"client", q.Client}, {"lease", q.Lease}} {
-		if f.v != "" && !wire.ValidName(f.v) {
-			return nil, wire.Errorf(wire.InvalidArgument, "audit: %s %q: not a name", f.name, f.v)
-		}
+	filter, err := auditFilter(&q)
+	if err != nil {
+		return nil, err
 	}
-	kind := "*"
-	switch q.Kind {
-	case "":
-	case api.AuditKindLease, api.AuditKindCall:
-		kind = q.Kind
-	default:
-		return nil, wire.Errorf(wire.InvalidArgument, "audit: kind %q: want %s, %s or nothing for both", q.Kind, api.AuditKindLease, api.AuditKindCall)
-	}
-	if !q.Until.IsZero() && q.Until.Before(q.Since) {
-		return nil, wire.Errorf(wire.InvalidArgument, "audit: until %s is before since %s", q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
-	}
-	if q.Limit <= 0 || q.Limit > api.AuditMaxLimit {
-		q.Limit = api.AuditMaxLimit
-	}
-	filter := strings.Replace(api.AuditFilter(q.Exporter, q.Client), api.AuditPrefix+"*.", api.AuditPrefix+kind+".", 1)
 	out := api.AuditReply{Events: []api.AuditEvent{}}
 	var bad int
-	err := c.state.ReadLog(ctx, api.AuditStream, []string{filter}, q.Since, func(m bus.LogEntry) bool {
+	err = c.state.ReadLog(ctx, api.AuditStream, []string{filter}, q.Since, func(m bus.LogEntry) bool {
 		if !q.Until.IsZero() && m.Time.After(q.Until) {
 			return false
 		}
@@ -169,4 +153,28 @@ func noneIsEmpty(tok string) string {
 		return ""
 	}
 	return tok
+}
+
+// auditFilter checks query q (and bounds its limit) and returns the subject filter it reads.
+func auditFilter(q *api.AuditQuery) (string, error) {
+	for _, f := range []struct{ name, v string }{{"exporter", q.Exporter}, {"client", q.Client}, {"lease", q.Lease}} {
+		if f.v != "" && !wire.ValidName(f.v) {
+			return "", wire.Errorf(wire.InvalidArgument, "audit: %s %q: not a name", f.name, f.v)
+		}
+	}
+	kind := "*"
+	switch q.Kind {
+	case "":
+	case api.AuditKindLease, api.AuditKindCall:
+		kind = q.Kind
+	default:
+		return "", wire.Errorf(wire.InvalidArgument, "audit: kind %q: want %s, %s or nothing for both", q.Kind, api.AuditKindLease, api.AuditKindCall)
+	}
+	if !q.Until.IsZero() && q.Until.Before(q.Since) {
+		return "", wire.Errorf(wire.InvalidArgument, "audit: until %s is before since %s", q.Until.Format(time.RFC3339), q.Since.Format(time.RFC3339))
+	}
+	if q.Limit <= 0 || q.Limit > api.AuditMaxLimit {
+		q.Limit = api.AuditMaxLimit
+	}
+	return strings.Replace(api.AuditFilter(q.Exporter, q.Client), api.AuditPrefix+"*.", api.AuditPrefix+kind+".", 1), nil
 }

@@ -32,3 +32,20 @@ func TestMarshalParse(t *testing.T) {
 		}
 	}
 }
+
+// TestDriversAllow: drivers.allow is read, and a malformed entry is an error at its position.
+func TestDriversAllow(t *testing.T) {
+	head := "apiVersion: " + APIVersion + "\nkind: " + Kind + "\nmetadata: {name: alice}\nendpoint: nats://lab:4222\ncredentials: |\n" +
+		"  -----BEGIN NATS USER JWT-----\n  x\n  ------END NATS USER JWT------\n"
+	c, err := Parse("c.yaml", []byte(head+"drivers:\n  allow: [jsn.power.v1, serial.*]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Drivers.Allow, []string{"jsn.power.v1", "serial.*"}) {
+		t.Fatalf("drivers.allow = %v", c.Drivers.Allow)
+	}
+	_, err = Parse("c.yaml", []byte(head+"drivers:\n  allow: [\"power[\"]\n"))
+	if err == nil || err.Error() != `c.yaml:10:10: drivers.allow: invalid entry "power[": want a driver type, an interface or a glob` {
+		t.Fatalf("got %v", err)
+	}
+}

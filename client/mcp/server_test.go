@@ -14,6 +14,7 @@ import (
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/client/mcp"
 	"jsn.dev/jsn/client/mcp/mcptest"
@@ -179,4 +180,30 @@ func TestToolsLocalSession(t *testing.T) {
 
 	fails(t, cs, "release_lease", nil, "is a local session's: it ends when the session (jsn shell, jsn mcp -c) ends")
 	fails(t, cs, "describe", map[string]any{"lease": "nope"}, `no lease "nope" held by this server; held: `+lab.Local.Lease+" (board1)")
+}
+
+// FuzzConvertArgs: whatever JSON an agent sends as a call's args is converted or refused with a
+// message naming the argument, never a panic.
+func FuzzConvertArgs(f *testing.F) {
+	f.Add(`["1s", 3, true, "x", 1.5]`)
+	f.Add(`[null]`)
+	f.Add(`[{"a": [1]}, "soon", 1e300]`)
+	f.Fuzz(func(t *testing.T, js string) {
+		var raw []any
+		if json.Unmarshal([]byte(js), &raw) != nil {
+			return
+		}
+		m := &wire.MethodDesc{Name: "m", Args: []*wire.ArgDesc{{Name: "d", Type: wire.TypeDuration}, {Name: "i", Type: wire.TypeInt},
+			{Name: "b", Type: wire.TypeBool, Optional: true}, {Name: "s", Type: wire.TypeBytes, Optional: true}, {Name: "f", Type: wire.TypeFloat, Optional: true}}}
+		out, err := mcp.ConvertArgs("x.m", m, raw)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "x.m") {
+				t.Fatalf("%s: error %q does not name the method", js, err)
+			}
+			return
+		}
+		if len(out) != len(raw) {
+			t.Fatalf("%s: %d converted of %d", js, len(out), len(raw))
+		}
+	})
 }

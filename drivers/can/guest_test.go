@@ -75,7 +75,7 @@ export:
     config: {channel: vcan1, fd: true}
   filtered:
     type: can.Raw
-    config: {channel: vcan0, can_filters: [{can_id: 0x7e8, can_mask: 0x7ff, extended: false}]}
+    config: {channel: vcan0, can_filters: [{can_id: 0x6e8, can_mask: 0x7ff, extended: false}]}
   virt_a:
     type: jumpstarter_driver_can.Can
     config: {interface: virtual, channel: 1}
@@ -231,25 +231,25 @@ func TestGuestCAN(t *testing.T) {
 	})
 
 	t.Run("filters", func(t *testing.T) {
-		d := startDump(ctx, bus, "7E8:7FF")
+		d := startDump(ctx, bus, "6E8:7FF")
 		defer d.close(t)
 		dflt := startDump(ctx, NewClient(ex.Driver("filtered")), "") // the config's can_filters
 		defer dflt.close(t)
 		testkit.CheckFor(t, 20*time.Second, func() error {
-			for _, s := range []string{"7E0#01", "7E8#02"} {
+			for _, s := range []string{"6E0#01", "6E8#02"} {
 				if _, err := g.MustRun(ctx, "cansend vcan0 "+s); err != nil {
 					return err
 				}
 			}
-			if !d.has("7E8#02") || !dflt.has("7E8#02") {
-				return fmt.Errorf("filtered dumps got %v and %v, want 7E8#02", d.got(), dflt.got())
+			if !d.has("6E8#02") || !dflt.has("6E8#02") {
+				return fmt.Errorf("filtered dumps got %v and %v, want 6E8#02", d.got(), dflt.got())
 			}
 			return nil
 		})
 		for _, got := range [][]string{d.got(), dflt.got()} {
 			for _, s := range got {
-				if !strings.HasPrefix(s, "7E8#") {
-					t.Errorf("filter 7E8:7FF passed %s", s)
+				if !strings.HasPrefix(s, "6E8#") {
+					t.Errorf("filter 6E8:7FF passed %s", s)
 				}
 			}
 		}
@@ -318,12 +318,23 @@ func TestGuestCAN(t *testing.T) {
 		if b, err := <-got, <-errc; err != nil || !bytes.Equal(b, req) {
 			t.Fatalf("ecu recv: got %d bytes, %v, want the %d-byte request", len(b), err, len(req))
 		}
-		if err := ecu.Send(ctx, []byte{0x62, 0xF1, 0x90, 'J', 'S', 'N'}); err != nil {
-			t.Fatal(err)
-		}
-		if b, err := tester.Recv(ctx, 10*time.Second); err != nil || string(b) != "b\xf1\x90JSN" {
-			t.Errorf("tester recv: got %q, %v", b, err)
-		}
+		// The reply is a single frame; the ECU pads it with its tx_padding (0xCC) on the wire.
+		wireDump := startDump(ctx, bus, "7E8:7FF")
+		defer wireDump.close(t)
+		reply := []byte{0x62, 0xF1, 0x90, 'J', 'S', 'N'}
+		testkit.CheckFor(t, 20*time.Second, func() error {
+			if err := ecu.Send(ctx, reply); err != nil {
+				return err
+			}
+			b, err := tester.Recv(ctx, 10*time.Second)
+			if err != nil || !bytes.Equal(b, reply) {
+				return fmt.Errorf("tester recv: got %q, %v", b, err)
+			}
+			if !wireDump.has("7E8#0662F1904A534ECC") {
+				return fmt.Errorf("on the wire: got %v, want the padded single frame 7E8#0662F1904A534ECC", wireDump.got())
+			}
+			return nil
+		})
 		if _, err := tester.Recv(ctx, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "no message within") {
 			t.Errorf("recv with nothing sent: got %v", err)
 		}

@@ -75,7 +75,9 @@ says remove_created_on_close: false.`,
 	cmd.AddCommand(&cobra.Command{
 		Use:   "get NAME [FILE]",
 		Short: "Download a served file to FILE (default: NAME's base name; - for stdout)",
-		Args:  cmdutil.RangeArgs(1, 2),
+		Example: `  $ jsn fileserver get boot/Image
+  $ jsn fileserver get boot/Image - | sha256sum`,
+		Args: cmdutil.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := filepath.Base(args[0])
 			if len(args) == 2 {
@@ -104,7 +106,9 @@ says remove_created_on_close: false.`,
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List the served files (name, size, modified)",
-		Args:    cmdutil.NoArgs,
+		Example: `  $ jsn fileserver ls
+  $ jsn fileserver ls -o json -d http`,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
 				fs, err := c.List(ctx)
@@ -132,6 +136,7 @@ says remove_created_on_close: false.`,
 		Use:     "rm NAME...",
 		Aliases: []string{"delete"},
 		Short:   "Delete served files",
+		Example: `  $ jsn fileserver rm boot/Image boot/board.dtb`,
 		Args:    cmdutil.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
@@ -147,7 +152,9 @@ says remove_created_on_close: false.`,
 	cmd.AddCommand(&cobra.Command{
 		Use:   "url NAME",
 		Short: "Print the URL the device fetches NAME from",
-		Args:  cmdutil.ExactArgs(1),
+		Example: `  $ jsn fileserver url boot/Image
+  tftp://192.168.10.1:69/boot/Image`,
+		Args: cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
 				u, err := c.URL(ctx, args[0])

@@ -36,7 +36,10 @@ has several, choose with -d PATH.`,
 	flash := &cobra.Command{
 		Use:   "flash IMAGE",
 		Short: "Upload IMAGE and write it through U-Boot",
-		Args:  cmdutil.ExactArgs(1),
+		Example: `  $ jsn flasher flash rootfs.img
+  $ jsn flasher flash rootfs.img --target "usb 0" --name images/rootfs.img
+  $ jsn flasher flash rootfs.img --no-reboot -d board.flasher`,
+		Args: cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if noReboot && reboot {
 				return cmdutil.Usagef("flash: --reboot and --no-reboot exclude each other")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -170,5 +171,39 @@ func TestOrphanChild(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "built-in child of qemu.QEMU") {
 			t.Errorf("%s alone: got %v, want built-in child of qemu.QEMU", typ, err)
 		}
+	}
+}
+
+// TestScratchDisk: Jumpstarter's disk_size without image_path gives the board a scratch disk of
+// that size (its storage child), made at open and removed at close.
+func TestScratchDisk(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	c, err := exporter.ParseConfig("lab.yaml", []byte("apiVersion: jumpstarter.dev/v1alpha1\nkind: ExporterConfig\nmetadata: {name: x}\nexport:\n  board:\n    type: jumpstarter_driver_qemu.driver.Qemu\n    config: {disk_size: 2MiB}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := driver.Build(c.File, c.Export, driver.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tree.Find("board.storage") == nil {
+		t.Fatal("no storage child for disk_size without image_path")
+	}
+	q := tree.Find("board").Driver.(*QEMU)
+	if q.scratch == "" || !strings.HasPrefix(q.scratch, os.Getenv("TMPDIR")) {
+		t.Fatalf("scratch disk %q", q.scratch)
+	}
+	if err := tree.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(q.scratch)
+	if err != nil || st.Size() != 2<<20 {
+		t.Errorf("scratch disk after open: %v, %v; want 2 MiB", st, err)
+	}
+	if err := tree.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(q.scratch); !os.IsNotExist(err) {
+		t.Errorf("scratch disk left after close: %v", err)
 	}
 }

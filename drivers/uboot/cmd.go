@@ -33,7 +33,9 @@ console is used; when it has several, choose with -d PATH.`,
 	reboot := &cobra.Command{
 		Use:   "reboot",
 		Short: "Power-cycle the board and stop it at the U-Boot prompt",
-		Args:  cmdutil.NoArgs,
+		Example: `  $ jsn uboot reboot
+  $ jsn uboot reboot --timeout 5m`,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
 				return c.RebootToConsole(ctx, timeout)
@@ -44,9 +46,10 @@ console is used; when it has several, choose with -d PATH.`,
 	cmd.AddCommand(reboot)
 	var itimeout time.Duration
 	interrupt := &cobra.Command{
-		Use:   "interrupt",
-		Short: "Stop autoboot (or a running command) and wait for the prompt, without touching power",
-		Args:  cmdutil.NoArgs,
+		Use:     "interrupt",
+		Short:   "Stop autoboot (or a running command) and wait for the prompt, without touching power",
+		Example: `  $ jsn power cycle && jsn uboot interrupt`,
+		Args:    cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
 				return c.Interrupt(ctx, itimeout)
@@ -78,11 +81,14 @@ console is used; when it has several, choose with -d PATH.`,
 	}
 	run.Flags().DurationVar(&rtimeout, "timeout", 0, "how long the command may take (default: the driver's command_timeout)")
 	cmd.AddCommand(run)
-	env := &cobra.Command{Use: "env <get|set>", Short: "Read or set U-Boot environment variables"}
+	env := &cobra.Command{Use: "env <get|set>", Short: "Read or set U-Boot environment variables",
+		Example: `  $ jsn uboot env get bootcmd
+  $ jsn uboot env set serverip 192.168.10.1`}
 	env.AddCommand(&cobra.Command{
-		Use:   "get NAME",
-		Short: "Print a variable's value",
-		Args:  cmdutil.ExactArgs(1),
+		Use:     "get NAME",
+		Short:   "Print a variable's value",
+		Example: `  $ jsn uboot env get bootargs`,
+		Args:    cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
 				v, err := c.GetEnv(ctx, args[0])
@@ -97,7 +103,9 @@ console is used; when it has several, choose with -d PATH.`,
 	env.AddCommand(&cobra.Command{
 		Use:   "set NAME VALUE",
 		Short: "Set a variable until reboot (\"\" deletes it; run saveenv to keep it)",
-		Args:  cmdutil.ExactArgs(2),
+		Example: `  $ jsn uboot env set bootargs 'console=ttyS0,115200'
+  $ jsn uboot env set bootargs ''            # delete it`,
+		Args: cmdutil.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cmdutil.WithClient(cmd.Context(), g, NewClient, func(ctx context.Context, c *Client) error {
 				return c.SetEnv(ctx, args[0], args[1])

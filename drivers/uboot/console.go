@@ -300,22 +300,48 @@ func (c *Console) run(ctx context.Context, s *session, command string, out func(
 	from := s.len()
 	marker := "jsn-rc-" + tok
 	if out != nil {
+		// Stream the command's output line by line: not the echo of the typed line, not the
+		// marker line, \r removed.
 		done, finished := make(chan struct{}), make(chan struct{})
 		defer func() { close(done); <-finished }()
 		go func() {
 			defer close(finished)
-			at := from
-			for {
+			at, echoed := from, false
+			var pending []byte
+			flush := func() {
 				s.mu.Lock()
-				b, ch := s.buf, s.changed
+				b := s.buf
 				s.mu.Unlock()
 				if len(b) > at {
-					out(b[at:len(b):len(b)])
+					pending = append(pending, b[at:]...)
 					at = len(b)
 				}
+				for {
+					i := bytes.IndexByte(pending, '\n')
+					if i < 0 {
+						return
+					}
+					line := bytes.ReplaceAll(pending[:i+1], []byte("\r"), nil)
+					pending = pending[i+1:]
+					if !echoed {
+						echoed = true
+						continue
+					}
+					if bytes.Contains(line, []byte(marker+"=")) {
+						continue
+					}
+					out(line)
+				}
+			}
+			for {
+				s.mu.Lock()
+				ch := s.changed
+				s.mu.Unlock()
+				flush()
 				select {
 				case <-ch:
 				case <-done:
+					flush()
 					return
 				}
 			}

@@ -30,6 +30,7 @@ type board struct {
 	env      map[string]string
 	silent   bool // print nothing at all
 	dropConn bool // end the console stream at the next command
+	booted   bool // autoboot was interrupted (a later connection finds the prompt)
 }
 
 func (b *board) Connect(ctx context.Context, s driver.Stream) error {
@@ -73,13 +74,19 @@ func (b *board) Connect(ctx context.Context, s driver.Stream) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	io.WriteString(s, "U-Boot 2023.01\r\nHit any key to stop autoboot:  3 ")
-	select {
-	case <-keys:
-	case <-ctx.Done():
-		return ctx.Err()
+	b.mu.Lock()
+	booted := b.booted
+	b.booted = true
+	b.mu.Unlock()
+	if !booted {
+		io.WriteString(s, "U-Boot 2023.01\r\nHit any key to stop autoboot:  3 ")
+		select {
+		case <-keys:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		io.WriteString(s, "\b\b\b 0 \r\n=> ")
 	}
-	io.WriteString(s, "\b\b\b 0 \r\n=> ")
 	status := 0
 	for {
 		var l string

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +61,19 @@ type Guest struct {
 	nextID int
 }
 
+// moduleRoot returns the directory of jsn's go.mod (this file is in internal/kerneltest).
+func moduleRoot() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return ""
+	}
+	dir := filepath.Join(filepath.Dir(file), "..", "..")
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return ""
+	}
+	return dir
+}
+
 // Boot builds the guest and boots it; it returns an error wrapping ErrSkip when a part is not
 // installed. The guest is up (modules loaded, devices made, network configured) when Boot
 // returns. Close stops it.
@@ -105,6 +119,7 @@ func Boot(ctx context.Context, o Options) (g *Guest, err error) {
 	guestBin := filepath.Join(dir, "jsnguest")
 	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", guestBin, "jsn.dev/jsn/internal/kerneltest/jsnguest")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	build.Dir = moduleRoot() // jsnguest's dependencies are jsn's, whichever module the caller is
 	if out, err := build.CombinedOutput(); err != nil {
 		return g, fmt.Errorf("build jsnguest: %v\n%s", err, out)
 	}
@@ -193,6 +208,9 @@ func (g *Guest) read(r io.Reader) {
 		g.lines <- l
 	}
 }
+
+// GuestURL is the host bus as the guest reaches it (nats://10.0.2.2:PORT).
+func (g *Guest) GuestURL() string { return fmt.Sprintf("nats://10.0.2.2:%d", g.port) }
 
 // Tail returns the last lines of the guest's console.
 func (g *Guest) Tail() string {

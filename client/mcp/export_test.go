@@ -1,0 +1,4 @@
+package mcp
+
+// ConvertArgs is convertArgs, for the fuzz test.
+var ConvertArgs = convertArgs
