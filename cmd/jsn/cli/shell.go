@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -28,6 +29,7 @@ type shellOptions struct {
 	Config  string   // exporter config file
 	Verbose bool     // exporter info logs to stderr
 	Command []string // command to run; empty = $SHELL, interactively
+	Web     string   // --web: the local dashboard's loopback address
 
 	// Remote sessions: a lease from the lab controller.
 	Selector string        // -l: label selector
@@ -71,6 +73,10 @@ credential is renewed.`,
   off
   $ jsn shell -c lab.yaml -- sh -c 'jsn power on && ./run-tests.sh'
 
+  # the web dashboard of the session (driver tree, live consoles): open the URL it prints
+  $ jsn shell -c lab.yaml --web 127.0.0.1:8080
+  jsn: dashboard: http://127.0.0.1:8080/#token=…
+
   # a leased exporter from the lab controller
   $ jsn shell -l board=rpi4 --duration 30m
   $ jsn shell --exporter rack1-rpi4 -- jsn power on`,
@@ -83,6 +89,7 @@ credential is renewed.`,
 	cmd.Flags().SetInterspersed(false) // `jsn shell -c x.yaml ls -l` runs `ls -l`
 	cmd.Flags().StringVarP(&opts.Config, "config", "c", "", "exporter config file (a local session)")
 	cmd.Flags().BoolVarP(&opts.Verbose, "verbose", "v", false, "also print the exporter's info logs on stderr")
+	cmd.Flags().StringVar(&opts.Web, "web", "", "local session: serve the web dashboard (live consoles) on this loopback address, e.g. 127.0.0.1:8080; the URL printed carries its token")
 	cmd.Flags().StringVarP(&opts.Selector, "selector", "l", "", "lease an exporter matching this label selector (a remote session)")
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 30*time.Minute, "remote session: lease duration")
 	cmd.Flags().DurationVar(&opts.Wait, "wait", 0, "remote session: longest wait in the queue (0: as long as it takes)")
@@ -115,7 +122,15 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 	}
 	defer logFile.Close()
 
-	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{Log: sessionLogger(logFile, opts.f.ErrOut, opts.Verbose), Dir: dir})
+	lo := exporter.LocalOptions{Log: sessionLogger(logFile, opts.f.ErrOut, opts.Verbose), Dir: dir}
+	if opts.Web != "" {
+		if err := checkWebAddr(opts.Web); err != nil {
+			return &cmdutil.UsageError{Err: err}
+		}
+		host, _, _ := net.SplitHostPort(opts.Web)
+		lo.WebSocket, lo.WebSocketToken = net.JoinHostPort(host, "0"), newWebToken()
+	}
+	l, err := exporter.StartLocal(ctx, cfg, lo)
 	if err != nil {
 		var ce yamlconf.Errors
 		if errors.As(err, &ce) {
@@ -134,6 +149,15 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 			}
 		}
 	}()
+
+	if opts.Web != "" {
+		w, err := startLocalWeb(opts.Web, l.Exporter, l, lo.WebSocketToken)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		fmt.Fprintf(opts.f.ErrOut, "jsn: dashboard: %s\n", w.URL)
+	}
 
 	path, err := sessionPath(dir)
 	if err != nil {
