@@ -17,6 +17,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,13 @@ func ListenDirect(address, advertise string) (*DirectListener, error) {
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("direct streams: %w", err)
+	}
+	if network == "unix" {
+		// Like bus.sock: only the session's user may connect (its directory is 0700 too).
+		if err := os.Chmod(addr, 0o600); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("direct streams: %w", err)
+		}
 	}
 	if advertise == "" {
 		advertise = network + ":" + ln.Addr().String()

@@ -32,9 +32,10 @@ type shellOptions struct {
 	Web     string   // --web: the local dashboard's loopback address
 
 	// Remote sessions: a lease from the lab controller.
-	Selector string        // -l: label selector
-	Duration time.Duration // --duration
-	Wait     time.Duration // --wait: how long to wait in the queue (0: no bound)
+	Selector  string        // -l: label selector
+	Duration  time.Duration // --duration
+	Wait      time.Duration // --wait: how long to wait in the queue (0: no bound)
+	Keepalive bool          // --keepalive: the lease lives while jsn runs
 }
 
 func newShellCmd(f *cmdutil.Factory) *cobra.Command {
@@ -62,7 +63,9 @@ gets SIGTERM or SIGHUP (forwarded to the shell first). If the lease ends while t
 runs (it expired, or was released elsewhere), jsn prints "jsn: lease L expired" (or why it
 ended), sends the shell SIGHUP, then SIGTERM and SIGKILL 5 s apart, and exits 124.
 ` + "`jsn lease extend $JSN_LEASE 15m`" + ` from inside the shell moves the end; the session's
-credential is renewed.`,
+credential is renewed. With --keepalive the lease instead lives while jsn runs: jsn renews
+it every few seconds, and if jsn is killed the lease ends within seconds; --duration is
+then its hard limit.`,
 		Example: `  # an interactive session with the example lab (no hardware needed)
   $ jsn shell -c examples/local.yaml
   jsn: lab "demo" attached (power, network, shell); exit to release
@@ -79,7 +82,9 @@ credential is renewed.`,
 
   # a leased exporter from the lab controller
   $ jsn shell -l board=rpi4 --duration 30m
-  $ jsn shell --exporter rack1-rpi4 -- jsn power on`,
+  $ jsn shell --exporter rack1-rpi4 -- jsn power on
+  # held as long as the CI job runs, 4h at most; a cancelled job frees the board
+  $ jsn shell -l board=rpi4 --keepalive --duration 4h -- ./ci-test.sh`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Command = args
@@ -93,6 +98,7 @@ credential is renewed.`,
 	cmd.Flags().StringVarP(&opts.Selector, "selector", "l", "", "lease an exporter matching this label selector (a remote session)")
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 30*time.Minute, "remote session: lease duration")
 	cmd.Flags().DurationVar(&opts.Wait, "wait", 0, "remote session: longest wait in the queue (0: as long as it takes)")
+	cmd.Flags().BoolVar(&opts.Keepalive, "keepalive", false, "remote session: the lease lives while jsn runs (renewed every few seconds, ended soon after jsn dies), --duration at most")
 	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
 	return cmd
 }
