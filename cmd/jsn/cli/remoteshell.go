@@ -126,6 +126,8 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 		client.EnvLease:    lease.ID,
 		client.EnvCreds:    credsFile,
 		client.EnvCA:       caFile,
+		client.EnvWSURL:    "", // an outer local session's: not this session's bus
+		client.EnvWSToken:  "",
 		"PATH":             path,
 	})
 	argv := opts.Command

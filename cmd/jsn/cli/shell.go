@@ -175,6 +175,8 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		client.EnvLease:    l.Lease,
 		client.EnvCreds:    "",
 		client.EnvCA:       "",
+		client.EnvWSURL:    l.WebSocketURL(), // with --web: the session's bus for non-Go clients
+		client.EnvWSToken:  lo.WebSocketToken,
 		"PATH":             path,
 	})
 
@@ -240,7 +242,7 @@ func sessionEnv(base []string, set map[string]string) []string {
 			out = append(out, kv)
 		}
 	}
-	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, client.EnvCA, "PATH"} {
+	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, client.EnvCA, client.EnvWSURL, client.EnvWSToken, "PATH"} {
 		if v, ok := set[k]; ok && v != "" {
 			out = append(out, k+"="+v)
 		}
