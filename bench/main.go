@@ -100,6 +100,7 @@ func main() {
 		{"presence", benchPresence},
 		{"process", benchProcess},
 		{"kernel", benchKernel},
+		{"dashboard", benchDashboard},
 	}
 	fmt.Fprintf(os.Stderr, "jsn benchmarks (%s, %d CPUs, quick=%v)\n", runtime.Version(), runtime.NumCPU(), *quick)
 	failed := false

@@ -17,6 +17,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,11 +44,12 @@ const (
 )
 
 const (
-	directTokenLen  = 64 // hex characters
-	directAck       = 'K'
-	maxDirectFrame  = wire.FrameHeaderLen + 1<<20 // larger than any frame a peer of ours sends
-	directHandshake = 5 * time.Second             // dial, token and acknowledgement
-	directDrain     = 5 * time.Second             // how long a finished stream waits for the peer's end
+	directTokenLen   = 64 // hex characters
+	directAck        = 'K'
+	maxDirectFrame   = wire.FrameHeaderLen + 1<<20 // larger than any frame a peer of ours sends
+	directHandshake  = 5 * time.Second             // dial, token and acknowledgement
+	directDrain      = 5 * time.Second             // how long a finished stream waits for the peer's end
+	directResetGrace = time.Second                 // how long a lost connection waits for a reset on the bus
 )
 
 // directPendingTTL is how long an offer waits for the client before the exporter assumes the bus
@@ -110,6 +112,13 @@ func ListenDirect(address, advertise string) (*DirectListener, error) {
 	ln, err := net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("direct streams: %w", err)
+	}
+	if network == "unix" {
+		// Like bus.sock: only the session's user may connect (its directory is 0700 too).
+		if err := os.Chmod(addr, 0o600); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("direct streams: %w", err)
+		}
 	}
 	if advertise == "" {
 		advertise = network + ":" + ln.Addr().String()
@@ -510,6 +519,14 @@ func (s *Stream) directEnded(err error) {
 	if clean {
 		s.fail(ErrStreamClosed, true)
 		return
+	}
+	// A peer that resets a stream while its write slot is held (a long data frame to a slow
+	// reader) sends the reset on the bus and then ends the connection: that reset, not the
+	// end, is what this side must report. Give the bus a moment to deliver it.
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-time.After(directResetGrace):
 	}
 	if errors.Is(err, io.EOF) {
 		err = errors.New("closed by the peer")

@@ -282,7 +282,8 @@ func (s *Stream) Close() error {
 		s.fail(ErrStreamClosed, false)
 		return nil
 	}
-	s.Reset(&wire.Error{Code: wire.Unavailable, Message: "stream closed by the other side"})
+	// CANCELLED: this side stops the stream early; the peer reads why.
+	s.Reset(&wire.Error{Code: wire.Cancelled, Message: "stream closed by the other side"})
 	s.mu.Lock()
 	s.rerr, s.werr = ErrStreamClosed, ErrStreamClosed
 	s.mu.Unlock()
@@ -404,6 +405,11 @@ func (s *Stream) handle(f wire.Frame, direct bool) {
 			s.mu.Unlock()
 			return
 		}
+		if limit := frameLimit(direct); len(f.Data) > limit {
+			s.mu.Unlock()
+			s.Reset(&wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("stream %s: DATA frame of %d bytes exceeds the limit of %d", s.id, len(f.Data), limit)})
+			return
+		}
 		if f.Offset != s.recvd {
 			want := s.recvd
 			s.mu.Unlock()
@@ -454,10 +460,29 @@ func (s *Stream) handle(f wire.Frame, direct bool) {
 
 // keepalive re-sends our credit so the peer knows we are alive, and reports whether the peer has
 // been silent too long.
-func (s *Stream) keepalive(now time.Time) (silent bool) {
+// silentAfter is how long a peer may stay silent: keepaliveMisses keepalives and half a period
+// of slack (35 s). Keepalives are checked every keepaliveEvery, so a silent peer's stream is
+// reset between silentAfter and silentAfter+keepaliveEvery after its last frame.
+func silentAfter() time.Duration {
+	return time.Duration(keepaliveMisses)*keepaliveEvery + keepaliveEvery/2
+}
+
+// frameLimit is the largest DATA payload accepted on the bus or on a direct connection.
+func frameLimit(direct bool) int {
+	if direct {
+		return directChunk
+	}
+	return maxChunk
+}
+
+// keepalive re-sends the credit and returns how long the peer has been silent, if longer than
+// silentAfter (else 0).
+func (s *Stream) keepalive(now time.Time) (silent time.Duration) {
 	s.mu.Lock()
 	g := s.granted
-	silent = now.Sub(s.heard) > time.Duration(keepaliveMisses)*keepaliveEvery+keepaliveEvery/2
+	if d := now.Sub(s.heard); d > silentAfter() {
+		silent = d
+	}
 	s.mu.Unlock()
 	s.sendControl(wire.Frame{Type: wire.FrameCredit, Offset: g}, skipIfBusy)
 	return silent
@@ -627,8 +652,9 @@ func (m *streamMux) keepalives() {
 			m.probe()
 		case now := <-t.C:
 			for _, s := range m.snapshot("") {
-				if s.keepalive(now) {
-					s.Reset(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: peer silent for %s, assumed gone", s.id, time.Duration(keepaliveMisses)*keepaliveEvery)})
+				if d := s.keepalive(now); d > 0 {
+					s.Reset(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: peer silent for %s (the limit is %s), assumed gone",
+						s.id, d.Round(100*time.Millisecond), silentAfter())})
 				}
 			}
 		}

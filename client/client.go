@@ -36,6 +36,11 @@ const (
 	EnvExporter = "JSN_EXPORTER" // exporter name
 	EnvLease    = "JSN_LEASE"    // lease id
 	EnvCA       = "JSN_CA"       // path of the PEM CA the bus's TLS certificate must chain to
+	// EnvWSURL and EnvWSToken, in a `jsn shell --web` session, are the session's NATS WebSocket
+	// URL (loopback) and the token it requires: how a client without a custom dialer (nats.js)
+	// reaches the local bus. Empty without --web.
+	EnvWSURL   = "JSN_WS_URL"
+	EnvWSToken = "JSN_WS_TOKEN"
 	// EnvDirectStreams set to "off" keeps byte streams on the bus even where the exporter offers
 	// a direct connection (to compare, or to debug).
 	EnvDirectStreams = "JSN_DIRECT_STREAMS"

@@ -82,13 +82,74 @@ func (c *Controller) WaitLease(ctx context.Context, id string, progress func(api
 	}
 }
 
-// Extend makes lease id end d from now and returns it with its renewed credential.
+// Extend makes lease id end d from now and returns it with its renewed credential. It never
+// makes the lease end earlier (FAILED_PRECONDITION); SetEnd does.
 func (c *Controller) Extend(ctx context.Context, id string, d time.Duration) (*api.LeaseReply, error) {
 	var r api.LeaseReply
 	if err := c.call(ctx, api.VerbLeaseExtend, api.ExtendRequest{ID: id, Duration: d}, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
+}
+
+// SetEnd makes lease id end d from now, earlier than now if so, and returns it with its renewed
+// credential.
+func (c *Controller) SetEnd(ctx context.Context, id string, d time.Duration) (*api.LeaseReply, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseExtend, api.ExtendRequest{ID: id, Duration: d, Set: true}, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Renew renews keepalive lease id once and returns it as renewed (queued or ended leases as
+// they are).
+func (c *Controller) Renew(ctx context.Context, id string) (*api.Lease, error) {
+	var r api.KeepaliveReply
+	if err := c.call(ctx, api.VerbLeaseKeepalive, api.LeaseID{ID: id}, &r); err != nil {
+		return nil, err
+	}
+	if r.Lease == nil {
+		return nil, wire.Errorf(wire.NotFound, "lease %s: not found", id)
+	}
+	return r.Lease, nil
+}
+
+// KeepAlive renews keepalive lease l (api.LeaseRequest.Keepalive) until ctx ends (it returns
+// nil) or the lease ends (it returns an error wrapping ErrLeaseEnded with the reason). It renews
+// every third of the lease's keepalive window and retries failed renewals until the window is
+// nearly over, so a controller replica failing over does not end the lease. Run it in its own
+// goroutine for as long as the lease is needed: when the process dies the lease ends within the
+// window.
+func (c *Controller) KeepAlive(ctx context.Context, l *api.Lease) error {
+	every := l.Keepalive / 3
+	if every <= 0 {
+		return fmt.Errorf("keepalive %s: not a keepalive lease", l.ID)
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, every)
+		got, err := c.Renew(rctx, l.ID)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && errors.Is(err, ErrNotFound):
+			return fmt.Errorf("keepalive %s: %w: gone", l.ID, ErrLeaseEnded)
+		case err != nil:
+			t.Reset(every / 4) // a replica failing over: try again soon
+			continue
+		case got.Status == api.StatusEnded:
+			return fmt.Errorf("keepalive %s: %w: %s", l.ID, ErrLeaseEnded, got.Reason)
+		}
+		t.Reset(every)
+	}
 }
 
 // Release ends lease id (or withdraws a queued request); its credential is revoked.
@@ -289,4 +350,33 @@ func (e *Exporter) Hooks(ctx context.Context, fn func(api.HookOutput)) error {
 // release.
 func IsNotFoundOrEnded(err error) bool {
 	return errors.Is(err, ErrNotFound) || errors.Is(err, ErrLeaseEnded) || errors.Is(err, ErrFailedPrecondition)
+}
+
+// Share shares active lease id with client with: with gets a credential of its own for it
+// (lease.get), bounded by its own allow list, until the lease ends or Unshare.
+func (c *Controller) Share(ctx context.Context, id, with string) (*api.Lease, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseShare, api.ShareRequest{ID: id, With: with}, &r); err != nil {
+		return nil, err
+	}
+	return r.Lease, nil
+}
+
+// Unshare withdraws lease id from client with: its credential for it is revoked.
+func (c *Controller) Unshare(ctx context.Context, id, with string) (*api.Lease, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseUnshare, api.ShareRequest{ID: id, With: with}, &r); err != nil {
+		return nil, err
+	}
+	return r.Lease, nil
+}
+
+// Transfer hands lease id over to client to: the lease is to's from now on, and the caller's
+// credentials for it are revoked.
+func (c *Controller) Transfer(ctx context.Context, id, to string) (*api.Lease, error) {
+	var r api.LeaseReply
+	if err := c.call(ctx, api.VerbLeaseTransfer, api.ShareRequest{ID: id, With: to}, &r); err != nil {
+		return nil, err
+	}
+	return r.Lease, nil
 }

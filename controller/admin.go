@@ -112,6 +112,9 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 	if req.MaxPriority < MinPriority {
 		return nil, wire.Errorf(wire.InvalidArgument, "create client %s: max priority %d is below the minimum of %d", req.Name, req.MaxPriority, MinPriority)
 	}
+	if req.Group != "" && !wire.ValidName(req.Group) {
+		return nil, wire.Errorf(wire.InvalidArgument, "create client %s: group %q: want letters, digits, - and _", req.Name, req.Group)
+	}
 	for _, w := range req.Watch {
 		if err := CheckWatch(w); err != nil {
 			return nil, wire.Errorf(wire.InvalidArgument, "create client %s: %v", req.Name, err)
@@ -125,7 +128,7 @@ func (c *Controller) createClient(ctx context.Context, who string, data []byte) 
 		return nil, err
 	}
 	id := api.Identity{Name: req.Name, Kind: api.KindClient, PublicKey: pub, Allow: req.Allow, MaxDuration: req.MaxDuration,
-		MaxPriority: req.MaxPriority, Admin: req.Admin, Watch: req.Watch, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
+		MaxPriority: req.MaxPriority, Admin: req.Admin, Watch: req.Watch, Group: req.Group, Created: time.Now().UTC(), Scheme: api.IdentityScheme}
 	if err := c.storeIdentity(ctx, &id); err != nil {
 		return nil, err
 	}

@@ -63,6 +63,8 @@ func (c *Controller) auditLease(ev string, l *api.Lease, reason string) {
 		e.End = l.End
 		id += "-" + l.End.Format(time.RFC3339Nano)
 	case api.AuditRequest, api.AuditQueued:
+	case api.AuditShare, api.AuditUnshare, api.AuditTransfer:
+		id += "-" + e.Time.Format(time.RFC3339Nano)
 	default:
 		id = "end-" + l.ID // one end per lease, whatever the replicas call it
 	}
@@ -79,7 +81,7 @@ func (c *Controller) auditLease(ev string, l *api.Lease, reason string) {
 func (c *Controller) auditEnd(l *api.Lease, reason string) {
 	ev := api.AuditEnd
 	switch {
-	case reason == "expired":
+	case reason == "expired", strings.Contains(reason, "(keepalive"):
 		ev = api.AuditExpire
 	case strings.HasPrefix(reason, "released by"):
 		ev = api.AuditRelease

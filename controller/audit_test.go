@@ -75,7 +75,7 @@ func TestAuditLog(t *testing.T) {
 
 	// alice sees her own events, in order, and nothing of bob's.
 	want := []string{"request alice e1", "grant alice e1", "extend alice e1", "call alice e3 power.on OK", "release alice e1"}
-	testkit.CheckFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r, err := call[api.AuditReply](t, alice, api.ClientSubject("alice", api.VerbAudit), api.AuditQuery{})
 		if err != nil {
 			return err

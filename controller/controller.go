@@ -87,6 +87,12 @@ type Options struct {
 	Reconcile    time.Duration // scheduler period (1s)
 	Heartbeat    time.Duration // exporter heartbeat period (3s)
 	OfflineAfter time.Duration // offline after this long without a heartbeat (10s)
+	// KeepaliveWindow is how long a keepalive lease lives after its holder's last renewal (5s);
+	// holders renew every third of it.
+	KeepaliveWindow time.Duration
+	// HookFailures is how many afterLease hook failures in a row put an exporter in
+	// maintenance (3; negative: never).
+	HookFailures int
 }
 
 // Controller is a running controller replica.
@@ -118,6 +124,8 @@ type Controller struct {
 	served     atomic.Int64                   // API requests this replica answered
 	reqs       chan struct{}                  // one token per API request being served (bounds them)
 	reqWG      sync.WaitGroup                 // API requests being served
+	closeMu    sync.Mutex                     // guards closing
+	closing    bool                           // Close began: no new API request is counted in reqWG
 	connSub    *bus.Subscription              // LAB's connect and disconnect events
 	connMu     sync.Mutex                     // guards conns, kicked, kickLogAt
 	conns      map[string]map[connID]struct{} // user public key → its connections
@@ -136,6 +144,8 @@ type Controller struct {
 	active    map[string]*leaseEntry     // by exporter name
 	pending   map[string]*leaseEntry     // queued and ended requests by lease id
 	ids       map[string]*api.Identity   // by kind.name
+	maint     map[string]*maintRecord    // by exporter name (identities bucket, key maint.<name>)
+	policies  map[string]*api.Policy     // by name (identities bucket, key policy.<name>)
 	revs      map[string]uint64          // last revision seen per bucket/key
 	seen      [2]uint64                  // revisions of jsn-leases and jsn-queue the watches delivered
 	wrote     [2]uint64                  // newest revisions of jsn-leases and jsn-queue this replica wrote
@@ -182,6 +192,14 @@ type leaseRecord struct {
 	Finishing  bool                 `msgpack:"finishing,omitempty"`
 	Credential *api.Credential      `msgpack:"credential,omitempty"` // current one (the KV is readable only by the controller)
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
+	// Shares are the credentials of the clients the lease is shared with, by client name.
+	Shares map[string]*shareCred `msgpack:"shares,omitempty"`
+}
+
+// shareCred is the credential of a client a lease is shared with.
+type shareCred struct {
+	Credential *api.Credential `msgpack:"credential"`
+	Pub        string          `msgpack:"pub"`
 }
 
 type leaseEntry struct {
@@ -235,6 +253,12 @@ func (o *Options) defaults() {
 	if o.Replicas == 0 {
 		o.Replicas = 1
 	}
+	if o.KeepaliveWindow == 0 {
+		o.KeepaliveWindow = 5 * time.Second
+	}
+	if o.HookFailures == 0 {
+		o.HookFailures = 3
+	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
@@ -268,7 +292,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 	auth.MaxSubs = o.MaxSubscriptions
 	c := &Controller{o: o, log: o.Log, auth: auth, id: randomID(),
 		exps: map[string]*exporterRecord{}, active: map[string]*leaseEntry{}, pending: map[string]*leaseEntry{},
-		ids: map[string]*api.Identity{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
+		ids: map[string]*api.Identity{}, maint: map[string]*maintRecord{}, policies: map[string]*api.Policy{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		conns:   map[string]map[connID]struct{}{},
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1),
 		webTokens: map[string]webToken{}, browserKeys: map[string]map[string]time.Time{}}
@@ -417,6 +441,9 @@ func (c *Controller) Close() {
 	if c.svc != nil {
 		_ = c.svc.Stop()
 	}
+	c.closeMu.Lock()
+	c.closing = true
+	c.closeMu.Unlock()
 	c.reqWG.Wait()
 	if c.httpS != nil {
 		_ = c.httpS.Close() // before Wait: its Serve goroutine is in wg
@@ -589,6 +616,9 @@ func (c *Controller) syncCaches(ctx context.Context) error {
 		defer c.mu.Unlock()
 		if !c.fresh("i/"+e.Key, e.Revision) {
 			return
+		}
+		if c.syncExtra(e) {
+			return // a maintenance state or a policy
 		}
 		if e.Deleted {
 			delete(c.ids, e.Key)

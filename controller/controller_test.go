@@ -307,10 +307,11 @@ func TestGarbageBodies(t *testing.T) {
 		a:       {},
 		l.admin: {},
 	}
-	for _, v := range []string{api.VerbLeaseRequest, api.VerbLeaseGet, api.VerbLeaseExtend, api.VerbLeaseRelease, api.VerbLeaseList, api.VerbExportersList, api.VerbExportersDesc} {
+	for _, v := range []string{api.VerbLeaseRequest, api.VerbLeaseGet, api.VerbLeaseExtend, api.VerbLeaseRelease, api.VerbLeaseList, api.VerbExportersList, api.VerbExportersDesc, api.VerbLeaseKeepalive} {
 		subjects[a] = append(subjects[a], api.ClientSubject("alice", v))
 	}
-	for _, v := range []string{api.VerbCreateExporter, api.VerbCreateClient, api.VerbDeleteExporter, api.VerbDeleteClient} {
+	for _, v := range []string{api.VerbCreateExporter, api.VerbCreateClient, api.VerbDeleteExporter, api.VerbDeleteClient,
+		api.VerbExporterOff, api.VerbExporterOn, api.VerbPolicySet, api.VerbPolicyGet, api.VerbPolicyDelete} {
 		subjects[l.admin] = append(subjects[l.admin], api.AdminSubject(AdminName, v))
 	}
 	for c, subs := range subjects {

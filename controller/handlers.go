@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,10 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixClient, api.VerbLeaseExtend, c.leaseExtend},
 		{api.PrefixClient, api.VerbLeaseRelease, c.leaseRelease},
 		{api.PrefixClient, api.VerbLeaseList, c.leaseList},
+		{api.PrefixClient, api.VerbLeaseKeepalive, c.leaseKeepalive},
+		{api.PrefixClient, api.VerbLeaseShare, c.leaseShare},
+		{api.PrefixClient, api.VerbLeaseUnshare, c.leaseUnshare},
+		{api.PrefixClient, api.VerbLeaseTransfer, c.leaseTransfer},
 		{api.PrefixClient, api.VerbExportersList, c.exportersList},
 		{api.PrefixClient, api.VerbExportersDesc, c.exportersDescribe},
 		{api.PrefixViewer, api.VerbLeaseList, asViewer(c.leaseList)},
@@ -52,6 +57,12 @@ func (c *Controller) serveAPI() error {
 		{api.PrefixAdmin, api.VerbListClient, c.lister(api.KindClient)},
 		{api.PrefixAdmin, api.VerbDeleteExporter, c.deleter(api.KindExporter)},
 		{api.PrefixAdmin, api.VerbDeleteClient, c.deleter(api.KindClient)},
+		{api.PrefixAdmin, api.VerbExporterOff, c.exporterDisable},
+		{api.PrefixAdmin, api.VerbExporterOn, c.exporterEnable},
+		{api.PrefixAdmin, api.VerbPolicySet, c.policySet},
+		{api.PrefixAdmin, api.VerbPolicyGet, c.policyGet},
+		{api.PrefixAdmin, api.VerbPolicyList, c.policyList},
+		{api.PrefixAdmin, api.VerbPolicyDelete, c.policyDelete},
 		{api.PrefixAdmin, api.VerbCreateViewer, c.createViewer},
 		{api.PrefixAdmin, api.VerbListViewer, c.lister(api.KindViewer)},
 		{api.PrefixAdmin, api.VerbDeleteViewer, c.deleter(api.KindViewer)},
@@ -63,8 +74,10 @@ func (c *Controller) serveAPI() error {
 		err := svc.Handle(name, e.prefix+"*."+e.verb, func(m *bus.Msg) {
 			// Each request in its own goroutine: one waiting for a bucket (a cluster electing a
 			// stream leader) must not hold up the others of its verb.
+			if !c.beginRequest() {
+				return // closing
+			}
 			c.reqs <- struct{}{}
-			c.reqWG.Add(1)
 			go func() {
 				defer func() { <-c.reqs; c.reqWG.Done() }()
 				c.serve(m, h, clientAPI)
@@ -75,6 +88,18 @@ func (c *Controller) serveAPI() error {
 		}
 	}
 	return nil
+}
+
+// beginRequest counts an API request in reqWG, unless the replica is closing: WaitGroup.Add
+// must not race with the Wait in Close.
+func (c *Controller) beginRequest() bool {
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.reqWG.Add(1)
+	return true
 }
 
 // apiRequester is the inbox prefix of whoever sent API request m: the identity named by the
@@ -239,6 +264,9 @@ func (c *Controller) leaseDone(ctx context.Context, e string, data []byte) (any,
 	if le != nil && le.rec.Finishing && le.rec.Lease.ID == req.Lease {
 		c.finished(ctx, e, le)
 	}
+	if req.Lease != "" && wire.ValidName(req.Lease) {
+		c.hookResult(ctx, e, req.Lease, truncate(req.HookFailed, 200))
+	}
 	return api.Empty{}, nil
 }
 
@@ -328,6 +356,10 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	if id == nil {
 		return nil, wire.Errorf(wire.PermissionDenied, "lease request: no such client %s", who)
 	}
+	limit, limitBy := c.leaseLimit(id)
+	if req.Keepalive && req.Duration == 0 {
+		req.Duration = limit // a keepalive lease's hard end: the longest allowed
+	}
 	switch {
 	case req.Duration <= 0:
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: duration must be positive")
@@ -344,9 +376,15 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 			req.Priority, who, id.MaxPriority)
 	case req.Priority < MinPriority:
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: priority %d is below the minimum of %d", req.Priority, MinPriority)
+	case !req.Begin.IsZero() && req.Begin.After(time.Now().Add(maxAhead)):
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: begin %s is more than %v ahead", req.Begin.Format(time.RFC3339), maxAhead)
 	}
 	if _, err := ParseSelector(req.Selector); err != nil {
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: %v", err)
+	}
+	sel, err := c.applyPolicies(id, &req)
+	if err != nil {
+		return nil, err
 	}
 	if req.ID != "" {
 		if len(req.ID) > 64 || !wire.ValidName(req.ID) {
@@ -359,8 +397,18 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	} else {
 		req.ID = randomID()
 	}
-	rec := &leaseRecord{Lease: api.Lease{ID: req.ID, Client: who, Selector: req.Selector, Exporter: req.Exporter,
+	rec := &leaseRecord{Lease: api.Lease{ID: req.ID, Client: who, Selector: sel, Exporter: req.Exporter,
 		Priority: req.Priority, Status: api.StatusQueued, Created: time.Now().UTC(), Duration: req.Duration, Allow: id.Allow}}
+	if req.Keepalive {
+		rec.Lease.Keepalive = c.o.KeepaliveWindow
+	}
+	if req.Begin.After(time.Now()) {
+		rec.Lease.NotBefore = req.Begin.UTC()
+	}
+	if m, _ := c.maintenanceOf(req.Exporter); req.Exporter != "" && m != nil {
+		return nil, wire.Errorf(wire.FailedPrecondition, "lease request: exporter %s is in maintenance since %s (%s): %s",
+			req.Exporter, m.Since.Local().Format("2006-01-02 15:04"), m.By, m.Reason)
+	}
 	c.auditLease(api.AuditRequest, &rec.Lease, "")
 	cands, _ := c.candidates(&rec.Lease)
 	if len(cands) == 0 {
@@ -368,10 +416,16 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		if req.Exporter != "" {
 			what = "exporter " + req.Exporter
 		}
+		if sel != req.Selector {
+			what += " within the policies of client " + who + " (" + strings.TrimPrefix(sel[len(req.Selector):], ",") + ")"
+		}
 		return nil, wire.Errorf(wire.NotFound, "lease request: no registered exporter matches %s", what)
 	}
-	if !c.queuedAhead(rec, cands) {
+	if rec.Lease.NotBefore.IsZero() && !c.queuedAhead(rec, cands) {
 		for _, e := range cands {
+			if m, _ := c.maintenanceOf(e); m != nil || !c.fits(e, &rec.Lease) {
+				continue
+			}
 			granted, dup, err := c.grant(ctx, e, rec)
 			if err != nil {
 				return nil, err
@@ -389,7 +443,11 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 			"(--max-queued); withdraw one (jsn lease release ID) or wait for a grant", who, n)
 	}
 	rec.Lease.Exporter = req.Exporter
+	if rec.Lease.NotBefore.IsZero() {
+		rec.Lease.FreeAt, rec.Lease.LongestNow = c.freeSlot(&rec.Lease, limit)
+	}
 	rec.Lease.Reason = c.waitReason(&rec.Lease)
+	_ = limitBy
 	if err := c.putPending(ctx, rec, 0, 0); err != nil {
 		if errors.Is(err, bus.ErrKeyExists) {
 			return c.granted(ctx, who, req.ID) // the same request, repeated meanwhile
@@ -399,6 +457,17 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 	c.auditLease(api.AuditQueued, &rec.Lease, rec.Lease.Reason)
 	c.kickScheduler()
 	return api.LeaseReply{Lease: &rec.Lease}, nil
+}
+
+// maxAhead bounds how far ahead a lease may be scheduled.
+const maxAhead = 30 * 24 * time.Hour
+
+// truncate shortens s to at most n bytes.
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 // existing returns lease id as lease.get would, or nil if there is no such lease; a lease of
@@ -463,6 +532,12 @@ func (c *Controller) leaseGet(ctx context.Context, who string, data []byte) (any
 		return nil, err
 	}
 	a, _, p, err := c.ownLease(ctx, who, req.ID)
+	if errors.Is(err, wire.ErrNotFound) {
+		// Shared with who: the lease, with who's own credential for it.
+		if l, cred := c.sharedLease(ctx, who, req.ID); l != nil {
+			return api.LeaseReply{Lease: l, Credential: cred}, nil
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -491,6 +566,9 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
 		return nil, wire.Errorf(wire.InvalidArgument, "extend: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
 	}
+	if p := c.policyFor(id); p != nil && req.Duration > p.MaxDuration {
+		return nil, wire.Errorf(wire.PermissionDenied, "extend: duration %v exceeds the maximum of %v of policy %s", req.Duration, p.MaxDuration, p.Name)
+	}
 	a, e, p, err := c.ownLease(ctx, who, req.ID)
 	if err != nil {
 		return nil, err
@@ -498,8 +576,22 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	if a == nil {
 		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: lease is %s, not active", req.ID, p.rec.Lease.Status)
 	}
+	if a.rec.Lease.Keepalive > 0 {
+		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: a keepalive lease lives while its holder runs, until %s at most; it cannot be extended",
+			req.ID, a.rec.Lease.Until.Local().Format("2006-01-02 15:04:05"))
+	}
+	end := time.Now().UTC().Add(req.Duration)
+	if end.Before(a.rec.Lease.End) && !req.Set {
+		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: %v from now (%s) is earlier than its end (%s), and an extension never shortens a lease; "+
+			"to end it earlier say so: jsn lease extend --set %s %v", req.ID, req.Duration, end.Local().Format("15:04:05"),
+			a.rec.Lease.End.Local().Format("15:04:05"), req.ID, req.Duration)
+	}
+	if r := c.reservedFrom(e, req.ID); !r.IsZero() && end.After(r) {
+		return nil, wire.Errorf(wire.FailedPrecondition, "extend %s: exporter %s is reserved from %s by a scheduled lease; the longest extension now is until then",
+			req.ID, e, r.Local().Format("15:04:05"))
+	}
 	nr := *a.rec
-	nr.Lease.End = time.Now().UTC().Add(req.Duration)
+	nr.Lease.End = end
 	nr.Lease.Duration = nr.Lease.End.Sub(nr.Lease.Begin)
 	cred, pub, err := c.auth.MintLease(nr.Lease.Client, e, nr.Lease.ID, nr.Lease.Allow, nr.Lease.End)
 	if err != nil {
@@ -510,6 +602,24 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	nr.Keys = map[string]time.Time{pub: nr.Lease.End}
 	for k, v := range a.rec.Keys {
 		nr.Keys[k] = v
+	}
+	if len(a.rec.Shares) > 0 {
+		// The clients it is shared with get renewed credentials too (lease.get gives them).
+		nr.Shares = map[string]*shareCred{}
+		for name := range a.rec.Shares {
+			id := c.identity(api.KindClient, name)
+			if id == nil {
+				continue // deleted meanwhile: its credential is revoked with its identity
+			}
+			allow := id.Allow
+			scred, spub, err := c.auth.MintLease(name, e, nr.Lease.ID, allow, nr.Lease.End)
+			if err != nil {
+				return nil, err
+			}
+			scred.URL = c.endpoint
+			nr.Shares[name] = &shareCred{Credential: scred, Pub: spub}
+			nr.Keys[spub] = nr.Lease.End
+		}
 	}
 	b, err := wire.Marshal(&nr)
 	if err != nil {
@@ -575,7 +685,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 	c.mu.Lock()
 	leases := []api.Lease{}
 	for _, a := range c.active {
-		if a.live() && (req.All || a.rec.Lease.Client == who) {
+		if a.live() && (req.All || a.rec.Lease.Client == who || a.rec.Shares[who] != nil) {
 			leases = append(leases, a.rec.Lease)
 		}
 	}
@@ -596,7 +706,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 // hideID blanks the id of a lease that is not who's own, unless who is an admin: ids are the
 // handles of the lease API, and nobody else needs them.
 func hideID(l *api.Lease, who string, admin bool) {
-	if l.Client != who && !admin {
+	if l.Client != who && !admin && !slices.Contains(l.SharedWith, who) {
 		l.ID = ""
 	}
 }
@@ -624,6 +734,9 @@ func (c *Controller) exportersList(ctx context.Context, who string, data []byte)
 			l := a.rec.Lease
 			hideID(&l, who, admin)
 			info.Lease = &l
+		}
+		if m := c.maint[name]; m != nil {
+			info.Maintenance, info.HookFailures = m.Maintenance, m.Failures
 		}
 		exps = append(exps, info)
 	}

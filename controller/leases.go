@@ -95,7 +95,7 @@ func (c *Controller) reconcile(ctx context.Context) {
 			// Its end was recorded but not finished (the replica ending it stopped).
 			ends = append(ends, exp{e, le, p.rec.Lease.Reason})
 		} else if !le.rec.Lease.End.After(now) {
-			ends = append(ends, exp{e, le, "expired"})
+			ends = append(ends, exp{e, le, endReason(&le.rec.Lease)})
 		}
 	}
 	var queued []*leaseEntry
@@ -108,7 +108,7 @@ func (c *Controller) reconcile(ctx context.Context) {
 	c.expired = nil
 	c.mu.Unlock()
 	for _, x := range ends {
-		if x.reason == "expired" {
+		if x.reason == endReason(&x.le.rec.Lease) {
 			// Its time is up whatever happens to the key: revoke first, the credential's JWT
 			// expiry has a resolution of a second.
 			_ = c.revoke(ctx, x.le.rec.Keys)
@@ -120,7 +120,7 @@ func (c *Controller) reconcile(ctx context.Context) {
 	for _, rec := range expired {
 		// Gone by its TTL before the loop above saw it end. Its credentials expire with it, but
 		// JWT expiry has a resolution of a second: revoke them too.
-		if err := c.putEnded(ctx, rec, "expired"); err != nil {
+		if err := c.putEnded(ctx, rec, endReason(&rec.Lease)); err != nil {
 			c.log.Warn("record expired lease", "lease", rec.Lease.ID, "err", err)
 		}
 		_ = c.revoke(ctx, rec.Keys)
@@ -142,10 +142,16 @@ func (c *Controller) reconcile(ctx context.Context) {
 			_ = c.endPending(ctx, p, "client deleted")
 			continue
 		}
+		if p.rec.Lease.NotBefore.After(now) {
+			continue // scheduled: not yet
+		}
 		names, free := c.candidates(&p.rec.Lease)
 		granted := false
 		if free > 0 {
 			for _, e := range names[:free] {
+				if !c.fits(e, &p.rec.Lease) {
+					continue
+				}
 				rec := *p.rec
 				ok, dup, err := c.grant(ctx, e, &rec)
 				if err != nil {
@@ -161,9 +167,14 @@ func (c *Controller) reconcile(ctx context.Context) {
 			}
 		}
 		if !granted {
-			if reason := c.waitReason(&p.rec.Lease); reason != p.rec.Lease.Reason {
+			l := p.rec.Lease
+			if id := c.identity(api.KindClient, l.Client); id != nil {
+				limit, _ := c.leaseLimit(id)
+				l.FreeAt, l.LongestNow = c.freeSlot(&l, limit)
+			}
+			if reason := c.waitReason(&l); reason != p.rec.Lease.Reason || !l.FreeAt.Equal(p.rec.Lease.FreeAt) || l.LongestNow != p.rec.Lease.LongestNow {
 				nr := *p.rec
-				nr.Lease.Reason = reason
+				nr.Lease.Reason, nr.Lease.FreeAt, nr.Lease.LongestNow = reason, l.FreeAt, l.LongestNow
 				_ = c.putPending(ctx, &nr, p.rev, 0)
 			}
 		}
@@ -274,7 +285,7 @@ func (c *Controller) candidates(l *api.Lease) (names []string, free int) {
 		if e == nil || l.Exporter == "" && !sel.Matches(e.Labels) {
 			return
 		}
-		if now.Sub(e.LastSeen) < c.o.OfflineAfter && c.active[name] == nil {
+		if now.Sub(e.LastSeen) < c.o.OfflineAfter && c.active[name] == nil && !c.maint[name].off() {
 			names = append(names, name)
 		} else {
 			busy = append(busy, name)
@@ -297,7 +308,7 @@ func (c *Controller) queuedAhead(rec *leaseRecord, cands []string) bool {
 	var want map[string]bool
 	for _, p := range c.pending {
 		l := &p.rec.Lease
-		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority {
+		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority || l.NotBefore.After(time.Now()) {
 			continue
 		}
 		if want == nil {
@@ -326,10 +337,12 @@ func (c *Controller) waitReason(l *api.Lease) string {
 	names, _ := c.candidates(l)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var leased, offline []string
+	var leased, offline, maint []string
 	now := time.Now()
 	for _, n := range names {
-		if a := c.active[n]; a != nil && !a.live() {
+		if m := c.maint[n]; m.off() {
+			maint = append(maint, fmt.Sprintf("%s (%s)", n, m.Maintenance.Reason))
+		} else if a := c.active[n]; a != nil && !a.live() {
 			leased = append(leased, fmt.Sprintf("%s finishing the previous lease (afterLease hook)", n))
 		} else if a != nil {
 			leased = append(leased, fmt.Sprintf("%s by %s until %s", n, a.rec.Lease.Client, a.rec.Lease.End.Local().Format("15:04:05")))
@@ -344,8 +357,17 @@ func (c *Controller) waitReason(l *api.Lease) string {
 	if len(offline) > 0 {
 		parts = append(parts, "offline: "+strings.Join(offline, ", "))
 	}
+	if len(maint) > 0 {
+		parts = append(parts, "in maintenance: "+strings.Join(maint, ", "))
+	}
+	if !l.NotBefore.IsZero() && l.NotBefore.After(now) {
+		return fmt.Sprintf("scheduled: begins at %s", l.NotBefore.Local().Format("2006-01-02 15:04:05"))
+	}
 	if len(parts) == 0 {
-		parts = append(parts, "behind earlier requests")
+		parts = append(parts, "behind earlier requests or reservations")
+	}
+	if s := slotText(l.FreeAt, l.LongestNow); s != "" {
+		parts = append(parts, s)
 	}
 	return fmt.Sprintf("waiting for %d matching exporter(s); %s", len(names), strings.Join(parts, "; "))
 }
@@ -358,12 +380,22 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (gra
 	now := time.Now().UTC()
 	l := rec.Lease
 	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
-	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, l.End)
+	l.FreeAt, l.LongestNow, l.NotBefore = time.Time{}, 0, time.Time{}
+	credEnd := l.End
+	if l.Keepalive > 0 {
+		// Renewed by its holder (leaseKeepalive); its credential lasts to the hard end and is
+		// revoked when the lease ends earlier.
+		l.Until = l.End
+		if w := now.Add(l.Keepalive); w.Before(l.End) {
+			l.End = w
+		}
+	}
+	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, credEnd)
 	if err != nil {
 		return false, false, wire.Errorf(wire.InvalidArgument, "lease: %v", err)
 	}
 	cred.URL = c.endpoint
-	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: l.End}}
+	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: credEnd}}
 	b, err := wire.Marshal(nr)
 	if err != nil {
 		return false, false, err
@@ -542,7 +574,7 @@ func (c *Controller) endLease(ctx context.Context, e string, le *leaseEntry, rea
 // one exists: the first reason recorded is the lease's.
 func (c *Controller) putEnded(ctx context.Context, rec *leaseRecord, reason string) error {
 	ended := *rec
-	ended.Credential = nil // Keys stay: a restarted controller re-applies revocations a crash lost
+	ended.Credential, ended.Shares = nil, nil // Keys stay: a restarted controller re-applies revocations a crash lost
 	ended.Lease.Status, ended.Lease.Reason = api.StatusEnded, reason
 	if now := time.Now().UTC(); ended.Lease.End.After(now) {
 		ended.Lease.End = now

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -204,4 +205,26 @@ func TestBrowserCredential(t *testing.T) {
 	if s, _, err := l.exchange(tok.Token); err != nil || fmt.Sprint(s.Watch) != "[*]" {
 		t.Errorf("admin session %+v %v", s, err)
 	}
+}
+
+// FuzzExchange: whatever a browser posts to /api/exchange, the answer is a clear refusal (no
+// token here is valid), never a panic or a hang.
+func FuzzExchange(f *testing.F) {
+	f.Add([]byte(`{"token":"abc"}`))
+	f.Add([]byte(`{"token":""}`))
+	f.Add([]byte(`{"token":123}`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte("\x00\xff"))
+	c := &Controller{webTokens: map[string]webToken{}, browserKeys: map[string]map[string]time.Time{}}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		rec := httptest.NewRecorder()
+		c.exchange(rec, httptest.NewRequest(http.MethodPost, "/api/exchange", bytes.NewReader(body)))
+		if rec.Code != http.StatusBadRequest && rec.Code != http.StatusUnauthorized {
+			t.Fatalf("body %q: status %d, want 400 or 401", body, rec.Code)
+		}
+		var e struct{ Error string }
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || !strings.HasPrefix(e.Error, "exchange: ") {
+			t.Fatalf("body %q: answer %q, want a JSON error naming the exchange", body, rec.Body.String())
+		}
+	})
 }

@@ -38,7 +38,7 @@ func TestRemoteCallsAudited(t *testing.T) {
 	if err := bob.Release(ctx, rep.Lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	testkit.CheckFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r, err := bob.Audit(ctx, api.AuditQuery{Kind: api.AuditKindCall, Lease: rep.Lease.ID})
 		if err != nil {
 			return err

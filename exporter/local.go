@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 )
 
 // LocalOptions configure a local-mode session.
@@ -18,6 +19,10 @@ type LocalOptions struct {
 	// Dir is a private (0700) directory for the session's Unix socket; "" makes a fresh one
 	// under os.TempDir() that Close removes.
 	Dir string
+	// WebSocket, if set, is a loopback address for a NATS WebSocket listener (browsers: the
+	// dashboard of `jsn shell --web`), open to whoever presents WebSocketToken.
+	WebSocket      string
+	WebSocketToken string
 }
 
 // Local is a running local-mode lab session: an embedded NATS server reachable through a Unix
@@ -58,7 +63,11 @@ func StartLocal(ctx context.Context, cfg *Config, opts LocalOptions) (l *Local, 
 	if err = ex.Open(ctx); err != nil {
 		return l, err
 	}
-	if l.srv, err = bus.StartServer(ctx, bus.ServerOptions{Dir: l.Dir, Log: opts.Log}); err != nil {
+	if opts.WebSocket != "" && opts.WebSocketToken == "" {
+		return l, errors.New("local session: a websocket listener needs a token")
+	}
+	if l.srv, err = bus.StartServer(ctx, bus.ServerOptions{Dir: l.Dir, Log: opts.Log,
+		WebSocket: opts.WebSocket, WebSocketToken: opts.WebSocketToken}); err != nil {
 		return l, err
 	}
 	l.URL = l.srv.URL()
@@ -118,6 +127,12 @@ func (l *Local) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// WebSocketURL is the session's NATS WebSocket URL ("" without LocalOptions.WebSocket).
+func (l *Local) WebSocketURL() string { return l.srv.WebSocketURL() }
+
+// Describe describes the session's exporter.
+func (l *Local) Describe() *wire.Description { return l.ex.Describe() }
 
 // InProcessConn returns a raw in-process connection to the session's server, the same kind of
 // connection the exporter serves on. Benchmarks use it to run a plain NATS baseline side by side.

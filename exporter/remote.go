@@ -335,8 +335,10 @@ func (r *remote) busy() string {
 
 // done tells the controller the exporter has finished lease id (after its afterLease hook): it
 // may be granted again. A lost message only delays that until the next heartbeat.
-func (r *remote) done(ctx context.Context, id string) {
-	if err := r.request(ctx, api.VerbLeaseDone, api.LeaseDoneRequest{Lease: id}, nil); err != nil && ctx.Err() == nil {
+// hookFailed (if not "") says why its afterLease hook failed: the controller counts failures in a
+// row and takes the exporter out of service after a few.
+func (r *remote) done(ctx context.Context, id, hookFailed string) {
+	if err := r.request(ctx, api.VerbLeaseDone, api.LeaseDoneRequest{Lease: id, HookFailed: hookFailed}, nil); err != nil && ctx.Err() == nil {
 		r.log.Warn("tell the controller the lease is finished", "lease", id, "err", err)
 	}
 }
@@ -498,7 +500,7 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 			if rerr := r.request(ctx, api.VerbLeaseEnded, api.LeaseEndedRequest{Lease: l.ID, Reason: why}, nil); rerr != nil {
 				log.Warn("tell the controller the lease ended", "err", rerr)
 			}
-			r.done(ctx, l.ID)
+			r.done(ctx, l.ID, "")
 			if h.OnFailure == OnFailureExit {
 				log.Warn("exporter going offline: beforeLease hook failed with onFailure: exit")
 				r.exit(fmt.Errorf("beforeLease hook failed (onFailure: exit): %w", err))
@@ -535,12 +537,16 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 	}
 	r.changedLocked()
 	r.mu.Unlock()
+	hookFailed := ""
 	var exitErr error
 	if r.cfg.ExitOnLeaseEnd {
 		exitErr = errExitOnLeaseEnd
 	}
 	if h := r.cfg.LeaseHooks.AfterLease; h != nil {
 		err := r.runHook(ctx, HookAfterLease, h, l)
+		if err != nil && ctx.Err() == nil {
+			hookFailed = err.Error()
+		}
 		if err != nil && ctx.Err() == nil && h.OnFailure == OnFailureExit {
 			exitErr = fmt.Errorf("afterLease hook failed (onFailure: exit): %w", err)
 		}
@@ -555,7 +561,7 @@ func (r *remote) endServing(ctx context.Context, l *api.Lease) {
 	r.finishing = ""
 	r.mu.Unlock()
 	if ctx.Err() == nil {
-		r.done(ctx, l.ID)
+		r.done(ctx, l.ID, hookFailed)
 		if exitErr != nil {
 			r.log.Info("exporter stopping after the lease", "lease", l.ID, "why", exitErr)
 			if exitErr == errExitOnLeaseEnd {

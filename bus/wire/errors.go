@@ -20,11 +20,14 @@ const (
 	Unavailable        Code = "UNAVAILABLE"         // device or exporter absent or unreachable
 	Unimplemented      Code = "UNIMPLEMENTED"       // the driver does not support this
 	Internal           Code = "INTERNAL"            // a bug or an unexpected device failure
+	// Cancelled is the code of the RST a side sends to stop a stream before its end (a client
+	// that closes a console, an interrupted download): nothing failed.
+	Cancelled Code = "CANCELLED"
 )
 
 // Codes lists the catalogue in documentation order.
 var Codes = []Code{NotFound, InvalidArgument, FailedPrecondition, PermissionDenied,
-	DeadlineExceeded, Unavailable, Unimplemented, Internal}
+	DeadlineExceeded, Unavailable, Unimplemented, Internal, Cancelled}
 
 // Error is an error that crosses the bus with a code.
 type Error struct {
@@ -59,6 +62,7 @@ var (
 	ErrUnavailable        = &Error{Code: Unavailable}
 	ErrUnimplemented      = &Error{Code: Unimplemented}
 	ErrInternal           = &Error{Code: Internal}
+	ErrCancelled          = &Error{Code: Cancelled}
 )
 
 // Errorf returns an *Error with the given code and a formatted message. A %w verb keeps the

@@ -250,6 +250,42 @@ func TestDashboard(t *testing.T) {
 	if _, err := alice.RequestLease(t.Context(), api.LeaseRequest{Exporter: "rack1", Duration: 30 * time.Minute}); err != nil {
 		t.Fatal(err)
 	}
+	// The board panics before anyone looks: the page must show it from the console's history.
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !brd.connected() {
+			return errors.New("not yet: the serial port connected to the board")
+		}
+		return nil
+	})
+	panicLine := "Kernel panic - not syncing: VFS: Unable to mount root fs"
+	brd.print("\x1b[31m" + panicLine + "\x1b[0m\r\n")
+	watcherCfg, err := admin.CreateClientWith(t.Context(), api.CreateClientRequest{Name: "wall", Watch: []string{"rack1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watcher := dial(t, watcherCfg)
+	seen := make(chan struct{})
+	wctx, wstop := context.WithCancel(t.Context())
+	var got strings.Builder
+	go func() {
+		_ = watcher.Watch(wctx, "rack1", "console", client.TapOptions{History: true}, func(b []byte) {
+			got.Write(b)
+			if strings.Contains(got.String(), panicLine) {
+				select {
+				case <-seen:
+				default:
+					close(seen)
+				}
+			}
+		})
+	}()
+	select {
+	case <-seen:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the exporter never recorded the board's panic")
+	}
+	wstop()
+
 	tok, err := alice.DashboardToken(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -272,12 +308,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitJS(ctx, t, "rack1's console view", `!!document.querySelector('.console[data-path="console"] .xterm')`)
-	testkit.CheckFor(t, 30*time.Second, func() error {
-		if !brd.connected() {
-			return errors.New("not yet: the serial port connected to the board")
-		}
-		return nil
-	})
+	waitJS(ctx, t, "the panic printed before the page opened (history)", fmt.Sprintf(`(window.jsnConsoleText?.console || "").includes(%q)`, panicLine))
 	// The board prints its banner until the test sees it (the page attaches at its own pace).
 	want := "U-Boot 2026.01 (jsn test board)"
 	pctx, pstop := context.WithCancel(t.Context())
@@ -294,6 +325,8 @@ func TestDashboard(t *testing.T) {
 		}
 	}()
 	waitJS(ctx, t, "the board's line in the terminal", fmt.Sprintf(`(window.jsnConsoleText?.console || "").includes(%q)`, want))
+	// History then live, no duplicate.
+	waitJS(ctx, t, "the panic exactly once", fmt.Sprintf(`(window.jsnConsoleText.console.split(%q).length === 2)`, panicLine))
 	if *screenshot != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {

@@ -40,6 +40,21 @@ type Lease struct {
 	// Allow is the holder's driver/method allow list ("power.*", "serial.write"); empty = all.
 	// The exporter may use it for defence in depth; NATS permissions already enforce it.
 	Allow []string `msgpack:"allow,omitempty" json:"allow,omitempty" yaml:"allow,omitempty"`
+	// Keepalive, when set, makes this a keepalive lease: it lives while its holder renews it
+	// (lease.keepalive at least every Keepalive/3), ends about Keepalive after the last renewal,
+	// and never lasts past Until, its hard end. End is the current (renewed) end.
+	Keepalive time.Duration `msgpack:"keepalive,omitempty" json:"keepalive,omitempty" yaml:"keepalive,omitempty"`
+	Until     time.Time     `msgpack:"until,omitempty" json:"until,omitempty" yaml:"until,omitempty"`
+	// NotBefore is the begin of a scheduled lease: it stays queued until then.
+	NotBefore time.Time `msgpack:"not_before,omitempty" json:"not_before,omitempty" yaml:"not_before,omitempty"`
+	// FreeAt and LongestNow answer, for a queued request, "when can I get one?": when the
+	// earliest matching exporter is expected free (zero: unknown, e.g. all offline), and the
+	// longest lease one matching exporter could be granted for right now (0: none).
+	FreeAt     time.Time     `msgpack:"free_at,omitempty" json:"free_at,omitempty" yaml:"free_at,omitempty"`
+	LongestNow time.Duration `msgpack:"longest_now,omitempty" json:"longest_now,omitempty" yaml:"longest_now,omitempty"`
+	// SharedWith lists the clients the holder shared the lease with (lease.share): each has a
+	// credential of its own for it, bounded by its own allow list.
+	SharedWith []string `msgpack:"shared_with,omitempty" json:"shared_with,omitempty" yaml:"shared_with,omitempty"`
 }
 
 // Credential is a lease credential: a NATS user JWT and its nkey seed.
@@ -79,6 +94,17 @@ type ExporterInfo struct {
 	LastSeen       time.Time         `msgpack:"last_seen,omitempty" json:"last_seen,omitempty" yaml:"last_seen,omitempty"`
 	Lease          *Lease            `msgpack:"lease,omitempty" json:"lease,omitempty" yaml:"lease,omitempty"` // active lease, nil if free
 	Version        string            `msgpack:"version,omitempty" json:"version,omitempty" yaml:"version,omitempty"`
+	// Maintenance is set while the exporter is out of service: no new lease is granted.
+	Maintenance *Maintenance `msgpack:"maintenance,omitempty" json:"maintenance,omitempty" yaml:"maintenance,omitempty"`
+	// HookFailures counts the afterLease hook failures in a row (reset by a success).
+	HookFailures int `msgpack:"hook_failures,omitempty" json:"hook_failures,omitempty" yaml:"hook_failures,omitempty"`
+}
+
+// Maintenance is an exporter's out-of-service state.
+type Maintenance struct {
+	Reason string    `msgpack:"reason" json:"reason" yaml:"reason"`
+	By     string    `msgpack:"by" json:"by" yaml:"by"` // the admin, or "controller" when hooks kept failing
+	Since  time.Time `msgpack:"since" json:"since" yaml:"since"`
 }
 
 // Identity is an exporter or client identity issued by the controller.
@@ -95,6 +121,7 @@ type Identity struct {
 	// Watch names the exporters whose taps (console output and its history) the identity may
 	// watch without a lease: exporter names, or "*" for every exporter (clients and viewers).
 	Watch   []string  `msgpack:"watch,omitempty" json:"watch,omitempty" yaml:"watch,omitempty"`
+	Group   string    `msgpack:"group,omitempty" json:"group,omitempty" yaml:"group,omitempty"` // policies may name it
 	Created time.Time `msgpack:"created" json:"created" yaml:"created"`
 	// Scheme is the permission scheme its credentials were issued under (IdentityScheme); a
 	// controller revokes identities issued under an older one at start.
@@ -157,6 +184,9 @@ type LeaseEndedRequest struct {
 // that ended (its afterLease hook ran and its drivers were reset): it may be granted again.
 type LeaseDoneRequest struct {
 	Lease string `msgpack:"lease"`
+	// HookFailed says the afterLease hook failed (why); after Options.HookFailures failures in a
+	// row the controller puts the exporter in maintenance.
+	HookFailed string `msgpack:"hook_failed,omitempty"`
 }
 
 // HookOutput is one chunk of lease hook output, published by the exporter on
@@ -180,8 +210,13 @@ type LeaseRequest struct {
 	ID       string        `msgpack:"id,omitempty"`
 	Selector string        `msgpack:"selector,omitempty"`
 	Exporter string        `msgpack:"exporter,omitempty"`
-	Duration time.Duration `msgpack:"duration"`
+	Duration time.Duration `msgpack:"duration"` // the lease's length; with Keepalive its hard maximum (0: the longest allowed)
 	Priority int           `msgpack:"priority,omitempty"`
+	// Keepalive asks for a keepalive lease (see Lease.Keepalive): the holder must renew it.
+	Keepalive bool `msgpack:"keepalive,omitempty"`
+	// Begin schedules the lease: it is granted at Begin (or as soon after as a matching exporter
+	// is free), queued until then.
+	Begin time.Time `msgpack:"begin,omitempty"`
 }
 
 // LeaseReply answers lease.request, lease.get and lease.extend. Credential is set when the lease
@@ -197,9 +232,38 @@ type LeaseID struct {
 }
 
 // ExtendRequest is sent on jsn.ctl.c.<C>.lease.extend: the lease then ends Duration from now.
+// An extension never makes the lease end earlier than it does (FAILED_PRECONDITION) unless Set.
 type ExtendRequest struct {
 	ID       string        `msgpack:"id"`
 	Duration time.Duration `msgpack:"duration"`
+	Set      bool          `msgpack:"set,omitempty"` // set the end to Duration from now even if earlier
+}
+
+// Audit events of sharing (see AuditEvent; Reason says who did what).
+const (
+	AuditShare    = "share"    // the holder shared the lease with another client
+	AuditUnshare  = "unshare"  // … and withdrew it
+	AuditTransfer = "transfer" // the lease was handed over; Client is the new holder
+)
+
+// ShareRequest is sent on jsn.ctl.c.<C>.lease.share, lease.unshare (With) and lease.transfer
+// (To is then With): the lease's holder (or an admin) shares it with, withdraws it from, or hands
+// it over to another client.
+type ShareRequest struct {
+	ID   string `msgpack:"id"`
+	With string `msgpack:"with"`
+}
+
+// KeepaliveReply answers lease.keepalive (body LeaseID): the lease as renewed.
+type KeepaliveReply struct {
+	Lease *Lease `msgpack:"lease"`
+}
+
+// ExporterStateRequest is sent on jsn.ctl.a.<A>.exporter.disable and exporter.enable.
+type ExporterStateRequest struct {
+	Name   string `msgpack:"name"`
+	Reason string `msgpack:"reason,omitempty"` // disable: why (required)
+	End    bool   `msgpack:"end,omitempty"`    // disable: also end the current lease
 }
 
 // Lists are paginated: a reply holds at most Limit items (at most MaxPage, and few enough to
@@ -261,6 +325,31 @@ type CreateClientRequest struct {
 	Admin       bool          `msgpack:"admin,omitempty"`
 	// Watch: exporter names (or "*") whose taps the client may watch without a lease.
 	Watch []string `msgpack:"watch,omitempty"`
+	Group string   `msgpack:"group,omitempty"` // the client's group, which policies may name
+}
+
+// Policy limits the lease requests of the clients it names, or of the clients of the groups it
+// names (admins are not bounded). When several apply, each is enforced.
+type Policy struct {
+	Name    string   `msgpack:"name" json:"name" yaml:"name"`
+	Clients []string `msgpack:"clients,omitempty" json:"clients,omitempty" yaml:"clients,omitempty"`
+	Groups  []string `msgpack:"groups,omitempty" json:"groups,omitempty" yaml:"groups,omitempty"`
+	// MaxPriority is the priority ceiling of their requests (nil: none).
+	MaxPriority *int `msgpack:"max_priority,omitempty" json:"max_priority,omitempty" yaml:"max_priority,omitempty"`
+	// MaxDuration is the longest lease they may hold (0: no limit), keepalive leases included.
+	MaxDuration time.Duration `msgpack:"max_duration,omitempty" json:"max_duration,omitempty" yaml:"max_duration,omitempty"`
+	// Selector is the label selector of the exporters they may lease ("": any).
+	Selector string `msgpack:"selector,omitempty" json:"selector,omitempty" yaml:"selector,omitempty"`
+}
+
+// PolicyName names a policy (policy.get, policy.delete).
+type PolicyName struct {
+	Name string `msgpack:"name"`
+}
+
+// ListPoliciesReply answers policy.list, sorted by name.
+type ListPoliciesReply struct {
+	Policies []Policy `msgpack:"policies"`
 }
 
 // CreateViewerRequest is sent on jsn.ctl.a.<A>.create.viewer: a read-only identity that may
@@ -315,6 +404,16 @@ const (
 	VerbListClient     = "list.client"
 	VerbDeleteExporter = "delete.exporter"
 	VerbDeleteClient   = "delete.client"
+	VerbLeaseKeepalive = "lease.keepalive"
+	VerbLeaseShare     = "lease.share"
+	VerbLeaseUnshare   = "lease.unshare"
+	VerbLeaseTransfer  = "lease.transfer"
+	VerbExporterOff    = "exporter.disable"
+	VerbExporterOn     = "exporter.enable"
+	VerbPolicySet      = "policy.set"
+	VerbPolicyGet      = "policy.get"
+	VerbPolicyList     = "policy.list"
+	VerbPolicyDelete   = "policy.delete"
 	VerbCreateViewer   = "create.viewer"
 	VerbListViewer     = "list.viewer"
 	VerbDeleteViewer   = "delete.viewer"

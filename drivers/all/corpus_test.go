@@ -133,4 +133,3 @@ type node struct {
 	Type     string          `yaml:"type"`
 	Children map[string]node `yaml:"children"`
 }
-

@@ -22,6 +22,7 @@ type adminOptions struct {
 	maxDuration           time.Duration
 	maxPriority           int
 	admin                 bool
+	group                 string
 }
 
 func newAdminCmd(f *cmdutil.Factory) *cobra.Command {
@@ -126,7 +127,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 			}
 			defer a.Close()
 			cfg, err := a.CreateClientWith(cmd.Context(), api.CreateClientRequest{Name: args[0], Allow: o.allow,
-				MaxDuration: o.maxDuration, MaxPriority: o.maxPriority, Admin: o.admin, Watch: splitWatch(o.watch)})
+				MaxDuration: o.maxDuration, MaxPriority: o.maxPriority, Admin: o.admin, Watch: splitWatch(o.watch), Group: o.group})
 			if err != nil {
 				return err
 			}
@@ -137,6 +138,7 @@ as the one made by 'jsn controller init' has), or --config FILE.`,
 	createClient.Flags().DurationVar(&o.maxDuration, "max-duration", 0, "cap on this client's lease durations")
 	createClient.Flags().IntVar(&o.maxPriority, "max-priority", 0, "highest queue priority this client's lease requests may ask for (admins: any)")
 	createClient.Flags().BoolVar(&o.admin, "admin", false, "the client may use the admin API")
+	createClient.Flags().StringVar(&o.group, "group", "", "the client's group, which policies may name (jsn admin policy set --group)")
 	createClient.Flags().StringVar(&o.out, "out", "", "write the config here (0600) instead of stdout")
 	createClient.Flags().StringArrayVar(&o.watch, "watch", nil, watchHelp+"; none = only the taps of its leases' exporters")
 	createViewer := &cobra.Command{
@@ -217,7 +219,7 @@ Viewers and clients share one name space.`,
 			return a.DeleteIdentity(cmd.Context(), k, args[1])
 		},
 	}
-	cmd.AddCommand(create, list, del)
+	cmd.AddCommand(create, list, del, newAdminExporterCmd(dial), newAdminPolicyCmd(dial))
 	return cmd
 }
 

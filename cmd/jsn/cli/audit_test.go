@@ -34,7 +34,7 @@ func TestRemoteAudit(t *testing.T) {
 		Kind, Event, Client, Exporter, Lease, Call, Code string
 		Duration                                         time.Duration
 	}
-	testkit.CheckFor(t, 10*time.Second, func() error {
+	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := l.jsn("audit", "--lease", id, "--since", "1h", "-o", "json")
 		if r.Code != 0 {
 			return fmt.Errorf("jsn audit: exit %d: %s", r.Code, r.Stderr)

@@ -21,6 +21,8 @@ type controllerOptions struct {
 	noTLS                                        bool
 	maxDuration                                  time.Duration
 	replicas, maxQueued, maxConns, maxPendingMiB int
+	keepaliveWindow                              time.Duration // lease features (keepalive leases)
+	hookFailures                                 int           // afterLease failures in a row before maintenance
 	maxConnsPerCred                              int
 	maxSubs                                      int64
 	noImport                                     bool
@@ -96,6 +98,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration,
 				Replicas: o.replicas, Log: log, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSCA: o.tlsCA,
 				TLSHosts: o.tlsHosts, NoTLS: o.noTLS, MaxQueued: o.maxQueued,
+				KeepaliveWindow: o.keepaliveWindow, HookFailures: o.hookFailures,
 				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20,
 				MaxConnsPerCredential: o.maxConnsPerCred,
 				WebSocket:             o.websocket, WebSocketNoTLS: o.websocketNoTLS, WebSocketURL: o.websocketURL,
@@ -119,6 +122,8 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	runCmd.Flags().StringVar(&o.endpoint, "endpoint", "", "URL written into issued configs (default the server's URL)")
 	runCmd.Flags().DurationVar(&o.maxDuration, "max-duration", 24*time.Hour, "longest lease")
 	runCmd.Flags().IntVar(&o.maxQueued, "max-queued", 16, "most queued lease requests per client")
+	runCmd.Flags().DurationVar(&o.keepaliveWindow, "keepalive-window", 5*time.Second, "how long a keepalive lease outlives its holder's last renewal")
+	runCmd.Flags().IntVar(&o.hookFailures, "hook-failures", 3, "afterLease hook failures in a row that put an exporter in maintenance (-1: never)")
 	runCmd.Flags().IntVar(&o.maxConns, "max-connections", 10000, "most connections of all users of the lab together")
 	runCmd.Flags().IntVar(&o.maxConnsPerCred, "max-connections-per-credential", 256, "most connections of one identity or lease credential (the newest beyond are closed)")
 	runCmd.Flags().Int64Var(&o.maxSubs, "max-subscriptions", controller.DefaultMaxSubscriptions,

@@ -33,8 +33,9 @@ func newGetCmd(f *cmdutil.Factory) *cobra.Command {
 		Aliases: []string{"exporter"},
 		Short:   "List registered exporters: labels, online or offline, who leases them until when",
 		Example: `  $ jsn get exporters
-  NAME        LABELS                  STATUS   LEASED BY  UNTIL
-  rack1-rpi4  board=rpi4,site=lab1    online   alice      14:05:00
+  NAME        LABELS                  STATUS   LEASED BY  UNTIL     HEALTH
+  rack1-rpi4  board=rpi4,site=lab1    online   alice      14:05:00  ok
+  rack1-imx8  board=imx8,site=lab1    online   -          -         maintenance (admin: new SD mux)
   $ jsn get exporters -l 'board in (rpi4,rpi5),!broken' -o json`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,7 +65,7 @@ func runGetExporters(cmd *cobra.Command, opts *getExportersOptions) error {
 		return cmdutil.PrintValue(opts.f.Out, opts.Format, exs)
 	}
 	tw := tabwriter.NewWriter(opts.f.Out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tLABELS\tSTATUS\tLEASED BY\tUNTIL")
+	fmt.Fprintln(tw, "NAME\tLABELS\tSTATUS\tLEASED BY\tUNTIL\tHEALTH")
 	for _, e := range exs {
 		status := "offline"
 		if e.Online {
@@ -74,8 +75,15 @@ func runGetExporters(cmd *cobra.Command, opts *getExportersOptions) error {
 		if e.Lease != nil {
 			by, until = e.Lease.Client, formatTime(e.Lease.End)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", cmdutil.Printable(e.Name), cmdutil.Printable(formatLabels(e.Labels)), status,
-			cmdutil.Printable(by), until)
+		health := "ok"
+		switch {
+		case e.Maintenance != nil:
+			health = fmt.Sprintf("maintenance (%s: %s)", e.Maintenance.By, e.Maintenance.Reason)
+		case e.HookFailures > 0:
+			health = fmt.Sprintf("afterLease hook failed %d time(s) in a row", e.HookFailures)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cmdutil.Printable(e.Name), cmdutil.Printable(formatLabels(e.Labels)), status,
+			cmdutil.Printable(by), until, cmdutil.Printable(health))
 	}
 	return tw.Flush()
 }

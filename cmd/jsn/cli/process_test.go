@@ -425,3 +425,20 @@ func TestCompletion(t *testing.T) {
 		}
 	}
 }
+
+// TestShellWebEnvironment: with --web, the session's shell learns the NATS WebSocket URL and token
+// a client without a custom dialer (nats.js) uses to reach the local bus; without it, neither.
+func TestShellWebEnvironment(t *testing.T) {
+	r := jsntest.Run(t, jsntest.Options{}, "shell", "-c", "testdata/lab.yaml", "--web", "127.0.0.1:0", "--",
+		"sh", "-c", `echo "$JSN_WS_URL"; echo "$JSN_WS_TOKEN"`)
+	r.Want(t, 0)
+	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "ws://127.0.0.1:") || len(lines[1]) < 16 {
+		t.Errorf("--web session env: %q", r.Stdout)
+	}
+	r = inSession(t, "testdata/lab.yaml", "", "sh", "-c", `echo "[$JSN_WS_URL][$JSN_WS_TOKEN]"`)
+	r.Want(t, 0)
+	if r.Stdout != "[][]\n" {
+		t.Errorf("session without --web: %q", r.Stdout)
+	}
+}

@@ -26,7 +26,7 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	if err != nil {
 		return err
 	}
-	req.Duration = opts.Duration
+	req.Duration, req.Keepalive = opts.Duration, opts.Keepalive
 
 	// Until the child runs, Ctrl-C or SIGTERM withdraws the request and ends jsn; once it runs,
 	// signals go to the child (runChild) and the lease is released when it exits.
@@ -42,6 +42,15 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 		return err
 	}
 	lease := rep.Lease
+	if lease.Keepalive > 0 {
+		kctx, kcancel := context.WithCancel(context.WithoutCancel(ctx))
+		kdone := make(chan struct{})
+		go func() {
+			defer close(kdone)
+			_ = ctl.KeepAlive(kctx, lease) // its end is noticed by watchLease
+		}()
+		defer func() { kcancel(); <-kdone }() // runs after the release below
+	}
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -117,6 +126,8 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 		client.EnvLease:    lease.ID,
 		client.EnvCreds:    credsFile,
 		client.EnvCA:       caFile,
+		client.EnvWSURL:    "", // an outer local session's: not this session's bus
+		client.EnvWSToken:  "",
 		"PATH":             path,
 	})
 	argv := opts.Command

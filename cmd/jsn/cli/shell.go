@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -28,11 +29,13 @@ type shellOptions struct {
 	Config  string   // exporter config file
 	Verbose bool     // exporter info logs to stderr
 	Command []string // command to run; empty = $SHELL, interactively
+	Web     string   // --web: the local dashboard's loopback address
 
 	// Remote sessions: a lease from the lab controller.
-	Selector string        // -l: label selector
-	Duration time.Duration // --duration
-	Wait     time.Duration // --wait: how long to wait in the queue (0: no bound)
+	Selector  string        // -l: label selector
+	Duration  time.Duration // --duration
+	Wait      time.Duration // --wait: how long to wait in the queue (0: no bound)
+	Keepalive bool          // --keepalive: the lease lives while jsn runs
 }
 
 func newShellCmd(f *cmdutil.Factory) *cobra.Command {
@@ -60,7 +63,9 @@ gets SIGTERM or SIGHUP (forwarded to the shell first). If the lease ends while t
 runs (it expired, or was released elsewhere), jsn prints "jsn: lease L expired" (or why it
 ended), sends the shell SIGHUP, then SIGTERM and SIGKILL 5 s apart, and exits 124.
 ` + "`jsn lease extend $JSN_LEASE 15m`" + ` from inside the shell moves the end; the session's
-credential is renewed.`,
+credential is renewed. With --keepalive the lease instead lives while jsn runs: jsn renews
+it every few seconds, and if jsn is killed the lease ends within seconds; --duration is
+then its hard limit.`,
 		Example: `  # an interactive session with the example lab (no hardware needed)
   $ jsn shell -c examples/local.yaml
   jsn: lab "demo" attached (power, network, shell); exit to release
@@ -71,9 +76,15 @@ credential is renewed.`,
   off
   $ jsn shell -c lab.yaml -- sh -c 'jsn power on && ./run-tests.sh'
 
+  # the web dashboard of the session (driver tree, live consoles): open the URL it prints
+  $ jsn shell -c lab.yaml --web 127.0.0.1:8080
+  jsn: dashboard: http://127.0.0.1:8080/#token=…
+
   # a leased exporter from the lab controller
   $ jsn shell -l board=rpi4 --duration 30m
-  $ jsn shell --exporter rack1-rpi4 -- jsn power on`,
+  $ jsn shell --exporter rack1-rpi4 -- jsn power on
+  # held as long as the CI job runs, 4h at most; a cancelled job frees the board
+  $ jsn shell -l board=rpi4 --keepalive --duration 4h -- ./ci-test.sh`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Command = args
@@ -83,9 +94,11 @@ credential is renewed.`,
 	cmd.Flags().SetInterspersed(false) // `jsn shell -c x.yaml ls -l` runs `ls -l`
 	cmd.Flags().StringVarP(&opts.Config, "config", "c", "", "exporter config file (a local session)")
 	cmd.Flags().BoolVarP(&opts.Verbose, "verbose", "v", false, "also print the exporter's info logs on stderr")
+	cmd.Flags().StringVar(&opts.Web, "web", "", "local session: serve the web dashboard (live consoles) on this loopback address, e.g. 127.0.0.1:8080; the URL printed carries its token")
 	cmd.Flags().StringVarP(&opts.Selector, "selector", "l", "", "lease an exporter matching this label selector (a remote session)")
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 30*time.Minute, "remote session: lease duration")
 	cmd.Flags().DurationVar(&opts.Wait, "wait", 0, "remote session: longest wait in the queue (0: as long as it takes)")
+	cmd.Flags().BoolVar(&opts.Keepalive, "keepalive", false, "remote session: the lease lives while jsn runs (renewed every few seconds, ended soon after jsn dies), --duration at most")
 	_ = cmd.MarkFlagFilename("config", "yaml", "yml")
 	return cmd
 }
@@ -115,7 +128,15 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 	}
 	defer logFile.Close()
 
-	l, err := exporter.StartLocal(ctx, cfg, exporter.LocalOptions{Log: sessionLogger(logFile, opts.f.ErrOut, opts.Verbose), Dir: dir})
+	lo := exporter.LocalOptions{Log: sessionLogger(logFile, opts.f.ErrOut, opts.Verbose), Dir: dir}
+	if opts.Web != "" {
+		if err := checkWebAddr(opts.Web); err != nil {
+			return &cmdutil.UsageError{Err: err}
+		}
+		host, _, _ := net.SplitHostPort(opts.Web)
+		lo.WebSocket, lo.WebSocketToken = net.JoinHostPort(host, "0"), newWebToken()
+	}
+	l, err := exporter.StartLocal(ctx, cfg, lo)
 	if err != nil {
 		var ce yamlconf.Errors
 		if errors.As(err, &ce) {
@@ -135,6 +156,15 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		}
 	}()
 
+	if opts.Web != "" {
+		w, err := startLocalWeb(opts.Web, l.Exporter, l, lo.WebSocketToken)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		fmt.Fprintf(opts.f.ErrOut, "jsn: dashboard: %s\n", w.URL)
+	}
+
 	path, err := sessionPath(dir)
 	if err != nil {
 		return err
@@ -145,6 +175,8 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		client.EnvLease:    l.Lease,
 		client.EnvCreds:    "",
 		client.EnvCA:       "",
+		client.EnvWSURL:    l.WebSocketURL(), // with --web: the session's bus for non-Go clients
+		client.EnvWSToken:  lo.WebSocketToken,
 		"PATH":             path,
 	})
 
@@ -210,7 +242,7 @@ func sessionEnv(base []string, set map[string]string) []string {
 			out = append(out, kv)
 		}
 	}
-	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, client.EnvCA, "PATH"} {
+	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, client.EnvCA, client.EnvWSURL, client.EnvWSToken, "PATH"} {
 		if v, ok := set[k]; ok && v != "" {
 			out = append(out, k+"="+v)
 		}

@@ -329,3 +329,45 @@ func TestOptionsNoSession(t *testing.T) {
 		t.Errorf("got IsUsage false, want true")
 	}
 }
+
+func TestParseBegin(t *testing.T) {
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		in   string
+		want time.Time
+		err  string
+	}{
+		{"2026-12-04T09:00:00+01:00", time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC), ""},
+		{"11:30", time.Date(2026, 12, 3, 11, 30, 0, 0, time.UTC), ""},
+		{"11:30:15", time.Date(2026, 12, 3, 11, 30, 15, 0, time.UTC), ""},
+		{"09:00", time.Time{}, "has passed today"},
+		{"tomorrow", time.Time{}, "want RFC 3339"},
+	} {
+		got, err := parseBegin(tt.in, now)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("parseBegin(%q): got %v, %v; want error %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || !got.Equal(tt.want) {
+			t.Errorf("parseBegin(%q): got %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func FuzzParseBegin(f *testing.F) {
+	for _, s := range []string{"11:30", "2026-12-04T09:00:00Z", "25:99", ""} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseBegin(s, now)
+		if err == nil && got.IsZero() {
+			t.Errorf("parseBegin(%q): zero time without an error", s)
+		}
+		if err != nil && !strings.Contains(err.Error(), "--begin") {
+			t.Errorf("parseBegin(%q): error %q does not name --begin", s, err)
+		}
+	})
+}
