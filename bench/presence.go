@@ -21,9 +21,9 @@ func benchPresence(ctx context.Context, s *suite) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	jsn := filepath.Join(dir, "jsn")
-	if out, err := exec.Command("go", "build", "-o", jsn, "jsn.dev/jsn/cmd/jsn").CombinedOutput(); err != nil {
-		return fmt.Errorf("build jsn: %v\n%s", err, out)
+	jsn, err := buildJSN(dir)
+	if err != nil {
+		return err
 	}
 	c, adminCfg, err := startController(ctx, filepath.Join(dir, "data"), 0, 0)
 	if err != nil {

@@ -44,11 +44,12 @@ const (
 )
 
 const (
-	directTokenLen  = 64 // hex characters
-	directAck       = 'K'
-	maxDirectFrame  = wire.FrameHeaderLen + 1<<20 // larger than any frame a peer of ours sends
-	directHandshake = 5 * time.Second             // dial, token and acknowledgement
-	directDrain     = 5 * time.Second             // how long a finished stream waits for the peer's end
+	directTokenLen   = 64 // hex characters
+	directAck        = 'K'
+	maxDirectFrame   = wire.FrameHeaderLen + 1<<20 // larger than any frame a peer of ours sends
+	directHandshake  = 5 * time.Second             // dial, token and acknowledgement
+	directDrain      = 5 * time.Second             // how long a finished stream waits for the peer's end
+	directResetGrace = time.Second                 // how long a lost connection waits for a reset on the bus
 )
 
 // directPendingTTL is how long an offer waits for the client before the exporter assumes the bus
@@ -518,6 +519,14 @@ func (s *Stream) directEnded(err error) {
 	if clean {
 		s.fail(ErrStreamClosed, true)
 		return
+	}
+	// A peer that resets a stream while its write slot is held (a long data frame to a slow
+	// reader) sends the reset on the bus and then ends the connection: that reset, not the
+	// end, is what this side must report. Give the bus a moment to deliver it.
+	select {
+	case <-s.ctx.Done():
+		return
+	case <-time.After(directResetGrace):
 	}
 	if errors.Is(err, io.EOF) {
 		err = errors.New("closed by the peer")

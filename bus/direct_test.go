@@ -444,3 +444,18 @@ func TestDirectResetBeforeClientConnects(t *testing.T) {
 		t.Fatalf("after the reset: got %v, want EOF", err)
 	}
 }
+
+// TestDirectResetOnTheBusBeatsTheEnd: a reset that cannot get the direct connection's write slot
+// goes on the bus, and the connection ends just after; the client reports the reset, not a lost
+// connection (seen under load in TestDirectResetWhileWriting).
+func TestDirectResetOnTheBusBeatsTheEnd(t *testing.T) {
+	cs, es, _ := streamPairWith(t, runServer(t), unixDirect(t), nil)
+	d := waitDecided(t, es)
+	d.lock() // a data frame being written to a reader that does not read
+	defer d.unlock()
+	go es.Reset(wire.Errorf(wire.PermissionDenied, "lease ended"))
+	_, err := cs.Read(make([]byte, 10))
+	if !errors.Is(err, wire.ErrPermissionDenied) || !strings.Contains(err.Error(), "lease ended") {
+		t.Fatalf("got %v, want PERMISSION_DENIED lease ended", err)
+	}
+}

@@ -73,7 +73,7 @@ The exporter's only probe driver is used; when it has several, choose one with -
 	}
 	g := cmdutil.NewDriverGroup(f, ProbeInterface, cmd)
 	show := func(name, short string, fn func(c *ProbeClient, ctx context.Context) (string, error)) *cobra.Command {
-		return &cobra.Command{Use: name, Short: short, Args: cmdutil.NoArgs,
+		return &cobra.Command{Use: name, Short: short, Args: cmdutil.NoArgs, Example: "  $ jsn probe " + name + "\n  $ jsn probe " + name + " -d mcu.probe",
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return cmdutil.WithClient(cmd.Context(), g, NewProbeClient, func(ctx context.Context, c *ProbeClient) error {
 					out, err := fn(c, ctx)
@@ -83,7 +83,8 @@ The exporter's only probe driver is used; when it has several, choose one with -
 			}}
 	}
 	read := &cobra.Command{Use: "read ADDRESS WORDS", Short: "Read 32-bit words of target memory (ADDRESS in hex or decimal)",
-		Args: cmdutil.ExactArgs(2),
+		Example: "  $ jsn probe read 0x20000000 4",
+		Args:    cmdutil.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			addr, err := strconv.ParseInt(args[0], 0, 64)
 			if err != nil {
@@ -101,7 +102,8 @@ The exporter's only probe driver is used; when it has several, choose one with -
 		}}
 	var format string
 	download := &cobra.Command{Use: "download FILE [--format elf|bin|hex|uf2]", Short: "Flash FILE (- for stdin) to the target",
-		Args: cmdutil.ExactArgs(1),
+		Example: "  $ jsn probe download firmware.elf\n  $ jsn probe download app.bin --format bin",
+		Args:    cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var r io.Reader = g.In
 			if args[0] != "-" {
