@@ -219,12 +219,23 @@ func (c *Conn) Request(ctx context.Context, subject string, hdr wire.Header, dat
 		r, err = c.nc.RequestMsgWithContext(ctx, m)
 	}
 	if err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) && c.credentialRefused() {
+			return nil, &wire.Error{Code: wire.PermissionDenied, Message: fmt.Sprintf("%s: the server closed the connection because its credential was revoked or expired (a lease credential ends with its lease)", subject)}
+		}
 		return nil, requestError(subject, err)
 	}
 	if err := wire.ReplyError(wire.Header(r.Header)); err != nil {
 		return nil, err
 	}
 	return &Msg{Subject: r.Subject, Header: wire.Header(r.Header), Data: r.Data, conn: c}, nil
+}
+
+// credentialRefused reports whether the server's last word to the connection was that its
+// credential is no longer valid: a lease credential revoked at the lease's end closes the
+// connection, which can reach the client before the reply that says why.
+func (c *Conn) credentialRefused() bool {
+	le := c.nc.LastError()
+	return le != nil && (errors.Is(le, nats.ErrAuthRevoked) || errors.Is(le, nats.ErrAuthExpired) || errors.Is(le, nats.ErrAuthorization))
 }
 
 func requestError(subject string, err error) error {
