@@ -50,6 +50,16 @@ type Parent interface {
 	Children() []Child
 }
 
+// AutoParent is implemented by drivers that make a built-in child only when the config writes no
+// child of that name under `children:` (a Jumpstarter flasher makes its own `tftp` and `http`
+// servers unless they are given). Build calls AutoChildren once, after the node's config is decoded
+// and validated, with the names of its config children; the children it returns are attached and
+// described like Parent's (after them). A ChildUser is not passed them in UseChildren: it keeps
+// the drivers it made.
+type AutoParent interface {
+	AutoChildren(given map[string]bool) []Child
+}
+
 // ChildUser is implemented by drivers that work through the children written under their
 // `children:` in the config (a U-Boot console drives its `serial` child; a flasher its `uboot`
 // and `tftp` children). Build calls UseChildren once the whole tree is built and its refs are

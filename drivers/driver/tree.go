@@ -288,7 +288,7 @@ func (b *builder) node(name, path string, key, v *yaml.Node, ypath string) *Node
 	}
 	n.Driver = drv
 	b.configure(drv, cfg, key, cfgPath)
-	builtin := b.real(n, key, ypath)
+	builtin := b.real(n, key, ypath, configChildNames(fields["children"]))
 	if md := fields["methods_description"]; md != nil {
 		b.methodDocs(n, md, ypath+".methods_description")
 	}
@@ -455,7 +455,22 @@ func (b *builder) configure(drv Driver, cfg, key *yaml.Node, cfgPath string) {
 
 // real fills the method table of a real node and attaches built-in children (recursively). It
 // returns the built-in children's names.
-func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
+// configChildNames are the names written under a node's `children:` (nil when there are none).
+func configChildNames(ch *yaml.Node) map[string]bool {
+	ch = yamlconf.ResolveAlias(ch)
+	if ch == nil || ch.Kind != yaml.MappingNode {
+		return nil
+	}
+	names := map[string]bool{}
+	for i := 0; i+1 < len(ch.Content); i += 2 {
+		names[ch.Content[i].Value] = true
+	}
+	return names
+}
+
+// real fills n's methods and built-in children (Parent, and AutoParent given the names of the
+// config children in given).
+func (b *builder) real(n *Node, key *yaml.Node, ypath string, given map[string]bool) map[string]bool {
 	n.methods = map[string]*Method{}
 	if m, ok := n.Driver.(Methoder); ok {
 		for _, meth := range m.Methods() {
@@ -474,11 +489,14 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 		}
 	}
 	names := map[string]bool{}
-	p, ok := n.Driver.(Parent)
-	if !ok {
-		return names
+	var kids []Child
+	if p, ok := n.Driver.(Parent); ok {
+		kids = p.Children()
 	}
-	for _, ch := range p.Children() {
+	if p, ok := n.Driver.(AutoParent); ok {
+		kids = append(kids, p.AutoChildren(given)...)
+	}
+	for _, ch := range kids {
 		if !nameRE().MatchString(ch.Name) || names[ch.Name] || ch.Driver == nil {
 			b.c.Add(key, ypath, "driver type %s: invalid built-in child %q", n.Info.Type, ch.Name)
 			continue
@@ -489,7 +507,7 @@ func (b *builder) real(n *Node, key *yaml.Node, ypath string) map[string]bool {
 			info = Info{Type: ch.Type}
 		}
 		c := &Node{Name: ch.Name, Path: n.Path + "." + ch.Name, Info: info, Driver: ch.Driver}
-		b.real(c, key, ypath)
+		b.real(c, key, ypath, nil)
 		n.Children = append(n.Children, c)
 	}
 	return names

@@ -3,7 +3,6 @@ package fileserver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -87,7 +86,7 @@ func (h *HTTP) listen() {
 	addr := net.JoinHostPort(h.Host, strconv.Itoa(h.Port))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		h.down = fmt.Sprintf("listen on tcp %s: %v", addr, err)
+		h.down = h.listenFailed("tcp", addr, err)
 		h.log.Warn("http server not listening", "reason", h.down)
 		return
 	}

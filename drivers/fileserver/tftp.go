@@ -36,6 +36,18 @@ type Common struct {
 	// than the one it listens on (QEMU user networking: 10.0.2.2). Default: host, or the
 	// exporter's outbound address when host is empty or a wildcard.
 	Advertise string `yaml:"advertise"`
+	// ListenHint is added to the reason shown when the port cannot be bound, by a driver that
+	// makes this server itself (a flasher: "set the flasher's tftp_port …").
+	ListenHint string `yaml:"-"`
+}
+
+// listenFailed is the reason shown when addr cannot be bound.
+func (c *Common) listenFailed(proto, addr string, err error) string {
+	msg := fmt.Sprintf("listen on %s %s: %v", proto, addr, err)
+	if c.ListenHint != "" {
+		msg += "; " + c.ListenHint
+	}
+	return msg
 }
 
 func (c *Common) validate(errs *[]error) {
@@ -151,7 +163,7 @@ func (t *TFTP) listen() {
 	addr := net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
 	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		t.down = fmt.Sprintf("listen on udp %s: %v", addr, err)
+		t.down = t.listenFailed("udp", addr, err)
 		t.log.Warn("tftp server not listening", "reason", t.down)
 		return
 	}

@@ -146,3 +146,44 @@ export:
 		t.Fatalf("--reboot without power: stderr %q", r.Stderr)
 	}
 }
+
+// TestCLIFlashAutoServers flashes with a Jumpstarter-style config that gives only serial and
+// power: the flasher makes its own tftp and http servers (tftp_dir, host, ports), describe shows
+// them as its children, and the image goes through the one it made.
+func TestCLIFlashAutoServers(t *testing.T) {
+	root := t.TempDir()
+	s := clitest.Start(t, fmt.Sprintf(`apiVersion: jsn.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: fl}
+export:
+  storage:
+    type: jumpstarter_driver_flashers.driver.TIJ784S4Flasher
+    config: {default_target: "virtio 0", load_addr: "0x4000000", tftp_dir: %s, host: 127.0.0.1, tftp_port: 0, http_port: 0}
+    children:
+      serial: {ref: board}
+      power: {ref: power}
+  board: {type: test.MiniBoard, config: {root: %s, disk: %s}}
+  power: {type: power.Mock}
+`, root, root, filepath.Join(root, "disk.img")))
+	t.Chdir(s.Dir)
+	r := s.Run("describe")
+	r.Want(t, 0)
+	for _, want := range []string{"storage.tftp", "fileserver.TFTP", "storage.http", "fileserver.HTTP"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("describe lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	img := []byte(strings.Repeat("auto!", 1000))
+	os.WriteFile("rootfs.img", img, 0o644)
+	r = s.Run("flasher", "flash", "rootfs.img", "--no-reboot")
+	r.Want(t, 0)
+	if !strings.Contains(r.Stderr, "load: tftpboot 0x4000000 rootfs.img") {
+		t.Errorf("stderr lacks the tftpboot:\n%s", r.Stderr)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "rootfs.img")); string(got) != string(img) {
+		t.Fatalf("the own TFTP server's root (tftp_dir) has %d bytes, want the image", len(got))
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "disk.img")); string(got) != string(img) {
+		t.Fatalf("disk: %d bytes, want the image", len(got))
+	}
+}

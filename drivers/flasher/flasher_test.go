@@ -1,13 +1,17 @@
 package flasher
 
 import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
 
 	"jsn.dev/jsn/drivers/driver"
-	_ "jsn.dev/jsn/drivers/fileserver"
+	"jsn.dev/jsn/drivers/fileserver"
 	_ "jsn.dev/jsn/drivers/power"
 	_ "jsn.dev/jsn/drivers/serial"
 	_ "jsn.dev/jsn/drivers/uboot"
@@ -54,7 +58,7 @@ s: {type: serial.Port, config: {url: "unix:///nonexistent"}}
 		{`{setup: ["a\nb"]}`, "setup[0]: want one U-Boot command line"},
 		{"{server_ip: host}", "server_ip: want an IP address"},
 		{"{write_timeout: 0}", "write_timeout: must be more than 0"},
-		{"{method: http}", `child "http" is required with method http`},
+		{"{http_port: -1}", "http_port: -1 is out of range"},
 	} {
 		err := buildConfig("f:\n  type: flasher.UBoot\n  config: " + tc.cfg + children)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "exporter.yaml:") {
@@ -94,4 +98,83 @@ func FuzzDeviceOutput(f *testing.F) {
 		_, _, _ = parseTarget(target)
 		_, _ = ParseProgress(map[string]any{"phase": out, "bytes": int64(len(out)), "command": target})
 	})
+}
+
+// TestAutoServers: without tftp/http children the flasher makes both, a given one is kept, and a
+// port that cannot be bound makes the own server unavailable with a reason naming the key.
+func TestAutoServers(t *testing.T) {
+	build := func(src string) *driver.Tree {
+		t.Helper()
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &doc); err != nil {
+			t.Fatal(err)
+		}
+		tree, err := driver.Build("exporter.yaml", doc.Content[0], driver.BuildOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tree
+	}
+	tree := build(`
+f:
+  type: jumpstarter_driver_flashers.driver.RCarS4Flasher
+  children: {serial: {ref: s}}
+s: {type: serial.Port, config: {url: "unix:///nonexistent"}}
+`)
+	for name, typ := range map[string]string{"f.tftp": "fileserver.TFTP", "f.http": "fileserver.HTTP"} {
+		n := tree.Find(name)
+		if n == nil || n.Info.Type != typ {
+			t.Fatalf("%s: got %+v, want a built-in %s", name, n, typ)
+		}
+	}
+	u := tree.Find("f").Driver.(*UBoot)
+	if any(u.files) != any(tree.Find("f.tftp").Driver) {
+		t.Fatalf("the flasher loads from %v, want its own tftp server", u.files)
+	}
+	if tft := tree.Find("f.tftp").Driver.(*fileserver.TFTP); tft.Port != 69 || !strings.Contains(tft.RootDir, filepath.Join("jsn-flasher", "f", "tftp")) {
+		t.Fatalf("own tftp defaults: port %d root %q", tft.Port, tft.RootDir)
+	}
+
+	// A given tftp child is used; only http is made.
+	tree = build(`
+f:
+  type: flasher.UBoot
+  children:
+    serial: {ref: s}
+    tftp: {type: fileserver.TFTP, config: {root_dir: /tmp/x, port: 0}}
+s: {type: serial.Port, config: {url: "unix:///nonexistent"}}
+`)
+	if n := tree.Find("f.tftp"); n == nil || any(tree.Find("f").Driver.(*UBoot).files) != any(n.Driver) {
+		t.Fatal("the given tftp child is not the one used")
+	}
+	if tree.Find("f.http") == nil {
+		t.Fatal("no own http server")
+	}
+
+	// A taken port: the own server is unavailable, the reason names tftp_port.
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	tree = build(fmt.Sprintf(`
+f:
+  type: flasher.UBoot
+  config: {tftp_dir: %s, host: 127.0.0.1, tftp_port: %d}
+  children: {serial: {ref: s}}
+s: {type: serial.Port, config: {url: "unix:///nonexistent"}}
+`, t.TempDir(), port))
+	tft := tree.Find("f.tftp").Driver.(*fileserver.TFTP)
+	if err := tft.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer tft.Close()
+	if why := tft.Unavailable(); !strings.Contains(why, "address already in use") || !strings.Contains(why, "set the flasher's tftp_port") {
+		t.Fatalf("unavailable reason %q, want the bind error and the key tftp_port", why)
+	}
+	if err := buildConfig("f:\n  type: flasher.UBoot\n  config: {tftp_port: 70000, host: x}\n  children: {serial: {ref: s}}\ns: {type: serial.Port, config: {url: \"unix:///n\"}}\n"); err == nil ||
+		!strings.Contains(err.Error(), "tftp_port: 70000 is out of range") || !strings.Contains(err.Error(), "host: want an IP address") {
+		t.Fatalf("bad ports: got %v", err)
+	}
 }

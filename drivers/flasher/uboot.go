@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -48,9 +50,13 @@ var blockDevices = map[string][]string{
 //
 // Children: `serial` (the console; required unless `uboot` is given), `power` (optional: to
 // reboot into U-Boot), `uboot` (a uboot.Console to use instead of making one on serial/power),
-// and `tftp` or `http` (a fileserver driver the board loads the image from; required).
+// and `tftp` / `http` (fileserver drivers the board loads the image from). As Jumpstarter's
+// flashers do, a `tftp` or `http` child not written in the config is made by the flasher itself
+// (built-in children, shown by describe) serving tftp_dir / http_dir on host:tftp_port /
+// host:http_port.
 //
-// Config (Jumpstarter's BaseFlasher keys are accepted; of them only default_target is used):
+// Config (Jumpstarter's BaseFlasher keys are accepted; of them default_target, tftp_dir and
+// http_dir are used):
 //
 //	default_target: "mmc 0"      # "<mmc|usb|virtio|scsi|sata|nvme> <dev>" or a key of targets
 //	targets: {emmc: "mmc 0"}     # names for targets
@@ -64,6 +70,12 @@ var blockDevices = map[string][]string{
 //	boot_timeout: 2m
 //	load_timeout: 10m
 //	write_timeout: 30m
+//	tftp_dir: ""                 # root of the own TFTP server (default: $TMPDIR/jsn-flasher/<path>/tftp)
+//	http_dir: ""                 # root of the own HTTP server (default: $TMPDIR/jsn-flasher/<path>/http)
+//	host: ""                     # address the own servers listen on; "" = every address
+//	advertise: ""                # host the board reaches them by (default: the exporter's outbound address)
+//	tftp_port: 69                # port 69 needs root or CAP_NET_BIND_SERVICE; 0 picks a free port
+//	http_port: 8080
 type UBoot struct {
 	DefaultTarget string            `yaml:"default_target"`
 	Targets       map[string]string `yaml:"targets"`
@@ -86,7 +98,15 @@ type UBoot struct {
 	TFTPDir       string `yaml:"tftp_dir"`
 	HTTPDir       string `yaml:"http_dir"`
 
-	log *slog.Logger
+	// The own file servers (made when the config gives no tftp / http child).
+	Host      string `yaml:"host"`
+	Advertise string `yaml:"advertise"`
+	TFTPPort  int    `yaml:"tftp_port"`
+	HTTPPort  int    `yaml:"http_port"`
+
+	log  *slog.Logger
+	env  driver.Env
+	auto map[string]fileserver.Device // built-in file servers by child name
 
 	console *uboot.Console
 	power   power.Device
@@ -97,7 +117,44 @@ type UBoot struct {
 // NewUBoot is the flasher.UBoot constructor: defaults only, no side effects.
 func NewUBoot(env driver.Env) driver.Driver {
 	return &UBoot{Method: "tftp", LoadAddr: "${loadaddr}", Setup: []string{"setenv autoload no", "dhcp"}, BlockSize: 512,
-		Verify: true, BootTimeout: 2 * time.Minute, LoadTimeout: 10 * time.Minute, WriteTimeout: 30 * time.Minute, log: env.Log}
+		Verify: true, BootTimeout: 2 * time.Minute, LoadTimeout: 10 * time.Minute, WriteTimeout: 30 * time.Minute,
+		TFTPPort: 69, HTTPPort: 8080, log: env.Log, env: env}
+}
+
+// AutoChildren makes the `tftp` and `http` file servers the config does not give, as
+// Jumpstarter's BaseFlasher does.
+func (u *UBoot) AutoChildren(given map[string]bool) []driver.Child {
+	var kids []driver.Child
+	for _, a := range []struct {
+		name, dir, portKey string
+		port               int
+	}{{"tftp", u.TFTPDir, "tftp_port", u.TFTPPort}, {"http", u.HTTPDir, "http_port", u.HTTPPort}} {
+		if given[a.name] {
+			continue
+		}
+		dir := a.dir
+		if dir == "" {
+			dir = filepath.Join(os.TempDir(), "jsn-flasher", u.env.Path, a.name)
+		}
+		common := fileserver.Common{RootDir: dir, Host: u.Host, Port: a.port, Advertise: u.Advertise, RemoveCreatedOnClose: true,
+			ListenHint: fmt.Sprintf("set the flasher's %s (port %d below 1024 needs root or CAP_NET_BIND_SERVICE; 0 picks a free port)", a.portKey, a.port)}
+		var d driver.Driver
+		var typ string
+		switch a.name {
+		case "tftp":
+			t := fileserver.NewTFTP(u.env.Child(a.name)).(*fileserver.TFTP)
+			t.Common, d, typ = common, t, "fileserver.TFTP"
+		default:
+			h := fileserver.NewHTTP(u.env.Child(a.name)).(*fileserver.HTTP)
+			h.Common, d, typ = common, h, "fileserver.HTTP"
+		}
+		if u.auto == nil {
+			u.auto = map[string]fileserver.Device{}
+		}
+		u.auto[a.name] = d.(fileserver.Device)
+		kids = append(kids, driver.Child{Name: a.name, Type: typ, Driver: d})
+	}
+	return kids
 }
 
 var (
@@ -138,6 +195,20 @@ func (u *UBoot) Validate() error {
 	for i, c := range u.Setup {
 		if c == "" || strings.ContainsAny(c, "\r\n") {
 			add(fmt.Sprintf("setup[%d]", i), "want one U-Boot command line, got %q", c)
+		}
+	}
+	if u.Host != "" && net.ParseIP(u.Host) == nil {
+		add("host", "want an IP address to listen on, got %q", u.Host)
+	}
+	if u.Advertise != "" && (len(u.Advertise) > 253 || url.PathEscape(u.Advertise) != u.Advertise) {
+		add("advertise", "want a host name or IP address, got %q", u.Advertise)
+	}
+	for _, p := range []struct {
+		k string
+		v int
+	}{{"tftp_port", u.TFTPPort}, {"http_port", u.HTTPPort}} {
+		if p.v < 0 || p.v > 65535 {
+			add(p.k, "%d is out of range (0..65535; 0 picks a free port)", p.v)
 		}
 	}
 	if u.ServerIP != "" && net.ParseIP(u.ServerIP) == nil {
@@ -228,7 +299,10 @@ func (u *UBoot) UseChildren(children map[string]driver.Driver) error {
 			u.console = uboot.New(u.log, ser, u.power)
 		}
 	}
-	if _, ok := children[u.Method]; !ok {
+	if u.files == nil && children[u.Method] == nil {
+		u.files = u.auto[u.Method]
+	}
+	if _, ok := children[u.Method]; !ok && u.files == nil {
 		errs = append(errs, fmt.Errorf("child %q is required with method %s: the file server the board loads images from (type fileserver.%s)",
 			u.Method, u.Method, strings.ToUpper(u.Method)))
 	}
