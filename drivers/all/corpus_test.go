@@ -45,6 +45,14 @@ func TestJumpstarterCorpus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// A flasher given only serial and power makes its own tftp and http servers.
+			if filepath.Base(file) == "flashers-auto.yaml" {
+				for path, typ := range map[string]string{"storage.tftp": "fileserver.TFTP", "storage.http": "fileserver.HTTP"} {
+					if n := desc.Find(path); n == nil || n.Type != typ || n.Unavailable != "" {
+						t.Errorf("%s: got %+v, want an available %s made by the flasher", path, n, typ)
+					}
+				}
+			}
 			for _, c := range classes {
 				n := desc.Find(c.path)
 				if n == nil {

@@ -98,3 +98,61 @@ export:
 		t.Fatalf("got %q, want one error about the unknown ref", lines)
 	}
 }
+
+// autoUser makes a built-in child "srv" unless the config gives one (AutoParent).
+type autoUser struct {
+	user
+	given map[string]bool
+}
+
+func (a *autoUser) AutoChildren(given map[string]bool) []Child {
+	a.given = given
+	if given["srv"] {
+		return nil
+	}
+	return []Child{{Name: "srv", Type: "test.Rec", Driver: &rec{path: a.path + ".srv"}}}
+}
+
+func init() {
+	MustRegister(Info{Type: "test.AutoUser", Doc: "makes srv unless given",
+		New: func(env Env) Driver { return &autoUser{user: user{parent: parent{rec: rec{path: env.Path}}}} }})
+}
+
+func TestAutoChildren(t *testing.T) {
+	tree, err := build(t, `
+export:
+  u:
+    type: test.AutoUser
+    children:
+      need: {type: test.Rec}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tree.Find("u").Driver.(*autoUser)
+	if n := tree.Find("u.srv"); n == nil || n.Driver == nil || n.Info.Type != "test.Rec" {
+		t.Fatalf("u.srv: got %+v, want the made child", n)
+	}
+	if !a.given["need"] || a.given["srv"] {
+		t.Fatalf("given: %v, want need only", a.given)
+	}
+	if _, ok := a.got["srv"]; ok {
+		t.Fatal("the made child was passed to UseChildren")
+	}
+	// Given in the config: not made, no clash, and passed to UseChildren.
+	tree, err = build(t, `
+export:
+  u:
+    type: test.AutoUser
+    children:
+      need: {type: test.Rec}
+      srv: {type: test.Rec}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a = tree.Find("u").Driver.(*autoUser)
+	if a.got["srv"] == nil || a.got["srv"] != tree.Find("u.srv").Driver {
+		t.Fatalf("config srv: got %v, want the config child", a.got["srv"])
+	}
+}
