@@ -117,7 +117,7 @@ metadata: {name: fl}
 export:
   storage:
     type: jumpstarter_driver_flashers.driver.BaseFlasher
-    config: {default_target: "virtio 0", load_addr: "0x4000000"}
+    config: {default_target: "virtio 0", load_addr: "0x4000000", http_port: 0}
     children:
       serial: {type: test.MiniBoard, config: {root: %s, disk: %s}}
       tftp: {type: fileserver.TFTP, config: {root_dir: %s, host: 127.0.0.1, port: 0}}

@@ -136,8 +136,11 @@ func (u *UBoot) AutoChildren(given map[string]bool) []driver.Child {
 		if dir == "" {
 			dir = filepath.Join(os.TempDir(), "jsn-flasher", u.env.Path, a.name)
 		}
-		common := fileserver.Common{RootDir: dir, Host: u.Host, Port: a.port, Advertise: u.Advertise, RemoveCreatedOnClose: true,
-			ListenHint: fmt.Sprintf("set the flasher's %s (port %d below 1024 needs root or CAP_NET_BIND_SERVICE; 0 picks a free port)", a.portKey, a.port)}
+		hint := fmt.Sprintf("set the flasher's %s (0 picks a free port)", a.portKey)
+		if a.port > 0 && a.port < 1024 {
+			hint = fmt.Sprintf("set the flasher's %s (port %d needs root or CAP_NET_BIND_SERVICE; 0 picks a free port)", a.portKey, a.port)
+		}
+		common := fileserver.Common{RootDir: dir, Host: u.Host, Port: a.port, Advertise: u.Advertise, RemoveCreatedOnClose: true, ListenHint: hint}
 		var d driver.Driver
 		var typ string
 		switch a.name {
