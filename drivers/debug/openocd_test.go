@@ -156,3 +156,24 @@ func TestOpenOCDHardware(t *testing.T) {
 	}
 	t.Logf("openocd info:\n%s", out)
 }
+
+// TestOpenOCDAbsentInDescribe: without the tool, describe shows the node unavailable with the
+// reason, and a call fails with it instead of running anything.
+func TestOpenOCDAbsentInDescribe(t *testing.T) {
+	s := clitest.Start(t, `apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: mcu}
+export:
+  probe:
+    type: debug.OpenOCD
+    config: {openocd: /nonexistent/openocd, interface: interface/cmsis-dap.cfg, target: target/rp2040.cfg}
+`)
+	r := s.Run("describe")
+	if !strings.Contains(r.Stdout, "/nonexistent/openocd not found: install openocd or set openocd:") {
+		t.Errorf("describe lacks the reason:\n%s%s", r.Stdout, r.Stderr)
+	}
+	r = s.Run("probe", "info")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "openocd") {
+		t.Errorf("info without openocd: exit %d, %q", r.Code, r.Stderr)
+	}
+}
