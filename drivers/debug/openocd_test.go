@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -175,5 +176,36 @@ export:
 	r = s.Run("probe", "info")
 	if r.Code == 0 || !strings.Contains(r.Stderr, "openocd") {
 		t.Errorf("info without openocd: exit %d, %q", r.Code, r.Stderr)
+	}
+}
+
+// TestOpenOCDReal runs Debian's openocd through jsn with its dummy adapter (no hardware): the
+// command line the driver builds is one openocd accepts (scripts, adapter speed, commands,
+// shutdown exiting 0), and a command the setup cannot do fails with openocd's own error.
+func TestOpenOCDReal(t *testing.T) {
+	if _, err := exec.LookPath("openocd"); err != nil {
+		if os.Getenv("CI") == "true" || os.Getenv("JSN_CI") == "1" {
+			t.Fatal("CI: no openocd on PATH (Debian: openocd)")
+		}
+		t.Skip("no openocd on PATH (Debian: openocd)")
+	}
+	s := clitest.Start(t, `apiVersion: jumpstarter.dev/v1alpha1
+kind: ExporterConfig
+metadata: {name: mcu}
+export:
+  probe:
+    type: debug.OpenOCD
+    config: {interface: interface/dummy.cfg, adapter_speed: 4000, timeout: 30s}
+`)
+	r := s.Run("probe", "info")
+	r.Want(t, 0)
+	for _, want := range []string{"adapter speed: 4000 kHz", "TargetName", "shutdown command invoked"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("info output lacks %q:\n%s", want, r.Stdout)
+		}
+	}
+	r = s.Run("probe", "erase")
+	if r.Code == 0 || !strings.Contains(r.Stderr, `invalid command name "reset"`) {
+		t.Errorf("erase without a target: exit %d, %q", r.Code, r.Stderr)
 	}
 }
