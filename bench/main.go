@@ -50,6 +50,9 @@ func (s *suite) add(r Result) {
 	}
 	s.results = append(s.results, r)
 	fmt.Fprintf(os.Stderr, "  %s: %.3g %s\n", r.Name, r.Value, r.Unit)
+	if r.Note != "" {
+		fmt.Fprintf(os.Stderr, "    (%s)\n", r.Note)
+	}
 }
 
 func main() {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -140,7 +142,7 @@ export:
 	}
 	s.add(Result{Name: "call latency p50, Python driver (process)", Unit: "µs", Value: percentile(cs[0].ds, 50),
 		Baseline: map[string]float64{"go-driver": percentile(cs[1].ds, 50), "raw-nats-echo": percentile(cs[2].ds, 50)},
-		RatioTo:  "go-driver", Target: "≤ 2×"})
+		RatioTo:  "go-driver", Target: "≤ 2×", Note: machineNote()})
 	s.add(Result{Name: "call latency p99, Python driver (process)", Unit: "µs", Value: percentile(cs[0].ds, 99),
 		Baseline: map[string]float64{"go-driver": percentile(cs[1].ds, 99), "raw-nats-echo": percentile(cs[2].ds, 99)},
 		RatioTo:  "go-driver"})
@@ -185,6 +187,19 @@ export:
 	}
 	mbps := func(name string) float64 { return float64(size) / secs[name] / 1e6 }
 	s.add(Result{Name: fmt.Sprintf("byte stream out of a Python driver (%d MiB)", size>>20), Unit: "MB/s", Value: mbps("python"),
-		Baseline: map[string]float64{"go-driver": mbps("go-driver")}, RatioTo: "go-driver", Target: "≥ 0.5×"})
+		Baseline: map[string]float64{"go-driver": mbps("go-driver")}, RatioTo: "go-driver", Target: "≥ 0.5×",
+		Note: machineNote()})
 	return nil
+}
+
+// machineNote records what the figures depend on most on a shared machine: the Go scheduler's
+// processors and the load (the Python process competes with everything else for a core).
+func machineNote() string {
+	load := "?"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			load = f[0]
+		}
+	}
+	return fmt.Sprintf("GOMAXPROCS=%d, %d CPUs, load average %s (compare with GOMAXPROCS=1: docs/performance.md)", runtime.GOMAXPROCS(0), runtime.NumCPU(), load)
 }

@@ -1,6 +1,7 @@
 package flasher
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,15 +32,21 @@ const ubootROM = "/usr/lib/u-boot/qemu-x86/u-boot.rom"
 
 // TestBootAndFlashThroughUBoot is the end to end test of the bootloader drivers, on one boot of
 // a virtual board: QEMU runs Debian's U-Boot for x86 with a virtio disk and an e1000 NIC on
-// user networking (the guest reaches the host's 127.0.0.1 at 10.0.2.2). jsn interrupts
-// autoboot (uboot.Console), runs commands and reads/sets the environment; flashes an image
-// through U-Boot (flasher.UBoot: TFTP from the exporter's fileserver.TFTP, crc32, virtio write)
-// and finds it in the disk image; then loads a Linux kernel over TFTP and boots it, watching
-// its first console lines.
+// user networking. jsn interrupts autoboot (uboot.Console), runs commands and reads/sets the
+// environment; flashes an image through U-Boot (flasher.UBoot: TFTP from the exporter's
+// fileserver.TFTP, crc32, virtio write) and finds it in the disk image; then loads a Linux
+// kernel over TFTP and boots it, watching its first console lines.
 //
-// U-Boot's tftpboot asks port 69 (this build has no tftpdstp), so the exporter's TFTP server
-// listens on port 69 of the exporter's address: the test needs root and a network interface
-// other than loopback.
+// U-Boot's tftpboot asks port 69 (this build has no tftpdstp), and QEMU's user networking
+// answers TFTP to 10.0.2.2 (the host's loopback) with its own server, so the exporter's TFTP
+// server must listen on port 69 of another address of the host. The test never uses the
+// machine's real interfaces: it runs itself again (its own test binary, -test.run of this
+// test) in a network namespace it creates (CLONE_NEWNET), where it brings up lo and a dummy
+// interface d0 (a veth pair if the kernel has no dummy module) with 10.77.0.1/24 and a default route through it (iproute2's ip); the TFTP
+// server binds 10.77.0.1:69, which QEMU's user networking reaches like any host address.
+// The child's output is streamed to this test's log and its exit status is the result. It
+// needs root (CLONE_NEWNET, port 69); without it, or without ip, it skips naming why, except
+// under CI=true or JSN_CI=1 where it fails.
 func TestBootAndFlashThroughUBoot(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots a QEMU board")
@@ -53,13 +61,16 @@ func TestBootAndFlashThroughUBoot(t *testing.T) {
 	if len(kernels) == 0 {
 		t.Skip("no /boot/vmlinuz-*-cloud-amd64 (Debian package linux-image-cloud-amd64)")
 	}
-	if os.Geteuid() != 0 {
-		t.Skip("U-Boot's tftpboot only asks port 69: the TFTP server must bind 127.0.0.1:69, which needs root")
+	if os.Getenv(netnsEnv) != netnsAddr {
+		runInNetns(t)
+		return
 	}
-	// QEMU's user networking answers TFTP to 10.0.2.2 itself (its own server), so the board
-	// loads from the exporter's address on its network, which user networking reaches like
-	// any host.
+	// In the namespace made by runInNetns.
+	setupNetns(t)
 	hostIP := outbound(t)
+	if hostIP != netnsAddr {
+		t.Fatalf("the default route's address in the test's namespace is %s, want %s", hostIP, netnsAddr)
+	}
 	dir := t.TempDir()
 	disk := filepath.Join(dir, "disk.img")
 	cfg := fmt.Sprintf(`
@@ -246,14 +257,122 @@ flasher:
 	t.Logf("kernel booted through U-Boot after %s", time.Since(start).Round(time.Millisecond))
 }
 
-// outbound is the exporter's address on its default route.
+// outbound is the exporter's address on its default route (in the test's namespace).
 func outbound(t *testing.T) string {
 	c, err := net.Dial("udp4", "192.0.2.1:9")
 	if err != nil {
-		t.Skip("no network interface besides loopback: QEMU's user networking keeps TFTP to 10.0.2.2 for itself")
+		t.Fatalf("no default route in the test's network namespace: %v", err)
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).IP.String()
+}
+
+const (
+	// netnsEnv marks the child test process that runs in the namespace made by runInNetns;
+	// its value is the address the child gives its dummy interface.
+	netnsEnv  = "JSN_TEST_UBOOT_NETNS"
+	netnsAddr = "10.77.0.1"
+)
+
+// skipOrFail skips with why, or fails under CI, where the test must run.
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" || os.Getenv("JSN_CI") != "" {
+		t.Fatal(why + " (CI must run this test)")
+	}
+	t.Skip(why)
+}
+
+// runInNetns runs this test again, in a child test process inside a new network namespace,
+// and makes the child's result this test's result.
+func runInNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipOrFail(t, "needs root: the test makes a network namespace (CLONE_NEWNET) and binds TFTP port 69 in it")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		skipOrFail(t, "ip not installed (Debian package iproute2): it sets up the test's network namespace")
+	}
+	ctx := context.Background()
+	timeout := 15 * time.Minute
+	if d, ok := t.Deadline(); ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-10*time.Second))
+		defer cancel()
+		timeout = time.Until(d) - 15*time.Second
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.v", "-test.count=1",
+		"-test.timeout", timeout.Round(time.Second).String())
+	cmd.Env = append(os.Environ(), netnsEnv+"="+netnsAddr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		skipOrFail(t, fmt.Sprintf("cannot make a network namespace for the test (clone with CLONE_NEWNET): %v", err))
+	}
+	var all bytes.Buffer
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		t.Log("netns: " + sc.Text())
+		all.Write(sc.Bytes())
+		all.WriteByte('\n')
+	}
+	err = cmd.Wait()
+	switch {
+	case err != nil:
+		t.Fatalf("the test in its network namespace failed (%v); its output ends with:\n%s", err, tail(all.Bytes()))
+	case bytes.Contains(all.Bytes(), []byte("--- SKIP: "+t.Name())):
+		t.Skipf("the test in its network namespace skipped:\n%s", tail(all.Bytes()))
+	case !bytes.Contains(all.Bytes(), []byte("--- PASS: "+t.Name())):
+		t.Fatalf("the test in its network namespace exited 0 without passing; its output ends with:\n%s", tail(all.Bytes()))
+	}
+}
+
+// setupNetns brings up the child's namespace: lo, and a dummy interface with netnsAddr and the
+// default route. It refuses to touch a namespace that has other interfaces (a marker set by
+// hand in the host's namespace).
+func setupNetns(t *testing.T) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ifs {
+		if i.Name != "lo" {
+			t.Fatalf("%s is set but this process's network namespace has interface %s: not the fresh namespace made by the test, refusing to configure it", netnsEnv, i.Name)
+		}
+	}
+	ip := func(args ...string) error {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip %s in the test's network namespace: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	if err := ip("link", "set", "lo", "up"); err != nil {
+		t.Fatal(err)
+	}
+	// A dummy interface; kernels without the dummy module get a veth pair (its peer d1 up too,
+	// or d0 stays down).
+	if err := ip("link", "add", "d0", "type", "dummy"); err != nil {
+		if err2 := ip("link", "add", "d0", "type", "veth", "peer", "name", "d1"); err2 != nil {
+			t.Fatalf("%v; %v", err, err2)
+		}
+		if err := ip("link", "set", "d1", "up"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"addr", "add", netnsAddr + "/24", "dev", "d0"},
+		{"link", "set", "d0", "up"},
+		{"route", "add", "default", "dev", "d0"},
+	} {
+		if err := ip(args...); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func tail(b []byte) string {

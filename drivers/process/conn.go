@@ -38,6 +38,12 @@ type conn struct {
 	why     string // first reason the connection failed
 	whyCode wire.Code
 
+	// rtok is the reading token: whoever holds it is the one reader of the socket. A call made
+	// while nothing else is in flight takes it and reads its own answer (no goroutine hand-off);
+	// otherwise a background reader (read) holds it until nothing is in flight.
+	rtok      chan struct{}
+	helloSeen bool // guarded by mu
+
 	helloCh chan frame    // the HELLO frame
 	broken  chan struct{} // closed when the connection fails (reader error, kill)
 	waited  chan struct{} // closed when cmd.Wait has returned (exitErr is set)
@@ -94,7 +100,7 @@ func spawn(p *Process) (*conn, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c := &conn{p: p, cmd: cmd, sock: sock, r: bufio.NewReaderSize(sock, 256<<10),
 		pending: map[uint32]*waiter{}, streams: map[uint32]*stream{}, pings: map[uint32]chan struct{}{},
-		helloCh: make(chan frame, 1), broken: make(chan struct{}), waited: make(chan struct{}), exited: make(chan struct{}), stderr: &tail{}}
+		rtok: make(chan struct{}, 1), helloCh: make(chan frame, 1), broken: make(chan struct{}), waited: make(chan struct{}), exited: make(chan struct{}), stderr: &tail{}}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		sock.Close()
@@ -112,8 +118,7 @@ func spawn(p *Process) (*conn, error) {
 	p.env.Log.Info("driver process started", "pid", cmd.Process.Pid, "command", strings.Join(p.Command, " "))
 	logDone := make(chan struct{})
 	go func() { defer close(logDone); c.logOutput(outR) }()
-	readDone := make(chan struct{})
-	go func() { defer close(readDone); c.read() }()
+	go c.read() // holds the token (rtok starts empty) until the HELLO is in
 	go c.sweep()
 	go func() {
 		err := cmd.Wait()
@@ -122,7 +127,7 @@ func spawn(p *Process) (*conn, error) {
 		c.mu.Unlock()
 		close(c.waited)
 		c.fail(wire.Unavailable, "driver process exited ("+exitText(err)+")")
-		<-readDone
+		<-c.rtok // the last reader is done
 		<-logDone
 		close(c.exited)
 	}()
@@ -229,42 +234,137 @@ func (c *conn) shutdown(grace time.Duration) {
 	<-c.exited
 }
 
-// read is the connection's only reader: it routes every frame to its call or stream.
+// read is the background reader: it holds the reading token and routes every frame to its
+// call or stream until nothing is in flight, then gives the token back.
 func (c *conn) read() {
 	for {
-		f, err := readFrame(c.r)
-		if err != nil {
-			var fe *protoError
-			switch {
-			case errors.As(err, &fe):
-				c.p.env.Log.Error("driver process broke the protocol; killing it", "err", err)
-				c.fail(wire.Internal, "driver process broke the protocol: "+fe.msg)
-			default:
-				// End of stream: the process exited or closed fd 3. Wait briefly for its exit
-				// status, which makes the better message.
-				select {
-				case <-c.waited:
-					c.mu.Lock()
-					e := c.exitErr
-					c.mu.Unlock()
-					c.fail(wire.Unavailable, "driver process exited ("+exitText(e)+")")
-				case <-time.After(2 * time.Second):
-					c.fail(wire.Unavailable, "driver process closed its protocol socket (fd 3)")
-				}
+		f, err := c.readFrame()
+		if err == errInterrupted { // a wake-up meant for a call reading its own answer
+			if c.release() {
+				return
 			}
-			return
+			continue
 		}
-		if err := c.route(f); err != nil {
-			c.p.env.Log.Error("driver process broke the protocol; killing it", "err", err)
-			c.fail(wire.Internal, "driver process broke the protocol: "+err.Error())
-			return
+		if err == nil {
+			err = c.route(f)
+			if err == nil {
+				if c.release() {
+					return
+				}
+				continue
+			}
+			err = &protoError{err.Error()}
 		}
+		c.readFailed(err)
+		c.rtok <- struct{}{}
+		return
+	}
+}
+
+// errInterrupted: a read deadline set by wake ended a read at a frame boundary.
+var errInterrupted = errors.New("read interrupted")
+
+// readFrame reads the next frame as the token holder. A wake-up (read deadline) at a frame
+// boundary returns errInterrupted; one in the middle of a frame is ignored (the frame is read to
+// its end).
+func (c *conn) readFrame() (frame, error) {
+	var hdr [headerLen]byte
+	got := 0
+	for {
+		n, err := io.ReadFull(c.r, hdr[got:])
+		got += n
+		if err == nil {
+			break
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			_ = c.sock.SetReadDeadline(time.Time{})
+			if got == 0 {
+				return frame{}, errInterrupted
+			}
+			continue
+		}
+		if err == io.ErrUnexpectedEOF {
+			return frame{}, &protoError{"frame header cut short by end of stream"}
+		}
+		return frame{}, err
+	}
+	return parseHeader(hdr[:], deadlineProof{c})
+}
+
+// deadlineProof reads a frame's body, going on through wake-ups.
+type deadlineProof struct{ c *conn }
+
+func (d deadlineProof) Read(b []byte) (int, error) {
+	for {
+		n, err := d.c.r.Read(b)
+		if n > 0 || err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		_ = d.c.sock.SetReadDeadline(time.Time{})
+	}
+}
+
+// wake interrupts the token holder's read, so a call reading its own answer sees its deadline
+// or cancellation.
+func (c *conn) wake() { _ = c.sock.SetReadDeadline(time.Unix(1, 0)) }
+
+// readFailed ends the connection after a read error.
+func (c *conn) readFailed(err error) {
+	var fe *protoError
+	if errors.As(err, &fe) {
+		c.p.env.Log.Error("driver process broke the protocol; killing it", "err", err)
+		c.fail(wire.Internal, "driver process broke the protocol: "+fe.msg)
+		return
+	}
+	// End of stream: the process exited or closed fd 3. Wait briefly for its exit status,
+	// which makes the better message.
+	select {
+	case <-c.waited:
+		c.mu.Lock()
+		e := c.exitErr
+		c.mu.Unlock()
+		c.fail(wire.Unavailable, "driver process exited ("+exitText(e)+")")
+	case <-time.After(2 * time.Second):
+		c.fail(wire.Unavailable, "driver process closed its protocol socket (fd 3)")
+	}
+}
+
+// release gives the reading token back if nothing is in flight and reports whether it did;
+// otherwise the caller keeps it (the background reader) and must go on reading.
+func (c *conn) release() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.dead && (!c.helloSeen || len(c.pending) > 0 || len(c.streams) > 0 || len(c.pings) > 0) {
+		return false
+	}
+	c.rtok <- struct{}{}
+	return true
+}
+
+// handOff is release for a call that read its own answer: what is still in flight gets the
+// background reader.
+func (c *conn) handOff() {
+	if !c.release() {
+		go c.read()
+	}
+}
+
+// takeToken takes the reading token if it is free; c.mu is held.
+func (c *conn) takeToken() bool {
+	select {
+	case <-c.rtok:
+		return true
+	default:
+		return false
 	}
 }
 
 func (c *conn) route(f frame) error {
 	switch f.typ {
 	case frameHello:
+		c.mu.Lock()
+		c.helloSeen = true
+		c.mu.Unlock()
 		select {
 		case c.helloCh <- f:
 		default:
@@ -345,24 +445,31 @@ func (c *conn) sendCall(t frameType, id uint32, method string, args []byte) erro
 	return err
 }
 
-// register allocates a call id.
-func (c *conn) register(w *waiter, s *stream) (uint32, error) {
+// register allocates a call id. A call that finds the reading token free takes it (lead
+// reports so) and reads its own answer; a stream that does starts the background reader.
+func (c *conn) register(w *waiter, s *stream) (id uint32, lead bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.dead {
-		return 0, wire.Errorf(c.whyCode, "%s", c.why)
+		return 0, false, wire.Errorf(c.whyCode, "%s", c.why)
 	}
 	c.next++
 	if c.next == 0 {
 		c.next = 1
 	}
-	id := c.next
+	id = c.next
 	if w != nil {
 		c.pending[id] = w
 	} else {
 		c.streams[id] = s
 	}
-	return id, nil
+	if c.takeToken() {
+		if w != nil {
+			return id, true, nil
+		}
+		go c.read()
+	}
+	return id, false, nil
 }
 
 // forget drops call id; it reports false if its answer is already on the way.
@@ -380,18 +487,24 @@ func (c *conn) forget(id uint32) bool {
 func (c *conn) roundTrip(ctx context.Context, what string, timeout time.Duration, send func(id uint32) error) ([]byte, error) {
 	w := waiters.Get().(*waiter)
 	w.deadline = time.Now().Add(timeout)
-	id, err := c.register(w, nil)
+	id, lead, err := c.register(w, nil)
 	if err != nil {
 		waiters.Put(w)
 		return nil, c.p.callErr(what, err)
 	}
 	if err := send(id); err != nil {
+		if lead {
+			c.handOff()
+		}
 		if !c.forget(id) {
 			<-w.ch
 		}
 		waiters.Put(w)
 		c.fail(wire.Unavailable, "driver process: write: "+err.Error())
 		return nil, c.p.callErr(what, wire.Errorf(wire.Unavailable, "%s", c.reason()))
+	}
+	if lead {
+		c.lead(ctx, w)
 	}
 	var f frame
 	select {
@@ -418,6 +531,33 @@ func (c *conn) roundTrip(ctx context.Context, what string, timeout time.Duration
 	return f.body, nil
 }
 
+// lead reads frames as the token holder, routing each, until w has its answer, ctx is done or
+// the connection fails; then it hands the token on.
+func (c *conn) lead(ctx context.Context, w *waiter) {
+	if done := ctx.Done(); done != nil {
+		stop := context.AfterFunc(ctx, c.wake)
+		defer stop()
+	}
+	defer c.handOff()
+	for {
+		f, err := c.readFrame()
+		switch {
+		case err == errInterrupted:
+		case err != nil:
+			c.readFailed(err)
+			return
+		default:
+			if err := c.route(f); err != nil {
+				c.readFailed(&protoError{err.Error()})
+				return
+			}
+		}
+		if len(w.ch) > 0 || ctx.Err() != nil {
+			return
+		}
+	}
+}
+
 // frameTimeout is what the sweeper hands a call that passed its deadline (never on the wire).
 const frameTimeout frameType = 0
 
@@ -426,6 +566,7 @@ const frameTimeout frameType = 0
 func (c *conn) sweep() {
 	t := time.NewTicker(sweepEvery)
 	defer t.Stop()
+	late := false
 	for {
 		select {
 		case <-c.broken:
@@ -436,9 +577,14 @@ func (c *conn) sweep() {
 				if now.After(w.deadline) {
 					delete(c.pending, id)
 					w.ch <- frame{typ: frameTimeout}
+					late = true
 				}
 			}
 			c.mu.Unlock()
+			if late {
+				c.wake() // the call may be reading its own answer
+				late = false
+			}
 		}
 	}
 }
@@ -469,6 +615,9 @@ func (c *conn) ping(d time.Duration) bool {
 	c.next++
 	id := c.next
 	c.pings[id] = ch
+	if c.takeToken() {
+		go c.read()
+	}
 	c.mu.Unlock()
 	if err := c.send(framePing, id, nil); err != nil {
 		return false

@@ -121,7 +121,7 @@ func (s *stream) consumed(n int) {
 // open starts a STREAM call and grants the process its initial window.
 func (c *conn) openStream(method string, args []byte) (*stream, error) {
 	s := newStream(c)
-	id, err := c.register(nil, s)
+	id, _, err := c.register(nil, s)
 	if err != nil {
 		return nil, err
 	}
