@@ -64,8 +64,8 @@ func newProbeCmd(f *cmdutil.Factory) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "probe <command>",
 		Short: "Flash and debug a microcontroller through the exporter's debug probe (" + ProbeInterface + ")",
-		Long: `Run probe-rs on the exporter against its probe and chip: flash firmware uploaded from
-here, erase, reset, read memory.
+		Long: `Run the exporter's probe tool (probe-rs for debug.ProbeRS, openocd for debug.OpenOCD)
+against its probe and chip: flash firmware uploaded from here, erase, reset, read memory.
 
 The exporter's only probe driver is used; when it has several, choose one with -d PATH.`,
 		Example: `  $ jsn probe download firmware.elf
@@ -120,7 +120,7 @@ The exporter's only probe driver is used; when it has several, choose one with -
 				return err
 			})
 		}}
-	download.Flags().StringVar(&format, "format", "", "firmware format: elf (default), bin, hex, uf2")
+	download.Flags().StringVar(&format, "format", "", "firmware format: elf (default), bin, hex, uf2 (probe-rs only)")
 	cmd.AddCommand(
 		show("info", "Show what the probe sees of the target", (*ProbeClient).Info),
 		show("reset", "Reset the target", (*ProbeClient).Reset),
