@@ -3,7 +3,6 @@ package fileserver
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,7 +40,6 @@ type HTTP struct {
 	Timeout time.Duration `yaml:"timeout"`
 
 	log *slog.Logger
-	dir *Dir
 
 	mu   sync.Mutex
 	ln   net.Listener // nil while not listening; guarded by mu
@@ -183,38 +181,6 @@ func (h *HTTP) Close() error {
 	return nil
 }
 
-// Put stores a file to serve.
-func (h *HTTP) Put(ctx context.Context, name string, r io.Reader) (FileInfo, error) {
-	if h.dir == nil {
-		return FileInfo{}, wire.Errorf(wire.Unavailable, "put: server not open")
-	}
-	return h.dir.Put(ctx, name, r)
-}
-
-// Get reads a served file.
-func (h *HTTP) Get(ctx context.Context, name string, w io.Writer) error {
-	if h.dir == nil {
-		return wire.Errorf(wire.Unavailable, "get: server not open")
-	}
-	return h.dir.Get(ctx, name, w)
-}
-
-// List lists the served files.
-func (h *HTTP) List(ctx context.Context) ([]FileInfo, error) {
-	if h.dir == nil {
-		return nil, wire.Errorf(wire.Unavailable, "list: server not open")
-	}
-	return h.dir.List(ctx)
-}
-
-// Delete removes a served file.
-func (h *HTTP) Delete(ctx context.Context, name string) error {
-	if h.dir == nil {
-		return wire.Errorf(wire.Unavailable, "delete: server not open")
-	}
-	return h.dir.Delete(ctx, name)
-}
-
 // URL is http://host:port/name.
 func (h *HTTP) URL(name string) (string, error) {
 	n, err := CleanName(name)
@@ -226,14 +192,6 @@ func (h *HTTP) URL(name string) (string, error) {
 		return "", wire.Errorf(wire.Unavailable, "url: %s", h.Unavailable())
 	}
 	return (&url.URL{Scheme: "http", Host: net.JoinHostPort(h.advertised(a.IP), strconv.Itoa(a.Port)), Path: "/" + n}).String(), nil
-}
-
-// Watch reports transfers of name.
-func (h *HTTP) Watch(name string, fn Progress) func() {
-	if h.dir == nil {
-		return func() {}
-	}
-	return h.dir.Watch(name, fn)
 }
 
 // Methods serves jsn.fileserver.v1.

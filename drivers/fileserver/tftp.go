@@ -39,6 +39,48 @@ type Common struct {
 	// ListenHint is added to the reason shown when the port cannot be bound, by a driver that
 	// makes this server itself (a flasher: "set the flasher's tftp_port …").
 	ListenHint string `yaml:"-"`
+
+	dir *Dir // the served directory while open
+}
+
+// Put stores a file to serve.
+func (c *Common) Put(ctx context.Context, name string, r io.Reader) (FileInfo, error) {
+	if c.dir == nil {
+		return FileInfo{}, wire.Errorf(wire.Unavailable, "put: server not open")
+	}
+	return c.dir.Put(ctx, name, r)
+}
+
+// Get reads a served file.
+func (c *Common) Get(ctx context.Context, name string, w io.Writer) error {
+	if c.dir == nil {
+		return wire.Errorf(wire.Unavailable, "get: server not open")
+	}
+	return c.dir.Get(ctx, name, w)
+}
+
+// List lists the served files.
+func (c *Common) List(ctx context.Context) ([]FileInfo, error) {
+	if c.dir == nil {
+		return nil, wire.Errorf(wire.Unavailable, "list: server not open")
+	}
+	return c.dir.List(ctx)
+}
+
+// Delete removes a served file.
+func (c *Common) Delete(ctx context.Context, name string) error {
+	if c.dir == nil {
+		return wire.Errorf(wire.Unavailable, "delete: server not open")
+	}
+	return c.dir.Delete(ctx, name)
+}
+
+// Watch reports transfers of name.
+func (c *Common) Watch(name string, fn Progress) func() {
+	if c.dir == nil {
+		return func() {}
+	}
+	return c.dir.Watch(name, fn)
 }
 
 // listenFailed is the reason shown when addr cannot be bound.
@@ -109,7 +151,6 @@ type TFTP struct {
 	MaxWindowsize int           `yaml:"max_windowsize"`
 
 	log *slog.Logger
-	dir *Dir
 
 	mu     sync.Mutex
 	conn   net.PacketConn // nil while not listening; guarded by mu
@@ -389,38 +430,6 @@ func (x *transfer) waitAck(lo, hi uint64) (uint64, error) {
 	}
 }
 
-// Put stores a file to serve.
-func (t *TFTP) Put(ctx context.Context, name string, r io.Reader) (FileInfo, error) {
-	if t.dir == nil {
-		return FileInfo{}, wire.Errorf(wire.Unavailable, "put: server not open")
-	}
-	return t.dir.Put(ctx, name, r)
-}
-
-// Get reads a served file.
-func (t *TFTP) Get(ctx context.Context, name string, w io.Writer) error {
-	if t.dir == nil {
-		return wire.Errorf(wire.Unavailable, "get: server not open")
-	}
-	return t.dir.Get(ctx, name, w)
-}
-
-// List lists the served files.
-func (t *TFTP) List(ctx context.Context) ([]FileInfo, error) {
-	if t.dir == nil {
-		return nil, wire.Errorf(wire.Unavailable, "list: server not open")
-	}
-	return t.dir.List(ctx)
-}
-
-// Delete removes a served file.
-func (t *TFTP) Delete(ctx context.Context, name string) error {
-	if t.dir == nil {
-		return wire.Errorf(wire.Unavailable, "delete: server not open")
-	}
-	return t.dir.Delete(ctx, name)
-}
-
 // URL is tftp://host:port/name.
 func (t *TFTP) URL(name string) (string, error) {
 	n, err := CleanName(name)
@@ -432,14 +441,6 @@ func (t *TFTP) URL(name string) (string, error) {
 		return "", wire.Errorf(wire.Unavailable, "url: %s", t.Unavailable())
 	}
 	return (&url.URL{Scheme: "tftp", Host: net.JoinHostPort(t.advertised(a.IP), strconv.Itoa(a.Port)), Path: "/" + n}).String(), nil
-}
-
-// Watch reports transfers of name.
-func (t *TFTP) Watch(name string, fn Progress) func() {
-	if t.dir == nil {
-		return func() {}
-	}
-	return t.dir.Watch(name, fn)
 }
 
 // RootDir is the served directory.
