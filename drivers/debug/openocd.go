@@ -1,18 +1,14 @@
 package debug
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"jsn.dev/jsn/bus/wire"
@@ -100,17 +96,13 @@ func (o *OpenOCD) Open(ctx context.Context) error  { return nil }
 func (o *OpenOCD) Reset(ctx context.Context) error { return nil }
 func (o *OpenOCD) Close() error                    { return nil }
 
-func (o *OpenOCD) tool() string {
-	t := o.OpenOCDPath
-	if strings.ContainsRune(t, '/') && !filepath.IsAbs(t) {
-		t = filepath.Join(o.dir, t)
-	}
-	return t
+func (o *OpenOCD) tool() tool {
+	return tool{name: "openocd", path: o.OpenOCDPath, dir: o.dir, timeout: o.Timeout}
 }
 
 // Unavailable says the tool is missing, or "".
 func (o *OpenOCD) Unavailable() string {
-	if _, err := exec.LookPath(o.tool()); err != nil {
+	if _, err := exec.LookPath(o.tool().bin()); err != nil {
 		return fmt.Sprintf("%s not found: install openocd or set openocd:", o.OpenOCDPath)
 	}
 	return ""
@@ -140,29 +132,7 @@ func (o *OpenOCD) argv(cmds ...string) []string {
 func (o *OpenOCD) run(ctx context.Context, what string, cmds ...string) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, o.tool(), o.argv(cmds...)...)
-	cmd.Dir = o.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	text := out.String()
-	if len(text) > 64<<10 {
-		text = text[len(text)-64<<10:]
-	}
-	switch {
-	case err == nil:
-		return text, nil
-	case ctx.Err() == context.DeadlineExceeded:
-		return text, wire.Errorf(wire.DeadlineExceeded, "openocd %s: no result within %s", what, o.Timeout)
-	case errors.Is(err, exec.ErrNotFound):
-		return "", wire.Errorf(wire.Unavailable, "openocd %s: %s not found", what, o.OpenOCDPath)
-	}
-	return text, wire.Errorf(wire.Unavailable, "openocd %s: %v: %s", what, err, strings.TrimSpace(text))
+	return o.tool().run(ctx, what, o.argv(cmds...))
 }
 
 // Methods returns the jsn.probe.v1 method table.
@@ -210,29 +180,12 @@ func (o *OpenOCD) download(ctx context.Context, format string, s driver.Stream) 
 	default:
 		return wire.Errorf(wire.InvalidArgument, "download: format must be elf, hex or bin, got %q", format)
 	}
-	dir, err := os.MkdirTemp("", "jsn-openocd-")
+	// openocd's program picks the type by the file's extension.
+	file, remove, err := receiveFirmware(s, "firmware."+format)
 	if err != nil {
-		return wire.Errorf(wire.Internal, "download: %v", err)
+		return err
 	}
-	defer os.RemoveAll(dir)
-	file := filepath.Join(dir, "firmware."+format) // openocd's program picks the type by extension
-	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
-	if err != nil {
-		return wire.Errorf(wire.Internal, "download: %v", err)
-	}
-	n, err := io.Copy(f, io.LimitReader(s, MaxFirmware+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return wire.Errorf(wire.Unavailable, "download: upload: %v", err)
-	}
-	if n > MaxFirmware {
-		return wire.Errorf(wire.InvalidArgument, "download: firmware larger than %d bytes", MaxFirmware)
-	}
-	if n == 0 {
-		return wire.Errorf(wire.InvalidArgument, "download: no firmware sent")
-	}
+	defer remove()
 	program := "program {" + file + "} verify reset exit"
 	if format == "bin" {
 		program += " " + o.FlashAddress

@@ -1,19 +1,15 @@
 package debug
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"jsn.dev/jsn/bus/wire"
@@ -100,17 +96,13 @@ func (p *ProbeRS) Open(ctx context.Context) error  { return nil }
 func (p *ProbeRS) Reset(ctx context.Context) error { return nil }
 func (p *ProbeRS) Close() error                    { return nil }
 
-func (p *ProbeRS) tool() string {
-	t := p.ProbeRSPath
-	if strings.ContainsRune(t, '/') && !filepath.IsAbs(t) {
-		t = filepath.Join(p.dir, t)
-	}
-	return t
+func (p *ProbeRS) tool() tool {
+	return tool{name: "probe-rs", path: p.ProbeRSPath, dir: p.dir, timeout: p.Timeout}
 }
 
 // Unavailable says the tool is missing, or "".
 func (p *ProbeRS) Unavailable() string {
-	if _, err := exec.LookPath(p.tool()); err != nil {
+	if _, err := exec.LookPath(p.tool().bin()); err != nil {
 		return fmt.Sprintf("%s not found: install probe-rs or set probe_rs_path:", p.ProbeRSPath)
 	}
 	return ""
@@ -142,30 +134,7 @@ func (p *ProbeRS) common(chip bool) []string {
 func (p *ProbeRS) run(ctx context.Context, sub string, args ...string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, p.Timeout)
-	defer cancel()
-	argv := append([]string{sub}, args...)
-	cmd := exec.CommandContext(ctx, p.tool(), argv...)
-	cmd.Dir = p.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	text := out.String()
-	if len(text) > 64<<10 {
-		text = text[len(text)-64<<10:]
-	}
-	switch {
-	case err == nil:
-		return text, nil
-	case ctx.Err() == context.DeadlineExceeded:
-		return text, wire.Errorf(wire.DeadlineExceeded, "probe-rs %s: no result within %s", sub, p.Timeout)
-	case errors.Is(err, exec.ErrNotFound):
-		return "", wire.Errorf(wire.Unavailable, "probe-rs %s: %s not found", sub, p.ProbeRSPath)
-	}
-	return text, wire.Errorf(wire.Unavailable, "probe-rs %s: %v: %s", sub, err, strings.TrimSpace(text))
+	return p.tool().run(ctx, sub, append([]string{sub}, args...))
 }
 
 // Methods returns the jsn.probe.v1 method table.
@@ -206,29 +175,11 @@ func (p *ProbeRS) download(ctx context.Context, format string, s driver.Stream) 
 	default:
 		return wire.Errorf(wire.InvalidArgument, "download: format must be elf, bin, hex, uf2 or idf, got %q", format)
 	}
-	dir, err := os.MkdirTemp("", "jsn-probe-")
+	file, remove, err := receiveFirmware(s, "firmware")
 	if err != nil {
-		return wire.Errorf(wire.Internal, "download: %v", err)
+		return err
 	}
-	defer os.RemoveAll(dir)
-	file := filepath.Join(dir, "firmware")
-	f, err := os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
-	if err != nil {
-		return wire.Errorf(wire.Internal, "download: %v", err)
-	}
-	n, err := io.Copy(f, io.LimitReader(s, MaxFirmware+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return wire.Errorf(wire.Unavailable, "download: upload: %v", err)
-	}
-	if n > MaxFirmware {
-		return wire.Errorf(wire.InvalidArgument, "download: firmware larger than %d bytes", MaxFirmware)
-	}
-	if n == 0 {
-		return wire.Errorf(wire.InvalidArgument, "download: no firmware sent")
-	}
+	defer remove()
 	args := p.common(true)
 	if format != "" && format != "elf" {
 		args = append(args, "--binary-format", format)
