@@ -98,6 +98,9 @@ type Options struct {
 // Controller is a running controller replica.
 type Controller struct {
 	o      Options
+	// groupRounds counts the scheduling rounds that checked groups (group.go; tests wait on it).
+	groupRounds atomic.Uint64
+	groupMu     sync.Mutex // one group grant at a time on this replica (group.go)
 	log    *slog.Logger
 	auth   *Authority
 	srv    *bus.Server // nil with NatsURL
@@ -194,6 +197,11 @@ type leaseRecord struct {
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
 	// Shares are the credentials of the clients the lease is shared with, by client name.
 	Shares map[string]*shareCred `msgpack:"shares,omitempty"`
+	// Parts, on a multi-exporter lease's record in jsn-queue (key = the group id), are what it
+	// asks for, one entry per part (group.go). Siblings, on that record once granted and on
+	// every part's record in jsn-leases, are its parts: exporter and lease id of each.
+	Parts    []api.LeasePart `msgpack:"parts,omitempty"`
+	Siblings []groupPart     `msgpack:"siblings,omitempty"`
 }
 
 // shareCred is the credential of a client a lease is shared with.
