@@ -97,22 +97,19 @@ type Options struct {
 
 // Controller is a running controller replica.
 type Controller struct {
-	o Options
-	// groupRounds counts the scheduling rounds that checked groups (group.go; tests wait on it).
-	groupRounds atomic.Uint64
-	groupMu     sync.Mutex // one group grant at a time on this replica (group.go)
-	log         *slog.Logger
-	auth        *Authority
-	srv         *bus.Server // nil with NatsURL
-	lock        *os.File    // DATA/controller.lock, held with the embedded server
-	conn        *bus.Conn   // API user in LAB: serves jsn.ctl.>, publishes replies and lease pushes
-	state       *bus.Conn   // state user in LAB: the KV buckets, nothing else
-	sys         *bus.Conn   // system user: pushes account updates
-	svc         *bus.Service
-	httpS       *http.Server
-	id          string // replica id (leader election)
-	cancel      context.CancelFunc
-	wg          sync.WaitGroup
+	o      Options
+	log    *slog.Logger
+	auth   *Authority
+	srv    *bus.Server // nil with NatsURL
+	lock   *os.File    // DATA/controller.lock, held with the embedded server
+	conn   *bus.Conn   // API user in LAB: serves jsn.ctl.>, publishes replies and lease pushes
+	state  *bus.Conn   // state user in LAB: the KV buckets, nothing else
+	sys    *bus.Conn   // system user: pushes account updates
+	svc    *bus.Service
+	httpS  *http.Server
+	id     string // replica id (leader election)
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 
 	exporters, leases, queue, identities, leader *bus.KV
 
@@ -169,6 +166,10 @@ type Controller struct {
 	dashMu      sync.Mutex
 	dashSeq     uint64 // guarded by dashMu
 	httpAddr    string // the HTTP listener's address
+
+	// groupRounds counts the scheduling rounds that checked groups (group.go; tests wait on it).
+	groupRounds atomic.Uint64
+	groupMu     sync.Mutex // one group grant at a time on this replica (group.go)
 }
 
 // exporterRecord is the value of jsn-exporters.
