@@ -462,7 +462,11 @@ func (c *Controller) groupWait(rec *leaseRecord, limit time.Duration) {
 			union[n] = true
 		}
 		if len(names) < s.n {
-			rec.Lease.Reason = fmt.Sprintf("needs %d exporters matching %s, %d exist", s.n, partText(s.p), len(names))
+			verb := "exist"
+			if len(names) == 1 {
+				verb = "exists"
+			}
+			rec.Lease.Reason = fmt.Sprintf("needs %d exporters matching %s, %d %s", s.n, partText(s.p), len(names), verb)
 			rec.Lease.FreeAt = time.Time{}
 			return
 		}
