@@ -501,3 +501,65 @@ func TestGroupReplicaStops(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestGroupKeepalive holds a keepalive group: lease.keepalive of the group renews every part;
+// when its holder stops renewing, the parts end and so does the group.
+func TestGroupKeepalive(t *testing.T) {
+	dir := t.TempDir()
+	adminCfg, err := Init(dir, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &lab{t: t, dir: dir}
+	o := testOptions(dir)
+	o.KeepaliveWindow = 2 * time.Second
+	l.start(o)
+	l.admin = l.connectConfig(adminCfg)
+	l.exporter("k1", map[string]string{"pool": "k"})
+	l.exporter("k2", map[string]string{"pool": "k"})
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	bob, _ := l.client("bob", api.CreateClientRequest{})
+	subj := func(c, v string) string { return api.ClientSubject(c, v) }
+	g := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest),
+		api.LeaseRequest{Keepalive: true, Duration: 10 * time.Minute, Parts: []api.LeasePart{{Selector: "pool=k", Count: 2}}})
+	if g.Lease.Status != api.StatusActive || g.Lease.Keepalive != o.KeepaliveWindow || len(g.Parts) != 2 {
+		t.Fatalf("keepalive group: %+v, %d parts", g.Lease, len(g.Parts))
+	}
+	if _, err := call[api.KeepaliveReply](t, bob, subj("bob", api.VerbLeaseKeepalive), api.LeaseID{ID: g.Lease.ID}); !errors.Is(err, wire.ErrNotFound) {
+		t.Errorf("bob renewing alice's group: %v, want NOT_FOUND", err)
+	}
+	first := map[string]time.Time{}
+	for _, p := range g.Parts {
+		first[p.Lease.ID] = p.Lease.End
+	}
+	// Renewed past the first window: every part moves.
+	testkit.CheckFor(t, 20*time.Second, func() error {
+		callOK[api.KeepaliveReply](t, alice, subj("alice", api.VerbLeaseKeepalive), api.LeaseID{ID: g.Lease.ID})
+		cur := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseGet), api.LeaseID{ID: g.Lease.ID})
+		if cur.Lease.Status != api.StatusActive || len(cur.Parts) != 2 {
+			t.Fatalf("keepalive group while renewed: %s (%s)", cur.Lease.Status, cur.Lease.Reason)
+		}
+		for _, p := range cur.Parts {
+			if p.Lease.End.Sub(first[p.Lease.ID]) < o.KeepaliveWindow {
+				return fmt.Errorf("part %s on %s renewed by %v so far", p.Lease.ID, p.Lease.Exporter, p.Lease.End.Sub(first[p.Lease.ID]))
+			}
+		}
+		return nil
+	})
+	// Not renewed any more: the group ends.
+	testkit.CheckFor(t, 15*time.Second, func() error {
+		cur := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseGet), api.LeaseID{ID: g.Lease.ID})
+		if cur.Lease.Status != api.StatusEnded {
+			return fmt.Errorf("group %s still %s after its holder stopped renewing", g.Lease.ID, cur.Lease.Status)
+		}
+		if !strings.Contains(cur.Lease.Reason, "stopped renewing") {
+			t.Errorf("group ended: %q, want the part's keepalive reason", cur.Lease.Reason)
+		}
+		return nil
+	})
+	for _, e := range []string{"k1", "k2"} {
+		if r := heldBy(t, l.ctl, e); r != nil {
+			t.Errorf("%s still held by %s after the keepalive group ended", e, r.Lease.ID)
+		}
+	}
+}

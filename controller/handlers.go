@@ -731,6 +731,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 func hideID(l *api.Lease, who string, admin bool) {
 	if l.Client != who && !admin && !slices.Contains(l.SharedWith, who) {
 		l.ID = ""
+		l.Group = "" // a group's id is a handle too
 	}
 }
 
