@@ -278,3 +278,58 @@ func TestLeaseShare(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLeaseTransferPolicies re-checks the policies of the client a lease is handed to or shared
+// with: a transfer is refused when the lease's exporter, priority or time left is outside the new
+// holder's policy, a share when the exporter is; each refusal names the policy.
+func TestLeaseTransferPolicies(t *testing.T) {
+	l := startLab(t)
+	l.exporter("e1", map[string]string{"board": "rpi4"})
+	l.exporter("e2", map[string]string{"board": "bbb"})
+	alice, _ := l.client("alice", api.CreateClientRequest{MaxPriority: 5})
+	bob, _ := l.client("bob", api.CreateClientRequest{Group: "students", MaxPriority: 5})
+	subj := func(c, v string) string { return api.ClientSubject(c, v) }
+	one := 1
+	callOK[api.Empty](t, l.admin, api.AdminSubject(AdminName, api.VerbPolicySet),
+		api.Policy{Name: "teaching", Groups: []string{"students"}, MaxDuration: 10 * time.Minute, MaxPriority: &one, Selector: "board=bbb"})
+
+	refused := func(verb string, req api.ShareRequest, want string) {
+		t.Helper()
+		_, err := call[api.LeaseReply](t, alice, subj("alice", verb), req)
+		if !errors.Is(err, wire.ErrPermissionDenied) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s %s with %s: got %v, want PERMISSION_DENIED with %q", verb, req.ID, req.With, err, want)
+		}
+	}
+	lease := func(id, e string, d time.Duration, prio int) {
+		t.Helper()
+		callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest), api.LeaseRequest{ID: id, Exporter: e, Duration: d, Priority: prio})
+	}
+	lease("outside", "e1", 5*time.Minute, 0)
+	refused(api.VerbLeaseTransfer, api.ShareRequest{ID: "outside", With: "bob"}, `transfer outside to bob: exporter e1 is outside policy teaching, which allows only exporters matching "board=bbb"`)
+	refused(api.VerbLeaseShare, api.ShareRequest{ID: "outside", With: "bob"}, "share outside with bob: exporter e1 is outside policy teaching")
+	callOK[api.Empty](t, alice, subj("alice", api.VerbLeaseRelease), api.LeaseID{ID: "outside"})
+
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		_, err := call[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest), api.LeaseRequest{ID: "long", Exporter: "e2", Duration: time.Hour, Priority: 3})
+		return err
+	})
+	refused(api.VerbLeaseTransfer, api.ShareRequest{ID: "long", With: "bob"}, "transfer long to bob: priority 3 exceeds the ceiling of 1 of policy teaching")
+	// Sharing does not hand over the priority or the time: the exporter is within bob's policy.
+	callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseShare), api.ShareRequest{ID: "long", With: "bob"})
+	callOK[api.Empty](t, alice, subj("alice", api.VerbLeaseRelease), api.LeaseID{ID: "long"})
+
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		_, err := call[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest), api.LeaseRequest{ID: "hour", Exporter: "e2", Duration: time.Hour})
+		return err
+	})
+	refused(api.VerbLeaseTransfer, api.ShareRequest{ID: "hour", With: "bob"}, "exceeds the maximum of 10m0s of policy teaching")
+	// Once less time is left than the policy allows, the transfer goes through.
+	callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseExtend), api.ExtendRequest{ID: "hour", Duration: 5 * time.Minute, Set: true})
+	tr := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseTransfer), api.ShareRequest{ID: "hour", With: "bob"})
+	if tr.Lease.Client != "bob" {
+		t.Errorf("transfer within bob's policy: %+v", tr.Lease)
+	}
+	if _, err := call[api.LeaseReply](t, bob, subj("bob", api.VerbLeaseGet), api.LeaseID{ID: "hour"}); err != nil {
+		t.Errorf("bob gets the lease handed to him: %v", err)
+	}
+}

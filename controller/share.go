@@ -108,6 +108,9 @@ func (c *Controller) leaseShare(ctx context.Context, who string, data []byte) (a
 		if nr.Lease.Client == req.With {
 			return nil, wire.Errorf(wire.InvalidArgument, "share %s: %s holds it", req.ID, req.With)
 		}
+		if err := c.checkHolder("share "+req.ID+" with "+req.With, to, &nr.Lease, e, false); err != nil {
+			return nil, err
+		}
 		end := credEnd(&nr.Lease)
 		cred, pub, err := c.auth.MintLease(req.With, e, nr.Lease.ID, to.Allow, end)
 		if err != nil {
@@ -165,6 +168,9 @@ func (c *Controller) leaseTransfer(ctx context.Context, who string, data []byte)
 	nr, err := c.updateActive(ctx, "transfer", who, req.ID, func(e string, nr *leaseRecord) (map[string]time.Time, error) {
 		if nr.Lease.Client == req.With {
 			return nil, wire.Errorf(wire.InvalidArgument, "transfer %s: %s holds it already", req.ID, req.With)
+		}
+		if err := c.checkHolder("transfer "+req.ID+" to "+req.With, to, &nr.Lease, e, true); err != nil {
+			return nil, err
 		}
 		end := credEnd(&nr.Lease)
 		cred, pub, err := c.auth.MintLease(req.With, e, nr.Lease.ID, to.Allow, end)
