@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,8 @@ type Exporter struct {
 	mu          sync.Mutex
 	lease       string                  // current lease id, "" when none; guarded by mu
 	allow       []string                // the lease's allow list, nil for all; guarded by mu
+	holder      string                  // the lease's holder ("" in a local session); guarded by mu
+	shared      []string                // the clients the holder shared the lease with; guarded by mu
 	leaseCtx    context.Context         // cancelled when the lease ends; guarded by mu
 	leaseCancel context.CancelCauseFunc // guarded by mu
 	stopped     bool                    // guarded by mu
@@ -373,6 +376,10 @@ type LeaseOptions struct {
 	// Holder is the identity of the client the lease is for (distributed mode; "" in a local
 	// session). Drivers find it with driver.Holder in the context of the lease's calls.
 	Holder string
+	// Shared lists the clients the holder shared the lease with (api.Lease.SharedWith). A call
+	// whose reply subject is in the inbox of one of them (bus.HolderInbox) is that client's:
+	// driver.Holder and the audit log name it instead of the holder.
+	Shared []string
 }
 
 // BeginLease makes id the current lease: it ends the previous one, if any, and resets every driver
@@ -402,9 +409,39 @@ func (e *Exporter) BeginLeaseWith(ctx context.Context, id string, o LeaseOptions
 	e.mu.Lock()
 	e.lease, e.leaseCtx, e.leaseCancel = id, lctx, cancel
 	e.allow = append([]string(nil), o.Allow...)
+	e.holder, e.shared = o.Holder, append([]string(nil), o.Shared...)
 	e.mu.Unlock()
 	e.log.Info("lease started", "lease", id)
 	return resetErr
+}
+
+// UpdateLease changes the terms of lease id, if it is the current one: a transfer changes its
+// holder and allow list, a share or unshare the clients it is shared with.
+func (e *Exporter) UpdateLease(id string, o LeaseOptions) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lease != id {
+		return
+	}
+	e.allow = append([]string(nil), o.Allow...)
+	e.holder, e.shared = o.Holder, append([]string(nil), o.Shared...)
+}
+
+// caller returns the client call m of the current lease is made by, as its reply subject names
+// it (bus.HolderInbox: only that client's credential may receive there): the holder or one the
+// lease is shared with. A reply subject naming no one who holds the lease (no one can read the
+// answer) counts as the holder's. "" in a local session.
+func (e *Exporter) caller(m *bus.Msg, lease string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.holder == "" || lease != e.lease {
+		return e.holder
+	}
+	who := bus.InboxHolder(m.Reply, e.name, lease)
+	if who != "" && (who == e.holder || slices.Contains(e.shared, who)) {
+		return who
+	}
+	return e.holder
 }
 
 // EndLease ends lease id: calls in flight are cancelled, its streams are reset, and every driver
@@ -417,6 +454,7 @@ func (e *Exporter) EndLease(ctx context.Context, id string) error {
 	}
 	cancel := e.leaseCancel
 	e.lease, e.leaseCtx, e.leaseCancel, e.allow = "", nil, nil, nil
+	e.holder, e.shared = "", nil
 	e.mu.Unlock()
 	ended := &wire.Error{Code: wire.PermissionDenied, Message: "lease " + id + " ended"}
 	// Streams first, so their handlers see why they end; then calls in flight.
@@ -483,6 +521,11 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 	var err error
 	if a == nil {
 		ctx, err = e.checkLease(group, path, method)
+		if err == nil {
+			if who := e.caller(m, group); who != "" {
+				ctx = driver.WithHolder(ctx, who)
+			}
+		}
 	} else {
 		streams, group = a.streams, "attached:"+group
 		ctx, err = a.accept(m.Header.Get(wire.HeaderLease))
