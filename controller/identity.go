@@ -556,7 +556,8 @@ func LeasePermissions(e, lease, client string, allow []string) (jwt.Permissions,
 		return p, fmt.Errorf("client name %q is not a subject token", client)
 	}
 	x := "jsn.x." + e + "."
-	p.Pub.Allow.Add(x+"describe", x+"stream."+lease+".*")
+	tok := wire.StreamToken(lease, client) // its own streams only, not those of others holding the lease
+	p.Pub.Allow.Add(x+"describe", x+"stream."+tok+".*")
 	if len(allow) == 0 {
 		p.Pub.Allow.Add(x + "call.>")
 	}
@@ -567,7 +568,7 @@ func LeasePermissions(e, lease, client string, allow []string) (jwt.Permissions,
 		}
 		p.Pub.Allow.Add(s)
 	}
-	p.Sub.Allow.Add(bus.HolderInbox(e, lease, client)+".>", x+"out."+lease+".*", api.EventPrefix(e, lease)+".>")
+	p.Sub.Allow.Add(bus.HolderInbox(e, lease, client)+".>", x+"out."+tok+".*", api.EventPrefix(e, lease)+".>")
 	return p, WatchPermissions(&p, []string{e})
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/controller/api"
 	"jsn.dev/jsn/drivers/serial"
@@ -55,16 +56,47 @@ func TestSharedLeaseCallers(t *testing.T) {
 		if _, err := a.nc.SubscribeSync(c.own + ".>"); err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range []string{c.other + ".>", bus.LeaseInbox("sh1", id) + ".>", bus.LeaseInbox("sh1", id) + ".*.x"} {
+		otherWho := strings.TrimPrefix(c.other, bus.LeaseInbox("sh1", id)+".")
+		for _, s := range []string{c.other + ".>", bus.LeaseInbox("sh1", id) + ".>", bus.LeaseInbox("sh1", id) + ".*.x",
+			// and to another's streams, or all of the lease's
+			wire.StreamOutWildcard("sh1", wire.StreamToken(id, otherWho)), wire.StreamOutWildcard("sh1", id), "jsn.x.sh1.out.*.*"} {
 			if _, err := a.nc.SubscribeSync(s); err != nil {
 				t.Fatal(err)
 			}
-			a.denied(t, c.who+" subscribing to another's replies", s)
+			a.denied(t, c.who+" subscribing to another's replies or streams", s)
+		}
+		for _, s := range []string{wire.StreamSubject("sh1", wire.StreamToken(id, otherWho), "x1"), wire.StreamSubject("sh1", id, "x1")} {
+			_ = a.nc.Publish(s, nil)
+			a.denied(t, c.who+" writing to another's streams", s)
+		}
+		if _, err := a.nc.SubscribeSync(wire.StreamOutWildcard("sh1", wire.StreamToken(id, c.who))); err != nil {
+			t.Fatal(err)
 		}
 		// Its own inbox stays open to it (no violation was about it).
 		if err := a.nc.Flush(); err != nil || a.nc.IsClosed() {
 			t.Fatalf("%s's connection after subscribing to its own inbox: %v", c.who, err)
 		}
+	}
+
+	// Each streams on the shared lease (a console: typed bytes echo back to their writer).
+	for _, h := range []struct {
+		who string
+		ex  *client.Exporter
+	}{{"alice", exa}, {"bob", exb}} {
+		who, ex := h.who, h.ex
+		st, err := serial.NewClient(ex.Driver("console")).Connect(ctx)
+		if err != nil {
+			t.Fatalf("%s's console stream: %v", who, err)
+		}
+		if _, err := st.Write([]byte(who + "\n")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		n, err := st.Read(buf)
+		if err != nil || !strings.Contains(string(buf[:n]), who) {
+			t.Errorf("%s's console stream read %q %v", who, buf[:n], err)
+		}
+		_ = st.Close()
 	}
 
 	// Calls by each are attributed to each.
@@ -77,10 +109,12 @@ func TestSharedLeaseCallers(t *testing.T) {
 	if _, err := serial.NewClient(exb.Driver("console")).Log(ctx, 0); err != nil {
 		t.Fatalf("bob's second call: %v", err)
 	}
-	want := []string{"call alice sh1 console.log OK", "call bob sh1 console.log OK", "call bob sh1 console.log OK"}
+	// (A stream's call is logged when it ends, closed by its client: CANCELLED.)
+	want := []string{"call alice sh1 console.connect CANCELLED", "call alice sh1 console.log OK",
+		"call bob sh1 console.connect CANCELLED", "call bob sh1 console.log OK", "call bob sh1 console.log OK"}
 	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: id, Kind: api.AuditKindCall})
-		if got := auditEvents(t, r); !slices.Equal(got, want) {
+		if got := auditEvents(t, r); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
 			return fmt.Errorf("calls of the shared lease:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 		return nil
@@ -88,8 +122,14 @@ func TestSharedLeaseCallers(t *testing.T) {
 	// bob reads his own calls in his audit log, not alice's.
 	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.AuditReply](t, bob, api.ClientSubject("bob", api.VerbAudit), api.AuditQuery{Kind: api.AuditKindCall})
-		if got := auditEvents(t, r); !slices.Equal(got, want[1:]) {
-			return fmt.Errorf("bob's audit log of calls: %q, want %q", got, want[1:])
+		var mine []string
+		for _, w := range want {
+			if strings.Contains(w, " bob ") {
+				mine = append(mine, w)
+			}
+		}
+		if got := auditEvents(t, r); !slices.Equal(slices.Sorted(slices.Values(got)), mine) {
+			return fmt.Errorf("bob's audit log of calls: %q, want %q", got, mine)
 		}
 		return nil
 	})
