@@ -203,6 +203,7 @@ type leaseRecord struct {
 type shareCred struct {
 	Credential *api.Credential `msgpack:"credential"`
 	Pub        string          `msgpack:"pub"`
+	Allow      []string        `msgpack:"allow,omitempty"` // the client's allow list its credential has
 }
 
 type leaseEntry struct {

@@ -50,7 +50,7 @@ func (c *Controller) updateActive(ctx context.Context, verb, who, id string, cha
 		if err != nil {
 			return nil, err
 		}
-		nr.Lease.SharedWith = slices.Sorted(maps.Keys(nr.Shares))
+		nr.Lease.SharedWith, nr.Lease.SharedAllow = sharedOf(nr.Shares)
 		b, err := wire.Marshal(&nr)
 		if err != nil {
 			return nil, err
@@ -81,6 +81,18 @@ func (c *Controller) updateActive(ctx context.Context, verb, who, id string, cha
 		}
 		return &nr, nil
 	}
+}
+
+// sharedOf lists the clients of shares and their allow lists, as api.Lease has them.
+func sharedOf(shares map[string]*shareCred) ([]string, map[string][]string) {
+	if len(shares) == 0 {
+		return nil, nil
+	}
+	allow := make(map[string][]string, len(shares))
+	for name, s := range shares {
+		allow[name] = s.Allow
+	}
+	return slices.Sorted(maps.Keys(shares)), allow
 }
 
 // shareTarget checks the client a lease is shared with or transferred to.
@@ -121,7 +133,7 @@ func (c *Controller) leaseShare(ctx context.Context, who string, data []byte) (a
 		if old := nr.Shares[req.With]; old != nil {
 			revoke = map[string]time.Time{old.Pub: nr.Keys[old.Pub]}
 		}
-		nr.Shares[req.With] = &shareCred{Credential: cred, Pub: pub}
+		nr.Shares[req.With] = &shareCred{Credential: cred, Pub: pub, Allow: to.Allow}
 		nr.Keys[pub] = end
 		return revoke, nil
 	})

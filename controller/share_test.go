@@ -19,13 +19,15 @@ import (
 // TestSharedLeaseCallers: each client holding a shared lease has an inbox of its own below the
 // lease's (raw NATS: neither may subscribe to the other's, nor to the whole lease's), and the
 // exporter attributes each call to the client whose inbox its reply goes to: the audit log names
-// bob for bob's calls and alice for alice's. A real exporter and the real audit stream.
+// bob for bob's calls and alice for alice's; the exporter holds each to its own allow list. A real
+// exporter and the real audit stream.
 func TestSharedLeaseCallers(t *testing.T) {
 	l := startLab(t)
 	l.runExporter("sh1", fmt.Sprintf(`export:
   console: {type: serial.Port, config: {url: "socket://%s", reconnect: 50ms}}
+  aux: {type: serial.Port, config: {url: "socket://%[1]s", reconnect: 50ms}}
 `, echoBoard(t)))
-	alice, _ := l.client("alice", api.CreateClientRequest{})
+	alice, _ := l.client("alice", api.CreateClientRequest{Allow: []string{"console.*"}})
 	bob, _ := l.client("bob", api.CreateClientRequest{})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -106,12 +108,13 @@ func TestSharedLeaseCallers(t *testing.T) {
 	if _, err := serial.NewClient(exb.Driver("console")).Log(ctx, 0); err != nil {
 		t.Fatalf("bob's call: %v", err)
 	}
-	if _, err := serial.NewClient(exb.Driver("console")).Log(ctx, 0); err != nil {
-		t.Fatalf("bob's second call: %v", err)
+	// aux is outside alice's allow list, not bob's: bob may call it on her lease.
+	if _, err := serial.NewClient(exb.Driver("aux")).Log(ctx, 0); err != nil {
+		t.Fatalf("bob's call outside alice's allow list, within his: %v", err)
 	}
 	// (A stream's call is logged when it ends, closed by its client: CANCELLED.)
 	want := []string{"call alice sh1 console.connect CANCELLED", "call alice sh1 console.log OK",
-		"call bob sh1 console.connect CANCELLED", "call bob sh1 console.log OK", "call bob sh1 console.log OK"}
+		"call bob sh1 aux.log OK", "call bob sh1 console.connect CANCELLED", "call bob sh1 console.log OK"}
 	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: id, Kind: api.AuditKindCall})
 		if got := auditEvents(t, r); !slices.Equal(slices.Sorted(slices.Values(got)), want) {

@@ -433,7 +433,7 @@ func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 
 // leaseOptions are the terms of lease l the exporter enforces and audits by.
 func leaseOptions(l *api.Lease) LeaseOptions {
-	return LeaseOptions{Allow: l.Allow, Holder: l.Client, Shared: l.SharedWith}
+	return LeaseOptions{Allow: l.Allow, Holder: l.Client, Shared: l.SharedWith, SharedAllow: l.SharedAllow}
 }
 
 func (r *remote) changedLocked() {
