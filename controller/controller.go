@@ -203,12 +203,16 @@ type leaseRecord struct {
 	// every part's record in jsn-leases, are its parts: exporter and lease id of each.
 	Parts    []api.LeasePart `msgpack:"parts,omitempty"`
 	Siblings []groupPart     `msgpack:"siblings,omitempty"`
+	// Renewed is, in jsn-queue, when the holder of a queued keepalive request last renewed it
+	// (lease.keepalive): a request nobody renews for a keepalive window is dropped (keepalive.go).
+	Renewed time.Time `msgpack:"renewed,omitempty"`
 }
 
 // shareCred is the credential of a client a lease is shared with.
 type shareCred struct {
 	Credential *api.Credential `msgpack:"credential"`
 	Pub        string          `msgpack:"pub"`
+	Allow      []string        `msgpack:"allow,omitempty"` // the client's allow list its credential has
 }
 
 type leaseEntry struct {

@@ -709,6 +709,9 @@ func (c *Controller) groupExtend(ctx context.Context, who string, g *leaseEntry,
 
 // groupKeepalive renews every part of keepalive group g.
 func (c *Controller) groupKeepalive(ctx context.Context, who string, g *leaseEntry) (any, error) {
+	if g.rec.Lease.Status == api.StatusQueued && g.rec.Lease.Keepalive > 0 {
+		return c.renewQueued(ctx, g) // its holder still waits for it
+	}
 	if g.rec.Lease.Status != api.StatusActive {
 		l := g.rec.Lease
 		return api.KeepaliveReply{Lease: &l}, nil

@@ -60,6 +60,9 @@ type Lease struct {
 	Group string `msgpack:"group,omitempty" json:"group,omitempty" yaml:"group,omitempty"`
 	// Parts, on a group, describes what it asks for: one selector (or "exporter NAME") per part.
 	Parts []string `msgpack:"parts,omitempty" json:"parts,omitempty" yaml:"parts,omitempty"`
+	// SharedAllow is the allow list of each client in SharedWith (nil: every driver), which the
+	// exporter checks that client's calls against (the holder's are checked against Allow).
+	SharedAllow map[string][]string `msgpack:"shared_allow,omitempty" json:"shared_allow,omitempty" yaml:"shared_allow,omitempty"`
 }
 
 // Credential is a lease credential: a NATS user JWT and its nkey seed.
