@@ -563,3 +563,40 @@ func TestGroupKeepalive(t *testing.T) {
 		}
 	}
 }
+
+// FuzzExpandParts: any lease.request body's parts are decoded and checked without a panic; parts
+// that pass are at most api.MaxParts, each exactly a selector that parses or a valid exporter
+// name, no exporter named twice.
+func FuzzExpandParts(f *testing.F) {
+	for _, ps := range [][]api.LeasePart{{{Selector: "board=rpi4"}, {Selector: "role=host"}}, {{Selector: "a", Count: 3}, {Exporter: "e1"}},
+		{{Exporter: "e1"}, {Exporter: "e1"}}, {{Selector: "a", Count: -1}}, {{Selector: "a", Count: 1 << 40}}, {{}}} {
+		b, _ := wire.Marshal(api.LeaseRequest{Parts: ps})
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req api.LeaseRequest
+		if decode(data, &req) != nil {
+			return
+		}
+		out, err := expandParts(req.Parts)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("an empty error")
+			}
+			return
+		}
+		if len(out) > api.MaxParts {
+			t.Fatalf("%d parts pass", len(out))
+		}
+		named := map[string]bool{}
+		for _, p := range out {
+			if (p.Selector == "") == (p.Exporter == "") || p.Exporter != "" && (!wire.ValidName(p.Exporter) || named[p.Exporter]) {
+				t.Fatalf("part %+v passes", p)
+			}
+			if _, err := ParseSelector(p.Selector); err != nil {
+				t.Fatalf("part %+v passes with a bad selector: %v", p, err)
+			}
+			named[p.Exporter] = p.Exporter != ""
+		}
+	})
+}
