@@ -463,8 +463,8 @@ func (s *Stream) handle(f wire.Frame, direct bool) {
 // silentAfter is how long a peer may stay silent: keepaliveMisses keepalives and half a period
 // of slack (35 s). Keepalives are checked every keepaliveEvery, so a silent peer's stream is
 // reset between silentAfter and silentAfter+keepaliveEvery after its last frame.
-func silentAfter() time.Duration {
-	return time.Duration(keepaliveMisses)*keepaliveEvery + keepaliveEvery/2
+func silentAfter(every time.Duration) time.Duration {
+	return time.Duration(keepaliveMisses)*every + every/2
 }
 
 // frameLimit is the largest DATA payload accepted on the bus or on a direct connection.
@@ -480,7 +480,7 @@ func frameLimit(direct bool) int {
 func (s *Stream) keepalive(now time.Time) (silent time.Duration) {
 	s.mu.Lock()
 	g := s.granted
-	if d := now.Sub(s.heard); d > silentAfter() {
+	if d := now.Sub(s.heard); d > silentAfter(s.mux.every) {
 		silent = d
 	}
 	s.mu.Unlock()
@@ -497,18 +497,29 @@ type streamMux struct {
 	closed bool               // guarded by mu
 	stop   chan struct{}
 	wg     sync.WaitGroup
+	every  time.Duration // keepaliveEvery when the mux was made (tests change the variable)
 
 	// Client side (exporter != ""): probes of the exporter's presence.
 	exporter  string
 	probes    *Subscription // "no responders" answers to probes
 	probeInbx string
 	probeSent time.Time // the last probe; guarded by mu
-	// Exporter side (server): frames of a stream it does not know are answered with a reset.
+	// Exporter side (server): frames of a stream it does not know are answered with a reset,
+	// except for streams that ended here lately (see ended).
 	serverOf string
+	// ended holds the ids of streams that ended on this side in the last one or two keepalive
+	// periods (two generations, rotated by keepalives; guarded by mu). The peer's frames that
+	// crossed the end (a client's probe or credit sent as the exporter finished) are dropped:
+	// answered with a reset on the bus, that reset could overtake the stream's last frames on a
+	// direct connection and fail a stream that ended cleanly.
+	ended, endedOld map[string]struct{}
 }
 
+// maxEnded bounds one generation of ended: past it the generations rotate early.
+const maxEnded = 1 << 16
+
 func newStreamMux(c *Conn, subject string) (*streamMux, error) {
-	m := &streamMux{conn: c, m: map[string]*Stream{}, stop: make(chan struct{})}
+	m := &streamMux{conn: c, m: map[string]*Stream{}, stop: make(chan struct{}), every: keepaliveEvery}
 	sub, err := c.Subscribe(subject, "", m.dispatch)
 	if err != nil {
 		return nil, err
@@ -575,6 +586,9 @@ func (m *streamMux) dispatch(msg *Msg) {
 	s := m.m[id]
 	m.mu.Unlock()
 	if s == nil {
+		if m.recentlyEnded(id) {
+			return
+		}
 		if m.serverOf != "" && wire.ValidName(id) {
 			// A client's frame for a stream this exporter does not have (it restarted, or the
 			// stream ended): say so, or the client would wait for its silence timeout.
@@ -619,6 +633,28 @@ func (m *streamMux) add(s *Stream) error {
 func (m *streamMux) remove(id string) {
 	m.mu.Lock()
 	delete(m.m, id)
+	if m.serverOf != "" {
+		if m.ended == nil || len(m.ended) >= maxEnded {
+			m.endedOld, m.ended = m.ended, map[string]struct{}{}
+		}
+		m.ended[id] = struct{}{}
+	}
+	m.mu.Unlock()
+}
+
+// recentlyEnded reports whether stream id ended on this (exporter) side lately.
+func (m *streamMux) recentlyEnded(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, a := m.ended[id]
+	_, b := m.endedOld[id]
+	return a || b
+}
+
+// rotateEnded forgets the older generation of ended streams (called every keepalive period).
+func (m *streamMux) rotateEnded() {
+	m.mu.Lock()
+	m.endedOld, m.ended = m.ended, nil
 	m.mu.Unlock()
 }
 
@@ -636,7 +672,7 @@ func (m *streamMux) snapshot(group string) []*Stream {
 
 func (m *streamMux) keepalives() {
 	defer m.wg.Done()
-	t := time.NewTicker(keepaliveEvery)
+	t := time.NewTicker(m.every)
 	defer t.Stop()
 	var probe <-chan time.Time
 	if m.probes != nil {
@@ -651,10 +687,11 @@ func (m *streamMux) keepalives() {
 		case <-probe:
 			m.probe()
 		case now := <-t.C:
+			m.rotateEnded()
 			for _, s := range m.snapshot("") {
 				if d := s.keepalive(now); d > 0 {
 					s.Reset(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: peer silent for %s (the limit is %s), assumed gone",
-						s.id, d.Round(100*time.Millisecond), silentAfter())})
+						s.id, d.Round(100*time.Millisecond), silentAfter(m.every))})
 				}
 			}
 		}
