@@ -33,7 +33,8 @@ func TestProbeOnlyAcceptedStreams(t *testing.T) {
 	}
 	t.Cleanup(ss.Close)
 	var probes atomic.Int64
-	watch, err := dial(t, s, "watch").Subscribe(wire.StreamWildcard("e1"), "", func(m *Msg) {
+	wc := dial(t, s, "watch")
+	watch, err := wc.Subscribe(wire.StreamWildcard("e1"), "", func(m *Msg) {
 		if m.Reply != "" {
 			probes.Add(1)
 		}
@@ -65,6 +66,11 @@ func TestProbeOnlyAcceptedStreams(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	ctx := context.Background()
+	for _, c := range []*Conn{exp, wc} {
+		if err := c.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 	a, err := cli.OpenStream(ctx, "e1", wire.CallSubject("e1", "net", "connect"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
