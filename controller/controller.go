@@ -194,12 +194,16 @@ type leaseRecord struct {
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
 	// Shares are the credentials of the clients the lease is shared with, by client name.
 	Shares map[string]*shareCred `msgpack:"shares,omitempty"`
+	// Renewed is, in jsn-queue, when the holder of a queued keepalive request last renewed it
+	// (lease.keepalive): a request nobody renews for a keepalive window is dropped (keepalive.go).
+	Renewed time.Time `msgpack:"renewed,omitempty"`
 }
 
 // shareCred is the credential of a client a lease is shared with.
 type shareCred struct {
 	Credential *api.Credential `msgpack:"credential"`
 	Pub        string          `msgpack:"pub"`
+	Allow      []string        `msgpack:"allow,omitempty"` // the client's allow list its credential has
 }
 
 type leaseEntry struct {
