@@ -26,7 +26,7 @@ type callOptions struct {
 func newCallCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &callOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "call PATH.METHOD [ARG...]",
+		Use:   "call [EXPORTER/]PATH.METHOD [ARG...]",
 		Short: "Call a driver method",
 		Long: `Call a method of a driver of the attached exporter.
 
@@ -39,7 +39,10 @@ How the result is shown depends on the method's kind:
   server-stream  each item as it arrives: YAML documents separated by ---, or one JSON
                  line per item; command output is written as is to stdout and stderr,
                  and jsn exits with the command's exit code
-  byte-stream    stdin and stdout are connected to the stream, like nc`,
+  byte-stream    stdin and stdout are connected to the stream, like nc
+
+EXPORTER/ names the exporter, like --exporter EXPORTER: in a jsn shell over several
+exporters (JSN_EXPORTERS) every command names one.`,
 		Example: `  # switch the power on, read its state
   $ jsn call power.on
   $ jsn call power.status
@@ -55,7 +58,10 @@ How the result is shown depends on the method's kind:
   $ jsn call shell.build_info
 
   # talk to a TCP port of the device through a byte stream
-  $ echo hello | jsn call network.connect`,
+  $ echo hello | jsn call network.connect
+
+  # in a shell over several exporters: the board's power
+  $ jsn call rack1-rpi4/power.on`,
 		Args: cmdutil.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Target, opts.Args = args[0], args[1:]
@@ -73,6 +79,16 @@ How the result is shown depends on the method's kind:
 }
 
 func runCall(ctx context.Context, opts *callOptions) error {
+	if e, rest, ok := strings.Cut(opts.Target, "/"); ok {
+		// EXPORTER/PATH.METHOD: --exporter EXPORTER.
+		switch {
+		case !wire.ValidName(e):
+			return &cmdutil.UsageError{Err: fmt.Errorf("%q: %q is not an exporter name (EXPORTER/PATH.METHOD)", opts.Target, e)}
+		case opts.f.ExporterName != "" && opts.f.ExporterName != e:
+			return &cmdutil.UsageError{Err: fmt.Errorf("%q names exporter %s, --exporter %s", opts.Target, e, opts.f.ExporterName)}
+		}
+		opts.f.ExporterName, opts.Target = e, rest
+	}
 	path, method, err := splitTarget(opts.Target)
 	if err != nil {
 		return err

@@ -74,6 +74,9 @@ func runGetExporters(cmd *cobra.Command, opts *getExportersOptions) error {
 		by, until := "-", "-"
 		if e.Lease != nil {
 			by, until = e.Lease.Client, formatTime(e.Lease.End)
+			if e.Lease.Group != "" {
+				by += " (group " + e.Lease.Group + ")" // a part of a multi-exporter lease
+			}
 		}
 		health := "ok"
 		switch {

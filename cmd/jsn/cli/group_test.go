@@ -90,16 +90,19 @@ func TestGroupLeaseProcesses(t *testing.T) {
 		}
 		return nil
 	})
+	if tbl := l.jsn("get", "exporters"); strings.Count(tbl.Stdout, "alice (group "+g+")") != 2 {
+		t.Errorf("get exporters with the group granted: want both leased by alice (group %s):\n%s", g, tbl.Stdout)
+	}
 	l.jsn("lease", "release", "--config", alice, g).Want(t, 0)
 	l.free("ga")
 	l.free("gh")
 
 	// A shell over both: each command names its exporter.
 	r := l.jsn("shell", "-l", "board=g", "-l", "role=gh", "--", "sh", "-c",
-		`echo "exporters=$JSN_EXPORTERS exporter=$JSN_EXPORTER"; jsn --exporter ga power on && jsn --exporter ga power status && jsn power status --exporter gh; `+
+		`echo "exporters=$JSN_EXPORTERS exporter=$JSN_EXPORTER"; jsn --exporter ga power on && jsn --exporter ga power status && jsn power status --exporter gh && jsn call gh/power.status; `+
 			`jsn power status; echo "rc=$?"`)
 	r.Want(t, 0)
-	if want := "exporters=ga,gh exporter=\non\noff\nrc=2\n"; r.Stdout != want {
+	if want := "exporters=ga,gh exporter=\non\noff\noff\nrc=2\n"; r.Stdout != want {
 		t.Errorf("shell over ga and gh: stdout %q, want %q\nstderr:\n%s", r.Stdout, want, r.Stderr)
 	}
 	if !strings.Contains(r.Stderr, "several exporters (ga, gh): name one with --exporter NAME") {
