@@ -82,11 +82,13 @@ func tab(t *testing.T) context.Context {
 	return ctx
 }
 
-// board is a serial console behind socket://: what the test writes to it, the board printed.
+// board is a serial console behind socket://: what the test writes to it, the board printed;
+// what it receives it records and echoes, like a shell on a tty.
 type board struct {
 	addr  string
 	mu    sync.Mutex
 	conns []net.Conn
+	in    []byte // everything received
 }
 
 func newBoard(t *testing.T) *board {
@@ -107,9 +109,14 @@ func newBoard(t *testing.T) *board {
 			go func() {
 				buf := make([]byte, 512)
 				for {
-					if _, err := c.Read(buf); err != nil {
+					n, err := c.Read(buf)
+					if err != nil {
 						return
 					}
+					b.mu.Lock()
+					b.in = append(b.in, buf[:n]...)
+					b.mu.Unlock()
+					_, _ = c.Write(buf[:n])
 				}
 			}()
 		}
@@ -131,6 +138,13 @@ func (b *board) print(s string) {
 	for _, c := range b.conns {
 		_, _ = c.Write([]byte(s))
 	}
+}
+
+// received is everything the board has received.
+func (b *board) received() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.in)
 }
 
 func (b *board) connected() bool {
