@@ -261,7 +261,8 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice, bob := dial(t, aliceCfg), dial(t, bobCfg)
-	if _, err := alice.RequestLease(t.Context(), api.LeaseRequest{Exporter: "rack1", Duration: 30 * time.Minute}); err != nil {
+	lease, err := alice.RequestLease(t.Context(), api.LeaseRequest{Exporter: "rack1", Duration: 30 * time.Minute})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// The board panics before anyone looks: the page must show it from the console's history.
@@ -300,7 +301,7 @@ func TestDashboard(t *testing.T) {
 	}
 	wstop()
 
-	tok, err := alice.DashboardToken(t.Context())
+	tok, err := alice.DashboardTokenFor(t.Context(), lease.Lease.ID) // the holder's login: it may type
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,6 +342,8 @@ func TestDashboard(t *testing.T) {
 	waitJS(ctx, t, "the board's line in the terminal", fmt.Sprintf(`(window.jsnConsoleText?.console || "").includes(%q)`, want))
 	// History then live, no duplicate.
 	waitJS(ctx, t, "the panic exactly once", fmt.Sprintf(`(window.jsnConsoleText.console.split(%q).length === 2)`, panicLine))
+	waitJS(ctx, t, "the power state", `document.querySelector('[data-power="power"]')?.textContent === "off"`)
+	waitJS(ctx, t, "the console's input open", `document.querySelector('.console[data-path="console"]')?.dataset.input === "open"`)
 	if *screenshot != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {

@@ -92,7 +92,9 @@ func TestLocalWeb(t *testing.T) {
 		}
 	}()
 	waitJS(ctx, t, "the board's line", fmt.Sprintf(`(window.jsnConsoleText?.console || "").includes(%q)`, want))
-	// The session holds its lease: the page types into the console.
+	// The session holds its lease: the page types into the console (the board quiet, so that
+	// its echo is not interleaved with its lines).
+	pstop()
 	waitJS(ctx, t, "the console's input open", `document.querySelector('.console[data-path="console"]')?.dataset.input === "open"`)
 	typeKeys(ctx, t, "console", "reboot\r")
 	waitBoard(t, brd, "reboot\r")
