@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/jwt/v2"
+
+	"jsn.dev/jsn/bus/wire"
 )
 
 // Inbox prefixes. In distributed mode every principal may subscribe only under its own inbox
@@ -16,7 +18,9 @@ import (
 //
 //	_INBOX_c.<client>                    a client identity (admins are clients)
 //	_INBOX_e.<exporter>                  an exporter identity
-//	_INBOX_l.<exporter>.<lease>          a lease credential: one lease on one exporter
+//	_INBOX_l.<exporter>.<lease>.<client> a lease credential: one lease on one exporter, of one
+//	                                     of the clients that hold it (its holder, or one it was
+//	                                     shared with: each receives only its own replies)
 //	_INBOX_v.<viewer>                    a read-only viewer identity (or a browser credential)
 //	_INBOX_k.<name>                      the controller's own connections
 //
@@ -36,8 +40,33 @@ func InboxPrefix(kind string, names ...string) string {
 	return "_INBOX_" + kind + "." + strings.Join(names, ".")
 }
 
-// LeaseInbox is the inbox prefix of the credential of lease on exporter.
+// LeaseInbox is the inbox prefix common to the credentials of lease on exporter (HolderInbox).
 func LeaseInbox(exporter, lease string) string { return InboxPrefix(KindLease, exporter, lease) }
+
+// HolderInbox is the inbox prefix of client's credential of lease on exporter: the lease's
+// inbox with the client's name below it, so that a lease's holder and those it shared it with
+// each receive only their own replies, and an exporter knows from a request's reply subject
+// whose credential can read the answer (InboxHolder).
+func HolderInbox(exporter, lease, client string) string {
+	return InboxPrefix(KindLease, exporter, lease, client)
+}
+
+// InboxHolder returns the token of subject right below the inbox of lease on exporter (the
+// client of HolderInbox), "" if subject is not below it or the token is not a name.
+func InboxHolder(subject, exporter, lease string) string {
+	p := LeaseInbox(exporter, lease)
+	if !InInbox(subject, p) {
+		return ""
+	}
+	rest := subject[len(p)+1:]
+	if i := strings.IndexByte(rest, '.'); i >= 0 {
+		rest = rest[:i]
+	}
+	if !wire.ValidName(rest) {
+		return ""
+	}
+	return rest
+}
 
 // InInbox reports whether subject lies under the inbox prefix (is a subject its owner may
 // receive on). An empty prefix holds nothing.

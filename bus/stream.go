@@ -36,7 +36,7 @@ var ErrStreamClosed = errors.New("stream closed")
 type Stream struct {
 	id     string
 	group  string // group the stream belongs to (exporter side: its lease, for ResetGroup)
-	lease  string // lease token of its subjects (exporter side: frames naming another are dropped)
+	lease  string // stream token of its subjects (wire.StreamToken; exporter side: frames naming another are dropped)
 	out    string // subject frames are published to
 	conn   *Conn
 	mux    *streamMux
@@ -686,12 +686,15 @@ func (m *streamMux) close(err error) {
 // as an *Error.
 func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr wire.Header, body []byte) (*Stream, error) {
 	lease := hdr.Get(wire.HeaderLease)
-	mux, err := c.clientMux(exporter, lease)
+	// The exporter names the stream by the lease and the holder its reply inbox names (Accept):
+	// this connection's own, below the lease's inbox for a lease credential.
+	tok := wire.StreamToken(lease, InboxHolder(c.prefix, exporter, lease))
+	mux, err := c.clientMux(exporter, tok)
 	if err != nil {
 		return nil, err
 	}
 	id := randomToken(12)
-	s := newStream(mux, id, wire.StreamSubject(exporter, lease, id), "", DefaultWindow)
+	s := newStream(mux, id, wire.StreamSubject(exporter, tok, id), "", DefaultWindow)
 	if err := mux.add(s); err != nil {
 		return nil, err
 	}
@@ -733,10 +736,10 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr wir
 // offers a direct connection.
 func (c *Conn) DisableDirectStreams() { c.noDirect.Store(true) }
 
-// clientMux returns the mux receiving the stream frames of lease on exporter, subscribing on
-// first use.
-func (c *Conn) clientMux(exporter, lease string) (*streamMux, error) {
-	key := exporter + "." + wire.LeaseToken(lease)
+// clientMux returns the mux receiving the stream frames of token (a wire.StreamToken) on
+// exporter, subscribing on first use.
+func (c *Conn) clientMux(exporter, token string) (*streamMux, error) {
+	key := exporter + "." + token
 	c.muxMu.Lock()
 	defer c.muxMu.Unlock()
 	if m := c.muxes[key]; m != nil {
@@ -745,7 +748,7 @@ func (c *Conn) clientMux(exporter, lease string) (*streamMux, error) {
 	if c.nc.IsClosed() {
 		return nil, &wire.Error{Code: wire.Unavailable, Message: "connection closed"}
 	}
-	m, err := newStreamMux(c, wire.StreamOutWildcard(exporter, lease))
+	m, err := newStreamMux(c, wire.StreamOutWildcard(exporter, token))
 	if err != nil {
 		return nil, err
 	}
@@ -790,9 +793,10 @@ func (c *Conn) ServeStreams(exporter string) (*StreamServer, error) {
 func Opens(m *Msg) bool { return m.Header.Get(wire.HeaderStream) != "" }
 
 // Accept creates the exporter's end of the stream that call m opens, in group (the lease, for
-// ResetGroup). Its subjects carry the lease m presents (Jsn-Lease; wire.NoLease if none): only frames
-// on its own lease's stream subject reach it. Reply to m with the returned header to tell the client the
-// stream is open.
+// ResetGroup). Its subjects carry the lease m presents (Jsn-Lease; wire.NoLease if none) and the
+// holder m's reply subject names (wire.StreamToken): only frames on its own subject reach it, so
+// another client sharing the lease can neither write to it nor read it. Reply to m with the
+// returned header to tell the client the stream is open.
 func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, wire.Header, error) {
 	id := m.Header.Get(wire.HeaderStream)
 	if !wire.ValidName(id) {
@@ -802,9 +806,10 @@ func (ss *StreamServer) Accept(m *Msg, group string) (*Stream, wire.Header, erro
 	if err != nil || w == 0 {
 		return nil, nil, &wire.Error{Code: wire.InvalidArgument, Message: fmt.Sprintf("%s %q must be a positive number of bytes", wire.HeaderStreamWindow, m.Header.Get(wire.HeaderStreamWindow))}
 	}
-	lease := wire.LeaseToken(m.Header.Get(wire.HeaderLease))
-	s := newStream(ss.mux, id, wire.StreamOutSubject(ss.exporter, lease, id), group, DefaultWindow)
-	s.lease = lease
+	lease := m.Header.Get(wire.HeaderLease)
+	tok := wire.StreamToken(lease, InboxHolder(m.Reply, ss.exporter, lease))
+	s := newStream(ss.mux, id, wire.StreamOutSubject(ss.exporter, tok, id), group, DefaultWindow)
+	s.lease = tok
 	s.limit = w
 	d := ss.direct.Load()
 	if d != nil && m.Header.Get(HeaderStreamDirect) == "1" {

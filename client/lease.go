@@ -51,10 +51,14 @@ var ErrLeaseEnded = errors.New("lease ended")
 
 // WaitLease polls queued lease id until it is active, calling progress (if not nil) with the
 // lease after every poll. It returns the active lease and its credential, an error wrapping
-// ErrLeaseEnded if it ended first, or the context's error.
+// ErrLeaseEnded if it ended first, or the context's error. A queued keepalive request
+// (api.LeaseRequest.Keepalive) is renewed while it waits, as KeepAlive renews the lease: if the
+// waiting process dies, the controller drops the request within a keepalive window instead of
+// granting it to nobody.
 func (c *Controller) WaitLease(ctx context.Context, id string, progress func(api.Lease)) (*api.LeaseReply, error) {
 	t := time.NewTicker(PollInterval)
 	defer t.Stop()
+	var renewed time.Time
 	for {
 		r, err := c.GetLease(ctx, id)
 		if err != nil {
@@ -62,6 +66,13 @@ func (c *Controller) WaitLease(ctx context.Context, id string, progress func(api
 				return nil, fmt.Errorf("wait for lease %s: %w", id, context.Cause(ctx))
 			}
 			return nil, err
+		}
+		if l := r.Lease; l.Status == api.StatusQueued && l.Keepalive > 0 && time.Since(renewed) >= l.Keepalive/3 {
+			rctx, cancel := context.WithTimeout(ctx, l.Keepalive/3)
+			if _, err := c.Renew(rctx, id); err == nil {
+				renewed = time.Now()
+			}
+			cancel()
 		}
 		if progress != nil {
 			progress(*r.Lease)

@@ -197,12 +197,16 @@ type leaseRecord struct {
 	// Web maps the keys of browser credentials that may type into the lease's consoles (they
 	// are in Keys too) to the client that logged in (unsharing revokes that client's).
 	Web map[string]string `msgpack:"web,omitempty"`
+	// Renewed is, in jsn-queue, when the holder of a queued keepalive request last renewed it
+	// (lease.keepalive): a request nobody renews for a keepalive window is dropped (keepalive.go).
+	Renewed time.Time `msgpack:"renewed,omitempty"`
 }
 
 // shareCred is the credential of a client a lease is shared with.
 type shareCred struct {
 	Credential *api.Credential `msgpack:"credential"`
 	Pub        string          `msgpack:"pub"`
+	Allow      []string        `msgpack:"allow,omitempty"` // the client's allow list its credential has
 }
 
 type leaseEntry struct {

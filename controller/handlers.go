@@ -617,9 +617,10 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 				return nil, err
 			}
 			scred.URL = c.endpoint
-			nr.Shares[name] = &shareCred{Credential: scred, Pub: spub}
+			nr.Shares[name] = &shareCred{Credential: scred, Pub: spub, Allow: allow}
 			nr.Keys[spub] = nr.Lease.End
 		}
+		nr.Lease.SharedWith, nr.Lease.SharedAllow = sharedOf(nr.Shares)
 	}
 	b, err := wire.Marshal(&nr)
 	if err != nil {

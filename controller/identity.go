@@ -366,7 +366,7 @@ func (a *Authority) userJWT(name, pub string, perms jwt.Permissions, expires tim
 // MintLease mints the credential of lease on exporter for client: a fresh nkey whose JWT expires
 // at expires and allows exactly the lease's own subjects (LeasePermissions).
 func (a *Authority) MintLease(client, exporter, lease string, allow []string, expires time.Time) (*api.Credential, string, error) {
-	perms, err := LeasePermissions(exporter, lease, allow)
+	perms, err := LeasePermissions(exporter, lease, client, allow)
 	if err != nil {
 		return nil, "", err
 	}
@@ -541,18 +541,23 @@ func CheckWatch(e string) error {
 	return fmt.Errorf("watch %q: want an exporter name (letters, digits, - and _) or * for every exporter; label selectors are not supported (NATS permissions name subjects, not labels)", e)
 }
 
-// LeasePermissions are the NATS permissions of the credential of lease on exporter e: it may
-// publish only e's describe, stream and (narrowed by allow) call subjects, and subscribe only to
-// its own inbox and its own lease's stream and event subjects; it may watch e's taps
-// (WatchPermissions). It reaches nothing of the client that holds it (its inbox, its other
-// leases).
-func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) {
+// LeasePermissions are the NATS permissions of client's credential of lease on exporter e: it
+// may publish only e's describe, stream and (narrowed by allow) call subjects, and subscribe
+// only to its own inbox (bus.HolderInbox: below the lease's, with the client's name, so that
+// the holder and those it shared the lease with do not read each other's replies) and its own
+// lease's stream and event subjects; it may watch e's taps (WatchPermissions). It reaches
+// nothing of the client's own identity (its inbox, its other leases).
+func LeasePermissions(e, lease, client string, allow []string) (jwt.Permissions, error) {
 	var p jwt.Permissions
 	if !wire.ValidName(lease) {
 		return p, fmt.Errorf("lease id %q is not a subject token", lease)
 	}
+	if !wire.ValidName(client) {
+		return p, fmt.Errorf("client name %q is not a subject token", client)
+	}
 	x := "jsn.x." + e + "."
-	p.Pub.Allow.Add(x+"describe", x+"stream."+lease+".*")
+	tok := wire.StreamToken(lease, client) // its own streams only, not those of others holding the lease
+	p.Pub.Allow.Add(x+"describe", x+"stream."+tok+".*")
 	if len(allow) == 0 {
 		p.Pub.Allow.Add(x + "call.>")
 	}
@@ -563,7 +568,7 @@ func LeasePermissions(e, lease string, allow []string) (jwt.Permissions, error) 
 		}
 		p.Pub.Allow.Add(s)
 	}
-	p.Sub.Allow.Add(bus.LeaseInbox(e, lease)+".>", x+"out."+lease+".*", api.EventPrefix(e, lease)+".>")
+	p.Sub.Allow.Add(bus.HolderInbox(e, lease, client)+".>", x+"out."+tok+".*", api.EventPrefix(e, lease)+".>")
 	return p, WatchPermissions(&p, []string{e})
 }
 

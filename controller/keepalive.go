@@ -30,7 +30,10 @@ func (c *Controller) leaseKeepalive(ctx context.Context, who string, data []byte
 			return nil, err
 		}
 		if a == nil {
-			l := p.rec.Lease // queued (renewed once granted) or ended (the holder stops)
+			if p.rec.Lease.Status == api.StatusQueued && p.rec.Lease.Keepalive > 0 {
+				return c.renewQueued(ctx, p)
+			}
+			l := p.rec.Lease // a fixed request (renewed once granted) or ended (the holder stops)
 			return api.KeepaliveReply{Lease: &l}, nil
 		}
 		if a.rec.Lease.Keepalive <= 0 {
@@ -72,6 +75,59 @@ func (c *Controller) leaseKeepalive(ctx context.Context, who string, data []byte
 		l := nr.Lease
 		return api.KeepaliveReply{Lease: &l}, nil
 	}
+}
+
+// renewQueued renews queued keepalive request p: its holder still waits for it. A request whose
+// holder died (stopped renewing) is dropped by the scheduler (staleQueued) rather than granted
+// to nobody. The record is rewritten at most every quarter of a window.
+func (c *Controller) renewQueued(ctx context.Context, p *leaseEntry) (any, error) {
+	for attempt := 0; ; attempt++ {
+		l := p.rec.Lease
+		now := time.Now().UTC()
+		if l.Status != api.StatusQueued || now.Sub(lastRenewal(p.rec)) < l.Keepalive/4 {
+			return api.KeepaliveReply{Lease: &l}, nil
+		}
+		nr := *p.rec
+		nr.Renewed = now
+		err := c.putPending(ctx, &nr, p.rev, 0)
+		if err == nil {
+			return api.KeepaliveReply{Lease: &l}, nil
+		}
+		if !errors.Is(err, bus.ErrKeyChanged) || attempt >= 3 {
+			return nil, err
+		}
+		// Rewritten meanwhile (its wait reason, a grant, an end): renew what it is now.
+		if err := c.catchUp(ctx); err != nil {
+			return nil, err
+		}
+		a, _, q := c.findLease(l.ID)
+		if a != nil {
+			l := a.rec.Lease
+			return api.KeepaliveReply{Lease: &l}, nil // granted: the holder renews the lease now
+		}
+		if q == nil {
+			return nil, wire.Errorf(wire.NotFound, "lease %s: not found", l.ID)
+		}
+		p = q
+	}
+}
+
+// lastRenewal is when queued keepalive request rec was last renewed (made, if never).
+func lastRenewal(rec *leaseRecord) time.Time {
+	if rec.Renewed.After(rec.Lease.Created) {
+		return rec.Renewed
+	}
+	return rec.Lease.Created
+}
+
+// staleQueued reports whether queued request rec is a keepalive request its holder stopped
+// renewing a keepalive window ago, and why it is dropped.
+func staleQueued(rec *leaseRecord, now time.Time) (string, bool) {
+	l := &rec.Lease
+	if l.Keepalive <= 0 || now.Sub(lastRenewal(rec)) <= l.Keepalive {
+		return "", false
+	}
+	return fmt.Sprintf("its holder stopped renewing the request (keepalive; last renewed %s)", lastRenewal(rec).Local().Format("15:04:05")), true
 }
 
 // endReason is why lease l, whose End has passed, ends.

@@ -278,3 +278,143 @@ func TestLeaseShare(t *testing.T) {
 		return nil
 	})
 }
+
+// TestLeaseTransferPolicies re-checks the policies of the client a lease is handed to or shared
+// with: a transfer is refused when the lease's exporter, priority or time left is outside the new
+// holder's policy, a share when the exporter is; each refusal names the policy.
+func TestLeaseTransferPolicies(t *testing.T) {
+	l := startLab(t)
+	l.exporter("e1", map[string]string{"board": "rpi4"})
+	l.exporter("e2", map[string]string{"board": "bbb"})
+	alice, _ := l.client("alice", api.CreateClientRequest{MaxPriority: 5})
+	bob, _ := l.client("bob", api.CreateClientRequest{Group: "students", MaxPriority: 5})
+	subj := func(c, v string) string { return api.ClientSubject(c, v) }
+	one := 1
+	callOK[api.Empty](t, l.admin, api.AdminSubject(AdminName, api.VerbPolicySet),
+		api.Policy{Name: "teaching", Groups: []string{"students"}, MaxDuration: 10 * time.Minute, MaxPriority: &one, Selector: "board=bbb"})
+
+	refused := func(verb string, req api.ShareRequest, want string) {
+		t.Helper()
+		_, err := call[api.LeaseReply](t, alice, subj("alice", verb), req)
+		if !errors.Is(err, wire.ErrPermissionDenied) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s %s with %s: got %v, want PERMISSION_DENIED with %q", verb, req.ID, req.With, err, want)
+		}
+	}
+	lease := func(id, e string, d time.Duration, prio int) {
+		t.Helper()
+		callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest), api.LeaseRequest{ID: id, Exporter: e, Duration: d, Priority: prio})
+	}
+	lease("outside", "e1", 5*time.Minute, 0)
+	refused(api.VerbLeaseTransfer, api.ShareRequest{ID: "outside", With: "bob"}, `transfer outside to bob: exporter e1 is outside policy teaching, which allows only exporters matching "board=bbb"`)
+	refused(api.VerbLeaseShare, api.ShareRequest{ID: "outside", With: "bob"}, "share outside with bob: exporter e1 is outside policy teaching")
+	callOK[api.Empty](t, alice, subj("alice", api.VerbLeaseRelease), api.LeaseID{ID: "outside"})
+
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		_, err := call[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest), api.LeaseRequest{ID: "long", Exporter: "e2", Duration: time.Hour, Priority: 3})
+		return err
+	})
+	refused(api.VerbLeaseTransfer, api.ShareRequest{ID: "long", With: "bob"}, "transfer long to bob: priority 3 exceeds the ceiling of 1 of policy teaching")
+	// Sharing does not hand over the priority or the time: the exporter is within bob's policy.
+	callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseShare), api.ShareRequest{ID: "long", With: "bob"})
+	callOK[api.Empty](t, alice, subj("alice", api.VerbLeaseRelease), api.LeaseID{ID: "long"})
+
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		_, err := call[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseRequest), api.LeaseRequest{ID: "hour", Exporter: "e2", Duration: time.Hour})
+		return err
+	})
+	refused(api.VerbLeaseTransfer, api.ShareRequest{ID: "hour", With: "bob"}, "exceeds the maximum of 10m0s of policy teaching")
+	// Once less time is left than the policy allows, the transfer goes through.
+	callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseExtend), api.ExtendRequest{ID: "hour", Duration: 5 * time.Minute, Set: true})
+	tr := callOK[api.LeaseReply](t, alice, subj("alice", api.VerbLeaseTransfer), api.ShareRequest{ID: "hour", With: "bob"})
+	if tr.Lease.Client != "bob" {
+		t.Errorf("transfer within bob's policy: %+v", tr.Lease)
+	}
+	if _, err := call[api.LeaseReply](t, bob, subj("bob", api.VerbLeaseGet), api.LeaseID{ID: "hour"}); err != nil {
+		t.Errorf("bob gets the lease handed to him: %v", err)
+	}
+}
+
+// TestQueuedKeepaliveHolderGone: a queued keepalive request lives while its holder waits for it
+// (client.WaitLease renews it); one whose holder stopped renewing is dropped, with the reason in
+// the lease and the audit log, and is never granted when the exporter frees up.
+func TestQueuedKeepaliveHolderGone(t *testing.T) {
+	dir := t.TempDir()
+	adminCfg, err := Init(dir, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := testOptions(dir)
+	o.KeepaliveWindow = 2 * time.Second
+	l := &lab{t: t, dir: dir}
+	l.start(o)
+	l.admin = l.connectConfig(adminCfg)
+	l.exporter("q1", map[string]string{"board": "rpi4"})
+	alice, _ := l.client("alice", api.CreateClientRequest{})
+	bob, bobYAML := l.client("bob", api.CreateClientRequest{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfg, err := client.ParseConfig("bob.yaml", bobYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, err := client.DialController(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.Close()
+
+	ra := callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseRequest), api.LeaseRequest{Exporter: "q1", Duration: time.Minute})
+	// bob's first request is abandoned (nobody renews it), his second waits in a Go client.
+	for _, id := range []string{"gone", "kept"} {
+		r := callOK[api.LeaseReply](t, bob, api.ClientSubject("bob", api.VerbLeaseRequest), api.LeaseRequest{ID: id, Exporter: "q1", Keepalive: true, Duration: time.Hour})
+		if r.Lease.Status != api.StatusQueued || r.Lease.Keepalive != o.KeepaliveWindow {
+			t.Fatalf("bob's request %s: %+v, want queued keepalive", id, r.Lease)
+		}
+	}
+	waited := make(chan *api.LeaseReply, 1)
+	go func() {
+		r, err := bc.WaitLease(ctx, "kept", nil)
+		if err != nil {
+			t.Errorf("WaitLease of the renewed request: %v", err)
+		}
+		waited <- r
+	}()
+	testkit.CheckFor(t, 15*time.Second, func() error {
+		g := callOK[api.LeaseReply](t, bob, api.ClientSubject("bob", api.VerbLeaseGet), api.LeaseID{ID: "gone"})
+		if g.Lease.Status != api.StatusEnded {
+			return fmt.Errorf("abandoned keepalive request still %s", g.Lease.Status)
+		}
+		if !strings.Contains(g.Lease.Reason, "stopped renewing the request") {
+			t.Errorf("dropped request's reason %q, want its holder stopped renewing it", g.Lease.Reason)
+		}
+		return nil
+	})
+	// The one renewed by its waiting holder is older than a window by now, and still queued.
+	if k := callOK[api.LeaseReply](t, bob, api.ClientSubject("bob", api.VerbLeaseGet), api.LeaseID{ID: "kept"}); k.Lease.Status != api.StatusQueued {
+		t.Fatalf("renewed keepalive request: %s (%s), want still queued", k.Lease.Status, k.Lease.Reason)
+	}
+	// The exporter frees up: the living request gets it, the dropped one never does.
+	callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: ra.Lease.ID})
+	select {
+	case r := <-waited:
+		if r == nil || r.Lease.Status != api.StatusActive || r.Lease.ID != "kept" {
+			t.Fatalf("granted: %+v", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("the renewed keepalive request was not granted")
+	}
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		a := callOK[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: "gone"})
+		var seen []string
+		for _, e := range a.Events {
+			seen = append(seen, e.Event+": "+e.Reason)
+			if e.Event == api.AuditGrant {
+				t.Fatalf("the dropped request was granted: %+v", e)
+			}
+		}
+		if all := strings.Join(seen, "; "); !strings.Contains(all, "cancel: its holder stopped renewing the request") {
+			return fmt.Errorf("audit of the dropped request: %s", all)
+		}
+		return nil
+	})
+}

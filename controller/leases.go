@@ -142,6 +142,10 @@ func (c *Controller) reconcile(ctx context.Context) {
 			_ = c.endPending(ctx, p, "client deleted")
 			continue
 		}
+		if why, stale := staleQueued(p.rec, now); stale {
+			_ = c.endPending(ctx, p, why) // never granted to a holder that is gone
+			continue
+		}
 		if p.rec.Lease.NotBefore.After(now) {
 			continue // scheduled: not yet
 		}

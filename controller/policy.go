@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
@@ -186,4 +187,43 @@ func (c *Controller) policyDelete(ctx context.Context, who string, data []byte) 
 	}
 	c.mu.Unlock()
 	return api.Empty{}, nil
+}
+
+// checkHolder checks that client id may hold lease l on exporter e as it is, for a transfer
+// (whole: its priority and the time it has left too) or a share (only the exporters id may use).
+// what names the operation ("transfer L to bob"); refusals are worded as request refusals and
+// name the client's cap or policy.
+func (c *Controller) checkHolder(what string, id *api.Identity, l *api.Lease, e string, whole bool) error {
+	if id.Admin {
+		return nil
+	}
+	left := time.Until(credEnd(l)).Truncate(time.Second)
+	if whole {
+		switch {
+		case l.Priority > id.MaxPriority:
+			return wire.Errorf(wire.PermissionDenied, "%s: priority %d exceeds client %s's maximum of %d", what, l.Priority, id.Name, id.MaxPriority)
+		case id.MaxDuration > 0 && left > id.MaxDuration:
+			return wire.Errorf(wire.PermissionDenied, "%s: duration left %v exceeds client %s's cap of %v", what, left, id.Name, id.MaxDuration)
+		}
+	}
+	for _, p := range c.policiesFor(id) {
+		switch {
+		case whole && p.MaxPriority != nil && l.Priority > *p.MaxPriority:
+			return wire.Errorf(wire.PermissionDenied, "%s: priority %d exceeds the ceiling of %d of policy %s", what, l.Priority, *p.MaxPriority, p.Name)
+		case whole && p.MaxDuration > 0 && left > p.MaxDuration:
+			return wire.Errorf(wire.PermissionDenied, "%s: duration left %v exceeds the maximum of %v of policy %s", what, left, p.MaxDuration, p.Name)
+		}
+		if p.Selector == "" {
+			continue
+		}
+		ps, _ := ParseSelector(p.Selector)
+		c.mu.Lock()
+		x := c.exps[e]
+		ok := x != nil && ps.Matches(x.Labels)
+		c.mu.Unlock()
+		if !ok {
+			return wire.Errorf(wire.PermissionDenied, "%s: exporter %s is outside policy %s, which allows only exporters matching %q", what, e, p.Name, p.Selector)
+		}
+	}
+	return nil
 }

@@ -51,7 +51,7 @@ func (c *Controller) updateActive(ctx context.Context, verb, who, id string, cha
 		if err != nil {
 			return nil, err
 		}
-		nr.Lease.SharedWith = slices.Sorted(maps.Keys(nr.Shares))
+		nr.Lease.SharedWith, nr.Lease.SharedAllow = sharedOf(nr.Shares)
 		b, err := wire.Marshal(&nr)
 		if err != nil {
 			return nil, err
@@ -84,6 +84,18 @@ func (c *Controller) updateActive(ctx context.Context, verb, who, id string, cha
 	}
 }
 
+// sharedOf lists the clients of shares and their allow lists, as api.Lease has them.
+func sharedOf(shares map[string]*shareCred) ([]string, map[string][]string) {
+	if len(shares) == 0 {
+		return nil, nil
+	}
+	allow := make(map[string][]string, len(shares))
+	for name, s := range shares {
+		allow[name] = s.Allow
+	}
+	return slices.Sorted(maps.Keys(shares)), allow
+}
+
 // shareTarget checks the client a lease is shared with or transferred to.
 func (c *Controller) shareTarget(verb string, req *api.ShareRequest) (*api.Identity, error) {
 	if !wire.ValidName(req.With) {
@@ -109,6 +121,9 @@ func (c *Controller) leaseShare(ctx context.Context, who string, data []byte) (a
 		if nr.Lease.Client == req.With {
 			return nil, wire.Errorf(wire.InvalidArgument, "share %s: %s holds it", req.ID, req.With)
 		}
+		if err := c.checkHolder("share "+req.ID+" with "+req.With, to, &nr.Lease, e, false); err != nil {
+			return nil, err
+		}
 		end := credEnd(&nr.Lease)
 		cred, pub, err := c.auth.MintLease(req.With, e, nr.Lease.ID, to.Allow, end)
 		if err != nil {
@@ -119,7 +134,7 @@ func (c *Controller) leaseShare(ctx context.Context, who string, data []byte) (a
 		if old := nr.Shares[req.With]; old != nil {
 			revoke = map[string]time.Time{old.Pub: nr.Keys[old.Pub]}
 		}
-		nr.Shares[req.With] = &shareCred{Credential: cred, Pub: pub}
+		nr.Shares[req.With] = &shareCred{Credential: cred, Pub: pub, Allow: to.Allow}
 		nr.Keys[pub] = end
 		return revoke, nil
 	})
@@ -168,6 +183,9 @@ func (c *Controller) leaseTransfer(ctx context.Context, who string, data []byte)
 	nr, err := c.updateActive(ctx, "transfer", who, req.ID, func(e string, nr *leaseRecord) (map[string]time.Time, error) {
 		if nr.Lease.Client == req.With {
 			return nil, wire.Errorf(wire.InvalidArgument, "transfer %s: %s holds it already", req.ID, req.With)
+		}
+		if err := c.checkHolder("transfer "+req.ID+" to "+req.With, to, &nr.Lease, e, true); err != nil {
+			return nil, err
 		}
 		end := credEnd(&nr.Lease)
 		cred, pub, err := c.auth.MintLease(req.With, e, nr.Lease.ID, to.Allow, end)

@@ -104,20 +104,21 @@ func allowedCall(allow []string, path, method string) bool {
 }
 
 // BrowserWritePermissions adds to p what a browser credential may do to type into the consoles
-// (driver paths) of lease on exporter e: publish their open calls
-// (jsn.x.E.call.<path>.connect) and the lease's client → exporter stream frames
-// (jsn.x.E.stream.<lease>.*), and subscribe to the lease's exporter → client frames
-// (jsn.x.E.out.<lease>.*) and to the replies of its openings under inbox, a prefix inside the
-// lease's inbox (_INBOX_l.E.<lease>.<token>) — not the whole lease inbox: the replies of the
-// holder's other connections stay out of reach. Nothing else of the lease: no other call, no
-// describe, no hook events.
-func BrowserWritePermissions(p *jwt.Permissions, e, lease, inbox string, consoles []string) {
+// (driver paths) of exporter e under stream token stream (wire.StreamToken of the lease and the
+// client that logged in): publish their open calls (jsn.x.E.call.<path>.connect) and the
+// client → exporter frames of that client's streams of the lease (jsn.x.E.stream.<stream>.*),
+// and subscribe to their exporter → client frames (jsn.x.E.out.<stream>.*) and to the replies of
+// its openings under inbox, a prefix inside the client's inbox of the lease
+// (_INBOX_l.E.<lease>.<client>.w<random>) — not all of it: the replies of the client's other
+// connections stay out of reach. Nothing else of the lease: no other call, no describe, no hook
+// events, nothing of the others the lease is shared with.
+func BrowserWritePermissions(p *jwt.Permissions, e, stream, inbox string, consoles []string) {
 	x := "jsn.x." + e + "."
 	for _, path := range consoles {
 		p.Pub.Allow.Add(x + "call." + path + "." + consoleMethod)
 	}
-	p.Pub.Allow.Add(x + "stream." + lease + ".*")
-	p.Sub.Allow.Add(x+"out."+lease+".*", inbox+".>")
+	p.Pub.Allow.Add(x + "stream." + stream + ".*")
+	p.Sub.Allow.Add(x+"out."+stream+".*", inbox+".>")
 }
 
 // MintBrowserWrite mints a browser credential for name with BrowserPermissions(watch) and, when
@@ -130,7 +131,7 @@ func (a *Authority) MintBrowserWrite(name string, watch []string, w *api.Browser
 	pub, _ := kp.PublicKey()
 	p := BrowserPermissions(watch)
 	if w != nil {
-		BrowserWritePermissions(&p, w.Exporter, w.Lease, w.Inbox, w.Consoles)
+		BrowserWritePermissions(&p, w.Exporter, w.Stream, w.Inbox, w.Consoles)
 	}
 	j, err := a.userJWT(name, pub, p, expires, []string{"jsn-browser"})
 	if err != nil {
@@ -153,6 +154,7 @@ func (c *Controller) webWrite(ctx context.Context, who, id string, exp time.Time
 	c.mu.Unlock()
 	allow := l.Allow
 	if l.Client != who {
+		allow = nil
 		if id := c.identity(api.KindClient, who); id != nil {
 			allow = id.Allow // a shared lease is bounded by the sharee's own allow list
 		}
@@ -166,8 +168,11 @@ func (c *Controller) webWrite(ctx context.Context, who, id string, exp time.Time
 	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	return &api.BrowserWrite{Exporter: e, Lease: id, Inbox: bus.LeaseInbox(e, id) + ".w" + hex.EncodeToString(b),
-		Consoles: consoles, Method: consoleMethod, Expires: exp.UTC().Format(time.RFC3339)}, exp, nil
+	// The exporter takes the stream's owner from the reply subject (the token below the lease's
+	// inbox): the opening's replies and the stream's subjects are who's, as its lease
+	// credential's are.
+	return &api.BrowserWrite{Exporter: e, Lease: id, Inbox: bus.HolderInbox(e, id, who) + ".w" + hex.EncodeToString(b),
+		Stream: wire.StreamToken(id, who), Consoles: consoles, Method: consoleMethod, Expires: exp.UTC().Format(time.RFC3339)}, exp, nil
 }
 
 // recordWebKey adds a browser credential's key to lease id's keys (revoked at its end), and

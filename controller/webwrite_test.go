@@ -90,7 +90,7 @@ func TestBrowserWriteCredential(t *testing.T) {
 	}
 	w := s.Write
 	if w == nil || w.Exporter != "e1" || w.Lease != a || fmt.Sprint(w.Consoles) != "[console]" || w.Method != "connect" ||
-		!strings.HasPrefix(w.Inbox, bus.LeaseInbox("e1", a)+".w") {
+		!strings.HasPrefix(w.Inbox, bus.HolderInbox("e1", a, "alice")+".w") || w.Stream != wire.StreamToken(a, "alice") {
 		t.Fatalf("holder's write rights %+v", w)
 	}
 	if exp, _ := time.Parse(time.RFC3339, s.Expires); exp.After(la.Lease.End.Add(time.Second)) {
@@ -100,8 +100,9 @@ func TestBrowserWriteCredential(t *testing.T) {
 	// What it may: open e1's console stream (reply in its inbox), send frames, read the lease's
 	// stream output and the replies.
 	open := sees(t, e1, "jsn.x.e1.call.console.connect")
-	frames := sees(t, e1, "jsn.x.e1.stream."+a+".s1")
-	out, err := br.nc.SubscribeSync("jsn.x.e1.out." + a + ".s1")
+	as := w.Stream // a~alice
+	frames := sees(t, e1, "jsn.x.e1.stream."+as+".s1")
+	out, err := br.nc.SubscribeSync("jsn.x.e1.out." + as + ".s1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,11 +121,11 @@ func TestBrowserWriteCredential(t *testing.T) {
 		t.Fatal(err)
 	}
 	open("the holder's open call")
-	if err := br.nc.Publish("jsn.x.e1.stream."+a+".s1", []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 'h', 'i'}); err != nil {
+	if err := br.nc.Publish("jsn.x.e1.stream."+as+".s1", []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 'h', 'i'}); err != nil {
 		t.Fatal(err)
 	}
 	frames("the holder's DATA frame")
-	if err := e1.Publish("jsn.x.e1.out."+a+".s1", nil, []byte("x")); err != nil {
+	if err := e1.Publish("jsn.x.e1.out."+as+".s1", nil, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := out.NextMsg(5 * time.Second); err != nil {
@@ -139,13 +140,15 @@ func TestBrowserWriteCredential(t *testing.T) {
 	// What it may not: other drivers, methods, exporters, leases; the lease's whole inbox, its
 	// events; calls beyond opening a console.
 	for _, subj := range []string{"jsn.x.e1.call.power.on", "jsn.x.e1.call.console.set_baudrate", "jsn.x.e1.describe",
-		"jsn.x.e2.call.console.connect", "jsn.x.e2.stream." + b + ".s1", "jsn.x.e1.stream." + b + ".s1", "jsn.x.e1.out." + a + ".s1",
+		"jsn.x.e2.call.console.connect", "jsn.x.e2.stream." + b + "~bob.s1", "jsn.x.e1.stream." + b + "~bob.s1", "jsn.x.e1.out." + as + ".s1",
+		"jsn.x.e1.stream." + a + ".s1", "jsn.x.e1.stream." + a + "~carol.s1",
 		"jsn.ctl.c.alice.lease.release", "jsn.tap.e1.console"} {
 		_ = br.nc.Publish(subj, nil)
 		br.denied(t, "holder's browser publish", subj)
 	}
-	for _, subj := range []string{bus.LeaseInbox("e1", a) + ".>", "jsn.x.e1.ev." + a + ".>", "jsn.x.e2.out." + b + ".*",
-		bus.LeaseInbox("e2", b) + ".>", "jsn.x.e1.out.*.*", "_INBOX_c.alice.>"} {
+	for _, subj := range []string{bus.LeaseInbox("e1", a) + ".>", bus.HolderInbox("e1", a, "alice") + ".>", "jsn.x.e1.ev." + a + ".>",
+		"jsn.x.e2.out." + b + "~bob.*", bus.LeaseInbox("e2", b) + ".>", "jsn.x.e1.out.*.*", "jsn.x.e1.out." + a + ".*",
+		"jsn.x.e1.out." + a + "~carol.*", "_INBOX_c.alice.>"} {
 		if _, err := br.nc.SubscribeSync(subj); err != nil {
 			t.Fatal(err)
 		}
@@ -178,14 +181,14 @@ func TestBrowserWriteCredential(t *testing.T) {
 			t.Errorf("%s's read-only login has write rights %+v", who.name, s.Write)
 		}
 		ro := l.browser(t, s)
-		for _, subj := range []string{"jsn.x.e1.call.console.connect", "jsn.x.e1.stream." + a + ".s1"} {
+		for _, subj := range []string{"jsn.x.e1.call.console.connect", "jsn.x.e1.stream." + a + "~alice.s1", "jsn.x.e1.stream." + a + "~" + who.name + ".s1"} {
 			_ = ro.nc.Publish(subj, nil)
 			ro.denied(t, who.name+"'s read-only browser publish", subj)
 		}
-		if _, err := ro.nc.SubscribeSync("jsn.x.e1.out." + a + ".*"); err != nil {
+		if _, err := ro.nc.SubscribeSync("jsn.x.e1.out." + a + "~alice.*"); err != nil {
 			t.Fatal(err)
 		}
-		ro.denied(t, who.name+"'s read-only browser subscribe", "jsn.x.e1.out."+a+".*")
+		ro.denied(t, who.name+"'s read-only browser subscribe", "jsn.x.e1.out."+a+"~alice.*")
 	}
 
 	// The power state subject: the watchers of e1 read it, a watcher of e2 only does not.
@@ -222,10 +225,13 @@ func TestBrowserWriteCredential(t *testing.T) {
 	// Shared: carol types too, until alice unshares.
 	callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseShare), api.ShareRequest{ID: a, With: "carol"})
 	sc, err := login(carol, api.ClientSubject("carol", api.VerbDashboard), a)
-	if err != nil || sc.Write == nil || sc.Write.Lease != a || sc.Write.Inbox == w.Inbox {
+	if err != nil || sc.Write == nil || sc.Write.Lease != a || sc.Write.Stream != wire.StreamToken(a, "carol") ||
+		!strings.HasPrefix(sc.Write.Inbox, bus.HolderInbox("e1", a, "carol")+".w") {
 		t.Fatalf("carol's login with the shared lease: %+v %v", sc, err)
 	}
 	cb := l.browser(t, sc)
+	_ = cb.nc.Publish("jsn.x.e1.stream."+as+".s1", nil) // alice's streams: not carol's
+	cb.denied(t, "the sharee's browser publish", "jsn.x.e1.stream."+as+".s1")
 	callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseUnshare), api.ShareRequest{ID: a, With: "carol"})
 	testkit.CheckFor(t, 30*time.Second, func() error {
 		if !cb.nc.IsClosed() {

@@ -11,7 +11,8 @@ import (
 )
 
 // AuditCalls makes the exporter (before Start) append an event for every driver call it serves
-// to the controller's audit log (api.AuditStream): who (the lease's holder), the lease, the
+// to the controller's audit log (api.AuditStream): who (the client whose inbox the reply goes
+// to: the lease's holder or one it shared the lease with, see Exporter.caller), the lease, the
 // driver path and method, the result code and the duration, never arguments or results. The
 // events are plain publishes on api.AuditCallSubject(exporter, holder), which only this
 // exporter's identity may publish to: a call never waits for its audit entry. Distributed mode
@@ -24,9 +25,11 @@ func (e *Exporter) auditCall(ctx context.Context, m *bus.Msg, path, method strin
 	if conn == nil {
 		return
 	}
-	holder := ""
+	var holder string
 	if ctx != nil {
 		holder = driver.Holder(ctx)
+	} else {
+		holder = e.caller(m, m.Header.Get(wire.HeaderLease)) // refused before it ran
 	}
 	code := "OK"
 	if err != nil {

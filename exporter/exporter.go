@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,6 +57,9 @@ type Exporter struct {
 	mu          sync.Mutex
 	lease       string                  // current lease id, "" when none; guarded by mu
 	allow       []string                // the lease's allow list, nil for all; guarded by mu
+	holder      string                  // the lease's holder ("" in a local session); guarded by mu
+	shared      []string                // the clients the holder shared the lease with; guarded by mu
+	sharedAllow map[string][]string     // their allow lists; guarded by mu
 	leaseCtx    context.Context         // cancelled when the lease ends; guarded by mu
 	leaseCancel context.CancelCauseFunc // guarded by mu
 	stopped     bool                    // guarded by mu
@@ -380,6 +385,14 @@ type LeaseOptions struct {
 	// Holder is the identity of the client the lease is for (distributed mode; "" in a local
 	// session). Drivers find it with driver.Holder in the context of the lease's calls.
 	Holder string
+	// Shared lists the clients the holder shared the lease with (api.Lease.SharedWith). A call
+	// whose reply subject is in the inbox of one of them (bus.HolderInbox) is that client's:
+	// driver.Holder and the audit log name it instead of the holder.
+	Shared []string
+	// SharedAllow is the allow list of each client in Shared (api.Lease.SharedAllow; nil: every
+	// driver): that client's calls are checked against it instead of Allow. A client in Shared
+	// without an entry is checked against Allow.
+	SharedAllow map[string][]string
 }
 
 // BeginLease makes id the current lease: it ends the previous one, if any, and resets every driver
@@ -410,9 +423,43 @@ func (e *Exporter) BeginLeaseWith(ctx context.Context, id string, o LeaseOptions
 	e.mu.Lock()
 	e.lease, e.leaseCtx, e.leaseCancel = id, lctx, cancel
 	e.allow = append([]string(nil), o.Allow...)
+	e.holder, e.shared, e.sharedAllow = o.Holder, append([]string(nil), o.Shared...), maps.Clone(o.SharedAllow)
 	e.mu.Unlock()
 	e.log.Info("lease started", "lease", id)
 	return resetErr
+}
+
+// UpdateLease changes the terms of lease id, if it is the current one: a transfer changes its
+// holder and allow list, a share or unshare the clients it is shared with.
+func (e *Exporter) UpdateLease(id string, o LeaseOptions) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.lease != id {
+		return
+	}
+	e.allow = append([]string(nil), o.Allow...)
+	e.holder, e.shared, e.sharedAllow = o.Holder, append([]string(nil), o.Shared...), maps.Clone(o.SharedAllow)
+}
+
+// caller returns the client call m of the current lease is made by, as its reply subject names
+// it (bus.HolderInbox: only that client's credential may receive there): the holder or one the
+// lease is shared with. A reply subject naming no one who holds the lease (no one can read the
+// answer) counts as the holder's. "" in a local session.
+func (e *Exporter) caller(m *bus.Msg, lease string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.callerLocked(m, lease)
+}
+
+func (e *Exporter) callerLocked(m *bus.Msg, lease string) string {
+	if e.holder == "" || lease != e.lease {
+		return e.holder
+	}
+	who := bus.InboxHolder(m.Reply, e.name, lease)
+	if who != "" && (who == e.holder || slices.Contains(e.shared, who)) {
+		return who
+	}
+	return e.holder
 }
 
 // EndLease ends lease id: calls in flight are cancelled, its streams are reset, and every driver
@@ -425,6 +472,7 @@ func (e *Exporter) EndLease(ctx context.Context, id string) error {
 	}
 	cancel := e.leaseCancel
 	e.lease, e.leaseCtx, e.leaseCancel, e.allow = "", nil, nil, nil
+	e.holder, e.shared, e.sharedAllow = "", nil, nil
 	e.mu.Unlock()
 	ended := &wire.Error{Code: wire.PermissionDenied, Message: "lease " + id + " ended"}
 	// Streams first, so their handlers see why they end; then calls in flight.
@@ -491,7 +539,7 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 	streams, group := e.streams, m.Header.Get(wire.HeaderLease)
 	var err error
 	if a == nil {
-		ctx, err = e.checkLease(group, path, method)
+		ctx, err = e.checkLease(m, group, path, method)
 	} else {
 		streams, group = a.streams, "attached:"+group
 		ctx, err = a.accept(m.Header.Get(wire.HeaderLease))
@@ -636,9 +684,19 @@ func (e *Exporter) invoke(ctx context.Context, path, method string, fn func() (a
 	return res, err
 }
 
-func (e *Exporter) checkLease(got, path, method string) (context.Context, error) {
+// checkLease checks call m of path.method presenting lease got and returns the context it runs
+// in: the lease's, naming the client that makes it (caller) for driver.Holder. A client the lease
+// is shared with is held to its own allow list.
+func (e *Exporter) checkLease(m *bus.Msg, got, path, method string) (context.Context, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	allow, who := e.allow, ""
+	if got != "" && got == e.lease {
+		who = e.callerLocked(m, got)
+		if a, ok := e.sharedAllow[who]; ok && who != e.holder {
+			allow = a
+		}
+	}
 	switch {
 	case e.lease == "":
 		return nil, wire.Errorf(wire.PermissionDenied, "exporter %s has no active lease", e.name)
@@ -646,9 +704,12 @@ func (e *Exporter) checkLease(got, path, method string) (context.Context, error)
 		return nil, wire.Errorf(wire.PermissionDenied, "call carries no %s header; exporter %s is leased", wire.HeaderLease, e.name)
 	case got != e.lease:
 		return nil, wire.Errorf(wire.PermissionDenied, "lease %q is not the current lease of exporter %s", got, e.name)
-	case !Allowed(e.allow, path, method):
+	case !Allowed(allow, path, method):
 		return nil, wire.Errorf(wire.PermissionDenied, "lease %s on exporter %s allows only %s; not %s.%s",
-			got, e.name, strings.Join(e.allow, ", "), path, method)
+			got, e.name, strings.Join(allow, ", "), path, method)
+	}
+	if who != "" {
+		return driver.WithHolder(e.leaseCtx, who), nil
 	}
 	return e.leaseCtx, nil
 }

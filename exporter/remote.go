@@ -415,6 +415,9 @@ func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 	r.targetRev = max(r.targetRev, rev)
 	same := (r.target == nil) == (l == nil) && (l == nil || r.target.ID == l.ID)
 	r.target = l
+	if same && l != nil && r.serving != nil && r.serving.ID == l.ID {
+		r.ex.UpdateLease(l.ID, leaseOptions(l)) // shared, unshared or handed over
+	}
 	if !same {
 		r.changedLocked()
 	}
@@ -426,6 +429,11 @@ func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 		default:
 		}
 	}
+}
+
+// leaseOptions are the terms of lease l the exporter enforces and audits by.
+func leaseOptions(l *api.Lease) LeaseOptions {
+	return LeaseOptions{Allow: l.Allow, Holder: l.Client, Shared: l.SharedWith, SharedAllow: l.SharedAllow}
 }
 
 func (r *remote) changedLocked() {
@@ -514,10 +522,19 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 	if resume {
 		log.Info("resuming lease after restart")
 	}
-	if err := r.ex.BeginLeaseWith(ctx, l.ID, LeaseOptions{Allow: l.Allow, Holder: l.Client}); err != nil {
+	r.mu.Lock()
+	if r.target != nil && r.target.ID == l.ID {
+		l = r.target // shared or handed over while its beforeLease hook ran
+	}
+	r.mu.Unlock()
+	if err := r.ex.BeginLeaseWith(ctx, l.ID, leaseOptions(l)); err != nil {
 		log.Warn("begin lease", "err", err)
 	}
 	r.mu.Lock()
+	if r.target != nil && r.target.ID == l.ID && r.target != l {
+		l = r.target
+		r.ex.UpdateLease(l.ID, leaseOptions(l))
+	}
 	r.starting = ""
 	r.serving = l
 	r.changedLocked()

@@ -82,7 +82,8 @@ func ParseCall(exporter, subject string) (path, method string, ok bool) {
 
 // Stream subjects carry the lease the stream belongs to, so that a lease credential may publish
 // and subscribe to its own lease's streams only (NoLease stands for a stream opened without one,
-// which the exporter refuses).
+// which the exporter refuses), and the holder of the lease that opened it (StreamToken), so that
+// the clients a lease is shared with reach only their own streams.
 
 // NoLease is the lease token of stream subjects of calls that present no lease.
 const NoLease = "-"
@@ -95,24 +96,47 @@ func LeaseToken(lease string) string {
 	return lease
 }
 
-// StreamSubject carries client → exporter frames of stream id of lease.
-func StreamSubject(exporter, lease, id string) string {
-	return prefixExporter + exporter + ".stream." + LeaseToken(lease) + "." + id
+// StreamToken is the token of the stream subjects of lease opened by holder: "<lease>~<holder>",
+// or the lease's token alone (LeaseToken) when holder is "" or not a token. holder is the token
+// right below the lease's inbox in the reply subject of the call that opened the stream
+// (_INBOX_l.<exporter>.<lease>.<holder>…): the client whose lease credential may receive the
+// reply, and so the only one whose credential may use the stream's subjects.
+func StreamToken(lease, holder string) string {
+	t := LeaseToken(lease)
+	if t == NoLease || holder == "" || !validToken(holder) {
+		return t
+	}
+	return t + "~" + holder
+}
+
+// streamToken is t as the token of stream subjects: a StreamToken or a lease (LeaseToken).
+func streamToken(t string) string {
+	if l, h, ok := strings.Cut(t, "~"); ok && validToken(l) && validToken(h) {
+		return t
+	}
+	return LeaseToken(t)
+}
+
+// StreamSubject carries client → exporter frames of stream id of token (a StreamToken, or a
+// lease).
+func StreamSubject(exporter, token, id string) string {
+	return prefixExporter + exporter + ".stream." + streamToken(token) + "." + id
 }
 
 // StreamWildcard matches every client → exporter stream subject of exporter.
 func StreamWildcard(exporter string) string { return prefixExporter + exporter + ".stream.*.*" }
 
-// StreamOutSubject carries exporter → client frames of stream id of lease. Exporters publish only
-// under their own jsn.x.<exporter> prefix (never into client inboxes), and only the credential of
-// that lease may subscribe to it.
-func StreamOutSubject(exporter, lease, id string) string {
-	return prefixExporter + exporter + ".out." + LeaseToken(lease) + "." + id
+// StreamOutSubject carries exporter → client frames of stream id of token (a StreamToken, or a
+// lease). Exporters publish only under their own jsn.x.<exporter> prefix (never into client
+// inboxes), and only the credential of that lease and holder may subscribe to it.
+func StreamOutSubject(exporter, token, id string) string {
+	return prefixExporter + exporter + ".out." + streamToken(token) + "." + id
 }
 
-// StreamOutWildcard matches every exporter → client stream subject of lease on exporter.
-func StreamOutWildcard(exporter, lease string) string {
-	return prefixExporter + exporter + ".out." + LeaseToken(lease) + ".*"
+// StreamOutWildcard matches every exporter → client stream subject of token (a StreamToken, or
+// a lease) on exporter.
+func StreamOutWildcard(exporter, token string) string {
+	return prefixExporter + exporter + ".out." + streamToken(token) + ".*"
 }
 
 // TapSubject is where the driver at path broadcasts its output.

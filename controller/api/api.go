@@ -55,6 +55,9 @@ type Lease struct {
 	// SharedWith lists the clients the holder shared the lease with (lease.share): each has a
 	// credential of its own for it, bounded by its own allow list.
 	SharedWith []string `msgpack:"shared_with,omitempty" json:"shared_with,omitempty" yaml:"shared_with,omitempty"`
+	// SharedAllow is the allow list of each client in SharedWith (nil: every driver), which the
+	// exporter checks that client's calls against (the holder's are checked against Allow).
+	SharedAllow map[string][]string `msgpack:"shared_allow,omitempty" json:"shared_allow,omitempty" yaml:"shared_allow,omitempty"`
 }
 
 // Credential is a lease credential: a NATS user JWT and its nkey seed.

@@ -52,6 +52,7 @@ type BrowserWrite struct {
 	Exporter string   `json:"exporter"`
 	Lease    string   `json:"lease"`    // the id to send in Jsn-Lease
 	Inbox    string   `json:"inbox"`    // reply subjects of its stream openings: Inbox + "." + token
+	Stream   string   `json:"stream"`   // the token of its stream subjects (jsn.x.E.stream.<Stream>.<id>, …out.<Stream>.<id>)
 	Consoles []string `json:"consoles"` // driver paths whose connect stream it may open
 	Method   string   `json:"method"`   // the byte-stream method that opens a console ("connect")
 	Expires  string   `json:"expires,omitempty"`

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -117,6 +118,70 @@ func TestLeaseFeatures(t *testing.T) {
 		})
 		t.Logf("keepalive lease ended %v after kill -9 of its holder", time.Since(killed).Round(100*time.Millisecond))
 		l.free("ka")
+	})
+
+	t.Run("queued keepalive request dropped after kill -9", func(t *testing.T) {
+		id := l.request("--config", alice, "--exporter", "ka", "--duration", "10m")
+		released := false
+		defer func() {
+			if !released {
+				l.jsn(as(alice, "lease", "release", id)...)
+			}
+		}()
+		p := l.start(as(bob, "lease", "request", "--exporter", "ka", "--keepalive", "--duration", "5m", "--wait", "10m")...)
+		var qid string
+		testkit.CheckFor(t, 30*time.Second, func() error {
+			for k, r := range l.leases() {
+				if r.Status == "queued" && k != id {
+					qid = k
+					return nil
+				}
+			}
+			return fmt.Errorf("bob's keepalive request is not queued yet; stderr %q", p.errOut.String())
+		})
+		// It stays queued while bob's command waits, for longer than a keepalive window.
+		queued := time.Now()
+		testkit.CheckFor(t, 30*time.Second, func() error {
+			if _, ok := l.leaseOf(qid); !ok {
+				t.Fatalf("bob's keepalive request dropped while he waits for it: %+v", l.leases())
+			}
+			if time.Since(queued) < 8*time.Second {
+				return errors.New("not yet 8s queued")
+			}
+			return nil
+		})
+		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		testkit.CheckFor(t, 10*time.Second, func() error {
+			if _, ok := l.leaseOf(qid); ok {
+				return fmt.Errorf("request %s still queued %v after kill -9 of its holder", qid, time.Since(killed).Round(time.Millisecond))
+			}
+			return nil
+		})
+		t.Logf("queued keepalive request dropped %v after kill -9 of its holder", time.Since(killed).Round(100*time.Millisecond))
+		// Once ka is free it is not granted to the dead request; the audit log says why it
+		// was dropped.
+		l.jsn(as(alice, "lease", "release", id)...).Want(t, 0)
+		released = true
+		l.free("ka")
+		r := l.jsn("audit", "--lease", qid, "-o", "json")
+		r.Want(t, 0)
+		var evs []struct{ Event, Reason string }
+		if err := json.Unmarshal([]byte(r.Stdout), &evs); err != nil {
+			t.Fatalf("jsn audit -o json: %v\n%s", err, r.Stdout)
+		}
+		dropped := false
+		for _, e := range evs {
+			if e.Event == "grant" {
+				t.Errorf("the dead request was granted: %s", r.Stdout)
+			}
+			dropped = dropped || e.Event == "cancel" && strings.Contains(e.Reason, "stopped renewing the request")
+		}
+		if !dropped {
+			t.Errorf("audit of the dropped request: %s, want a cancel naming why", r.Stdout)
+		}
 	})
 
 	t.Run("keepalive released on interrupt", func(t *testing.T) {
@@ -290,6 +355,35 @@ func TestLeaseFeatures(t *testing.T) {
 		asBob("call", "--lease", id, "power.on").Want(t, 0)
 		if r := asBob("call", "--lease", id, "power.status"); strings.TrimSpace(r.Stdout) != "on" {
 			t.Errorf("bob: power.status on the shared lease: %q %q", r.Stdout, r.Stderr)
+		}
+		run(alice, "call", "--lease", id, "power.off").Want(t, 0)
+		// The audit log names who made each call on the shared lease.
+		calls := func(who string) string {
+			var r jsntest.Result
+			if who == "" {
+				r = l.jsn("audit", "--lease", id, "--kind", "call", "-o", "json")
+			} else {
+				r = run(who, "audit", "--lease", id, "--kind", "call", "-o", "json")
+			}
+			r.Want(t, 0)
+			var evs []struct{ Client, Call, Code string }
+			if err := json.Unmarshal([]byte(r.Stdout), &evs); err != nil {
+				t.Fatalf("jsn audit -o json: %v\n%s", err, r.Stdout)
+			}
+			var out []string
+			for _, e := range evs {
+				out = append(out, e.Client+" "+e.Call+" "+e.Code)
+			}
+			return strings.Join(out, "; ")
+		}
+		testkit.CheckFor(t, 10*time.Second, func() error {
+			if got, want := calls(""), "bob power.on OK; bob power.status OK; alice power.off OK"; got != want {
+				return fmt.Errorf("jsn audit of the shared lease's calls: %q, want %q", got, want)
+			}
+			return nil
+		})
+		if got, want := calls(bob), "bob power.on OK; bob power.status OK"; got != want {
+			t.Errorf("bob's jsn audit of the shared lease: %q, want his own calls %q", got, want)
 		}
 		l.jsn(as(alice, "lease", "unshare", id, "--with", "bob")...).Want(t, 0)
 		if r := asBob("call", "--lease", id, "power.off"); r.Code == 0 {

@@ -93,8 +93,10 @@ func (w *localWeb) exchange(rw http.ResponseWriter, r *http.Request, name, lease
 	var write *api.BrowserWrite
 	// The session holds its lease: the page may type into every console under it.
 	if consoles := localConsoles(d.Drivers, nil); len(consoles) > 0 && lease != "" {
-		write = &api.BrowserWrite{Exporter: name, Lease: lease, Inbox: "_INBOX_l." + name + "." + lease + ".web" + newWebToken()[:8],
-			Consoles: consoles, Method: "connect"}
+		// The exporter names the stream's subjects after the token below the lease's inbox in
+		// the opening's reply subject (wire.StreamToken): "web" here.
+		write = &api.BrowserWrite{Exporter: name, Lease: lease, Inbox: "_INBOX_l." + name + "." + lease + ".web.w" + newWebToken()[:8],
+			Stream: wire.StreamToken(lease, "web"), Consoles: consoles, Method: "connect"}
 	}
 	_ = json.NewEncoder(rw).Encode(api.BrowserSession{Mode: "local", Name: "local session " + name,
 		WS: l.WebSocketURL(), Token: w.token, Watch: []string{name}, Write: write, State: st})

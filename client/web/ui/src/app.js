@@ -347,9 +347,10 @@ class ConsoleInput {
     this.credit = 0;      // bytes the exporter lets us send in all
     this.recv = 0;        // bytes received
     this.granted = WINDOW; // bytes we let it send in all
-    this.toStream = `jsn.x.${w.exporter}.stream.${w.lease}.${sid}`;
+    const tok = w.stream || w.lease; // the stream subjects' token: the lease and whose it is
+    this.toStream = `jsn.x.${w.exporter}.stream.${tok}.${sid}`;
     try {
-      this.out = nc.subscribe(`jsn.x.${w.exporter}.out.${w.lease}.${sid}`, { callback: (err, m) => { if (!err) this.frame(m.data); } });
+      this.out = nc.subscribe(`jsn.x.${w.exporter}.out.${tok}.${sid}`, { callback: (err, m) => { if (!err) this.frame(m.data); } });
       const rsub = nc.subscribe(reply, { max: 1 });
       await nc.flush();
       const h = headers();
