@@ -187,6 +187,9 @@ func runHelper() bool {
 	}
 	err := func() error {
 		name, arg, _ := strings.Cut(h, ":")
+		if name == "process-shell" {
+			return runShellHelper(arg)
+		}
 		if name != "controller-rss" {
 			return fmt.Errorf("unknown helper %q", name)
 		}

@@ -79,8 +79,8 @@ func (c *Controller) WaitLease(ctx context.Context, id string, progress func(api
 		}
 		switch r.Lease.Status {
 		case api.StatusActive:
-			if r.Credential != nil {
-				return r, nil
+			if r.Credential != nil || len(r.Parts) > 0 {
+				return r, nil // a lease, or a group with its parts (group.go)
 			}
 		case api.StatusEnded:
 			return nil, fmt.Errorf("wait for lease %s: %w: %s", id, ErrLeaseEnded, r.Lease.Reason)

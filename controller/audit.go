@@ -56,7 +56,7 @@ func (c *Controller) auditLease(ev string, l *api.Lease, reason string) {
 		return
 	}
 	e := api.AuditEvent{Time: time.Now().UTC(), Kind: api.AuditKindLease, Event: ev, Client: l.Client,
-		Exporter: l.Exporter, Lease: l.ID, Reason: reason}
+		Exporter: l.Exporter, Lease: l.ID, Reason: reason, Group: l.Group}
 	id := ev + "-" + l.ID
 	switch ev {
 	case api.AuditGrant, api.AuditExtend:

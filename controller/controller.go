@@ -166,6 +166,10 @@ type Controller struct {
 	dashMu      sync.Mutex
 	dashSeq     uint64 // guarded by dashMu
 	httpAddr    string // the HTTP listener's address
+
+	// groupRounds counts the scheduling rounds that checked groups (group.go; tests wait on it).
+	groupRounds atomic.Uint64
+	groupMu     sync.Mutex // one group grant at a time on this replica (group.go)
 }
 
 // exporterRecord is the value of jsn-exporters.
@@ -197,6 +201,11 @@ type leaseRecord struct {
 	// Web maps the keys of browser credentials that may type into the lease's consoles (they
 	// are in Keys too) to the client that logged in (unsharing revokes that client's).
 	Web map[string]string `msgpack:"web,omitempty"`
+	// Parts, on a multi-exporter lease's record in jsn-queue (key = the group id), are what it
+	// asks for, one entry per part (group.go). Siblings, on that record once granted and on
+	// every part's record in jsn-leases, are its parts: exporter and lease id of each.
+	Parts    []api.LeasePart `msgpack:"parts,omitempty"`
+	Siblings []groupPart     `msgpack:"siblings,omitempty"`
 	// Renewed is, in jsn-queue, when the holder of a queued keepalive request last renewed it
 	// (lease.keepalive): a request nobody renews for a keepalive window is dropped (keepalive.go).
 	Renewed time.Time `msgpack:"renewed,omitempty"`

@@ -367,7 +367,9 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: duration %v exceeds the controller's maximum of %v", req.Duration, c.o.MaxDuration)
 	case id.MaxDuration > 0 && req.Duration > id.MaxDuration:
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: duration %v exceeds client %s's cap of %v", req.Duration, who, id.MaxDuration)
-	case (req.Selector == "") == (req.Exporter == ""):
+	case len(req.Parts) > 0 && (req.Selector != "" || req.Exporter != ""):
+		return nil, wire.Errorf(wire.InvalidArgument, "lease request: give either parts or a selector or an exporter name")
+	case len(req.Parts) == 0 && (req.Selector == "") == (req.Exporter == ""):
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: give either a selector or an exporter name")
 	case req.Exporter != "" && !wire.ValidName(req.Exporter):
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: bad exporter name %q", req.Exporter)
@@ -378,6 +380,9 @@ func (c *Controller) leaseRequest(ctx context.Context, who string, data []byte) 
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: priority %d is below the minimum of %d", req.Priority, MinPriority)
 	case !req.Begin.IsZero() && req.Begin.After(time.Now().Add(maxAhead)):
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: begin %s is more than %v ahead", req.Begin.Format(time.RFC3339), maxAhead)
+	}
+	if len(req.Parts) > 0 {
+		return c.groupRequest(ctx, who, id, limit, &req) // a multi-exporter lease (group.go)
 	}
 	if _, err := ParseSelector(req.Selector); err != nil {
 		return nil, wire.Errorf(wire.InvalidArgument, "lease request: %v", err)
@@ -531,6 +536,12 @@ func (c *Controller) leaseGet(ctx context.Context, who string, data []byte) (any
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
+	if g, err := c.ownGroup(ctx, who, req.ID); g != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return c.groupReply(g), nil
+	}
 	a, _, p, err := c.ownLease(ctx, who, req.ID)
 	if errors.Is(err, wire.ErrNotFound) {
 		// Shared with who: the lease, with who's own credential for it.
@@ -568,6 +579,12 @@ func (c *Controller) leaseExtend(ctx context.Context, who string, data []byte) (
 	}
 	if p := c.policyFor(id); p != nil && req.Duration > p.MaxDuration {
 		return nil, wire.Errorf(wire.PermissionDenied, "extend: duration %v exceeds the maximum of %v of policy %s", req.Duration, p.MaxDuration, p.Name)
+	}
+	if g, err := c.ownGroup(ctx, who, req.ID); g != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return c.groupExtend(ctx, who, g, &req)
 	}
 	a, e, p, err := c.ownLease(ctx, who, req.ID)
 	if err != nil {
@@ -648,6 +665,12 @@ func (c *Controller) leaseRelease(ctx context.Context, who string, data []byte) 
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
+	if g, err := c.ownGroup(ctx, who, req.ID); g != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return api.Empty{}, c.groupRelease(ctx, who, g)
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		a, e, p, err := c.ownLease(ctx, who, req.ID)
 		if err != nil {
@@ -709,6 +732,7 @@ func (c *Controller) leaseList(ctx context.Context, who string, data []byte) (an
 func hideID(l *api.Lease, who string, admin bool) {
 	if l.Client != who && !admin && !slices.Contains(l.SharedWith, who) {
 		l.ID = ""
+		l.Group = "" // a group's id is a handle too
 	}
 }
 

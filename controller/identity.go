@@ -366,7 +366,14 @@ func (a *Authority) userJWT(name, pub string, perms jwt.Permissions, expires tim
 // MintLease mints the credential of lease on exporter for client: a fresh nkey whose JWT expires
 // at expires and allows exactly the lease's own subjects (LeasePermissions).
 func (a *Authority) MintLease(client, exporter, lease string, allow []string, expires time.Time) (*api.Credential, string, error) {
-	perms, err := LeasePermissions(exporter, lease, client, allow)
+	if !wire.ValidName(client) || !wire.ValidName(exporter) || !wire.ValidName(lease) {
+		return nil, "", fmt.Errorf("mint lease credential: client %q, exporter %q, lease %q: want subject tokens", client, exporter, lease)
+	}
+	seal, err := bus.Seal(a.signing, exporter, lease, client)
+	if err != nil {
+		return nil, "", err
+	}
+	perms, err := LeasePermissions(exporter, lease, client, seal, allow)
 	if err != nil {
 		return nil, "", err
 	}
@@ -543,11 +550,12 @@ func CheckWatch(e string) error {
 
 // LeasePermissions are the NATS permissions of client's credential of lease on exporter e: it
 // may publish only e's describe, stream and (narrowed by allow) call subjects, and subscribe
-// only to its own inbox (bus.HolderInbox: below the lease's, with the client's name, so that
-// the holder and those it shared the lease with do not read each other's replies) and its own
-// lease's stream and event subjects; it may watch e's taps (WatchPermissions). It reaches
-// nothing of the client's own identity (its inbox, its other leases).
-func LeasePermissions(e, lease, client string, allow []string) (jwt.Permissions, error) {
+// only to its own inbox (bus.SealedInbox: below the lease's, with the client's name and the
+// controller's seal, so that the holder and those it shared the lease with neither read each
+// other's replies nor name each other's inbox) and its own streams and lease's event subjects;
+// it may watch e's taps (WatchPermissions). It reaches nothing of the client's own identity
+// (its inbox, its other leases).
+func LeasePermissions(e, lease, client, seal string, allow []string) (jwt.Permissions, error) {
 	var p jwt.Permissions
 	if !wire.ValidName(lease) {
 		return p, fmt.Errorf("lease id %q is not a subject token", lease)
@@ -568,7 +576,7 @@ func LeasePermissions(e, lease, client string, allow []string) (jwt.Permissions,
 		}
 		p.Pub.Allow.Add(s)
 	}
-	p.Sub.Allow.Add(bus.HolderInbox(e, lease, client)+".>", x+"out."+tok+".*", api.EventPrefix(e, lease)+".>")
+	p.Sub.Allow.Add(bus.SealedInbox(e, lease, client, seal)+".>", x+"out."+tok+".*", api.EventPrefix(e, lease)+".>")
 	return p, WatchPermissions(&p, []string{e})
 }
 

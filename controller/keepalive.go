@@ -24,6 +24,12 @@ func (c *Controller) leaseKeepalive(ctx context.Context, who string, data []byte
 	if err := decode(data, &req); err != nil {
 		return nil, err
 	}
+	if g, err := c.ownGroup(ctx, who, req.ID); g != nil || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return c.groupKeepalive(ctx, who, g) // every part (group.go)
+	}
 	for attempt := 0; ; attempt++ {
 		a, e, p, err := c.ownLease(ctx, who, req.ID)
 		if err != nil {

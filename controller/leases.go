@@ -125,6 +125,7 @@ func (c *Controller) reconcile(ctx context.Context) {
 		}
 		_ = c.revoke(ctx, rec.Keys)
 	}
+	c.checkGroups(ctx) // a part that ended ends its group (group.go)
 	sort.Slice(queued, func(i, j int) bool {
 		a, b := queued[i].rec.Lease, queued[j].rec.Lease
 		if a.Priority != b.Priority {
@@ -148,6 +149,10 @@ func (c *Controller) reconcile(ctx context.Context) {
 		}
 		if p.rec.Lease.NotBefore.After(now) {
 			continue // scheduled: not yet
+		}
+		if len(p.rec.Parts) > 0 {
+			c.scheduleGroup(ctx, p) // a multi-exporter lease (group.go)
+			continue
 		}
 		names, free := c.candidates(&p.rec.Lease)
 		granted := false
@@ -312,7 +317,9 @@ func (c *Controller) queuedAhead(rec *leaseRecord, cands []string) bool {
 	var want map[string]bool
 	for _, p := range c.pending {
 		l := &p.rec.Lease
-		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority || l.NotBefore.After(time.Now()) {
+		if l.Status != api.StatusQueued || l.Priority < rec.Lease.Priority || l.NotBefore.After(time.Now()) || len(p.rec.Parts) > 0 {
+			// A queued group holds nothing and reserves nothing: it is granted when all its
+			// parts are free at once.
 			continue
 		}
 		if want == nil {
@@ -381,6 +388,19 @@ func (c *Controller) waitReason(l *api.Lease) string {
 // by this or another replica): the create carries the message id "grant-<id>", so a lease is
 // granted at most once however many replicas and retries try.
 func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (granted, dup bool, err error) {
+	nr, rev, granted, dup, err := c.claim(ctx, e, rec)
+	if !granted {
+		return false, dup, err
+	}
+	*rec = *nr
+	c.push(e, &nr.Lease, rev)
+	c.auditLease(api.AuditGrant, &nr.Lease, "")
+	return true, false, nil
+}
+
+// claim is grant without telling the exporter or the audit log: it creates e's lease key for
+// rec and returns the record stored and its revision (group.go grants several, then tells).
+func (c *Controller) claim(ctx context.Context, e string, rec *leaseRecord) (nr *leaseRecord, rev uint64, granted, dup bool, err error) {
 	now := time.Now().UTC()
 	l := rec.Lease
 	l.Exporter, l.Status, l.Reason, l.Begin, l.End = e, api.StatusActive, "", now, now.Add(l.Duration)
@@ -396,32 +416,29 @@ func (c *Controller) grant(ctx context.Context, e string, rec *leaseRecord) (gra
 	}
 	cred, pub, err := c.auth.MintLease(l.Client, e, l.ID, l.Allow, credEnd)
 	if err != nil {
-		return false, false, wire.Errorf(wire.InvalidArgument, "lease: %v", err)
+		return nil, 0, false, false, wire.Errorf(wire.InvalidArgument, "lease: %v", err)
 	}
 	cred.URL = c.endpoint
-	nr := &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: credEnd}}
+	nr = &leaseRecord{Lease: l, Credential: cred, Keys: map[string]time.Time{pub: credEnd}, Siblings: rec.Siblings}
 	b, err := wire.Marshal(nr)
 	if err != nil {
-		return false, false, err
+		return nil, 0, false, false, err
 	}
 	// The key outlives the lease by the exporter's finishing allowance: if no scheduler ends the
 	// lease on time, the exporter still gets to finish it before it can be granted again.
-	rev, dup, err := c.leases.CreateOnce(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e), "grant-"+l.ID)
+	rev, dup, err = c.leases.CreateOnce(ctx, e, b, ttlUntil(l.End)+c.finishAllowance(e), "grant-"+l.ID)
 	if errors.Is(err, bus.ErrKeyExists) {
-		return false, false, nil
+		return nil, 0, false, false, nil
 	}
 	if err != nil || dup {
-		return false, dup, err
+		return nil, 0, false, dup, err
 	}
 	c.mu.Lock()
 	if c.fresh("l/"+e, rev) {
 		c.active[e] = &leaseEntry{rec: nr, rev: rev}
 	}
 	c.mu.Unlock()
-	*rec = *nr
-	c.push(e, &l, rev)
-	c.auditLease(api.AuditGrant, &l, "")
-	return true, false, nil
+	return nr, rev, true, false, nil
 }
 
 // ttlUntil is the per-key TTL for a lease ending at end (whole seconds, at least 1s).

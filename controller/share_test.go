@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/client"
@@ -112,9 +114,34 @@ func TestSharedLeaseCallers(t *testing.T) {
 	if _, err := serial.NewClient(exb.Driver("aux")).Log(ctx, 0); err != nil {
 		t.Fatalf("bob's call outside alice's allow list, within his: %v", err)
 	}
+	// bob cannot make a call count as alice's: he does not know the seal of her inbox, and a
+	// reply subject naming her inbox without it (with his own seal, or none) is dropped
+	// unserved. With his own sealed inbox his raw call is served and his.
+	bobInbox, err := bus.CredsInbox(rb.Credential.Creds())
+	if err != nil || !strings.HasPrefix(bobInbox, bobIn+".") {
+		t.Fatalf("bob's credential's inbox %q (%v), want his sealed inbox below %s", bobInbox, err, bobIn)
+	}
+	raw := l.attack(t, rb.Credential.Creds(), bobInbox)
+	replies, err := raw.nc.SubscribeSync(bobInbox + ".>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(bobInbox, ".bob.", ".alice.", 1)
+	for _, reply := range []string{forged + ".r1", aliceIn + ".r2", aliceIn + ".bm9zZWFs.r3", bobInbox + ".r4"} {
+		m := nats.NewMsg("jsn.x.sh1.call.console.log")
+		m.Header.Set(wire.HeaderLease, id)
+		m.Reply = reply
+		if err := raw.nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m, err := replies.NextMsg(10 * time.Second); err != nil || m.Subject != bobInbox+".r4" {
+		t.Fatalf("bob's raw call with his own sealed inbox: %v %v", m, err)
+	}
+
 	// (A stream's call is logged when it ends, closed by its client: CANCELLED.)
 	want := []string{"call alice sh1 console.connect CANCELLED", "call alice sh1 console.log OK",
-		"call bob sh1 aux.log OK", "call bob sh1 console.connect CANCELLED", "call bob sh1 console.log OK"}
+		"call bob sh1 aux.log OK", "call bob sh1 console.connect CANCELLED", "call bob sh1 console.log OK", "call bob sh1 console.log OK"}
 	testkit.CheckFor(t, 30*time.Second, func() error {
 		r := callOK[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: id, Kind: api.AuditKindCall})
 		if got := auditEvents(t, r); !slices.Equal(slices.Sorted(slices.Values(got)), want) {

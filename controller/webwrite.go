@@ -108,9 +108,9 @@ func allowedCall(allow []string, path, method string) bool {
 // client that logged in): publish their open calls (jsn.x.E.call.<path>.connect) and the
 // client → exporter frames of that client's streams of the lease (jsn.x.E.stream.<stream>.*),
 // and subscribe to their exporter → client frames (jsn.x.E.out.<stream>.*) and to the replies of
-// its openings under inbox, a prefix inside the client's inbox of the lease
-// (_INBOX_l.E.<lease>.<client>.w<random>) — not all of it: the replies of the client's other
-// connections stay out of reach. Nothing else of the lease: no other call, no describe, no hook
+// its openings under inbox, a prefix inside the client's sealed inbox of the lease
+// (_INBOX_l.E.<lease>.<client>.<seal>.w<random>: the exporter answers only into a sealed inbox)
+// — not all of it: the replies of the client's other connections stay out of reach. Nothing else of the lease: no other call, no describe, no hook
 // events, nothing of the others the lease is shared with.
 func BrowserWritePermissions(p *jwt.Permissions, e, stream, inbox string, consoles []string) {
 	x := "jsn.x." + e + "."
@@ -166,12 +166,16 @@ func (c *Controller) webWrite(ctx context.Context, who, id string, exp time.Time
 	if len(consoles) == 0 {
 		return nil, exp, nil
 	}
+	seal, err := bus.Seal(c.auth.signing, e, id, who) // the exporter answers only into sealed inboxes
+	if err != nil {
+		return nil, exp, err
+	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	// The exporter takes the stream's owner from the reply subject (the token below the lease's
 	// inbox): the opening's replies and the stream's subjects are who's, as its lease
 	// credential's are.
-	return &api.BrowserWrite{Exporter: e, Lease: id, Inbox: bus.HolderInbox(e, id, who) + ".w" + hex.EncodeToString(b),
+	return &api.BrowserWrite{Exporter: e, Lease: id, Inbox: bus.SealedInbox(e, id, who, seal) + ".w" + hex.EncodeToString(b),
 		Stream: wire.StreamToken(id, who), Consoles: consoles, Method: consoleMethod, Expires: exp.UTC().Format(time.RFC3339)}, exp, nil
 }
 

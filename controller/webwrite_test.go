@@ -90,7 +90,7 @@ func TestBrowserWriteCredential(t *testing.T) {
 	}
 	w := s.Write
 	if w == nil || w.Exporter != "e1" || w.Lease != a || fmt.Sprint(w.Consoles) != "[console]" || w.Method != "connect" ||
-		!strings.HasPrefix(w.Inbox, bus.HolderInbox("e1", a, "alice")+".w") || w.Stream != wire.StreamToken(a, "alice") {
+		!strings.HasPrefix(w.Inbox, bus.HolderInbox("e1", a, "alice")+".") || !strings.Contains(w.Inbox, ".w") || w.Stream != wire.StreamToken(a, "alice") {
 		t.Fatalf("holder's write rights %+v", w)
 	}
 	if exp, _ := time.Parse(time.RFC3339, s.Expires); exp.After(la.Lease.End.Add(time.Second)) {
@@ -146,7 +146,8 @@ func TestBrowserWriteCredential(t *testing.T) {
 		_ = br.nc.Publish(subj, nil)
 		br.denied(t, "holder's browser publish", subj)
 	}
-	for _, subj := range []string{bus.LeaseInbox("e1", a) + ".>", bus.HolderInbox("e1", a, "alice") + ".>", "jsn.x.e1.ev." + a + ".>",
+	sealed := w.Inbox[:strings.LastIndex(w.Inbox, ".")] // alice's sealed inbox of the lease
+	for _, subj := range []string{bus.LeaseInbox("e1", a) + ".>", bus.HolderInbox("e1", a, "alice") + ".>", sealed + ".>", "jsn.x.e1.ev." + a + ".>",
 		"jsn.x.e2.out." + b + "~bob.*", bus.LeaseInbox("e2", b) + ".>", "jsn.x.e1.out.*.*", "jsn.x.e1.out." + a + ".*",
 		"jsn.x.e1.out." + a + "~carol.*", "_INBOX_c.alice.>"} {
 		if _, err := br.nc.SubscribeSync(subj); err != nil {
@@ -226,7 +227,7 @@ func TestBrowserWriteCredential(t *testing.T) {
 	callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseShare), api.ShareRequest{ID: a, With: "carol"})
 	sc, err := login(carol, api.ClientSubject("carol", api.VerbDashboard), a)
 	if err != nil || sc.Write == nil || sc.Write.Lease != a || sc.Write.Stream != wire.StreamToken(a, "carol") ||
-		!strings.HasPrefix(sc.Write.Inbox, bus.HolderInbox("e1", a, "carol")+".w") {
+		!strings.HasPrefix(sc.Write.Inbox, bus.HolderInbox("e1", a, "carol")+".") {
 		t.Fatalf("carol's login with the shared lease: %+v %v", sc, err)
 	}
 	cb := l.browser(t, sc)

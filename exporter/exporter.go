@@ -47,6 +47,9 @@ type Exporter struct {
 	// audit, if set before Start, makes the exporter append an event for each call to the
 	// controller's audit log (see AuditCalls).
 	audit bool
+	// seals, if set before Start, makes the guard accept replies only into sealed inboxes of
+	// a lease's holders (see CheckSeals).
+	seals *bus.SealChecker
 
 	power powerStates // the power drivers' last known states (power.go)
 
@@ -202,6 +205,12 @@ func ListenDirect(cfg DirectStreams, def string) (*bus.DirectListener, error) {
 // open the socket may publish anywhere anyway. Call it before Start.
 func (e *Exporter) GuardReplies() { e.guard = true }
 
+// CheckSeals makes the exporter (before Start) answer requests presenting a lease only into a
+// sealed inbox (bus.SealedInbox) of a client holding it, with seals checked by seals, and
+// attribute each call to that client. Distributed mode turns it on with GuardReplies: a client
+// sharing a lease cannot make its calls count as another's.
+func (e *Exporter) CheckSeals(seals *bus.SealChecker) { e.seals = seals }
+
 // requester is the inbox a request to the exporter may be answered in (see GuardReplies).
 func (e *Exporter) requester(m *bus.Msg) string {
 	if _, ok := wire.ParseHistory(e.name, m.Subject); ok {
@@ -214,6 +223,13 @@ func (e *Exporter) requester(m *bus.Msg) string {
 	}
 	if !wire.ValidName(lease) {
 		return ""
+	}
+	if e.seals != nil {
+		who := e.seals.Holder(m.Reply, e.name, lease)
+		if who == "" {
+			return "" // not a sealed inbox of the lease: nobody's it may be answered in
+		}
+		return bus.HolderInbox(e.name, lease, who)
 	}
 	return bus.LeaseInbox(e.name, lease)
 }
@@ -230,7 +246,7 @@ func (e *Exporter) refusedReply(m *bus.Msg, inbox string) {
 	n := e.refusedN
 	e.refusedN, e.refusedAt = 0, now
 	e.refusedMu.Unlock()
-	e.log.Warn("request dropped: its reply subject is not the inbox of the lease it presents",
+	e.log.Warn("request dropped: its reply subject is not the (sealed) inbox of a holder of the lease it presents",
 		"subject", m.Subject, "reply", m.Reply, "inbox", inbox, "dropped", n)
 }
 
@@ -453,6 +469,13 @@ func (e *Exporter) caller(m *bus.Msg, lease string) string {
 
 func (e *Exporter) callerLocked(m *bus.Msg, lease string) string {
 	if e.holder == "" || lease != e.lease {
+		return e.holder
+	}
+	if e.seals != nil {
+		// The seal proves the credential was minted for that client.
+		if who := e.seals.Holder(m.Reply, e.name, lease); who != "" {
+			return who
+		}
 		return e.holder
 	}
 	who := bus.InboxHolder(m.Reply, e.name, lease)

@@ -169,6 +169,11 @@ func RunRemote(ctx context.Context, cfg *Config, log *slog.Logger) (err error) {
 		r.log.Info("direct streams", "listen", direct.Address())
 	}
 	ex.GuardReplies()
+	seals, err := bus.NewSealChecker([]byte(cfg.Credentials))
+	if err != nil {
+		return fmt.Errorf("%s: credentials: %w", cfg.File, err)
+	}
+	ex.CheckSeals(seals)
 	ex.AuditCalls()
 	if err := ex.Start(ctx, r.conn); err != nil {
 		return err

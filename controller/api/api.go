@@ -55,6 +55,11 @@ type Lease struct {
 	// SharedWith lists the clients the holder shared the lease with (lease.share): each has a
 	// credential of its own for it, bounded by its own allow list.
 	SharedWith []string `msgpack:"shared_with,omitempty" json:"shared_with,omitempty" yaml:"shared_with,omitempty"`
+	// Group is the id of the multi-exporter lease (LeaseRequest.Parts) this lease is a part of;
+	// on the group itself (lease.get GROUP, a queued group in lease.list) it equals ID.
+	Group string `msgpack:"group,omitempty" json:"group,omitempty" yaml:"group,omitempty"`
+	// Parts, on a group, describes what it asks for: one selector (or "exporter NAME") per part.
+	Parts []string `msgpack:"parts,omitempty" json:"parts,omitempty" yaml:"parts,omitempty"`
 	// SharedAllow is the allow list of each client in SharedWith (nil: every driver), which the
 	// exporter checks that client's calls against (the holder's are checked against Allow).
 	SharedAllow map[string][]string `msgpack:"shared_allow,omitempty" json:"shared_allow,omitempty" yaml:"shared_allow,omitempty"`
@@ -220,13 +225,34 @@ type LeaseRequest struct {
 	// Begin schedules the lease: it is granted at Begin (or as soon after as a matching exporter
 	// is free), queued until then.
 	Begin time.Time `msgpack:"begin,omitempty"`
+	// Parts, instead of Selector/Exporter, asks for a multi-exporter lease (a group): one
+	// distinct exporter per part (a part with Count n stands for n parts), all granted together
+	// or none; while they cannot all be granted the group is queued as one request and holds
+	// nothing. At most MaxParts parts in all.
+	Parts []LeasePart `msgpack:"parts,omitempty"`
 }
+
+// LeasePart is one part of a multi-exporter lease request: exactly one of Selector and
+// Exporter; Count (0 means 1) exporters matching Selector (an Exporter part has Count 1).
+type LeasePart struct {
+	Selector string `msgpack:"selector,omitempty"`
+	Exporter string `msgpack:"exporter,omitempty"`
+	Count    int    `msgpack:"count,omitempty"`
+}
+
+// MaxParts bounds the parts of a multi-exporter lease.
+const MaxParts = 16
 
 // LeaseReply answers lease.request, lease.get and lease.extend. Credential is set when the lease
 // is active.
 type LeaseReply struct {
 	Lease      *Lease      `msgpack:"lease,omitempty"`
 	Credential *Credential `msgpack:"credential,omitempty"`
+	// Parts, for a multi-exporter lease (Lease.Group set, Lease the group), are its parts once
+	// granted: each an ordinary lease of one exporter with a credential reaching only that
+	// exporter. Lease.get, lease.release, lease.extend and lease.keepalive of the group's id act
+	// on every part.
+	Parts []LeaseReply `msgpack:"parts,omitempty"`
 }
 
 // LeaseID names a lease (lease.get, lease.release).

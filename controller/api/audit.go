@@ -79,6 +79,7 @@ type AuditEvent struct {
 	Duration time.Duration `msgpack:"duration,omitempty" json:"duration,omitempty" yaml:"duration,omitempty"`
 	Reason   string        `msgpack:"reason,omitempty" json:"reason,omitempty" yaml:"reason,omitempty"` // why queued or ended
 	End      time.Time     `msgpack:"end,omitempty" json:"end,omitempty" yaml:"end,omitempty"`          // the lease's end (grant, extend)
+	Group    string        `msgpack:"group,omitempty" json:"group,omitempty" yaml:"group,omitempty"`    // the multi-exporter lease the lease is a part of
 }
 
 // AuditQuery queries the audit log (client API verb VerbAudit). Empty fields match anything;

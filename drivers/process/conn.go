@@ -44,6 +44,12 @@ type conn struct {
 	rtok      chan struct{}
 	helloSeen bool // guarded by mu
 
+	// Shared memory for byte streams out of the process (shm.go): nil if the kernel gave none.
+	shm      []byte
+	shmFile  *os.File
+	slots    [shmSlots]slot // guarded by mu
+	shmUsers sync.WaitGroup // byte streams that may still read shm; guarded by mu for Add
+
 	helloCh chan frame    // the HELLO frame
 	broken  chan struct{} // closed when the connection fails (reader error, kill)
 	waited  chan struct{} // closed when cmd.Wait has returned (exitErr is set)
@@ -97,9 +103,14 @@ func spawn(p *Process) (*conn, error) {
 	cmd.Args[0] = p.Command[0]
 	cmd.Dir, cmd.Env = dir, env
 	cmd.ExtraFiles = []*os.File{theirs}
+	shm, shmFile := newShm()
+	if shmFile != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, shmFile) // fd 4
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	c := &conn{p: p, cmd: cmd, sock: sock, r: bufio.NewReaderSize(sock, 256<<10),
 		pending: map[uint32]*waiter{}, streams: map[uint32]*stream{}, pings: map[uint32]chan struct{}{},
+		shm: shm, shmFile: shmFile,
 		rtok: make(chan struct{}, 1), helloCh: make(chan frame, 1), broken: make(chan struct{}), waited: make(chan struct{}), exited: make(chan struct{}), stderr: &tail{}}
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -130,6 +141,8 @@ func spawn(p *Process) (*conn, error) {
 		<-c.rtok // the last reader is done
 		<-logDone
 		close(c.exited)
+		c.shmUsers.Wait() // no byte stream reads the mapping any more (dead: none starts)
+		c.unmapShm()
 	}()
 	return c, nil
 }
@@ -330,11 +343,12 @@ func (c *conn) readFailed(err error) {
 }
 
 // release gives the reading token back if nothing is in flight and reports whether it did;
-// otherwise the caller keeps it (the background reader) and must go on reading.
+// otherwise the caller keeps it (the background reader) and must go on reading. A shared memory
+// slot still held counts: the end of its cancelled stream frees it.
 func (c *conn) release() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.dead && (!c.helloSeen || len(c.pending) > 0 || len(c.streams) > 0 || len(c.pings) > 0) {
+	if !c.dead && (!c.helloSeen || len(c.pending) > 0 || len(c.streams) > 0 || len(c.pings) > 0 || c.slotsHeld()) {
 		return false
 	}
 	c.rtok <- struct{}{}
@@ -372,6 +386,7 @@ func (c *conn) route(f frame) error {
 		}
 	case frameResult, frameError:
 		c.mu.Lock()
+		c.releaseSlot(f.id) // the program writes no more into it
 		if w := c.pending[f.id]; w != nil {
 			delete(c.pending, f.id)
 			c.mu.Unlock()
@@ -390,6 +405,17 @@ func (c *conn) route(f frame) error {
 		c.mu.Unlock()
 		if s != nil {
 			return s.receive(f)
+		}
+	case frameShmData:
+		n, err := decodeUint(f.body)
+		if err != nil {
+			return fmt.Errorf("SHMDATA frame: %v", err)
+		}
+		c.mu.Lock()
+		s := c.streams[f.id]
+		c.mu.Unlock()
+		if s != nil {
+			return s.receiveShm(n)
 		}
 	case frameCredit:
 		n, err := decodeUint(f.body)
@@ -462,6 +488,16 @@ func (c *conn) register(w *waiter, s *stream) (id uint32, lead bool, err error) 
 		c.pending[id] = w
 	} else {
 		c.streams[id] = s
+		if s.wantShm && c.hello != nil && c.hello.Shm && c.shm != nil {
+			for i, owner := range c.slots {
+				if owner.id == 0 {
+					c.slots[i] = slot{id: id, refs: 2}
+					s.slot = i + 1
+					c.shmUsers.Add(1)
+					break
+				}
+			}
+		}
 	}
 	if c.takeToken() {
 		if w != nil {
@@ -648,7 +684,11 @@ func (c *conn) lifecycle(ctx context.Context, t frameType, what string) ([]byte,
 
 // handshake sends INIT and waits for HELLO.
 func (c *conn) handshake(ctx context.Context, timeout time.Duration) error {
-	body, err := wire.Marshal(map[string]any{"version": 1, "path": c.p.env.Path, "config": c.p.Options})
+	init := map[string]any{"version": 1, "path": c.p.env.Path, "config": c.p.Options}
+	if c.shm != nil {
+		init["shm"] = map[string]any{"fd": 4, "slots": shmSlots, "size": window}
+	}
+	body, err := wire.Marshal(init)
 	if err != nil {
 		return fmt.Errorf("driver process: options: %v", err)
 	}

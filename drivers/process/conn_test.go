@@ -71,7 +71,7 @@ func TestCallReadsItsOwnAnswer(t *testing.T) {
 
 	// Calls and a byte stream at once: leaders, followers and the background reader mix.
 	args, _ := wire.Marshal([]any{int64(8 << 20)})
-	s, err := p.conn().openStream("source", args)
+	s, err := p.conn().openStream("source", args, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +113,7 @@ func TestCallReadsItsOwnAnswer(t *testing.T) {
 	if got != 8<<20 {
 		t.Fatalf("stream moved %d bytes; want %d", got, 8<<20)
 	}
+	s.cancel() // done with it, as serveBytes is when it returns
 	wg.Wait()
 	close(errs)
 	for err := range errs {

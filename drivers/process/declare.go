@@ -15,6 +15,8 @@ type hello struct {
 	Interface string       `msgpack:"interface"`
 	Doc       string       `msgpack:"doc"`
 	Methods   []methodDecl `msgpack:"methods"`
+	// Shm: the program mapped the shared memory INIT offered and writes byte streams into it.
+	Shm bool `msgpack:"shm"`
 }
 
 type methodDecl struct {

@@ -29,11 +29,15 @@ const (
 	frameCancel frameType = 14 // exporter → process: stop this call or stream
 	framePing   frameType = 15 // exporter → process: answer PONG with the same id
 	framePong   frameType = 16 // process → exporter
-	frameMax    frameType = 16
+	// Shared memory (optional, offered in INIT, taken in HELLO): the process writes a byte
+	// stream's bytes into the stream's slot of a shared memory file instead of the socket.
+	frameShm     frameType = 17 // exporter → process: this byte stream's slot (msgpack uint)
+	frameShmData frameType = 18 // process → exporter: n bytes (msgpack uint) at the slot's cursor
+	frameMax     frameType = 18
 )
 
 var frameNames = [...]string{"", "INIT", "HELLO", "OPEN", "RESET", "CLOSE", "CALL", "RESULT", "ERROR",
-	"STREAM", "ITEM", "DATA", "CREDIT", "FIN", "CANCEL", "PING", "PONG"}
+	"STREAM", "ITEM", "DATA", "CREDIT", "FIN", "CANCEL", "PING", "PONG", "SHM", "SHMDATA"}
 
 func (t frameType) String() string {
 	if t >= 1 && t <= frameMax {
@@ -49,11 +53,13 @@ const headerLen = 9
 // maxFrame bounds a frame's body: larger is a protocol error (the peer is writing garbage).
 const maxFrame = 16 << 20
 
-// frame is one decoded frame. body aliases nothing: it is the frame's own buffer.
+// frame is one decoded frame. body aliases nothing (it is the frame's own buffer) except for
+// DATA made from SHMDATA, whose body is the bytes in the shared memory slot (shm is set).
 type frame struct {
 	typ  frameType
 	id   uint32
 	body []byte
+	shm  bool
 }
 
 // protoError is a malformed frame: the process broke the protocol.

@@ -3,9 +3,12 @@ package process
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"testing"
+	"unsafe"
 
 	"jsn.dev/jsn/bus/wire"
 )
@@ -17,6 +20,8 @@ func FuzzFrames(f *testing.F) {
 	f.Add(appendFrame(appendFrame(nil, frameData, 1, []byte("abc")), frameFin, 1, nil))
 	f.Add([]byte("HTTP/1.1 200 OK\r\n\r\n"))
 	f.Add([]byte{0, 0, 0, 4, 7})
+	f.Add(appendFrame(nil, frameShmData, 3, encodeUint(512<<10)))
+	f.Add(appendFrame(nil, frameHello, 0, []byte("\x85\xa7version\x01\xa9interface\xa0\xa3doc\xa0\xa7methods\x90\xa3shm\xc3")))
 	f.Add(appendFrame(nil, frameHello, 0, []byte("\x84\xa7version\x01\xa9interface\xa0\xa3doc\xa0\xa7methods\x91\x82\xa4name\xa2on\xa4kind\xa4call")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bufio.NewReader(bytes.NewReader(data))
@@ -76,6 +81,60 @@ func FuzzCheckResult(f *testing.F) {
 		derr := wire.Unmarshal(b, &v)
 		if err == nil && derr != nil && len(b) <= wire.MaxBody {
 			t.Fatalf("checkResult accepts %x, the decoder does not: %v", b, derr)
+		}
+	})
+}
+
+// FuzzShmData feeds a stream with a shared memory slot arbitrary SHMDATA sizes (and credit
+// grants): each is accepted as a DATA frame inside the stream's slot, or refused with an error,
+// never a panic, never bytes outside the slot, never more bytes in flight than the credit.
+func FuzzShmData(f *testing.F) {
+	f.Add([]byte{0x00, 0x00, 0x08, 0x00, 0x00, 0x00, 0x7f, 0xff, 0xfc, 0x00})
+	f.Add([]byte{0x80, 0x00, 0x00, 0x00, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff})
+	shm := make([]byte, shmSlots*window)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := &conn{shm: shm, streams: map[uint32]*stream{}, pending: map[uint32]*waiter{}}
+		s := newStream(c)
+		s.id, s.slot = 5, 1+int(len(data)%shmSlots)
+		c.streams[5] = s
+		lo, hi := (s.slot-1)*window, s.slot*window
+		inFlight := 0
+		for ; len(data) >= 5; data = data[5:] {
+			n := uint64(binary.BigEndian.Uint32(data[1:5]))
+			if data[0]&0x80 != 0 { // the exporter delivered what is queued and re-granted it
+				delivered := 0
+				for len(s.q) > 0 {
+					fr, _ := s.next(context.Background())
+					delivered += len(fr.body)
+				}
+				s.mu.Lock()
+				s.granted += int64(delivered)
+				s.mu.Unlock()
+				inFlight = 0
+				continue
+			}
+			body := encodeUint(n)
+			if data[0]&1 != 0 {
+				body = body[:1+int(data[0]>>1)%9]
+			}
+			before := len(s.q)
+			if err := c.route(frame{typ: frameShmData, id: 5, body: body}); err != nil {
+				if len(s.q) != before {
+					t.Fatalf("refused SHMDATA %x (%v) but queued a frame", body, err)
+				}
+				continue
+			}
+			fr := s.q[len(s.q)-1]
+			if !fr.shm || fr.typ != frameData || uint64(len(fr.body)) != n || len(fr.body) == 0 {
+				t.Fatalf("SHMDATA %d queued %s of %d bytes (shm %v)", n, fr.typ, len(fr.body), fr.shm)
+			}
+			start := int(uintptr(unsafe.Pointer(&fr.body[0])) - uintptr(unsafe.Pointer(&c.shm[0])))
+			if start < lo || start+len(fr.body) > hi || cap(fr.body) != len(fr.body) {
+				t.Fatalf("SHMDATA %d: bytes [%d, %d) (cap %d) outside the slot [%d, %d)", n, start, start+len(fr.body), cap(fr.body), lo, hi)
+			}
+			if inFlight += len(fr.body); inFlight > window {
+				t.Fatalf("%d bytes in flight, more than the %d byte window", inFlight, window)
+			}
 		}
 	})
 }

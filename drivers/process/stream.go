@@ -33,6 +33,11 @@ type stream struct {
 	notify   chan struct{}
 	creditCh chan struct{}
 	ended    bool
+
+	wantShm bool // a byte stream: ask for a shared memory slot
+	slot    int  // 1 + its shared memory slot, 0 for none (set by register)
+	shmPos  int  // the slot's cursor: where the program's next write lands (reader only)
+	done    bool // cancel has run; guarded by c.mu
 }
 
 func newStream(c *conn) *stream {
@@ -118,28 +123,41 @@ func (s *stream) consumed(n int) {
 	}
 }
 
-// open starts a STREAM call and grants the process its initial window.
-func (c *conn) openStream(method string, args []byte) (*stream, error) {
+// openStream starts a STREAM call and grants the process its initial window; a byte stream
+// asks for a shared memory slot first. The caller calls cancel when done with the stream.
+func (c *conn) openStream(method string, args []byte, byteStream bool) (*stream, error) {
 	s := newStream(c)
+	s.wantShm = byteStream
 	id, _, err := c.register(nil, s)
 	if err != nil {
 		return nil, err
 	}
 	s.id = id
-	if err := c.sendCall(frameStream, id, method, args); err != nil {
-		return nil, err
+	err = c.sendCall(frameStream, id, method, args)
+	if err == nil && s.slot != 0 {
+		err = c.send(frameShm, id, encodeUint(uint64(s.slot-1)))
 	}
-	if err := c.send(frameCredit, id, encodeUint(window)); err != nil {
+	if err == nil {
+		err = c.send(frameCredit, id, encodeUint(window))
+	}
+	if err != nil {
+		s.cancel()
 		return nil, err
 	}
 	return s, nil
 }
 
-// cancel tells the process to stop the stream and forgets it.
+// cancel tells the process to stop the stream and forgets it; the exporter reads nothing more
+// of its shared memory slot.
 func (s *stream) cancel() {
 	s.c.mu.Lock()
 	_, live := s.c.streams[s.id]
 	delete(s.c.streams, s.id)
+	if s.slot != 0 && !s.done {
+		s.done = true
+		s.c.releaseSlot(s.id)
+		s.c.shmUsers.Done()
+	}
 	s.c.mu.Unlock()
 	if live {
 		_ = s.c.send(frameCancel, s.id, nil)
@@ -152,7 +170,7 @@ func (p *Process) serveItems(ctx context.Context, method string, args []byte, se
 	if err != nil {
 		return err
 	}
-	s, err := c.openStream(method, args)
+	s, err := c.openStream(method, args, false)
 	if err != nil {
 		return p.callErr(method, err)
 	}
@@ -185,7 +203,7 @@ func (p *Process) serveBytes(ctx context.Context, method string, args []byte, bs
 	if err != nil {
 		return err
 	}
-	s, err := c.openStream(method, args)
+	s, err := c.openStream(method, args, true)
 	if err != nil {
 		return p.callErr(method, err)
 	}
@@ -203,7 +221,9 @@ func (p *Process) serveBytes(ctx context.Context, method string, args []byte, bs
 		case frameData:
 			_, err := bs.Write(f.body)
 			s.consumed(len(f.body))
-			putData(f.body)
+			if !f.shm {
+				putData(f.body)
+			}
 			if err != nil {
 				return err
 			}

@@ -36,6 +36,14 @@ func options(f *cmdutil.Factory) (client.Options, error) {
 
 		NoDirectStreams: f.Env(client.EnvDirectStreams) == "off",
 	}
+	if f.Env(client.EnvExporters) != "" && f.Env(client.EnvExporter) == "" && f.Lease == "" {
+		// A session with several exporters: --exporter names the one (group.go of client).
+		lease, creds, _, err := client.SessionPart(f.Env, f.ExporterName)
+		if err != nil {
+			return o, &cmdutil.UsageError{Err: err}
+		}
+		o.Lease, o.Creds = lease, creds
+	}
 	if err := o.Validate(); err != nil {
 		return o, &cmdutil.UsageError{Err: err}
 	}

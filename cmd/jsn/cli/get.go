@@ -44,7 +44,7 @@ func newGetCmd(f *cmdutil.Factory) *cobra.Command {
 	}
 	ex.Flags().StringVarP(&opts.Selector, "selector", "l", "", "label selector (k=v, k!=v, k in (a,b), k notin (a,b), k, !k)")
 	cmdutil.AddFormatFlag(ex, &opts.Format, "table", cmdutil.FormatJSON, cmdutil.FormatYAML)
-	cmd.AddCommand(ex)
+	cmd.AddCommand(ex, newGetLeasesCmd(f))
 	return cmd
 }
 

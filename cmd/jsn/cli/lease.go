@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -17,7 +16,9 @@ import (
 
 type leaseRequestOptions struct {
 	f         *cmdutil.Factory
-	Selector  string
+	Selectors []string // -l, repeatable: several make a multi-exporter lease
+	Count     int      // --count: exporters per selector
+	Names     []string // -n: exporters by name (a multi-exporter lease)
 	Duration  time.Duration
 	Priority  int
 	Wait      time.Duration
@@ -46,7 +47,7 @@ func newLeaseCmd(f *cmdutil.Factory) *cobra.Command {
 func newLeaseRequestCmd(f *cmdutil.Factory) *cobra.Command {
 	opts := &leaseRequestOptions{f: f}
 	cmd := &cobra.Command{
-		Use:   "request -l SELECTOR|--exporter NAME [--duration 30m] [--priority N] [--wait 10m] [--keepalive] [--begin TIME]",
+		Use:   "request -l SELECTOR... [--count N] | --exporter NAME | -n NAME... [--duration 30m] [--priority N] [--wait 10m] [--keepalive] [--begin TIME]",
 		Short: "Request a lease and print its id (queued if every matching exporter is busy)",
 		Long: `Request a lease and print its id. If no matching exporter is free the request is queued;
 the reply says why, when the earliest matching exporter is expected free and the longest
@@ -59,7 +60,14 @@ renewing the lease until it is interrupted (Ctrl-C or SIGTERM release the lease)
 
 --begin TIME schedules the lease: it stays queued until TIME (RFC 3339, or HH:MM today) and
 is granted then. A scheduled lease naming an exporter (--exporter) reserves it: leases
-granted before TIME on it must end by TIME.`,
+granted before TIME on it must end by TIME.
+
+Several exporters at once (a multi-exporter lease, a "group"): repeat -l (one exporter per
+selector), add --count N (N distinct exporters for each -l), or name exporters with -n NAME
+(repeatable; -n and -l mix). The exporters are granted together or not at all: while they
+cannot all be granted the request waits as one (holding nothing). It prints the group's id;
+jsn lease extend/release GROUP act on every part, and when one part ends (expired, released,
+ended by an admin) the others end too. jsn lease list shows the parts with their GROUP.`,
 		Example: `  $ jsn lease request -l board=rpi4 --duration 30m
   3f2a9c0d1e7b6a55
   $ jsn lease request --exporter rack1-rpi4 --wait 10m
@@ -68,14 +76,22 @@ granted before TIME on it must end by TIME.`,
   # held while the CI job runs, never more than 2h
   $ jsn lease request -l board=rpi4 --keepalive --duration 2h > lease-id &
   # tomorrow morning, for the demo
-  $ jsn lease request --exporter rack1-rpi4 --begin 2026-12-04T09:00:00+01:00 --duration 1h`,
+  $ jsn lease request --exporter rack1-rpi4 --begin 2026-12-04T09:00:00+01:00 --duration 1h
+  # a board and a host to test it from, granted together
+  $ jsn lease request -l board=rpi4 -l role=host
+  lease 5d0c2e9a71b34f08: rack1-rpi4 (part 0b7e…), host-3 (part 9a1c…)
+  5d0c2e9a71b34f08
+  # two boards of a kind, and one named exporter
+  $ jsn lease request -l board=rpi4 --count 2 -n can-sniffer`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.durationSet = cmd.Flags().Changed("duration")
 			return runLeaseRequest(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().StringVarP(&opts.Selector, "selector", "l", "", "label selector (k=v, k!=v, k in (a,b), k notin (a,b), k, !k)")
+	cmd.Flags().StringArrayVarP(&opts.Selectors, "selector", "l", nil, "label selector (k=v, k!=v, k in (a,b), k notin (a,b), k, !k); repeat for several exporters")
+	cmd.Flags().IntVar(&opts.Count, "count", 1, "how many distinct exporters to lease for each -l selector (together, or none)")
+	cmd.Flags().StringArrayVarP(&opts.Names, "name", "n", nil, "lease this exporter by name, with the others of the request (repeatable)")
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 30*time.Minute, "how long the lease lasts once granted")
 	cmd.Flags().IntVar(&opts.Priority, "priority", 0, "queue priority: higher is served first")
 	cmd.Flags().DurationVar(&opts.Wait, "wait", 0, "if queued, wait this long to be granted (0: return at once; with --keepalive: as long as it takes)")
@@ -101,16 +117,8 @@ func parseBegin(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("--begin %q: want RFC 3339 (2026-12-04T09:00:00+01:00) or HH:MM", s)
 }
 
-// leaseTarget checks that exactly one of a selector and an exporter name was given.
-func leaseTarget(selector, exporter string) (api.LeaseRequest, error) {
-	if (selector == "") == (exporter == "") {
-		return api.LeaseRequest{}, cmdutil.Usagef("give either -l SELECTOR or --exporter NAME")
-	}
-	return api.LeaseRequest{Selector: selector, Exporter: exporter}, nil
-}
-
 func runLeaseRequest(ctx context.Context, opts *leaseRequestOptions) error {
-	req, err := leaseTarget(opts.Selector, opts.f.ExporterName)
+	req, err := leaseTargets(opts.Selectors, opts.Count, opts.Names, opts.f.ExporterName)
 	if err != nil {
 		return err
 	}
@@ -137,6 +145,9 @@ func runLeaseRequest(ctx context.Context, opts *leaseRequestOptions) error {
 	if err != nil {
 		return err
 	}
+	if rep.Lease.Group != "" {
+		fmt.Fprintln(opts.f.ErrOut, groupLine(rep))
+	}
 	fmt.Fprintln(opts.f.Out, rep.Lease.ID)
 	if !opts.Keepalive {
 		return nil
@@ -144,8 +155,12 @@ func runLeaseRequest(ctx context.Context, opts *leaseRequestOptions) error {
 	if f, ok := opts.f.Out.(interface{ Sync() error }); ok {
 		_ = f.Sync()
 	}
+	on := rep.Lease.Exporter
+	if rep.Lease.Group != "" {
+		on = strings.Join(client.PartExporters(rep), ", ")
+	}
 	fmt.Fprintf(opts.f.ErrOut, "jsn: holding lease %s on %s while this runs (at most until %s); Ctrl-C releases it\n",
-		rep.Lease.ID, rep.Lease.Exporter, formatTime(rep.Lease.Until))
+		rep.Lease.ID, on, formatTime(rep.Lease.Until))
 	kerr := ctl.KeepAlive(ctx, rep.Lease)
 	if kerr != nil {
 		return &cmdutil.ExitError{Code: exitLeaseEnded, Message: kerr.Error()}
@@ -211,8 +226,8 @@ func newLeaseListCmd(f *cmdutil.Factory) *cobra.Command {
 		Use:   "list [--all]",
 		Short: "List your leases (everybody's with --all), active and queued, with why they wait",
 		Example: `  $ jsn lease list
-  ID                EXPORTER    CLIENT  STATUS  UNTIL     REASON
-  3f2a9c0d1e7b6a55  rack1-rpi4  alice   active  14:05:00  -`,
+  ID                EXPORTER    CLIENT  STATUS  UNTIL     GROUP  REASON
+  3f2a9c0d1e7b6a55  rack1-rpi4  alice   active  14:05:00  -      -`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctl, err := connectController(cmd.Context(), f)
@@ -230,25 +245,7 @@ func newLeaseListCmd(f *cmdutil.Factory) *cobra.Command {
 				}
 				return cmdutil.PrintValue(f.Out, format, leases)
 			}
-			tw := tabwriter.NewWriter(f.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tEXPORTER\tCLIENT\tSTATUS\tUNTIL\tREASON")
-			for _, l := range leases {
-				exp := l.Exporter
-				if exp == "" {
-					exp = "(" + l.Selector + ")"
-				}
-				reason := l.Reason
-				if reason == "" {
-					reason = "-"
-				}
-				id := l.ID
-				if id == "" {
-					id = "-" // another client's lease: only its holder and admins see its id
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cmdutil.Printable(id), cmdutil.Printable(exp), cmdutil.Printable(l.Client),
-					cmdutil.Printable(l.Status), formatTime(l.End), cmdutil.Printable(reason))
-			}
-			return tw.Flush()
+			return printLeases(f.Out, leases)
 		},
 	}
 	cmd.Flags().BoolVar(&all, "all", false, "everybody's leases")

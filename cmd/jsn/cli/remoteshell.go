@@ -22,9 +22,12 @@ const exitLeaseEnded = 124
 // runRemoteShell leases an exporter from the controller and runs the shell on it.
 func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 	f := opts.f
-	req, err := leaseTarget(opts.Selector, f.ExporterName)
+	req, err := leaseTargets(opts.Selectors, opts.Count, opts.Names, f.ExporterName)
 	if err != nil {
 		return err
+	}
+	if len(req.Parts) > 0 {
+		return runGroupShell(ctx, opts, req) // several exporters (group.go)
 	}
 	req.Duration, req.Keepalive = opts.Duration, opts.Keepalive
 
@@ -121,14 +124,17 @@ func runRemoteShell(ctx context.Context, opts *shellOptions) (err error) {
 		return err
 	}
 	env := sessionEnv(os.Environ(), map[string]string{
-		client.EnvHost:     o.Host,
-		client.EnvExporter: lease.Exporter,
-		client.EnvLease:    lease.ID,
-		client.EnvCreds:    credsFile,
-		client.EnvCA:       caFile,
-		client.EnvWSURL:    "", // an outer local session's: not this session's bus
-		client.EnvWSToken:  "",
-		"PATH":             path,
+		client.EnvHost:      o.Host,
+		client.EnvExporter:  lease.Exporter,
+		client.EnvLease:     lease.ID,
+		client.EnvCreds:     credsFile,
+		client.EnvCA:        caFile,
+		client.EnvWSURL:     "", // an outer local session's: not this session's bus
+		client.EnvWSToken:   "",
+		client.EnvExporters: "", // an outer multi-exporter session's
+		client.EnvLeases:    "",
+		client.EnvCredsDir:  "",
+		"PATH":              path,
 	})
 	argv := opts.Command
 	if len(argv) == 0 {

@@ -32,7 +32,9 @@ type shellOptions struct {
 	Web     string   // --web: the local dashboard's loopback address
 
 	// Remote sessions: a lease from the lab controller.
-	Selector  string        // -l: label selector
+	Selectors []string      // -l: label selectors (several: a multi-exporter lease)
+	Count     int           // --count: exporters per selector
+	Names     []string      // -n: exporters by name, with the others
 	Duration  time.Duration // --duration
 	Wait      time.Duration // --wait: how long to wait in the queue (0: no bound)
 	Keepalive bool          // --keepalive: the lease lives while jsn runs
@@ -65,7 +67,14 @@ ended), sends the shell SIGHUP, then SIGTERM and SIGKILL 5 s apart, and exits 12
 ` + "`jsn lease extend $JSN_LEASE 15m`" + ` from inside the shell moves the end; the session's
 credential is renewed. With --keepalive the lease instead lives while jsn runs: jsn renews
 it every few seconds, and if jsn is killed the lease ends within seconds; --duration is
-then its hard limit.`,
+then its hard limit.
+
+With several -l (or --count N, or -n NAME besides), the session leases several exporters as
+one multi-exporter lease, granted together or not at all; when one part ends, all end. The
+shell then gets JSN_EXPORTERS (the exporters, comma-separated), JSN_LEASE (the group's id),
+JSN_LEASES (EXPORTER=PART_LEASE,...) and JSN_CREDS_DIR (EXPORTER.creds for each), and no
+JSN_EXPORTER: every jsn command there names its exporter with --exporter NAME, and fails
+with the list of the session's exporters when it does not.`,
 		Example: `  # an interactive session with the example lab (no hardware needed)
   $ jsn shell -c examples/local.yaml
   jsn: lab "demo" attached (power, network, shell); exit to release
@@ -84,7 +93,9 @@ then its hard limit.`,
   $ jsn shell -l board=rpi4 --duration 30m
   $ jsn shell --exporter rack1-rpi4 -- jsn power on
   # held as long as the CI job runs, 4h at most; a cancelled job frees the board
-  $ jsn shell -l board=rpi4 --keepalive --duration 4h -- ./ci-test.sh`,
+  $ jsn shell -l board=rpi4 --keepalive --duration 4h -- ./ci-test.sh
+  # a board and a host, leased together; commands inside name the exporter
+  $ jsn shell -l board=rpi4 -l role=host -- sh -c 'jsn --exporter rack1-rpi4 power on && jsn --exporter host-3 call shell.run …'`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Command = args
@@ -95,7 +106,9 @@ then its hard limit.`,
 	cmd.Flags().StringVarP(&opts.Config, "config", "c", "", "exporter config file (a local session)")
 	cmd.Flags().BoolVarP(&opts.Verbose, "verbose", "v", false, "also print the exporter's info logs on stderr")
 	cmd.Flags().StringVar(&opts.Web, "web", "", "local session: serve the web dashboard (live consoles) on this loopback address, e.g. 127.0.0.1:8080; the URL printed carries its token")
-	cmd.Flags().StringVarP(&opts.Selector, "selector", "l", "", "lease an exporter matching this label selector (a remote session)")
+	cmd.Flags().StringArrayVarP(&opts.Selectors, "selector", "l", nil, "lease an exporter matching this label selector (a remote session); repeat for several exporters")
+	cmd.Flags().IntVar(&opts.Count, "count", 1, "remote session: how many distinct exporters to lease for each -l selector")
+	cmd.Flags().StringArrayVarP(&opts.Names, "name", "n", nil, "remote session: also lease this exporter by name (repeatable)")
 	cmd.Flags().DurationVar(&opts.Duration, "duration", 30*time.Minute, "remote session: lease duration")
 	cmd.Flags().DurationVar(&opts.Wait, "wait", 0, "remote session: longest wait in the queue (0: as long as it takes)")
 	cmd.Flags().BoolVar(&opts.Keepalive, "keepalive", false, "remote session: the lease lives while jsn runs (renewed every few seconds, ended soon after jsn dies), --duration at most")
@@ -104,7 +117,7 @@ then its hard limit.`,
 }
 
 func runShell(ctx context.Context, opts *shellOptions) (err error) {
-	remote := opts.Selector != "" || opts.f.ExporterName != ""
+	remote := len(opts.Selectors) > 0 || len(opts.Names) > 0 || opts.f.ExporterName != ""
 	switch {
 	case opts.Config != "" && remote:
 		return &cmdutil.UsageError{Err: errors.New("give -c FILE for a local session, or -l SELECTOR / --exporter NAME for a remote one, not both"), ShowHelp: true}
@@ -170,14 +183,17 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 		return err
 	}
 	env := sessionEnv(os.Environ(), map[string]string{
-		client.EnvHost:     l.URL,
-		client.EnvExporter: l.Exporter,
-		client.EnvLease:    l.Lease,
-		client.EnvCreds:    "",
-		client.EnvCA:       "",
-		client.EnvWSURL:    l.WebSocketURL(), // with --web: the session's bus for non-Go clients
-		client.EnvWSToken:  lo.WebSocketToken,
-		"PATH":             path,
+		client.EnvHost:      l.URL,
+		client.EnvExporter:  l.Exporter,
+		client.EnvLease:     l.Lease,
+		client.EnvCreds:     "",
+		client.EnvCA:        "",
+		client.EnvWSURL:     l.WebSocketURL(), // with --web: the session's bus for non-Go clients
+		client.EnvWSToken:   lo.WebSocketToken,
+		client.EnvExporters: "", // an outer multi-exporter session's
+		client.EnvLeases:    "",
+		client.EnvCredsDir:  "",
+		"PATH":              path,
 	})
 
 	argv := opts.Command
@@ -242,7 +258,8 @@ func sessionEnv(base []string, set map[string]string) []string {
 			out = append(out, kv)
 		}
 	}
-	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, client.EnvCA, client.EnvWSURL, client.EnvWSToken, "PATH"} {
+	for _, k := range []string{client.EnvHost, client.EnvExporter, client.EnvLease, client.EnvCreds, client.EnvCA, client.EnvWSURL, client.EnvWSToken,
+		client.EnvExporters, client.EnvLeases, client.EnvCredsDir, "PATH"} {
 		if v, ok := set[k]; ok && v != "" {
 			out = append(out, k+"="+v)
 		}

@@ -49,6 +49,7 @@ import datetime
 import importlib.util
 import inspect
 import logging
+import mmap
 import os
 import queue
 import re
@@ -65,7 +66,7 @@ __all__ = ["Driver", "DriverError", "export", "exportstream", "run", "PROTOCOL_V
 PROTOCOL_VERSION = 1
 
 # Frame types (docs/external-drivers.md).
-INIT, HELLO, OPEN, RESET, CLOSE, CALL, RESULT, ERROR, STREAM, ITEM, DATA, CREDIT, FIN, CANCEL, PING, PONG = range(1, 17)
+INIT, HELLO, OPEN, RESET, CLOSE, CALL, RESULT, ERROR, STREAM, ITEM, DATA, CREDIT, FIN, CANCEL, PING, PONG, SHM, SHMDATA = range(1, 19)
 
 _HDR = struct.Struct(">IBI")
 _WINDOW = 8 << 20  # credit granted to the exporter per byte stream
@@ -292,6 +293,8 @@ class _Stream:
         self.loop = None  # the asyncio loop of an async byte stream's pump
         self.consumed = 0
         self.task = None
+        self.ring = None  # this byte stream's shared memory slot (a memoryview), if it has one
+        self.rpos = 0  # where the next write lands in the slot
 
     def add_credit(self, n):
         with self.cond:
@@ -332,6 +335,23 @@ class _Stream:
             self.server.send(ITEM, self.id, body)
             return
         data = memoryview(body)
+        with self.cond:  # the exporter's SHM frame, if any, comes before its first CREDIT
+            while self.credit <= 0 and not self.cancelled:
+                self.cond.wait()
+        ring = self.ring
+        if ring is not None:
+            # Into the shared memory slot, as a ring: credit never exceeds the slot, so the
+            # exporter has delivered whatever a write overwrites. A write never wraps.
+            size = len(ring)
+            while len(data) > 0:
+                k = self.take_credit(min(len(data), size - self.rpos))
+                if not k:
+                    raise _Cancelled()
+                ring[self.rpos:self.rpos + k] = data[:k]
+                self.server.send(SHMDATA, self.id, msgpack.packb(k))
+                self.rpos = (self.rpos + k) % size
+                data = data[k:]
+            return
         while len(data) > 0:
             k = self.take_credit(min(len(data), _CHUNK))
             if not k:
@@ -377,6 +397,8 @@ class Server:
         self.tasks = {}
         self.loop = None
         self.loop_thread = None
+        self.shm = None  # the exporter's shared memory for byte streams (memoryview), if mapped
+        self.shm_size = 0
 
     # -- writing
 
@@ -444,6 +466,8 @@ class Server:
         hello = {"version": PROTOCOL_VERSION, "interface": getattr(cls, "jsn_interface", "") or "",
                  "doc": (inspect.getdoc(cls) or "").split("\n\n")[0],
                  "methods": [m.decl for m in self.methods.values()]}
+        if self._map_shm(init.get("shm")):
+            hello["shm"] = True
         self.send(HELLO, 0, msgpack.packb(hello))
         methods = self.methods
         streams = self.streams
@@ -492,6 +516,11 @@ class Server:
                 t = self.tasks.pop(fid, None)
                 if t is not None:
                     t.get_loop().call_soon_threadsafe(t.cancel)
+            elif typ == SHM:
+                s = streams.get(fid)
+                slot = unpackb(body)
+                if s is not None and self.shm is not None:
+                    s.ring = self.shm[slot * self.shm_size:(slot + 1) * self.shm_size]
             elif typ == PING:
                 send(PONG, fid)
             elif typ in (OPEN, RESET, CLOSE):
@@ -503,6 +532,20 @@ class Server:
                     self.error(fid, e)
             else:
                 raise SystemExit("jsn_driver: unexpected frame type %d" % typ)
+
+    def _map_shm(self, offer):
+        """Maps the shared memory INIT offers ({fd, slots, size}); False if there is none."""
+        if not isinstance(offer, dict):
+            return False
+        try:
+            fd, slots, size = int(offer["fd"]), int(offer["slots"]), int(offer["size"])
+            self.shm = memoryview(mmap.mmap(fd, slots * size))
+            self.shm_size = size
+            os.close(fd)  # the mapping stays
+            return True
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            logging.getLogger("jsn_driver").warning("no shared memory for byte streams: %s", e)
+            return False
 
     def start_async(self, fid, m, args):
         async def go():
@@ -540,8 +583,10 @@ class Server:
 
     def _end(self, s, exc=None):
         self.streams.pop(s.id, None)
-        if s.cancelled:
+        if s.cancelled and s.ring is None:
             return
+        # (A cancelled stream with a slot still ends: the exporter then knows nothing more is
+        # written into the slot and gives it to another stream.)
         if exc is None:
             self.send(RESULT, s.id, b"\xc0")
         else:
@@ -584,7 +629,8 @@ class Server:
                 self._pump_sync(s, cm)
             self._end(s)
         except _Cancelled:
-            pass
+            if s.ring is not None:
+                self._end(s)
         except Exception as e:
             self._end(s, e)
 
