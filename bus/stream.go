@@ -930,6 +930,20 @@ func (ss *StreamServer) ResetGroup(group string, err error) {
 	wg.Wait()
 }
 
+// ResetHolder resets, like ResetGroup, every stream of group (a lease) opened by holder (its
+// stream token is wire.StreamToken(group, holder)): a client the lease is no longer shared
+// with, or its previous holder.
+func (ss *StreamServer) ResetHolder(group, holder string, err error) {
+	tok := wire.StreamToken(group, holder)
+	var wg sync.WaitGroup
+	for _, s := range ss.mux.snapshot(group) {
+		if s.lease == tok {
+			wg.Go(func() { s.Reset(err) })
+		}
+	}
+	wg.Wait()
+}
+
 // Count returns how many streams are open.
 func (ss *StreamServer) Count() int {
 	ss.mux.mu.Lock()
