@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"jsn.dev/jsn/bus/wire"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 func TestMain(m *testing.M) {
@@ -420,5 +422,68 @@ func TestStreamExporterGone(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatalf("restarted %v: the stream did not end", restarted)
 		}
+	}
+}
+
+// TestEndedStreamFramesDropped: a client frame that crosses the end of a stream on the exporter
+// (a probe or credit sent as the exporter finished) is dropped, not answered with a reset — on a
+// direct connection that reset, going on the bus, could overtake the stream's last frames and
+// fail a stream that ended cleanly. A frame for a stream the exporter never had still gets
+// "not open". The frames are sent in that order on one connection, so the reset of the second
+// arriving alone shows the first got none.
+func TestEndedStreamFramesDropped(t *testing.T) {
+	s := runServer(t)
+	cs, es, _ := streamPair(t, s)
+	go func() {
+		_, _ = es.Write([]byte("bye"))
+		_ = es.CloseWrite()
+	}()
+	if b, err := io.ReadAll(cs); err != nil || string(b) != "bye" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	if err := cs.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(es); err != nil {
+		t.Fatal(err)
+	}
+	if err := es.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		es.mux.mu.Lock()
+		open := es.mux.m[es.id] != nil
+		es.mux.mu.Unlock()
+		if open || !es.mux.recentlyEnded(es.id) {
+			return fmt.Errorf("stream %s still registered on the exporter", es.id)
+		}
+		return nil
+	})
+	resets := make(chan string, 4)
+	out := strings.Replace(cs.out, ".stream.", ".out.", 1)
+	prefix := out[:strings.LastIndexByte(out, '.')+1]
+	sub, err := cs.conn.Subscribe(prefix+"*", "", func(m *Msg) {
+		if f, err := wire.DecodeFrame(m.Data); err == nil && f.Type == wire.FrameReset {
+			resets <- m.Subject[len(prefix):] + ": " + f.Message
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	credit := wire.AppendFrame(nil, wire.Frame{Type: wire.FrameCredit, Offset: 1 << 20})
+	stream := cs.out[:strings.LastIndexByte(cs.out, '.')+1]
+	for _, id := range []string{es.id, "neverseen"} {
+		if err := cs.conn.Publish(stream+id, nil, credit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case r := <-resets:
+		if !strings.HasPrefix(r, "neverseen: ") || !strings.Contains(r, "not open on exporter e1") {
+			t.Fatalf("got reset %q, want one for the unknown stream only", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reset for a stream the exporter never had")
 	}
 }

@@ -459,3 +459,33 @@ func TestDirectResetOnTheBusBeatsTheEnd(t *testing.T) {
 		t.Fatalf("got %v, want PERMISSION_DENIED lease ended", err)
 	}
 }
+
+// TestDirectResetWhileClientWrites: the exporter resets a stream whose client is writing (an
+// upload found corrupt) and ends the direct connection; the client's Write reports the reset, not
+// the broken pipe its write met first (seen under load in drivers/storage's failing-flash tests).
+func TestDirectResetWhileClientWrites(t *testing.T) {
+	d := unixDirect(t)
+	item := make([]byte, 64<<10)
+	for i := range 30 {
+		cs, es, _ := streamPairWith(t, runServer(t), d, nil)
+		waitDecided(t, es)
+		got := make(chan error, 1)
+		go func() {
+			for {
+				if _, err := cs.Write(item); err != nil {
+					got <- err
+					return
+				}
+			}
+		}()
+		buf := make([]byte, 1+i%3*1000)
+		if _, err := io.ReadFull(es, buf); err != nil {
+			t.Fatal(err)
+		}
+		es.Reset(wire.Errorf(wire.InvalidArgument, "image is not valid zstd"))
+		if err := <-got; !errors.Is(err, wire.ErrInvalidArgument) || !strings.Contains(err.Error(), "not valid zstd") {
+			t.Fatalf("round %d: Write got %v, want INVALID_ARGUMENT image is not valid zstd", i, err)
+		}
+		cs.Close()
+	}
+}

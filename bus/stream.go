@@ -67,6 +67,7 @@ type Stream struct {
 	opened    time.Time // when the stream was created
 	done      bool      // unregistered
 	peerReset bool
+	acked     bool // client side: the exporter accepted the stream (its reply arrived)
 	isDecided bool // the path is known (see decided)
 	// resetFrame is the encoded reset this side sent, kept for a direct connection that arrives
 	// after the stream ended: it gets the reset too, before its end, so the peer reports the
@@ -193,6 +194,21 @@ func (s *Stream) Write(p []byte) (int, error) {
 			err = s.conn.Publish(s.out, nil, s.wbuf)
 		}
 		if err != nil {
+			if d != nil {
+				// A peer that resets the stream ends the direct connection after the reset frame:
+				// the write may fail first. The reader reports the reset (or, lacking one, the
+				// lost connection within directResetGrace); that is the error to return.
+				select {
+				case <-s.ctx.Done():
+				case <-time.After(2 * directResetGrace):
+				}
+				s.mu.Lock()
+				werr := s.werr
+				s.mu.Unlock()
+				if werr != nil {
+					return written, werr
+				}
+			}
 			err = &wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: send: %v", s.id, err)}
 			s.fail(err, false)
 			return written, err
@@ -428,13 +444,8 @@ func (s *Stream) handle(f wire.Frame, direct bool) {
 		s.mu.Unlock()
 		signal(s.readable)
 	case wire.FrameCredit:
-		if f.Offset > s.limit {
-			s.limit = f.Offset
-			s.mu.Unlock()
-			signal(s.writable)
-			return
-		}
 		s.mu.Unlock()
+		s.credit(f.Offset)
 	case wire.FrameFin:
 		if s.finRecv {
 			s.mu.Unlock()
@@ -458,13 +469,26 @@ func (s *Stream) handle(f wire.Frame, direct bool) {
 	}
 }
 
+// credit applies a CREDIT frame's offset (cumulative: only a larger one counts).
+func (s *Stream) credit(off uint64) {
+	s.mu.Lock()
+	s.heard = time.Now()
+	if off > s.limit {
+		s.limit = off
+		s.mu.Unlock()
+		signal(s.writable)
+		return
+	}
+	s.mu.Unlock()
+}
+
 // keepalive re-sends our credit so the peer knows we are alive, and reports whether the peer has
 // been silent too long.
 // silentAfter is how long a peer may stay silent: keepaliveMisses keepalives and half a period
 // of slack (35 s). Keepalives are checked every keepaliveEvery, so a silent peer's stream is
 // reset between silentAfter and silentAfter+keepaliveEvery after its last frame.
-func silentAfter() time.Duration {
-	return time.Duration(keepaliveMisses)*keepaliveEvery + keepaliveEvery/2
+func silentAfter(every time.Duration) time.Duration {
+	return time.Duration(keepaliveMisses)*every + every/2
 }
 
 // frameLimit is the largest DATA payload accepted on the bus or on a direct connection.
@@ -480,7 +504,7 @@ func frameLimit(direct bool) int {
 func (s *Stream) keepalive(now time.Time) (silent time.Duration) {
 	s.mu.Lock()
 	g := s.granted
-	if d := now.Sub(s.heard); d > silentAfter() {
+	if d := now.Sub(s.heard); d > silentAfter(s.mux.every) {
 		silent = d
 	}
 	s.mu.Unlock()
@@ -497,18 +521,30 @@ type streamMux struct {
 	closed bool               // guarded by mu
 	stop   chan struct{}
 	wg     sync.WaitGroup
+	every  time.Duration // keepaliveEvery when the mux was made (tests change the variable)
+	probeN time.Duration // probeEvery when the mux was made
 
 	// Client side (exporter != ""): probes of the exporter's presence.
 	exporter  string
 	probes    *Subscription // "no responders" answers to probes
 	probeInbx string
 	probeSent time.Time // the last probe; guarded by mu
-	// Exporter side (server): frames of a stream it does not know are answered with a reset.
+	// Exporter side (server): frames of a stream it does not know are answered with a reset,
+	// except for streams that ended here lately (see ended).
 	serverOf string
+	// ended holds the ids of streams that ended on this side in the last one or two keepalive
+	// periods (two generations, rotated by keepalives; guarded by mu). The peer's frames that
+	// crossed the end (a client's probe or credit sent as the exporter finished) are dropped:
+	// answered with a reset on the bus, that reset could overtake the stream's last frames on a
+	// direct connection and fail a stream that ended cleanly.
+	ended, endedOld map[string]struct{}
 }
 
+// maxEnded bounds one generation of ended: past it the generations rotate early.
+const maxEnded = 1 << 16
+
 func newStreamMux(c *Conn, subject string) (*streamMux, error) {
-	m := &streamMux{conn: c, m: map[string]*Stream{}, stop: make(chan struct{})}
+	m := &streamMux{conn: c, m: map[string]*Stream{}, stop: make(chan struct{}), every: keepaliveEvery, probeN: probeEvery}
 	sub, err := c.Subscribe(subject, "", m.dispatch)
 	if err != nil {
 		return nil, err
@@ -552,16 +588,25 @@ func (m *streamMux) gone() {
 	}
 }
 
-// probe sends the current credit of one open stream with a reply subject (see probeEvery).
+// probe sends the current credit of one open stream with a reply subject (see probeEvery). Only
+// a stream the exporter accepted is probed: one whose opening call is still on its way is not
+// known there yet, and the exporter would answer its frame with a reset.
 func (m *streamMux) probe() {
-	open := m.snapshot("")
-	if len(open) == 0 {
+	var s *Stream
+	var g uint64
+	for _, o := range m.snapshot("") {
+		o.mu.Lock()
+		ok := o.acked && !o.done
+		g = o.granted
+		o.mu.Unlock()
+		if ok {
+			s = o
+			break
+		}
+	}
+	if s == nil {
 		return
 	}
-	s := open[0]
-	s.mu.Lock()
-	g := s.granted
-	s.mu.Unlock()
 	m.mu.Lock()
 	m.probeSent = time.Now()
 	m.mu.Unlock()
@@ -575,6 +620,9 @@ func (m *streamMux) dispatch(msg *Msg) {
 	s := m.m[id]
 	m.mu.Unlock()
 	if s == nil {
+		if m.recentlyEnded(id) {
+			return
+		}
 		if m.serverOf != "" && wire.ValidName(id) {
 			// A client's frame for a stream this exporter does not have (it restarted, or the
 			// stream ended): say so, or the client would wait for its silence timeout.
@@ -600,6 +648,14 @@ func (m *streamMux) dispatch(msg *Msg) {
 		s.Reset(err)
 		return
 	}
+	if msg.Reply != "" {
+		// A client's presence probe: it goes on the bus whatever the stream's path, so it must
+		// not decide a pending direct offer (the client may be connecting). Only its credit counts.
+		if f.Type == wire.FrameCredit {
+			s.credit(f.Offset)
+		}
+		return
+	}
 	s.handle(f, false)
 }
 
@@ -619,6 +675,32 @@ func (m *streamMux) add(s *Stream) error {
 func (m *streamMux) remove(id string) {
 	m.mu.Lock()
 	delete(m.m, id)
+	if m.serverOf != "" {
+		if m.ended == nil {
+			m.ended = map[string]struct{}{}
+		} else if len(m.ended) >= maxEnded {
+			m.endedOld, m.ended = m.ended, map[string]struct{}{}
+		}
+		m.ended[id] = struct{}{}
+	}
+	m.mu.Unlock()
+}
+
+// recentlyEnded reports whether stream id ended on this (exporter) side lately.
+func (m *streamMux) recentlyEnded(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, a := m.ended[id]
+	_, b := m.endedOld[id]
+	return a || b
+}
+
+// rotateEnded forgets the older generation of ended streams (called every keepalive period).
+func (m *streamMux) rotateEnded() {
+	m.mu.Lock()
+	if len(m.ended) > 0 || len(m.endedOld) > 0 {
+		m.endedOld, m.ended = m.ended, map[string]struct{}{}
+	}
 	m.mu.Unlock()
 }
 
@@ -636,11 +718,11 @@ func (m *streamMux) snapshot(group string) []*Stream {
 
 func (m *streamMux) keepalives() {
 	defer m.wg.Done()
-	t := time.NewTicker(keepaliveEvery)
+	t := time.NewTicker(m.every)
 	defer t.Stop()
 	var probe <-chan time.Time
 	if m.probes != nil {
-		pt := time.NewTicker(probeEvery)
+		pt := time.NewTicker(m.probeN)
 		defer pt.Stop()
 		probe = pt.C
 	}
@@ -651,10 +733,11 @@ func (m *streamMux) keepalives() {
 		case <-probe:
 			m.probe()
 		case now := <-t.C:
+			m.rotateEnded()
 			for _, s := range m.snapshot("") {
 				if d := s.keepalive(now); d > 0 {
 					s.Reset(&wire.Error{Code: wire.Unavailable, Message: fmt.Sprintf("stream %s: peer silent for %s (the limit is %s), assumed gone",
-						s.id, d.Round(100*time.Millisecond), silentAfter())})
+						s.id, d.Round(100*time.Millisecond), silentAfter(m.every))})
 				}
 			}
 		}
@@ -719,6 +802,9 @@ func (c *Conn) OpenStream(ctx context.Context, exporter, subject string, hdr wir
 		return nil, err
 	}
 	s.handle(wire.Frame{Type: wire.FrameCredit, Offset: w}, true)
+	s.mu.Lock()
+	s.acked = true
+	s.mu.Unlock()
 	if addr := reply.Header.Get(HeaderStreamDirect); addr != "" {
 		if dc, err := dialDirect(ctx, addr, reply.Header.Get(HeaderStreamToken), reply.Header.Get(HeaderStreamPin)); err == nil {
 			s.mu.Lock()
@@ -840,6 +926,20 @@ func (ss *StreamServer) ResetGroup(group string, err error) {
 	var wg sync.WaitGroup
 	for _, s := range ss.mux.snapshot(group) {
 		wg.Go(func() { s.Reset(err) })
+	}
+	wg.Wait()
+}
+
+// ResetHolder resets, like ResetGroup, every stream of group (a lease) opened by holder (its
+// stream token is wire.StreamToken(group, holder)): a client the lease is no longer shared
+// with, or its previous holder.
+func (ss *StreamServer) ResetHolder(group, holder string, err error) {
+	tok := wire.StreamToken(group, holder)
+	var wg sync.WaitGroup
+	for _, s := range ss.mux.snapshot(group) {
+		if s.lease == tok {
+			wg.Go(func() { s.Reset(err) })
+		}
 	}
 	wg.Wait()
 }

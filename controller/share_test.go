@@ -143,15 +143,54 @@ func TestSharedLeaseCallers(t *testing.T) {
 	want := []string{"call alice sh1 console.connect CANCELLED", "call alice sh1 console.log OK",
 		"call bob sh1 aux.log OK", "call bob sh1 console.connect CANCELLED", "call bob sh1 console.log OK", "call bob sh1 console.log OK"}
 	testkit.CheckFor(t, 30*time.Second, func() error {
-		r := callOK[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: id, Kind: api.AuditKindCall})
+		r, err := call[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: id, Kind: api.AuditKindCall})
+		if err != nil {
+			return err // the audit stream busy: ask again
+		}
 		if got := auditEvents(t, r); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
 			return fmt.Errorf("calls of the shared lease:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 		return nil
 	})
+	// Unshare: bob's credential is revoked and the streams he opened end on the exporter at once
+	// (not at their silence timeout); alice's go on.
+	sa, err := serial.NewClient(exa.Driver("console")).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sa.Close()
+	sb, err := serial.NewClient(exb.Driver("console")).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	callOK[api.LeaseReply](t, alice, api.ClientSubject("alice", api.VerbLeaseUnshare), api.ShareRequest{ID: id, With: "bob"})
+	testkit.CheckFor(t, 10*time.Second, func() error {
+		r, err := call[api.AuditReply](t, l.admin, api.ClientSubject(AdminName, api.VerbAudit), api.AuditQuery{Lease: id, Kind: api.AuditKindCall})
+		if err != nil {
+			return err // the audit stream busy: ask again
+		}
+		if got := auditEvents(t, r); !slices.Contains(got, "call bob sh1 console.connect PERMISSION_DENIED") {
+			return fmt.Errorf("bob's stream not ended on the exporter yet: %q", got)
+		}
+		return nil
+	})
+	if _, err := sa.Write([]byte("still-alice\n")); err != nil {
+		t.Fatalf("alice's stream after bob's unshare: %v", err)
+	}
+	buf := make([]byte, 64)
+	if n, err := sa.Read(buf); err != nil || !strings.Contains(string(buf[:n]), "still") {
+		t.Errorf("alice's stream after bob's unshare read %q %v", buf[:n], err)
+	}
+	want = append(want, "call bob sh1 console.connect PERMISSION_DENIED")
+	slices.Sort(want)
+
 	// bob reads his own calls in his audit log, not alice's.
 	testkit.CheckFor(t, 30*time.Second, func() error {
-		r := callOK[api.AuditReply](t, bob, api.ClientSubject("bob", api.VerbAudit), api.AuditQuery{Kind: api.AuditKindCall})
+		r, err := call[api.AuditReply](t, bob, api.ClientSubject("bob", api.VerbAudit), api.AuditQuery{Kind: api.AuditKindCall})
+		if err != nil {
+			return err // the audit stream busy: ask again
+		}
 		var mine []string
 		for _, w := range want {
 			if strings.Contains(w, " bob ") {

@@ -439,14 +439,29 @@ func (e *Exporter) BeginLeaseWith(ctx context.Context, id string, o LeaseOptions
 
 // UpdateLease changes the terms of lease id, if it is the current one: a transfer changes its
 // holder and allow list, a share or unshare the clients it is shared with.
+// The streams of a client that no longer holds it (unshared, or the previous holder of a lease
+// handed over) are reset: its credential is revoked, and what it opened ends with it.
 func (e *Exporter) UpdateLease(id string, o LeaseOptions) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.lease != id {
+		e.mu.Unlock()
 		return
+	}
+	var gone []string
+	for _, who := range append([]string{e.holder}, e.shared...) {
+		if who != "" && who != o.Holder && !slices.Contains(o.Shared, who) {
+			gone = append(gone, who)
+		}
 	}
 	e.allow = append([]string(nil), o.Allow...)
 	e.holder, e.shared, e.sharedAllow = o.Holder, append([]string(nil), o.Shared...), maps.Clone(o.SharedAllow)
+	streams := e.streams
+	e.mu.Unlock()
+	for _, who := range gone {
+		if streams != nil {
+			streams.ResetHolder(id, who, &wire.Error{Code: wire.PermissionDenied, Message: "lease " + id + " is no longer " + who + "'s"})
+		}
+	}
 }
 
 // caller returns the client call m of the current lease is made by, as its reply subject names

@@ -420,19 +420,31 @@ func (r *remote) setTarget(l *api.Lease, rev, seq uint64, ifSeq bool) {
 	r.targetRev = max(r.targetRev, rev)
 	same := (r.target == nil) == (l == nil) && (l == nil || r.target.ID == l.ID)
 	r.target = l
-	if same && l != nil && r.serving != nil && r.serving.ID == l.ID {
-		r.ex.UpdateLease(l.ID, leaseOptions(l)) // shared, unshared or handed over
-	}
+	update := same && l != nil && r.serving != nil && r.serving.ID == l.ID // shared, unshared or handed over
 	if !same {
 		r.changedLocked()
 	}
 	r.mu.Unlock()
 	r.log.Debug("lease news", "lease", id, "rev", rev, "push", !ifSeq)
+	if update {
+		r.updateServing()
+	}
 	if !same {
 		select {
 		case r.kick <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// updateServing gives the exporter the terms of the lease it serves as the controller has them
+// now (its holder, shares and allow lists), outside r.mu: it may reset streams.
+func (r *remote) updateServing() {
+	r.mu.Lock()
+	t, s := r.target, r.serving
+	r.mu.Unlock()
+	if t != nil && s != nil && t.ID == s.ID {
+		r.ex.UpdateLease(t.ID, leaseOptions(t))
 	}
 }
 
@@ -536,14 +548,14 @@ func (r *remote) start(ctx context.Context, l *api.Lease, resume bool) {
 		log.Warn("begin lease", "err", err)
 	}
 	r.mu.Lock()
-	if r.target != nil && r.target.ID == l.ID && r.target != l {
-		l = r.target
-		r.ex.UpdateLease(l.ID, leaseOptions(l))
-	}
+	update := r.target != nil && r.target.ID == l.ID && r.target != l
 	r.starting = ""
 	r.serving = l
 	r.changedLocked()
 	r.mu.Unlock()
+	if update {
+		r.updateServing() // changed while it began
+	}
 }
 
 // endServing ends the lease served now: closes its session, runs afterLease, resets drivers,
