@@ -198,6 +198,9 @@ type leaseRecord struct {
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
 	// Shares are the credentials of the clients the lease is shared with, by client name.
 	Shares map[string]*shareCred `msgpack:"shares,omitempty"`
+	// Web maps the keys of browser credentials that may type into the lease's consoles (they
+	// are in Keys too) to the client that logged in (unsharing revokes that client's).
+	Web map[string]string `msgpack:"web,omitempty"`
 	// Parts, on a multi-exporter lease's record in jsn-queue (key = the group id), are what it
 	// asks for, one entry per part (group.go). Siblings, on that record once granted and on
 	// every part's record in jsn-leases, are its parts: exporter and lease id of each.

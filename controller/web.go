@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
@@ -44,6 +43,7 @@ const (
 
 type webToken struct {
 	kind, name string
+	lease      string // the lease whose consoles the login may type into ("": read-only)
 	expires    time.Time
 }
 
@@ -82,16 +82,32 @@ func newWebToken() string {
 
 // dashboardToken answers VerbDashboard: a one-time token for who.
 func (c *Controller) dashboardToken(ctx context.Context, who string, data []byte) (any, error) {
-	return c.dashboardTokenOf(api.KindClient, who)
+	var req api.DashboardRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Lease != "" {
+		if _, _, err := c.leaseForWeb(ctx, who, req.Lease); err != nil {
+			return nil, err
+		}
+	}
+	return c.dashboardTokenOf(api.KindClient, who, req.Lease)
 }
 
 // viewerDashboardToken answers VerbDashboard of a viewer (jsn.ctl.v.<viewer>.dashboard): a wall
 // screen logs in with its viewer config.
 func (c *Controller) viewerDashboardToken(ctx context.Context, who string, data []byte) (any, error) {
-	return c.dashboardTokenOf(api.KindViewer, who)
+	var req api.DashboardRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Lease != "" {
+		return nil, wire.Errorf(wire.PermissionDenied, "dashboard: viewer %s holds no lease: a viewer's dashboard is read-only", who)
+	}
+	return c.dashboardTokenOf(api.KindViewer, who, "")
 }
 
-func (c *Controller) dashboardTokenOf(kind, who string) (any, error) {
+func (c *Controller) dashboardTokenOf(kind, who, lease string) (any, error) {
 	if c.identity(kind, who) == nil {
 		return nil, wire.Errorf(wire.PermissionDenied, "dashboard: %s %q: no such identity", kind, who)
 	}
@@ -104,7 +120,7 @@ func (c *Controller) dashboardTokenOf(kind, who string) (any, error) {
 			delete(c.webTokens, k)
 		}
 	}
-	c.webTokens[tok] = webToken{kind: kind, name: who, expires: exp}
+	c.webTokens[tok] = webToken{kind: kind, name: who, lease: lease, expires: exp}
 	c.webMu.Unlock()
 	out := api.DashboardToken{Token: tok, Expires: exp.UTC().Format(time.RFC3339)}
 	if base := c.dashboardURL(); base != "" {
@@ -141,7 +157,7 @@ func (c *Controller) watchRights(kind, name string) []string {
 	defer c.mu.Unlock()
 	out := slices.Clone(id.Watch) // a viewer's, or a client's --watch
 	for e, a := range c.active {
-		if a.live() && a.rec.Lease.Client == name {
+		if a.live() && (a.rec.Lease.Client == name || a.rec.Shares[name] != nil) {
 			out = append(out, e)
 		}
 	}
@@ -166,17 +182,7 @@ func BrowserPermissions(watch []string) jwt.Permissions {
 
 // MintBrowser mints a browser credential for name (see BrowserPermissions) expiring at expires.
 func (a *Authority) MintBrowser(name string, watch []string, expires time.Time) (*api.Credential, string, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, "", fmt.Errorf("mint browser credential: %w", err)
-	}
-	pub, _ := kp.PublicKey()
-	j, err := a.userJWT(name, pub, BrowserPermissions(watch), expires, []string{"jsn-browser"})
-	if err != nil {
-		return nil, "", err
-	}
-	seed, _ := kp.Seed()
-	return &api.Credential{JWT: j, Seed: string(seed), Expires: expires}, pub, nil
+	return a.MintBrowserWrite(name, watch, nil, expires)
 }
 
 // exchange serves POST /api/exchange: {"token": …} → api.BrowserSession.
@@ -216,10 +222,25 @@ func (c *Controller) exchange(w http.ResponseWriter, r *http.Request) {
 	}
 	watch := c.watchRights(t.kind, t.name)
 	exp := time.Now().Add(c.o.BrowserTTL)
-	cred, pub, err := c.auth.MintBrowser(t.name, watch, exp)
+	var write *api.BrowserWrite
+	if t.lease != "" {
+		var err error
+		if write, exp, err = c.webWrite(r.Context(), t.name, t.lease, exp); err != nil {
+			fail(http.StatusUnauthorized, "exchange: %v", err)
+			return
+		}
+	}
+	cred, pub, err := c.auth.MintBrowserWrite(t.name, watch, write, exp)
 	if err != nil {
 		fail(http.StatusInternalServerError, "exchange: %v", err)
 		return
+	}
+	if write != nil {
+		// Its key goes with the lease: the lease's end revokes it.
+		if err := c.recordWebKey(r.Context(), t.name, t.lease, pub, exp); err != nil {
+			fail(http.StatusUnauthorized, "exchange: %v", err)
+			return
+		}
 	}
 	c.webMu.Lock()
 	if c.browserKeys[t.name] == nil {
@@ -237,7 +258,7 @@ func (c *Controller) exchange(w http.ResponseWriter, r *http.Request) {
 	st.Epoch, st.Seq = c.id, c.dashSeq
 	c.dashMu.Unlock()
 	out := api.BrowserSession{Mode: "controller", Name: t.name, WS: ws, JWT: cred.JWT, Seed: cred.Seed,
-		Expires: exp.UTC().Format(time.RFC3339), Watch: watch, State: st}
+		Expires: exp.UTC().Format(time.RFC3339), Watch: watch, Write: write, State: st}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(out)

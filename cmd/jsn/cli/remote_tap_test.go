@@ -116,6 +116,24 @@ func TestRemoteTap(t *testing.T) {
 		}
 		return nil
 	})
+	// An exporter that comes online later and matches is followed from then on.
+	devs["rack3"] = newConsoleDevice(t, l.dir, "rack3")
+	cfg3 := l.exporter("rack3", "site=lab1", remoteExport+fmt.Sprintf(`  console:
+    type: serial.Port
+    config: {url: "unix://%s", reconnect: 100ms}
+`, devs["rack3"].path))
+	l.background("exporter-rack3", "exporter", "run", "-c", cfg3)
+	l.online("rack3", true, 20*time.Second)
+	devs["rack3"].print(t, "rack3 joined\n")
+	testkit.CheckFor(t, 30*time.Second, func() error {
+		if !strings.Contains(all.out.String(), "rack3: rack3 joined\n") {
+			return fmt.Errorf("tap -l output %q (stderr %q): the new exporter is not followed", all.out.String(), all.errOut.String())
+		}
+		return nil
+	})
+	if !strings.Contains(all.errOut.String(), "following rack3") {
+		t.Errorf("tap -l stderr %q: does not say it follows rack3", all.errOut.String())
+	}
 
 	// alice has no --watch: refused, at once and clearly.
 	r := l.jsn("tap", "--config", alice, "--no-history", "rack1/console")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,7 +44,8 @@ Outside a session, with a client config (--config, $JSN_CLIENT_CONFIG or the cur
 EXPORTER/DRIVER is watched with the identity's own watch rights (a viewer, or a client created
 with 'jsn admin create client NAME --watch EXPORTER'), else with the credential of the client's
 lease on that exporter. -l SELECTOR follows the driver on every exporter the selector matches
-now (labels, as in 'jsn get exporters -l'), each line prefixed with its exporter's name.`,
+(labels, as in 'jsn get exporters -l'), each line prefixed with its exporter's name; exporters that appear later (or come to match) are
+followed from then on (the selector is checked again every 5 s).`,
 		Example: `  $ jsn tap console
   $ jsn tap lab-rpi4/harness.uart | tee uart.log
   $ jsn tap -l site=lab1 console        # with a viewer's or --watch client's config`,
@@ -139,68 +141,118 @@ func runTap(ctx context.Context, opts *tapOptions) error {
 	return out.result()
 }
 
+// tapRescan is how often 'jsn tap -l' looks for exporters that came to match its selector.
+var tapRescan = 5 * time.Second
+
 // runRemoteTap watches with a client config: the identity's own watch rights, else the
-// credential of its lease on the exporter.
+// credential of its lease on the exporter. With a selector it follows every matching exporter,
+// including those that appear (or come to match) while it runs.
 func runRemoteTap(ctx context.Context, opts *tapOptions) error {
 	ctl, err := connectController(ctx, opts.f)
 	if err != nil {
 		return err
 	}
 	defer ctl.Close()
-	var names []string
-	if opts.Selector != "" {
-		exps, err := ctl.ListExporters(ctx, opts.Selector)
-		if err != nil {
-			return err
-		}
-		for _, e := range exps {
-			names = append(names, e.Name)
-		}
-		if len(names) == 0 {
-			return cmdutil.NotFoundf("tap: no exporter matches %q", opts.Selector)
-		}
-	} else {
-		if opts.Exporter == "" {
-			return &cmdutil.UsageError{Err: fmt.Errorf("tap %s: outside a session, name the exporter (EXPORTER/%s) or select exporters with -l", opts.Path, opts.Path)}
-		}
-		names = []string{opts.Exporter}
+	if opts.Selector == "" && opts.Exporter == "" {
+		return &cmdutil.UsageError{Err: fmt.Errorf("tap %s: outside a session, name the exporter (EXPORTER/%s) or select exporters with -l", opts.Path, opts.Path)}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := &syncWriter{w: opts.f.Out, cancel: cancel}
 	var (
-		wg   sync.WaitGroup
-		emu  sync.Mutex
-		errs []error
-		ok   int
+		wg      sync.WaitGroup
+		emu     sync.Mutex
+		errs    []error
+		running int
+		seen    = map[string]bool{} // exporters followed or found without the driver
 	)
-	for _, name := range names {
+	// follow starts watching name unless it is already followed; it reports whether it did.
+	follow := func(name string) (bool, error) {
+		if seen[name] {
+			return false, nil
+		}
 		desc, err := ctl.DescribeExporter(ctx, name)
 		if err != nil {
-			return err
+			return false, err
 		}
+		seen[name] = true
 		if desc.Find(opts.Path) == nil {
 			if opts.Selector == "" {
-				return cmdutil.NotFoundf("no driver %q on exporter %s; drivers: %s", opts.Path, name, strings.Join(cmdutil.AllPaths(desc), ", "))
+				return false, cmdutil.NotFoundf("no driver %q on exporter %s; drivers: %s", opts.Path, name, strings.Join(cmdutil.AllPaths(desc), ", "))
 			}
 			fmt.Fprintf(opts.f.ErrOut, "jsn: tap: %s has no driver %s; not followed\n", name, opts.Path)
-			continue
+			return false, nil
 		}
 		fn := out.write
 		if opts.Selector != "" {
 			fn = prefixLines(name+": ", out.write)
 		}
-		ok++
+		emu.Lock()
+		running++
+		emu.Unlock()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := watchRemote(ctx, ctl, name, opts, fn); err != nil {
-				emu.Lock()
+			err := watchRemote(ctx, ctl, name, opts, fn)
+			emu.Lock()
+			defer emu.Unlock()
+			running--
+			if err != nil {
 				errs = append(errs, err)
-				if len(errs) == ok {
+				if running == 0 {
 					cancel() // nothing left to follow
 				}
-				emu.Unlock()
+			}
+		}()
+		return true, nil
+	}
+	if opts.Selector == "" {
+		if _, err := follow(opts.Exporter); err != nil {
+			return err
+		}
+	} else {
+		exps, err := ctl.ListExporters(ctx, opts.Selector)
+		if err != nil {
+			return err
+		}
+		if len(exps) == 0 {
+			return cmdutil.NotFoundf("tap: no exporter matches %q", opts.Selector)
+		}
+		n := 0
+		for _, e := range exps {
+			ok, err := follow(e.Name)
+			if err != nil {
+				fmt.Fprintf(opts.f.ErrOut, "jsn: tap: %s: %v (tried again every %s)\n", e.Name, err, tapRescan)
+				continue
+			}
+			if ok {
+				n++
+			}
+		}
+		if n == 0 && len(seen) == len(exps) {
+			return cmdutil.NotFoundf("tap: no exporter matching %q has a driver %s", opts.Selector, opts.Path)
+		}
+		// Exporters that appear later, or come to match, are followed from then on.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(tapRescan)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				exps, err := ctl.ListExporters(ctx, opts.Selector)
+				if err != nil {
+					continue // the controller may be restarting: try again at the next tick
+				}
+				for _, e := range exps {
+					if ok, err := follow(e.Name); err == nil && ok {
+						fmt.Fprintf(opts.f.ErrOut, "jsn: tap: following %s (it matches %s now)\n", e.Name, opts.Selector)
+					}
+				}
 			}
 		}()
 	}
