@@ -39,16 +39,19 @@ func (c *Controller) leaseForWeb(ctx context.Context, who, id string) (*leaseEnt
 		}
 		a, e, _ = c.findLease(id)
 	}
+	// One answer whether the lease ended, is unknown or someone else's: a lease id is a handle
+	// its holder keeps to itself, and nobody learns here whether another's exists.
+	refuse := wire.Errorf(wire.FailedPrecondition, "dashboard: %s is not an active lease of yours (ended, queued, unknown, or "+
+		"not yours nor shared with you); run jsn dashboard without --lease (and without JSN_LEASE) for a read-only view", id)
 	if a == nil {
-		return nil, "", wire.Errorf(wire.FailedPrecondition, "dashboard: lease %s is not active (ended, queued or unknown); "+
-			"run jsn dashboard without --lease (and without JSN_LEASE) for a read-only view", id)
+		return nil, "", refuse
 	}
 	c.mu.Lock()
 	l := a.rec.Lease
 	shared := a.rec.Shares[who] != nil
 	c.mu.Unlock()
 	if l.Client != who && !shared {
-		return nil, "", wire.Errorf(wire.PermissionDenied, "dashboard: lease %s is not yours (nor shared with you)", id)
+		return nil, "", refuse
 	}
 	return a, e, nil
 }

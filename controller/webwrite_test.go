@@ -157,10 +157,10 @@ func TestBrowserWriteCredential(t *testing.T) {
 	}
 
 	// Someone else's lease: refused at the token already.
-	if _, err := login(bob, api.ClientSubject("bob", api.VerbDashboard), a); err == nil || !strings.Contains(err.Error(), "not yours") {
+	if _, err := login(bob, api.ClientSubject("bob", api.VerbDashboard), a); err == nil || !strings.Contains(err.Error(), "not an active lease of yours") {
 		t.Errorf("bob's login with alice's lease: %v, want refused as not his", err)
 	}
-	if _, err := login(alice, api.ClientSubject("alice", api.VerbDashboard), "nosuchlease"); err == nil || !strings.Contains(err.Error(), "not active") {
+	if _, err := login(alice, api.ClientSubject("alice", api.VerbDashboard), "nosuchlease"); err == nil || !strings.Contains(err.Error(), "not an active lease of yours") {
 		t.Errorf("login with an unknown lease: %v", err)
 	}
 	// A viewer may not ask for a lease's rights; its own login, a watch-only client's and the
@@ -248,7 +248,7 @@ func TestBrowserWriteCredential(t *testing.T) {
 	// the holder's browser credential.
 	tok := callOK[api.DashboardToken](t, alice, api.ClientSubject("alice", api.VerbDashboard), api.DashboardRequest{Lease: a})
 	callOK[api.Empty](t, alice, api.ClientSubject("alice", api.VerbLeaseRelease), api.LeaseID{ID: a})
-	if _, code, err := l.exchange(tok.Token); code != http.StatusUnauthorized || !strings.Contains(err.Error(), "not active") {
+	if _, code, err := l.exchange(tok.Token); code != http.StatusUnauthorized || !strings.Contains(err.Error(), "not an active lease") {
 		t.Errorf("exchange after the release: %d %v, want 401 naming the lease not active", code, err)
 	}
 	testkit.CheckFor(t, 30*time.Second, func() error {

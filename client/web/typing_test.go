@@ -174,7 +174,7 @@ func TestDashboardTyping(t *testing.T) {
 	waitJS(ctx, t, "power off", `document.querySelector('[data-power="power"]')?.textContent === "off"`)
 
 	// More typing after a while, then the page closes the terminal: RST CANCELLED, which ends
-	// the serial stream on the exporter (no connection left).
+	// the serial stream on the exporter (no connection left). Then the release ends the login.
 	typeKeys(ctx, t, "console", "uname -a\r")
 	waitBoard(t, brd, "uname -a\r")
 	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = "#/"`)); err != nil {
@@ -194,4 +194,13 @@ func TestDashboardTyping(t *testing.T) {
 		}
 		return nil
 	})
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`location.hash = "#/x/rack1"`)); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "the console's input open again", `document.querySelector('.console[data-path="console"]')?.dataset.input === "open"`)
+	if err := alice.Release(t.Context(), rep.Lease.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(ctx, t, "the input ended with the lease", `document.querySelector('.console[data-path="console"]')?.dataset.input === "ended"`)
+	waitJS(wctx, t, "the wall still watching", `document.querySelector("#status").textContent.startsWith("connected")`)
 }

@@ -58,7 +58,7 @@ func TestRemoteDashboardLease(t *testing.T) {
 		t.Errorf("login without a lease may type: %+v", s.Write)
 	}
 	r := l.jsn("dashboard", "--lease", "nosuchlease")
-	if r.Code == 0 || !strings.Contains(r.Stderr, "not active") || !strings.Contains(r.Stderr, "without --lease") {
+	if r.Code == 0 || !strings.Contains(r.Stderr, "not an active lease") || !strings.Contains(r.Stderr, "without --lease") {
 		t.Errorf("unknown lease: exit %d, stderr %q; want a refusal saying to log in without --lease", r.Code, r.Stderr)
 	}
 }

@@ -59,7 +59,11 @@ async function connect() {
       if (s.type === "reconnect") { status("connected", "ok"); nc.publish("jsn.ctl.dash.refresh"); }
     }
   })();
-  nc.closed().then((err) => status("closed" + (err ? ": " + err.message : ""), "bad"));
+  nc.closed().then((err) => {
+    status("closed" + (err ? ": " + err.message : "") + " — run jsn dashboard again", "bad");
+    // A revoked login (its identity deleted, its lease ended) ends here: no more input.
+    if (page) for (const t of Object.values(page.terms)) if (t.input && t.input.state !== "ended") t.input.stop("ended", "the connection closed (the login or its lease ended)");
+  });
   status("connected as " + session.name, "ok");
   if (session.state) apply(session.state);
   const sub = nc.subscribe("jsn.ctl.dash.lab");
