@@ -33,6 +33,9 @@ const (
 	BucketQueue      = "jsn-queue"
 	BucketIdentities = "jsn-identities"
 	BucketLeader     = "jsn-leader"
+	// BucketWeb holds dashboard login tokens and the keys of browser credentials, so that any
+	// replica can exchange a token another issued and revoke what another minted.
+	BucketWeb = "jsn-web"
 )
 
 // Options configure a controller.
@@ -112,6 +115,7 @@ type Controller struct {
 	wg     sync.WaitGroup
 
 	exporters, leases, queue, identities, leader *bus.KV
+	web                                          *bus.KV // BucketWeb
 
 	fileMu sync.Mutex // serialises writes of DATA/lab.jwt
 
@@ -160,12 +164,9 @@ type Controller struct {
 
 	lastRevive, lastRepush time.Time // the scheduler's upkeep (maintain); only its goroutine
 
-	webMu       sync.Mutex
-	webTokens   map[string]webToken             // dashboard login tokens; guarded by webMu
-	browserKeys map[string]map[string]time.Time // identity name → its browser credentials' keys; guarded by webMu
-	dashMu      sync.Mutex
-	dashSeq     uint64 // guarded by dashMu
-	httpAddr    string // the HTTP listener's address
+	dashMu   sync.Mutex
+	dashSeq  uint64 // guarded by dashMu
+	httpAddr string // the HTTP listener's address
 
 	// groupRounds counts the scheduling rounds that checked groups (group.go; tests wait on it).
 	groupRounds atomic.Uint64
@@ -311,7 +312,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 		ids: map[string]*api.Identity{}, maint: map[string]*maintRecord{}, policies: map[string]*api.Policy{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		conns:   map[string]map[connID]struct{}{},
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1),
-		webTokens: map[string]webToken{}, browserKeys: map[string]map[string]time.Time{}}
+	}
 	if err := checkWebSocket(&o); err != nil {
 		return nil, err
 	}
@@ -501,6 +502,9 @@ func (c *Controller) openBuckets(ctx context.Context) error {
 		return fmt.Errorf("controller: %w", err)
 	}
 	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	if c.web, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketWeb, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	return c.openAudit(ctx)
