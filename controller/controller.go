@@ -40,9 +40,13 @@ const (
 
 // Options configure a controller.
 type Options struct {
-	Data    string // data directory written by Init
-	Listen  string // embedded server's client address (default "127.0.0.1:4222")
-	HTTP    string // /healthz and /metrics address; "" = none
+	Data   string // data directory written by Init
+	Listen string // embedded server's client address (default "127.0.0.1:4222")
+	HTTP   string // /healthz and /metrics address; "" = none
+	// HTTPTLS serves HTTP over TLS (https://) with the NATS listener's certificate (the data
+	// directory's CA, or TLSCert/TLSKey): the dashboard's login exchange then carries the
+	// browser credential encrypted without a reverse proxy.
+	HTTPTLS bool
 	NatsURL string // external NATS instead of the embedded server
 	// CredsFile is no longer used: the controller mints its own users (with the least rights
 	// each part needs) from the signing key at every start. Kept so that old callers compile.
@@ -110,7 +114,8 @@ type Controller struct {
 	sys    *bus.Conn   // system user: pushes account updates
 	svc    *bus.Service
 	httpS  *http.Server
-	id     string // replica id (leader election)
+	httpT  *tls.Config // the HTTP listener's TLS (Options.HTTPTLS)
+	id     string      // replica id (leader election)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -352,6 +357,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 				return nil, fmt.Errorf("controller: %w", err)
 			}
 		}
+		c.httpT = tlsCfg
 		c.srv, err = bus.StartServer(sctx, bus.ServerOptions{
 			TCP: o.Listen, Log: o.Log, Operator: auth.OperatorJWT, SystemAccount: auth.SysPub,
 			Accounts:     map[string]string{auth.SysPub: auth.SysJWT, auth.LabPub: auth.LabJWT},
@@ -801,11 +807,26 @@ func randomID() string {
 
 // serveHTTP serves /healthz and /metrics.
 func (c *Controller) serveHTTP() error {
+	if c.o.HTTPTLS && c.httpT == nil {
+		if c.o.TLSCert == "" || c.o.TLSKey == "" {
+			return errors.New("controller: --http-tls serves the NATS listener's certificate: the controller has none (--no-tls, or --nats-url without --tls-cert and --tls-key)")
+		}
+		cert, err := tls.LoadX509KeyPair(c.o.TLSCert, c.o.TLSKey)
+		if err != nil {
+			return fmt.Errorf("controller: --http-tls: %w", err)
+		}
+		c.httpT = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", c.o.HTTP)
 	if err != nil {
 		return fmt.Errorf("controller: http: %w", err)
 	}
 	c.httpAddr = ln.Addr().String()
+	if c.o.HTTPTLS {
+		ln = tls.NewListener(ln, c.httpT.Clone())
+	} else if host, _, _ := net.SplitHostPort(c.o.HTTP); c.o.Dashboard != nil && !isLoopback(host) {
+		c.log.Warn("the dashboard's HTTP listener is plain and not on loopback: its login exchange sends browser credentials unencrypted; use --http-tls or a TLS-terminating reverse proxy", "http", c.o.HTTP)
+	}
 	mux := http.NewServeMux()
 	if c.o.Dashboard != nil {
 		files := http.FileServerFS(c.o.Dashboard)

@@ -151,6 +151,9 @@ func (c *Controller) dashboardURL() string {
 	if c.o.DashboardURL != "" {
 		return strings.TrimSuffix(c.o.DashboardURL, "/") + "/"
 	}
+	if c.o.HTTPTLS {
+		return "https://" + c.httpAddr + "/"
+	}
 	return "http://" + c.httpAddr + "/"
 }
 
