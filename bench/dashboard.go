@@ -14,12 +14,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/client/web"
 	"jsn.dev/jsn/controller"
 	"jsn.dev/jsn/controller/api"
+	"jsn.dev/jsn/drivers/serial"
 )
 
 // benchDashboard measures the browser path: how long a byte the device prints takes to reach
@@ -65,9 +69,28 @@ func benchDashboard(ctx context.Context, s *suite) error {
 	}
 	defer ln.Close()
 	boardc := make(chan net.Conn, 1)
+	// What the board receives: the time each "@<n>;" marker (typed input) arrived.
+	var typedMu sync.Mutex
+	typed := map[int]time.Time{}
 	go func() {
 		if conn, err := ln.Accept(); err == nil {
-			go func() { _, _ = io.Copy(io.Discard, conn) }()
+			go func() {
+				var in strings.Builder
+				buf := make([]byte, 4096)
+				for {
+					n, err := conn.Read(buf)
+					if err != nil {
+						return
+					}
+					now := time.Now()
+					in.Write(buf[:n])
+					typedMu.Lock()
+					for _, seq := range markers(&in, '@') {
+						typed[seq] = now
+					}
+					typedMu.Unlock()
+				}
+			}()
 			boardc <- conn
 		}
 	}()
@@ -211,6 +234,9 @@ func benchDashboard(ctx context.Context, s *suite) error {
 		Baseline: map[string]float64{"go-watcher": percentile(gows, 50)}, RatioTo: "go-watcher", Note: note})
 	s.add(Result{Name: "console byte → dashboard terminal p99", Unit: "µs", Value: percentile(browser, 99),
 		Baseline: map[string]float64{"go-watcher": percentile(gows, 99)}, RatioTo: "go-watcher", Target: "≤ 50000 µs (loopback)"})
+	if err := benchTyping(ctx, s, adm, bctx, &typedMu, typed); err != nil {
+		return err
+	}
 	bcancel()
 	acancel()
 
@@ -282,12 +308,16 @@ func benchDashboard(ctx context.Context, s *suite) error {
 }
 
 // seqs takes the "#<n>;" markers out of b, returning their numbers (and keeping a partial tail).
-func seqs(b *strings.Builder) []int {
+func seqs(b *strings.Builder) []int { return markers(b, '#') }
+
+// markers takes the "<mark><n>;" markers out of b, returning their numbers (and keeping a
+// partial tail).
+func markers(b *strings.Builder, mark byte) []int {
 	s := b.String()
 	var out []int
 	last := 0
 	for {
-		i := strings.IndexByte(s[last:], '#')
+		i := strings.IndexByte(s[last:], mark)
 		if i < 0 {
 			break
 		}
@@ -320,4 +350,123 @@ func procCPU(pid int) (time.Duration, error) {
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(u+st) * time.Second / 100, nil // USER_HZ = 100
+}
+
+// benchTyping measures typing from the page: the lease holder's login (jsn dashboard --lease)
+// types "@<n>;" into rack1's console in chromium; the time from the dispatch of the ";" key to
+// the board receiving it, against a Go client writing the same markers into the console's byte
+// stream in the same run. typed is filled by the board's reader.
+func benchTyping(ctx context.Context, s *suite, adm *client.Controller, bctx context.Context, mu *sync.Mutex, typed map[int]time.Time) error {
+	rep, err := adm.RequestLease(ctx, api.LeaseRequest{Exporter: "rack1", Duration: 10 * time.Minute})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = adm.Release(context.WithoutCancel(ctx), rep.Lease.ID) }()
+	o, err := adm.LeaseOptions(rep)
+	if err != nil {
+		return err
+	}
+	ex, err := client.Dial(ctx, o)
+	if err != nil {
+		return err
+	}
+	defer ex.Close()
+	if err := ex.WaitReady(ctx, nil); err != nil {
+		return err
+	}
+	tok, err := adm.DashboardTokenFor(ctx, rep.Lease.ID)
+	if err != nil {
+		return err
+	}
+	tctx, tcancel := chromedp.NewContext(bctx)
+	defer tcancel()
+	if err := chromedp.Do(tctx, chromedp.Navigate(tok.URL)); err != nil {
+		return err
+	}
+	ready := false
+	for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		ok, err := chromedp.Run(tctx, chromedp.Evaluate[bool](`(() => { if (document.querySelector('tr[data-exporter="rack1"]') && location.hash !== "#/x/rack1") location.hash = "#/x/rack1";
+		  return document.querySelector('.console[data-path="console"]')?.dataset.input === "open"; })()`))
+		if err == nil && ok {
+			ready = true
+			break
+		}
+	}
+	if !ready {
+		return fmt.Errorf("the holder's page never opened rack1's console input")
+	}
+	sel := chromedp.CSS(`.console[data-path="console"] textarea.xterm-helper-textarea`)
+	if err := chromedp.Do(tctx, chromedp.Focus(sel)); err != nil {
+		return err
+	}
+	// A key as a keyboard sends it: keyDown carrying the text, keyUp.
+	key := func(r rune) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			ev := kb.Encode(r)
+			down := *ev[0]
+			for _, e := range ev {
+				if e.Type == kb.KeyChar {
+					down.Text, down.UnmodifiedText = e.Text, e.UnmodifiedText
+				}
+			}
+			for _, e := range []*input.DispatchKeyEventParams{&down, ev[len(ev)-1]} {
+				if _, err := cdp.Call(ctx, t, input.DispatchKeyEvent, *e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	n := 100
+	if s.quick {
+		n = 30
+	}
+	sent := map[int]time.Time{}
+	for i := 0; i < n; i++ {
+		for _, r := range fmt.Sprintf("@%d", i) {
+			if err := chromedp.Do(tctx, key(r)); err != nil {
+				return err
+			}
+		}
+		sent[i] = time.Now()
+		if err := chromedp.Do(tctx, key(';')); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The Go baseline: the same markers written into the console's stream.
+	st, err := serial.NewClient(ex.Driver("console")).Connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for i := n; i < 2*n; i++ {
+		sent[i] = time.Now()
+		if _, err := fmt.Fprintf(st, "@%d;", i); err != nil {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	var page, gows []time.Duration
+	mu.Lock()
+	for i := 0; i < 2*n; i++ {
+		if at, ok := typed[i]; ok {
+			if i < n {
+				page = append(page, at.Sub(sent[i]))
+			} else {
+				gows = append(gows, at.Sub(sent[i]))
+			}
+		}
+	}
+	mu.Unlock()
+	if len(page) < n*9/10 || len(gows) < n*9/10 {
+		return fmt.Errorf("the board received %d of %d typed markers and %d of %d written by the Go client", len(page), n, len(gows), n)
+	}
+	note := fmt.Sprintf("%d keys; from chromium's dispatch of the key (CDP Input.dispatchKeyEvent) to the board; Go: serial client stream write", len(page))
+	s.add(Result{Name: "dashboard key → device p50", Unit: "µs", Value: percentile(page, 50),
+		Baseline: map[string]float64{"go-stream": percentile(gows, 50)}, RatioTo: "go-stream", Note: note})
+	s.add(Result{Name: "dashboard key → device p99", Unit: "µs", Value: percentile(page, 99),
+		Baseline: map[string]float64{"go-stream": percentile(gows, 99)}, RatioTo: "go-stream"})
+	return nil
 }

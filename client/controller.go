@@ -343,8 +343,15 @@ func (c *Controller) DeleteIdentity(ctx context.Context, kind, name string) erro
 // credential with this identity's watch rights; URL carries it ("" when the controller serves
 // no dashboard: jsn controller run --http ADDR --websocket ADDR).
 func (c *Controller) DashboardToken(ctx context.Context) (*api.DashboardToken, error) {
+	return c.DashboardTokenFor(ctx, "")
+}
+
+// DashboardTokenFor is DashboardToken for a login that may also type into the consoles of lease
+// (which this client holds or has shared with it): its browser credential may open their
+// streams, and ends with the lease. lease "" is DashboardToken.
+func (c *Controller) DashboardTokenFor(ctx context.Context, lease string) (*api.DashboardToken, error) {
 	var out api.DashboardToken
-	if err := c.call(ctx, api.VerbDashboard, api.Empty{}, &out); err != nil {
+	if err := c.call(ctx, api.VerbDashboard, api.DashboardRequest{Lease: lease}, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -279,7 +279,7 @@ func (c *Controller) deleter(kind string) func(context.Context, string, []byte) 
 		}
 		c.mu.Unlock()
 		keys := map[string]time.Time{id.PublicKey: {}}
-		c.browserKeysOf(keys, req.Name) // its dashboard logins go with it
+		c.browserKeysOf(ctx, keys, req.Name) // its dashboard logins go with it
 		if err := c.revokeWait(ctx, keys); err != nil {
 			return nil, err
 		}

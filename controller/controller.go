@@ -33,13 +33,20 @@ const (
 	BucketQueue      = "jsn-queue"
 	BucketIdentities = "jsn-identities"
 	BucketLeader     = "jsn-leader"
+	// BucketWeb holds dashboard login tokens and the keys of browser credentials, so that any
+	// replica can exchange a token another issued and revoke what another minted.
+	BucketWeb = "jsn-web"
 )
 
 // Options configure a controller.
 type Options struct {
-	Data    string // data directory written by Init
-	Listen  string // embedded server's client address (default "127.0.0.1:4222")
-	HTTP    string // /healthz and /metrics address; "" = none
+	Data   string // data directory written by Init
+	Listen string // embedded server's client address (default "127.0.0.1:4222")
+	HTTP   string // /healthz and /metrics address; "" = none
+	// HTTPTLS serves HTTP over TLS (https://) with the NATS listener's certificate (the data
+	// directory's CA, or TLSCert/TLSKey): the dashboard's login exchange then carries the
+	// browser credential encrypted without a reverse proxy.
+	HTTPTLS bool
 	NatsURL string // external NATS instead of the embedded server
 	// CredsFile is no longer used: the controller mints its own users (with the least rights
 	// each part needs) from the signing key at every start. Kept so that old callers compile.
@@ -107,11 +114,13 @@ type Controller struct {
 	sys    *bus.Conn   // system user: pushes account updates
 	svc    *bus.Service
 	httpS  *http.Server
-	id     string // replica id (leader election)
+	httpT  *tls.Config // the HTTP listener's TLS (Options.HTTPTLS)
+	id     string      // replica id (leader election)
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	exporters, leases, queue, identities, leader *bus.KV
+	web                                          *bus.KV // BucketWeb
 
 	fileMu sync.Mutex // serialises writes of DATA/lab.jwt
 
@@ -160,12 +169,9 @@ type Controller struct {
 
 	lastRevive, lastRepush time.Time // the scheduler's upkeep (maintain); only its goroutine
 
-	webMu       sync.Mutex
-	webTokens   map[string]webToken             // dashboard login tokens; guarded by webMu
-	browserKeys map[string]map[string]time.Time // identity name → its browser credentials' keys; guarded by webMu
-	dashMu      sync.Mutex
-	dashSeq     uint64 // guarded by dashMu
-	httpAddr    string // the HTTP listener's address
+	dashMu   sync.Mutex
+	dashSeq  uint64 // guarded by dashMu
+	httpAddr string // the HTTP listener's address
 
 	// groupRounds counts the scheduling rounds that checked groups (group.go; tests wait on it).
 	groupRounds atomic.Uint64
@@ -198,6 +204,9 @@ type leaseRecord struct {
 	Keys       map[string]time.Time `msgpack:"keys,omitempty"`       // every credential key of the lease → its expiry
 	// Shares are the credentials of the clients the lease is shared with, by client name.
 	Shares map[string]*shareCred `msgpack:"shares,omitempty"`
+	// Web maps the keys of browser credentials that may type into the lease's consoles (they
+	// are in Keys too) to the client that logged in (unsharing revokes that client's).
+	Web map[string]string `msgpack:"web,omitempty"`
 	// Parts, on a multi-exporter lease's record in jsn-queue (key = the group id), are what it
 	// asks for, one entry per part (group.go). Siblings, on that record once granted and on
 	// every part's record in jsn-leases, are its parts: exporter and lease id of each.
@@ -308,7 +317,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 		ids: map[string]*api.Identity{}, maint: map[string]*maintRecord{}, policies: map[string]*api.Policy{}, revs: map[string]uint64{}, seenCh: make(chan struct{}), leafLinks: map[string]int{}, kick: make(chan struct{}, 1), reqs: make(chan struct{}, maxRequests),
 		conns:   map[string]map[connID]struct{}{},
 		revKeys: map[string]time.Time{}, revWake: make(chan struct{}, 1),
-		webTokens: map[string]webToken{}, browserKeys: map[string]map[string]time.Time{}}
+	}
 	if err := checkWebSocket(&o); err != nil {
 		return nil, err
 	}
@@ -348,6 +357,7 @@ func Start(ctx context.Context, o Options) (_ *Controller, err error) {
 				return nil, fmt.Errorf("controller: %w", err)
 			}
 		}
+		c.httpT = tlsCfg
 		c.srv, err = bus.StartServer(sctx, bus.ServerOptions{
 			TCP: o.Listen, Log: o.Log, Operator: auth.OperatorJWT, SystemAccount: auth.SysPub,
 			Accounts:     map[string]string{auth.SysPub: auth.SysJWT, auth.LabPub: auth.LabJWT},
@@ -498,6 +508,9 @@ func (c *Controller) openBuckets(ctx context.Context) error {
 		return fmt.Errorf("controller: %w", err)
 	}
 	if c.leader, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketLeader, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	if c.web, err = c.state.KeyValue(ctx, bus.KVConfig{Bucket: BucketWeb, Replicas: r, LimitMarkerTTL: time.Minute, Log: c.log}); err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	return c.openAudit(ctx)
@@ -794,11 +807,26 @@ func randomID() string {
 
 // serveHTTP serves /healthz and /metrics.
 func (c *Controller) serveHTTP() error {
+	if c.o.HTTPTLS && c.httpT == nil {
+		if c.o.TLSCert == "" || c.o.TLSKey == "" {
+			return errors.New("controller: --http-tls serves the NATS listener's certificate: the controller has none (--no-tls, or --nats-url without --tls-cert and --tls-key)")
+		}
+		cert, err := tls.LoadX509KeyPair(c.o.TLSCert, c.o.TLSKey)
+		if err != nil {
+			return fmt.Errorf("controller: --http-tls: %w", err)
+		}
+		c.httpT = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	ln, err := net.Listen("tcp", c.o.HTTP)
 	if err != nil {
 		return fmt.Errorf("controller: http: %w", err)
 	}
 	c.httpAddr = ln.Addr().String()
+	if c.o.HTTPTLS {
+		ln = tls.NewListener(ln, c.httpT.Clone())
+	} else if host, _, _ := net.SplitHostPort(c.o.HTTP); c.o.Dashboard != nil && !isLoopback(host) {
+		c.log.Warn("the dashboard's HTTP listener is plain and not on loopback: its login exchange sends browser credentials unencrypted; use --http-tls or a TLS-terminating reverse proxy", "http", c.o.HTTP)
+	}
 	mux := http.NewServeMux()
 	if c.o.Dashboard != nil {
 		files := http.FileServerFS(c.o.Dashboard)

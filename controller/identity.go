@@ -614,7 +614,7 @@ func StatePermissions() jwt.Permissions {
 	var p jwt.Permissions
 	p.Pub.Allow.Add("$JS.API.INFO", "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.MSG.GET.*", "$JS.API.DIRECT.GET.>",
 		"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.MSG.NEXT.>", "$JS.FC.>")
-	for _, b := range []string{BucketExporters, BucketLeases, BucketQueue, BucketIdentities, BucketLeader} {
+	for _, b := range []string{BucketExporters, BucketLeases, BucketQueue, BucketIdentities, BucketLeader, BucketWeb} {
 		p.Pub.Allow.Add("$JS.API.STREAM.CREATE.KV_"+b, "$JS.API.STREAM.UPDATE.KV_"+b,
 			"$JS.API.CONSUMER.DELETE.KV_"+b+".>", "$KV."+b+".>")
 	}

@@ -40,6 +40,7 @@ func (c *Controller) updateActive(ctx context.Context, verb, who, id string, cha
 		nr := *a.rec
 		nr.Keys = maps.Clone(a.rec.Keys)
 		nr.Shares = maps.Clone(a.rec.Shares)
+		nr.Web = maps.Clone(a.rec.Web)
 		if nr.Keys == nil {
 			nr.Keys = map[string]time.Time{}
 		}
@@ -156,7 +157,9 @@ func (c *Controller) leaseUnshare(ctx context.Context, who string, data []byte) 
 			return nil, wire.Errorf(wire.NotFound, "unshare %s: not shared with %s", req.ID, req.With)
 		}
 		delete(nr.Shares, req.With)
-		return map[string]time.Time{old.Pub: nr.Keys[old.Pub]}, nil
+		revoke := webKeysOf(nr, req.With) // its dashboard logins that may type
+		revoke[old.Pub] = nr.Keys[old.Pub]
+		return revoke, nil
 	})
 	if err != nil {
 		return nil, err

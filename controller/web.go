@@ -3,8 +3,10 @@ package controller
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,7 +21,6 @@ import (
 	"time"
 
 	"github.com/nats-io/jwt/v2"
-	"github.com/nats-io/nkeys"
 
 	"jsn.dev/jsn/bus"
 	"jsn.dev/jsn/bus/wire"
@@ -42,10 +43,24 @@ const (
 	dashMinGap    = 100 * time.Millisecond
 )
 
+// webToken is a dashboard login token's record in BucketWeb, under webTokenKey(token): any
+// replica may exchange it, once.
 type webToken struct {
-	kind, name string
-	expires    time.Time
+	Kind    string    `msgpack:"kind"`
+	Name    string    `msgpack:"name"`
+	Lease   string    `msgpack:"lease,omitempty"` // the lease whose consoles the login may type into ("": read-only)
+	Expires time.Time `msgpack:"expires"`
 }
+
+// webTokenKey is the bucket key of a login token: its SHA-256, so the bucket never holds a
+// usable token.
+func webTokenKey(tok string) string {
+	sum := sha256.Sum256([]byte(tok))
+	return "tok." + hex.EncodeToString(sum[:])
+}
+
+// browserKeyPrefix is the bucket prefix of identity name's browser credential keys.
+func browserKeyPrefix(name string) string { return "key." + name + "." }
 
 // checkWebSocket says whether the WebSocket listener o asks for is acceptable.
 func checkWebSocket(o *Options) error {
@@ -82,30 +97,45 @@ func newWebToken() string {
 
 // dashboardToken answers VerbDashboard: a one-time token for who.
 func (c *Controller) dashboardToken(ctx context.Context, who string, data []byte) (any, error) {
-	return c.dashboardTokenOf(api.KindClient, who)
+	var req api.DashboardRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Lease != "" {
+		if _, _, err := c.leaseForWeb(ctx, who, req.Lease); err != nil {
+			return nil, err
+		}
+	}
+	return c.dashboardTokenOf(ctx, api.KindClient, who, req.Lease)
 }
 
 // viewerDashboardToken answers VerbDashboard of a viewer (jsn.ctl.v.<viewer>.dashboard): a wall
 // screen logs in with its viewer config.
 func (c *Controller) viewerDashboardToken(ctx context.Context, who string, data []byte) (any, error) {
-	return c.dashboardTokenOf(api.KindViewer, who)
+	var req api.DashboardRequest
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Lease != "" {
+		return nil, wire.Errorf(wire.PermissionDenied, "dashboard: viewer %s holds no lease: a viewer's dashboard is read-only", who)
+	}
+	return c.dashboardTokenOf(ctx, api.KindViewer, who, "")
 }
 
-func (c *Controller) dashboardTokenOf(kind, who string) (any, error) {
+func (c *Controller) dashboardTokenOf(ctx context.Context, kind, who, lease string) (any, error) {
 	if c.identity(kind, who) == nil {
 		return nil, wire.Errorf(wire.PermissionDenied, "dashboard: %s %q: no such identity", kind, who)
 	}
 	tok := newWebToken()
 	exp := time.Now().Add(TokenTTL)
-	c.webMu.Lock()
-	now := time.Now()
-	for k, t := range c.webTokens {
-		if now.After(t.expires) {
-			delete(c.webTokens, k)
-		}
+	b, err := wire.Marshal(&webToken{Kind: kind, Name: who, Lease: lease, Expires: exp})
+	if err != nil {
+		return nil, err
 	}
-	c.webTokens[tok] = webToken{kind: kind, name: who, expires: exp}
-	c.webMu.Unlock()
+	// The key expires with the token (plus a margin: the record's own time decides).
+	if _, err := c.web.Create(ctx, webTokenKey(tok), b, TokenTTL+time.Second); err != nil {
+		return nil, wire.Errorf(wire.Unavailable, "dashboard: storing the login token: %v", err)
+	}
 	out := api.DashboardToken{Token: tok, Expires: exp.UTC().Format(time.RFC3339)}
 	if base := c.dashboardURL(); base != "" {
 		out.URL = base + "#token=" + tok
@@ -120,6 +150,9 @@ func (c *Controller) dashboardURL() string {
 	}
 	if c.o.DashboardURL != "" {
 		return strings.TrimSuffix(c.o.DashboardURL, "/") + "/"
+	}
+	if c.o.HTTPTLS {
+		return "https://" + c.httpAddr + "/"
 	}
 	return "http://" + c.httpAddr + "/"
 }
@@ -141,7 +174,7 @@ func (c *Controller) watchRights(kind, name string) []string {
 	defer c.mu.Unlock()
 	out := slices.Clone(id.Watch) // a viewer's, or a client's --watch
 	for e, a := range c.active {
-		if a.live() && a.rec.Lease.Client == name {
+		if a.live() && (a.rec.Lease.Client == name || a.rec.Shares[name] != nil) {
 			out = append(out, e)
 		}
 	}
@@ -166,17 +199,7 @@ func BrowserPermissions(watch []string) jwt.Permissions {
 
 // MintBrowser mints a browser credential for name (see BrowserPermissions) expiring at expires.
 func (a *Authority) MintBrowser(name string, watch []string, expires time.Time) (*api.Credential, string, error) {
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, "", fmt.Errorf("mint browser credential: %w", err)
-	}
-	pub, _ := kp.PublicKey()
-	j, err := a.userJWT(name, pub, BrowserPermissions(watch), expires, []string{"jsn-browser"})
-	if err != nil {
-		return nil, "", err
-	}
-	seed, _ := kp.Seed()
-	return &api.Credential{JWT: j, Seed: string(seed), Expires: expires}, pub, nil
+	return a.MintBrowserWrite(name, watch, nil, expires)
 }
 
 // exchange serves POST /api/exchange: {"token": …} → api.BrowserSession.
@@ -197,16 +220,13 @@ func (c *Controller) exchange(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "exchange: want a JSON body {\"token\": …}")
 		return
 	}
-	c.webMu.Lock()
-	t, ok := c.webTokens[req.Token]
-	delete(c.webTokens, req.Token) // single use, whatever happens next
-	c.webMu.Unlock()
-	if !ok || time.Now().After(t.expires) {
+	t, ok := c.takeWebToken(r.Context(), req.Token)
+	if !ok || time.Now().After(t.Expires) {
 		fail(http.StatusUnauthorized, "exchange: the login token is unknown, used or expired: run 'jsn dashboard' again")
 		return
 	}
-	if c.identity(t.kind, t.name) == nil {
-		fail(http.StatusUnauthorized, "exchange: %s %q no longer exists", t.kind, t.name)
+	if c.identity(t.Kind, t.Name) == nil {
+		fail(http.StatusUnauthorized, "exchange: %s %q no longer exists", t.Kind, t.Name)
 		return
 	}
 	ws := c.webSocketURL(r)
@@ -214,48 +234,82 @@ func (c *Controller) exchange(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusServiceUnavailable, "exchange: the controller serves no NATS WebSocket (jsn controller run --websocket ADDR)")
 		return
 	}
-	watch := c.watchRights(t.kind, t.name)
+	watch := c.watchRights(t.Kind, t.Name)
 	exp := time.Now().Add(c.o.BrowserTTL)
-	cred, pub, err := c.auth.MintBrowser(t.name, watch, exp)
+	var write *api.BrowserWrite
+	if t.Lease != "" {
+		var err error
+		if write, exp, err = c.webWrite(r.Context(), t.Name, t.Lease, exp); err != nil {
+			fail(http.StatusUnauthorized, "exchange: %v", err)
+			return
+		}
+	}
+	cred, pub, err := c.auth.MintBrowserWrite(t.Name, watch, write, exp)
 	if err != nil {
 		fail(http.StatusInternalServerError, "exchange: %v", err)
 		return
 	}
-	c.webMu.Lock()
-	if c.browserKeys[t.name] == nil {
-		c.browserKeys[t.name] = map[string]time.Time{}
-	}
-	for k, e := range c.browserKeys[t.name] {
-		if time.Now().After(e) {
-			delete(c.browserKeys[t.name], k)
+	if write != nil {
+		// Its key goes with the lease: the lease's end revokes it.
+		if err := c.recordWebKey(r.Context(), t.Name, t.Lease, pub, exp); err != nil {
+			fail(http.StatusUnauthorized, "exchange: %v", err)
+			return
 		}
 	}
-	c.browserKeys[t.name][pub] = exp
-	c.webMu.Unlock()
+	// Any replica that deletes the identity revokes this credential with it.
+	if ttl := time.Until(exp); ttl > 0 {
+		kb, _ := wire.Marshal(exp)
+		if _, err := c.web.Create(r.Context(), browserKeyPrefix(t.Name)+pub, kb, ttl+time.Minute); err != nil {
+			fail(http.StatusServiceUnavailable, "exchange: recording the browser credential: %v", err)
+			return
+		}
+	}
 	st, _ := c.dashState()
 	c.dashMu.Lock()
 	st.Epoch, st.Seq = c.id, c.dashSeq
 	c.dashMu.Unlock()
-	out := api.BrowserSession{Mode: "controller", Name: t.name, WS: ws, JWT: cred.JWT, Seed: cred.Seed,
-		Expires: exp.UTC().Format(time.RFC3339), Watch: watch, State: st}
+	out := api.BrowserSession{Mode: "controller", Name: t.Name, WS: ws, JWT: cred.JWT, Seed: cred.Seed,
+		Expires: exp.UTC().Format(time.RFC3339), Watch: watch, Write: write, State: st}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// browserKeysOf adds the browser credentials of identity name to keys (deleting it revokes
-// them with it).
-func (c *Controller) browserKeysOf(keys map[string]time.Time, name string) {
-	c.webMu.Lock()
-	defer c.webMu.Unlock()
-	for k, e := range c.browserKeys[name] {
-		keys[k] = e
+// takeWebToken takes login token tok out of the bucket: of two exchanges of one token, on any
+// replicas, at most one gets it.
+func (c *Controller) takeWebToken(ctx context.Context, tok string) (webToken, bool) {
+	var t webToken
+	if c.web == nil {
+		return t, false // not started (FuzzExchange's bare controller): no token exists
 	}
-	delete(c.browserKeys, name)
-	for k, t := range c.webTokens {
-		if t.name == name {
-			delete(c.webTokens, k)
+	key := webTokenKey(tok)
+	e, err := c.web.Get(ctx, key)
+	if err != nil || wire.Unmarshal(e.Value, &t) != nil {
+		return t, false
+	}
+	if _, err := c.web.Delete(ctx, key, e.Revision); err != nil {
+		return t, false // another exchange took it first (or the bucket is unreachable)
+	}
+	return t, true
+}
+
+// browserKeysOf adds the browser credentials of identity name to keys (deleting it revokes
+// them with it), whichever replica minted them, and forgets them.
+func (c *Controller) browserKeysOf(ctx context.Context, keys map[string]time.Time, name string) {
+	all, err := c.web.Keys(ctx)
+	if err != nil {
+		return // none (or the bucket is unreachable: the credentials expire on their own)
+	}
+	prefix := browserKeyPrefix(name)
+	for _, k := range all {
+		if !strings.HasPrefix(k, prefix) {
+			continue
 		}
+		var exp time.Time
+		if e, err := c.web.Get(ctx, k); err == nil && wire.Unmarshal(e.Value, &exp) == nil {
+			keys[strings.TrimPrefix(k, prefix)] = exp
+		}
+		_, _ = c.web.Delete(ctx, k, 0)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"jsn.dev/jsn/bus"
+	"jsn.dev/jsn/bus/wire"
 	"jsn.dev/jsn/controller/api"
 	"jsn.dev/jsn/internal/testkit"
 )
@@ -123,11 +124,20 @@ func TestBrowserCredential(t *testing.T) {
 	}
 	// Expired.
 	old := callOK[api.DashboardToken](t, alice, api.ClientSubject("alice", api.VerbDashboard), api.Empty{})
-	l.ctl.webMu.Lock()
-	w := l.ctl.webTokens[old.Token]
-	w.expires = time.Now().Add(-time.Second)
-	l.ctl.webTokens[old.Token] = w
-	l.ctl.webMu.Unlock()
+	ctx := t.Context()
+	e, err := l.ctl.web.Get(ctx, webTokenKey(old.Token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w webToken
+	if err := wire.Unmarshal(e.Value, &w); err != nil {
+		t.Fatal(err)
+	}
+	w.Expires = time.Now().Add(-time.Second)
+	wb, _ := wire.Marshal(&w)
+	if _, err := l.ctl.web.Update(ctx, webTokenKey(old.Token), wb, e.Revision, 0); err != nil {
+		t.Fatal(err)
+	}
 	if _, code, _ := l.exchange(old.Token); code != http.StatusUnauthorized {
 		t.Errorf("expired token: %d, want 401", code)
 	}
@@ -215,7 +225,7 @@ func FuzzExchange(f *testing.F) {
 	f.Add([]byte(`{"token":123}`))
 	f.Add([]byte(`[]`))
 	f.Add([]byte("\x00\xff"))
-	c := &Controller{webTokens: map[string]webToken{}, browserKeys: map[string]map[string]time.Time{}}
+	c := &Controller{}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
 		c.exchange(rec, httptest.NewRequest(http.MethodPost, "/api/exchange", bytes.NewReader(body)))

@@ -51,6 +51,8 @@ type Exporter struct {
 	// a lease's holders (see CheckSeals).
 	seals *bus.SealChecker
 
+	power powerStates // the power drivers' last known states (power.go)
+
 	refusedMu sync.Mutex
 	refusedAt time.Time // last log line about dropped requests; guarded by refusedMu
 	refusedN  int       // dropped since then; guarded by refusedMu
@@ -81,6 +83,7 @@ func New(cfg *Config, log *slog.Logger) (*Exporter, error) {
 		return nil, err
 	}
 	e.tree = tree
+	e.initPower()
 	return e, nil
 }
 
@@ -156,6 +159,9 @@ func (e *Exporter) history(m *bus.Msg) {
 	}
 	if n == nil {
 		_ = m.RespondError(wire.Errorf(wire.NotFound, "history: no driver %q on exporter %s", path, e.name))
+		return
+	}
+	if p, ok := e.powerNode(n); ok && e.powerHistory(m, p) {
 		return
 	}
 	h, ok := n.Driver.(driver.TapHistorian)
@@ -283,6 +289,7 @@ func (e *Exporter) Start(ctx context.Context, conn *bus.Conn) error {
 	if err := conn.Flush(ctx); err != nil {
 		return fmt.Errorf("serve %s: %w", e.name, err)
 	}
+	e.readPower()
 	e.log.Info("serving", "drivers", len(e.tree.Roots))
 	return nil
 }
@@ -427,6 +434,7 @@ func (e *Exporter) BeginLeaseWith(ctx context.Context, id string, o LeaseOptions
 	if resetErr != nil {
 		e.log.Warn("reset drivers at lease start", "lease", id, "err", resetErr)
 	}
+	e.readPower() // a reset may switch power
 	lctx, cancel := context.WithCancelCause(driver.WithHolder(context.Background(), o.Holder))
 	e.mu.Lock()
 	e.lease, e.leaseCtx, e.leaseCancel = id, lctx, cancel
@@ -514,6 +522,7 @@ func (e *Exporter) EndLease(ctx context.Context, id string) error {
 	if err != nil {
 		e.log.Warn("reset drivers at lease end", "lease", id, "err", err)
 	}
+	e.readPower()
 	e.Forget(ctx)
 	e.log.Info("lease ended", "lease", id)
 	return err
@@ -636,6 +645,9 @@ func (e *Exporter) serveOn(a *attachment, m *bus.Msg) {
 			}
 			fail(err)
 			return
+		}
+		if p, ok := e.powerNode(node); ok {
+			e.powerCalled(p, method, res)
 		}
 		var body []byte // nil result: empty body
 		if res != nil {

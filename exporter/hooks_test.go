@@ -56,10 +56,12 @@ func TestParseHooksErrors(t *testing.T) {
 	}
 }
 
+// TestHookTimeoutKillsProcessGroup: a hook past its timeout is killed with its background
+// children. (The timeout leaves a loaded machine's shell the time to print its first line.)
 func TestHookTimeoutKillsProcessGroup(t *testing.T) {
 	var mu sync.Mutex
 	var out []api.HookOutput
-	r := &hookRun{name: HookBeforeLease, hook: &Hook{Script: "echo start; sleep 60 & sleep 60", Timeout: 200 * time.Millisecond},
+	r := &hookRun{name: HookBeforeLease, hook: &Hook{Script: "echo start; sleep 60 & sleep 60", Timeout: 3 * time.Second},
 		lease: &api.Lease{ID: "l1"}, log: discardLog(), env: hookEnv(nil, ""),
 		out: func(h api.HookOutput) { mu.Lock(); out = append(out, h); mu.Unlock() }}
 	start := time.Now()

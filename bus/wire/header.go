@@ -13,6 +13,9 @@ const (
 	// (bytes produced since the exporter started); on a history reply, the offset just past its
 	// last byte.
 	HeaderTapOffset = "Jsn-Tap-Offset"
+	// HeaderState marks a state message (on StateSubject) and a history reply that carries a
+	// state instead of output: its value names the kind of state ("power").
+	HeaderState = "Jsn-State"
 )
 
 // Header is a message's header map.

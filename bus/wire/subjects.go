@@ -146,6 +146,16 @@ func TapSubject(exporter, path string) string { return prefixTap + exporter + ".
 // HistoryReplySubject: skip subjects whose token after the exporter starts with '~').
 func TapWildcard(exporter string) string { return prefixTap + exporter + ".>" }
 
+// StateSubject is where the exporter publishes the state of the driver at path (a power
+// driver's "on", "off" or "unknown", raw) whenever it changes: in the exporter's tap namespace,
+// so exactly its watchers read it; '~state' is never a driver's tap (docs/protocol.md "Power
+// state").
+func StateSubject(exporter, path string) string {
+	return prefixTap + exporter + "." + stateToken + "." + path
+}
+
+const stateToken = "~state"
+
 // Tap history (docs/protocol.md "Taps and their history"): a watcher asks the exporter for the
 // recent output of a driver on HistorySubject, with a reply subject HistoryReplySubject, which
 // lies in the exporter's tap namespace: whoever may watch the exporter's taps may read it, and

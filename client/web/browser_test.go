@@ -82,11 +82,13 @@ func tab(t *testing.T) context.Context {
 	return ctx
 }
 
-// board is a serial console behind socket://: what the test writes to it, the board printed.
+// board is a serial console behind socket://: what the test writes to it, the board printed;
+// what it receives it records and echoes, like a shell on a tty.
 type board struct {
 	addr  string
 	mu    sync.Mutex
 	conns []net.Conn
+	in    []byte // everything received
 }
 
 func newBoard(t *testing.T) *board {
@@ -107,9 +109,14 @@ func newBoard(t *testing.T) *board {
 			go func() {
 				buf := make([]byte, 512)
 				for {
-					if _, err := c.Read(buf); err != nil {
+					n, err := c.Read(buf)
+					if err != nil {
 						return
 					}
+					b.mu.Lock()
+					b.in = append(b.in, buf[:n]...)
+					b.mu.Unlock()
+					_, _ = c.Write(buf[:n])
 				}
 			}()
 		}
@@ -131,6 +138,13 @@ func (b *board) print(s string) {
 	for _, c := range b.conns {
 		_, _ = c.Write([]byte(s))
 	}
+}
+
+// received is everything the board has received.
+func (b *board) received() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.in)
 }
 
 func (b *board) connected() bool {
@@ -247,7 +261,8 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice, bob := dial(t, aliceCfg), dial(t, bobCfg)
-	if _, err := alice.RequestLease(t.Context(), api.LeaseRequest{Exporter: "rack1", Duration: 30 * time.Minute}); err != nil {
+	lease, err := alice.RequestLease(t.Context(), api.LeaseRequest{Exporter: "rack1", Duration: 30 * time.Minute})
+	if err != nil {
 		t.Fatal(err)
 	}
 	// The board panics before anyone looks: the page must show it from the console's history.
@@ -286,7 +301,7 @@ func TestDashboard(t *testing.T) {
 	}
 	wstop()
 
-	tok, err := alice.DashboardToken(t.Context())
+	tok, err := alice.DashboardTokenFor(t.Context(), lease.Lease.ID) // the holder's login: it may type
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,6 +342,8 @@ func TestDashboard(t *testing.T) {
 	waitJS(ctx, t, "the board's line in the terminal", fmt.Sprintf(`(window.jsnConsoleText?.console || "").includes(%q)`, want))
 	// History then live, no duplicate.
 	waitJS(ctx, t, "the panic exactly once", fmt.Sprintf(`(window.jsnConsoleText.console.split(%q).length === 2)`, panicLine))
+	waitJS(ctx, t, "the power state", `document.querySelector('[data-power="power"]')?.textContent === "off"`)
+	waitJS(ctx, t, "the console's input open", `document.querySelector('.console[data-path="console"]')?.dataset.input === "open"`)
 	if *screenshot != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {

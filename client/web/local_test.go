@@ -21,7 +21,8 @@ import (
 )
 
 // TestLocalWeb runs `jsn shell -c FILE --web 127.0.0.1:0` and opens the URL it prints: the
-// session's exporter page shows the board's console live.
+// session's exporter page shows the board's console live, and what is typed into it reaches the
+// board (the session holds its lease).
 func TestLocalWeb(t *testing.T) {
 	ctx := tab(t)
 	brd := newBoard(t)
@@ -91,6 +92,14 @@ func TestLocalWeb(t *testing.T) {
 		}
 	}()
 	waitJS(ctx, t, "the board's line", fmt.Sprintf(`(window.jsnConsoleText?.console || "").includes(%q)`, want))
+	// The session holds its lease: the page types into the console (the board quiet, so that
+	// its echo is not interleaved with its lines).
+	pstop()
+	waitJS(ctx, t, "the console's input open", `document.querySelector('.console[data-path="console"]')?.dataset.input === "open"`)
+	typeKeys(ctx, t, "console", "reboot\r")
+	waitBoard(t, brd, "reboot\r")
+	waitJS(ctx, t, "the board's echo", `(window.jsnConsoleText?.console || "").includes("reboot")`)
+	waitJS(ctx, t, "the power state", `["on", "off"].includes(document.querySelector('[data-power="power"]')?.textContent)`)
 
 	// A wrong token buys nothing.
 	bad := url[:strings.Index(url, "#token=")] + "#token=AAAA"

@@ -15,6 +15,14 @@ const (
 	DashRefreshSubject = "jsn.ctl.dash.refresh"
 )
 
+// DashboardRequest is the body of VerbDashboard (every field optional; an empty map asks for a
+// read-only login).
+type DashboardRequest struct {
+	// Lease, when set, asks for a login that may also type into the consoles of that lease's
+	// exporter: the requester must hold the lease or have it shared with it (clients only).
+	Lease string `msgpack:"lease,omitempty" json:"lease,omitempty"`
+}
+
 // DashboardToken is the reply to VerbDashboard: a one-time token for the controller's HTTP
 // listener (POST /api/exchange), and the URL that carries it.
 type DashboardToken struct {
@@ -25,17 +33,29 @@ type DashboardToken struct {
 
 // BrowserSession is what POST /api/exchange answers (JSON): how the page connects.
 type BrowserSession struct {
-	Mode    string    `json:"mode"`            // "controller" or "local"
-	Name    string    `json:"name"`            // whose rights the page has
-	WS      string    `json:"ws"`              // NATS WebSocket URL (ws:// or wss://)
-	JWT     string    `json:"jwt,omitempty"`   // the browser credential: a NATS user JWT …
-	Seed    string    `json:"seed,omitempty"`  // … and its nkey seed
-	Token   string    `json:"token,omitempty"` // local mode: the WebSocket listener's token
-	Inbox   string    `json:"inbox,omitempty"` // inbox prefix the credential may receive on
-	Expires string    `json:"expires,omitempty"`
-	Watch   []string  `json:"watch,omitempty"` // exporters whose taps it may watch ("*": all)
-	Write   string    `json:"write,omitempty"` // subject pattern for console input ({path}); "" = read-only
-	State   DashState `json:"state"`
+	Mode    string        `json:"mode"`            // "controller" or "local"
+	Name    string        `json:"name"`            // whose rights the page has
+	WS      string        `json:"ws"`              // NATS WebSocket URL (ws:// or wss://)
+	JWT     string        `json:"jwt,omitempty"`   // the browser credential: a NATS user JWT …
+	Seed    string        `json:"seed,omitempty"`  // … and its nkey seed
+	Token   string        `json:"token,omitempty"` // local mode: the WebSocket listener's token
+	Inbox   string        `json:"inbox,omitempty"` // inbox prefix the credential may receive on
+	Expires string        `json:"expires,omitempty"`
+	Watch   []string      `json:"watch,omitempty"` // exporters whose taps it may watch ("*": all)
+	Write   *BrowserWrite `json:"write,omitempty"` // the consoles it may type into; absent = read-only
+	State   DashState     `json:"state"`
+}
+
+// BrowserWrite is what a page may type into: the consoles of one lease's exporter, through
+// their byte streams (docs/protocol.md "Typing into a console from the browser").
+type BrowserWrite struct {
+	Exporter string   `json:"exporter"`
+	Lease    string   `json:"lease"`    // the id to send in Jsn-Lease
+	Inbox    string   `json:"inbox"`    // reply subjects of its stream openings: Inbox + "." + token
+	Stream   string   `json:"stream"`   // the token of its stream subjects (jsn.x.E.stream.<Stream>.<id>, …out.<Stream>.<id>)
+	Consoles []string `json:"consoles"` // driver paths whose connect stream it may open
+	Method   string   `json:"method"`   // the byte-stream method that opens a console ("connect")
+	Expires  string   `json:"expires,omitempty"`
 }
 
 // DashState is the lab as the dashboard shows it.

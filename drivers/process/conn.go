@@ -115,11 +115,13 @@ func spawn(p *Process) (*conn, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		sock.Close()
+		c.unmapShm()
 		return nil, fmt.Errorf("driver process: %w", err)
 	}
 	cmd.Stdout, cmd.Stderr = outW, outW
 	if err := cmd.Start(); err != nil {
 		sock.Close()
+		c.unmapShm()
 		outR.Close()
 		outW.Close()
 		return nil, fmt.Errorf("start driver process %q: %w", strings.Join(p.Command, " "), err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -234,5 +235,75 @@ func TestShmSealed(t *testing.T) {
 	}
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, unix.F_SEAL_WRITE); !errors.Is(err, unix.EPERM) {
 		t.Errorf("adding a seal: %v, want EPERM (sealed against more seals)", err)
+	}
+}
+
+// TestShmCrashMidStream: a program that dies in the middle of a byte stream through its slot
+// ends the stream with its error; the exporter unmaps that run's memory once the stream is done,
+// and the restarted program gets memory of its own.
+func TestShmCrashMidStream(t *testing.T) {
+	if err := exec.Command("/usr/bin/python3", "-c", "import msgpack").Run(); err != nil {
+		if os.Getenv("CI") != "" || os.Getuid() == 0 {
+			t.Fatalf("/usr/bin/python3 with msgpack is required: %v", err)
+		}
+		t.Skip("/usr/bin/python3 with msgpack not installed")
+	}
+	script, _ := filepath.Abs("testdata/drivers.py")
+	p := New(drivertest.Env("relay"))
+	p.Command = []string{"/usr/bin/python3", "-m", "jsn_driver", script + ":Relay"}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := p.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := p.conn()
+	big, _ := wire.Marshal([]any{int64(1 << 40)})
+	s, err := c.openStream("source", big, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.slot == 0 {
+		t.Fatal("no slot")
+	}
+	for got := 0; got < window; {
+		f, err := s.next(ctx)
+		if err != nil || !f.shm {
+			t.Fatalf("frame %s (shm %v): %v", f.typ, f.shm, err)
+		}
+		got += len(f.body)
+		s.consumed(len(f.body))
+	}
+	c.kill("killed by the test")
+	for {
+		f, err := s.next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.typ == frameError {
+			if err := decodeErr(f.body); err.Error() != "killed by the test" {
+				t.Fatalf("stream ended with %v", err)
+			}
+			break
+		}
+	}
+	s.cancel()
+	<-c.exited
+	testkit.CheckFor(t, 20*time.Second, func() error {
+		nc := p.conn()
+		if nc == nil || nc == c {
+			return errors.New("not restarted yet")
+		}
+		maps, err := os.ReadFile("/proc/self/maps")
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(string(maps), "jsn-driver-streams"); n != 1 {
+			return fmt.Errorf("%d mappings of driver stream memory, want 1 (the restarted program's)", n)
+		}
+		return nil
+	})
+	if _, err := p.call(ctx, "on", nil); err != nil {
+		t.Fatalf("call after the restart: %v", err)
 	}
 }

@@ -27,7 +27,7 @@ type controllerOptions struct {
 	maxSubs                                      int64
 	noImport                                     bool
 	websocket, websocketURL, dashboardURL        string
-	websocketNoTLS                               bool
+	websocketNoTLS, httpTLS                      bool
 	audit                                        controller.AuditOptions
 }
 
@@ -86,7 +86,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
   # TLS with a certificate of your own (--tls-ca: the CA issued configs carry, if not a public one)
   $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --tls-cert lab.pem --tls-key lab.key --tls-ca ca.pem
   # the web dashboard ('jsn dashboard' prints a login URL): page on :8080, NATS WebSocket on :8443 (TLS)
-  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 0.0.0.0:8080 --websocket 0.0.0.0:8443
+  $ jsn controller run --data /var/lib/jsn --listen 0.0.0.0:4222 --http 0.0.0.0:8080 --http-tls --websocket 0.0.0.0:8443
   # against an existing NATS cluster configured with 'jsn controller nats-config'
   $ jsn controller run --data /var/lib/jsn --nats-url tls://n1:4222,tls://n2:4222 --tls-ca nats-ca.pem --replicas 3`,
 		Args: cobra.NoArgs,
@@ -96,7 +96,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 			log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 			return controller.Run(ctx, controller.Options{Data: o.data, Listen: o.listen, HTTP: o.http,
 				NatsURL: o.natsURL, CredsFile: o.creds, Endpoint: o.endpoint, MaxDuration: o.maxDuration,
-				Replicas: o.replicas, Log: log, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSCA: o.tlsCA,
+				HTTPTLS: o.httpTLS, Replicas: o.replicas, Log: log, TLSCert: o.tlsCert, TLSKey: o.tlsKey, TLSCA: o.tlsCA,
 				TLSHosts: o.tlsHosts, NoTLS: o.noTLS, MaxQueued: o.maxQueued,
 				KeepaliveWindow: o.keepaliveWindow, HookFailures: o.hookFailures,
 				MaxConnections: o.maxConns, MaxSubscriptions: o.maxSubs, MaxPending: int64(o.maxPendingMiB) << 20,
@@ -107,6 +107,7 @@ func newControllerCmd(f *cmdutil.Factory) *cobra.Command {
 	}
 	runCmd.Flags().StringVar(&o.listen, "listen", "127.0.0.1:4222", "client address of the embedded NATS server")
 	runCmd.Flags().StringVar(&o.http, "http", "", "address of the web dashboard (with --websocket), /healthz and /metrics (e.g. 127.0.0.1:8080)")
+	runCmd.Flags().BoolVar(&o.httpTLS, "http-tls", false, "serve --http over TLS (https://) with the NATS listener's certificate (--tls-cert, or the data directory's CA)")
 	runCmd.Flags().StringVar(&o.websocket, "websocket", "", "NATS WebSocket address for browsers (the dashboard): wss:// with the listener's certificate (e.g. 0.0.0.0:8443)")
 	runCmd.Flags().BoolVar(&o.websocketNoTLS, "websocket-no-tls", false, "plain ws:// on a loopback --websocket, behind a reverse proxy that terminates TLS")
 	runCmd.Flags().StringVar(&o.websocketURL, "websocket-url", "", "WebSocket URL browsers use (behind a reverse proxy, e.g. wss://lab.example/nats; default the listener's)")

@@ -3,9 +3,11 @@ package cli
 import (
 	"fmt"
 	"os/exec"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"jsn.dev/jsn/client"
 	"jsn.dev/jsn/cmd/jsn/cmdutil"
 )
 
@@ -19,11 +21,16 @@ consoles). The token in the URL works once, within a minute; the controller trad
 short-lived browser credential with your watch rights (an admin: every exporter; a client: the
 exporters it holds a lease on). The browser never sees your client config's credential.
 
+With a lease (--lease ID, or $JSN_LEASE as in a 'jsn shell -l' session) of yours or shared
+with you, the page may also type into the consoles of that lease's exporter; that login ends
+with the lease (log in again after 'jsn lease extend'). Without one the consoles are read-only.
+
 The controller must serve the page and a NATS WebSocket:
   jsn controller run --http ADDR --websocket ADDR   (see docs/operations.md, "The dashboard")`,
 		Example: `  $ jsn dashboard
   http://lab.example:8080/#token=Zm9v…
-  $ jsn dashboard --open        # opens it with xdg-open`,
+  $ jsn dashboard --open        # opens it with xdg-open
+  $ jsn dashboard --lease 3f2a9c0d1e7b6a55   # may type into that lease's consoles`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctl, err := connectController(cmd.Context(), f)
@@ -31,7 +38,12 @@ The controller must serve the page and a NATS WebSocket:
 				return err
 			}
 			defer ctl.Close()
-			tok, err := ctl.DashboardToken(cmd.Context())
+			lease := firstNonEmpty(f.Lease, f.Env(client.EnvLease))
+			if strings.HasPrefix(lease, "local-") {
+				// A local session's lease: its own page is jsn shell --web.
+				return fmt.Errorf("lease %s is a local session's: its page is served by jsn shell -c FILE --web 127.0.0.1:PORT", lease)
+			}
+			tok, err := ctl.DashboardTokenFor(cmd.Context(), lease)
 			if err != nil {
 				return err
 			}

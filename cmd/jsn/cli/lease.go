@@ -338,9 +338,11 @@ func newLeaseShareCmd(f *cmdutil.Factory) *cobra.Command {
 		Use:   "share ID --with CLIENT",
 		Short: "Let another client use your lease, within its own allow list",
 		Long: `Share an active lease with another client: it gets a credential of its own for the lease,
-which lets it call and stream on the leased exporter within its own allow list (and the
-lease's), until you unshare it, transfer the lease, or the lease ends. It uses the lease id
-like its holder: jsn call --lease ID …, or JSN_LEASE=ID.`,
+which lets it call and stream on the leased exporter within its own allow list, until you
+unshare it, transfer the lease, or the lease ends. It uses the lease id like its holder: jsn
+call --lease ID …, or JSN_LEASE=ID. Each of you has an inbox and streams of your own (neither
+reads the other's replies or console), and jsn audit --lease ID names who made each call.
+Refused if the exporter is outside the other client's policies.`,
 		Example: `  $ jsn lease share 3f2a9c0d1e7b6a55 --with bob
   # bob:
   $ jsn call --lease 3f2a9c0d1e7b6a55 power.on
@@ -398,7 +400,9 @@ func newLeaseTransferCmd(f *cmdutil.Factory) *cobra.Command {
 		Short: "Hand your lease over to another client (your credentials for it are revoked)",
 		Long: `Transfer an active lease: it becomes the other client's (who may then extend, share and
 release it; its allow list applies from now on), and every credential you had for it is
-revoked at once. Clients it was shared with keep their access.`,
+revoked at once (and the streams you opened on it end). Clients it was shared with keep their
+access. Refused, naming the policy, if the lease is outside the other client's policies or
+caps (its exporter, priority or time left): shorten it first with jsn lease extend --set.`,
 		Example: `  $ jsn lease transfer 3f2a9c0d1e7b6a55 --to bob`,
 		Args:    cmdutil.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -61,7 +61,7 @@ func (l *remoteLab) jsn(args ...string) jsntest.Result {
 	return jsntest.Run(l.t, jsntest.Options{Env: l.env}, args...)
 }
 
-func startRemoteLab(t *testing.T) *remoteLab {
+func startRemoteLab(t *testing.T, runFlags ...string) *remoteLab {
 	t.Helper()
 	dir := t.TempDir()
 	l := &remoteLab{t: t, dir: dir, env: append(jsntest.Env(), "XDG_CONFIG_HOME="+filepath.Join(dir, "xdg"))}
@@ -69,7 +69,7 @@ func startRemoteLab(t *testing.T) *remoteLab {
 	endpoint := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	data := filepath.Join(dir, "data")
 	l.jsn("controller", "init", "--data", data, "--endpoint", endpoint).Want(t, 0)
-	l.background("controller", "controller", "run", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--endpoint", endpoint)
+	l.background("controller", append([]string{"controller", "run", "--data", data, "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--endpoint", endpoint}, runFlags...)...)
 	testkit.CheckFor(t, 30*time.Second, func() error {
 		if r := l.jsn("admin", "list", "client"); r.Code != 0 {
 			return fmt.Errorf("the controller does not answer yet: jsn admin list client: exit %d: %s", r.Code, r.Stderr)

@@ -170,7 +170,7 @@ func runShell(ctx context.Context, opts *shellOptions) (err error) {
 	}()
 
 	if opts.Web != "" {
-		w, err := startLocalWeb(opts.Web, l.Exporter, l, lo.WebSocketToken)
+		w, err := startLocalWeb(opts.Web, l.Exporter, l.Lease, l, lo.WebSocketToken)
 		if err != nil {
 			return err
 		}

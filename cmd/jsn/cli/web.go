@@ -52,15 +52,16 @@ type localSession interface {
 	Describe() *wire.Description
 }
 
-// startLocalWeb serves the page of session l on addr; token is the session's WebSocket token.
-func startLocalWeb(addr, name string, l localSession, token string) (*localWeb, error) {
+// startLocalWeb serves the page of session l on addr; token is the session's WebSocket token,
+// lease the session's lease (the page types into the consoles under it).
+func startLocalWeb(addr, name, lease string, l localSession, token string) (*localWeb, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--web: %w", err)
 	}
 	w := &localWeb{ln: ln, token: token, URL: "http://" + ln.Addr().String() + "/#token=" + token}
 	w.srv = &http.Server{Handler: web.Handler(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.exchange(rw, r, name, l)
+		w.exchange(rw, r, name, lease, l)
 	})), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = w.srv.Serve(ln) }()
 	return w, nil
@@ -68,7 +69,7 @@ func startLocalWeb(addr, name string, l localSession, token string) (*localWeb, 
 
 // exchange answers the page's POST api/exchange in a local session: the token of the URL buys
 // the session's WebSocket URL (whose listener wants the same token) and its state.
-func (w *localWeb) exchange(rw http.ResponseWriter, r *http.Request, name string, l localSession) {
+func (w *localWeb) exchange(rw http.ResponseWriter, r *http.Request, name, lease string, l localSession) {
 	rw.Header().Set("Content-Type", "application/json")
 	rw.Header().Set("Cache-Control", "no-store")
 	var req struct {
@@ -85,11 +86,35 @@ func (w *localWeb) exchange(rw http.ResponseWriter, r *http.Request, name string
 		_ = json.NewEncoder(rw).Encode(map[string]string{"error": "wrong token: open the URL jsn shell --web printed"})
 		return
 	}
+	d := l.Describe()
 	st := api.DashState{Epoch: "local", Seq: 1,
-		Exporters: []api.DashExporter{{Name: name, Online: true, Holder: "this session", Describe: l.Describe()}},
+		Exporters: []api.DashExporter{{Name: name, Online: true, Holder: "this session", Describe: d}},
 		Leases:    []api.DashLease{{Exporter: name, Client: "this session", Status: api.StatusActive}}}
+	var write *api.BrowserWrite
+	// The session holds its lease: the page may type into every console under it.
+	if consoles := localConsoles(d.Drivers, nil); len(consoles) > 0 && lease != "" {
+		// The exporter names the stream's subjects after the token below the lease's inbox in
+		// the opening's reply subject (wire.StreamToken): "web" here.
+		write = &api.BrowserWrite{Exporter: name, Lease: lease, Inbox: "_INBOX_l." + name + "." + lease + ".web.w" + newWebToken()[:8],
+			Stream: wire.StreamToken(lease, "web"), Consoles: consoles, Method: "connect"}
+	}
 	_ = json.NewEncoder(rw).Encode(api.BrowserSession{Mode: "local", Name: "local session " + name,
-		WS: l.WebSocketURL(), Token: w.token, Watch: []string{name}, State: st})
+		WS: l.WebSocketURL(), Token: w.token, Watch: []string{name}, Write: write, State: st})
+}
+
+// localConsoles lists the serial consoles (jsn.serial.v1 with a connect byte stream) of a tree.
+func localConsoles(ns []*wire.NodeDesc, out []string) []string {
+	for _, n := range ns {
+		if n.Interface == "jsn.serial.v1" && n.Ref == "" {
+			for _, m := range n.Methods {
+				if m.Name == "connect" && m.Kind == wire.KindByteStream {
+					out = append(out, n.Path)
+				}
+			}
+		}
+		out = localConsoles(n.Children, out)
+	}
+	return out
 }
 
 func (w *localWeb) Close() {

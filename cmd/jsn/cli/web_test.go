@@ -26,7 +26,7 @@ func FuzzLocalExchange(f *testing.F) {
 	w := &localWeb{token: "secret"}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
-		w.exchange(rec, httptest.NewRequest(http.MethodPost, "/api/exchange", bytes.NewReader(body)), "e", fakeSession{})
+		w.exchange(rec, httptest.NewRequest(http.MethodPost, "/api/exchange", bytes.NewReader(body)), "e", "local-1", fakeSession{})
 		var tok struct {
 			Token string `json:"token"`
 		}
