@@ -167,7 +167,15 @@ func (p *proc) start() {
 		p.t.Fatal(err)
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envRole+"="+p.role, envArg+"="+p.arg, "GORACE=halt_on_error=1")
+	// Under -race, a data race stops a controller or an exporter (ours: the test must see it). A
+	// NATS node runs nothing of ours but nats-server, whose own races (seen at start, between
+	// setting the system account and the first client messages) are not this suite's subject:
+	// they are reported in the node's log, and the node goes on.
+	halt := "1"
+	if p.role == "nats" {
+		halt = "0"
+	}
+	cmd.Env = append(os.Environ(), envRole+"="+p.role, envArg+"="+p.arg, "GORACE=halt_on_error="+halt)
 	cmd.Stdout = f
 	cmd.Stderr = pw
 	// Children die with the test process, whatever kills it.
