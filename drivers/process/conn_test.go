@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"jsn.dev/jsn/bus/wire"
-	"jsn.dev/jsn/internal/testkit"
 	"jsn.dev/jsn/drivers/drivertest"
+	"jsn.dev/jsn/internal/testkit"
 )
 
 // TestCallReadsItsOwnAnswer drives the reading-token hand-offs of conn: a call alone reads its
